@@ -1,0 +1,1 @@
+"""One module per `resdsl` subcommand; each defines `register(subparsers)`."""

@@ -1,0 +1,30 @@
+"""resdsl summary FILE: per-layer output shapes and parameter counts, and totals."""
+from __future__ import annotations
+
+import argparse
+
+from ..cli import add_common, load_from_args, print_json
+
+
+def register(subs) -> None:
+    p = subs.add_parser("summary", help="table of layers with output shapes and parameter counts",
+                        description="Every layer's output shape and parameter count, and the totals, "
+                                    "computed statically (no PyTorch module is built).",
+                        epilog="examples:\n  resdsl summary examples/resnet.res --set depth=50\n"
+                               "  resdsl summary examples/resnet.res --depth 1\n"
+                               "  resdsl summary examples/densenet.res --json",
+                        formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_common(p)
+    p.add_argument("--depth", type=int, default=None, metavar="N",
+                   help="collapse the block tree below depth N (0: totals only)")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    net = load_from_args(args)
+    if args.json:
+        print_json(net.to_json())
+    else:
+        print(net.summary(args.depth))
+    return 0

@@ -1,0 +1,770 @@
+"""AST -> IR: run a network's body and build its graph, checking shapes as it goes.
+
+Reads a `loader.Program` and network parameter overrides; writes an
+`ir.Graph` with every node's shape and parameter counts, its span and the
+chain of block calls it came from, plus the residual/dense/parallel regions
+and the naming scopes.  Shapes are inferred while the body runs because the
+body may depend on them (`in_channels`).
+
+Errors do not stop elaboration: the failing statement's output is
+"poisoned" (shape unknown), later statements that depend on it are skipped
+quietly, and independent errors are all reported together.
+"""
+from __future__ import annotations
+
+import re
+import sys
+from dataclasses import dataclass, replace
+from typing import Callable
+
+from . import ops
+from . import syntax as ast
+from .diagnostics import Diagnostic, Note, ResdslError, did_you_mean, error
+from .evaluate import BUILTINS, MAX_ITEMS, Evaluator, FrozenDict, Tensor, _Poisoned, show, type_name
+from .ir import CallSite, Graph, Node, Region, Scope, assign_names, freeze
+from .limits import DEFAULT, Limits
+from .loader import Program
+from .span import UNKNOWN, Span
+
+STRUCTURAL = ("residual", "dense", "parallel", "group", "branch")
+SHORTCUTS = ("identity", "project", "zeropad", "avgproject")
+POISON = Tensor(-1, None)
+UNDEFINED = object()  # a variable whose assignment failed: uses are skipped quietly
+_LABEL_RE = re.compile(r"^[A-Za-z0-9_]+$")
+
+
+@dataclass
+class Ctx:
+    """Where a statement runs: its variables, the current tensor, its scope."""
+
+    env: dict[str, object]
+    current: Tensor | None
+    scope: int
+    region: int | None
+    calls: tuple[CallSite, ...]
+    in_network: bool
+    branches: list | None = None  # collects branch outputs inside parallel { }
+
+    def child(self, **changes) -> "Ctx":
+        c = Ctx(self.env, self.current, self.scope, self.region, self.calls, self.in_network, None)
+        for k, v in changes.items():
+            setattr(c, k, v)
+        return c
+
+
+class _Abort(Exception):
+    """Too many errors: stop and report what we have."""
+
+
+class Elaborator:
+    def __init__(self, program: Program, limits: Limits = DEFAULT):
+        self.program = program
+        self.limits = limits
+        self.diags: list[Diagnostic] = []
+        self.steps = 0
+        self.globals: dict[str, object] = {}
+        self.graph: Graph | None = None
+
+    # ------------------------------------------------------------ errors
+
+    def report(self, err: ResdslError) -> None:
+        self.diags.extend(err.diagnostics)
+        if len(self.diags) >= self.limits.max_errors:
+            raise _Abort()
+
+    # ------------------------------------------------------------ entry
+
+    def network(self, name: str | None, overrides: dict[str, object]) -> Graph:
+        prog = self.program
+        genv = self.globals
+        ev = self._evaluator(Ctx(genv, None, 0, None, (), False))
+        for a in prog.constants:
+            genv[a.name] = ev(a.value)
+        net = self._pick(name)
+        g = self.graph = Graph(net.name)
+        g.scopes.append(Scope(0, None, None, net.name, net.span, "network", ""))
+        env: dict[str, object] = {}
+        for p in net.params:
+            env[p.name] = ev(p.default) if p.default is not None else None
+            if p.default is None and p.name not in overrides:
+                raise error("E018", f"network parameter `{p.name}` has no default and was not set", p.span,
+                            hint=f"pass --set {p.name}=VALUE or give it a default")
+        known = {p.name: p for p in net.params}
+        for key, value in overrides.items():
+            if key not in known:
+                raise error("E018", f"network `{net.name}` has no parameter `{key}`", net.span,
+                            hint=did_you_mean(key, known) or f"its parameters are: {', '.join(known) or 'none'}")
+            env[key] = _coerce_override(key, value, env[key], known[key].span)
+        g.params = dict(env)
+        ctx = Ctx(dict(env), None, 0, None, (), True)
+        old = sys.getrecursionlimit()
+        sys.setrecursionlimit(max(old, 20 * self.limits.max_call_depth + 2000))
+        try:
+            self.body(net.body, ctx)
+        except _Abort:
+            pass
+        finally:
+            sys.setrecursionlimit(old)
+        if not self.diags:
+            if not g.inputs:
+                self.diags.append(Diagnostic("E037", f"network `{net.name}` has no input", net.span,
+                                             hint="declare one, e.g. `input x: [3, 224, 224]`"))
+            elif not g.outputs:
+                if ctx.current is None or ctx.current.shape is None:
+                    self.diags.append(Diagnostic("E037", f"network `{net.name}` has no output", net.span,
+                                                 hint="end the body with `output y`"))
+                else:
+                    g.outputs["out"] = ctx.current.node
+        if self.diags:
+            raise ResdslError(self.diags)
+        assign_names(g)
+        return g
+
+    def _pick(self, name: str | None) -> ast.NetworkDef:
+        nets = self.program.networks
+        if name is not None:
+            if name not in nets:
+                raise error("E017", f"no network `{name}` in {self.program.main}", UNKNOWN,
+                            hint=did_you_mean(name, nets) or f"networks: {', '.join(nets) or 'none'}")
+            return nets[name]
+        if len(nets) == 1:
+            return next(iter(nets.values()))
+        if not nets:
+            raise error("E017", f"{self.program.main} defines no network", UNKNOWN,
+                        hint="add `network NAME() { input x: [...] ... }`; a file of blocks is a library to import")
+        raise error("E017", f"{self.program.main} defines {len(nets)} networks: {', '.join(nets)}", UNKNOWN,
+                    hint="choose one with --network NAME")
+
+    # ------------------------------------------------------------ expressions
+
+    def _evaluator(self, ctx: Ctx) -> Evaluator:
+        genv = self.globals
+
+        def lookup(name: str, span: Span) -> object:
+            if name in ctx.env:
+                v = ctx.env[name]
+                if v is UNDEFINED:
+                    raise _Poisoned()
+                return v
+            if name in ("in_channels", "in_shape"):
+                cur = ctx.current
+                if cur is None:
+                    raise error("E010", f"`{name}` is undefined here: no tensor flows into this statement", span)
+                if cur.shape is None:
+                    raise _Poisoned()
+                return cur.shape[0] if name == "in_channels" else tuple(cur.shape)
+            if name in genv:
+                return genv[name]
+            candidates = list(ctx.env) + list(genv) + ["in_channels", "in_shape"]
+            hint = did_you_mean(name, candidates)
+            if name in self.program.blocks or ops.lookup(name):
+                hint = f"`{name}` is a layer or block; call it as a statement, not inside an expression"
+            raise error("E010", f"undefined name `{name}`", span, hint=hint)
+
+        return Evaluator(lookup, lambda: list(ctx.env))
+
+    def eval(self, e: ast.Expr, ctx: Ctx) -> object:
+        return self._evaluator(ctx)(e)
+
+    # ------------------------------------------------------------ statements
+
+    def body(self, stmts: tuple[ast.Stmt, ...], ctx: Ctx) -> None:
+        for s in stmts:
+            self.steps += 1
+            if self.steps > self.limits.max_steps:
+                raise error("E040", f"elaboration ran more than {self.limits.max_steps} statements", s.span,
+                            hint="check loop bounds; raise the limit with --limit max_steps=N")
+            try:
+                self.stmt(s, ctx)
+            except _Poisoned:
+                ctx.current = POISON
+            except ResdslError as e:
+                self.report(e)
+                ctx.current = POISON
+                if isinstance(s, ast.Assign):
+                    ctx.env[s.name] = UNDEFINED
+
+    def stmt(self, s: ast.Stmt, ctx: Ctx) -> None:
+        kind = type(s).__name__
+        if kind == "Layer":
+            self.layer(s, ctx)
+        elif kind == "Assign":
+            ctx.env[s.name] = self.eval(s.value, ctx)
+        elif kind == "For":
+            self.for_(s, ctx)
+        elif kind == "If":
+            test = self.eval(s.test, ctx)
+            if isinstance(test, Tensor):
+                raise error("E015", "a tensor has no truth value", s.test.span)
+            self.body(s.then if test else s.other, ctx)
+        elif kind == "Input":
+            self.input(s, ctx)
+        elif kind == "Output":
+            self.output(s, ctx)
+        elif kind == "From":
+            ctx.current = self.tensor_named(s.name, s.span, ctx)
+        elif kind == "Bind":
+            ctx.env[s.name] = self.need_current(ctx, s.span)
+        else:  # pragma: no cover
+            raise AssertionError(f"internal error: no rule for statement {kind}")
+
+    def for_(self, s: ast.For, ctx: Ctx) -> None:
+        items = self.eval(s.iterable, ctx)
+        if isinstance(items, FrozenDict):
+            items = tuple(items)
+        if not isinstance(items, tuple):
+            raise error("E015", f"cannot loop over a {type_name(items)}", s.iterable.span,
+                        hint="loop over range(n) or a list")
+        for item in items:
+            if len(s.names) == 1:
+                ctx.env[s.names[0]] = item
+            else:
+                if not isinstance(item, tuple) or len(item) != len(s.names):
+                    raise error("E015", f"cannot unpack {show(item)} into {len(s.names)} names", s.iterable.span)
+                for n, v in zip(s.names, item):
+                    ctx.env[n] = v
+            self.body(s.body, ctx)
+
+    def input(self, s: ast.Input, ctx: Ctx) -> None:
+        if not ctx.in_network or ctx.calls:
+            raise error("E021", "`input` belongs in a network body, not in a block", s.span,
+                        hint="a block's input is the tensor flowing into its call")
+        shape = self.eval(s.shape, ctx)
+        if not isinstance(shape, tuple) or not shape or not all(isinstance(d, int) and not isinstance(d, bool) for d in shape):
+            raise error("E014", f"an input shape is a list of ints without the batch dimension, got {show(shape)}",
+                        s.shape.span, hint="e.g. input x: [3, 224, 224]")
+        if any(d < 1 for d in shape):
+            raise error("E036", f"input sizes must be positive, got {show(shape)}", s.shape.span)
+        self._check_elements(shape, s.shape.span)
+        if s.name in self.graph.inputs:
+            raise error("E011", f"input `{s.name}` is declared twice", s.span)
+        t = self.add_node("input", {"shape": shape}, [], shape, (0, 0), s.name, s.span, ctx)
+        self.graph.inputs[s.name] = t.node
+        ctx.env[s.name] = t
+        if ctx.current is None:
+            ctx.current = t
+
+    def output(self, s: ast.Output, ctx: Ctx) -> None:
+        if not ctx.in_network or ctx.calls:
+            raise error("E021", "`output` belongs in a network body", s.span,
+                        hint="a block's output is its last tensor")
+        for name in s.names:
+            if name in ctx.env and isinstance(ctx.env[name], Tensor):
+                t = ctx.env[name]
+            elif len(s.names) == 1:
+                t = self.need_current(ctx, s.span)
+                ctx.env[name] = t
+            else:
+                raise error("E010", f"undefined tensor `{name}`", s.span,
+                            hint=did_you_mean(name, [k for k, v in ctx.env.items() if isinstance(v, Tensor)])
+                            or "bind it first with `-> NAME`")
+            if t.shape is None:
+                continue
+            if name in self.graph.outputs:
+                raise error("E011", f"output `{name}` is declared twice", s.span)
+            self.graph.outputs[name] = t.node
+
+    def need_current(self, ctx: Ctx, span: Span) -> Tensor:
+        if ctx.current is None:
+            raise error("E021", "no tensor flows into this statement", span,
+                        hint="declare an `input` first, or switch to a named tensor with `from NAME`")
+        if ctx.current.shape is None:
+            raise _Poisoned()
+        return ctx.current
+
+    def tensor_named(self, name: str, span: Span, ctx: Ctx) -> Tensor:
+        v = ctx.env.get(name, self.globals.get(name))
+        if name not in ctx.env and name not in self.globals:
+            raise error("E010", f"undefined tensor `{name}`", span,
+                        hint=did_you_mean(name, [k for k, v in ctx.env.items() if isinstance(v, Tensor)])
+                        or "bind a tensor to a name with `-> NAME` after a layer")
+        if not isinstance(v, Tensor):
+            raise error("E015", f"`{name}` is a {type_name(v)}, not a tensor", span)
+        if v.shape is None:
+            raise _Poisoned()
+        return v
+
+    # ------------------------------------------------------------ layers
+
+    def label(self, lab: ast.Label | None, ctx: Ctx) -> str | None:
+        if lab is None:
+            return None
+        text = ""
+        for part in lab.parts:
+            if isinstance(part, str):
+                text += part
+            else:
+                v = self.eval(part, ctx)
+                if isinstance(v, bool) or not isinstance(v, (int, str)):
+                    raise error("E019", f"a label part must be an int or a string, got {type_name(v)}", part.span)
+                text += str(v)
+        if not _LABEL_RE.match(text):
+            raise error("E019", f"invalid label `{text}`", lab.span,
+                        hint="labels use letters, digits and underscores only")
+        return text
+
+    def layer(self, s: ast.Layer, ctx: Ctx) -> None:
+        label = self.label(s.label, ctx)
+        if s.op in STRUCTURAL:
+            getattr(self, "_" + s.op)(s, label, ctx)
+        elif s.op in self.program.blocks:
+            self.call_block(s, label, ctx)
+        else:
+            spec = ops.lookup(s.op)
+            if spec is None or not spec.user:
+                names = [n for n, o in ops.OPS.items() if o.user] + list(ops.ALIASES) + list(self.program.blocks) + list(STRUCTURAL)
+                raise error("E012", f"unknown layer or block `{s.op}`", s.op_span,
+                            hint=did_you_mean(s.op, names) or "see `resdsl ops` for the list of layers")
+            if s.clauses:
+                raise error("E021", f"`{s.op}` takes no body", s.clauses[0].span,
+                            hint="only residual, dense, parallel, group and branch have bodies")
+            self.op_layer(spec, s, label, ctx)
+        if s.bind is not None:
+            ctx.env[s.bind] = ctx.current
+
+    def bind_args(self, params: tuple[ops.Param, ...], args: tuple[ast.Arg, ...], ctx: Ctx, what: str,
+                  span: Span) -> tuple[dict, dict, list]:
+        """Match call arguments to parameters; returns (values, arg spans, tensors)."""
+        values: dict[str, object] = {}
+        spans: dict[str, Span] = {}
+        tensors: list[tuple[Tensor, Span]] = []
+        takes_tensors = any(p.kind == "tensors" for p in params)
+        positional = [p for p in params if p.positional and p.kind != "tensors"]
+        pos_i = 0
+        for a in args:
+            v = self.eval(a.value, ctx)
+            if a.name is None:
+                if takes_tensors and isinstance(v, Tensor):
+                    tensors.append((v, a.span))
+                    continue
+                if pos_i >= len(positional):
+                    raise error("E013", f"{what} takes {len(positional)} positional argument"
+                                f"{'s' if len(positional) != 1 else ''}, got more", a.span,
+                                hint=f"its parameters are: {', '.join(p.name for p in params)}")
+                p = positional[pos_i]
+                pos_i += 1
+            else:
+                p = next((q for q in params if q.name == a.name), None)
+                if p is None:
+                    raise error("E013", f"{what} has no argument `{a.name}`", a.span,
+                                hint=did_you_mean(a.name, [q.name for q in params])
+                                or f"its arguments are: {', '.join(q.name for q in params) or 'none'}")
+                if a.name in values:
+                    raise error("E013", f"argument `{a.name}` given twice", a.span)
+            values[p.name] = _check_kind(p, v, a.value.span)
+            spans[p.name] = a.value.span
+        for p in params:
+            if p.name not in values and p.kind != "tensors":
+                if p.default is ops.REQUIRED:
+                    raise error("E013", f"{what} is missing its required argument `{p.name}`", span,
+                                hint=f"e.g. {what}({', '.join(q.name + '=...' for q in params if q.default is ops.REQUIRED)})")
+                values[p.name] = p.default
+        for t, sp in tensors:
+            if t.shape is None:
+                raise _Poisoned()
+        return values, spans, tensors
+
+    def op_layer(self, spec: ops.OpSpec, s: ast.Layer, label: str | None, ctx: Ctx) -> None:
+        attrs, spans, tensors = self.bind_args(spec.params, s.args, ctx, s.op, s.span)
+        x = self.need_current(ctx, s.span)
+        inputs = [x] + [t for t, _ in tensors]
+        lo, hi = spec.arity
+        if len(inputs) < lo:
+            raise error("E013", f"{s.op} needs at least {lo - 1} named tensor{'s' if lo > 2 else ''} to merge "
+                        "with the current one", s.span, hint=f"e.g. {s.op}(skip) after binding `-> skip`")
+        attrs.pop("tensors", None)
+        ctx.current = self.make(spec, attrs, inputs, label, s.span, ctx, spans,
+                                operand_spans=[s.span] + [sp for _, sp in tensors])
+
+    def make(self, spec: ops.OpSpec, attrs: dict, inputs: list[Tensor], label: str | None, span: Span, ctx: Ctx,
+             spans: dict[str, Span] | None = None, operand_spans: list[Span] | None = None) -> Tensor:
+        """Infer shape and counts, then add the node; ShapeProblems become diagnostics."""
+        in_shapes = [t.shape for t in inputs]
+        try:
+            shape = spec.infer(attrs, in_shapes)
+        except ops.ShapeProblem as p:
+            where = (spans or {}).get(p.arg, span) if p.arg else span
+            notes = []
+            if spec.family == "merge" and operand_spans:
+                notes = [Note(self.graph.nodes[t.node].span, f"operand {i + 1} has shape {list(t.shape)}, made here")
+                         for i, t in enumerate(inputs)]
+            raise error(p.code, p.message, where, hint=p.hint, notes=notes) from None
+        self._check_elements(shape, span)
+        counts = spec.count(attrs, in_shapes, shape)
+        return self.add_node(spec.name, attrs, [t.node for t in inputs], shape, counts, label, span, ctx)
+
+    def _check_elements(self, shape: tuple[int, ...], span: Span) -> None:
+        n = 1
+        for d in shape:
+            n *= d
+        if n > self.limits.max_tensor_elements:
+            raise error("E040", f"a tensor of shape {list(shape)} has {n} elements per sample; "
+                        f"the limit is {self.limits.max_tensor_elements}", span,
+                        hint="raise it with --limit max_tensor_elements=N if you mean it")
+
+    def add_node(self, op: str, attrs: dict, inputs: list[int], shape: tuple, counts: tuple[int, int],
+                 label: str | None, span: Span, ctx: Ctx) -> Tensor:
+        g = self.graph
+        if len(g.nodes) >= self.limits.max_nodes:
+            raise error("E040", f"the network has more than {self.limits.max_nodes} operations", span,
+                        hint="raise the limit with --limit max_nodes=N")
+        nid = len(g.nodes)
+        g.nodes.append(Node(nid, op, tuple(inputs), freeze(attrs), tuple(shape), counts[0], counts[1], ctx.scope,
+                            label, span, ctx.calls, ctx.region))
+        return Tensor(nid, tuple(shape))
+
+    def new_scope(self, label: str | None, hint: str, kind: str, span: Span, ctx: Ctx) -> int:
+        sid = len(self.graph.scopes)
+        self.graph.scopes.append(Scope(sid, ctx.scope, label, hint, span, kind))
+        return sid
+
+    # ------------------------------------------------------------ blocks
+
+    def call_block(self, s: ast.Layer, label: str | None, ctx: Ctx) -> None:
+        bd = self.program.blocks[s.op]
+        if s.clauses:
+            raise error("E021", f"block `{s.op}` takes no body", s.clauses[0].span)
+        if any(c.block == s.op for c in ctx.calls):
+            notes = [Note(c.span, f"`{c.block}` called here") for c in ctx.calls] + [Note(bd.span, "defined here")]
+            raise error("E016", f"block `{s.op}` calls itself", s.op_span, notes=notes,
+                        hint="blocks cannot be recursive; use a `for` loop or a parameter that stops the nesting")
+        if len(ctx.calls) >= self.limits.max_call_depth:
+            raise error("E040", f"block calls nested more than {self.limits.max_call_depth} deep", s.span)
+        params = tuple(ops.Param(p.name, "any", ops.REQUIRED if p.default is None else p, True) for p in bd.params)
+        values, _, _ = self.bind_args(params, s.args, ctx, s.op, s.span)
+        genv_ctx = Ctx({}, None, 0, None, (), False)
+        env: dict[str, object] = {}
+        for p in bd.params:  # defaults are evaluated in the block's (global) scope, in order
+            v = values[p.name]
+            if isinstance(v, ast.Param):
+                v = self.eval(v.default, genv_ctx.child(env=env))
+            env[p.name] = v
+        x = self.need_current(ctx, s.span)
+        sid = self.new_scope(label, s.op, "block", s.span, ctx)
+        inner = Ctx(env, x, sid, ctx.region, ctx.calls + (CallSite(s.op, s.span),), False)
+        before = len(self.diags)
+        try:
+            self.body(bd.body, inner)
+        finally:
+            # Errors inside the block point back at this call site too.
+            for i in range(before, len(self.diags)):
+                d = self.diags[i]
+                self.diags[i] = replace(d, notes=d.notes + (Note(s.span, f"in block `{s.op}` called here"),))
+        ctx.current = inner.current if inner.current is not None else x
+
+    # ------------------------------------------------------------ structure
+
+    def _group(self, s: ast.Layer, label: str | None, ctx: Ctx) -> None:
+        self._no_args(s)
+        body = self._one_body(s)
+        sid = self.new_scope(label, "group", "group", s.span, ctx) if label is not None else ctx.scope
+        inner = ctx.child(scope=sid)
+        self.body(body, inner)
+        ctx.current = inner.current
+
+    def _branch(self, s: ast.Layer, label: str | None, ctx: Ctx) -> None:
+        if ctx.branches is None:
+            raise error("E021", "`branch` belongs directly inside `parallel { }`", s.op_span,
+                        hint="parallel(merge=\"add\") { branch { ... } branch { ... } }")
+        self._no_args(s)
+        body = self._one_body(s)
+        sid = self.new_scope(label, "branch", "branch", s.span, ctx)
+        start = len(self.graph.nodes)
+        inner = ctx.child(scope=sid, current=ctx.env["__parallel_input__"])
+        self.body(body, inner)
+        ctx.branches.append((inner.current, tuple(range(start, len(self.graph.nodes))), s.span))
+
+    def _no_args(self, s: ast.Layer) -> None:
+        if s.args:
+            raise error("E013", f"`{s.op}` takes no arguments", s.args[0].span)
+
+    def _one_body(self, s: ast.Layer) -> tuple:
+        if not s.clauses:
+            raise error("E021", f"`{s.op}` needs a body in braces", s.span, hint=f"{s.op} {{ ... }}")
+        if len(s.clauses) > 1:
+            raise error("E021", f"`{s.op}` takes one body, not `{s.clauses[1].keyword}`", s.clauses[1].span)
+        return s.clauses[0].body
+
+    _RESIDUAL = (
+        ops.Param("shortcut", "choice_or_none", None, SHORTCUTS),
+        ops.Param("scale", "scale", 1.0),
+        ops.Param("scale_init", "float", 0.0),
+        ops.Param("drop_path", "float", 0.0),
+        ops.Param("post", "activation", None),
+        ops.Param("shortcut_norm", "norm", "batchnorm"),
+        ops.Param("shortcut_label", "str", "downsample"),
+        ops.Param("zero_init_last", "bool", False),
+    )
+
+    def _residual(self, s: ast.Layer, label: str | None, ctx: Ctx) -> None:
+        a, spans, _ = self.bind_args(self._RESIDUAL, s.args, ctx, "residual", s.span)
+        main = [c for c in s.clauses if c.keyword == ""]
+        custom = [c for c in s.clauses if c.keyword == "shortcut"]
+        other = [c for c in s.clauses if c.keyword not in ("", "shortcut")]
+        if not main:
+            raise error("E021", "`residual` needs a branch body in braces", s.span, hint="residual { conv(...) ... }")
+        if other or len(custom) > 1:
+            bad = (other + custom[1:])[0]
+            raise error("E021", f"unexpected `{bad.keyword}` clause after residual", bad.span,
+                        hint="the only clause is `} shortcut { ... }`")
+        if custom and a["shortcut"] is not None:
+            raise error("E013", "give the shortcut either as shortcut=... or as a `shortcut { }` body, not both",
+                        spans["shortcut"])
+        kind = "custom" if custom else (a["shortcut"] or "identity")
+        x = self.need_current(ctx, s.span)
+        g = self.graph
+        rid = len(g.regions)
+        g.regions.append(None)  # reserved; filled below so nested regions get later ids
+        sid = self.new_scope(label, "residual", "residual", s.span, ctx) if label is not None else ctx.scope
+        start = len(g.nodes)
+        bctx = ctx.child(current=x, scope=sid, region=rid)
+        self.body(main[0].body, bctx)
+        b = bctx.current
+        if b is None or b.shape is None:
+            raise _Poisoned()
+        scale = a["scale"]
+        if scale == "learnable":
+            b = self.make(ops.OPS["scalar_scale"], {"init": a["scale_init"]}, [b], None, spans.get("scale", s.span), bctx)
+        elif scale != 1.0:
+            b = self.make(ops.OPS["scale"], {"value": float(scale)}, [b], None, spans.get("scale", s.span), bctx)
+        if a["drop_path"]:
+            b = self.make(ops.OPS["drop_path"], {"p": a["drop_path"]}, [b], None, spans.get("drop_path", s.span), bctx)
+        branch = tuple(range(start, len(g.nodes)))
+        if a["zero_init_last"]:
+            self._zero_last_norm(branch, s, spans)
+        sc_start = len(g.nodes)
+        sctx = ctx.child(current=x, scope=sid, region=rid)
+        if kind == "custom":
+            self.body(custom[0].body, sctx)
+            sc = sctx.current
+            if sc is None or sc.shape is None:
+                raise _Poisoned()
+        elif kind == "identity":
+            sc = x
+        else:
+            sc = self._shortcut(kind, a, x, b, s, spans, sctx)
+        shortcut = tuple(range(sc_start, len(g.nodes)))
+        if sc.shape != b.shape:
+            notes = [Note(main[0].span, f"the branch gives {list(b.shape)}"),
+                     Note(self.graph.nodes[x.node].span, f"the residual's input {list(x.shape)} comes from here")]
+            hint = ('use shortcut="project" (1x1 conv + batchnorm) or shortcut="zeropad" (option A)'
+                    if kind == "identity" else "make the shortcut produce the branch's shape")
+            raise error("E030", f"residual add: the {kind} shortcut gives {list(sc.shape)} but the branch gives "
+                        f"{list(b.shape)}", s.op_span, notes=notes, hint=hint)
+        rctx = ctx.child(scope=sid, region=ctx.region)
+        out = self.make(ops.OPS["add"], {}, [sc, b], None, s.span, rctx)
+        g.regions[rid] = Region(rid, "residual", ctx.region, x.node, out.node, (branch,), (1,), shortcut,
+                                freeze({"shortcut": kind, "scale": scale, "scale_init": a["scale_init"],
+                                        "drop_path": a["drop_path"], "post": a["post"]}),
+                                sid, s.span, ctx.calls)
+        if a["post"] is not None:
+            out = self.make(ops.OPS[a["post"]], {k.name: k.default for k in ops.OPS[a["post"]].params}, [out], None,
+                            spans.get("post", s.span), rctx)
+        ctx.current = out
+
+    def _zero_last_norm(self, branch: tuple[int, ...], s: ast.Layer, spans: dict) -> None:
+        g = self.graph
+        for i in reversed(branch):
+            n = g.nodes[i]
+            if n.family == "norm" and "init" in n.attrs:
+                g.nodes[i] = replace(n, attrs=freeze({**n.attrs, "init": "zeros"}))
+                return
+        raise error("E014", "zero_init_last=true but the branch has no normalization layer", spans.get("zero_init_last", s.span),
+                    hint="for networks without norms, use init=\"zeros\" on the branch's last conv (Fixup)")
+
+    def _shortcut(self, kind: str, a: dict, x: Tensor, b: Tensor, s: ast.Layer, spans: dict, ctx: Ctx) -> Tensor:
+        """Build a projection, average-pool projection or zero-pad shortcut from x to b's shape."""
+        xs, bs = x.shape, b.shape
+        where = spans.get("shortcut", s.span)
+        if len(xs) != len(bs):
+            raise error("E030", f"residual: cannot make a {kind} shortcut from {list(xs)} to {list(bs)}", where)
+        stride = []
+        for i, (L, M) in enumerate(zip(xs[1:], bs[1:])):
+            st = -(-L // M)
+            if M * st - L >= st or (kind != "zeropad" and (L + st - 1) // st != M):
+                raise error("E030", f"residual: the branch maps spatial size {L} to {M}, which no strided "
+                            f"shortcut reproduces", where, hint="check the branch's strides and padding")
+            stride.append(st)
+        stride = tuple(stride)
+        if kind == "zeropad":
+            return self.make(ops.OPS["zeropad"], {"out_channels": bs[0], "stride": stride}, [x], None, where, ctx)
+        sid = self.new_scope(a["shortcut_label"], "downsample", "shortcut", where, ctx)
+        c = ctx.child(scope=sid)
+        idx = 0
+        t = x
+        if kind == "avgproject":
+            if any(st > 1 for st in stride):
+                t = self.make(ops.OPS["avgpool"], {"kernel_size": stride, "stride": stride, "padding": 0,
+                                                   "ceil_mode": True, "count_include_pad": False}, [t], "0", where, c)
+            else:
+                t = self.make(ops.OPS["identity"], {}, [t], "0", where, c)
+            idx, stride = 1, (1,) * len(stride)
+        if len(xs) == 1:
+            t = self.make(ops.OPS["linear"], {"out_features": bs[0], "bias": False, "init": "default", "init_gain": 1.0},
+                          [t], str(idx), where, c)
+        else:
+            t = self.make(ops.OPS["conv"], {"out_channels": bs[0], "kernel_size": 1, "stride": stride, "padding": 0,
+                                            "dilation": 1, "groups": 1, "bias": False, "init": "default",
+                                            "init_gain": 1.0}, [t], str(idx), where, c)
+        norm = a["shortcut_norm"]
+        if norm != "none":
+            spec = ops.OPS[norm]
+            attrs = {p.name: p.default for p in spec.params}
+            if any(v is ops.REQUIRED for v in attrs.values()):
+                raise error("E014", f"shortcut_norm=\"{norm}\" needs arguments; write the shortcut as a "
+                            "`shortcut { }` body instead", spans.get("shortcut_norm", s.span))
+            t = self.make(spec, attrs, [t], str(idx + 1), where, c)
+        return t
+
+    _DENSE = (ops.Param("crop", "bool", False),)
+
+    def _dense(self, s: ast.Layer, label: str | None, ctx: Ctx) -> None:
+        a, _, _ = self.bind_args(self._DENSE, s.args, ctx, "dense", s.span)
+        body = self._one_body(s)
+        x = self.need_current(ctx, s.span)
+        g = self.graph
+        rid = len(g.regions)
+        g.regions.append(None)
+        sid = self.new_scope(label, "dense", "dense", s.span, ctx) if label is not None else ctx.scope
+        start = len(g.nodes)
+        bctx = ctx.child(current=x, scope=sid, region=rid)
+        self.body(body, bctx)
+        b = bctx.current
+        if b is None or b.shape is None:
+            raise _Poisoned()
+        branch = tuple(range(start, len(g.nodes)))
+        out = self.make(ops.OPS["concat"], {"crop": a["crop"]}, [x, b], None, s.span, ctx.child(scope=sid),
+                        operand_spans=[s.span, s.span])
+        g.regions[rid] = Region(rid, "dense", ctx.region, x.node, out.node, (branch,), (1,), (),
+                                freeze({"crop": a["crop"]}), sid, s.span, ctx.calls)
+        ctx.current = out
+
+    _PARALLEL = (ops.Param("merge", "choice", "concat", ("add", "concat")), ops.Param("crop", "bool", False))
+
+    def _parallel(self, s: ast.Layer, label: str | None, ctx: Ctx) -> None:
+        a, _, _ = self.bind_args(self._PARALLEL, s.args, ctx, "parallel", s.span)
+        body = self._one_body(s)
+        x = self.need_current(ctx, s.span)
+        g = self.graph
+        rid = len(g.regions)
+        g.regions.append(None)
+        sid = self.new_scope(label, "parallel", "parallel", s.span, ctx) if label is not None else ctx.scope
+        collected: list = []
+        pctx = ctx.child(scope=sid, region=rid, env={**ctx.env, "__parallel_input__": x})
+        pctx.branches = collected
+        for st in body:
+            if not isinstance(st, (ast.Layer, ast.For, ast.If)) or (isinstance(st, ast.Layer) and st.op != "branch"):
+                raise error("E021", "only `branch { }` statements (and for/if around them) belong in parallel { }",
+                            st.span, hint="parallel(merge=\"concat\") { branch { ... } branch { ... } }")
+        self.body(body, pctx)
+        if len(collected) < 2:
+            raise error("E021", f"parallel needs at least two branches, got {len(collected)}", s.span)
+        outs = [t for t, _, _ in collected]
+        if any(t is None or t.shape is None for t in outs):
+            raise _Poisoned()
+        spec = ops.OPS[a["merge"]]
+        attrs = {"crop": a["crop"]} if a["merge"] == "concat" else {}
+        out = self.make(spec, attrs, outs, None, s.span, ctx.child(scope=sid), operand_spans=[sp for _, _, sp in collected])
+        branches = tuple(nodes for _, nodes, _ in collected)
+        g.regions[rid] = Region(rid, "parallel", ctx.region, x.node, out.node, branches, tuple(range(len(outs))), (),
+                                freeze({"merge": a["merge"]}), sid, s.span, ctx.calls)
+        ctx.current = out
+
+
+# ---------------------------------------------------------------- argument kinds
+
+
+def _check_kind(p: ops.Param, v: object, span: Span) -> object:
+    """Validate one argument value against its parameter kind; returns the normalised value."""
+    k = p.kind
+    if k == "any":
+        return v
+    if v is None and (p.default is None or k == "choice_or_none"):
+        return None
+    isint = isinstance(v, int) and not isinstance(v, bool)
+    isnum = isint or isinstance(v, float)
+
+    def bad(expected: str, hint: str | None = None):
+        return error("E014", f"`{p.name}` must be {expected}, got {show(v)}", span, hint=hint)
+
+    if k == "int":
+        if not isint:
+            raise bad("an int")
+        return v
+    if k == "posint":
+        if not isint or v < 1:
+            raise bad("a positive int")
+        return v
+    if k == "float":
+        if not isnum:
+            raise bad("a number")
+        return float(v)
+    if k == "bool":
+        if not isinstance(v, bool):
+            raise bad("true or false")
+        return v
+    if k in ("ints", "padding"):
+        if k == "padding" and v in ("same", "valid"):
+            return v
+        if isint:
+            return v
+        if isinstance(v, tuple) and v and all(isinstance(i, int) and not isinstance(i, bool) for i in v):
+            return v
+        raise bad("an int or a list of ints" + (' or "same"/"valid"' if k == "padding" else ""))
+    if k == "size":
+        if isint or (isinstance(v, tuple) and v and all(i is None or (isinstance(i, int) and not isinstance(i, bool)) for i in v)):
+            return v
+        raise bad("an int or a list of ints")
+    if k == "float_or_list":
+        if isnum or (isinstance(v, tuple) and v and all(isinstance(i, (int, float)) and not isinstance(i, bool) for i in v)):
+            return v
+        raise bad("a number or a list of numbers")
+    if k in ("choice", "choice_or_none"):
+        if v not in p.choices:
+            raise bad("one of " + ", ".join(show(c) for c in p.choices),
+                      did_you_mean(str(v), p.choices) if isinstance(v, str) else None)
+        return v
+    if k == "str":
+        if not isinstance(v, str):
+            raise bad("a string")
+        if p.name == "shortcut_label" and not _LABEL_RE.match(v):
+            raise bad("a label (letters, digits, underscores)")
+        return v
+    if k == "scale":
+        if v == "learnable" or isnum:
+            return v if v == "learnable" else float(v)
+        raise bad('a number or "learnable"', 'e.g. scale=1/sqrt(2), or scale="learnable", scale_init=0 (SkipInit)')
+    if k == "activation":
+        if v not in ops.ACTIVATIONS:
+            raise bad("an activation name: " + ", ".join(ops.ACTIVATIONS),
+                      did_you_mean(str(v), ops.ACTIVATIONS) if isinstance(v, str) else None)
+        return v
+    if k == "norm":
+        if v != "none" and v not in ops.NORMS:
+            raise bad('"none" or a norm: ' + ", ".join(ops.NORMS), did_you_mean(str(v), ops.NORMS) if isinstance(v, str) else None)
+        return v
+    raise AssertionError(f"internal error: no rule for argument kind {k}")
+
+
+def _coerce_override(name: str, value: object, default: object, span: Span) -> object:
+    """Check a --set/keyword override against the parameter's default type."""
+    if isinstance(value, list):
+        value = tuple(value)
+    if isinstance(value, dict):
+        value = FrozenDict(value)
+    if default is None or value is None:
+        return value
+    if isinstance(default, bool) != isinstance(value, bool):
+        raise error("E014", f"network parameter `{name}` expects a {type_name(default)}, got {show(value)}", span)
+    if isinstance(default, float) and isinstance(value, int):
+        return float(value)
+    if type_name(default) != type_name(value):
+        raise error("E014", f"network parameter `{name}` expects a {type_name(default)}, got {show(value)}", span,
+                    hint=f"its default is {show(default)}")
+    return value
+
+
+def elaborate(program: Program, network: str | None = None, overrides: dict | None = None,
+              limits: Limits = DEFAULT) -> Graph:
+    """Build the IR graph of one network of a loaded program."""
+    return Elaborator(program, limits).network(network, dict(overrides or {}))

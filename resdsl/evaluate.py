@@ -1,0 +1,334 @@
+"""Compile-time expressions: values, builtins and the evaluator.
+
+Reads `syntax.Expr`; produces plain immutable Python values (int, float,
+bool, str, None, tuple for lists, `FrozenDict`) or `Tensor` references.
+Nothing is ever passed to Python's eval; every operation is checked against
+the resource limits so no expression can take unbounded time or memory.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Callable, Mapping
+
+from . import syntax as ast
+from .diagnostics import ResdslError, did_you_mean, error
+from .span import Span
+
+MAX_INT = 10**18  # integers beyond this are refused (E040)
+MAX_ITEMS = 1_000_000  # longest list or range
+
+
+@dataclass(frozen=True)
+class Tensor:
+    """A reference to an IR node's output, as seen by expressions."""
+
+    node: int
+    shape: tuple[int, ...] | None  # None: poisoned by an earlier error
+
+    def __repr__(self) -> str:
+        return f"tensor{list(self.shape) if self.shape else ''}"
+
+
+class FrozenDict(dict):
+    def __hash__(self):  # pragma: no cover - values are only compared
+        return hash(tuple(sorted(self.items(), key=repr)))
+
+    def _ro(self, *a, **k):
+        raise TypeError("read-only")
+
+    __setitem__ = __delitem__ = update = pop = clear = setdefault = _ro
+
+
+def type_name(v: object) -> str:
+    if isinstance(v, bool):
+        return "bool"
+    if v is None:
+        return "none"
+    return {int: "int", float: "float", str: "string", tuple: "list", FrozenDict: "dict", Tensor: "tensor"}.get(
+        type(v), type(v).__name__)
+
+
+def show(v: object) -> str:
+    """Format a value as .res source text (used by expand and messages)."""
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if v is None:
+        return "none"
+    if isinstance(v, str):
+        return '"' + v.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n").replace("\t", "\\t") + '"'
+    if isinstance(v, float):
+        r = repr(v)
+        return r if ("." in r or "e" in r or "inf" in r or "nan" in r) else r + ".0"
+    if isinstance(v, (tuple, list)):
+        return "[" + ", ".join(show(x) for x in v) + "]"
+    if isinstance(v, dict):
+        return "{" + ", ".join(f"{show(k)}: {show(x)}" for k, x in v.items()) + "}"
+    return repr(v)
+
+
+def _check_int(v: object, span: Span) -> object:
+    if isinstance(v, int) and not isinstance(v, bool) and abs(v) > MAX_INT:
+        raise error("E040", f"integer {'too large' if v > 0 else 'too small'} (limit is 10**18)", span,
+                    hint="sizes and counts in a network are far smaller; check the expression")
+    if isinstance(v, float) and not math.isfinite(v):
+        raise error("E041", f"expression gives {v}", span, hint="check for overflow or division by zero")
+    return v
+
+
+def _num(v: object) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+class Evaluator:
+    """Evaluates expressions in an environment (a chain of dicts)."""
+
+    def __init__(self, lookup: Callable[[str, Span], object], names: Callable[[], list[str]]):
+        self.lookup = lookup  # raises E010 with did-you-mean when a name is unknown
+        self.names = names
+
+    def __call__(self, e: ast.Expr) -> object:
+        return self.eval(e)
+
+    def eval(self, e: ast.Expr) -> object:
+        method = getattr(self, "_" + type(e).__name__)
+        return method(e)
+
+    def _Const(self, e: ast.Const):
+        return _check_int(e.value, e.span)
+
+    def _Name(self, e: ast.Name):
+        return self.lookup(e.id, e.span)
+
+    def _ListLit(self, e: ast.ListLit):
+        return tuple(self.eval(x) for x in e.items)
+
+    def _DictLit(self, e: ast.DictLit):
+        d = {}
+        for k, v in e.pairs:
+            key = self.eval(k)
+            if isinstance(key, (tuple, FrozenDict, Tensor)):
+                raise error("E015", f"a {type_name(key)} cannot be a dict key", k.span, hint="use ints, strings or bools")
+            d[key] = self.eval(v)
+        return FrozenDict(d)
+
+    def _Cond(self, e: ast.Cond):
+        return self.eval(e.then) if self._truth(self.eval(e.test), e.test.span) else self.eval(e.other)
+
+    def _truth(self, v: object, span: Span) -> bool:
+        if isinstance(v, Tensor):
+            raise error("E015", "a tensor has no truth value", span)
+        return bool(v)
+
+    def _UnaryOp(self, e: ast.UnaryOp):
+        v = self.eval(e.operand)
+        if e.op == "not":
+            return not self._truth(v, e.operand.span)
+        if not _num(v):
+            raise error("E015", f"unary `{e.op}` needs a number, got {type_name(v)}", e.span)
+        return -v if e.op == "-" else v
+
+    def _BinOp(self, e: ast.BinOp):
+        if e.op == "and":
+            left = self.eval(e.left)
+            return self.eval(e.right) if self._truth(left, e.left.span) else left
+        if e.op == "or":
+            left = self.eval(e.left)
+            return left if self._truth(left, e.left.span) else self.eval(e.right)
+        a, b = self.eval(e.left), self.eval(e.right)
+        return _check_int(binop(e.op, a, b, e.span), e.span)
+
+    def _Index(self, e: ast.Index):
+        obj, idx = self.eval(e.obj), self.eval(e.index)
+        if isinstance(obj, FrozenDict):
+            if idx not in obj or isinstance(idx, bool) != isinstance(next(iter(obj), idx), bool):
+                keys = ", ".join(show(k) for k in list(obj)[:12])
+                raise error("E014", f"key {show(idx)} is not in the dict", e.index.span, hint=f"the keys are {keys}")
+            return obj[idx]
+        if isinstance(obj, (tuple, str)):
+            if not isinstance(idx, int) or isinstance(idx, bool):
+                raise error("E015", f"list index must be an int, got {type_name(idx)}", e.index.span)
+            if not -len(obj) <= idx < len(obj):
+                raise error("E014", f"index {idx} is out of range for a list of length {len(obj)}", e.index.span)
+            return obj[idx]
+        raise error("E015", f"a {type_name(obj)} cannot be indexed", e.obj.span)
+
+    def _Attr(self, e: ast.Attr):
+        obj = self.eval(e.obj)
+        if isinstance(obj, Tensor) and obj.shape is not None:
+            if e.name == "shape":
+                return tuple(obj.shape)
+            if e.name == "channels":
+                return obj.shape[0]
+        if isinstance(obj, Tensor) and obj.shape is None:
+            raise _Poisoned()
+        raise error("E015", f"a {type_name(obj)} has no attribute `{e.name}`", e.span,
+                    hint="tensors have `.shape` and `.channels`")
+
+    def _Call(self, e: ast.Call):
+        fn = BUILTINS.get(e.func)
+        if fn is None:
+            raise error("E010", f"unknown function `{e.func}`", e.span,
+                        hint=did_you_mean(e.func, BUILTINS) or f"the functions are {', '.join(sorted(BUILTINS))}")
+        if any(a.name is not None for a in e.args):
+            bad = next(a for a in e.args if a.name is not None)
+            raise error("E013", f"`{e.func}` takes no keyword arguments", bad.span)
+        args = [self.eval(a.value) for a in e.args]
+        try:
+            return _check_int(fn(*args), e.span)
+        except _BuiltinError as err:
+            raise error(err.code, f"{e.func}(): {err}", e.span, hint=err.hint) from None
+
+
+class _Poisoned(Exception):
+    """An expression used a tensor whose shape is unknown after an earlier error."""
+
+
+class _BuiltinError(Exception):
+    def __init__(self, message: str, code: str = "E015", hint: str | None = None):
+        super().__init__(message)
+        self.code, self.hint = code, hint
+
+
+def binop(op: str, a: object, b: object, span: Span) -> object:
+    if op in ("==", "!="):
+        eq = a == b and type_name(a) == type_name(b) or (_num(a) and _num(b) and a == b)
+        return eq if op == "==" else not eq
+    if op in ("<", "<=", ">", ">="):
+        if not ((_num(a) and _num(b)) or (isinstance(a, str) and isinstance(b, str))):
+            raise error("E015", f"cannot compare {type_name(a)} and {type_name(b)} with `{op}`", span)
+        return {"<": a < b, "<=": a <= b, ">": a > b, ">=": a >= b}[op]
+    if op == "+" and isinstance(a, tuple) and isinstance(b, tuple):
+        if len(a) + len(b) > MAX_ITEMS:
+            raise error("E040", "list too long", span)
+        return a + b
+    if op == "+" and isinstance(a, str) and isinstance(b, str):
+        if len(a) + len(b) > 10_000:
+            raise error("E040", "string too long", span)
+        return a + b
+    if op == "*" and isinstance(a, tuple) and isinstance(b, int) and not isinstance(b, bool):
+        if len(a) * max(b, 0) > MAX_ITEMS:
+            raise error("E040", f"list of {len(a) * b} items is too long (limit {MAX_ITEMS})", span)
+        return a * b
+    if not (_num(a) and _num(b)):
+        raise error("E015", f"unsupported operand types for `{op}`: {type_name(a)} and {type_name(b)}", span)
+    try:
+        if op == "+":
+            return a + b
+        if op == "-":
+            return a - b
+        if op == "*":
+            return a * b
+        if op == "/":
+            return a / b
+        if op == "//":
+            return a // b
+        if op == "%":
+            return a % b
+        if op == "**":
+            if isinstance(a, int) and isinstance(b, int):
+                if b < 0:
+                    return float(a) ** b
+                if abs(a) > 1 and b * math.log2(abs(a)) > 62:
+                    raise error("E040", f"{a} ** {b} is too large (limit is 10**18)", span,
+                                hint="integers in .res files stay below 10**18")
+            return a ** b
+    except ZeroDivisionError:
+        raise error("E041", "division by zero", span) from None
+    except OverflowError:
+        raise error("E041", f"`{op}` overflows", span) from None
+    raise AssertionError(f"internal error: operator {op}")
+
+
+def _ints(*xs) -> None:
+    for x in xs:
+        if not isinstance(x, int) or isinstance(x, bool):
+            raise _BuiltinError(f"expected an int, got {type_name(x)}")
+
+
+def _range(*args):
+    if not 1 <= len(args) <= 3:
+        raise _BuiltinError("takes 1 to 3 ints", "E013")
+    _ints(*args)
+    r = range(*args)
+    if len(r) > MAX_ITEMS:
+        raise _BuiltinError(f"{len(r)} iterations exceed the limit of {MAX_ITEMS}", "E040")
+    return tuple(r)
+
+
+def _seq(fn):
+    def call(*args):
+        items = args[0] if len(args) == 1 and isinstance(args[0], tuple) else args
+        if not items:
+            raise _BuiltinError("needs at least one value", "E013")
+        if not all(_num(x) for x in items):
+            raise _BuiltinError("needs numbers")
+        return fn(items)
+    return call
+
+
+def _one_num(fn):
+    def call(*args):
+        if len(args) != 1 or not _num(args[0]):
+            raise _BuiltinError("takes one number", "E013")
+        return fn(args[0])
+    return call
+
+
+def _sqrt(x):
+    if x < 0:
+        raise _BuiltinError("square root of a negative number", "E041")
+    return math.sqrt(x)
+
+
+def _len(*args):
+    if len(args) != 1 or not isinstance(args[0], (tuple, str, FrozenDict)):
+        raise _BuiltinError("takes one list, string or dict", "E013")
+    return len(args[0])
+
+
+def _shape(*args):
+    if len(args) != 1 or not isinstance(args[0], Tensor):
+        raise _BuiltinError("takes one tensor", "E013")
+    if args[0].shape is None:
+        raise _Poisoned()
+    return tuple(args[0].shape)
+
+
+def _str(*args):
+    if len(args) != 1 or isinstance(args[0], (Tensor, FrozenDict)):
+        raise _BuiltinError("takes one value", "E013")
+    return show(args[0]) if not isinstance(args[0], str) else args[0]
+
+
+def _enumerate(*args):
+    if len(args) != 1 or not isinstance(args[0], tuple):
+        raise _BuiltinError("takes one list", "E013")
+    return tuple((i, v) for i, v in enumerate(args[0]))
+
+
+def _int(x):
+    try:
+        return int(x)
+    except (OverflowError, ValueError):
+        raise _BuiltinError(f"cannot convert {x} to int", "E041") from None
+
+
+BUILTINS: Mapping[str, Callable] = {
+    "min": _seq(min),
+    "max": _seq(max),
+    "sum": _seq(lambda xs: sum(xs)),
+    "sqrt": _one_num(_sqrt),
+    "abs": _one_num(abs),
+    "int": _one_num(_int),
+    "float": _one_num(float),
+    "round": _one_num(lambda x: _int(round(x))),
+    "floor": _one_num(lambda x: _int(math.floor(x))),
+    "ceil": _one_num(lambda x: _int(math.ceil(x))),
+    "log2": _one_num(lambda x: math.log2(x) if x > 0 else (_ for _ in ()).throw(_BuiltinError("log of a non-positive number", "E041"))),
+    "range": _range,
+    "len": _len,
+    "shape": _shape,
+    "str": _str,
+    "enumerate": _enumerate,
+}

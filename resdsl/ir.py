@@ -1,0 +1,227 @@
+"""The IR: a graph of operations with ordered inputs, shapes, counts and spans.
+
+`Graph.nodes[i]` is the node with id i; nodes are created in program order,
+which is also a topological order.  Edges are the nodes' ordered `inputs`
+(duplicates allowed: `add(x, x)`), so algorithms that need a graph library get
+a `networkx.MultiDiGraph` from `to_networkx()`, one edge per input slot.
+
+Residual, dense (concat) and parallel structure stays visible as `Region`s:
+which nodes form each branch, which form the shortcut, which node merges.
+`Scope`s are the naming tree (labels and block calls) that qualified layer
+names such as `layer1.0.conv1` come from.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Mapping
+
+import networkx as nx
+
+from . import ops
+from .span import Span
+
+Shape = tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class CallSite:
+    """One block call on the way from the network to a node."""
+
+    block: str
+    span: Span
+
+
+@dataclass(frozen=True)
+class Node:
+    id: int
+    op: str
+    inputs: tuple[int, ...]
+    attrs: Mapping[str, object]
+    shape: Shape
+    params: int  # trainable parameters, as torch counts them
+    buffers: int  # buffer elements (BatchNorm running stats and num_batches_tracked)
+    scope: int  # Scope id this node was named in
+    label: str | None  # the user's label, if any
+    span: Span
+    calls: tuple[CallSite, ...] = ()
+    region: int | None = None  # innermost Region this node belongs to
+    name: str = ""  # qualified name, filled by `assign_names`
+
+    @property
+    def spec(self) -> ops.OpSpec:
+        return ops.OPS[self.op]
+
+    @property
+    def family(self) -> str:
+        return ops.OPS[self.op].family
+
+
+@dataclass(frozen=True)
+class Region:
+    """A residual, dense or parallel construct.
+
+    `input` feeds every branch (and the shortcut); `merge` is the add/concat
+    node.  `branches[i]` lists the node ids created for branch i (nested
+    regions included), `shortcut` the shortcut's nodes (empty for identity).
+    `branch_slots[i]` is the input slot of `merge` that branch i arrives at.
+    """
+
+    id: int
+    kind: str  # residual | dense | parallel
+    parent: int | None
+    input: int
+    merge: int
+    branches: tuple[tuple[int, ...], ...]
+    branch_slots: tuple[int, ...]
+    shortcut: tuple[int, ...]
+    attrs: Mapping[str, object]
+    scope: int
+    span: Span
+    calls: tuple[CallSite, ...] = ()
+    name: str = ""
+
+
+@dataclass(frozen=True)
+class Scope:
+    id: int
+    parent: int | None
+    label: str | None  # None: named automatically from `hint`
+    hint: str
+    span: Span
+    kind: str  # network | block | group | residual | dense | parallel | branch | shortcut
+    name: str = ""  # qualified name, filled by `assign_names`
+
+
+@dataclass
+class Graph:
+    name: str
+    params: dict[str, object] = field(default_factory=dict)
+    nodes: list[Node] = field(default_factory=list)
+    inputs: dict[str, int] = field(default_factory=dict)
+    outputs: dict[str, int] = field(default_factory=dict)
+    regions: list[Region] = field(default_factory=list)
+    scopes: list[Scope] = field(default_factory=list)
+
+    # -- queries
+    def successors(self) -> list[list[int]]:
+        succ: list[list[int]] = [[] for _ in self.nodes]
+        for n in self.nodes:
+            for i in n.inputs:
+                succ[i].append(n.id)
+        return succ
+
+    def to_networkx(self) -> nx.MultiDiGraph:
+        """Lossless export: one edge per input slot (key = slot index)."""
+        g = nx.MultiDiGraph(name=self.name)
+        for n in self.nodes:
+            g.add_node(n.id, op=n.op, name=n.name, shape=n.shape, params=n.params, buffers=n.buffers,
+                       attrs=dict(n.attrs), region=n.region, span=str(n.span))
+        for n in self.nodes:
+            for slot, i in enumerate(n.inputs):
+                g.add_edge(i, n.id, key=slot, shape=self.nodes[i].shape)
+        return g
+
+    @property
+    def param_count(self) -> int:
+        return sum(n.params for n in self.nodes)
+
+    @property
+    def buffer_count(self) -> int:
+        return sum(n.buffers for n in self.nodes)
+
+    def lint(self) -> None:
+        """Check the IR's invariants; raises AssertionError naming the broken one."""
+        for idx, n in enumerate(self.nodes):
+            assert n.id == idx, f"node {n.name or idx}: id {n.id} != position {idx}"
+            assert n.op in ops.OPS, f"node {n.name}: unknown op {n.op!r}"
+            spec = ops.OPS[n.op]
+            lo, hi = spec.arity
+            assert lo <= len(n.inputs) and (hi < 0 or len(n.inputs) <= hi), f"node {n.name}: {len(n.inputs)} inputs for {n.op}"
+            assert all(0 <= i < idx for i in n.inputs), f"node {n.name}: inputs {n.inputs} not topologically before {idx}"
+            assert isinstance(n.attrs, MappingProxyType), f"node {n.name}: attrs must be read-only"
+            assert all(isinstance(d, int) and d > 0 for d in n.shape), f"node {n.name}: bad shape {n.shape}"
+            if spec.params:
+                known = {p.name for p in spec.params}
+                extra = set(n.attrs) - known - {"normalized_shape", "shape"}
+                assert not extra, f"node {n.name}: attributes {sorted(extra)} not in the op table for {n.op}"
+            if n.op != "input":
+                attrs = dict(n.attrs)
+                shape = spec.infer(attrs, [self.nodes[i].shape for i in n.inputs])
+                assert shape == n.shape, f"node {n.name}: stored shape {n.shape} != inferred {shape}"
+                counts = spec.count(attrs, [self.nodes[i].shape for i in n.inputs], shape)
+                assert counts == (n.params, n.buffers), f"node {n.name}: counts {(n.params, n.buffers)} != {counts}"
+        names = [n.name for n in self.nodes]
+        assert len(set(names)) == len(names), "node names are not unique"
+        for name, i in list(self.inputs.items()) + list(self.outputs.items()):
+            assert 0 <= i < len(self.nodes), f"input/output {name} points at missing node {i}"
+        for r in self.regions:
+            assert r.merge < len(self.nodes) and self.nodes[r.merge].op in ("add", "concat"), f"region {r.name}: bad merge"
+            assert len(r.branches) == len(r.branch_slots), f"region {r.name}: branch/slot mismatch"
+            for b in r.branches:
+                assert all(r.input < i < r.merge for i in b), f"region {r.name}: branch nodes outside the region"
+
+
+def freeze(attrs: dict) -> Mapping[str, object]:
+    return MappingProxyType(dict(attrs))
+
+
+def assign_names(graph: Graph) -> None:
+    """Give every scope and node a unique qualified name, e.g. `layer1.0.conv1`.
+
+    Labels win; unlabeled nodes and scopes are named from their op or block
+    (`relu`, `relu_1`, ...) skipping names already taken in the same scope.
+    """
+    taken: dict[int | None, set[str]] = {}
+    for s in graph.scopes:
+        if s.label is not None:
+            taken.setdefault(s.parent, set()).add(s.label)
+    for n in graph.nodes:
+        if n.label is not None:
+            taken.setdefault(n.scope, set()).add(n.label)
+    counters: dict[tuple[int | None, str], int] = {}
+
+    def auto(parent: int | None, hint: str) -> str:
+        used = taken.setdefault(parent, set())
+        k = counters.get((parent, hint), 0)
+        while True:
+            name = hint if k == 0 else f"{hint}_{k}"
+            k += 1
+            if name not in used:
+                counters[(parent, hint)] = k
+                used.add(name)
+                return name
+
+    qual: list[str] = []
+    scope_names: dict[int, str] = {}
+    for s in graph.scopes:  # parents precede children (ids increase)
+        if s.parent is None:
+            scope_names[s.id] = ""
+            continue
+        own = s.label if s.label is not None else auto(s.parent, s.hint)
+        parent = scope_names[s.parent]
+        scope_names[s.id] = f"{parent}.{own}" if parent else own
+    for i, n in enumerate(graph.nodes):
+        own = n.label if n.label is not None else auto(n.scope, n.op)
+        parent = scope_names[n.scope]
+        qual.append(f"{parent}.{own}" if parent else own)
+    graph.nodes[:] = [replace_node(n, name=q) for n, q in zip(graph.nodes, qual)]
+    graph.scopes[:] = [Scope(s.id, s.parent, s.label, s.hint, s.span, s.kind, scope_names[s.id]) for s in graph.scopes]
+    seen: dict[str, int] = {}
+    regions = []
+    for r in graph.regions:  # a region is named after its scope; two in one scope get a suffix
+        base = scope_names[r.scope] or r.kind
+        k = seen.get(base, 0)
+        seen[base] = k + 1
+        regions.append(replace_region(r, name=base if k == 0 else f"{base}#{k}"))
+    graph.regions[:] = regions
+
+
+def replace_node(n: Node, **changes) -> Node:
+    from dataclasses import replace
+    return replace(n, **changes)
+
+
+def replace_region(r: Region, **changes) -> Region:
+    from dataclasses import replace
+    return replace(r, **changes)

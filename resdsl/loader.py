@@ -1,0 +1,106 @@
+"""Files -> one `Program`: parse the main file and its imports.
+
+`import "lib.res"` is resolved relative to the importing file;
+`import "std:NAME"` reads `resdsl/stdlib/NAME.res` from the package.  Only
+.res files are ever read, each at most once; cycles are reported with the
+chain of imports.  Blocks and constants from every file share one namespace;
+networks are taken from the main file only.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from . import syntax as ast
+from .diagnostics import Diagnostic, Note, ResdslError, error
+from .limits import DEFAULT, Limits
+from .parser import parse
+from .span import UNKNOWN, Span
+
+STDLIB = Path(__file__).resolve().parent / "stdlib"
+
+
+@dataclass
+class Program:
+    main: str
+    blocks: dict[str, ast.BlockDef] = field(default_factory=dict)
+    networks: dict[str, ast.NetworkDef] = field(default_factory=dict)
+    constants: list[ast.Assign] = field(default_factory=list)
+
+
+def _read(path: Path, span: Span, limits: Limits) -> str:
+    try:
+        size = path.stat().st_size
+        if size > limits.max_source_bytes:
+            raise error("E040", f"{path} is {size} bytes; the limit is {limits.max_source_bytes}", span)
+        return path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise error("E002", f"cannot read {path}: not UTF-8 text ({e.reason} at byte {e.start})", span) from None
+    except IsADirectoryError:
+        raise error("E002", f"cannot read {path}: it is a directory", span) from None
+    except OSError as e:
+        raise error("E002", f"cannot read {path}: {e.strerror or e}", span,
+                    hint="check the path; imports are relative to the importing file") from None
+
+
+def _resolve(spec: str, importer: Path | None, span: Span) -> Path:
+    if spec.startswith("std:"):
+        name = spec[4:]
+        target = STDLIB / f"{name}.res"
+        if not name.replace("_", "").isalnum() or not target.is_file():
+            have = ", ".join(sorted("std:" + p.stem for p in STDLIB.glob("*.res")))
+            raise error("E002", f"no standard library module `{spec}`", span, hint=f"available: {have}")
+        return target
+    if not spec.endswith(".res"):
+        raise error("E002", f"can only import .res files, not `{spec}`", span, hint='write import "blocks.res"')
+    base = importer.parent if importer is not None else Path.cwd()
+    return (base / spec).resolve()
+
+
+def load_program(text: str, file: str, limits: Limits = DEFAULT) -> Program:
+    prog = Program(main=file)
+    origin: dict[str, Span] = {}
+    active: list[tuple[Path, Span]] = []
+    done: set[Path] = set()
+    main_path = Path(file).resolve() if not file.startswith("<") else None
+
+    def visit(module: ast.Module, path: Path | None, is_main: bool) -> None:
+        for item in module.items:
+            if isinstance(item, ast.Import):
+                target = _resolve(item.path, path, item.span)
+                if any(target == p for p, _ in active) or target == path:
+                    chain = [Note(s, f"imports {p.name}") for p, s in active[1:]] + [Note(item.span, f"imports {target.name} again")]
+                    raise ResdslError(Diagnostic("E003", f"import cycle through {target.name}", item.span, tuple(chain),
+                                                 "move the shared blocks into a third file that both import"))
+                if target in done:
+                    continue
+                done.add(target)
+                active.append((target, item.span))
+                sub = parse(_read(target, item.span, limits), str(target))
+                visit(sub, target, False)
+                active.pop()
+            elif isinstance(item, ast.BlockDef):
+                _define(prog.blocks, item.name, item, origin, "block")
+            elif isinstance(item, ast.NetworkDef):
+                if is_main:
+                    _define(prog.networks, item.name, item, origin, "network")
+            elif isinstance(item, ast.Assign):
+                prog.constants.append(item)
+
+    module = parse(text, file)
+    active.append((main_path or Path(file), UNKNOWN))
+    visit(module, main_path, True)
+    return prog
+
+
+def _define(table: dict, name: str, item, origin: dict[str, Span], kind: str) -> None:
+    if name in table:
+        raise error("E011", f"{kind} `{name}` is defined twice", item.span,
+                    notes=[Note(table[name].span, "first defined here")], hint="rename one of them")
+    table[name] = item
+
+
+def load_file(path: str | Path, limits: Limits = DEFAULT) -> Program:
+    p = Path(path)
+    text = _read(p, UNKNOWN, limits)
+    return load_program(text, str(path), limits)

@@ -1,0 +1,358 @@
+"""Source text -> parse tree (lark, LALR) -> typed AST (`resdsl.syntax`).
+
+Reads: the grammar file `grammar/resdsl.lark` (shipped inside the wheel as
+`resdsl/grammar/resdsl.lark`).  Writes: `syntax.Module`.  Syntax errors become
+`ResdslError` E001 with the exact position, the expected tokens and a hint.
+"""
+from __future__ import annotations
+
+import functools
+import re
+from pathlib import Path
+
+from lark import Lark, Token, Transformer, v_args
+from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken, VisitError
+
+from . import syntax as ast
+from .diagnostics import ResdslError, error
+from .span import Source, Span, register
+
+RESERVED = frozenset(
+    "and or not if else for in true false none input output from import block network".split()
+)
+
+
+def grammar_path() -> Path:
+    here = Path(__file__).resolve().parent
+    for candidate in (here / "grammar" / "resdsl.lark", here.parent / "grammar" / "resdsl.lark"):
+        if candidate.is_file():
+            return candidate
+    raise FileNotFoundError("internal error: grammar/resdsl.lark is missing from the installation")
+
+
+class _Newlines:
+    """Post-lexer: drop newlines inside (), [] and dict literals.
+
+    A '{' opens a body when it follows something that can end an expression or
+    a header (a name, a literal, ')', ']' or `} else`); otherwise it opens a
+    dict literal, inside which newlines are insignificant.
+    """
+
+    always_accept = ("_NL",)
+    _BODY_AFTER = {"NAME", "RPAR", "RSQB", "INT", "FLOAT", "STRING", "TRUE", "FALSE", "NONE"}
+
+    def process(self, stream):
+        stack: list[str] = []
+        prev: list[str] = ["", ""]
+        for tok in stream:
+            t = tok.type
+            if t == "_NL":
+                if stack and stack[-1] != "body":
+                    continue
+            elif t in ("LPAR", "LSQB"):
+                stack.append(t)
+            elif t == "LBRACE":
+                body = prev[-1] in self._BODY_AFTER or (prev[-1] == "ELSE" and prev[-2] == "RBRACE")
+                stack.append("body" if body else "dict")
+            elif t in ("RPAR", "RSQB", "RBRACE") and stack:
+                stack.pop()
+            prev = [prev[-1], t]
+            yield tok
+
+
+@functools.lru_cache(maxsize=1)
+def _lark() -> Lark:
+    return Lark(
+        grammar_path().read_text(),
+        parser="lalr",
+        lexer="contextual",
+        postlex=_Newlines(),
+        propagate_positions=True,
+        maybe_placeholders=True,
+        start=["start", "expr"],
+    )
+
+
+_ESCAPES = {"n": "\n", "t": "\t", "\\": "\\", '"': '"', "'": "'"}
+
+
+def _unescape(tok: Token, span: Span) -> str:
+    body = tok[1:-1]
+
+    def sub(m: re.Match) -> str:
+        c = m.group(1)
+        if c not in _ESCAPES:
+            raise error("E004", f"unknown escape `\\{c}` in string", span, hint="use \\\\, \\\", \\', \\n or \\t")
+        return _ESCAPES[c]
+
+    return re.sub(r"\\(.)", sub, body)
+
+
+@v_args(meta=True)
+class _ToAst(Transformer):
+    def __init__(self, file: str, dline: int = 0, dcol: int = 0, dpos: int = 0):
+        super().__init__()
+        self.file, self.dline, self.dcol, self.dpos = file, dline, dcol, dpos
+
+    # -- spans
+    def _pos(self, line: int, col: int) -> tuple[int, int]:
+        return line + self.dline, col + (self.dcol if line == 1 else 0)
+
+    def _span(self, meta) -> Span:
+        if getattr(meta, "empty", True):
+            return Span(self.file, 0, 0, 0, 0)
+        l1, c1 = self._pos(meta.line, meta.column)
+        l2, c2 = self._pos(meta.end_line, meta.end_column)
+        return Span(self.file, l1, c1, l2, c2, meta.start_pos + self.dpos, meta.end_pos + self.dpos)
+
+    def tok_span(self, tok: Token) -> Span:
+        l1, c1 = self._pos(tok.line, tok.column)
+        l2, c2 = self._pos(tok.end_line, tok.end_column)
+        return Span(self.file, l1, c1, l2, c2, tok.start_pos + self.dpos, tok.end_pos + self.dpos)
+
+    def _ident(self, tok: Token) -> str:
+        if str(tok) in RESERVED:
+            raise error("E001", f"`{tok}` is a keyword and cannot be used as a name", self.tok_span(tok),
+                        hint=f"rename it, e.g. `{tok}_`")
+        return str(tok)
+
+    # -- top level
+    def start(self, meta, items):
+        return tuple(i for i in items if i is not None)
+
+    def import_stmt(self, meta, c):
+        return ast.Import(_unescape(c[0], self.tok_span(c[0])), self._span(meta))
+
+    def params(self, meta, c):
+        return tuple(c)
+
+    def param(self, meta, c):
+        return ast.Param(self._ident(c[0]), c[1], self._span(meta))
+
+    def block_def(self, meta, c):
+        return ast.BlockDef(self._ident(c[0]), c[1] or (), c[2], self._span(meta))
+
+    def network_def(self, meta, c):
+        return ast.NetworkDef(self._ident(c[0]), c[1] or (), c[2], self._span(meta))
+
+    def body(self, meta, c):
+        return tuple(c)
+
+    # -- statements
+    def layer(self, meta, c):
+        label, name, args, clauses, bind = c
+        return ast.Layer(
+            label=self._label(label) if label is not None else None,
+            op=self._ident(name),
+            op_span=self.tok_span(name),
+            args=args[0] if args is not None else (),
+            clauses=clauses or (),
+            bind=bind,
+            span=self._span(meta),
+            has_parens=args is not None,
+        )
+
+    def call_args(self, meta, c):
+        return (c[0] or (),)
+
+    def clauses(self, meta, c):
+        return (ast.Clause("", c[0], self._span(meta)),) + tuple(c[1:])
+
+    def clause(self, meta, c):
+        return ast.Clause(self._ident(c[0]), c[1], self._span(meta))
+
+    def bind(self, meta, c):
+        return self._ident(c[0])
+
+    def assign(self, meta, c):
+        return ast.Assign(self._ident(c[0]), c[1], self._span(meta))
+
+    def for_stmt(self, meta, c):
+        names = tuple(self._ident(t) for t in c[:-2])
+        return ast.For(names, c[-2], c[-1], self._span(meta))
+
+    def if_stmt(self, meta, c):
+        test, then = c[0], c[1]
+        other = c[3] if len(c) > 3 and c[3] is not None else ()
+        if isinstance(other, ast.If):
+            other = (other,)
+        return ast.If(test, then, other, self._span(meta))
+
+    def input_stmt(self, meta, c):
+        label = self._label(c[0])
+        if len(label.parts) != 1 or not isinstance(label.parts[0], str) or not label.parts[0].isidentifier():
+            raise error("E019", "an input needs a plain name", label.span, hint="write `input x: [3, 224, 224]`")
+        return ast.Input(label.parts[0], c[1], self._span(meta))
+
+    def output_stmt(self, meta, c):
+        return ast.Output(tuple(self._ident(t) for t in c), self._span(meta))
+
+    def from_stmt(self, meta, c):
+        return ast.From(self._ident(c[0]), self._span(meta))
+
+    def bind_stmt(self, meta, c):
+        return ast.Bind(self._ident(c[0]), self._span(meta))
+
+    def _label(self, tok: Token) -> ast.Label:
+        """Split `layer{s + 1}:` into literal text and parsed expressions."""
+        span = self.tok_span(tok)
+        text = str(tok)[:-1]
+        parts: list = []
+        for m in re.finditer(r"\{([^{}]*)\}|[^{}]+", text):
+            if m.group(1) is None:
+                parts.append(m.group(0))
+                continue
+            inner = m.group(1)
+            col = span.col + m.start(1)
+            parts.append(_parse_expr(inner, self.file, span.line - 1, col - 1, span.start + m.start(1)))
+        return ast.Label(tuple(parts), span)
+
+    # -- arguments
+    def args(self, meta, c):
+        return tuple(c)
+
+    def arg(self, meta, c):
+        return ast.Arg(None, c[0], self._span(meta))
+
+    def kwarg(self, meta, c):
+        return ast.Arg(self._ident(c[0]), c[1], self._span(meta))
+
+    # -- expressions
+    def _bin(op):  # noqa: N805 - helper to build the binary-operator methods
+        def method(self, meta, c):
+            return ast.BinOp(op, c[0], c[-1], self._span(meta))
+        return method
+
+    add, sub, mul, truediv = _bin("+"), _bin("-"), _bin("*"), _bin("/")
+    floordiv, mod, pow = _bin("//"), _bin("%"), _bin("**")
+    and_, or_ = _bin("and"), _bin("or")
+
+    def compare(self, meta, c):
+        return ast.BinOp(str(c[1]), c[0], c[2], self._span(meta))
+
+    def neg(self, meta, c):
+        return ast.UnaryOp("-", c[0], self._span(meta))
+
+    def pos(self, meta, c):
+        return ast.UnaryOp("+", c[0], self._span(meta))
+
+    def not_(self, meta, c):
+        return ast.UnaryOp("not", c[0], self._span(meta))
+
+    def cond(self, meta, c):
+        return ast.Cond(c[1], c[0], c[3], self._span(meta))
+
+    def index(self, meta, c):
+        return ast.Index(c[0], c[1], self._span(meta))
+
+    def attr(self, meta, c):
+        return ast.Attr(c[0], str(c[1]), self._span(meta))
+
+    def call(self, meta, c):
+        return ast.Call(self._ident(c[0]), c[1] or (), self._span(meta))
+
+    def int_(self, meta, c):
+        text = str(c[0])
+        if len(text) > 30:
+            raise error("E040", f"integer literal with {len(text)} digits is too large", self.tok_span(c[0]),
+                        hint="integers in .res files must stay below 10**30")
+        return ast.Const(int(text), self._span(meta))
+
+    def float_(self, meta, c):
+        return ast.Const(float(c[0]), self._span(meta))
+
+    def string(self, meta, c):
+        span = self._span(meta)
+        return ast.Const(_unescape(c[0], span), span)
+
+    def true(self, meta, c):
+        return ast.Const(True, self._span(meta))
+
+    def false(self, meta, c):
+        return ast.Const(False, self._span(meta))
+
+    def none(self, meta, c):
+        return ast.Const(None, self._span(meta))
+
+    def name(self, meta, c):
+        return ast.Name(self._ident(c[0]), self._span(meta))
+
+    def list_(self, meta, c):
+        return ast.ListLit(tuple(x for x in c if x is not None), self._span(meta))
+
+    def dict_(self, meta, c):
+        return ast.DictLit(tuple(x for x in c if x is not None), self._span(meta))
+
+    def pair(self, meta, c):
+        return (c[0], c[1])
+
+
+_DESCRIBE = {
+    "_NL": "end of line", "LBRACE": "`{`", "RBRACE": "`}`", "LPAR": "`(`", "RPAR": "`)`", "LSQB": "`[`",
+    "RSQB": "`]`", "COMMA": "`,`", "COLON": "`:`", "EQUAL": "`=`", "NAME": "a name", "LABEL": "a label",
+    "INT": "an integer", "FLOAT": "a number", "STRING": "a string", "$END": "end of file", "SEMICOLON": "`;`",
+}
+
+
+def _describe(tok_type: str) -> str:
+    return _DESCRIBE.get(tok_type, f"`{tok_type.lower()}`" if tok_type.isalpha() else tok_type)
+
+
+def _syntax_error(e: UnexpectedInput, source: Source) -> ResdslError:
+    line, col = getattr(e, "line", 0) or 0, getattr(e, "column", 0) or 0
+    if isinstance(e, UnexpectedEOF) or line <= 0:
+        line, col = source.position(len(source.text.rstrip()))
+    width = 1
+    found = "this character"
+    hint = None
+    expected = sorted(getattr(e, "expected", None) or getattr(e, "allowed", None) or [])
+    if isinstance(e, UnexpectedToken):
+        tok = e.token
+        width = max(1, len(str(tok))) if tok.type != "_NL" else 1
+        found = "end of file" if tok.type == "$END" else ("end of line" if tok.type == "_NL" else f"`{tok}`")
+        if tok.type == "$END" or "RBRACE" in expected:
+            hint = "check that every `{`, `(` and `[` is closed"
+    elif isinstance(e, UnexpectedCharacters):
+        found = f"`{source.text[e.pos_in_stream]}`" if e.pos_in_stream < len(source.text) else "end of file"
+    names = [_describe(t) for t in expected if not t.startswith("__")][:8]
+    msg = f"unexpected {found}" + (f"; expected {', '.join(names)}" if names else "")
+    if hint is None and "LABEL" in expected and found.startswith("`"):
+        hint = "a statement is a layer call `name(args)`, a label `name: layer(...)`, `x = expr`, `for`, `if`, `input`, `output`, `from` or `-> name`"
+    offset = len("\n".join(source.text.split("\n")[: line - 1])) + (1 if line > 1 else 0) + col - 1
+    span = Span(source.name, line, col, line, col + width, offset, offset + width)
+    return error("E001", msg, span, hint=hint)
+
+
+def _parse_expr(text: str, file: str, dline: int, dcol: int, dpos: int) -> ast.Expr:
+    tree = _lark().parse(text, start="expr")
+    return _ToAst(file, dline, dcol, dpos).transform(tree)
+
+
+def parse(text: str, file: str = "<string>") -> ast.Module:
+    """Parse one .res source into a `syntax.Module`; raises `ResdslError`."""
+    source = register(Source(file, text))
+    try:
+        tree = _lark().parse(text + "\n", start="start")
+        items = _ToAst(file).transform(tree)
+    except UnexpectedInput as e:
+        raise _syntax_error(e, source) from None
+    except VisitError as e:  # an error raised inside the transformer
+        if isinstance(e.orig_exc, ResdslError):
+            raise e.orig_exc from None
+        if isinstance(e.orig_exc, UnexpectedInput):  # inside a label's {expression}
+            raise _syntax_error(e.orig_exc, source) from None
+        raise
+    return ast.Module(file, items)
+
+
+def parse_expression(text: str) -> ast.Expr:
+    """Parse a lone expression (used for `--set NAME=VALUE`)."""
+    register(Source("<command line>", text))
+    try:
+        return _ToAst("<command line>").transform(_lark().parse(text, start="expr"))
+    except UnexpectedInput as e:
+        raise _syntax_error(e, Source("<command line>", text)) from None
+    except VisitError as e:
+        if isinstance(e.orig_exc, ResdslError):
+            raise e.orig_exc from None
+        raise

@@ -1,0 +1,84 @@
+"""Text summary of a network: the block tree with output shapes and parameters.
+
+Reads a `Network` (IR nodes, scopes); writes a table.  Rows follow program
+order; a block call, labeled group or labeled residual opens an indented row
+that totals its contents.  `depth` collapses everything below that level.
+"""
+from __future__ import annotations
+
+from .ir import Graph
+
+
+def _fmt_shape(shape) -> str:
+    return "[" + ", ".join(str(d) for d in shape) + "]"
+
+
+def scope_totals(g: Graph) -> tuple[dict[int, int], dict[int, int], dict[int, int]]:
+    """Per scope: total params (with descendants), buffers, and the last node id."""
+    params = {s.id: 0 for s in g.scopes}
+    buffers = {s.id: 0 for s in g.scopes}
+    last: dict[int, int] = {}
+    parent = {s.id: s.parent for s in g.scopes}
+    for n in g.nodes:
+        sid = n.scope
+        while sid is not None:
+            params[sid] += n.params
+            buffers[sid] += n.buffers
+            last[sid] = n.id
+            sid = parent[sid]
+    return params, buffers, last
+
+
+def summary_table(net, depth: int | None = None) -> str:
+    g = net.graph
+    params, _, last = scope_totals(g)
+    chain: dict[int, list[int]] = {}
+
+    def scopes_of(sid: int) -> list[int]:
+        if sid not in chain:
+            s = g.scopes[sid]
+            chain[sid] = [] if s.parent is None else scopes_of(s.parent) + [sid]
+        return chain[sid]
+
+    rows: list[tuple[str, str, str, int]] = []
+    opened: list[int] = []
+    for n in g.nodes:
+        path = scopes_of(n.scope)
+        k = 0
+        while k < len(opened) and k < len(path) and opened[k] == path[k]:
+            k += 1
+        opened = opened[:k]
+        for sid in path[k:]:
+            level = len(opened)
+            opened.append(sid)
+            if depth is not None and level >= depth:
+                continue
+            s = g.scopes[sid]
+            own = s.name.rsplit(".", 1)[-1]
+            rows.append(("  " * level + own, s.hint if s.kind == "block" else s.kind,
+                         _fmt_shape(g.nodes[last[sid]].shape), params[sid]))
+        level = len(path)
+        if depth is not None and level > depth - 1 and depth >= 0 and (level > 0 or depth == 0):
+            if depth == 0 or level >= depth:
+                continue
+        own = n.name.rsplit(".", 1)[-1]
+        rows.append(("  " * level + own, n.op, _fmt_shape(n.shape), n.params))
+
+    header = ("layer", "op", "output shape", "params")
+    w0 = max([len(header[0])] + [len(r[0]) for r in rows])
+    w1 = max([len(header[1])] + [len(r[1]) for r in rows])
+    w2 = max([len(header[2])] + [len(r[2]) for r in rows])
+    w3 = max([len(header[3])] + [len(f"{r[3]:,}") for r in rows])
+    line = "-" * (w0 + w1 + w2 + w3 + 6)
+    settings = ", ".join(f"{k}={v!r}" if isinstance(v, str) else f"{k}={v}" for k, v in net.params.items())
+    out = [f"{net.name}({settings})  from {net.source}", line,
+           f"{header[0]:<{w0}}  {header[1]:<{w1}}  {header[2]:<{w2}}  {header[3]:>{w3}}", line]
+    for name, op, shape, p in rows:
+        out.append(f"{name:<{w0}}  {op:<{w1}}  {shape:<{w2}}  {p:>{w3},}")
+    out.append(line)
+    ins = ", ".join(f"{k}: {_fmt_shape(v)}" for k, v in net.inputs.items())
+    outs = ", ".join(f"{k}: {_fmt_shape(v)}" for k, v in net.outputs.items())
+    out.append(f"inputs: {ins}    outputs: {outs}")
+    out.append(f"params: {net.param_count:,}    trainable: {net.trainable_param_count:,}    "
+               f"buffers: {net.buffer_count:,}    ops: {len(g.nodes)}")
+    return "\n".join(out)

@@ -1,0 +1,214 @@
+"""The typed AST: what the parser produces and the elaborator consumes.
+
+Every node is a frozen dataclass that carries the `Span` it was parsed from.
+Expressions and statements are closed unions (`Expr`, `Stmt`).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Union
+
+from .span import Span
+
+# ---------------------------------------------------------------- expressions
+
+
+@dataclass(frozen=True)
+class Const:  # int, float, bool, str or None
+    value: object
+    span: Span
+
+
+@dataclass(frozen=True)
+class Name:
+    id: str
+    span: Span
+
+
+@dataclass(frozen=True)
+class BinOp:  # + - * / // % ** and or, comparisons
+    op: str
+    left: "Expr"
+    right: "Expr"
+    span: Span
+
+
+@dataclass(frozen=True)
+class UnaryOp:  # - + not
+    op: str
+    operand: "Expr"
+    span: Span
+
+
+@dataclass(frozen=True)
+class Cond:  # then if test else other
+    test: "Expr"
+    then: "Expr"
+    other: "Expr"
+    span: Span
+
+
+@dataclass(frozen=True)
+class Call:  # builtin function call inside an expression: min(a, b)
+    func: str
+    args: tuple["Arg", ...]
+    span: Span
+
+
+@dataclass(frozen=True)
+class Index:
+    obj: "Expr"
+    index: "Expr"
+    span: Span
+
+
+@dataclass(frozen=True)
+class Attr:
+    obj: "Expr"
+    name: str
+    span: Span
+
+
+@dataclass(frozen=True)
+class ListLit:
+    items: tuple["Expr", ...]
+    span: Span
+
+
+@dataclass(frozen=True)
+class DictLit:
+    pairs: tuple[tuple["Expr", "Expr"], ...]
+    span: Span
+
+
+Expr = Union[Const, Name, BinOp, UnaryOp, Cond, Call, Index, Attr, ListLit, DictLit]
+
+
+@dataclass(frozen=True)
+class Arg:
+    name: str | None  # None for positional
+    value: Expr
+    span: Span
+
+
+# ---------------------------------------------------------------- statements
+
+
+@dataclass(frozen=True)
+class Label:
+    """`conv1:` or `layer{s + 1}:`; parts are literal text or expressions."""
+
+    parts: tuple[Union[str, Expr], ...]
+    span: Span
+
+
+@dataclass(frozen=True)
+class Clause:
+    """A body attached to a layer: the main one (keyword '') or `shortcut { }`."""
+
+    keyword: str
+    body: tuple["Stmt", ...]
+    span: Span
+
+
+@dataclass(frozen=True)
+class Layer:
+    """One layer, block call or structural statement (residual, dense, ...)."""
+
+    label: Label | None
+    op: str
+    op_span: Span
+    args: tuple[Arg, ...]
+    clauses: tuple[Clause, ...]
+    bind: str | None
+    span: Span
+    has_parens: bool = False
+
+
+@dataclass(frozen=True)
+class Assign:
+    name: str
+    value: Expr
+    span: Span
+
+
+@dataclass(frozen=True)
+class For:
+    names: tuple[str, ...]
+    iterable: Expr
+    body: tuple["Stmt", ...]
+    span: Span
+
+
+@dataclass(frozen=True)
+class If:
+    test: Expr
+    then: tuple["Stmt", ...]
+    other: tuple["Stmt", ...]
+    span: Span
+
+
+@dataclass(frozen=True)
+class Input:
+    name: str
+    shape: Expr
+    span: Span
+
+
+@dataclass(frozen=True)
+class Output:
+    names: tuple[str, ...]
+    span: Span
+
+
+@dataclass(frozen=True)
+class From:
+    name: str
+    span: Span
+
+
+@dataclass(frozen=True)
+class Bind:
+    name: str
+    span: Span
+
+
+Stmt = Union[Layer, Assign, For, If, Input, Output, From, Bind]
+
+
+# ---------------------------------------------------------------- top level
+
+
+@dataclass(frozen=True)
+class Param:
+    name: str
+    default: Expr | None
+    span: Span
+
+
+@dataclass(frozen=True)
+class BlockDef:
+    name: str
+    params: tuple[Param, ...]
+    body: tuple[Stmt, ...]
+    span: Span
+
+
+@dataclass(frozen=True)
+class NetworkDef:
+    name: str
+    params: tuple[Param, ...]
+    body: tuple[Stmt, ...]
+    span: Span
+
+
+@dataclass(frozen=True)
+class Import:
+    path: str
+    span: Span
+
+
+@dataclass(frozen=True)
+class Module:
+    file: str
+    items: tuple[Union[Import, BlockDef, NetworkDef, Assign], ...]
