@@ -10,4 +10,14 @@ from .limits import Limits
 from .network import Network, load, loads
 
 __version__ = "0.1.0"
-__all__ = ["load", "loads", "Network", "ResdslError", "Diagnostic", "Limits", "__version__"]
+
+
+def compile(source, network: str | None = None, seed: int | None = None, **params):
+    """Load a .res file (or take a `Network`) and build its `torch.nn.Module`.
+
+        model = resdsl.compile("examples/resnet.res", depth=50)
+    """
+    net = source if isinstance(source, Network) else load(source, network=network, **params)
+    return net.to_torch(seed=seed)
+
+__all__ = ["load", "loads", "compile", "Network", "ResdslError", "Diagnostic", "Limits", "__version__"]

@@ -64,6 +64,7 @@ class Elaborator:
         self.steps = 0
         self.globals: dict[str, object] = {}
         self.graph: Graph | None = None
+        self.last_span: Span = UNKNOWN  # the statement being run (for RecursionError reports)
 
     # ------------------------------------------------------------ errors
 
@@ -115,24 +116,49 @@ class Elaborator:
                                                  hint="end the body with `output y`"))
                 else:
                     g.outputs["out"] = ctx.current.node
+        if not self.diags:
+            self._check_labels(g)
         if self.diags:
             raise ResdslError(self.diags)
         assign_names(g)
         return g
 
+    def _check_labels(self, g: Graph) -> None:
+        """Two labels in one scope would give two layers the same name (E020)."""
+        first: dict[tuple[int | None, str], Span] = {}
+        items = [(s.parent, s.label, s.span) for s in g.scopes if s.label is not None] + \
+                [(n.scope, n.label, n.span) for n in g.nodes if n.label is not None]
+        for parent, label, span in sorted(items, key=lambda t: (t[2].file, t[2].start)):
+            key = (parent, label)
+            if key in first:
+                where = g.scopes[parent].name if parent else ""
+                self.diags.append(Diagnostic(
+                    "E020", f"two layers are labeled `{label}` in the same scope", span,
+                    (Note(first[key], "first labeled here"),),
+                    "labels name modules, so they must be unique within a block or group; inside a loop "
+                    "interpolate the index, e.g. `fc{i}:`"))
+                if len(self.diags) >= self.limits.max_errors:
+                    return
+            else:
+                first[key] = span
+
+    def _file_span(self) -> Span:
+        """The main file's first character: where file-wide problems are reported."""
+        return Span(self.program.main, 1, 1, 1, 2, 0, 1)
+
     def _pick(self, name: str | None) -> ast.NetworkDef:
         nets = self.program.networks
         if name is not None:
             if name not in nets:
-                raise error("E017", f"no network `{name}` in {self.program.main}", UNKNOWN,
+                raise error("E017", f"no network `{name}` in {self.program.main}", self._file_span(),
                             hint=did_you_mean(name, nets) or f"networks: {', '.join(nets) or 'none'}")
             return nets[name]
         if len(nets) == 1:
             return next(iter(nets.values()))
         if not nets:
-            raise error("E017", f"{self.program.main} defines no network", UNKNOWN,
+            raise error("E017", f"{self.program.main} defines no network", self._file_span(),
                         hint="add `network NAME() { input x: [...] ... }`; a file of blocks is a library to import")
-        raise error("E017", f"{self.program.main} defines {len(nets)} networks: {', '.join(nets)}", UNKNOWN,
+        raise error("E017", f"{self.program.main} defines {len(nets)} networks: {', '.join(nets)}", self._file_span(),
                     hint="choose one with --network NAME")
 
     # ------------------------------------------------------------ expressions
@@ -161,7 +187,7 @@ class Elaborator:
                 hint = f"`{name}` is a layer or block; call it as a statement, not inside an expression"
             raise error("E010", f"undefined name `{name}`", span, hint=hint)
 
-        return Evaluator(lookup, lambda: list(ctx.env))
+        return Evaluator(lookup, lambda: list(ctx.env), self.charge)
 
     def eval(self, e: ast.Expr, ctx: Ctx) -> object:
         return self._evaluator(ctx)(e)
@@ -170,10 +196,8 @@ class Elaborator:
 
     def body(self, stmts: tuple[ast.Stmt, ...], ctx: Ctx) -> None:
         for s in stmts:
-            self.steps += 1
-            if self.steps > self.limits.max_steps:
-                raise error("E040", f"elaboration ran more than {self.limits.max_steps} statements", s.span,
-                            hint="check loop bounds; raise the limit with --limit max_steps=N")
+            self.charge(1, s.span)
+            self.last_span = s.span
             try:
                 self.stmt(s, ctx)
             except _Poisoned:
@@ -183,6 +207,16 @@ class Elaborator:
                 ctx.current = POISON
                 if isinstance(s, ast.Assign):
                     ctx.env[s.name] = UNDEFINED
+
+    def charge(self, n: int, span: Span) -> None:
+        """Count work (statements run, loop iterations, list items built) against max_steps."""
+        self.steps += n
+        if self.steps > self.limits.max_steps:  # fatal: stop at once rather than report it per statement
+            self.diags.append(Diagnostic(
+                "E040", f"elaboration ran more than {self.limits.max_steps} steps "
+                "(statements, loop iterations and list items built)", span, (),
+                "check loop bounds and list sizes; raise the limit with --limit max_steps=N"))
+            raise _Abort()
 
     def stmt(self, s: ast.Stmt, ctx: Ctx) -> None:
         kind = type(s).__name__
@@ -216,6 +250,7 @@ class Elaborator:
             raise error("E015", f"cannot loop over a {type_name(items)}", s.iterable.span,
                         hint="loop over range(n) or a list")
         for item in items:
+            self.charge(1, s.span)  # an empty body must not make a loop free
             if len(s.names) == 1:
                 ctx.env[s.names[0]] = item
             else:
@@ -405,9 +440,10 @@ class Elaborator:
     def add_node(self, op: str, attrs: dict, inputs: list[int], shape: tuple, counts: tuple[int, int],
                  label: str | None, span: Span, ctx: Ctx) -> Tensor:
         g = self.graph
-        if len(g.nodes) >= self.limits.max_nodes:
-            raise error("E040", f"the network has more than {self.limits.max_nodes} operations", span,
-                        hint="raise the limit with --limit max_nodes=N")
+        if len(g.nodes) >= self.limits.max_nodes:  # fatal, like max_steps: one report, then stop
+            self.diags.append(Diagnostic("E040", f"the network has more than {self.limits.max_nodes} operations",
+                                         span, (), "raise the limit with --limit max_nodes=N"))
+            raise _Abort()
         nid = len(g.nodes)
         g.nodes.append(Node(nid, op, tuple(inputs), freeze(attrs), tuple(shape), counts[0], counts[1], ctx.scope,
                             label, span, ctx.calls, ctx.region))
@@ -417,6 +453,10 @@ class Elaborator:
         sid = len(self.graph.scopes)
         self.graph.scopes.append(Scope(sid, ctx.scope, label, hint, span, kind))
         return sid
+
+    def mark(self, action: str, kind: str, ref: int) -> None:
+        """Record structure (see Graph.structure) so `expand` can print it back."""
+        self.graph.structure.append((len(self.graph.nodes), action, kind, ref))
 
     # ------------------------------------------------------------ blocks
 
@@ -443,8 +483,10 @@ class Elaborator:
         sid = self.new_scope(label, s.op, "block", s.span, ctx)
         inner = Ctx(env, x, sid, ctx.region, ctx.calls + (CallSite(s.op, s.span),), False)
         before = len(self.diags)
+        self.mark("open", "scope", sid)
         try:
             self.body(bd.body, inner)
+            self.mark("close", "scope", sid)
         finally:
             # Errors inside the block point back at this call site too.
             for i in range(before, len(self.diags)):
@@ -459,8 +501,18 @@ class Elaborator:
         body = self._one_body(s)
         sid = self.new_scope(label, "group", "group", s.span, ctx) if label is not None else ctx.scope
         inner = ctx.child(scope=sid)
+        self._open_scope(sid, ctx)
         self.body(body, inner)
+        self._close_scope(sid, ctx)
         ctx.current = inner.current
+
+    def _open_scope(self, sid: int, ctx: Ctx) -> None:
+        if sid != ctx.scope:
+            self.mark("open", "scope", sid)
+
+    def _close_scope(self, sid: int, ctx: Ctx) -> None:
+        if sid != ctx.scope:
+            self.mark("close", "scope", sid)
 
     def _branch(self, s: ast.Layer, label: str | None, ctx: Ctx) -> None:
         if ctx.branches is None:
@@ -471,7 +523,11 @@ class Elaborator:
         sid = self.new_scope(label, "branch", "branch", s.span, ctx)
         start = len(self.graph.nodes)
         inner = ctx.child(scope=sid, current=ctx.env["__parallel_input__"])
+        self.mark("open", "part", len(ctx.branches))
+        self.mark("open", "scope", sid)
         self.body(body, inner)
+        self.mark("close", "scope", sid)
+        self.mark("close", "part", len(ctx.branches))
         ctx.branches.append((inner.current, tuple(range(start, len(self.graph.nodes))), s.span))
 
     def _no_args(self, s: ast.Layer) -> None:
@@ -492,7 +548,7 @@ class Elaborator:
         ops.Param("drop_path", "float", 0.0),
         ops.Param("post", "activation", None),
         ops.Param("shortcut_norm", "norm", "batchnorm"),
-        ops.Param("shortcut_label", "str", "downsample"),
+        ops.Param("shortcut_label", "str", None),  # default: auto-named downsample, downsample_1, ...
         ops.Param("zero_init_last", "bool", False),
     )
 
@@ -516,6 +572,9 @@ class Elaborator:
         rid = len(g.regions)
         g.regions.append(None)  # reserved; filled below so nested regions get later ids
         sid = self.new_scope(label, "residual", "residual", s.span, ctx) if label is not None else ctx.scope
+        self._open_scope(sid, ctx)
+        self.mark("open", "region", rid)
+        self.mark("open", "part", 0)
         start = len(g.nodes)
         bctx = ctx.child(current=x, scope=sid, region=rid)
         self.body(main[0].body, bctx)
@@ -532,6 +591,8 @@ class Elaborator:
         branch = tuple(range(start, len(g.nodes)))
         if a["zero_init_last"]:
             self._zero_last_norm(branch, s, spans)
+        self.mark("close", "part", 0)
+        self.mark("open", "part", -1)
         sc_start = len(g.nodes)
         sctx = ctx.child(current=x, scope=sid, region=rid)
         if kind == "custom":
@@ -544,6 +605,7 @@ class Elaborator:
         else:
             sc = self._shortcut(kind, a, x, b, s, spans, sctx)
         shortcut = tuple(range(sc_start, len(g.nodes)))
+        self.mark("close", "part", -1)
         if sc.shape != b.shape:
             notes = [Note(main[0].span, f"the branch gives {list(b.shape)}"),
                      Note(self.graph.nodes[x.node].span, f"the residual's input {list(x.shape)} comes from here")]
@@ -557,9 +619,11 @@ class Elaborator:
                                 freeze({"shortcut": kind, "scale": scale, "scale_init": a["scale_init"],
                                         "drop_path": a["drop_path"], "post": a["post"]}),
                                 sid, s.span, ctx.calls)
+        self.mark("close", "region", rid)
         if a["post"] is not None:
             out = self.make(ops.OPS[a["post"]], {k.name: k.default for k in ops.OPS[a["post"]].params}, [out], None,
                             spans.get("post", s.span), rctx)
+        self._close_scope(sid, ctx)
         ctx.current = out
 
     def _zero_last_norm(self, branch: tuple[int, ...], s: ast.Layer, spans: dict) -> None:
@@ -590,6 +654,7 @@ class Elaborator:
             return self.make(ops.OPS["zeropad"], {"out_channels": bs[0], "stride": stride}, [x], None, where, ctx)
         sid = self.new_scope(a["shortcut_label"], "downsample", "shortcut", where, ctx)
         c = ctx.child(scope=sid)
+        self.mark("open", "scope", sid)
         idx = 0
         t = x
         if kind == "avgproject":
@@ -614,6 +679,7 @@ class Elaborator:
                 raise error("E014", f"shortcut_norm=\"{norm}\" needs arguments; write the shortcut as a "
                             "`shortcut { }` body instead", spans.get("shortcut_norm", s.span))
             t = self.make(spec, attrs, [t], str(idx + 1), where, c)
+        self.mark("close", "scope", sid)
         return t
 
     _DENSE = (ops.Param("crop", "bool", False),)
@@ -626,9 +692,13 @@ class Elaborator:
         rid = len(g.regions)
         g.regions.append(None)
         sid = self.new_scope(label, "dense", "dense", s.span, ctx) if label is not None else ctx.scope
+        self._open_scope(sid, ctx)
+        self.mark("open", "region", rid)
+        self.mark("open", "part", 0)
         start = len(g.nodes)
         bctx = ctx.child(current=x, scope=sid, region=rid)
         self.body(body, bctx)
+        self.mark("close", "part", 0)
         b = bctx.current
         if b is None or b.shape is None:
             raise _Poisoned()
@@ -637,6 +707,8 @@ class Elaborator:
                         operand_spans=[s.span, s.span])
         g.regions[rid] = Region(rid, "dense", ctx.region, x.node, out.node, (branch,), (1,), (),
                                 freeze({"crop": a["crop"]}), sid, s.span, ctx.calls)
+        self.mark("close", "region", rid)
+        self._close_scope(sid, ctx)
         ctx.current = out
 
     _PARALLEL = (ops.Param("merge", "choice", "concat", ("add", "concat")), ops.Param("crop", "bool", False))
@@ -649,6 +721,8 @@ class Elaborator:
         rid = len(g.regions)
         g.regions.append(None)
         sid = self.new_scope(label, "parallel", "parallel", s.span, ctx) if label is not None else ctx.scope
+        self._open_scope(sid, ctx)
+        self.mark("open", "region", rid)
         collected: list = []
         pctx = ctx.child(scope=sid, region=rid, env={**ctx.env, "__parallel_input__": x})
         pctx.branches = collected
@@ -668,6 +742,8 @@ class Elaborator:
         branches = tuple(nodes for _, nodes, _ in collected)
         g.regions[rid] = Region(rid, "parallel", ctx.region, x.node, out.node, branches, tuple(range(len(outs))), (),
                                 freeze({"merge": a["merge"]}), sid, s.span, ctx.calls)
+        self.mark("close", "region", rid)
+        self._close_scope(sid, ctx)
         ctx.current = out
 
 
@@ -767,4 +843,16 @@ def _coerce_override(name: str, value: object, default: object, span: Span) -> o
 def elaborate(program: Program, network: str | None = None, overrides: dict | None = None,
               limits: Limits = DEFAULT) -> Graph:
     """Build the IR graph of one network of a loaded program."""
-    return Elaborator(program, limits).network(network, dict(overrides or {}))
+    el = Elaborator(program, limits)
+    old = sys.getrecursionlimit()
+    sys.setrecursionlimit(max(old, 20 * limits.max_call_depth + 2000))
+    try:
+        return el.network(network, dict(overrides or {}))
+    except _Abort:  # raised outside the network body (e.g. while evaluating top-level constants)
+        raise ResdslError(el.diags) from None
+    except RecursionError:
+        # Nesting is bounded by the parser and max_call_depth; this is the last line of defence.
+        raise error("E040", "the network nests blocks, bodies and expressions too deeply to elaborate", el.last_span,
+                    hint="lower the nesting, or the limits max_call_depth / max_nesting") from None
+    finally:
+        sys.setrecursionlimit(old)

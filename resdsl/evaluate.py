@@ -76,6 +76,18 @@ def _check_int(v: object, span: Span) -> object:
     return v
 
 
+def deep_size(v: object, cap: int = MAX_ITEMS) -> int:
+    """Items in a value counting nested lists and dicts; stops counting soon after `cap`."""
+    n, stack = 0, [v]
+    while stack and n <= cap:
+        x = stack.pop()
+        if isinstance(x, (tuple, FrozenDict)):
+            items = tuple(x.values()) if isinstance(x, FrozenDict) else x
+            n += len(items)
+            stack.extend(i for i in items if isinstance(i, (tuple, FrozenDict)))
+    return n
+
+
 def _num(v: object) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool)
 
@@ -83,9 +95,24 @@ def _num(v: object) -> bool:
 class Evaluator:
     """Evaluates expressions in an environment (a chain of dicts)."""
 
-    def __init__(self, lookup: Callable[[str, Span], object], names: Callable[[], list[str]]):
+    def __init__(self, lookup: Callable[[str, Span], object], names: Callable[[], list[str]],
+                 charge: Callable[[int, Span], None] | None = None):
         self.lookup = lookup  # raises E010 with did-you-mean when a name is unknown
         self.names = names
+        self.charge = charge or (lambda n, span: None)  # counts work against Limits.max_steps
+
+    def _built(self, v: object, span: Span) -> object:
+        """Bound every list a program builds: at most MAX_ITEMS items counting nested
+        lists (`[[0] * 10**6] * 10**6` is refused), and its size is charged as work."""
+        if isinstance(v, (tuple, FrozenDict)):
+            n = deep_size(v)
+            if n > MAX_ITEMS:
+                raise error("E040", f"a list with more than {MAX_ITEMS} items (counting nested lists)", span,
+                            hint="networks need far smaller tables; check the expression")
+            self.charge(n, span)
+        elif isinstance(v, str):
+            self.charge(len(v) // 64, span)
+        return v
 
     def __call__(self, e: ast.Expr) -> object:
         return self.eval(e)
@@ -101,7 +128,7 @@ class Evaluator:
         return self.lookup(e.id, e.span)
 
     def _ListLit(self, e: ast.ListLit):
-        return tuple(self.eval(x) for x in e.items)
+        return self._built(tuple(self.eval(x) for x in e.items), e.span)
 
     def _DictLit(self, e: ast.DictLit):
         d = {}
@@ -110,7 +137,7 @@ class Evaluator:
             if isinstance(key, (tuple, FrozenDict, Tensor)):
                 raise error("E015", f"a {type_name(key)} cannot be a dict key", k.span, hint="use ints, strings or bools")
             d[key] = self.eval(v)
-        return FrozenDict(d)
+        return self._built(FrozenDict(d), e.span)
 
     def _Cond(self, e: ast.Cond):
         return self.eval(e.then) if self._truth(self.eval(e.test), e.test.span) else self.eval(e.other)
@@ -136,7 +163,9 @@ class Evaluator:
             left = self.eval(e.left)
             return left if self._truth(left, e.left.span) else self.eval(e.right)
         a, b = self.eval(e.left), self.eval(e.right)
-        return _check_int(binop(e.op, a, b, e.span), e.span)
+        if e.op in ("==", "!="):  # comparing lists walks them
+            self.charge(deep_size(a) + deep_size(b), e.span)
+        return self._built(_check_int(binop(e.op, a, b, e.span), e.span), e.span)
 
     def _Index(self, e: ast.Index):
         obj, idx = self.eval(e.obj), self.eval(e.index)
@@ -174,8 +203,10 @@ class Evaluator:
             bad = next(a for a in e.args if a.name is not None)
             raise error("E013", f"`{e.func}` takes no keyword arguments", bad.span)
         args = [self.eval(a.value) for a in e.args]
+        if e.func == "str":  # formatting walks the whole value
+            self.charge(sum(deep_size(a) for a in args), e.span)
         try:
-            return _check_int(fn(*args), e.span)
+            return self._built(_check_int(fn(*args), e.span), e.span)
         except _BuiltinError as err:
             raise error(err.code, f"{e.func}(): {err}", e.span, hint=err.hint) from None
 

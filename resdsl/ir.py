@@ -102,6 +102,10 @@ class Graph:
     outputs: dict[str, int] = field(default_factory=dict)
     regions: list[Region] = field(default_factory=list)
     scopes: list[Scope] = field(default_factory=list)
+    # How scopes, regions and region parts nest, in program order:
+    # (number of nodes created so far, "open"|"close", "scope"|"region"|"part", id)
+    # where a part id is the branch index, or -1 for a residual's shortcut.
+    structure: list[tuple[int, str, str, int]] = field(default_factory=list)
 
     # -- queries
     def successors(self) -> list[list[int]]:

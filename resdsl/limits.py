@@ -12,14 +12,14 @@ from dataclasses import dataclass, fields
 
 @dataclass(frozen=True)
 class Limits:
-    max_nodes: int = 1_000_000  # IR nodes in one network
-    max_steps: int = 5_000_000  # statements executed while elaborating
+    max_nodes: int = 100_000  # IR nodes in one network (ResNet-1001 has ~4,000)
+    max_steps: int = 1_000_000  # statements run, loop iterations and list items built while elaborating
     max_call_depth: int = 100  # nested block calls
     max_nesting: int = 200  # brackets and bodies inside one another in the source
     max_errors: int = 50  # diagnostics reported in one run
     max_tensor_elements: int = 2**34  # elements of one tensor, per sample
     max_params: int = 2_000_000_000  # parameters of a module `compile` will build
-    max_source_bytes: int = 10_000_000  # one .res file
+    max_source_bytes: int = 500_000  # one .res file (parsing runs at roughly 0.1-1 MB/s)
 
     @classmethod
     def names(cls) -> list[str]:
@@ -27,3 +27,19 @@ class Limits:
 
 
 DEFAULT = Limits()
+
+
+def check_params(graph, limits: Limits = DEFAULT) -> None:
+    """Refuse to build a module with more than `limits.max_params` parameters (E040).
+
+    Backends call this before allocating any weight: the shape checker has
+    already counted every parameter exactly, so this costs nothing.
+    """
+    from .diagnostics import error  # local import: diagnostics does not depend on limits
+
+    total = sum(n.params for n in graph.nodes)
+    if total > limits.max_params:
+        biggest = max(graph.nodes, key=lambda n: n.params)
+        raise error("E040", f"the network has {total:,} parameters; building it is limited to {limits.max_params:,}",
+                    biggest.span, hint=f"the largest layer ({biggest.params:,} parameters) is here; raise the limit "
+                    "with --limit max_params=N if you have the memory (4 bytes per parameter)")

@@ -29,13 +29,23 @@ class Program:
 
 
 def _read(path: Path, span: Span, limits: Limits) -> str:
+    if span is UNKNOWN:  # the main file: point at the file itself
+        span = Span(str(path), 1, 1, 1, 2, 0, 1)
+    data = b""
     try:
-        size = path.stat().st_size
-        if size > limits.max_source_bytes:
-            raise error("E040", f"{path} is {size} bytes; the limit is {limits.max_source_bytes}", span)
-        return path.read_bytes().decode("utf-8")
+        if path.exists() and not path.is_file() and not path.is_dir():  # a FIFO or device would block or never end
+            raise error("E002", f"cannot read {path}: not a regular file", span)
+        with open(path, "rb") as f:
+            data = f.read(limits.max_source_bytes + 1)  # never trust st_size (/proc files report 0)
+        if len(data) > limits.max_source_bytes:
+            raise error("E040", f"{path} is larger than the limit of {limits.max_source_bytes} bytes", span,
+                        hint="raise it with --limit max_source_bytes=N")
+        return data.decode("utf-8")
     except UnicodeDecodeError as e:
-        raise error("E002", f"cannot read {path}: not UTF-8 text ({e.reason} at byte {e.start})", span) from None
+        prefix = data[: e.start].decode("utf-8", "replace")
+        line, col = prefix.count("\n") + 1, len(prefix) - (prefix.rfind("\n") + 1) + 1
+        raise error("E002", f"cannot read {path}: not UTF-8 text ({e.reason} at line {line}, column {col}, "
+                    f"byte {e.start})", span, hint="save the file as UTF-8") from None
     except IsADirectoryError:
         raise error("E002", f"cannot read {path}: it is a directory", span) from None
     except OSError as e:
@@ -76,7 +86,7 @@ def load_program(text: str, file: str, limits: Limits = DEFAULT) -> Program:
                     continue
                 done.add(target)
                 active.append((target, item.span))
-                sub = parse(_read(target, item.span, limits), str(target))
+                sub = parse(_read(target, item.span, limits), str(target), limits)
                 visit(sub, target, False)
                 active.pop()
             elif isinstance(item, ast.BlockDef):
@@ -87,7 +97,11 @@ def load_program(text: str, file: str, limits: Limits = DEFAULT) -> Program:
             elif isinstance(item, ast.Assign):
                 prog.constants.append(item)
 
-    module = parse(text, file)
+    if len(text) > limits.max_source_bytes:
+        raise error("E040", f"{file} has {len(text)} characters; the limit is {limits.max_source_bytes}",
+                    Span(file, 1, 1, 1, 2, 0, 1),
+                    hint="raise it with --limit max_source_bytes=N")
+    module = parse(text, file, limits)
     active.append((main_path or Path(file), UNKNOWN))
     visit(module, main_path, True)
     return prog

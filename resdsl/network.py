@@ -82,6 +82,36 @@ class Network:
     def to_networkx(self):
         return self.graph.to_networkx()
 
+    # ---------------------------------------------------------------- backends and analyses (lazy imports)
+    def to_torch(self, seed: int | None = None):
+        """A `torch.nn.Module` built from generated straight-line code."""
+        from .backends.pytorch import build
+        return build(self, seed=seed)
+
+    def torch_source(self) -> str:
+        """Standalone PyTorch source (imports only torch) for this network."""
+        from .backends.pytorch import generate
+        return generate(self)
+
+    def costs(self, convention: str = "torchvision"):
+        """MACs per layer and in total, memory and receptive fields (static)."""
+        from .analysis.cost import analyze
+        return analyze(self.graph, convention)
+
+    def paths(self, length: str = "blocks"):
+        """Exact input->output path counts and the path-length histogram."""
+        from .analysis.paths import count_paths
+        return count_paths(self.graph, length)
+
+    def render(self, path: str | None = None, **options):
+        """A Graphviz diagram (see `resdsl render --help` for the options)."""
+        from .render import render
+        return render(self, path, **options)
+
+    def _repr_svg_(self) -> str:
+        from .render import to_svg
+        return to_svg(self)
+
     def __repr__(self) -> str:
         ins = ", ".join(f"{k}: {list(v)}" for k, v in self.inputs.items())
         outs = ", ".join(f"{k}: {list(v)}" for k, v in self.outputs.items())

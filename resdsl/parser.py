@@ -8,13 +8,15 @@ from __future__ import annotations
 
 import functools
 import re
+import sys
 from pathlib import Path
 
-from lark import Lark, Token, Transformer, v_args
+from lark import Lark, Token, Transformer, Tree, v_args
 from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken, VisitError
 
 from . import syntax as ast
 from .diagnostics import ResdslError, error
+from .limits import DEFAULT, Limits
 from .span import Source, Span, register
 
 RESERVED = frozenset(
@@ -40,6 +42,7 @@ class _Newlines:
 
     always_accept = ("_NL",)
     _BODY_AFTER = {"NAME", "RPAR", "RSQB", "INT", "FLOAT", "STRING", "TRUE", "FALSE", "NONE"}
+    max_depth = 200  # set from Limits.max_nesting by `parse` before each parse
 
     def process(self, stream):
         stack: list[str] = []
@@ -54,10 +57,55 @@ class _Newlines:
             elif t == "LBRACE":
                 body = prev[-1] in self._BODY_AFTER or (prev[-1] == "ELSE" and prev[-2] == "RBRACE")
                 stack.append("body" if body else "dict")
-            elif t in ("RPAR", "RSQB", "RBRACE") and stack:
+            if len(stack) > self.max_depth:  # refuse before the parser builds a tree this deep
+                raise _TooDeep(tok)
+            if t in ("RPAR", "RSQB", "RBRACE") and stack:
                 stack.pop()
             prev = [prev[-1], t]
             yield tok
+
+
+class _TooDeep(Exception):
+    """Brackets, bodies or operators nested deeper than Limits.max_nesting."""
+
+    def __init__(self, tok: Token | None, meta=None):
+        super().__init__("nesting too deep")
+        self.tok, self.meta = tok, meta
+
+
+# Tree nodes that nest: bodies and every expression form (operators chain
+# without brackets, e.g. `- - - 1` or `1 + 1 + ... + 1`).
+_NESTING_RULES = frozenset(
+    "body list_ dict_ call index attr cond or_ and_ not_ compare add sub mul truediv floordiv mod neg pos pow".split()
+)
+
+
+def _check_depth(tree, limit: int) -> None:
+    """Iteratively measure nesting so that transforming the tree cannot hit Python's recursion limit."""
+    stack = [(tree, 0)]
+    while stack:
+        node, depth = stack.pop()
+        if node.data in _NESTING_RULES:
+            depth += 1
+            if depth > limit:
+                raise _TooDeep(None, node.meta)
+        for c in node.children:
+            if isinstance(c, Tree):
+                stack.append((c, depth))
+
+
+def _too_deep(e: _TooDeep, source: Source, limit: int) -> ResdslError:
+    if e.tok is not None:
+        span = Span(source.name, e.tok.line, e.tok.column, e.tok.end_line, e.tok.end_column,
+                    e.tok.start_pos, e.tok.end_pos)
+    elif e.meta is not None and not getattr(e.meta, "empty", True):
+        span = Span(source.name, e.meta.line, e.meta.column, e.meta.line, e.meta.column + 1,
+                    e.meta.start_pos, e.meta.start_pos + 1)
+    else:
+        span = Span(source.name, 1, 1, 1, 2, 0, 1)
+    return error("E040", f"brackets, bodies or operators are nested more than {limit} deep here", span,
+                 hint="split the expression or the body with names or blocks; "
+                      "raise the limit with --limit max_nesting=N")
 
 
 @functools.lru_cache(maxsize=1)
@@ -325,23 +373,42 @@ def _syntax_error(e: UnexpectedInput, source: Source) -> ResdslError:
 
 def _parse_expr(text: str, file: str, dline: int, dcol: int, dpos: int) -> ast.Expr:
     tree = _lark().parse(text, start="expr")
+    _check_depth(tree, _lark().options.postlex.max_depth)
     return _ToAst(file, dline, dcol, dpos).transform(tree)
 
 
-def parse(text: str, file: str = "<string>") -> ast.Module:
+def parse(text: str, file: str = "<string>", limits: Limits = DEFAULT) -> ast.Module:
     """Parse one .res source into a `syntax.Module`; raises `ResdslError`."""
     source = register(Source(file, text))
+    limit = limits.max_nesting
+    lark = _lark()
+    lark.options.postlex.max_depth = limit
+    old = sys.getrecursionlimit()
+    # The transformer recurses about 4 frames per tree level; a tree that passed
+    # _check_depth has at most ~3 levels per counted nesting level.
+    sys.setrecursionlimit(max(old, min(12 * limit + 1000, 50_000)))
     try:
-        tree = _lark().parse(text + "\n", start="start")
+        tree = lark.parse(text + "\n", start="start")
+        _check_depth(tree, limit)
         items = _ToAst(file).transform(tree)
     except UnexpectedInput as e:
         raise _syntax_error(e, source) from None
+    except _TooDeep as e:
+        raise _too_deep(e, source, limit) from None
+    except RecursionError:
+        raise _too_deep(_TooDeep(None), source, limit) from None
     except VisitError as e:  # an error raised inside the transformer
         if isinstance(e.orig_exc, ResdslError):
             raise e.orig_exc from None
         if isinstance(e.orig_exc, UnexpectedInput):  # inside a label's {expression}
             raise _syntax_error(e.orig_exc, source) from None
+        if isinstance(e.orig_exc, _TooDeep):
+            raise _too_deep(e.orig_exc, source, limit) from None
+        if isinstance(e.orig_exc, RecursionError):
+            raise _too_deep(_TooDeep(None), source, limit) from None
         raise
+    finally:
+        sys.setrecursionlimit(old)
     return ast.Module(file, items)
 
 

@@ -1,0 +1,243 @@
+"""Small `torch.nn` helpers that compiled networks use, kept as ONE source string.
+
+`SOURCE` is executed here (so `from resdsl.backends.modules import DropPath`
+works) and is also pasted verbatim into every standalone file that
+`resdsl compile -o model.py` writes -- one copy of the code, two uses.
+It is our own fixed text; nothing from a .res file ever reaches it.
+
+What is in it:
+  Container        a naming scope without a forward (state_dict keys = layer names)
+  add_module_at    put a module at a dotted path, creating Containers on the way
+  check_params     the generated constructor's guard against other parameter values
+  GhostBatchNorm   batch norm with statistics over virtual batches (Hoffer et al. 2017)
+  DropPath         stochastic depth, per sample (Huang et al. 2016)
+  ScalarScale      x * w, one learnable scalar w (SkipInit, De & Smith 2020)
+  ScalarBias       x + b, one learnable scalar b (Fixup, Zhang et al. 2019)
+  ZeroPad          option-A shortcut: subsample by stride, append zero channels
+  center_crop      crop the spatial dims around the center; offset (L - M) // 2
+  cat_cropped      channel concat after center-cropping all inputs to the smallest size
+  init_weight      the weight initialisations of conv/linear layers (see pytorch.py)
+  init_norm        gamma = 1 or 0, beta = 0
+"""
+from __future__ import annotations
+
+import linecache
+
+SOURCE = '''
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+
+class Container(nn.Module):
+    """A naming scope (like nn.Sequential, without a forward): its children's
+    parameters appear in state_dict under the scope's name."""
+
+
+def add_module_at(root, path, module):
+    """Insert `module` into `root` at the dotted `path`, creating Containers."""
+    *scopes, last = path.split(".")
+    for part in scopes:
+        child = root._modules.get(part)
+        if child is None:
+            child = root._modules[part] = Container()
+        root = child
+    # Assign through _modules: names like "0" or "train" are valid layer names
+    # but cannot (or must not) be Python attributes of the module.
+    root._modules[last] = module
+
+
+def _as_tuple(v):
+    if isinstance(v, (list, tuple)):
+        return tuple(_as_tuple(x) for x in v)
+    if isinstance(v, dict):
+        return {k: _as_tuple(x) for k, x in v.items()}
+    return v
+
+
+def check_params(cls_name, compiled, given, extra=None):
+    """Raise ValueError if a constructor argument differs from the compiled value."""
+    given = dict(given)
+    for name, value in (extra or {}).items():
+        if name not in compiled:
+            raise TypeError(f"{cls_name}() got an unexpected keyword argument {name!r}")
+        given[name] = value
+    for name, value in given.items():
+        if _as_tuple(value) != _as_tuple(compiled[name]) or (type(value) is bool) != (type(compiled[name]) is bool):
+            raise ValueError(
+                f"{cls_name} was generated for {name}={compiled[name]!r}, not {value!r}: the code is specialised "
+                f"to one configuration; regenerate it with `resdsl compile FILE --set {name}=VALUE`")
+
+
+class GhostBatchNorm(nn.modules.batchnorm._BatchNorm):
+    """Batch norm whose training statistics come from virtual batches of
+    `virtual_batch_size` samples (the running statistics are updated once per
+    virtual batch).  Same parameters and buffers as nn.BatchNorm*d; in eval
+    mode, or for batches no larger than a virtual batch, it is plain batch norm."""
+
+    def __init__(self, num_features, virtual_batch_size, eps=1e-5, momentum=0.1, affine=True,
+                 track_running_stats=True):
+        super().__init__(num_features, eps, momentum, affine, track_running_stats)
+        self.virtual_batch_size = virtual_batch_size
+
+    def _check_input_dim(self, x):
+        if not 2 <= x.dim() <= 5:
+            raise ValueError(f"expected a 2D to 5D input (got {x.dim()}D input)")
+
+    def forward(self, x):
+        if not self.training or x.shape[0] <= self.virtual_batch_size:
+            return super().forward(x)
+        self._check_input_dim(x)
+        momentum = self.momentum
+        if self.track_running_stats:
+            self.num_batches_tracked.add_(1)
+            if momentum is None:  # cumulative moving average, as in nn.BatchNorm
+                momentum = 1.0 / float(self.num_batches_tracked)
+        else:
+            momentum = 0.0
+        parts = [F.batch_norm(c, self.running_mean, self.running_var, self.weight, self.bias, True,
+                              momentum, self.eps) for c in x.split(self.virtual_batch_size)]
+        return torch.cat(parts, 0)
+
+    def extra_repr(self):
+        return f"{super().extra_repr()}, virtual_batch_size={self.virtual_batch_size}"
+
+
+class DropPath(nn.Module):
+    """Stochastic depth: in training, zero the whole input of a sample with
+    probability p and scale the kept ones by 1 / (1 - p); identity in eval."""
+
+    def __init__(self, p):
+        super().__init__()
+        self.p = float(p)
+
+    def forward(self, x):
+        if not self.training or self.p == 0.0:
+            return x
+        keep = 1.0 - self.p
+        mask = x.new_empty((x.shape[0],) + (1,) * (x.dim() - 1)).bernoulli_(keep)
+        return x * mask.div_(keep)
+
+    def extra_repr(self):
+        return f"p={self.p}"
+
+
+class ScalarScale(nn.Module):
+    """x * weight with one learnable scalar `weight` (SkipInit: init 0)."""
+
+    def __init__(self, init=1.0):
+        super().__init__()
+        self.init = float(init)
+        self.weight = nn.Parameter(torch.tensor(self.init))
+
+    def forward(self, x):
+        return x * self.weight
+
+    def reset_parameters(self):
+        with torch.no_grad():
+            self.weight.fill_(self.init)
+
+    def extra_repr(self):
+        return f"init={self.init}"
+
+
+class ScalarBias(nn.Module):
+    """x + bias with one learnable scalar `bias` (Fixup: init 0)."""
+
+    def __init__(self, init=0.0):
+        super().__init__()
+        self.init = float(init)
+        self.bias = nn.Parameter(torch.tensor(self.init))
+
+    def forward(self, x):
+        return x + self.bias
+
+    def reset_parameters(self):
+        with torch.no_grad():
+            self.bias.fill_(self.init)
+
+    def extra_repr(self):
+        return f"init={self.init}"
+
+
+class ZeroPad(nn.Module):
+    """Option-A shortcut (He et al. 2016): x[:, :, ::s, ::s], then zero
+    channels appended up to `out_channels`.  No parameters."""
+
+    def __init__(self, out_channels, stride):
+        super().__init__()
+        self.out_channels = int(out_channels)
+        self.stride = tuple(int(s) for s in stride)
+
+    def forward(self, x):
+        if any(s != 1 for s in self.stride):
+            x = x[(slice(None), slice(None)) + tuple(slice(None, None, s) for s in self.stride)]
+        extra = self.out_channels - x.shape[1]
+        if extra:
+            # F.pad lists dims last-first: nothing on the spatial dims, `extra` after the channels.
+            x = F.pad(x, (0, 0) * len(self.stride) + (0, extra))
+        return x
+
+    def extra_repr(self):
+        return f"out_channels={self.out_channels}, stride={self.stride}"
+
+
+def center_crop(x, size):
+    """Crop the spatial dims of x (N, C, *spatial) to `size`, centered: offset (L - M) // 2."""
+    index = [slice(None), slice(None)]
+    for d, m in enumerate(size):
+        o = (x.shape[2 + d] - m) // 2
+        index.append(slice(o, o + m))
+    return x[tuple(index)]
+
+
+def cat_cropped(xs):
+    """Concatenate along channels after center-cropping every input to the smallest spatial size."""
+    size = [min(t.shape[2 + d] for t in xs) for d in range(xs[0].dim() - 2)]
+    return torch.cat([center_crop(t, size) for t in xs], 1)
+
+
+def init_weight(module, how, gain=1.0):
+    """Initialise a conv/linear weight (see the table in resdsl/backends/pytorch.py); biases become 0."""
+    w = module.weight
+    with torch.no_grad():
+        if how == "default":
+            if not isinstance(module, nn.Linear):  # conv: what torchvision's ResNet does
+                nn.init.kaiming_normal_(w, mode="fan_out", nonlinearity="relu")
+            # linear: keep torch's own default (kaiming_uniform_ with a=sqrt(5))
+        elif how in ("he", "kaiming"):
+            nn.init.kaiming_normal_(w, mode="fan_in", nonlinearity="relu")
+        elif how in ("xavier", "glorot"):
+            nn.init.xavier_normal_(w)
+        elif how == "zeros":
+            nn.init.zeros_(w)
+        elif how == "ones":
+            nn.init.ones_(w)
+        elif how == "normal":
+            nn.init.normal_(w, 0.0, 0.01)
+        else:
+            raise ValueError(f"unknown init {how!r}")
+        if gain != 1.0:
+            w.mul_(gain)
+        if getattr(module, "bias", None) is not None:
+            nn.init.zeros_(module.bias)
+
+
+def init_norm(module, how):
+    """gamma = 1 ("ones") or 0 ("zeros", e.g. zero_init_last); beta = 0."""
+    with torch.no_grad():
+        if getattr(module, "weight", None) is not None:
+            module.weight.fill_(0.0 if how == "zeros" else 1.0)
+        if getattr(module, "bias", None) is not None:
+            module.bias.zero_()
+'''
+
+# Names SOURCE defines at top level; generated code must not reuse them.
+EXPORTS = ("Container", "add_module_at", "check_params", "GhostBatchNorm", "DropPath", "ScalarScale", "ScalarBias",
+           "ZeroPad", "center_crop", "cat_cropped", "init_weight", "init_norm")
+
+_FILENAME = "<resdsl helpers>"
+linecache.cache[_FILENAME] = (len(SOURCE), None, SOURCE.splitlines(True), _FILENAME)  # readable tracebacks
+exec(compile(SOURCE, _FILENAME, "exec"), globals())
+
+__all__ = list(EXPORTS) + ["SOURCE", "EXPORTS"]

@@ -1,0 +1,558 @@
+"""PyTorch backend: lower the IR to a standalone Python file, and build modules from it.
+
+Reads a `Network` (its graph's nodes in program order: op, attrs, input ids,
+shapes, qualified names, spans).  Writes Python source text (`generate`) that
+imports only torch and defines ONE `nn.Module` subclass; `build` executes
+that same text and instantiates the class.
+
+The generated class
+  * takes the network's parameters as keyword arguments, defaulting to the
+    compiled values; the code is specialised to them, so another value
+    raises ValueError (regenerate with `resdsl compile --set NAME=VALUE`);
+  * registers submodules at the IR's qualified names, nesting `Container`s per
+    name component, so state_dict keys are the layer names
+    (`layer1.0.conv1.weight`, as torchvision spells them);
+  * has a straight-line `forward`: one line per IR node in graph order, with
+    the node's name, output shape `[B, ...]` and .res location as a comment.
+    Parameter-free ops are functional calls; variables are reused as soon as
+    a value is dead, so activations are freed while forward runs.
+    forward's arguments are the network inputs in declaration order; it
+    returns the tensor for one output and a tuple in `output_names` order for
+    several.
+
+Initialisation (generated `reset_parameters`, run by the constructor):
+    init of conv / linear   weight                                        bias
+    "default"               conv: kaiming_normal_(fan_out, relu)          0
+                            (torchvision's ResNet); linear: torch's default
+    "he", "kaiming"         kaiming_normal_(fan_in, relu)                 0
+    "xavier", "glorot"      xavier_normal_                                0
+    "zeros" / "ones"        0 / 1                                         0
+    "normal"                normal_(0, 0.01)                              0
+    then the weight is multiplied by init_gain (Fixup-style rescaling).
+    norms: gamma 1 (init "ones") or 0 (init "zeros", used by zero_init_last); beta 0.
+    scalar_scale / scalar_bias: the op's `init` value.
+
+Safety: nothing from a .res file is pasted into the code.  Names are checked
+against [A-Za-z0-9_] per component and emitted with repr(); numbers,
+booleans, strings and None are emitted with repr() of the plain builtin type;
+comments only carry sanitised text (no newlines or quotes).
+"""
+from __future__ import annotations
+
+import builtins
+import itertools
+import keyword
+import linecache
+import math
+import re
+from dataclasses import dataclass
+from typing import Callable
+
+from .. import ops
+from ..ir import Node
+from . import modules
+
+Shape = tuple[int, ...]
+
+_COMPONENT = re.compile(r"[A-Za-z0-9_]+\Z")
+_IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
+# Names the generated file binds at top level or uses inside methods: a parameter or input with one of
+# these names would shadow them, so such names are passed another way (see _signature).
+_RESERVED = (set(keyword.kwlist) | set(keyword.softkwlist) | set(dir(builtins)) | set(modules.EXPORTS)
+             | {"self", "torch", "nn", "F", "extra", "math"})
+_SLOT = re.compile(r"h[0-9]*\Z")
+
+
+def _internal(message: str) -> AssertionError:
+    return AssertionError(f"internal error in the pytorch backend: {message}")
+
+
+# ----------------------------------------------------------------- safe emission
+
+def lit(v: object) -> str:
+    """Python source for a plain value; only builtin literal types are accepted."""
+    t = type(v)
+    if v is None or t is bool:
+        return repr(v)
+    if t is int:
+        return repr(v)
+    if t is float:
+        return repr(v) if math.isfinite(v) else f"float({repr(str(v))})"
+    if t is str:
+        return repr(v)
+    if t is tuple or t is list:
+        items = [lit(x) for x in v]
+        if t is list:
+            return "[" + ", ".join(items) + "]"
+        return "(" + ", ".join(items) + ("," if len(items) == 1 else "") + ")"
+    if t is dict:
+        return "{" + ", ".join(f"{lit(k)}: {lit(x)}" for k, x in v.items()) + "}"
+    raise _internal(f"cannot emit a value of type {t.__name__}")
+
+
+def _components(name: str) -> list[str]:
+    parts = name.split(".")
+    for p in parts:
+        if not _COMPONENT.match(p):
+            raise _internal(f"invalid layer name {name!r}")
+    return parts
+
+
+def _comment(text: str) -> str:
+    """Text that is safe inside a # comment: no newlines, quotes or control characters."""
+    return re.sub(r"[^A-Za-z0-9_./:+@ -]", "?", str(text))[:200]
+
+
+def _module_ref(name: str) -> str:
+    # `_modules[...]` lookups: ~10x cheaper than nn.Module.__getattr__, and valid for names like "0".
+    return "self" + "".join(f"._modules[{lit(c)}]" for c in _components(name))
+
+
+def class_name(network: str) -> str:
+    """A CamelCase class name for a network name (`wide_resnet` -> `WideResnet`)."""
+    parts = [p for p in re.split(r"[^A-Za-z0-9]+", network) if p]
+    name = "".join(p[:1].upper() + p[1:] for p in parts) or "Network"
+    if name[0].isdigit():
+        name = "Net" + name
+    if name in _RESERVED or name in ("Module",):
+        name += "Net"
+    if not _IDENT.match(name):
+        raise _internal(f"cannot make a class name from {network!r}")
+    return name
+
+
+def _shape(s: Shape) -> str:
+    return "[" + ", ".join(["B"] + [str(int(d)) for d in s]) + "]"
+
+
+def _where(n: Node) -> str:
+    loc = f"{_comment(n.span.file)}:{int(n.span.line)}"
+    if n.calls:
+        loc += f" (in {_comment(n.calls[-1].block)})"
+    return loc
+
+
+# ----------------------------------------------------------------- lowering rules
+
+@dataclass(frozen=True)
+class Lowered:
+    """How one node becomes code.
+
+    call(module, inputs) -> the forward expression; `module` is the reference
+    to the node's submodule (None for functional ops), `inputs` the variable names.
+    ctor: the submodule's constructor expression (None: functional op).
+    init: a reset_parameters statement template, `{m}` = the module reference.
+    """
+
+    call: Callable[[str | None, list[str]], str]
+    ctor: str | None = None
+    init: str | None = None
+
+
+def _apply(m: str | None, v: list[str]) -> str:
+    return f"{m}({v[0]})"
+
+
+def _rank(x: Shape, op: str) -> int:
+    d = len(x) - 1
+    if not 1 <= d <= 3:
+        raise _internal(f"{op} on a rank-{len(x)} input")
+    return d
+
+
+def _weight_init(a) -> str:
+    return f"init_weight({{m}}, {lit(str(a['init']))}, {lit(float(a['init_gain']))})"
+
+
+def _conv(n: Node, xs: list[Shape]) -> Lowered:
+    a, x = n.attrs, xs[0]
+    d = _rank(x, n.op)
+    pad = lit("same") if a["padding"] == "same" else lit(tuple(a["padding"]))
+    ctor = (f"nn.Conv{d}d({lit(x[0])}, {lit(a['out_channels'])}, kernel_size={lit(tuple(a['kernel_size']))}, "
+            f"stride={lit(tuple(a['stride']))}, padding={pad}, dilation={lit(tuple(a['dilation']))}, "
+            f"groups={lit(a['groups'])}, bias={lit(a['bias'])})")
+    return Lowered(_apply, ctor, _weight_init(a))
+
+
+def _conv_transpose(n: Node, xs: list[Shape]) -> Lowered:
+    a, x = n.attrs, xs[0]
+    d = _rank(x, n.op)
+    ctor = (f"nn.ConvTranspose{d}d({lit(x[0])}, {lit(a['out_channels'])}, kernel_size={lit(tuple(a['kernel_size']))}, "
+            f"stride={lit(tuple(a['stride']))}, padding={lit(tuple(a['padding']))}, "
+            f"output_padding={lit(tuple(a['output_padding']))}, groups={lit(a['groups'])}, bias={lit(a['bias'])}, "
+            f"dilation={lit(tuple(a['dilation']))})")
+    return Lowered(_apply, ctor, _weight_init(a))
+
+
+def _linear(n: Node, xs: list[Shape]) -> Lowered:
+    a = n.attrs
+    return Lowered(_apply, f"nn.Linear({lit(xs[0][-1])}, {lit(a['out_features'])}, bias={lit(a['bias'])})",
+                   _weight_init(a))
+
+
+def _maxpool(n: Node, xs: list[Shape]) -> Lowered:
+    a, d = n.attrs, _rank(xs[0], n.op)
+    args = (f"kernel_size={lit(tuple(a['kernel_size']))}, stride={lit(tuple(a['stride']))}, "
+            f"padding={lit(tuple(a['padding']))}, dilation={lit(tuple(a['dilation']))}, ceil_mode={lit(a['ceil_mode'])}")
+    return Lowered(lambda m, v: f"F.max_pool{d}d({v[0]}, {args})")
+
+
+def _avgpool(n: Node, xs: list[Shape]) -> Lowered:
+    a, d = n.attrs, _rank(xs[0], n.op)
+    args = (f"kernel_size={lit(tuple(a['kernel_size']))}, stride={lit(tuple(a['stride']))}, "
+            f"padding={lit(tuple(a['padding']))}, ceil_mode={lit(a['ceil_mode'])}, "
+            f"count_include_pad={lit(a['count_include_pad'])}")
+    return Lowered(lambda m, v: f"F.avg_pool{d}d({v[0]}, {args})")
+
+
+def _adaptive(kind: str):
+    def rule(n: Node, xs: list[Shape]) -> Lowered:
+        d = _rank(xs[0], n.op)
+        size = lit(tuple(n.attrs["output_size"]))
+        return Lowered(lambda m, v: f"F.adaptive_{kind}_pool{d}d({v[0]}, {size})")
+    return rule
+
+
+def _global(method: str):
+    def rule(n: Node, xs: list[Shape]) -> Lowered:
+        dims = lit(tuple(range(2, len(xs[0]) + 1)))  # all spatial dims of (N, C, *spatial)
+        return Lowered(lambda m, v: f"{v[0]}.{method}({dims})")
+    return rule
+
+
+def _upsample(n: Node, xs: list[Shape]) -> Lowered:
+    a = n.attrs
+    args = [f"size={lit(tuple(a['size']))}" if a["size"] is not None
+            else f"scale_factor={lit(tuple(float(f) for f in a['scale_factor']))}",
+            f"mode={lit(str(a['mode']))}"]
+    if a["mode"] != "nearest" and a.get("align_corners") is not None:
+        args.append(f"align_corners={lit(bool(a['align_corners']))}")
+    return Lowered(lambda m, v: f"F.interpolate({v[0]}, {', '.join(args)})")
+
+
+def _functional(template: str):
+    """A parameter-free op: `template` with {x} for the input."""
+    def rule(n: Node, xs: list[Shape]) -> Lowered:
+        return Lowered(lambda m, v: template.format(x=v[0]))
+    return rule
+
+
+def _leaky_relu(n: Node, xs: list[Shape]) -> Lowered:
+    s = lit(float(n.attrs["negative_slope"]))
+    return Lowered(lambda m, v: f"F.leaky_relu({v[0]}, {s})")
+
+
+def _elu(n: Node, xs: list[Shape]) -> Lowered:
+    al = lit(float(n.attrs["alpha"]))
+    return Lowered(lambda m, v: f"F.elu({v[0]}, {al})")
+
+
+def _softmax(n: Node, xs: list[Shape]) -> Lowered:
+    d = int(n.attrs["dim"])
+    dim = lit(d + 1 if d >= 0 else d)  # feature dim d is tensor dim d + 1 (batch first); negative counts from the end
+    return Lowered(lambda m, v: f"torch.softmax({v[0]}, {dim})")
+
+
+def _dropout(n: Node, xs: list[Shape]) -> Lowered:
+    p = lit(float(n.attrs["p"]))
+    return Lowered(lambda m, v: f"F.dropout({v[0]}, {p}, self.training)")
+
+
+def _bn_rank(x: Shape) -> int:
+    return 1 if len(x) <= 2 else len(x) - 1  # [C] and [C, L] -> BatchNorm1d
+
+
+def _norm_init(a) -> str:
+    return f"init_norm({{m}}, {lit(str(a['init']))})"
+
+
+def _bn_args(a) -> str:
+    return (f"eps={lit(float(a['eps']))}, momentum={lit(a['momentum'] if a['momentum'] is None else float(a['momentum']))}, "
+            f"affine={lit(a['affine'])}, track_running_stats={lit(a['track_running_stats'])}")
+
+
+def _batchnorm(n: Node, xs: list[Shape]) -> Lowered:
+    x = xs[0]
+    return Lowered(_apply, f"nn.BatchNorm{_bn_rank(x)}d({lit(x[0])}, {_bn_args(n.attrs)})", _norm_init(n.attrs))
+
+
+def _ghost_batchnorm(n: Node, xs: list[Shape]) -> Lowered:
+    a, x = n.attrs, xs[0]
+    return Lowered(_apply, f"GhostBatchNorm({lit(x[0])}, {lit(a['virtual_batch_size'])}, {_bn_args(a)})", _norm_init(a))
+
+
+def _instancenorm(n: Node, xs: list[Shape]) -> Lowered:
+    a, x = n.attrs, xs[0]
+    return Lowered(_apply, f"nn.InstanceNorm{_rank(x, n.op)}d({lit(x[0])}, {_bn_args(a)})", _norm_init(a))
+
+
+def _layernorm(n: Node, xs: list[Shape]) -> Lowered:
+    a = n.attrs
+    ctor = (f"nn.LayerNorm({lit(tuple(a['normalized_shape']))}, eps={lit(float(a['eps']))}, "
+            f"elementwise_affine={lit(a['elementwise_affine'])}, bias={lit(a['bias'])})")
+    return Lowered(_apply, ctor, _norm_init(a))
+
+
+def _groupnorm(n: Node, xs: list[Shape]) -> Lowered:
+    a = n.attrs
+    ctor = f"nn.GroupNorm({lit(a['num_groups'])}, {lit(xs[0][0])}, eps={lit(float(a['eps']))}, affine={lit(a['affine'])})"
+    return Lowered(_apply, ctor, _norm_init(a))
+
+
+def _scale(n: Node, xs: list[Shape]) -> Lowered:
+    c = lit(float(n.attrs["value"]))
+    return Lowered(lambda m, v: f"{v[0]} * {c}")
+
+
+def _scalar(cls: str):
+    def rule(n: Node, xs: list[Shape]) -> Lowered:
+        return Lowered(_apply, f"{cls}({lit(float(n.attrs['init']))})", "{m}.reset_parameters()")
+    return rule
+
+
+def _add(n: Node, xs: list[Shape]) -> Lowered:
+    return Lowered(lambda m, v: " + ".join(v))
+
+
+def _concat(n: Node, xs: list[Shape]) -> Lowered:
+    if n.attrs.get("crop"):
+        return Lowered(lambda m, v: f"cat_cropped([{', '.join(v)}])")
+    return Lowered(lambda m, v: f"torch.cat([{', '.join(v)}], 1)")
+
+
+def _crop(n: Node, xs: list[Shape]) -> Lowered:
+    size = lit(tuple(n.attrs["size"]))
+    return Lowered(lambda m, v: f"center_crop({v[0]}, {size})")
+
+
+def _zeropad(n: Node, xs: list[Shape]) -> Lowered:
+    a = n.attrs
+    return Lowered(_apply, f"ZeroPad({lit(a['out_channels'])}, {lit(tuple(a['stride']))})")
+
+
+def _drop_path(n: Node, xs: list[Shape]) -> Lowered:
+    return Lowered(_apply, f"DropPath({lit(float(n.attrs['p']))})")
+
+
+def _input(n: Node, xs: list[Shape]) -> Lowered:
+    raise _internal("input nodes are forward arguments, not lowered")
+
+
+RULES: dict[str, Callable[[Node, list[Shape]], Lowered]] = {
+    "input": _input,
+    "conv": _conv, "conv1d": _conv, "conv2d": _conv, "conv3d": _conv,
+    "conv_transpose": _conv_transpose, "conv_transpose1d": _conv_transpose,
+    "conv_transpose2d": _conv_transpose, "conv_transpose3d": _conv_transpose,
+    "linear": _linear,
+    "maxpool": _maxpool, "avgpool": _avgpool,
+    "adaptive_avgpool": _adaptive("avg"), "adaptive_maxpool": _adaptive("max"),
+    "global_avgpool": _global("mean"), "global_maxpool": _global("amax"),
+    "upsample": _upsample,
+    "flatten": _functional("torch.flatten({x}, 1)"),
+    "identity": _functional("{x}"),
+    "dropout": _dropout,
+    "drop_path": _drop_path,
+    "relu": _functional("F.relu({x})"),
+    "gelu": _functional("F.gelu({x})"),
+    "silu": _functional("F.silu({x})"),
+    "sigmoid": _functional("torch.sigmoid({x})"),
+    "tanh": _functional("torch.tanh({x})"),
+    "leaky_relu": _leaky_relu,
+    "elu": _elu,
+    "softmax": _softmax,
+    "batchnorm": _batchnorm,
+    "ghost_batchnorm": _ghost_batchnorm,
+    "layernorm": _layernorm,
+    "groupnorm": _groupnorm,
+    "instancenorm": _instancenorm,
+    "scale": _scale,
+    "scalar_scale": _scalar("ScalarScale"),
+    "scalar_bias": _scalar("ScalarBias"),
+    "add": _add,
+    "concat": _concat,
+    "crop": _crop,
+    "zeropad": _zeropad,
+}
+
+
+def lower(n: Node, xs: list[Shape]) -> Lowered:
+    rule = RULES.get(n.op)
+    if rule is None:
+        raise _internal(f"no lowering rule for op {n.op!r}")
+    return rule(n, xs)
+
+
+# ----------------------------------------------------------------- code generation
+
+@dataclass(frozen=True)
+class Generated:
+    source: str  # the whole standalone file
+    forward: str  # just the forward method
+    class_name: str
+
+
+def _signature(params: dict[str, object]) -> tuple[str, str, bool]:
+    """Constructor keywords: safe names become keyword arguments, the rest arrive in **extra."""
+    safe = [k for k in params if _IDENT.match(k) and k not in _RESERVED and not _SLOT.match(k)]
+    other = [k for k in params if k not in safe]
+    for k in other:
+        if not _COMPONENT.match(k):
+            raise _internal(f"invalid parameter name {k!r}")
+    sig = "".join(f", {k}={lit(params[k])}" for k in safe)
+    given = "{" + ", ".join(f"{lit(k)}: {k}" for k in safe) + "}"
+    if other:
+        sig += ", **extra"
+    return ("self, *" if safe else "self") + sig, given, bool(other)
+
+
+def _arg_names(graph) -> dict[int, str]:
+    names: dict[int, str] = {}
+    used: set[str] = set()
+    for k, (name, nid) in enumerate(graph.inputs.items()):
+        arg = name if _IDENT.match(name) and name not in _RESERVED and not _SLOT.match(name) else f"input_{k}"
+        while arg in used:
+            arg = f"input_{k}_"
+        used.add(arg)
+        names[nid] = arg
+    return names
+
+
+def _forward(graph, args: dict[int, str]) -> list[str]:
+    """forward's body: one statement per node; slots h, h1, h2... are reused once their value is dead."""
+    nodes = graph.nodes
+    outputs = set(graph.outputs.values())
+    last_use: dict[int, int] = {}
+    for n in nodes:
+        for i in n.inputs:
+            last_use[i] = n.id
+    var: dict[int, str] = dict(args)
+    free: list[str] = []
+    count = itertools.count()
+    lines: list[str] = []
+    for nid, arg in args.items():
+        n = nodes[nid]
+        lines.append(f"# {arg}: {_shape(n.shape)}  {_where(n)}")
+    for n in nodes:
+        if n.op == "input":
+            continue
+        low = lower(n, [nodes[i].shape for i in n.inputs])
+        expr = low.call(_module_ref(n.name) if low.ctor else None, [var[i] for i in n.inputs])
+        # Values whose last reader is this node give their variable back (never the arguments or outputs).
+        dead = [var[i] for i in dict.fromkeys(n.inputs)
+                if last_use.get(i) == n.id and i not in outputs and i not in args]
+        free = dead + [s for s in free if s not in dead]
+        if free:
+            target = free.pop(0)
+        else:
+            k = next(count)
+            target = "h" if k == 0 else f"h{k}"
+        var[n.id] = target
+        if n.id not in last_use and n.id not in outputs:
+            free.append(target)  # nobody reads it
+        lines.append(f"{target} = {expr}  # {_comment(n.name)} {_shape(n.shape)}  {_where(n)}")
+    outs = [var[i] for i in graph.outputs.values()]
+    if not outs:
+        raise _internal("network without outputs")
+    lines.append("return " + (outs[0] if len(outs) == 1 else "(" + ", ".join(outs) + ",)"))
+    return lines
+
+
+def generate_parts(net) -> Generated:
+    graph = net.graph
+    if not _COMPONENT.match(graph.name):
+        raise _internal(f"invalid network name {graph.name!r}")
+    cls = class_name(graph.name)
+    params = dict(graph.params)
+    sig, given, has_extra = _signature(params)
+    args = _arg_names(graph)
+    in_names = tuple(graph.inputs)
+    out_names = tuple(graph.outputs)
+    for name in in_names + out_names:
+        _components(name)
+
+    init: list[str] = []
+    reset: list[str] = []
+    for n in graph.nodes:
+        if n.op == "input":
+            continue
+        low = lower(n, [graph.nodes[i].shape for i in n.inputs])
+        if low.ctor is None:
+            continue
+        init.append(f"add_module_at(self, {lit(n.name)}, {low.ctor})  # {_where(n)}")
+        if low.init:
+            reset.append(low.init.format(m=_module_ref(n.name)))
+
+    fwd_body = _forward(graph, args)
+    fwd = ["def forward(self, " + ", ".join(args[graph.inputs[k]] for k in in_names) + "):"]
+    fwd += ["    " + line for line in fwd_body]
+    forward_src = "\n".join(fwd) + "\n"
+
+    I = "    "
+    out: list[str] = [
+        f"# Generated by resdsl from {_comment(net.source)} (network {_comment(graph.name)}); needs only torch.",
+        "# Do not edit: regenerate with `resdsl compile FILE --set NAME=VALUE -o FILE.py`.",
+        "# ---- resdsl helper modules (resdsl/backends/modules.py) ----",
+        modules.SOURCE.strip("\n"),
+        "",
+        "",
+        "# ---- the network ----",
+        f"class {cls}(nn.Module):",
+        f'{I}"""Network {_comment(graph.name)} compiled by resdsl.',
+        "",
+        f"{I}forward takes the inputs in `input_names` order (batch first) and returns one tensor,",
+        f"{I}or a tuple in `output_names` order when the network has several outputs.",
+        f'{I}"""',
+        "",
+        f"{I}input_names = {lit(in_names)}",
+        f"{I}output_names = {lit(out_names)}",
+        f"{I}input_shapes = {lit({k: tuple(graph.nodes[i].shape) for k, i in graph.inputs.items()})}",
+        f"{I}output_shapes = {lit({k: tuple(graph.nodes[i].shape) for k, i in graph.outputs.items()})}",
+        f"{I}compiled_params = {lit(params)}",
+        "",
+        f"{I}def __init__({sig}):",
+        f"{I}{I}super().__init__()",
+        f"{I}{I}check_params({lit(cls)}, type(self).compiled_params, {given}{', extra' if has_extra else ''})",
+    ]
+    out += [I * 2 + line for line in init]
+    out += [f"{I}{I}self.reset_parameters()", "",
+            f"{I}def reset_parameters(self):",
+            f'{I}{I}"""Initialise the layers as their `init` arguments say (resdsl/backends/pytorch.py)."""']
+    out += [I * 2 + line for line in reset] or [f"{I}{I}pass"]
+    out.append("")
+    out += [I + line for line in fwd]
+    source = "\n".join(out) + "\n"
+    return Generated(source, forward_src, cls)
+
+
+def generate(net) -> str:
+    """Standalone Python source (imports only torch) defining the network's nn.Module."""
+    return generate_parts(net).source
+
+
+_builds = itertools.count()
+
+
+def build(net, seed: int | None = None):
+    """Execute the generated source and instantiate the module.
+
+    `seed` makes initialisation deterministic without touching the global RNG.
+    The module gets `.code` (forward's source) and `.resdsl_network`.
+    """
+    import torch
+
+    gen = generate_parts(net)
+    filename = f"<resdsl {gen.class_name} #{next(_builds)}>"
+    linecache.cache[filename] = (len(gen.source), None, gen.source.splitlines(True), filename)  # tracebacks
+    namespace: dict[str, object] = {"__name__": f"resdsl_generated.{gen.class_name}"}
+    exec(compile(gen.source, filename, "exec"), namespace)  # our own generated text; see the module docstring
+    cls = namespace[gen.class_name]
+    if seed is None:
+        model = cls()
+    else:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            model = cls()
+    object.__setattr__(model, "code", gen.forward)  # plain attributes, even if a layer is named `code`
+    object.__setattr__(model, "resdsl_network", net)
+    object.__setattr__(model, "resdsl_source", gen.source)
+    return model

@@ -1,0 +1,136 @@
+"""resdsl paths FILE: exact path counts, the path-length histogram, and effective paths.
+
+Static part (no torch): `resdsl.analysis.paths.count_paths`.  With
+`--gradients` the compiled module is run and the gradient reaching the input
+through paths of each length is estimated (`resdsl.analysis.lesion.path_gradients`).
+"""
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+
+from ..cli import EXIT_USAGE, add_common, load_from_args, print_json
+
+
+def register(subs) -> None:
+    p = subs.add_parser("paths", help="count input->output paths exactly; histogram of path lengths",
+                        description="Count every input->output path of the network exactly (big integers) and "
+                                    "show how path lengths are distributed. Length 'blocks' counts the residual/"
+                                    "dense/parallel branches a path enters (Veit et al. 2016); 'layers' counts the "
+                                    "conv/linear layers on it.",
+                        epilog="examples:\n  resdsl paths examples/resnet.res --set depth=110\n"
+                               "  resdsl paths examples/resnet.res --length layers --band 10:20\n"
+                               "  resdsl paths examples/resnet.res --json > paths.json\n"
+                               "  resdsl paths examples/resnet.res --plot hist.png\n"
+                               "  resdsl paths chain.res --gradients --samples 64",
+                        formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_common(p)
+    p.add_argument("--length", choices=["blocks", "layers"], default="blocks",
+                   help="how to measure a path: branches entered (default) or weighted layers")
+    p.add_argument("--band", metavar="LO:HI", help="also report the share of paths with LO <= length <= HI")
+    p.add_argument("--plot", metavar="OUT.png", help="save the histogram as an image (matplotlib)")
+    p.add_argument("--gradients", action="store_true",
+                   help="effective paths: gradient magnitude reaching the input per path length (runs the model)")
+    p.add_argument("--weights", metavar="SD.pt", help="with --gradients: load this state_dict first")
+    p.add_argument("--samples", type=int, default=32, metavar="N",
+                   help="with --gradients: random block subsets sampled per path length (default 32)")
+    p.add_argument("--batch", type=int, default=16, metavar="N", help="with --gradients: input batch size")
+    p.add_argument("--seed", type=int, default=0, help="with --gradients: random seed")
+    p.add_argument("--json", action="store_true", help="print one JSON object (exact integers)")
+    p.set_defaults(func=run)
+
+
+def _band(text: str | None) -> tuple[int, int] | None:
+    if text is None:
+        return None
+    lo, sep, hi = text.partition(":")
+    if not sep or not lo.strip().lstrip("-").isdigit() or not hi.strip().lstrip("-").isdigit():
+        raise SystemExit(_usage(f"--band expects LO:HI with integers, got {text!r}"))
+    return int(lo), int(hi)
+
+
+def _usage(msg: str) -> int:
+    print(f"resdsl paths: error: {msg}", file=sys.stderr)
+    return EXIT_USAGE
+
+
+def fmt_big(n: int) -> str:
+    """Exact when short, else mantissa and exponent (log10 of a huge int without float overflow)."""
+    s = str(n)
+    if len(s) <= 24:
+        return f"{n:,}"
+    return f"{s[0]}.{s[1:4]}e{len(s) - 1} ({len(s)} digits)"
+
+
+def _ratio(a: int, b: int) -> float:
+    return a / b if b else 0.0  # int / int is exact-rounded in Python, even for huge ints
+
+
+def histogram_lines(by_length: dict[int, int], total: int, width: int = 50, max_rows: int = 40) -> list[str]:
+    """A text bar chart; long histograms are grouped into at most `max_rows` length bins."""
+    if not by_length:
+        return ["(no paths)"]
+    lo, hi = min(by_length), max(by_length)
+    step = max(1, math.ceil((hi - lo + 1) / max_rows))
+    bins: list[tuple[str, int]] = []
+    for start in range(lo, hi + 1, step):
+        end = min(hi, start + step - 1)
+        c = sum(by_length.get(k, 0) for k in range(start, end + 1))
+        bins.append((str(start) if step == 1 else f"{start}-{end}", c))
+    peak = max(c for _, c in bins)
+    wl = max([len("length")] + [len(b) for b, _ in bins])
+    out = [f"{'length':>{wl}}  {'share':>7}  paths"]
+    for label, c in bins:
+        bar = "#" * max(1 if c else 0, round(width * _ratio(c, peak)))
+        out.append(f"{label:>{wl}}  {100 * _ratio(c, total):6.2f}%  {bar} {fmt_big(c)}")
+    return out
+
+
+def plot_histogram(by_length: dict[int, int], total: int, path: str, title: str) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    ks = sorted(by_length)
+    fig, ax = plt.subplots(figsize=(7, 4))
+    ax.bar(ks, [_ratio(by_length[k], total) for k in ks], width=1.0)
+    ax.set_xlabel("path length")
+    ax.set_ylabel("share of paths")
+    ax.set_title(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def run(args) -> int:
+    sys.set_int_max_str_digits(0)  # path counts of deep networks have thousands of digits
+    band = _band(args.band)
+    net = load_from_args(args)
+    res = net.paths(args.length)
+    if args.plot:
+        plot_histogram(res.by_length, res.total, args.plot, f"{net.name}: paths by length ({args.length})")
+    grads = None
+    if args.gradients:
+        from ..analysis.lesion import path_gradients
+        grads = path_gradients(net, weights=args.weights, samples=args.samples, batch=args.batch, seed=args.seed,
+                               progress=True)
+    if args.json:
+        out = res.to_json(band)
+        out["network"] = net.name
+        if grads is not None:
+            out["gradients"] = grads.to_json()
+        print_json(out)
+        return 0
+    print(f"{net.name}: {fmt_big(res.total)} input->output paths (length = {args.length})")
+    print(f"mean length {res.mean_length:.3f}, median {res.median_length}, longest {res.max_length}")
+    if band:
+        print(f"share with {band[0]} <= length <= {band[1]}: {100 * res.band_share(*band):.4f}%")
+    print()
+    print("\n".join(histogram_lines(res.by_length, res.total)))
+    if grads is not None:
+        print()
+        print("\n".join(grads.table_lines()))
+    if args.plot:
+        print(f"\nwrote {args.plot}")
+    return 0

@@ -1,0 +1,231 @@
+"""Hypothesis strategies that write random .res programs, for tests/test_fuzz.py and bench/fuzz.py.
+
+The generator follows the grammar (blocks, networks, layers with labels,
+residual/dense/parallel/group nesting, for/if, bindings, imports) and mixes
+in the mistakes people and scripts make: wrong shapes, unknown names, bad
+argument values, huge numbers, odd labels, misplaced statements.  It also
+mutates the bytes of the example files.  `check_one` states the property:
+an input either elaborates or raises `ResdslError` whose diagnostics all
+point at a real place.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from hypothesis import strategies as st
+
+import resdsl
+from resdsl.diagnostics import CODES
+
+ROOT = Path(__file__).resolve().parent.parent
+EXAMPLES = sorted((ROOT / "examples").glob("*.res"))
+
+# ------------------------------------------------------------------ leaves
+
+SMALL = st.sampled_from([1, 2, 3, 4, 8, 16])
+NUMBER = st.one_of(
+    SMALL, SMALL, SMALL,
+    st.integers(-3, 70),
+    st.sampled_from(["0", "-1", "10**30", "10**10**10", "2**62", "1e308*10", "1/0", "0.5", "7//0", "1.5",
+                     "99999999999999999999999999999", "in_channels", "in_channels*2", "undefined_name",
+                     "len([1, 2])", "max(2, 3)", "sqrt(-1)", "\"text\"", "true", "none", "[2, 2]"]),
+).map(str)
+
+LAYERS = [
+    "conv({c}, {k})", "conv({c}, kernel_size={k}, stride={s}, padding={p})", "conv({c}, 3, padding=\"same\")",
+    "conv({c}, {k}, groups={g})", "conv1d({c}, {k})", "conv3d({c}, {k})", "conv_transpose({c}, {k}, stride={s})",
+    "batchnorm()", "batchnorm(eps=1e-3)", "groupnorm({g})", "layernorm()", "instancenorm()",
+    "relu", "relu()", "gelu", "silu", "leaky_relu(0.1)", "sigmoid", "tanh", "elu(alpha=1.0)", "softmax(0)",
+    "maxpool({k})", "maxpool(kernel_size={k}, stride={s}, padding={p})", "avgpool({k})",
+    "adaptive_avgpool(1)", "global_avgpool", "global_maxpool", "flatten", "linear({c})", "linear({c}, bias=false)",
+    "dropout(0.1)", "drop_path(0.2)", "identity", "upsample(scale_factor=2)", "crop({k})", "scale(0.5)",
+    "scalar_scale(0.0)", "scalar_bias(0.0)", "zeropad({c}, {s})",
+    # mistakes
+    "batchnrom()", "conv()", "conv({c}, {k}, strides=2)", "conv(\"x\", {k})", "relu(1, 2)", "linear(-{c})",
+    "maxpool(0)", "dropout(p=2)", "conv({c}, {k}, padding=\"full\")", "nosuchop", "input", "conv({c}, [1, 2, 3])",
+]
+LABELS = st.one_of(
+    st.just(""), st.just(""), st.just(""),
+    st.sampled_from(["conv1: ", "bn: ", "a_b: ", "{i}: ", "layer{i + 1}: ", "x{\"y\"}: ", "0: ", "{1.5}: ",
+                     "{none}: ", "{\"a b\"}: ", "{in_channels}: ", "dup: ", "dup: "]),
+)
+NAMES = st.sampled_from(["t", "u", "skip", "e1", "x"])
+
+
+@st.composite
+def layer(draw) -> str:
+    text = draw(st.sampled_from(LAYERS)).format(c=draw(NUMBER), k=draw(st.sampled_from(["1", "2", "3", "7", "0", "100"])),
+                                               s=draw(st.sampled_from(["1", "2", "3", "0"])), p=draw(st.sampled_from(["0", "1", "2"])),
+                                               g=draw(st.sampled_from(["1", "2", "4", "3"])))
+    return draw(LABELS) + text
+
+
+@st.composite
+def body(draw, depth: int, blocks: tuple[str, ...], in_loop: bool = False) -> list[str]:
+    """A list of statement lines (already indented relative to the body)."""
+    n = draw(st.integers(1, 5))
+    lines: list[str] = []
+    for _ in range(n):
+        kinds = ["layer", "layer", "layer", "assign", "bind", "from", "merge"]
+        if blocks:
+            kinds += ["call", "call"]
+        if depth > 0:
+            kinds += ["residual", "residual", "dense", "parallel", "group", "for", "if"]
+        kind = draw(st.sampled_from(kinds))
+        if kind == "layer":
+            lines.append(draw(layer()))
+        elif kind == "assign":
+            lines.append(f"{draw(st.sampled_from(['k', 'c', 'n']))} = {draw(NUMBER)}")
+        elif kind == "bind":
+            lines.append(f"{draw(layer())} -> {draw(NAMES)}" if draw(st.booleans()) else f"-> {draw(NAMES)}")
+        elif kind == "from":
+            lines.append(f"from {draw(NAMES)}")
+        elif kind == "merge":
+            op = draw(st.sampled_from(["add", "concat"]))
+            extra = ", crop=true" if op == "concat" and draw(st.booleans()) else ""
+            lines.append(f"{op}({draw(NAMES)}{extra})")
+        elif kind == "call":
+            name = draw(st.sampled_from(blocks))
+            args = draw(st.sampled_from(["", "{c}", "{c}, {c}", "planes={c}", "nope={c}", "{c}, {c}, {c}, {c}"]))
+            lines.append(draw(LABELS) + f"{name}({args.format(c=draw(NUMBER))})")
+        else:
+            inner = ["    " + ln for ln in draw(body(depth - 1, blocks, in_loop or kind == "for"))]
+            if kind == "residual":
+                opts = draw(st.lists(st.sampled_from([
+                    'shortcut="identity"', 'shortcut="project"', 'shortcut="zeropad"', 'shortcut="avgproject"',
+                    'shortcut="bogus"', "scale=0.5", 'scale="learnable"', "scale_init=0.1", "drop_path=0.1",
+                    'post="relu"', "post=none", 'shortcut_norm="none"', 'shortcut_norm="groupnorm"',
+                    "zero_init_last=true", 'shortcut_label="proj"', "unknown=1"]), max_size=3, unique=True))
+                head = draw(LABELS) + "residual" + (f"({', '.join(opts)})" if opts else "")
+                lines += [head + " {", *inner]
+                if draw(st.integers(0, 4)) == 0:
+                    sc = ["    " + ln for ln in draw(body(0, blocks))]
+                    lines += ["} shortcut {", *sc]
+                lines.append("}")
+            elif kind == "dense":
+                lines += [draw(LABELS) + "dense" + draw(st.sampled_from(["", "(crop=true)"])) + " {", *inner, "}"]
+            elif kind == "parallel":
+                merge = draw(st.sampled_from(['', '(merge="add")', '(merge="concat")', '(merge="max")']))
+                lines.append(draw(LABELS) + "parallel" + merge + " {")
+                for _ in range(draw(st.integers(1, 3))):
+                    br = ["        " + ln for ln in draw(body(depth - 1, blocks))]
+                    lines += ["    branch {", *br, "    }"]
+                if draw(st.integers(0, 5)) == 0:
+                    lines.append("    relu")  # not a branch: E021
+                lines.append("}")
+            elif kind == "group":
+                lines += [draw(LABELS) + "group {", *inner, "}"]
+            elif kind == "for":
+                it = draw(st.sampled_from(["i in range({n})", "i, v in enumerate([1, 2])", "i in [1, 2]",
+                                           "i in range(10**9)", "i in 3", "i, v in range(2)"]))
+                lines += [f"for {it.format(n=draw(st.integers(0, 3)))} {{", *inner, "}"]
+            else:
+                cond = draw(st.sampled_from(["true", "false", "in_channels > 4", "1 == 1.0", "x", "k > 2"]))
+                lines += [f"if {cond} {{", *inner]
+                if draw(st.booleans()):
+                    lines += ["} else {", *["    " + ln for ln in draw(body(depth - 1, blocks))]]
+                lines.append("}")
+    if draw(st.integers(0, 12)) == 0:
+        lines.insert(draw(st.integers(0, len(lines))), draw(st.sampled_from(
+            ["output y", "input z: [3, 8, 8]", "return", "conv(", ")", "}", "{", "= 3", "# a comment", ";;",
+             "x = [1, 2,", "\"unterminated", "a = 'c\\q'", "\u00e9t\u00e9 = 1", "\t relu", "k = 1 if true"])))
+    return lines
+
+
+INPUT_SHAPES = st.sampled_from(["[3, 8, 8]", "[3, 8, 8]", "[4, 6, 6]", "[2, 16]", "[8]", "[1, 9, 9, 9]",
+                                "[3, 100000, 100000]", "[0, 4]", "[]", "3", "[3, -1]", "[\"a\"]"])
+
+
+@st.composite
+def program(draw) -> str:
+    """A whole .res file: imports, constants, blocks, one or more networks."""
+    out: list[str] = []
+    if draw(st.integers(0, 8)) == 0:
+        out.append(draw(st.sampled_from(['import "/etc/passwd"', 'import "missing.res"', 'import "std:nope"',
+                                         'import "../x.res"', 'import "/dev/zero"', 'import "std:../../x"'])))
+    if draw(st.booleans()):
+        out.append(f"k = {draw(NUMBER)}")
+    blocks: list[str] = []
+    for i in range(draw(st.integers(0, 3))):
+        name = f"blk{i}"
+        params = draw(st.sampled_from(["", "planes", "planes, stride = 1", "planes = 8, s = 2"]))
+        inner = draw(body(2, tuple(blocks + ([name] if draw(st.integers(0, 9)) == 0 else []))))
+        out += [f"block {name}({params}) {{", *["    " + ln for ln in inner], "}"]
+        blocks.append(name)
+    n_nets = draw(st.sampled_from([1, 1, 1, 1, 1, 1, 0, 2]))
+    for j in range(n_nets):
+        params = draw(st.sampled_from(["", "width = 8", "depth"]))
+        lines = [f"input x: {draw(INPUT_SHAPES)}"] if draw(st.integers(0, 15)) else []
+        lines += draw(body(3, tuple(blocks)))
+        if draw(st.booleans()):
+            lines.append("output " + draw(st.sampled_from(["y", "logits", "x", "t, u"])))
+        out += [f"network net{j}({params}) {{", *["    " + ln for ln in lines], "}"]
+    sep = draw(st.sampled_from(["\n", "\n", "\r\n", "\n\n"]))
+    return sep.join(out) + sep
+
+
+# ------------------------------------------------------------------ mutation
+
+@st.composite
+def mutant(draw) -> tuple[str, bytes]:
+    """An example file with a few random byte edits (delete, insert, replace, duplicate a slice)."""
+    path = draw(st.sampled_from(EXAMPLES))
+    data = bytearray(path.read_bytes())
+    tokens = [b"{", b"}", b"(", b")", b"[", b"]", b",", b":", b"=", b"->", b"\n", b"#", b'"', b"\\", b"0",
+              b"99999", b"-", b"**", b"\xff", b"\xc3", b"\x00", b"residual", b"for", b"import", b"{i}",
+              b"\xe2\x80\xae", b"\t", b"\r", b";"]
+    for _ in range(draw(st.integers(1, 4))):
+        if not data:
+            break
+        pos = draw(st.integers(0, len(data) - 1))
+        op = draw(st.integers(0, 3))
+        if op == 0:
+            del data[pos: pos + draw(st.integers(1, 8))]
+        elif op == 1:
+            data[pos:pos] = draw(st.sampled_from(tokens))
+        elif op == 2:
+            data[pos] = draw(st.integers(0, 255))
+        else:
+            end = min(len(data), pos + draw(st.integers(1, 40)))
+            data[pos:pos] = data[pos:end]
+    return path.name, bytes(data)
+
+
+# ------------------------------------------------------------------ the property
+
+def check_error(err: resdsl.ResdslError) -> None:
+    """Every diagnostic has a registered code, a message and a real place in a file."""
+    assert err.diagnostics
+    for d in err.diagnostics:
+        assert d.code in CODES
+        assert d.message
+        assert d.span.file and d.span.file != "<unknown>", d
+        assert d.span.line >= 1 and d.span.col >= 1, d
+        for note in d.notes:
+            assert note.span.line >= 1 and note.span.col >= 1, (d, note)
+    err.render()  # rendering never fails
+
+
+def check_one(text: str, name: str = "<fuzz>", **params) -> "resdsl.Network | None":
+    """Elaborate `text`; return the network, or None after checking the error is well formed.
+
+    Any exception other than ResdslError propagates: that is a bug."""
+    try:
+        return resdsl.loads(text, name=name, **params)
+    except resdsl.ResdslError as e:
+        check_error(e)
+        return None
+
+
+def check_file(path: Path) -> "resdsl.Network | None":
+    try:
+        return resdsl.load(path)
+    except resdsl.ResdslError as e:
+        check_error(e)
+        return None
+
+
+def fuzz_examples(default: int) -> int:
+    """How many examples a fuzz test tries: RESDSL_FUZZ_EXAMPLES scales every test up (make fuzz)."""
+    return int(os.environ.get("RESDSL_FUZZ_EXAMPLES", default))
