@@ -118,6 +118,7 @@ def _lark() -> Lark:
         propagate_positions=True,
         maybe_placeholders=True,
         start=["start", "expr"],
+        cache=True,  # lark keeps the built LALR tables in the temp dir, keyed by the grammar's hash
     )
 
 

@@ -229,3 +229,90 @@ def check_file(path: Path) -> "resdsl.Network | None":
 def fuzz_examples(default: int) -> int:
     """How many examples a fuzz test tries: RESDSL_FUZZ_EXAMPLES scales every test up (make fuzz)."""
     return int(os.environ.get("RESDSL_FUZZ_EXAMPLES", default))
+
+
+# ------------------------------------------------------------------ mostly valid programs
+
+@st.composite
+def valid_body(draw, depth: int, size: list[int], blocks: tuple[str, ...]) -> list[str]:
+    """Statements that keep shapes consistent on a [C, H, W] tensor; `size` tracks H (= W)."""
+    lines: list[str] = []
+    for i in range(draw(st.integers(1, 4))):
+        kinds = ["conv", "conv", "norm", "act", "pool"] + (["call"] if blocks else [])
+        if depth > 0:
+            kinds += ["residual", "residual", "dense", "parallel", "group", "for", "if", "skip"]
+        kind = draw(st.sampled_from(kinds))
+        c = draw(st.sampled_from([2, 3, 4, 6, 8]))
+        lab = draw(st.sampled_from(["", "", f"l{i}: ", "{%d}: " % i]))
+        if kind == "conv":
+            k = draw(st.sampled_from([1, 3]))
+            lines.append(lab + draw(st.sampled_from([
+                f"conv({c}, kernel_size={k}, padding={k // 2})", f"conv({c}, {k}, padding=\"same\", bias=false)",
+                f"conv({c}, 3, padding=2, dilation=2)", f"conv(in_channels, 1, groups=in_channels)",
+                f"conv({c}, 1, init=\"zeros\")"])))
+        elif kind == "norm":
+            lines.append(lab + draw(st.sampled_from(["batchnorm()", "groupnorm(1)", "instancenorm(affine=true)",
+                                                      "batchnorm(momentum=0.2)", "layernorm()"])))
+        elif kind == "act":
+            lines.append(draw(st.sampled_from(["relu", "gelu", "silu", "leaky_relu(0.2)", "tanh", "dropout(0.0)",
+                                               "identity", "scale(0.5)", "scalar_scale(1.0)", "scalar_bias(0.0)"])))
+        elif kind == "pool":
+            if size[0] >= 4:
+                op = draw(st.sampled_from(["maxpool(2)", "avgpool(2)", "maxpool(3, stride=2, padding=1)"]))
+                lines.append(lab + op)
+                size[0] = size[0] // 2 if op != "maxpool(3, stride=2, padding=1)" else (size[0] + 1) // 2
+        elif kind == "call":
+            lines.append(lab + f"{draw(st.sampled_from(blocks))}({c})")
+        elif kind == "skip":
+            op = draw(st.sampled_from(["add", "concat"]))
+            lines += ["-> s0", f"conv({c if op == 'concat' else 'in_channels'}, 3, padding=1)", f"{op}(s0)"]
+        elif kind == "residual":
+            stride = 2 if size[0] >= 4 and draw(st.booleans()) else 1
+            sc = draw(st.sampled_from(["project", "project", "avgproject", "zeropad"]))
+            extra = draw(st.sampled_from(["", ", post=\"relu\"", ", scale=\"learnable\"", ", drop_path=0.1",
+                                          ", scale=0.5", ", zero_init_last=true"]))
+            inner = [f"conv({c}, 3, stride={stride}, padding=1, bias=false)", "batchnorm()", "relu"]
+            sub = [size[0] // stride if stride == 1 else (size[0] + 1) // 2]
+            inner += draw(valid_body(depth - 1, sub, blocks)) if draw(st.booleans()) else []
+            if sub[0] != (size[0] if stride == 1 else (size[0] + 1) // 2):
+                inner = inner[:3]  # the nested body pooled: keep the branch simple
+                sub = [size[0] if stride == 1 else (size[0] + 1) // 2]
+            inner += ["conv(%d, 3, padding=1)" % draw(st.sampled_from([4, 8])), "batchnorm()"]
+            lines += [lab + f"residual(shortcut=\"{sc}\"{extra}) {{", *["    " + x for x in inner], "}"]
+            size[0] = sub[0]
+        elif kind == "dense":
+            lines += [lab + "dense {", f"    conv({c}, 3, padding=1)", "    relu", "}"]
+        elif kind == "parallel":
+            merge = draw(st.sampled_from(["concat", "add"]))
+            a, b = (c, c) if merge == "add" else (c, draw(st.sampled_from([2, 5])))
+            lines += [lab + f"parallel(merge=\"{merge}\") {{", "    branch {", f"        conv({a}, 1)", "    }",
+                      "    branch {", f"        conv({b}, 3, padding=1)", "        relu", "    }", "}"]
+        elif kind == "group":
+            sub = [size[0]]
+            lines += [lab + "group {", *["    " + x for x in draw(valid_body(depth - 1, sub, blocks))], "}"]
+            size[0] = sub[0]
+        elif kind == "for":
+            n = draw(st.integers(0, 3))
+            lines += [f"for i in range({n}) {{", "    {i}: conv(%d, 3, padding=1)" % c, "    relu", "}"]
+        else:
+            lines += ["if in_channels > 4 {", "    conv(4, 1)", "} else {", "    conv(6, 1)", "}"]
+    return lines
+
+
+@st.composite
+def valid_program(draw) -> str:
+    blocks: list[str] = []
+    out: list[str] = []
+    for i in range(draw(st.integers(0, 2))):
+        name = f"unit{i}"
+        body_ = draw(valid_body(1, [64], tuple(blocks)))  # blocks must not pool: pretend the size is large
+        body_ = [ln for ln in body_ if "pool" not in ln]
+        out += [f"block {name}(planes, stride = 1) {{", "    conv(planes, 3, padding=1)",
+                *["    " + ln for ln in body_], "}"]
+        blocks.append(name)
+    size = [draw(st.sampled_from([4, 8, 9, 16]))]
+    c = draw(st.sampled_from([1, 3]))
+    lines = [f"input x: [{c}, {size[0]}, {size[0]}]", *draw(valid_body(3, size, tuple(blocks)))]
+    lines += draw(st.sampled_from([["global_avgpool", "fc: linear(10)"], ["flatten", "linear(5)"], []]))
+    out += ["network fuzz(width = 8) {", *["    " + ln for ln in lines], "    output y", "}"]
+    return "\n".join(out) + "\n"

@@ -159,3 +159,43 @@ def test_residual_mismatch_message():
     assert "[64, 56, 56]" in d.message and "[128, 28, 28]" in d.message
     assert 'shortcut="project"' in d.hint
     assert any("[128, 28, 28]" in n.message for n in d.notes)
+
+
+def test_imports_relative_std_and_cycles(tmp_path):
+    (tmp_path / "lib").mkdir()
+    (tmp_path / "lib" / "blocks.res").write_text('import "more.res"\nblock cb(c) { conv(c, kernel_size=1); bn: batchnorm() }\n')
+    (tmp_path / "lib" / "more.res").write_text("WIDTH = 12\n")
+    main = tmp_path / "main.res"
+    main.write_text('import "lib/blocks.res"\nnetwork n() {\n input x: [3, 4, 4]\n a: cb(WIDTH)\n output y\n}\n')
+    net = resdsl.load(main)
+    assert net.outputs == {"y": (12, 4, 4)} and [n.name for n in net.nodes] == ["x", "a.conv", "a.bn"]
+    (tmp_path / "lib" / "more.res").write_text('import "../main.res"\n')
+    with pytest.raises(ResdslError) as e:
+        resdsl.load(main)
+    assert e.value.first.code == "E003" and "main.res" in e.value.first.message
+    with pytest.raises(ResdslError) as e:
+        resdsl.loads('import "/etc/passwd"\nnetwork n() { input x: [1] }')
+    assert e.value.first.code == "E002"
+
+
+def test_recursive_block_is_an_error():
+    with pytest.raises(ResdslError) as e:
+        resdsl.loads("block a() { b() }\nblock b() { a() }\nnetwork n() {\n input x: [4]\n a()\n}")
+    assert e.value.first.code == "E016"
+    assert any("defined here" in n.message for n in e.value.first.notes)
+
+
+def test_readme_first_network_is_cifar_resnet20_with_projections():
+    # independent closed form: 3x3 stem, 3 stages of 3 basic blocks (16/32/64), 1x1 projections
+    # where the shape changes, BN (2 params per channel) after every conv, fc 64 -> 10
+    p, inp = 3 * 16 * 9 + 2 * 16, 16
+    for planes in (16, 32, 64):
+        for _ in range(3):
+            p += inp * planes * 9 + 2 * planes + planes * planes * 9 + 2 * planes
+            if inp != planes:
+                p += inp * planes + 2 * planes
+            inp = planes
+    p += 64 * 10 + 10
+    net = resdsl.loads(_readme_blocks()[0], name="README-0")
+    assert net.param_count == p == 272_474
+    assert "params: 272,474" in (ROOT / "README.md").read_text()

@@ -1,0 +1,94 @@
+"""Diagrams of a network with Graphviz: `render`, `to_svg`, `to_dot`.
+
+Reads a `Network` (its IR); writes dot text, or an SVG/PNG/PDF made by
+Graphviz's `dot` program through the `graphviz` Python package.  The
+pipeline is IR -> `Diagram` (diagram.py / unravel.py: what to draw) ->
+dot text (dot.py: how to draw it) -> `dot` (layout).  `.dot` output needs
+no Graphviz installation; the other formats raise `GraphvizNotFound`
+(exit code 3 on the command line) with installation instructions when
+`dot` is missing.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from .diagram import LEVELS, Diagram, block_diagram, layer_diagram, network_diagram
+from .dot import to_dot_text
+from .unravel import MAX_BLOCKS, unraveled_diagram
+
+if TYPE_CHECKING:
+    from ..ir import Graph
+    from ..network import Network
+
+__all__ = ["render", "to_svg", "to_dot", "diagram", "layout", "GraphvizNotFound", "FORMATS", "LEVELS", "MAX_BLOCKS"]
+
+FORMATS = ("svg", "png", "pdf", "dot")
+RANKDIRS = ("TB", "LR")
+
+INSTALL_HINT = ("Graphviz's `dot` program was not found on PATH; it is needed for {fmt} output.\n"
+                "Install Graphviz:  apt-get install graphviz  (Debian/Ubuntu)  |  brew install graphviz  (macOS)  |  "
+                "conda install -c conda-forge graphviz\n"
+                "Writing a .dot file still works without it (e.g. -o net.dot).")
+
+
+class GraphvizNotFound(RuntimeError):
+    """Graphviz's `dot` executable is missing (the CLI exits with code 3)."""
+
+
+def _graph(net) -> "Graph":
+    return getattr(net, "graph", net)
+
+
+def diagram(net: "Network | Graph", level: str = "block") -> Diagram:
+    """The drawing-independent model of the picture (what the tests inspect)."""
+    g = _graph(net)
+    builders = {"network": network_diagram, "block": block_diagram, "layer": layer_diagram,
+                "unraveled": unraveled_diagram}
+    if level not in builders:
+        raise ValueError(f"level must be one of {', '.join(LEVELS)}, not {level!r}")
+    return builders[level](g)
+
+
+def to_dot(net: "Network | Graph", level: str = "block", rankdir: str = "TB", shapes: bool = True,
+           params: bool = True) -> str:
+    """The Graphviz source for the diagram (deterministic: same network, same bytes)."""
+    if rankdir not in RANKDIRS:
+        raise ValueError(f"rankdir must be TB or LR, not {rankdir!r}")
+    return to_dot_text(diagram(net, level), rankdir, shapes, params)
+
+
+def layout(dot_source: str, fmt: str) -> bytes:
+    """Run Graphviz's dot on `dot_source`; raises GraphvizNotFound when dot is missing."""
+    import graphviz
+
+    try:
+        return graphviz.Source(dot_source).pipe(format=fmt, engine="dot")
+    except graphviz.ExecutableNotFound as e:
+        raise GraphvizNotFound(INSTALL_HINT.format(fmt=fmt.upper())) from e
+
+
+def to_svg(net: "Network | Graph", **opts) -> str:
+    """An SVG picture as text (what `Network._repr_svg_` shows in a notebook)."""
+    return layout(to_dot(net, **opts), "svg").decode("utf-8")
+
+
+def format_of(path: str | Path) -> str:
+    """The output format an output file name asks for (its suffix; .gv counts as .dot)."""
+    suffix = Path(path).suffix.lower().lstrip(".")
+    suffix = "dot" if suffix == "gv" else suffix
+    if suffix not in FORMATS:
+        raise ValueError(f"cannot tell the format from {str(path)!r}: use a .svg, .png, .pdf or .dot file name")
+    return suffix
+
+
+def render(net: "Network | Graph", path: str | Path | None = None, level: str = "block", rankdir: str = "TB",
+           shapes: bool = True, params: bool = True) -> str | None:
+    """Return the dot source (path None), or write `path` in the format its suffix names."""
+    source = to_dot(net, level, rankdir, shapes, params)
+    if path is None:
+        return source
+    fmt = format_of(path)
+    data = source.encode("utf-8") if fmt == "dot" else layout(source, fmt)
+    Path(path).write_bytes(data)
+    return None
