@@ -29,7 +29,7 @@ test: $(STAMP)
 	$(BIN)/python -m pytest -n 2 -q
 
 fuzz: $(STAMP)
-	RESDSL_FUZZ_EXAMPLES=200000 $(BIN)/python -m pytest -q tests -k fuzz
+	RESDSL_FUZZ_EXAMPLES=20000 $(BIN)/python -m pytest -q tests -k fuzz
 
 bench: $(STAMP)
 	for f in bench/bench_*.py; do $(BIN)/python $$f; done

@@ -35,8 +35,8 @@ def main() -> int:
     counts: collections.Counter = collections.Counter()
     bugs: list[str] = []
     tmp = Path(tempfile.mkdtemp(prefix="resdsl-fuzz-"))
-    for p in fuzzgen.EXAMPLES:
-        shutil.copy(p, tmp / p.name)
+    for name, data in fuzzgen.EXAMPLE_BYTES.items():
+        (tmp / name).write_bytes(data)
     start = time.time()
     done = [0]
 

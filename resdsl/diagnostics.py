@@ -107,6 +107,9 @@ def did_you_mean(name: str, candidates: Iterable[str]) -> str | None:
     return f"did you mean `{close[0]}`?" if close else None
 
 
+MAX_EXCERPT = 100  # characters of a source line shown around a caret
+
+
 def _excerpt(span: Span, color: bool) -> list[str]:
     src = lookup(span.file)
     if src is None or span.line <= 0:
@@ -114,12 +117,21 @@ def _excerpt(span: Span, color: bool) -> list[str]:
     text = src.line(span.line)
     width = len(str(span.line))
     end = span.end_col if span.end_line == span.line and span.end_col > span.col else len(text) + 1
-    carets = "^" * max(1, end - span.col)
+    start = span.col - 1
+    # Tabs are shown as 4 spaces so the caret stays under the span; control characters as `?`.
+    shown = "".join("    " if c == "\t" else ("?" if ord(c) < 32 or c == "\x7f" else c) for c in text)
+    lead = start + 3 * text[:start].count("\t")
+    span_w = max(1, (end - 1 - start) + 3 * text[start:end - 1].count("\t"))
+    if len(shown) > MAX_EXCERPT:  # a generated one-line file: show a window around the caret
+        left = max(0, min(lead - MAX_EXCERPT // 3, len(shown) - MAX_EXCERPT))
+        shown = ("..." if left else "") + shown[left:left + MAX_EXCERPT] + ("..." if left + MAX_EXCERPT < len(shown) else "")
+        lead = lead - left + (3 if left else 0)
+        span_w = max(1, min(span_w, MAX_EXCERPT - (lead - (3 if left else 0))))
     red, reset = ("\x1b[31;1m", "\x1b[0m") if color else ("", "")
     return [
         f"{' ' * width} |",
-        f"{span.line} | {text}",
-        f"{' ' * width} | {' ' * (span.col - 1)}{red}{carets}{reset}",
+        f"{span.line} | {shown}",
+        f"{' ' * width} | {' ' * lead}{red}{'^' * span_w}{reset}",
     ]
 
 

@@ -69,7 +69,9 @@ class Elaborator:
     # ------------------------------------------------------------ errors
 
     def report(self, err: ResdslError) -> None:
-        self.diags.extend(err.diagnostics)
+        seen = {(d.code, d.span) for d in self.diags}
+        # A mistake inside a loop or a block called many times is reported once, at its first occurrence.
+        self.diags.extend(d for d in err.diagnostics if (d.code, d.span) not in seen)
         if len(self.diags) >= self.limits.max_errors:
             raise _Abort()
 
@@ -202,11 +204,22 @@ class Elaborator:
                 self.stmt(s, ctx)
             except _Poisoned:
                 ctx.current = POISON
+                self._poison_bind(s, ctx)
             except ResdslError as e:
                 self.report(e)
                 ctx.current = POISON
+                self._poison_bind(s, ctx)
                 if isinstance(s, ast.Assign):
                     ctx.env[s.name] = UNDEFINED
+
+    @staticmethod
+    def _poison_bind(s: ast.Stmt, ctx: Ctx) -> None:
+        """A failed `... -> name` still defines `name` (poisoned), so later uses are skipped quietly
+        instead of each reporting `undefined name`."""
+        if isinstance(s, ast.Layer) and s.bind is not None:
+            ctx.env[s.bind] = POISON
+        elif isinstance(s, ast.Bind):
+            ctx.env[s.name] = POISON
 
     def charge(self, n: int, span: Span) -> None:
         """Count work (statements run, loop iterations, list items built) against max_steps."""
@@ -424,6 +437,9 @@ class Elaborator:
                 notes = [Note(self.graph.nodes[t.node].span, f"operand {i + 1} has shape {list(t.shape)}, made here")
                          for i, t in enumerate(inputs)]
             raise error(p.code, p.message, where, hint=p.hint, notes=notes) from None
+        except (OverflowError, ValueError, ZeroDivisionError) as e:  # arithmetic on absurd arguments
+            raise error("E041", f"{spec.name}: the output shape cannot be computed from these arguments ({e})", span,
+                        hint="check the sizes, strides and scale factors") from None
         self._check_elements(shape, span)
         counts = spec.count(attrs, in_shapes, shape)
         return self.add_node(spec.name, attrs, [t.node for t in inputs], shape, counts, label, span, ctx)
@@ -491,7 +507,8 @@ class Elaborator:
             # Errors inside the block point back at this call site too.
             for i in range(before, len(self.diags)):
                 d = self.diags[i]
-                self.diags[i] = replace(d, notes=d.notes + (Note(s.span, f"in block `{s.op}` called here"),))
+                if all(n.span != s.span for n in d.notes):  # E016 already lists the call chain
+                    self.diags[i] = replace(d, notes=d.notes + (Note(s.span, f"in block `{s.op}` called here"),))
         ctx.current = inner.current if inner.current is not None else x
 
     # ------------------------------------------------------------ structure
@@ -607,7 +624,8 @@ class Elaborator:
         shortcut = tuple(range(sc_start, len(g.nodes)))
         self.mark("close", "part", -1)
         if sc.shape != b.shape:
-            notes = [Note(main[0].span, f"the branch gives {list(b.shape)}"),
+            notes = [Note(self.graph.nodes[b.node].span if b.node >= start else main[0].span,
+                          f"the branch ends here, giving {list(b.shape)}"),
                      Note(self.graph.nodes[x.node].span, f"the residual's input {list(x.shape)} comes from here")]
             hint = ('use shortcut="project" (1x1 conv + batchnorm) or shortcut="zeropad" (option A)'
                     if kind == "identity" else "make the shortcut produce the branch's shape")

@@ -231,18 +231,29 @@ def binop(op: str, a: object, b: object, span: Span) -> object:
         return {"<": a < b, "<=": a <= b, ">": a > b, ">=": a >= b}[op]
     if op == "+" and isinstance(a, tuple) and isinstance(b, tuple):
         if len(a) + len(b) > MAX_ITEMS:
-            raise error("E040", "list too long", span)
+            raise error("E040", f"list of {len(a) + len(b)} items is too long (limit {MAX_ITEMS})", span,
+                        hint="networks need far smaller tables; check the expression")
         return a + b
     if op == "+" and isinstance(a, str) and isinstance(b, str):
         if len(a) + len(b) > 10_000:
-            raise error("E040", "string too long", span)
+            raise error("E040", "string of more than 10000 characters", span,
+                        hint="strings in .res files are names and options; check the expression")
         return a + b
     if op == "*" and isinstance(a, tuple) and isinstance(b, int) and not isinstance(b, bool):
         if len(a) * max(b, 0) > MAX_ITEMS:
-            raise error("E040", f"list of {len(a) * b} items is too long (limit {MAX_ITEMS})", span)
+            raise error("E040", f"list of {len(a) * b} items is too long (limit {MAX_ITEMS})", span,
+                        hint="networks need far smaller tables; check the expression")
         return a * b
     if not (_num(a) and _num(b)):
-        raise error("E015", f"unsupported operand types for `{op}`: {type_name(a)} and {type_name(b)}", span)
+        hint = None
+        if {type_name(a), type_name(b)} <= {"int", "float", "string"} and op == "+":
+            hint = "convert first: str(n) turns a number into text"
+        elif "none" in (type_name(a), type_name(b)):
+            hint = "a parameter or variable is `none` here; give it a value (e.g. --set NAME=VALUE)"
+        elif "tensor" in (type_name(a), type_name(b)):
+            hint = "tensors are combined with layers (add(t), concat(t)); use t.channels or t.shape for numbers"
+        raise error("E015", f"unsupported operand types for `{op}`: {type_name(a)} and {type_name(b)}", span,
+                    hint=hint)
     try:
         if op == "+":
             return a + b
@@ -265,7 +276,7 @@ def binop(op: str, a: object, b: object, span: Span) -> object:
                                 hint="integers in .res files stay below 10**18")
             return a ** b
     except ZeroDivisionError:
-        raise error("E041", "division by zero", span) from None
+        raise error("E041", "division by zero", span, hint=f"the right operand of `{op}` evaluates to 0") from None
     except OverflowError:
         raise error("E041", f"`{op}` overflows", span) from None
     raise AssertionError(f"internal error: operator {op}")
@@ -281,6 +292,8 @@ def _range(*args):
     if not 1 <= len(args) <= 3:
         raise _BuiltinError("takes 1 to 3 ints", "E013")
     _ints(*args)
+    if len(args) == 3 and args[2] == 0:
+        raise _BuiltinError("the step must not be zero", "E014")
     r = range(*args)
     if len(r) > MAX_ITEMS:
         raise _BuiltinError(f"{len(r)} iterations exceed the limit of {MAX_ITEMS}", "E040")

@@ -84,6 +84,9 @@ def load_program(text: str, file: str, limits: Limits = DEFAULT) -> Program:
                                                  "move the shared blocks into a third file that both import"))
                 if target in done:
                     continue
+                if len(active) > limits.max_nesting:  # a chain of imports, each importing the next
+                    raise error("E040", f"imports are nested more than {limits.max_nesting} files deep", item.span,
+                                hint="raise the limit with --limit max_nesting=N")
                 done.add(target)
                 active.append((target, item.span))
                 sub = parse(_read(target, item.span, limits), str(target), limits)

@@ -58,7 +58,10 @@ class Network:
         return [{"name": n.name, "op": n.op, "shape": list(n.shape), "params": n.params, "buffers": n.buffers,
                  "source": f"{n.span.file}:{n.span.line}"} for n in self.graph.nodes]
 
-    def to_json(self) -> dict:
+    def to_json(self, convention: str = "torchvision") -> dict:
+        cost = self.costs(convention)  # static MACs (resdsl/analysis/cost.py)
+        layers = [{**row, "macs": c.macs, "receptive_field": c.rf_size and list(c.rf_size),
+                   "rf_stride": c.rf_jump and list(c.rf_jump)} for row, c in zip(self.layers(), cost.layers)]
         return {
             "network": self.name,
             "source": self.source,
@@ -68,7 +71,9 @@ class Network:
             "params": self.param_count,
             "trainable_params": self.trainable_param_count,
             "buffers": self.buffer_count,
-            "layers": self.layers(),
+            "macs": cost.total,
+            "macs_convention": convention,
+            "layers": layers,
         }
 
     def summary(self, depth: int | None = None) -> str:

@@ -15,7 +15,7 @@ from lark import Lark, Token, Transformer, Tree, v_args
 from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken, VisitError
 
 from . import syntax as ast
-from .diagnostics import ResdslError, error
+from .diagnostics import Note, ResdslError, error
 from .limits import DEFAULT, Limits
 from .span import Source, Span, register
 
@@ -253,7 +253,11 @@ class _ToAst(Transformer):
                 continue
             inner = m.group(1)
             col = span.col + m.start(1)
-            parts.append(_parse_expr(inner, self.file, span.line - 1, col - 1, span.start + m.start(1)))
+            try:
+                parts.append(_parse_expr(inner, self.file, span.line - 1, col - 1, span.start + m.start(1)))
+            except _TooDeep:  # positions inside the label are relative to it: report the label itself
+                raise error("E040", "the label's expression is nested too deeply", span,
+                            hint="compute the value into a variable first") from None
         return ast.Label(tuple(parts), span)
 
     # -- arguments
@@ -340,6 +344,8 @@ _DESCRIBE = {
     "_NL": "end of line", "LBRACE": "`{`", "RBRACE": "`}`", "LPAR": "`(`", "RPAR": "`)`", "LSQB": "`[`",
     "RSQB": "`]`", "COMMA": "`,`", "COLON": "`:`", "EQUAL": "`=`", "NAME": "a name", "LABEL": "a label",
     "INT": "an integer", "FLOAT": "a number", "STRING": "a string", "$END": "end of file", "SEMICOLON": "`;`",
+    "COMP": "a comparison", "DOT": "`.`", "MINUS": "`-`", "PLUS": "`+`", "STAR": "`*`", "SLASH": "`/`",
+    "DOUBLESTAR": "`**`", "DOUBLESLASH": "`//`", "PERCENT": "`%`", "ELSE": "`else`", "__ANON_0": "`->`",
 }
 
 
@@ -359,17 +365,55 @@ def _syntax_error(e: UnexpectedInput, source: Source) -> ResdslError:
         tok = e.token
         width = max(1, len(str(tok))) if tok.type != "_NL" else 1
         found = "end of file" if tok.type == "$END" else ("end of line" if tok.type == "_NL" else f"`{tok}`")
-        if tok.type == "$END" or "RBRACE" in expected:
+        if tok.type == "$END":
             hint = "check that every `{`, `(` and `[` is closed"
     elif isinstance(e, UnexpectedCharacters):
         found = f"`{source.text[e.pos_in_stream]}`" if e.pos_in_stream < len(source.text) else "end of file"
+    offset_here = len("\n".join(source.text.split("\n")[: line - 1])) + (1 if line > 1 else 0) + col - 1
+    opener = _unclosed(source.text, offset_here)
+    if opener is not None:  # LALR states are shared: only the closer of the open bracket can really come
+        closer = {"(": "RPAR", "[": "RSQB", "{": "RBRACE"}[source.text[opener]]
+        expected = [t for t in expected if t not in ("RPAR", "RSQB", "RBRACE") or t == closer]
+    # Closing brackets first: a missing `)` is by far the likeliest mistake when one is expected.
+    expected.sort(key=lambda t: (t not in ("RPAR", "RSQB", "RBRACE"), t))
     names = [_describe(t) for t in expected if not t.startswith("__")][:8]
     msg = f"unexpected {found}" + (f"; expected {', '.join(names)}" if names else "")
+    notes = []
+    # Point at the open bracket when the file ended inside it, or a ( or [ runs on past its line.
+    if opener is not None and (found == "end of file" or (
+            source.text[opener] in "([" and source.position(opener)[0] < line)):
+        notes.append(Note(Span.of(source, opener, opener + 1), f"this `{source.text[opener]}` is not closed"))
+        hint = hint or f"close the `{source.text[opener]}`"
     if hint is None and "LABEL" in expected and found.startswith("`"):
         hint = "a statement is a layer call `name(args)`, a label `name: layer(...)`, `x = expr`, `for`, `if`, `input`, `output`, `from` or `-> name`"
     offset = len("\n".join(source.text.split("\n")[: line - 1])) + (1 if line > 1 else 0) + col - 1
     span = Span(source.name, line, col, line, col + width, offset, offset + width)
-    return error("E001", msg, span, hint=hint)
+    return error("E001", msg, span, hint=hint, notes=notes)
+
+
+def _unclosed(text: str, end: int) -> int | None:
+    """Offset of the innermost bracket still open at `end` (strings and comments skipped), or None."""
+    stack: list[int] = []
+    pairs = {")": "(", "]": "[", "}": "{"}
+    i = 0
+    while i < min(end, len(text)):
+        c = text[i]
+        if c == "#":
+            nl = text.find("\n", i)
+            i = len(text) if nl < 0 else nl
+            continue
+        if c in "\"'":
+            j = i + 1
+            while j < len(text) and text[j] not in (c, "\n"):
+                j += 2 if text[j] == "\\" else 1
+            i = j + 1
+            continue
+        if c in "([{":
+            stack.append(i)
+        elif c in pairs and stack and text[stack[-1]] == pairs[c]:
+            stack.pop()
+        i += 1
+    return stack[-1] if stack else None
 
 
 def _parse_expr(text: str, file: str, dline: int, dcol: int, dpos: int) -> ast.Expr:
@@ -415,12 +459,59 @@ def parse(text: str, file: str = "<string>", limits: Limits = DEFAULT) -> ast.Mo
 
 def parse_expression(text: str) -> ast.Expr:
     """Parse a lone expression (used for `--set NAME=VALUE`)."""
-    register(Source("<command line>", text))
+    source = register(Source("<command line>", text))
+    lark = _lark()
+    lark.options.postlex.max_depth = DEFAULT.max_nesting
     try:
-        return _ToAst("<command line>").transform(_lark().parse(text, start="expr"))
+        tree = lark.parse(text, start="expr")
+        _check_depth(tree, DEFAULT.max_nesting)
+        return _ToAst("<command line>").transform(tree)
     except UnexpectedInput as e:
-        raise _syntax_error(e, Source("<command line>", text)) from None
+        raise _syntax_error(e, source) from None
+    except (_TooDeep, RecursionError) as e:
+        raise _too_deep(e if isinstance(e, _TooDeep) else _TooDeep(None), source, DEFAULT.max_nesting) from None
     except VisitError as e:
         if isinstance(e.orig_exc, ResdslError):
             raise e.orig_exc from None
         raise
+
+
+class _Recorder(_Newlines):
+    """The newline post-lexer, also keeping every token it sees (before dropping any newline)."""
+
+    def __init__(self, sink: list):
+        self.sink = sink
+
+    def process(self, stream):
+        def record(stream):
+            for tok in stream:
+                self.sink.append(tok)
+                yield tok
+        return super().process(record(stream))
+
+
+@functools.lru_cache(maxsize=1)
+def _token_lark() -> tuple[Lark, list]:
+    """A second parser that records every token, comments and newlines included."""
+    sink: list = []
+    lark = Lark(grammar_path().read_text(), parser="lalr", lexer="contextual", postlex=_Recorder(sink),
+                propagate_positions=True, maybe_placeholders=True, start=["start", "expr"],
+                lexer_callbacks={"COMMENT": sink.append})
+    return lark, sink
+
+
+def tokens(text: str, file: str = "<string>", limits: Limits = DEFAULT) -> list[Token]:
+    """Every token of a valid source in order, with COMMENT and _NL tokens kept (for the formatter).
+
+    The text is first parsed normally (so errors are the usual diagnostics);
+    the contextual lexer then decides labels, names and keywords exactly as
+    the parser sees them."""
+    parse(text, file, limits)
+    lark, sink = _token_lark()
+    sink.clear()
+    lark.options.postlex.max_depth = limits.max_nesting
+    try:
+        lark.parse(text + "\n", start="start")
+        return sorted(sink, key=lambda t: t.start_pos)
+    finally:
+        sink.clear()

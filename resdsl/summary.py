@@ -29,9 +29,18 @@ def scope_totals(g: Graph) -> tuple[dict[int, int], dict[int, int], dict[int, in
     return params, buffers, last
 
 
-def summary_table(net, depth: int | None = None) -> str:
+def summary_table(net, depth: int | None = None, convention: str = "torchvision") -> str:
     g = net.graph
     params, _, last = scope_totals(g)
+    cost = net.costs(convention)  # static MACs per node (resdsl/analysis/cost.py)
+    node_macs = [l.macs for l in cost.layers]
+    macs = {s.id: 0 for s in g.scopes}
+    parent = {s.id: s.parent for s in g.scopes}
+    for n in g.nodes:
+        sid = n.scope
+        while sid is not None:
+            macs[sid] += node_macs[n.id]
+            sid = parent[sid]
     chain: dict[int, list[int]] = {}
 
     def scopes_of(sid: int) -> list[int]:
@@ -40,7 +49,7 @@ def summary_table(net, depth: int | None = None) -> str:
             chain[sid] = [] if s.parent is None else scopes_of(s.parent) + [sid]
         return chain[sid]
 
-    rows: list[tuple[str, str, str, int]] = []
+    rows: list[tuple[str, str, str, int, int]] = []
     opened: list[int] = []
     for n in g.nodes:
         path = scopes_of(n.scope)
@@ -56,29 +65,33 @@ def summary_table(net, depth: int | None = None) -> str:
             s = g.scopes[sid]
             own = s.name.rsplit(".", 1)[-1]
             rows.append(("  " * level + own, s.hint if s.kind == "block" else s.kind,
-                         _fmt_shape(g.nodes[last[sid]].shape), params[sid]))
+                         _fmt_shape(g.nodes[last[sid]].shape), params[sid], macs[sid]))
         level = len(path)
         if depth is not None and level > depth - 1 and depth >= 0 and (level > 0 or depth == 0):
             if depth == 0 or level >= depth:
                 continue
         own = n.name.rsplit(".", 1)[-1]
-        rows.append(("  " * level + own, n.op, _fmt_shape(n.shape), n.params))
+        rows.append(("  " * level + own, n.op, _fmt_shape(n.shape), n.params, node_macs[n.id]))
 
-    header = ("layer", "op", "output shape", "params")
+    header = ("layer", "op", "output shape", "params", cost.unit)
     w0 = max([len(header[0])] + [len(r[0]) for r in rows])
     w1 = max([len(header[1])] + [len(r[1]) for r in rows])
     w2 = max([len(header[2])] + [len(r[2]) for r in rows])
     w3 = max([len(header[3])] + [len(f"{r[3]:,}") for r in rows])
-    line = "-" * (w0 + w1 + w2 + w3 + 6)
+    w4 = max([len(header[4])] + [len(f"{r[4]:,}") for r in rows])
+    line = "-" * (w0 + w1 + w2 + w3 + w4 + 8)
     settings = ", ".join(f"{k}={v!r}" if isinstance(v, str) else f"{k}={v}" for k, v in net.params.items())
     out = [f"{net.name}({settings})  from {net.source}", line,
-           f"{header[0]:<{w0}}  {header[1]:<{w1}}  {header[2]:<{w2}}  {header[3]:>{w3}}", line]
-    for name, op, shape, p in rows:
-        out.append(f"{name:<{w0}}  {op:<{w1}}  {shape:<{w2}}  {p:>{w3},}")
+           f"{header[0]:<{w0}}  {header[1]:<{w1}}  {header[2]:<{w2}}  {header[4]:>{w4}}  {header[3]:>{w3}}", line]
+    for name, op, shape, p, m in rows:  # params stay the last column (scripts read it from the line's end)
+        out.append(f"{name:<{w0}}  {op:<{w1}}  {shape:<{w2}}  {m:>{w4},}  {p:>{w3},}")
     out.append(line)
     ins = ", ".join(f"{k}: {_fmt_shape(v)}" for k, v in net.inputs.items())
     outs = ", ".join(f"{k}: {_fmt_shape(v)}" for k, v in net.outputs.items())
     out.append(f"inputs: {ins}    outputs: {outs}")
     out.append(f"params: {net.param_count:,}    trainable: {net.trainable_param_count:,}    "
                f"buffers: {net.buffer_count:,}    ops: {len(g.nodes)}")
+    out.append(f"{cost.unit} ({convention}): {cost.total:,}    params: {cost.param_bytes('fp32') / 2**20:.2f} MiB fp32"
+               f"    activations/sample: {cost.activation_elems * 4 / 2**20:.2f} MiB fp32"
+               f" ({cost.saved_elems * 4 / 2**20:.2f} MiB kept for backward)")
     return "\n".join(out)

@@ -269,3 +269,35 @@ def test_cli_text_and_plot(tmp_path):
     assert "65,536 input->output paths" in p.stdout
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert run_cli("paths", "examples/resnet.res", "--band", "x").returncode == 2
+
+
+def test_long_chain_with_two_inputs_and_an_early_output():
+    # no node lies on every path of every (input, output) pair here: each pair is decomposed separately
+    net = resdsl.loads("""
+network c(K = 3000, D = 2) {
+  input x: [D]
+  input z: [D]
+  linear(D)
+  output aux
+  for i in range(K) { residual { relu; linear(D) } }
+  add(z)
+  output y
+}""")
+    r = net.paths()
+    K = 3000
+    assert r.total == 2 ** K + 2  # x -> aux, z -> y, and 2^K from x through the chain
+    assert r.by_length[0] == 3 and r.by_length[1] == K and r.by_length[K // 2] == math.comb(K, K // 2)
+    assert sum(r.by_length.values()) == r.total
+
+
+def test_false_cut_candidates_are_caught(monkeypatch):
+    # the modular cut test may (very rarely) propose a node that is not on every path:
+    # the exact check on the histogram's sum must catch it and fall back to exact verification
+    import resdsl.analysis.paths as paths_mod
+    src = random_program(random.Random(12))  # 1,728 paths through 15 regions
+    net = resdsl.loads(src)
+    expected = brute_force(net, "blocks")
+    assert sum(expected.values()) == 1728
+    monkeypatch.setattr(paths_mod, "_cut_candidates", lambda g, removed, i, o: list(range(i, o + 1)))
+    r = paths_mod.count_paths(net.graph, "blocks")
+    assert r.by_length == dict(expected)

@@ -12,12 +12,14 @@ count.
 from __future__ import annotations
 
 import math
+from collections import OrderedDict
 from pathlib import Path
 
 import pytest
 import torch
 from torch import nn
 import torch.nn.functional as F
+import timm
 
 import resdsl
 
@@ -63,9 +65,6 @@ def same_outputs(ours: nn.Module, ref: nn.Module, *inputs: torch.Tensor, tol: fl
 
 
 # ---------------------------------------------------------------- ResNet-D and ResNet v2 against timm
-
-timm = pytest.importorskip("timm")
-
 
 def test_resnet50d_equals_timm():
     ref = timm.create_model("resnet50d", pretrained=False)
@@ -277,13 +276,8 @@ def test_wrn_module_agrees_with_reference():
 
 
 def double_conv(cin: int, cout: int, pad: int) -> nn.Sequential:
-    return nn.Sequential(OrderedDict_([("conv1", nn.Conv2d(cin, cout, 3, padding=pad)), ("relu", nn.ReLU()),
-                                       ("conv2", nn.Conv2d(cout, cout, 3, padding=pad)), ("relu_1", nn.ReLU())]))
-
-
-def OrderedDict_(items):
-    from collections import OrderedDict
-    return OrderedDict(items)
+    return nn.Sequential(OrderedDict([("conv1", nn.Conv2d(cin, cout, 3, padding=pad)), ("relu", nn.ReLU()),
+                                      ("conv2", nn.Conv2d(cout, cout, 3, padding=pad)), ("relu_1", nn.ReLU())]))
 
 
 def center_crop(t: torch.Tensor, h: int, w: int) -> torch.Tensor:
@@ -582,3 +576,39 @@ def test_zoo_file_header(name):
     first = text.splitlines()[0]
     assert first.startswith("# ") and any(ch.isdigit() for ch in first[:200] + text[:400])   # cites a paper/year
     assert f"# Usage: resdsl summary examples/{name}" in text
+
+
+@pytest.mark.parametrize("name,params,allowed", [
+    ("cifar_resnet.res", {"depth": 21}, "6n+2"),
+    ("preact_cifar.res", {"depth": 100}, "9n+2"),
+    ("wrn.res", {"depth": 27}, "6n+4"),
+    ("hourglass.res", {"stacks": 9}, "1..8"),
+    ("hourglass.res", {"depth": 5}, "1, 2, 3, 4"),
+])
+def test_zoo_rejects_unsupported_parameters_with_one_error(name, params, allowed):
+    with pytest.raises(resdsl.ResdslError) as e:
+        load(name, **params)
+    diags = e.value.diagnostics
+    assert len(diags) == 1                       # later statements are skipped quietly, not re-reported
+    assert allowed in (diags[0].hint or "")
+
+
+# ---------------------------------------------------------------- std:blocks against torchvision's blocks
+
+
+@pytest.mark.parametrize("block,cin,planes,stride", [("basic", 16, 32, 2), ("basic", 32, 32, 1),
+                                                     ("bottleneck", 64, 16, 1), ("bottleneck", 32, 16, 2)])
+def test_std_blocks_equal_torchvision_blocks(block, cin, planes, stride):
+    from torchvision.models import resnet as tv
+    down = None
+    expansion = 4 if block == "bottleneck" else 1
+    if stride != 1 or cin != planes * expansion:
+        down = nn.Sequential(nn.Conv2d(cin, planes * expansion, 1, stride, bias=False), nn.BatchNorm2d(planes * expansion))
+    cls = tv.Bottleneck if block == "bottleneck" else tv.BasicBlock
+    inner = cls(cin, planes, stride, down)
+    ref = nn.Sequential()
+    ref.add_module("b", inner)
+    net = resdsl.loads(f'import "std:blocks"\nnetwork t() {{ input x: [{cin}, 8, 8]\n b: {block}({planes}, {stride}) }}',
+                       name=str(EX / "t.res"))
+    assert net.param_count == numel(ref)
+    same_outputs(resdsl.compile(net), ref, torch.randn(2, cin, 8, 8))

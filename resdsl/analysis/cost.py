@@ -176,8 +176,9 @@ def _rule_ptflops(n, xs, y):
         return macs + (_numel(y) if _bias(n) else 0)
     if n.op == "linear":  # the F.linear patch is disabled in ptflops
         return xs[0][-1] * y[0] + (y[0] if _bias(n) else 0)
-    if n.op in ("batchnorm", "ghost_batchnorm", "instancenorm", "groupnorm"):  # bn_flops_counter_hook
+    if n.op in ("batchnorm", "instancenorm", "groupnorm"):  # bn_flops_counter_hook
         return _numel(xs[0]) * (2 if n.attrs["affine"] else 1)
+    # ghost_batchnorm: a custom _BatchNorm subclass; hooks are looked up by exact type, so it counts 0
     if n.op == "layernorm":  # nn.LayerNorm has no `affine` attribute: never doubled
         return _numel(xs[0])
     if n.op in ("relu", "elu", "gelu"):  # module hook + functional patch

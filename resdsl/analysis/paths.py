@@ -16,13 +16,14 @@ relatively shallow networks", 2016):
 
 Nothing is enumerated.  Totals are a scalar dynamic programme over the
 topological order (forward count F, backward count B; paths through an edge
-u->v = F[u] * B[v]).  The histogram uses the series structure: a node v lies
-on *every* path iff F[v] * B[v] == total, and the polynomial of the whole
-network is the product of the polynomials of the segments between such cut
-nodes.  Segments are computed by a small polynomial DP; equal segments (the
-blocks of a stage) are raised to their multiplicity with J.C.P. Miller's
-recurrence for powers of a polynomial, which is linear in the degree of the
-result.  A chain of 10,000 residual blocks (2**10000 paths) takes milliseconds.
+u->v = F[u] * B[v]).  The histogram uses the series structure, one (input,
+output) pair at a time: a node v lies on *every* path of the pair iff
+F[v] * B[v] == (paths of the pair), and the pair's polynomial is the product
+of the polynomials of the segments between such cut nodes.  Segments are
+computed by a small polynomial DP; equal segments (the blocks of a stage)
+are raised to their multiplicity with J.C.P. Miller's recurrence for powers
+of a polynomial, which is linear in the degree of the result.  A chain of 10,000 residual blocks (2**10000 paths, every binomial
+coefficient of the histogram) takes about a third of a second.
 """
 from __future__ import annotations
 
@@ -159,13 +160,15 @@ def edge_weights(graph: Graph, length: str) -> tuple[list[int], dict[tuple[int, 
     return node_w, slot_w
 
 
-def forward_backward(graph: Graph, removed: frozenset[tuple[int, int]] = frozenset()) -> tuple[list[int], list[int]]:
-    """Scalar path counts: F[v] = paths from any input to v, B[v] = paths from v to any output.
+def forward_backward(graph: Graph, removed: frozenset[tuple[int, int]] = frozenset(),
+                     sources: list[int] | None = None, sinks: list[int] | None = None) -> tuple[list[int], list[int]]:
+    """Scalar path counts: F[v] = paths from any input to v, B[v] = paths from v to any output
+    (or from / to the given `sources` / `sinks` node ids).
 
     `removed` holds (node, slot) edges to leave out (lesions)."""
     nodes = graph.nodes
     F = [0] * len(nodes)
-    for i in graph.inputs.values():
+    for i in graph.inputs.values() if sources is None else sources:
         F[i] += 1
     for n in nodes:
         if n.inputs:
@@ -175,7 +178,7 @@ def forward_backward(graph: Graph, removed: frozenset[tuple[int, int]] = frozens
                     s += F[u]
             F[n.id] += s
     B = [0] * len(nodes)
-    for o in graph.outputs.values():
+    for o in graph.outputs.values() if sinks is None else sinks:
         B[o] += 1
     for n in reversed(nodes):
         b = B[n.id]
@@ -211,56 +214,86 @@ def count_paths(graph: Graph, length: str = "blocks",
     by_length: dict[int, int] = {}
     cuts: list[int] = []
     if total:
-        # v is on every path iff F[v] * B[v] == total; a cheap residue test first
-        # avoids thousands of big multiplications on long chains
-        p = (1 << 61) - 1
-        tp = total % p
-        cuts = [v for v in range(len(graph.nodes))
-                if F[v] and (F[v] % p) * (B[v] % p) % p == tp and F[v] * B[v] == total]
-        poly = _histogram(graph, node_w, slot_w, removed, cuts)
+        if len(graph.inputs) == 1 and len(set(graph.outputs.values())) == 1:
+            pairs = [(next(iter(graph.inputs.values())), next(iter(graph.outputs.values())), F, B, total)]
+        else:  # one (input, output) pair at a time, so each pair's own series structure is used
+            pairs = []
+            for i in graph.inputs.values():
+                Fi, _ = forward_backward(graph, removed, sources=[i], sinks=[])
+                for o in set(graph.outputs.values()):
+                    if Fi[o]:
+                        _, Bo = forward_backward(graph, removed, sources=[], sinks=[o])
+                        pairs.append((i, o, Fi, Bo, Fi[o]))
+        mult = {o: list(graph.outputs.values()).count(o) for o in graph.outputs.values()}
+        poly: Poly = []
+        for i, o, Fi, Bo, t in pairs:
+            # v is on every i->o path iff Fi[v] * Bo[v] == t.  Candidates come from the same counts
+            # modulo a 61-bit prime (a DP on machine-size ints, no big multiplications); the histogram's
+            # sum is then checked against t exactly, and only if it disagrees are the cuts verified one
+            # by one with big integers.
+            c = _cut_candidates(graph, removed, i, o)
+            part = _histogram(graph, node_w, slot_w, removed, c)
+            if sum(part) != t:
+                c = [v for v in c if Fi[v] * Bo[v] == t]
+                part = _histogram(graph, node_w, slot_w, removed, c)
+            cuts = cuts or c
+            poly = _add_into(poly, [mult[o] * x for x in part])
         by_length = {k: c for k, c in enumerate(poly) if c}
     return PathCounts(length, total, by_length, blocks, length_sum, cuts)
 
 
-def _segment(graph: Graph, start: int | None, end: int | None, node_w: list[int],
-             slot_w: dict[tuple[int, int], int], removed: frozenset) -> Poly:
-    """Length polynomial of the paths from `start` (None: the inputs) to `end` (None: the outputs).
+_PRIME = (1 << 61) - 1
 
-    The start node's own weight belongs to the previous segment; the end node's to this one."""
+
+def _cut_candidates(graph: Graph, removed: frozenset, i: int, o: int) -> list[int]:
+    """Nodes v with F_i[v] * B_o[v] == F_i[o] modulo a prime: the true cut nodes, and with probability
+    about 2**-61 per node a false one (which makes the histogram's sum fall short; the caller checks)."""
+    nodes, p = graph.nodes, _PRIME
+    F = [0] * len(nodes)
+    F[i] = 1
+    for v in range(i + 1, o + 1):
+        s = 0
+        for slot, u in enumerate(nodes[v].inputs):
+            if F[u] and (v, slot) not in removed:
+                s += F[u]
+        F[v] = s % p
+    B = [0] * len(nodes)
+    B[o] = 1
+    for v in range(o, i, -1):
+        b = B[v]
+        if b:
+            for slot, u in enumerate(nodes[v].inputs):
+                if u >= i and (v, slot) not in removed:
+                    B[u] = (B[u] + b) % p
+    t = F[o]
+    return [v for v in range(i, o + 1) if F[v] and F[v] * B[v] % p == t]
+
+
+def _segment(graph: Graph, start: int, end: int, node_w: list[int],
+             slot_w: dict[tuple[int, int], int], removed: frozenset) -> Poly:
+    """Length polynomial of the paths from node `start` to node `end`.
+
+    The start node's own weight belongs to the previous segment; the end node's to this one.
+    Only nodes between the two in topological order can lie on such a path."""
     nodes = graph.nodes
-    lo = -1 if start is None else start
-    hi = len(nodes) - 1 if end is None else end
-    f: dict[int, Poly] = {}
-    if start is None:
-        for i in graph.inputs.values():
-            f[i] = _add_into(f.get(i, []), _shift([1], node_w[i]))
-    else:
-        f[start] = [1]
-    for v in range(lo + 1, hi + 1):
+    f: dict[int, Poly] = {start: [1]}
+    for v in range(start + 1, end + 1):
         n = nodes[v]
-        acc: Poly = f.get(v, [])
+        acc: Poly = []
         for slot, u in enumerate(n.inputs):
-            if u < lo or u not in f or (v, slot) in removed:
+            if u not in f or (v, slot) in removed:
                 continue
             acc = _add_into(acc, _shift(f[u], slot_w.get((v, slot), 0)))
         if acc:
-            f[v] = _shift(acc, node_w[v]) if n.inputs else acc
-    if end is not None:
-        return f.get(end, [])
-    out: Poly = []
-    for o in graph.outputs.values():
-        if o in f:
-            out = _add_into(out, f[o])
-    return out
+            f[v] = _shift(acc, node_w[v])
+    return f.get(end, [])
 
 
 def _histogram(graph: Graph, node_w, slot_w, removed, cuts: list[int]) -> Poly:
-    bounds: list[int | None] = [None] + cuts + [None]
-    shift = 0
+    # `cuts` runs from the pair's input to its output (both lie on every path between them)
+    shift = node_w[cuts[0]]
     factors: Counter = Counter()
-    for a, b in zip(bounds, bounds[1:]):
-        if a is not None and a == b:
-            continue
+    for a, b in zip(cuts, cuts[1:]):
         p = _segment(graph, a, b, node_w, slot_w, removed)
         while p and p[-1] == 0:
             p.pop()

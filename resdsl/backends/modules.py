@@ -162,24 +162,25 @@ class ScalarBias(nn.Module):
 
 class ZeroPad(nn.Module):
     """Option-A shortcut (He et al. 2016): x[:, :, ::s, ::s], then zero
-    channels appended up to `out_channels`.  No parameters."""
+    channels appended from `in_channels` up to `out_channels`.  No parameters."""
 
-    def __init__(self, out_channels, stride):
+    def __init__(self, in_channels, out_channels, stride):
         super().__init__()
+        self.in_channels = int(in_channels)  # static, so tracing sees a constant pad width
         self.out_channels = int(out_channels)
         self.stride = tuple(int(s) for s in stride)
 
     def forward(self, x):
         if any(s != 1 for s in self.stride):
             x = x[(slice(None), slice(None)) + tuple(slice(None, None, s) for s in self.stride)]
-        extra = self.out_channels - x.shape[1]
+        extra = self.out_channels - self.in_channels
         if extra:
             # F.pad lists dims last-first: nothing on the spatial dims, `extra` after the channels.
             x = F.pad(x, (0, 0) * len(self.stride) + (0, extra))
         return x
 
     def extra_repr(self):
-        return f"out_channels={self.out_channels}, stride={self.stride}"
+        return f"{self.in_channels}, {self.out_channels}, stride={self.stride}"
 
 
 def center_crop(x, size):

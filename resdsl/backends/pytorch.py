@@ -15,7 +15,13 @@ The generated class
   * has a straight-line `forward`: one line per IR node in graph order, with
     the node's name, output shape `[B, ...]` and .res location as a comment.
     Parameter-free ops are functional calls; variables are reused as soon as
-    a value is dead, so activations are freed while forward runs.
+    a value is dead, so activations are freed while forward runs.  A ReLU or
+    two-input add that is the only reader of a fresh conv/linear/norm/add
+    output works in place (as torchvision's ReLU(inplace=True) and
+    `out += identity`); results are bitwise those of the out-of-place code.
+    (So, as with torchvision, a forward hook that keeps a conv/norm output
+    sees it after such a ReLU; resdsl's own analyses tap values through
+    separate gate modules, which are never overwritten.)
     forward's arguments are the network inputs in declaration order; it
     returns the tensor for one output and a tuple in `output_names` order for
     several.
@@ -45,10 +51,10 @@ import keyword
 import linecache
 import math
 import re
+import weakref
 from dataclasses import dataclass
 from typing import Callable
 
-from .. import ops
 from ..ir import Node
 from . import modules
 
@@ -100,7 +106,7 @@ def _components(name: str) -> list[str]:
 
 def _comment(text: str) -> str:
     """Text that is safe inside a # comment: no newlines, quotes or control characters."""
-    return re.sub(r"[^A-Za-z0-9_./:+@ -]", "?", str(text))[:200]
+    return re.sub(r"[^A-Za-z0-9_./:+@<> -]", "?", str(text))[:200]
 
 
 def _module_ref(name: str) -> str:
@@ -327,7 +333,7 @@ def _crop(n: Node, xs: list[Shape]) -> Lowered:
 
 def _zeropad(n: Node, xs: list[Shape]) -> Lowered:
     a = n.attrs
-    return Lowered(_apply, f"ZeroPad({lit(a['out_channels'])}, {lit(tuple(a['stride']))})")
+    return Lowered(_apply, f"ZeroPad({lit(xs[0][0])}, {lit(a['out_channels'])}, {lit(tuple(a['stride']))})")
 
 
 def _drop_path(n: Node, xs: list[Shape]) -> Lowered:
@@ -352,7 +358,7 @@ RULES: dict[str, Callable[[Node, list[Shape]], Lowered]] = {
     "identity": _functional("{x}"),
     "dropout": _dropout,
     "drop_path": _drop_path,
-    "relu": _functional("F.relu({x})"),
+    "relu": _functional("torch.relu({x})"),  # the C function; F.relu adds a Python wrapper per call
     "gelu": _functional("F.gelu({x})"),
     "silu": _functional("F.silu({x})"),
     "sigmoid": _functional("torch.sigmoid({x})"),
@@ -417,14 +423,40 @@ def _arg_names(graph) -> dict[int, str]:
     return names
 
 
+# Ops whose backward does not read their own output and whose output is a fresh tensor (never a view or the
+# input itself): a ReLU or a two-input add that is the only reader of such a value may overwrite it (as
+# torchvision's ReLU(inplace=True) and `out += identity` do), saving an allocation per activation.
+# Autograd's version counters would raise, not silently miscompute, if this reasoning were ever wrong.
+_INPLACE_OK = {"conv", "conv1d", "conv2d", "conv3d", "conv_transpose", "conv_transpose1d", "conv_transpose2d",
+               "conv_transpose3d", "linear", "batchnorm", "groupnorm", "layernorm", "add"}
+
+
+def _relu_in_place(n: Node, nodes, readers: dict[int, int], outputs: set[int]) -> bool:
+    (i,) = n.inputs
+    return n.op == "relu" and nodes[i].op in _INPLACE_OK and readers[i] == 1 and i not in outputs
+
+
+def _add_in_place(n: Node, nodes, readers: dict[int, int], outputs: set[int]) -> int | None:
+    """The input slot a two-input add may accumulate into, or None."""
+    if n.op != "add" or len(n.inputs) != 2 or n.inputs[0] == n.inputs[1]:
+        return None
+    for slot in (1, 0):  # the residual branch first: it is usually a fresh norm/conv output
+        i = n.inputs[slot]
+        if nodes[i].op in _INPLACE_OK and readers[i] == 1 and i not in outputs:
+            return slot
+    return None
+
+
 def _forward(graph, args: dict[int, str]) -> list[str]:
     """forward's body: one statement per node; slots h, h1, h2... are reused once their value is dead."""
     nodes = graph.nodes
     outputs = set(graph.outputs.values())
     last_use: dict[int, int] = {}
+    readers: dict[int, int] = {}
     for n in nodes:
         for i in n.inputs:
             last_use[i] = n.id
+            readers[i] = readers.get(i, 0) + 1
     var: dict[int, str] = dict(args)
     free: list[str] = []
     count = itertools.count()
@@ -437,6 +469,12 @@ def _forward(graph, args: dict[int, str]) -> list[str]:
             continue
         low = lower(n, [nodes[i].shape for i in n.inputs])
         expr = low.call(_module_ref(n.name) if low.ctor else None, [var[i] for i in n.inputs])
+        if n.op == "relu" and _relu_in_place(n, nodes, readers, outputs):
+            expr = f"torch.relu_({var[n.inputs[0]]})"
+        slot = _add_in_place(n, nodes, readers, outputs)
+        if slot is not None:  # a + b == b + a exactly; mixed dtypes (autocast) keep the out-of-place add
+            a, b = var[n.inputs[slot]], var[n.inputs[1 - slot]]
+            expr = f"{a}.add_({b}) if {a}.dtype == {b}.dtype else {expr}"
         # Values whose last reader is this node give their variable back (never the arguments or outputs).
         dead = [var[i] for i in dict.fromkeys(n.inputs)
                 if last_use.get(i) == n.id and i not in outputs and i not in args]
@@ -469,6 +507,10 @@ def generate_parts(net) -> Generated:
     out_names = tuple(graph.outputs)
     for name in in_names + out_names:
         _components(name)
+    for n in graph.nodes:  # every name and label, even those that only reach comments
+        _components(n.name)
+        if n.label is not None:
+            _components(n.label)
 
     init: list[str] = []
     reset: list[str] = []
@@ -530,29 +572,57 @@ def generate(net) -> str:
 
 
 _builds = itertools.count()
+# Classes built in this process, by build id and by source text: deepcopy and unpickling find them here.
+_LIVE: "weakref.WeakValueDictionary[str, type]" = weakref.WeakValueDictionary()
+
+
+def _define(source: str, class_name: str, forward: str, net) -> type:
+    """Execute generated source; returns its network class."""
+    filename = f"<resdsl {class_name} #{next(_builds)}>"
+    linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)  # tracebacks
+    namespace: dict[str, object] = {"__name__": f"resdsl_generated.{class_name}"}
+    exec(compile(source, filename, "exec"), namespace)  # our own generated text; see the module docstring
+    # The helper definitions just executed are resdsl.backends.modules.SOURCE; bind their names to that
+    # module's (identical, importable) classes so that built networks can be pickled.
+    namespace.update({k: getattr(modules, k) for k in modules.EXPORTS})
+    cls = namespace[class_name]
+    # Class attributes (each build has its own class): shared by deepcopy'd twins, not part of state_dict.
+    cls.code = forward
+    cls.resdsl_network = net  # None in a process that only unpickled the module
+    cls.resdsl_source = source
+    cls.__reduce_ex__ = _reduce_ex
+    cls._resdsl_build = filename
+    _LIVE[filename] = _LIVE[source] = cls
+    return cls
+
+
+def _reduce_ex(self, protocol):
+    """Pickle (torch.save(model), deepcopy) as: the generated source + the module's state."""
+    cls = type(self)
+    return _restore, (cls.resdsl_source, cls.__name__, cls.code, cls._resdsl_build), self.__dict__.copy()
+
+
+def _restore(source: str, class_name: str, forward: str, build_id: str = ""):
+    # The very class (deepcopy, or unpickling in the process that built it), else one of the same source.
+    cls = _LIVE.get(build_id) or _LIVE.get(source) or _define(source, class_name, forward, None)
+    return cls.__new__(cls)  # pickle then restores the state with nn.Module.__setstate__
 
 
 def build(net, seed: int | None = None):
     """Execute the generated source and instantiate the module.
 
     `seed` makes initialisation deterministic without touching the global RNG.
-    The module gets `.code` (forward's source) and `.resdsl_network`.
+    The module gets `.code` (forward's source) and `.resdsl_network`; it can
+    be deep-copied and pickled (`torch.save(model)`; loading needs resdsl).
     """
     import torch
 
     gen = generate_parts(net)
-    filename = f"<resdsl {gen.class_name} #{next(_builds)}>"
-    linecache.cache[filename] = (len(gen.source), None, gen.source.splitlines(True), filename)  # tracebacks
-    namespace: dict[str, object] = {"__name__": f"resdsl_generated.{gen.class_name}"}
-    exec(compile(gen.source, filename, "exec"), namespace)  # our own generated text; see the module docstring
-    cls = namespace[gen.class_name]
+    cls = _define(gen.source, gen.class_name, gen.forward, net)
     if seed is None:
         model = cls()
     else:
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
             model = cls()
-    object.__setattr__(model, "code", gen.forward)  # plain attributes, even if a layer is named `code`
-    object.__setattr__(model, "resdsl_network", net)
-    object.__setattr__(model, "resdsl_source", gen.source)
     return model

@@ -9,19 +9,72 @@ from ..cli import add_common, load_from_args, print_json
 def register(subs) -> None:
     p = subs.add_parser("check", help="check a .res file: syntax, names, arguments and shapes",
                         description="Parse, elaborate and shape-check a network without building it.",
-                        epilog="examples:\n  resdsl check examples/resnet.res\n  resdsl check examples/resnet.res --set depth=101",
+                        epilog="examples:\n  resdsl check examples/resnet.res\n  resdsl check examples/resnet.res --set depth=101\n"
+                               "  resdsl check examples/resnet.res --sizes --set size=450\n"
+                               "  resdsl check examples/unet.res --sizes --size-range 400:700",
                         formatter_class=argparse.RawDescriptionHelpFormatter)
     add_common(p)
     p.add_argument("--json", action="store_true", help="print the result as JSON")
+    p.add_argument("--sizes", action="store_true",
+                   help="find the spatial input sizes at which no op rounds (strides divide, crops are centered)")
+    p.add_argument("--size-range", metavar="LO:HI", help="with --sizes: sizes to try (default 1 to 2x the default)")
     p.set_defaults(func=run)
 
 
 def run(args) -> int:
     net = load_from_args(args)
+    if args.sizes:
+        return _sizes(net, args)
     if args.json:
         print_json({"ok": True, "network": net.name, "inputs": {k: list(v) for k, v in net.inputs.items()},
                     "outputs": {k: list(v) for k, v in net.outputs.items()}, "params": net.param_count})
     else:
         outs = ", ".join(f"{k}: {list(v)}" for k, v in net.outputs.items())
         print(f"ok: {net.name} ({len(net.nodes)} ops, {net.param_count:,} params) -> {outs}")
+    return 0
+
+
+def _sizes(net, args) -> int:
+    import sys
+
+    from ..analysis.sizes import valid_sizes
+    from ..cli import EXIT_USAGE
+
+    lo, hi = 1, None
+    if args.size_range:
+        a, sep, b = args.size_range.partition(":")
+        if not sep or not a.strip().isdigit() or not b.strip().isdigit() or int(a) < 1 or int(b) < int(a):
+            print(f"resdsl check: error: --size-range expects LO:HI with 1 <= LO <= HI, got {args.size_range!r}",
+                  file=sys.stderr)
+            return EXIT_USAGE
+        lo, hi = int(a), int(b)
+
+    def progress(i, n):
+        if i == n or i % max(1, n // 20) == 0:
+            print(f"\rchecking sizes: {i}/{n}", end="", file=sys.stderr, flush=True)
+
+    rep = valid_sizes(net, lo, hi, progress=None if args.json else progress)
+    if not args.json and rep.checked:
+        print(file=sys.stderr)
+    if args.json:
+        print_json({"ok": True, "network": net.name, **rep.to_json()})
+        return 0
+    if rep.parameters:
+        print(f"{net.name}: input size set by {', '.join(rep.parameters)} (now {net.params[rep.parameters[0]]}); "
+              f"checked {min(rep.checked)}..{max(rep.checked)}{' (stopped early: time budget)' if rep.truncated else ''}")
+        print(f"valid sizes: {rep.rule}")
+        print(f"smallest: {', '.join(map(str, rep.valid[:8])) or 'none'}")
+    else:
+        print(f"{net.name}: {rep.rule}")
+    if rep.current:
+        first = rep.current[0]
+        ins = ", ".join(f"{k}: {list(v)}" for k, v in net.inputs.items())
+        print(f"at the current input ({ins}) {len(rep.current)} op(s) round; the first is {first.node} ({first.op}) "
+              f"at {first.source}, spatial dim {first.dim + 1}: {first.message}")
+        for q in rep.current[1:10]:
+            print(f"  then {q.node} ({q.op}) at {q.source}, spatial dim {q.dim + 1}: {q.message}")
+        if len(rep.current) > 10:
+            print(f"  ... and {len(rep.current) - 10} more")
+    else:
+        print("the current input size is valid: no op rounds")
     return 0

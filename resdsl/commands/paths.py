@@ -87,17 +87,31 @@ def histogram_lines(by_length: dict[int, int], total: int, width: int = 50, max_
     return out
 
 
-def plot_histogram(by_length: dict[int, int], total: int, path: str, title: str) -> None:
+def plot_histogram(by_length: dict[int, int], total: int, path: str, title: str, grads=None) -> None:
+    """The share of paths per length; with `grads` (effective paths) also the gradient magnitude and the
+    total contribution per length, as in Veit et al.'s figure 6."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     ks = sorted(by_length)
-    fig, ax = plt.subplots(figsize=(7, 4))
+    panels = 1 if grads is None else 3
+    fig, axes = plt.subplots(1, panels, figsize=(6 * panels, 4), squeeze=False)
+    ax = axes[0][0]
     ax.bar(ks, [_ratio(by_length[k], total) for k in ks], width=1.0)
     ax.set_xlabel("path length")
     ax.set_ylabel("share of paths")
     ax.set_title(title)
+    if grads is not None:
+        ax = axes[0][1]
+        ax.plot(grads.lengths, [grads.magnitude[k] for k in grads.lengths], marker=".")
+        ax.set_yscale("log")
+        ax.set_xlabel("path length (residual blocks)")
+        ax.set_title("gradient magnitude per path")
+        ax = axes[0][2]
+        ax.plot(grads.lengths, [grads.contribution(k) for k in grads.lengths], marker=".")
+        ax.set_xlabel("path length (residual blocks)")
+        ax.set_title("total gradient contribution")
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
@@ -108,13 +122,17 @@ def run(args) -> int:
     band = _band(args.band)
     net = load_from_args(args)
     res = net.paths(args.length)
-    if args.plot:
-        plot_histogram(res.by_length, res.total, args.plot, f"{net.name}: paths by length ({args.length})")
     grads = None
     if args.gradients:
         from ..analysis.lesion import path_gradients
-        grads = path_gradients(net, weights=args.weights, samples=args.samples, batch=args.batch, seed=args.seed,
-                               progress=True)
+        try:
+            grads = path_gradients(net, weights=args.weights, samples=args.samples, batch=args.batch,
+                                   seed=args.seed, progress=True)
+        except ValueError as e:
+            print(f"resdsl paths: error: {e}", file=sys.stderr)
+            return EXIT_USAGE
+    if args.plot:
+        plot_histogram(res.by_length, res.total, args.plot, f"{net.name}: paths by length ({args.length})", grads)
     if args.json:
         out = res.to_json(band)
         out["network"] = net.name

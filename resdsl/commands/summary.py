@@ -2,8 +2,9 @@
 from __future__ import annotations
 
 import argparse
+import sys
 
-from ..cli import add_common, load_from_args, print_json
+from ..cli import EXIT_USAGE, add_common, load_from_args, print_json
 
 
 def register(subs) -> None:
@@ -12,19 +13,29 @@ def register(subs) -> None:
                                     "computed statically (no PyTorch module is built).",
                         epilog="examples:\n  resdsl summary examples/resnet.res --set depth=50\n"
                                "  resdsl summary examples/resnet.res --depth 1\n"
-                               "  resdsl summary examples/densenet.res --json",
+                               "  resdsl summary examples/densenet.res --json\n"
+                               "  resdsl summary examples/resnet.res --convention fvcore",
                         formatter_class=argparse.RawDescriptionHelpFormatter)
     add_common(p)
     p.add_argument("--depth", type=int, default=None, metavar="N",
                    help="collapse the block tree below depth N (0: totals only)")
+    p.add_argument("--convention", default="torchvision", metavar="NAME",
+                   help="how MACs are counted: torchvision (default), torch, fvcore, torchinfo, thop, ptflops, "
+                        "resdsl (see docs/counting.md)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=run)
 
 
 def run(args) -> int:
+    from ..analysis.cost import CONVENTIONS
+    from ..summary import summary_table
+
+    if args.convention not in CONVENTIONS:
+        print(f"resdsl summary: error: --convention must be one of {', '.join(CONVENTIONS)}", file=sys.stderr)
+        return EXIT_USAGE
     net = load_from_args(args)
     if args.json:
-        print_json(net.to_json())
+        print_json(net.to_json(args.convention))
     else:
-        print(net.summary(args.depth))
+        print(summary_table(net, args.depth, args.convention))
     return 0

@@ -50,9 +50,14 @@ def diagram(net: "Network | Graph", level: str = "block") -> Diagram:
     return builders[level](g)
 
 
-def to_dot(net: "Network | Graph", level: str = "block", rankdir: str = "TB", shapes: bool = True,
+def to_dot(net: "Network | Graph", level: str = "block", rankdir: str | None = None, shapes: bool = True,
            params: bool = True) -> str:
-    """The Graphviz source for the diagram (deterministic: same network, same bytes)."""
+    """The Graphviz source for the diagram (deterministic: same network, same bytes).
+
+    rankdir None: top to bottom ("TB"), except the unraveled view, whose lanes read left to right ("LR").
+    """
+    if rankdir is None:
+        rankdir = "LR" if level == "unraveled" else "TB"
     if rankdir not in RANKDIRS:
         raise ValueError(f"rankdir must be TB or LR, not {rankdir!r}")
     return to_dot_text(diagram(net, level), rankdir, shapes, params)
@@ -82,7 +87,7 @@ def format_of(path: str | Path) -> str:
     return suffix
 
 
-def render(net: "Network | Graph", path: str | Path | None = None, level: str = "block", rankdir: str = "TB",
+def render(net: "Network | Graph", path: str | Path | None = None, level: str = "block", rankdir: str | None = None,
            shapes: bool = True, params: bool = True) -> str | None:
     """Return the dot source (path None), or write `path` in the format its suffix names."""
     source = to_dot(net, level, rankdir, shapes, params)

@@ -38,6 +38,7 @@ class DNode:
     ir: tuple[int, ...] = ()
     params: int = 0
     detail: str = ""  # small second line (short name)
+    tooltip: str = ""  # full qualified name (SVG hover text)
     rows: tuple[tuple[str, str], ...] = ()  # (text, family) rows of a box
     repeat: int = 1
     xlabel: str = ""
@@ -68,6 +69,8 @@ class Diagram:
     edges: list[DEdge] = field(default_factory=list)
     clusters: list[DCluster] = field(default_factory=list)
     note: str = ""  # a caption line under the title
+    same_rank: list[list[str]] = field(default_factory=list)  # node ids drawn side by side
+    ordered: list[str] = field(default_factory=list)  # nodes whose out-edges keep their order
 
     def node(self, node_id: str) -> DNode:
         for n in self.nodes:
@@ -120,9 +123,11 @@ def shortcut_text(g: Graph, r: Region) -> str:
     if not r.shortcut:
         return ""
     parts = [describe(g.nodes[i]) for i in r.shortcut]
-    if len(parts) > 4:
+    if len(parts) > 4:  # a custom shortcut (e.g. a whole block): name it rather than list it
         total = sum(g.nodes[i].params for i in r.shortcut)
-        return f"{len(parts)}-op shortcut, {fmt_count(total)} params"
+        first = g.nodes[r.shortcut[0]]
+        where = g.scopes[first.scope].name if first.scope else first.name
+        return f"{where}: {len(parts)} ops, {fmt_count(total)} params"
     return " + ".join(parts)
 
 
@@ -167,7 +172,7 @@ def _add_edge(d: Diagram, seen: set, e: DEdge) -> None:
 def _op_node(n: Node, node_id: str, cluster: str | None) -> DNode:
     kind = n.op if n.op in ("add", "concat") else "op"
     short = n.name.rsplit(".", 1)[-1]
-    return DNode(node_id, kind, describe(n), family(n.op), cluster, (n.id,), n.params, detail=short)
+    return DNode(node_id, kind, describe(n), family(n.op), cluster, (n.id,), n.params, detail=short, tooltip=n.name)
 
 
 def _rows(g: Graph, ids: list[int]) -> tuple[tuple[str, str], ...]:
@@ -282,11 +287,23 @@ def _main_region(g: Graph, u: _Unit) -> Region | None:
 
 
 def _signature(g: Graph, u: _Unit) -> tuple:
-    """Equal signatures: same block, same ops with the same attributes, same shapes in and out."""
+    """Equal signatures: same block, same ops with the same attributes, same shapes in and out.
+
+    A dense layer's input grows by its growth rate each time, so for dense units only the
+    spatial sizes must agree (DenseNet's 6..48 layers per block collapse into one "×N").
+    """
+    members = set(u.ids)
+    r = _main_region(g, u)
+    growing = r is not None and r.kind == "dense"
     first = g.nodes[u.ids[0]]
-    ins = tuple(g.nodes[i].shape for i in first.inputs)
-    ops = tuple((g.nodes[i].op, tuple(sorted((k, repr(v)) for k, v in g.nodes[i].attrs.items())),
-                 g.nodes[i].shape, tuple(j - u.ids[0] if j in set(u.ids) else -1 for j in g.nodes[i].inputs))
+
+    def shape(s: tuple) -> tuple:
+        return s[1:] if growing else s
+
+    ins = tuple(shape(g.nodes[i].shape) for i in first.inputs)
+    ops = tuple((g.nodes[i].op, tuple(sorted((k, repr(v)) for k, v in g.nodes[i].attrs.items()
+                                             if not (growing and k == "normalized_shape"))),
+                 shape(g.nodes[i].shape), tuple(j - u.ids[0] if j in members else -1 for j in g.nodes[i].inputs))
                 for i in u.ids)
     return (u.block, ins, ops)
 
@@ -372,7 +389,7 @@ def _draw_run(g: Graph, d: Diagram, run: list[_Unit], k: int, cluster_of: dict[i
     name = u.label if times == 1 else f"{u.label}–{run[-1].label.rsplit('.', 1)[-1]}"
     title = f"{name} · {u.block}" + (f" ×{times}" if times > 1 else "")
     d.clusters.append(DCluster(cid, title, cluster_of.get(u.container), "unit"))
-    params = sum(g.nodes[i].params for i in u.ids)
+    params = sum(g.nodes[i].params for ru in run for i in ru.ids)  # the whole run's
     local: dict[int, str] = {}  # position in unit -> drawn node id
     r = _main_region(g, u)
     if r is None:
@@ -390,8 +407,9 @@ def _draw_run(g: Graph, d: Diagram, run: list[_Unit], k: int, cluster_of: dict[i
         for part, ids in (("p", pre), ("b", branch)):
             if ids:
                 nid = f"u{k}{part}"
+                total = sum(g.nodes[ru.ids[u.ids.index(i)]].params for ru in run for i in ids)
                 d.nodes.append(DNode(nid, "box", "", _dominant(g, ids), cid, tuple(ids),
-                                     sum(g.nodes[i].params for i in ids), rows=_rows(g, ids), repeat=times))
+                                     total, rows=_rows(g, ids), repeat=times))
                 for i in ids:
                     local[u.ids.index(i)] = nid
         merge = g.nodes[r.merge]
@@ -491,9 +509,18 @@ def network_diagram(g: Graph) -> Diagram:
 
 
 def _group_summary(g: Graph, sid: int) -> str:
-    """'3 × bottleneck' for a stage of block calls."""
+    """'3 × bottleneck' for a stage of block calls; 'up-conv · C · double_conv' for a short mix."""
     kids = [s for s in g.scopes if s.parent == sid]
     blocks = [s.hint for s in kids if s.kind == "block"]
-    if blocks and len(blocks) == len(kids) and all(b == blocks[0] for b in blocks):
+    direct = [n for n in g.nodes if n.scope == sid]
+    if not direct and blocks and len(blocks) == len(kids) and all(b == blocks[0] for b in blocks):
         return f"{len(blocks)} × {blocks[0]}"
-    return f"{len(kids)} parts" if kids else "group"
+    parts: list[tuple[int, str]] = [(n.id, describe(n)) for n in direct]
+    for s in kids:
+        ids = [n.id for n in g.nodes if n.scope == s.id]
+        if ids:
+            parts.append((ids[0], s.hint if s.kind == "block" else s.name.rsplit(".", 1)[-1]))
+    parts.sort()
+    if len(parts) <= 3:
+        return " · ".join(text for _, text in parts)
+    return f"{len(direct)} ops, {len(kids)} parts" if kids else f"{len(direct)} ops"

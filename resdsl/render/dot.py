@@ -61,8 +61,16 @@ def to_dot_text(d: Diagram, rankdir: str = "TB", shapes: bool = True, params: bo
             w(f"{indent}}}")
 
     emit(None, "  ")
-    for e in d.edges:
-        w("  " + _edge(e, shapes))
+    back, pairs = _u_shape(d)
+    for k, e in enumerate(d.edges):
+        w("  " + _edge(e, shapes, k in back))
+    for a, b in pairs:
+        w(f"  {{ rank=same; {a}; {b}; }}")
+    for ids in d.same_rank:
+        w("  { rank=same; " + " ".join(f"{i};" for i in ids) + " }")
+
+    for i in d.ordered:
+        w(f"  {i} [ordering=out];")
     fams = [f for f in FAMILIES if f in d.families and f != "io"]
     if fams:
         rows = "".join(f'<tr><td bgcolor="{FAMILIES[f]}" width="14"> </td><td align="left">{f}</td></tr>' for f in fams)
@@ -93,9 +101,10 @@ def _node(n: DNode, shapes: bool, params: bool) -> str:
         xl = " ".join(x for x in (n.xlabel, ptext) if x)
         if xl:
             attrs.append(f"xlabel={q(xl)}")
-        tip = n.detail or n.title
-        attrs.append(f"tooltip={q(tip)}")
+        attrs.append(f"tooltip={q(n.tooltip or n.detail or n.title)}")
         return f"{n.id} [{', '.join(attrs)}];"
+    if n.kind == "skip":
+        return f'{n.id} [shape=point, width=0.07, style=filled, color="#808080", tooltip={q(n.title)}];'
     if n.kind in ("input", "output"):
         lines = [f"<b>{html_escape(n.title)}</b>"] + ([_small(n.detail)] if shapes and n.detail else [])
         shape = "invhouse" if n.kind == "input" else "house"
@@ -106,7 +115,8 @@ def _node(n: DNode, shapes: bool, params: bool) -> str:
     sub = " · ".join(x for x in (n.detail, ptext) if x)
     if sub:
         lines.append(_small(sub))
-    return f'{n.id} [fillcolor="{fill}", label=<{"<br/>".join(lines)}>];'
+    tip = f", tooltip={q(n.tooltip)}" if n.tooltip else ""
+    return f'{n.id} [fillcolor="{fill}"{tip}, label=<{"<br/>".join(lines)}>];'
 
 
 def _table(n: DNode, params: bool) -> str:
@@ -115,7 +125,7 @@ def _table(n: DNode, params: bool) -> str:
     if n.repeat > 1:
         foot.append(f"×{n.repeat}")
     if params and n.params:
-        foot.append(f"{fmt_count(n.params)} params" + (" each" if n.repeat > 1 else ""))
+        foot.append(f"{fmt_count(n.params)} params" + (" in all" if n.repeat > 1 else ""))
     if foot:
         rows += f"<tr><td border=\"0\">{_small(', '.join(foot))}</td></tr>"
     return f'<table border="0" cellborder="1" cellspacing="0" cellpadding="3" style="rounded">{rows}</table>'
@@ -125,11 +135,43 @@ def _fill(fam: str) -> str:
     return FAMILIES.get(fam, FAMILIES["other"])
 
 
-def _edge(e: DEdge, shapes: bool) -> str:
+def _edge(e: DEdge, shapes: bool, back: bool = False) -> str:
     attrs = [EDGE_STYLE[e.kind]]
     label = e.label
     if e.shape is not None and not shapes:
         label = ""
     if label:
         attrs.append(f"label={q(' ' + label + ' ')}")
+    if back:  # written head -> tail so the layout runs this part upwards; the arrow still points at e.dst
+        attrs.append("dir=back")
+        return f"{e.dst} -> {e.src} [{', '.join(attrs)}];"
     return f"{e.src} -> {e.dst} [{', '.join(attrs)}];"
+
+
+def _u_shape(d: Diagram) -> tuple[set[int], list[tuple[str, str]]]:
+    """An encoder-decoder with nested long skips (U-Net) is drawn as a U.
+
+    When the skip edges nest like parentheses (s1 < s2 < ... < t2 < t1 in program
+    order), the decoder (everything from the first skip target on) is laid out
+    upwards, by writing its edges reversed with dir=back, and each skip's two ends
+    share a rank, so encoder and decoder stand side by side with the skips across.
+    Returns the indices of the edges to reverse and the node pairs to rank together.
+    """
+    if d.level not in ("network", "block", "layer"):
+        return set(), []
+    first: dict[str, int] = {}
+    for n in d.nodes:
+        first[n.id] = min(n.ir) if n.ir else 1 << 60  # output nodes come last
+    skips = [e for e in d.edges if e.kind == "skip"]
+    if len(skips) < 2:
+        return set(), []
+    skips.sort(key=lambda e: first[e.src])
+    srcs = [first[e.src] for e in skips]
+    dsts = [first[e.dst] for e in skips]
+    nested = all(a < b for a, b in zip(srcs, srcs[1:])) and all(a > b for a, b in zip(dsts, dsts[1:]))
+    if not nested or max(srcs) >= min(dsts):
+        return set(), []
+    turn = min(dsts)  # the decoder starts at the innermost skip's target
+    back = {k for k, e in enumerate(d.edges)
+            if e.kind != "skip" and first[e.dst] >= turn}
+    return back, [(e.src, e.dst) for e in skips]

@@ -111,7 +111,8 @@ def _adaptive(kind: str) -> Callable[[Node], str]:
 def _upsample(n: Node) -> str:
     a = n.attrs
     if a.get("scale_factor") is not None:
-        how = f"×{_uniform(a['scale_factor'])}"
+        f = _uniform(a["scale_factor"])
+        how = f"×{int(f) if isinstance(f, float) and f.is_integer() else f}"
     else:
         how = f"→ {fmt_shape(n.shape[1:])}"
     return f"upsample {how} ({a.get('mode', 'nearest')})"

@@ -37,6 +37,7 @@ def unraveled_diagram(g: Graph) -> Diagram:
     if len(tops) > MAX_BLOCKS:
         raise error("E050", f"{g.name} has {len(tops)} residual/dense blocks; the unraveled view draws one lane "
                             f"per path (2**{len(tops)} here) and is limited to {MAX_BLOCKS} blocks",
+                    g.scopes[0].span if g.scopes else None,
                     hint="use `resdsl paths FILE` for exact path counts and the length histogram, "
                          "or render --level block")
     d = Diagram(g.name, "unraveled")
@@ -73,6 +74,8 @@ def unraveled_diagram(g: Graph) -> Diagram:
         for lane in lanes:
             by_len.setdefault(sum(c >= 0 for c in lane), []).append(lane)
         j = 0
+        column: dict[int, list[str]] = {r.id: [] for r in tops}
+        d.ordered.append(fan)
         for length in sorted(by_len):
             group = by_len[length]
             cid = f"cluster_len{length}"
@@ -90,17 +93,14 @@ def unraveled_diagram(g: Graph) -> Diagram:
                     elif r.shortcut:
                         d.nodes.append(DNode(nid, "lane", f"{r.name} shortcut", "other", cid, tuple(r.shortcut),
                                              sum(g.nodes[i].params for i in r.shortcut), detail=shortcut_text(g, r)))
-                    else:
-                        continue
+                    else:  # identity: a small point keeps the lanes aligned block by block
+                        d.nodes.append(DNode(nid, "skip", f"{r.name} identity", "other", cid, ()))
                     d.edges.append(DEdge(prev, nid, "", "lane"))
-                    prev = nid
-                if prev == fan:  # the all-identity path: an explicit node so the lane is visible
-                    nid = f"L{j}_id"
-                    d.nodes.append(DNode(nid, "lane", "identity", "other", cid, (), detail="all shortcuts"))
-                    d.edges.append(DEdge(prev, nid, "", "lane"))
+                    column[r.id].append(nid)
                     prev = nid
                 d.edges.append(DEdge(prev, "sum", "", "lane"))
                 j += 1
+        d.same_rank = [ids for ids in column.values() if len(ids) > 1]
         d.note = f"{len(lanes)} paths through {len(tops)} blocks"
         if between:
             names = ", ".join(describe(g.nodes[i]) for i in between[:4]) + (", ..." if len(between) > 4 else "")

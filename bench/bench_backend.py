@@ -1,0 +1,158 @@
+"""Benchmark: the PyTorch backend's generated modules against hand-written PyTorch.
+
+1. ResNet-50 compiled from examples/resnet.res vs torchvision.models.resnet50 (same
+   weights), CPU eager: forward (eval, no_grad) and one training step (forward,
+   backward, SGD step), batch 8 at 224x224.
+2. A 1,000-block residual MLP of width 64 (x = x + linear(relu(x))) vs the same
+   network hand-written as an nn.ModuleList with a for-loop forward; batch 64.
+
+Timings are interleaved (A, B, A, B, ... with alternating order) in one process,
+and the median and minimum of each are reported; ratio = peer time / resdsl time,
+so > 1 means resdsl is faster (the minima are the better estimate on a busy machine).  Not a test: run `python bench/bench_backend.py [--threads 2]`.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+import resdsl  # noqa: E402
+
+
+CLOCK = time.perf_counter
+
+
+def interleaved(fns: dict[str, callable], reps: int, warmup: int = 1) -> dict[str, list[float]]:
+    for fn in fns.values():
+        for _ in range(warmup):
+            fn()
+    times: dict[str, list[float]] = {k: [] for k in fns}
+    names = list(fns)
+    for r in range(reps):
+        for k in (names if r % 2 == 0 else names[::-1]):
+            t = CLOCK()
+            fns[k]()
+            times[k].append(CLOCK() - t)
+    return times
+
+
+def train_step(model, opt, x, y):
+    def step():
+        opt.zero_grad(set_to_none=True)
+        F.cross_entropy(model(x), y).backward()
+        opt.step()
+    return step
+
+
+def forward(model, x):
+    def run():
+        with torch.no_grad():
+            model(x)
+    return run
+
+
+class HandMLP(nn.Module):
+    def __init__(self, blocks: int, width: int):
+        super().__init__()
+        self.layers = nn.ModuleList(nn.Linear(width, width) for _ in range(blocks))
+
+    def forward(self, x):
+        for lin in self.layers:
+            x = x + lin(F.relu(x))
+        return x
+
+
+MLP = """network mlp(blocks = 1000, width = 64) {
+    input x: [width]
+    for i in range(blocks) {
+        {i}: residual {
+            relu
+            linear(width)
+        }
+    }
+    output y
+}
+"""
+
+
+def report(title: str, times: dict[str, list[float]], ours: str, peer: str, lines: list[str]) -> None:
+    a, b = statistics.median(times[ours]), statistics.median(times[peer])
+    best = min(times[peer]) / min(times[ours])
+    line = (f"| {title} | {b * 1e3:.1f} ms | {a * 1e3:.1f} ms | {b / a:.3f} | {best:.3f} | {len(times[ours])} |")
+    lines.append(line)
+    print(line, flush=True)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--reps", type=int, default=7)
+    p.add_argument("--cpu-time", action="store_true",
+                   help="measure process CPU time instead of wall time (less sensitive to other jobs on a "
+                        "shared machine; use with --threads 1)")
+    args = p.parse_args()
+    torch.set_num_threads(args.threads)
+    global CLOCK
+    CLOCK = time.process_time if args.cpu_time else time.perf_counter
+    import torchvision
+
+    lines = ["| benchmark | peer (median) | resdsl (median) | ratio of medians | ratio of minima | reps |",
+             "|---|---|---|---|---|---|"]
+    print(f"torch {torch.__version__}, {platform.machine()}, {os.cpu_count()} cores, threads={args.threads}, "
+          f"clock={'process CPU time' if args.cpu_time else 'wall'}, load average before {os.getloadavg()}", flush=True)
+    load0 = os.getloadavg()
+
+    torch.manual_seed(0)
+    tv = torchvision.models.resnet50()
+    ours = resdsl.compile(str(ROOT / "examples" / "resnet.res"), depth=50)
+    ours.load_state_dict(tv.state_dict(), strict=True)
+    x = torch.randn(8, 3, 224, 224)
+    y = torch.randint(1000, (8,))
+    tv.eval(), ours.eval()
+    t = interleaved({"resdsl": forward(ours, x), "torchvision": forward(tv, x)}, args.reps)
+    report("ResNet-50 forward, batch 8, 224x224 (vs torchvision)", t, "resdsl", "torchvision", lines)
+    tv.train(), ours.train()
+    t = interleaved({"resdsl": train_step(ours, torch.optim.SGD(ours.parameters(), lr=1e-3), x, y),
+                     "torchvision": train_step(tv, torch.optim.SGD(tv.parameters(), lr=1e-3), x, y)},
+                    max(3, args.reps // 2))
+    report("ResNet-50 training step, batch 8 (vs torchvision)", t, "resdsl", "torchvision", lines)
+    del tv, ours
+
+    torch.manual_seed(0)
+    hand = HandMLP(1000, 64)
+    mlp = resdsl.compile(resdsl.loads(MLP))
+    mlp.load_state_dict({f"{i}.linear.{w}": v for i, lin in enumerate(hand.layers)
+                         for w, v in lin.state_dict().items()}, strict=True)
+    x = torch.randn(64, 64)
+    with torch.no_grad():
+        assert torch.allclose(mlp(x), hand(x), atol=1e-4)
+    t = interleaved({"resdsl": forward(mlp, x), "hand": forward(hand, x)}, args.reps * 3)
+    report("1,000-block residual MLP forward, width 64, batch 64 (vs hand-written loop)", t, "resdsl", "hand", lines)
+
+    def step(model):
+        opt = torch.optim.SGD(model.parameters(), lr=1e-4)
+
+        def run():
+            opt.zero_grad(set_to_none=True)
+            model(x).square().mean().backward()
+            opt.step()
+        return run
+    t = interleaved({"resdsl": step(mlp), "hand": step(hand)}, args.reps * 2)
+    report("1,000-block residual MLP training step (vs hand-written loop)", t, "resdsl", "hand", lines)
+    print(f"load average after {os.getloadavg()} (before {load0})")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()

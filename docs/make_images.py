@@ -1,0 +1,57 @@
+"""Regenerate the pictures in docs/img/ (used by docs/rendering.md and the README).
+
+    .venv/bin/python docs/make_images.py          # needs Graphviz's dot
+
+Every picture is made through the public API (`resdsl.render.render`), so the
+images are exactly what `resdsl render` produces.
+"""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import resdsl  # noqa: E402
+from resdsl.render import render  # noqa: E402
+
+OUT = ROOT / "docs" / "img"
+EX = ROOT / "examples"
+
+# One bottleneck block with a projection shortcut (ResNet-50's layer2.0), drawn op by op.
+BOTTLENECK = """
+import "std:blocks"
+network bottleneck_block(planes = 128, stride = 2) {
+    input x: [256, 56, 56]
+    layer2: group { 0: bottleneck(planes, stride) }
+    output y
+}
+"""
+
+
+def picture(net, name: str, formats=("svg",), **opts) -> None:
+    for fmt in formats:
+        path = OUT / f"{name}.{fmt}"
+        render(net, path, **opts)
+        print(f"wrote {path.relative_to(ROOT)}", file=sys.stderr)
+
+
+def main() -> None:
+    OUT.mkdir(parents=True, exist_ok=True)
+    r18 = resdsl.load(EX / "resnet.res", depth=18)
+    picture(r18, "resnet18_block", ("svg", "png"), level="block")
+    picture(r18, "resnet18_network", level="network", rankdir="LR")
+    picture(resdsl.load(EX / "resnet.res", depth=152), "resnet152_block", level="block")
+    picture(resdsl.loads(BOTTLENECK, name="bottleneck.res"), "bottleneck_layer", level="layer")
+    dense = EX / "densenet.res"
+    if dense.exists():
+        picture(resdsl.load(dense, depth=121), "densenet121_block", level="block")
+    unet = resdsl.load(EX / "unet.res")
+    picture(unet, "unet_block", level="block")
+    picture(unet, "unet_network", level="network")
+    picture(resdsl.load(EX / "unravel4.res"), "unravel4_unraveled", ("svg", "png"), level="unraveled")
+
+
+if __name__ == "__main__":
+    main()

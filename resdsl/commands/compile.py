@@ -1,0 +1,114 @@
+"""resdsl compile FILE: lower a network to PyTorch (standalone .py), ONNX or a torch.export archive.
+
+Reads the .res file (through `load_from_args`), writes the files asked for;
+with no output option the standalone source goes to stdout.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from ..cli import EXIT_TOOL, _usage, add_common, load_from_args, print_json
+
+EPILOG = """examples:
+  resdsl compile examples/resnet.res --set depth=50 -o resnet50.py
+  resdsl compile examples/densenet.res --set depth=121 --onnx densenet121.onnx
+  resdsl compile examples/resnet.res --set depth=18 --export resnet18.pt2 --seed 0
+  resdsl compile examples/unravel4.res > unravel4.py
+
+The .py file needs only torch: `from resnet50 import Resnet; model = Resnet()`.
+Its constructor accepts the network parameters only at the compiled values;
+for another configuration compile again with --set NAME=VALUE.
+--onnx and --export trace the module (initialised with --seed) on a zero input
+of batch size --batch; the ONNX file has a dynamic batch dimension."""
+
+
+def register(subs) -> None:
+    p = subs.add_parser("compile", help="generate PyTorch code, or export to ONNX / torch.export",
+                        description="Lower a network to a standalone PyTorch module (a .py file that imports only "
+                                    "torch), an ONNX model or a torch.export program.",
+                        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_common(p)
+    p.add_argument("-o", "--output", metavar="FILE.py", help="write the standalone PyTorch source here ('-': stdout)")
+    p.add_argument("--onnx", metavar="FILE.onnx", help="export to ONNX (run through torch.onnx.export)")
+    p.add_argument("--export", metavar="FILE.pt2", help="save a torch.export.ExportedProgram (torch.export.save)")
+    p.add_argument("--seed", type=int, default=None, metavar="N",
+                   help="seed for the initial weights of exported models (default: torch's global RNG)")
+    p.add_argument("--batch", type=int, default=1, metavar="N", help="batch size of the example input (default 1)")
+    p.add_argument("--opset", type=int, default=17, metavar="N", help="ONNX opset version (default 17)")
+    p.add_argument("--json", action="store_true", help="print what was written as JSON")
+    p.set_defaults(func=run)
+
+
+def _progress(msg: str) -> None:
+    print(f"resdsl compile: {msg}", file=sys.stderr, flush=True)
+
+
+def run(args) -> int:
+    if args.batch < 1:
+        raise SystemExit(_usage("--batch must be at least 1"))
+    for path in (args.output, args.onnx, args.export):
+        if path and path != "-" and not Path(path).resolve().parent.is_dir():
+            raise SystemExit(_usage(f"cannot write {path}: no such directory"))
+    net = load_from_args(args)
+    written: dict[str, str] = {}
+    to_stdout = args.output == "-" or not (args.output or args.onnx or args.export)
+    if to_stdout and args.json:
+        raise SystemExit(_usage("--json reports written files: give -o FILE.py, --onnx or --export"))
+    if to_stdout or args.output:
+        source = net.torch_source()
+        if to_stdout:
+            sys.stdout.write(source)
+        else:
+            try:
+                Path(args.output).write_text(source)
+            except OSError as e:
+                raise SystemExit(_usage(f"cannot write {args.output}: {e.strerror or e}"))
+            written["python"] = args.output
+            _progress(f"wrote {args.output} ({len(source.splitlines())} lines, {net.param_count:,} parameters)")
+    if args.onnx or args.export:
+        try:
+            import torch
+        except ImportError:
+            print("resdsl: error: --onnx/--export need PyTorch (pip install torch)", file=sys.stderr)
+            return EXIT_TOOL
+        _progress("building the module")
+        model = net.to_torch(seed=args.seed).eval()
+        example = tuple(torch.zeros((args.batch,) + shape) for shape in net.inputs.values())
+        if args.export:
+            _progress("running torch.export")
+            program = torch.export.export(model, example)
+            torch.export.save(program, args.export)
+            written["export"] = args.export
+            _progress(f"wrote {args.export}")
+        if args.onnx:
+            code = _onnx(model, example, net, args)
+            if code:
+                return code
+            written["onnx"] = args.onnx
+            _progress(f"wrote {args.onnx}")
+    if args.json:
+        print_json({"ok": True, "network": net.name, "written": written})
+    return 0
+
+
+def _onnx(model, example, net, args) -> int:
+    import warnings
+
+    import torch
+    try:
+        import onnx  # noqa: F401  (the exporter needs it)
+    except ImportError:
+        print("resdsl: error: --onnx needs the onnx package (pip install onnx)", file=sys.stderr)
+        return EXIT_TOOL
+    _progress("running torch.onnx.export")
+    names_in, names_out = list(net.inputs), list(net.outputs)
+    with warnings.catch_warnings():
+        # The TorchScript-based exporter works without onnxscript; torch marks it deprecated.
+        warnings.simplefilter("ignore", DeprecationWarning)
+        warnings.simplefilter("ignore", FutureWarning)
+        torch.onnx.export(model, example, args.onnx, dynamo=False, opset_version=args.opset,
+                          input_names=names_in, output_names=names_out,
+                          dynamic_axes={n: {0: "batch"} for n in names_in + names_out})
+    return 0

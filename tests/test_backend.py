@@ -1,0 +1,509 @@
+"""The PyTorch backend: every op's lowering against torch's own functions, the
+example zoo against its static counts and shapes, initialisation, the
+constructor's parameter guard, code-injection safety, and the standalone file
+written by `resdsl compile`."""
+from __future__ import annotations
+
+import ast
+import dataclasses
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+import resdsl
+from resdsl import ops
+from resdsl.backends import pytorch
+from resdsl.cli import main as cli_main
+from resdsl.loader import load_file
+
+ROOT = Path(__file__).resolve().parent.parent
+EXAMPLES = sorted((ROOT / "examples").glob("*.res"))
+
+
+def _net(body: str, shape: str = "[3, 9, 9]"):
+    return resdsl.loads(f"network t() {{\n    input x: {shape}\n{body}\n    output y\n}}\n")
+
+
+# ----------------------------------------------------------------- one op at a time vs torch
+
+def _w(m, name):
+    return m.get_submodule(name)
+
+
+OP_CASES = [  # (id, input shape, .res body, train mode, reference(model, x))
+    ("conv", "[3, 9, 9]", "l: conv(4, 3, stride=2, padding=1)", False,
+     lambda m, x: F.conv2d(x, _w(m, "l").weight, _w(m, "l").bias, 2, 1)),
+    ("conv_same", "[3, 9, 9]", 'l: conv(4, 4, padding="same", dilation=2, bias=false)', False,
+     lambda m, x: F.conv2d(x, _w(m, "l").weight, None, padding="same", dilation=2)),
+    ("conv_groups", "[4, 9, 9]", "l: conv(6, 3, groups=2)", False,
+     lambda m, x: F.conv2d(x, _w(m, "l").weight, _w(m, "l").bias, groups=2)),
+    ("conv1d", "[3, 10]", "l: conv(4, 3)", False,
+     lambda m, x: F.conv1d(x, _w(m, "l").weight, _w(m, "l").bias)),
+    ("conv3d", "[2, 5, 5, 5]", "l: conv3d(4, 3, padding=1)", False,
+     lambda m, x: F.conv3d(x, _w(m, "l").weight, _w(m, "l").bias, padding=1)),
+    ("conv_transpose", "[3, 5, 5]", "l: conv_transpose(4, 3, stride=2, padding=1, output_padding=1)", False,
+     lambda m, x: F.conv_transpose2d(x, _w(m, "l").weight, _w(m, "l").bias, 2, 1, 1)),
+    ("linear", "[7]", "l: linear(5)", False, lambda m, x: F.linear(x, _w(m, "l").weight, _w(m, "l").bias)),
+    ("maxpool", "[3, 9, 9]", "maxpool(3, stride=2, padding=1, ceil_mode=true)", False,
+     lambda m, x: F.max_pool2d(x, 3, 2, 1, ceil_mode=True)),
+    ("avgpool", "[3, 9, 9]", "avgpool(3, stride=2, padding=1, count_include_pad=false)", False,
+     lambda m, x: F.avg_pool2d(x, 3, 2, 1, count_include_pad=False)),
+    ("avgpool1d", "[3, 9]", "avgpool(2)", False, lambda m, x: F.avg_pool1d(x, 2)),
+    ("adaptive_avgpool", "[3, 9, 9]", "adaptive_avgpool(2)", False, lambda m, x: F.adaptive_avg_pool2d(x, 2)),
+    ("adaptive_maxpool", "[3, 9, 9]", "adaptive_maxpool([2, 3])", False,
+     lambda m, x: F.adaptive_max_pool2d(x, (2, 3))),
+    ("global_avgpool", "[3, 9, 9]", "global_avgpool", False, lambda m, x: x.mean(dim=(2, 3))),
+    ("global_maxpool", "[3, 4, 5, 6]", "global_maxpool", False, lambda m, x: x.flatten(2).max(dim=2).values),
+    ("upsample", "[3, 4, 5]", "upsample(scale_factor=2)", False,
+     lambda m, x: F.interpolate(x, scale_factor=2, mode="nearest")),
+    ("upsample_bilinear", "[3, 4, 5]", 'upsample(size=[7, 9], mode="bilinear", align_corners=true)', False,
+     lambda m, x: F.interpolate(x, size=(7, 9), mode="bilinear", align_corners=True)),
+    ("flatten", "[3, 4, 5]", "flatten", False, lambda m, x: x.reshape(x.shape[0], -1)),
+    ("identity", "[3, 4, 5]", "identity", False, lambda m, x: x),
+    ("dropout_eval", "[3, 4, 5]", "dropout(0.5)", False, lambda m, x: x),
+    ("drop_path_eval", "[3, 4, 5]", "drop_path(0.3)", False, lambda m, x: x),
+    ("relu", "[3, 4, 5]", "relu", False, lambda m, x: x.clamp(min=0)),
+    ("gelu", "[3, 4, 5]", "gelu", False, lambda m, x: 0.5 * x * (1 + torch.erf(x / math.sqrt(2)))),
+    ("silu", "[3, 4, 5]", "silu", False, lambda m, x: x * torch.sigmoid(x)),
+    ("sigmoid", "[3, 4, 5]", "sigmoid", False, lambda m, x: 1 / (1 + torch.exp(-x))),
+    ("tanh", "[3, 4, 5]", "tanh", False, lambda m, x: torch.tanh(x)),
+    ("leaky_relu", "[3, 4, 5]", "leaky_relu(0.2)", False, lambda m, x: torch.where(x > 0, x, 0.2 * x)),
+    ("elu", "[3, 4, 5]", "elu(0.5)", False, lambda m, x: torch.where(x > 0, x, 0.5 * (torch.exp(x) - 1))),
+    ("softmax", "[3, 4, 5]", "softmax(dim=0)", False, lambda m, x: torch.exp(x) / torch.exp(x).sum(1, keepdim=True)),
+    ("batchnorm_train", "[3, 4, 5]", "l: batchnorm()", True,
+     lambda m, x: (x - x.mean((0, 2, 3), keepdim=True)) / torch.sqrt(x.var((0, 2, 3), unbiased=False, keepdim=True) + 1e-5)),
+    ("batchnorm1d", "[6]", "l: batchnorm()", True,
+     lambda m, x: (x - x.mean(0)) / torch.sqrt(x.var(0, unbiased=False) + 1e-5)),
+    ("ghost_batchnorm", "[3, 4, 5]", "l: ghost_batchnorm(2)", True,
+     lambda m, x: torch.cat([F.batch_norm(c, None, None, training=True) for c in x.split(2)])),
+    ("layernorm", "[3, 4, 5]", "l: layernorm()", True, lambda m, x: F.layer_norm(x, (3, 4, 5))),
+    ("layernorm_dims", "[3, 4, 5]", "l: layernorm(dims=1)", True, lambda m, x: F.layer_norm(x, (5,))),
+    ("groupnorm", "[4, 4, 5]", "l: groupnorm(2)", True, lambda m, x: F.group_norm(x, 2)),
+    ("instancenorm", "[3, 4, 5]", "l: instancenorm()", True, lambda m, x: F.instance_norm(x)),
+    ("scale", "[3, 4, 5]", "scale(0.5)", False, lambda m, x: x * 0.5),
+    ("scalar_scale", "[3, 4, 5]", "scalar_scale(0.25)", False, lambda m, x: x * 0.25),
+    ("scalar_bias", "[3, 4, 5]", "scalar_bias(0.5)", False, lambda m, x: x + 0.5),
+    ("add", "[3, 4, 5]", "-> a\n relu\n add(a)", False, lambda m, x: x.clamp(min=0) + x),
+    ("concat", "[3, 4, 5]", "-> a\n relu\n concat(a)", False, lambda m, x: torch.cat([x.clamp(min=0), x], 1)),
+    ("concat_crop", "[3, 9, 9]", "-> a\n l: conv(2, 4)\n concat(a, crop=true)", False,
+     lambda m, x: torch.cat([F.conv2d(x, _w(m, "l").weight, _w(m, "l").bias), x[:, :, 1:7, 1:7]], 1)),
+    ("crop", "[3, 9, 9]", "crop([4, 5])", False, lambda m, x: x[:, :, 2:6, 2:7]),
+    ("zeropad", "[3, 9, 9]", "zeropad(6, stride=2)", False,
+     lambda m, x: torch.cat([x[:, :, ::2, ::2], torch.zeros(x.shape[0], 3, 5, 5)], 1)),
+]
+
+
+@pytest.mark.parametrize("case", OP_CASES, ids=[c[0] for c in OP_CASES])
+def test_op_matches_torch(case):
+    _, shape, body, train, ref = case
+    net = _net(body, shape)
+    model = net.to_torch(seed=0).train(train)
+    x = torch.randn((4,) + net.inputs["x"], generator=torch.Generator().manual_seed(1))
+    got = model(x)
+    want = ref(model, x)
+    assert tuple(got.shape[1:]) == net.outputs["y"] == tuple(want.shape[1:])
+    torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
+
+
+def test_every_op_has_a_rule():
+    assert set(pytorch.RULES) == set(ops.OPS)
+    lowered = {c[2].split(":")[-1].split("(")[0].split("\n")[-1].strip() for c in OP_CASES}
+    missing = set(ops.OPS) - lowered - {"input", "conv1d", "conv2d", "conv3d", "conv_transpose1d",
+                                        "conv_transpose2d", "conv_transpose3d"}
+    assert not missing  # every user op is exercised by OP_CASES
+
+
+def test_unknown_op_is_an_internal_error():
+    node = dataclasses.replace(_net("relu").nodes[1], op="bogus")
+    with pytest.raises(AssertionError, match="pytorch backend.*bogus"):
+        pytorch.lower(node, [(3, 9, 9)])
+
+
+def test_training_mode_regularisers():
+    net = _net("d: drop_path(0.5)", "[3, 4, 5]")
+    model = net.to_torch(seed=0).train()
+    torch.manual_seed(0)
+    x = torch.randn(64, 3, 4, 5)
+    y = model(x)
+    kept = [bool((y[i] == 2 * x[i]).all()) for i in range(64)]
+    dropped = [bool((y[i] == 0).all()) for i in range(64)]
+    assert all(k or d for k, d in zip(kept, dropped)) and 10 < sum(kept) < 54  # whole samples, scaled by 1/(1-p)
+    gbn = _net("l: ghost_batchnorm(2, momentum=0.5)", "[3, 4, 5]").to_torch().train()
+    x = torch.randn(4, 3, 4, 5)
+    gbn(x)
+    bn = gbn.get_submodule("l")
+    # running mean after two virtual batches of momentum 0.5: 0.25 * mean(first half) + 0.5 * mean(second half)
+    want = 0.25 * x[:2].mean((0, 2, 3)) + 0.5 * x[2:].mean((0, 2, 3))
+    torch.testing.assert_close(bn.running_mean, want)
+    assert int(bn.num_batches_tracked) == 1
+
+
+# ----------------------------------------------------------------- the example zoo
+
+def _cases():
+    for path in EXAMPLES:
+        for name in load_file(path).networks:
+            yield pytest.param(path, name, id=f"{path.stem}:{name}")
+
+
+def _module_shapes(model, inputs):
+    shapes = {}
+    hooks = [m.register_forward_hook(lambda m, i, o, name=name: shapes.__setitem__(name, tuple(o.shape[1:])))
+             for name, m in model.named_modules() if name and not list(m.children())]
+    try:
+        out = model(*inputs)
+    finally:
+        for h in hooks:
+            h.remove()
+    return shapes, out
+
+
+def _cheap(net) -> bool:
+    return sum(math.prod(n.shape) for n in net.nodes) < 12_000_000 and net.param_count < 40_000_000
+
+
+def _check_module(net, device: str) -> None:
+    """Build on `device`, run a batch of 2: counts, output shapes and every module's output shape vs the IR."""
+    with torch.device(device):
+        model = net.to_torch(seed=0).eval()
+        inputs = [torch.randn((2,) + shape) for shape in net.inputs.values()]
+    assert sum(p.numel() for p in model.parameters()) == net.param_count
+    assert sum(b.numel() for b in model.buffers()) == net.buffer_count
+    with torch.no_grad():
+        shapes, out = _module_shapes(model, inputs)
+    outs = out if isinstance(out, tuple) else (out,)
+    assert len(outs) == len(net.outputs) and model.output_names == tuple(net.outputs)
+    for t, shape in zip(outs, net.outputs.values()):
+        assert tuple(t.shape) == (2,) + shape
+        if device == "cpu":
+            assert torch.isfinite(t).all()
+    by_name = {n.name: n.shape for n in net.nodes}
+    for name, shape in shapes.items():
+        assert by_name[name] == shape, name
+    assert len(shapes) == sum(1 for n in net.nodes
+                              if n.op != "input" and pytorch.lower(n, [net.nodes[i].shape for i in n.inputs]).ctor)
+    param_names = {k.rsplit(".", 1)[0] for k, _ in model.named_parameters()}
+    assert param_names <= set(by_name)  # state_dict keys are the IR's qualified names
+
+
+@pytest.mark.parametrize("path,network", list(_cases()))
+def test_example_compiles_with_static_counts_and_shapes(path, network):
+    net = resdsl.load(path, network=network)
+    # The default configuration on the meta device: torch's own shape rules and counts, no compute.
+    _check_module(net, "meta")
+    # A real CPU forward: the default if it is small, else a smaller `size` when the file offers one.
+    small = net if _cheap(net) else None
+    if small is None and "size" in net.params:
+        for size in (32, 64, 92, 128, 188, 252):
+            try:
+                candidate = resdsl.load(path, network=network, size=size)
+            except resdsl.ResdslError:  # e.g. a U-Net with valid padding needs particular sizes
+                continue
+            if _cheap(candidate):
+                small = candidate
+                break
+    if small is not None:
+        _check_module(small, "cpu")
+    else:
+        print(f"{path.name}:{network}: meta device only")
+
+
+# ----------------------------------------------------------------- initialisation
+
+def _std(t):
+    return t.float().std().item()
+
+
+def test_init_table():
+    net = _net(
+        'a: conv(256, 3, padding=1, init="default")\n b: conv(256, 3, padding=1, init="he")\n'
+        ' c: conv(256, 3, padding=1, init="xavier")\n d: conv(256, 3, padding=1, init="normal")\n'
+        ' e: conv(256, 3, padding=1, init="zeros")\n f: conv(256, 3, padding=1, init="ones")\n'
+        ' g: conv(256, 3, padding=1, init="glorot", init_gain=0.5)\n global_avgpool\n l: linear(300)', "[256, 3, 3]")
+    m = net.to_torch(seed=0)
+    fan_in = fan_out = 256 * 9
+    w = {k: m.get_submodule(k).weight for k in "abcdefgl"}
+    assert abs(_std(w["a"]) / math.sqrt(2 / fan_out) - 1) < 0.02  # kaiming normal, fan_out (torchvision)
+    assert abs(_std(w["b"]) / math.sqrt(2 / fan_in) - 1) < 0.02
+    assert abs(_std(w["c"]) / math.sqrt(2 / (fan_in + fan_out)) - 1) < 0.02
+    assert abs(_std(w["d"]) / 0.01 - 1) < 0.02
+    assert (w["e"] == 0).all() and (w["f"] == 1).all()
+    assert abs(_std(w["g"]) / (0.5 * math.sqrt(2 / (fan_in + fan_out))) - 1) < 0.02
+    bound = 1 / math.sqrt(256)  # torch's default Linear init: U(-1/sqrt(fan_in), 1/sqrt(fan_in))
+    assert w["l"].abs().max() <= bound and abs(_std(w["l"]) / (bound / math.sqrt(3)) - 1) < 0.05
+    for k in "abcdefgl":
+        assert (m.get_submodule(k).bias == 0).all()
+
+
+def test_init_gain_scales_the_same_draw():
+    one = _net("l: conv(8, 3, init_gain=1.0)").to_torch(seed=3)
+    half = _net("l: conv(8, 3, init_gain=0.5)").to_torch(seed=3)
+    assert torch.equal(half.get_submodule("l").weight, 0.5 * one.get_submodule("l").weight)
+
+
+def test_zero_init_last_zeroes_the_last_bn_of_each_block():
+    m = resdsl.compile(str(ROOT / "examples" / "resnet.res"), depth=18, size=32, zero_init_residual=True)
+    for name, mod in m.named_modules():
+        if isinstance(mod, torch.nn.BatchNorm2d):
+            want = 0.0 if name.endswith("bn2") else 1.0
+            assert (mod.weight == want).all() and (mod.bias == 0).all(), name
+
+
+def test_skipinit_block_is_the_identity_at_init():
+    net = _net('residual(scale="learnable", scale_init=0.0) {\n conv(3, 3, padding=1)\n relu\n'
+               ' conv(3, 3, padding=1)\n }', "[3, 8, 8]")
+    m = net.to_torch(seed=0)
+    (alpha,) = [p for k, p in m.named_parameters() if "scalar_scale" in k]
+    assert alpha.shape == () and alpha.item() == 0.0
+    x = torch.randn(2, 3, 8, 8)
+    assert torch.equal(m(x), x)
+
+
+def test_scalar_bias_and_norm_init():
+    m = _net("b: scalar_bias(0.75)\n g: groupnorm(3, init=\"zeros\")\n n: layernorm()").to_torch()
+    assert m.get_submodule("b").bias.item() == 0.75
+    assert (m.get_submodule("g").weight == 0).all() and (m.get_submodule("n").weight == 1).all()
+
+
+def test_seed_is_deterministic_and_leaves_the_global_rng_alone():
+    net = resdsl.load(ROOT / "examples" / "resnet.res", depth=18, size=32)
+    state = torch.random.get_rng_state()
+    a, b, c = net.to_torch(seed=1), net.to_torch(seed=1), net.to_torch(seed=2)
+    assert torch.equal(torch.random.get_rng_state(), state)
+    assert all(torch.equal(a.state_dict()[k], b.state_dict()[k]) for k in a.state_dict())
+    assert not torch.equal(a.state_dict()["conv1.weight"], c.state_dict()["conv1.weight"])
+
+
+# ----------------------------------------------------------------- the generated class
+
+def test_constructor_guards_the_compiled_parameters():
+    m = resdsl.compile(str(ROOT / "examples" / "resnet.res"), depth=18, size=32)
+    cls = type(m)
+    cls(depth=18, size=32)  # the compiled values are accepted
+    with pytest.raises(ValueError, match="--set depth=VALUE"):
+        cls(depth=50)
+    with pytest.raises(TypeError):
+        cls(colour=1)
+    assert m.code.startswith("def forward(self, x):") and "examples/resnet.res:" in m.code
+    assert "# layer1.0.conv1 [B, 64, 8, 8]" in m.code and "(in basic)" in m.code
+    assert m.resdsl_network.param_count == sum(p.numel() for p in m.parameters())
+
+
+def test_layer_names_that_are_not_attributes():
+    # "0" and "train"/"forward" are fine layer names but not usable as Python attributes of a module.
+    m = _net("train: conv(4, 3)\n forward: group { 0: batchnorm() }").to_torch()
+    assert set(m.state_dict()) >= {"train.weight", "forward.0.weight", "forward.0.running_mean"}
+    assert m(torch.randn(2, 3, 9, 9)).shape == (2, 4, 7, 7)
+    m.train()  # still the method
+
+
+def test_several_inputs_and_outputs():
+    net = resdsl.loads("""network two() {
+        input a: [3, 8, 8]
+        input b: [3, 8, 8]
+        l1: conv(4, 3, padding=1)
+        output first
+        -> p
+        from b
+        l2: conv(4, 3, padding=1)
+        add(p)
+        output second
+    }""")
+    m = net.to_torch(seed=0)
+    assert m.input_names == ("a", "b") and m.output_names == ("first", "second")
+    a, b = torch.randn(2, 3, 8, 8), torch.randn(2, 3, 8, 8)
+    first, second = m(a, b)
+    torch.testing.assert_close(first, m.l1(a))
+    torch.testing.assert_close(second, m.l2(b) + m.l1(a))
+
+
+def test_dead_values_free_their_variables():
+    # A 30-layer chain needs one variable; the residual keeps one more alive.
+    m = resdsl.loads("network c() {\n input x: [4]\n" + "\n".join(" linear(4)" for _ in range(30)) +
+                     "\n residual { relu; linear(4) }\n output y\n}").to_torch()
+    names = {line.split(" = ")[0].strip() for line in m.code.splitlines()[1:] if " = " in line}
+    assert names == {"h", "h1"}
+
+
+# ----------------------------------------------------------------- safety
+
+EVIL = "x'); import os; os._exit(3) #\nimport os\nos._exit(4)\n\"\"\"\n'''"
+
+
+def _imports(source: str) -> set[str]:
+    found = set()
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Import):
+            found |= {a.name for a in node.names}
+        elif isinstance(node, ast.ImportFrom):
+            found.add(node.module)
+    return found
+
+
+def test_no_code_injection_through_names_values_or_files():
+    text = ('network evil(s = "' + EVIL.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '") {\n'
+            "    input x: [3, 4, 4]\n    relu\n    output y\n}\n")
+    net = resdsl.loads(text, name=EVIL)  # the "file name" is hostile too
+    assert net.params["s"] == EVIL
+    src = net.torch_source()
+    assert _imports(src) == {"torch", "torch.nn", "torch.nn.functional"}
+    tree = ast.parse(src)
+    strings = [n.value for n in ast.walk(tree) if isinstance(n, ast.Constant) and isinstance(n.value, str)]
+    assert EVIL in strings  # it is data, emitted as a string constant
+    assert not [n for n in ast.walk(tree) if isinstance(n, ast.Name) and n.id == "os"]  # never code
+    assert all("\n" not in line for line in src.splitlines())
+    m = net.to_torch()  # would exit the test process if anything ran
+    assert type(m).compiled_params["s"] == EVIL
+
+
+@pytest.mark.parametrize("field", ["name", "label"])
+def test_tampered_ir_names_are_rejected(field):
+    net = _net("l: relu\n m: conv(3, 1)")
+    for i in (1, 2):  # a functional op (name only in comments) and a module (name in code)
+        original = net.nodes[i]
+        net.graph.nodes[i] = dataclasses.replace(original, **{field: "l')\nimport os\n#"})
+        with pytest.raises(AssertionError, match="invalid layer name"):
+            net.torch_source()
+        net.graph.nodes[i] = original
+    net.torch_source()
+    net = _net("l: relu")
+    net.graph.name = "t\nimport os"
+    with pytest.raises(AssertionError, match="invalid network name"):
+        net.torch_source()
+
+
+def test_reserved_parameter_and_input_names_still_work():
+    net = resdsl.loads("network n(nn = 2, torch = 3) {\n input h: [3, 4]\n conv(nn, torch)\n output y\n}")
+    m = net.to_torch()
+    assert m(torch.randn(1, 3, 4)).shape == (1, 2, 2)
+    type(m)(nn=2, torch=3)
+    with pytest.raises(ValueError):
+        type(m)(nn=5)
+
+
+# ----------------------------------------------------------------- CLI: resdsl compile
+
+def test_cli_writes_a_standalone_file(tmp_path, capsys):
+    out = tmp_path / "model.py"
+    args = [str(ROOT / "examples" / "resnet.res"), "--set", "depth=18", "--set", "size=32", "--seed", "5"]
+    assert cli_main(["compile", *args, "-o", str(out)]) == 0
+    ref = resdsl.compile(str(ROOT / "examples" / "resnet.res"), depth=18, size=32, seed=5).eval()
+    x = torch.randn(2, 3, 32, 32)
+    torch.save({"x": x, "state": ref.state_dict()}, tmp_path / "data.pt")
+    script = f"""
+import importlib.util, sys
+sys.modules["resdsl"] = None  # only torch may be used
+spec = importlib.util.spec_from_file_location("model", {str(out)!r})
+mod = importlib.util.module_from_spec(spec); spec.loader.exec_module(mod)
+import torch
+torch.manual_seed(5)
+m = mod.Resnet(depth=18, size=32).eval()
+d = torch.load({str(tmp_path / 'data.pt')!r})
+m.load_state_dict(d["state"], strict=True)
+with torch.no_grad():
+    torch.save(m(d["x"]), {str(tmp_path / 'y.pt')!r})
+"""
+    r = subprocess.run([sys.executable, "-I", "-c", script], cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    with torch.no_grad():
+        assert torch.equal(torch.load(tmp_path / "y.pt"), ref(x))
+
+
+def test_cli_seed_reproduces_build(tmp_path):
+    out = tmp_path / "m.py"
+    assert cli_main(["compile", str(ROOT / "examples" / "unravel4.res"), "--seed", "7", "-o", str(out)]) == 0
+    src = out.read_text()
+    assert src == resdsl.load(ROOT / "examples" / "unravel4.res").torch_source()
+    ns: dict = {}
+    exec(compile(src, str(out), "exec"), ns)
+    torch.manual_seed(7)
+    m = ns["Unravel4"]()
+    want = resdsl.compile(str(ROOT / "examples" / "unravel4.res"), seed=7)
+    assert all(torch.equal(v, want.state_dict()[k]) for k, v in m.state_dict().items())
+
+
+def test_cli_errors_are_located_not_tracebacks(tmp_path, capsys):
+    bad = tmp_path / "bad.res"
+    bad.write_text("network n() {\n    input x: [3, 8, 8]\n    conv(4, 30)\n    output y\n}\n")
+    assert cli_main(["compile", str(bad), "-o", str(tmp_path / "m.py")]) == 1
+    err = capsys.readouterr().err
+    assert "bad.res:3" in err and "Traceback" not in err
+    assert not (tmp_path / "m.py").exists()
+    assert cli_main(["compile", str(ROOT / "examples" / "unravel4.res")]) == 0  # no output file: source to stdout
+    assert "class Unravel4(nn.Module):" in capsys.readouterr().out
+    assert cli_main(["compile", str(ROOT / "examples" / "unravel4.res"), "--batch", "0"]) == 2
+
+
+def test_cli_help_and_json(tmp_path, capsys):
+    with pytest.raises(SystemExit) as e:
+        cli_main(["compile", "--help"])
+    assert e.value.code == 0
+    assert "resdsl compile examples/resnet.res --set depth=50 -o resnet50.py" in capsys.readouterr().out
+    out = tmp_path / "u.py"
+    assert cli_main(["compile", str(ROOT / "examples" / "unravel4.res"), "-o", str(out), "--json"]) == 0
+    assert '"python": "' + str(out) + '"' in capsys.readouterr().out
+
+
+def test_deepcopy_and_state_dict_round_trip():
+    # EMA / SWA copies use deepcopy; checkpoints use state_dict.
+    import copy
+
+    m = resdsl.compile(str(ROOT / "examples" / "cifar_resnet.res"), depth=8, seed=0).eval()
+    twin = copy.deepcopy(m)
+    x = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        assert torch.equal(twin(x), m(x))
+    fresh = resdsl.compile(str(ROOT / "examples" / "cifar_resnet.res"), depth=8, seed=1).eval()
+    fresh.load_state_dict(m.state_dict(), strict=True)
+    with torch.no_grad():
+        assert torch.equal(fresh(x), m(x))
+
+
+def test_in_place_ops_only_where_autograd_allows():
+    net = _net("c: conv(3, 3, padding=1) -> a\n relu\n add(a)\n sigmoid\n relu\n b: batchnorm()\n relu\n"
+               " l: conv(3, 1) -> t\n relu\n add(t)", "[3, 6, 6]")
+    m = net.to_torch(seed=0).train()
+    code = m.code
+    assert code.count("torch.relu_(") == 1  # only the ReLU after the batch norm, the single reader of its output
+    assert ".add_(" not in code  # both adds read a value that another op also reads
+    x = torch.randn(4, 3, 6, 6, requires_grad=True)
+    m(x).sum().backward()
+    c, b, l = (m.get_submodule(k) for k in "cbl")
+    x2 = x.detach().clone().requires_grad_()
+    a = F.conv2d(x2, c.weight, c.bias, padding=1)
+    h = F.relu(torch.sigmoid(F.relu(a) + a))
+    h = F.relu(F.batch_norm(h, None, None, b.weight, b.bias, training=True))
+    t = F.conv2d(h, l.weight, l.bias)
+    (F.relu(t) + t).sum().backward()
+    torch.testing.assert_close(x.grad, x2.grad)
+
+
+def test_pickle_round_trip(tmp_path):
+    m = resdsl.compile(str(ROOT / "examples" / "cifar_resnet.res"), depth=8, seed=0).eval()
+    x = torch.randn(2, 3, 32, 32)
+    path = tmp_path / "whole.pt"
+    torch.save(m, path)
+    back = torch.load(path, weights_only=False)
+    assert type(back) is type(m)  # same process: the original class
+    with torch.no_grad():
+        assert torch.equal(back(x), m(x))
+        torch.save({"x": x, "y": m(x)}, tmp_path / "xy.pt")
+    script = (f"import torch\nm = torch.load({str(path)!r}, weights_only=False)\n"
+              f"d = torch.load({str(tmp_path / 'xy.pt')!r})\n"
+              "with torch.no_grad():\n    assert torch.equal(m(d['x']), d['y'])\n"
+              "assert m.resdsl_network is None and 'def forward' in m.code\nprint(type(m).__name__)\n")
+    r = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0 and r.stdout.strip() == "CifarResnet", r.stderr
+
+
+def test_deepcopy_keeps_the_class_of_each_build():
+    import copy
+
+    net = resdsl.load(ROOT / "examples" / "unravel4.res")
+    first, second = net.to_torch(seed=0), net.to_torch(seed=1)
+    assert type(copy.deepcopy(first)) is type(first) and type(copy.deepcopy(second)) is type(second)

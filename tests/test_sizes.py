@@ -1,0 +1,110 @@
+"""Valid input sizes: rules derived by elaborating at many sizes, against closed forms worked out by hand."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import resdsl
+from resdsl.analysis.sizes import problems, size_parameters, summarise, valid_sizes
+
+ROOT = Path(__file__).resolve().parents[1]
+
+UNET = """
+network u(size = 60, ch = 1) {
+  input x: [ch, size, size]
+  conv(4, 3); conv(4, 3) -> e1
+  maxpool(2)
+  conv(8, 3); conv(8, 3) -> e2
+  maxpool(2)
+  conv(16, 3); conv(16, 3)
+  conv_transpose(8, 2, stride=2)
+  concat(e2, crop=true)
+  conv(8, 3); conv(8, 3)
+  conv_transpose(4, 2, stride=2)
+  concat(e1, crop=true)
+  conv(4, 3); conv(4, 3)
+  output y
+}"""
+
+
+def test_resnet_divisible_by_32():
+    net = resdsl.load(ROOT / "examples/resnet.res", depth=18, size=224)
+    assert size_parameters(net) == ["size"]
+    rep = valid_sizes(net, 1, 160)
+    assert rep.valid == [32, 64, 96, 128, 160]
+    assert rep.rule == "divisible by 32"
+    assert rep.current == []
+
+
+def test_resnet_450_explains_first_rounding_op():
+    net = resdsl.load(ROOT / "examples/resnet.res", depth=18, size=450)
+    probs = problems(net.graph)
+    # 450 -> conv1 (stride 2) -> 225 -> the stride-2 maxpool cannot halve 225
+    assert probs[0].node == "maxpool" and "225" in probs[0].message and "2" in probs[0].message
+    assert probs[0].source.endswith("resnet.res:63")
+
+
+def test_unet_closed_form(tmp_path):
+    # by hand: L - 4 and (L - 4) / 2 - 4 must be even (the pools), i.e. L = 0 mod 4; the decoder's
+    # last convs need the bottom size (L - 4) / 4 - 6 >= 4, i.e. L >= 44; the crops differ by 8 and 32 (even)
+    p = tmp_path / "u.res"
+    p.write_text(UNET)
+    net = resdsl.load(p)
+    rep = valid_sizes(net, 1, 120)
+    assert rep.valid == [L for L in range(1, 121) if L % 4 == 0 and L >= 44]
+    assert rep.rule == "divisible by 4, at least 44"
+    bad = resdsl.load(p, size=62)
+    first = problems(bad.graph)[0]
+    # 62 - 4 = 58 -> pool -> 29 -> two convs -> 25: the second pool cannot halve 25
+    assert first.node == "maxpool_1" and "input length 25 is not divisible by the stride 2" in first.message
+
+
+def test_fixed_size_and_summaries(tmp_path):
+    p = tmp_path / "f.res"
+    p.write_text("network f(width = 8) {\n  input x: [3, 32, 32]\n  conv(width, 3, stride=2, padding=1)\n  output y\n}\n")
+    rep = valid_sizes(resdsl.load(p))
+    assert rep.parameters == [] and "fixed" in rep.rule
+    assert summarise([], [1, 2]) == "no valid size in the checked range"
+    assert summarise([3, 5, 9], list(range(1, 10))).startswith("valid sizes: 3, 5, 9")
+    assert summarise([5, 8, 11], list(range(1, 12))) == "5 + 3k (k >= 0)"
+    assert summarise([224, 256], list(range(200, 261))) == "divisible by 32"  # 192 was not checked
+    assert summarise([44, 48], list(range(1, 49))) == "divisible by 4, at least 44"
+
+
+def test_cli_sizes(tmp_path):
+    p = tmp_path / "u.res"
+    p.write_text(UNET)
+    out = subprocess.run([sys.executable, "-m", "resdsl", "check", str(p), "--sizes", "--size-range", "40:80",
+                          "--json"], capture_output=True, text=True, cwd=ROOT)
+    assert out.returncode == 0, out.stderr
+    data = json.loads(out.stdout)
+    assert data["valid"] == [44, 48, 52, 56, 60, 64, 68, 72, 76, 80] and data["parameters"] == ["size"]
+    txt = subprocess.run([sys.executable, "-m", "resdsl", "check", str(p), "--sizes", "--set", "size=62",
+                          "--size-range", "40:64"], capture_output=True, text=True, cwd=ROOT)
+    assert txt.returncode == 0 and "the first is maxpool" in txt.stdout
+    assert subprocess.run([sys.executable, "-m", "resdsl", "check", str(p), "--sizes", "--size-range", "9:3"],
+                          capture_output=True, cwd=ROOT).returncode == 2
+
+
+def test_non_square_input_450_by_600(tmp_path):
+    p = tmp_path / "hw.res"
+    p.write_text("""
+network hw(height = 450, width = 600) {
+  input x: [3, height, width]
+  conv(8, 7, stride=2, padding=3)
+  maxpool(3, stride=2, padding=1)
+  for s in range(3) { conv(8, 3, stride=2, padding=1) }
+  global_avgpool
+  output y
+}""")
+    net = resdsl.load(p)
+    assert size_parameters(net) == ["height", "width"]
+    probs = problems(net.graph)
+    # H: 450 -> 225, which the stride-2 maxpool cannot halve; W: 600 -> 300 -> 150 -> 75, odd at the 2nd strided conv
+    assert (probs[0].node, probs[0].dim) == ("maxpool", 0) and "225" in probs[0].message
+    w = [q for q in probs if q.dim == 1]
+    assert w[0].node == "conv_2" and "input length 75" in w[0].message
+    rep = valid_sizes(net, 1, 100)  # both dims scanned together
+    assert rep.rule == "divisible by 32" and rep.valid == [32, 64, 96]
