@@ -558,6 +558,27 @@ class Elaborator:
             raise error("E021", f"`{s.op}` takes one body, not `{s.clauses[1].keyword}`", s.clauses[1].span)
         return s.clauses[0].body
 
+    def _open_region(self, kind: str, label: str | None, s: ast.Layer, ctx: Ctx) -> tuple[int, int]:
+        """Reserve a region id (nested regions get later ids) and its scope: a label opens one."""
+        rid = len(self.graph.regions)
+        self.graph.regions.append(None)  # filled in once the merge node exists
+        sid = self.new_scope(label, kind, kind, s.span, ctx) if label is not None else ctx.scope
+        self._open_scope(sid, ctx)
+        self.mark("open", "region", rid)
+        return rid, sid
+
+    def _close_region(self, region: Region, ctx: Ctx) -> None:
+        self.graph.regions[region.id] = region
+        self.mark("close", "region", region.id)
+
+    def _branch_body(self, body: tuple, x: Tensor, sid: int, rid: int, ctx: Ctx, part: int) -> tuple[Ctx, int]:
+        """Run a branch (or shortcut) body from x; returns its context and first node id."""
+        self.mark("open", "part", part)
+        start = len(self.graph.nodes)
+        bctx = ctx.child(current=x, scope=sid, region=rid)
+        self.body(body, bctx)
+        return bctx, start
+
     _RESIDUAL = (
         ops.Param("shortcut", "choice_or_none", None, SHORTCUTS),
         ops.Param("scale", "scale", 1.0),
@@ -586,15 +607,8 @@ class Elaborator:
         kind = "custom" if custom else (a["shortcut"] or "identity")
         x = self.need_current(ctx, s.span)
         g = self.graph
-        rid = len(g.regions)
-        g.regions.append(None)  # reserved; filled below so nested regions get later ids
-        sid = self.new_scope(label, "residual", "residual", s.span, ctx) if label is not None else ctx.scope
-        self._open_scope(sid, ctx)
-        self.mark("open", "region", rid)
-        self.mark("open", "part", 0)
-        start = len(g.nodes)
-        bctx = ctx.child(current=x, scope=sid, region=rid)
-        self.body(main[0].body, bctx)
+        rid, sid = self._open_region("residual", label, s, ctx)
+        bctx, start = self._branch_body(main[0].body, x, sid, rid, ctx, 0)
         b = bctx.current
         if b is None or b.shape is None:
             raise _Poisoned()
@@ -609,11 +623,8 @@ class Elaborator:
         if a["zero_init_last"]:
             self._zero_last_norm(branch, s, spans)
         self.mark("close", "part", 0)
-        self.mark("open", "part", -1)
-        sc_start = len(g.nodes)
-        sctx = ctx.child(current=x, scope=sid, region=rid)
+        sctx, sc_start = self._branch_body(custom[0].body if custom else (), x, sid, rid, ctx, -1)
         if kind == "custom":
-            self.body(custom[0].body, sctx)
             sc = sctx.current
             if sc is None or sc.shape is None:
                 raise _Poisoned()
@@ -633,11 +644,10 @@ class Elaborator:
                         f"{list(b.shape)}", s.op_span, notes=notes, hint=hint)
         rctx = ctx.child(scope=sid, region=ctx.region)
         out = self.make(ops.OPS["add"], {}, [sc, b], None, s.span, rctx)
-        g.regions[rid] = Region(rid, "residual", ctx.region, x.node, out.node, (branch,), (1,), shortcut,
-                                freeze({"shortcut": kind, "scale": scale, "scale_init": a["scale_init"],
-                                        "drop_path": a["drop_path"], "post": a["post"]}),
-                                sid, s.span, ctx.calls)
-        self.mark("close", "region", rid)
+        self._close_region(Region(rid, "residual", ctx.region, x.node, out.node, (branch,), (1,), shortcut,
+                                  freeze({"shortcut": kind, "scale": scale, "scale_init": a["scale_init"],
+                                          "drop_path": a["drop_path"], "post": a["post"]}),
+                                  sid, s.span, ctx.calls), ctx)
         if a["post"] is not None:
             out = self.make(ops.OPS[a["post"]], {k.name: k.default for k in ops.OPS[a["post"]].params}, [out], None,
                             spans.get("post", s.span), rctx)
@@ -707,15 +717,8 @@ class Elaborator:
         body = self._one_body(s)
         x = self.need_current(ctx, s.span)
         g = self.graph
-        rid = len(g.regions)
-        g.regions.append(None)
-        sid = self.new_scope(label, "dense", "dense", s.span, ctx) if label is not None else ctx.scope
-        self._open_scope(sid, ctx)
-        self.mark("open", "region", rid)
-        self.mark("open", "part", 0)
-        start = len(g.nodes)
-        bctx = ctx.child(current=x, scope=sid, region=rid)
-        self.body(body, bctx)
+        rid, sid = self._open_region("dense", label, s, ctx)
+        bctx, start = self._branch_body(body, x, sid, rid, ctx, 0)
         self.mark("close", "part", 0)
         b = bctx.current
         if b is None or b.shape is None:
@@ -723,9 +726,8 @@ class Elaborator:
         branch = tuple(range(start, len(g.nodes)))
         out = self.make(ops.OPS["concat"], {"crop": a["crop"]}, [x, b], None, s.span, ctx.child(scope=sid),
                         operand_spans=[s.span, s.span])
-        g.regions[rid] = Region(rid, "dense", ctx.region, x.node, out.node, (branch,), (1,), (),
-                                freeze({"crop": a["crop"]}), sid, s.span, ctx.calls)
-        self.mark("close", "region", rid)
+        self._close_region(Region(rid, "dense", ctx.region, x.node, out.node, (branch,), (1,), (),
+                                  freeze({"crop": a["crop"]}), sid, s.span, ctx.calls), ctx)
         self._close_scope(sid, ctx)
         ctx.current = out
 
@@ -735,12 +737,7 @@ class Elaborator:
         a, _, _ = self.bind_args(self._PARALLEL, s.args, ctx, "parallel", s.span)
         body = self._one_body(s)
         x = self.need_current(ctx, s.span)
-        g = self.graph
-        rid = len(g.regions)
-        g.regions.append(None)
-        sid = self.new_scope(label, "parallel", "parallel", s.span, ctx) if label is not None else ctx.scope
-        self._open_scope(sid, ctx)
-        self.mark("open", "region", rid)
+        rid, sid = self._open_region("parallel", label, s, ctx)
         collected: list = []
         pctx = ctx.child(scope=sid, region=rid, env={**ctx.env, "__parallel_input__": x})
         pctx.branches = collected
@@ -758,9 +755,8 @@ class Elaborator:
         attrs = {"crop": a["crop"]} if a["merge"] == "concat" else {}
         out = self.make(spec, attrs, outs, None, s.span, ctx.child(scope=sid), operand_spans=[sp for _, _, sp in collected])
         branches = tuple(nodes for _, nodes, _ in collected)
-        g.regions[rid] = Region(rid, "parallel", ctx.region, x.node, out.node, branches, tuple(range(len(outs))), (),
-                                freeze({"merge": a["merge"]}), sid, s.span, ctx.calls)
-        self.mark("close", "region", rid)
+        self._close_region(Region(rid, "parallel", ctx.region, x.node, out.node, branches, tuple(range(len(outs))), (),
+                                  freeze({"merge": a["merge"]}), sid, s.span, ctx.calls), ctx)
         self._close_scope(sid, ctx)
         ctx.current = out
 

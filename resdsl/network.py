@@ -19,6 +19,7 @@ from .loader import load_file, load_program
 class Network:
     graph: Graph
     source: str  # file name the network came from
+    limits: Limits = DEFAULT  # the resource limits it was loaded with (compile honours max_params)
 
     # ---------------------------------------------------------------- facts
     @property
@@ -134,10 +135,10 @@ def _jsonable(v):
 def load(path: str | Path, network: str | None = None, limits: Limits = DEFAULT, **params) -> Network:
     """Load, elaborate and check a .res file. Raises `ResdslError`."""
     program = load_file(path, limits)
-    return Network(elaborate(program, network, params, limits), str(path))
+    return Network(elaborate(program, network, params, limits), str(path), limits)
 
 
 def loads(text: str, network: str | None = None, limits: Limits = DEFAULT, name: str = "<string>", **params) -> Network:
     """Like `load`, from a string."""
     program = load_program(text, name, limits)
-    return Network(elaborate(program, network, params, limits), name)
+    return Network(elaborate(program, network, params, limits), name, limits)

@@ -507,3 +507,16 @@ def test_deepcopy_keeps_the_class_of_each_build():
     net = resdsl.load(ROOT / "examples" / "unravel4.res")
     first, second = net.to_torch(seed=0), net.to_torch(seed=1)
     assert type(copy.deepcopy(first)) is type(first) and type(copy.deepcopy(second)) is type(second)
+
+
+def test_compile_refuses_too_many_parameters_before_allocating():
+    import resdsl
+    from resdsl import Limits, ResdslError
+
+    src = "network big() {\n input x: [4096]\n fc: linear(4096)\n output y\n}"
+    net = resdsl.loads(src, limits=Limits(max_params=1_000_000))
+    with pytest.raises(ResdslError) as e:
+        net.to_torch()
+    d = e.value.first
+    assert d.code == "E040" and "16,781,312 parameters" in d.message and d.span.line == 3
+    assert resdsl.loads(src).to_torch().fc.weight.shape == (4096, 4096)  # the default limit allows it

@@ -199,3 +199,11 @@ def test_readme_first_network_is_cifar_resnet20_with_projections():
     net = resdsl.loads(_readme_blocks()[0], name="README-0")
     assert net.param_count == p == 272_474
     assert "params: 272,474" in (ROOT / "README.md").read_text()
+
+
+@pytest.mark.parametrize("path", EXAMPLES, ids=[Path(p).name for p in EXAMPLES])
+def test_examples_are_canonically_formatted(path):
+    from resdsl.fmt import format_source
+
+    text = Path(path).read_text()
+    assert format_source(text, path) == text, f"run: resdsl fmt --write {Path(path).name}"

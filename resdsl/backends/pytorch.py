@@ -617,6 +617,9 @@ def build(net, seed: int | None = None):
     """
     import torch
 
+    from ..limits import Limits, check_params
+
+    check_params(net.graph, getattr(net, "limits", None) or Limits())  # refuse before allocating any weight
     gen = generate_parts(net)
     cls = _define(gen.source, gen.class_name, gen.forward, net)
     if seed is None:

@@ -19,7 +19,7 @@ def register(subs) -> None:
                                     "show how path lengths are distributed. Length 'blocks' counts the residual/"
                                     "dense/parallel branches a path enters (Veit et al. 2016); 'layers' counts the "
                                     "conv/linear layers on it.",
-                        epilog="examples:\n  resdsl paths examples/resnet.res --set depth=110\n"
+                        epilog="examples:\n  resdsl paths examples/cifar_resnet.res --set depth=110 --band 5:17\n"
                                "  resdsl paths examples/resnet.res --length layers --band 10:20\n"
                                "  resdsl paths examples/resnet.res --json > paths.json\n"
                                "  resdsl paths examples/resnet.res --plot hist.png\n"
