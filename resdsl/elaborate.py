@@ -296,7 +296,11 @@ class Elaborator:
         if not ctx.in_network or ctx.calls:
             raise error("E021", "`output` belongs in a network body", s.span,
                         hint="a block's output is its last tensor")
-        for name in s.names:
+        for lab in s.names:
+            name = self.label(lab, ctx)
+            if not name.isidentifier():
+                raise error("E019", f"invalid output name `{name}`", lab.span,
+                            hint="an output name starts with a letter or underscore, e.g. heatmap{s}")
             if name in ctx.env and isinstance(ctx.env[name], Tensor):
                 t = ctx.env[name]
             elif len(s.names) == 1:

@@ -146,22 +146,31 @@ _CONV_PARAMS = (
 )
 
 
+def _check_positive(a: dict, fields: tuple[str, ...], minimum: int = 1) -> None:
+    for f in fields:
+        if any(not isinstance(i, int) or i < minimum for i in a[f]):
+            what = "positive" if minimum == 1 else "non-negative"
+            raise ArgProblem(f"`{f}` must be {what}, got {list(a[f])}", arg=f)
+
+
+def _check_groups(name: str, x: Shape, a: dict) -> None:
+    g = a["groups"]
+    for what, c in (("input", x[0]), ("output", a["out_channels"])):
+        if c % g:
+            raise ShapeProblem("E035", f"{name}: {what} channels {c} are not divisible by groups={g}", arg="groups",
+                               hint=f"choose groups dividing both {x[0]} and {a['out_channels']}")
+
+
 def _conv_infer(rank: int | None, name: str):
     def infer(a: dict, xs: list[Shape]) -> Shape:
         (x,) = xs
         n = _spatial(x, name, rank)
         k, s, d = (_tuple(a[f], n, f) for f in ("kernel_size", "stride", "dilation"))
         a["kernel_size"], a["stride"], a["dilation"] = k, s, d
-        for f, v in (("kernel_size", k), ("stride", s), ("dilation", d)):
-            if any(not isinstance(i, int) or i < 1 for i in v):
-                raise ArgProblem(f"`{f}` must be positive, got {list(v)}", arg=f)
+        _check_positive(a, ("kernel_size", "stride", "dilation"))
         p = _resolve_padding(a, n, k, d, s, name)
         a["padding"] = p
-        g = a["groups"]
-        for what, c in (("input", x[0]), ("output", a["out_channels"])):
-            if c % g:
-                raise ShapeProblem("E035", f"{name}: {what} channels {c} are not divisible by groups={g}", arg="groups",
-                                   hint=f"choose groups dividing both {x[0]} and {a['out_channels']}")
+        _check_groups(name, x, a)
         if p == "same":
             return (a["out_channels"],) + x[1:]
         if any(i < 0 for i in p):
@@ -205,12 +214,11 @@ def _tconv_infer(rank: int | None, name: str):
         for f in ("kernel_size", "stride", "padding", "output_padding", "dilation"):
             a[f] = _tuple(a[f], n, f)
         k, s, p, op, d = (a[f] for f in ("kernel_size", "stride", "padding", "output_padding", "dilation"))
+        _check_positive(a, ("kernel_size", "stride", "dilation"))
+        _check_positive(a, ("padding", "output_padding"), minimum=0)
         if any(o >= max(si, di) for o, si, di in zip(op, s, d)):
             raise ArgProblem("`output_padding` must be smaller than stride or dilation (as in torch)", arg="output_padding")
-        g = a["groups"]
-        for what, c in (("input", x[0]), ("output", a["out_channels"])):
-            if c % g:
-                raise ShapeProblem("E035", f"{name}: {what} channels {c} are not divisible by groups={g}", arg="groups")
+        _check_groups(name, x, a)
         out = tuple((L - 1) * si - 2 * pi + di * (ki - 1) + oi + 1 for L, ki, si, pi, oi, di in zip(x[1:], k, s, p, op, d))
         _check_spatial(name, x, out, k, "padding")
         return (a["out_channels"],) + out

@@ -234,7 +234,7 @@ class _ToAst(Transformer):
         return ast.Input(label.parts[0], c[1], self._span(meta))
 
     def output_stmt(self, meta, c):
-        return ast.Output(tuple(self._ident(t) for t in c), self._span(meta))
+        return ast.Output(tuple(self._label(t, colon=False) for t in c), self._span(meta))
 
     def from_stmt(self, meta, c):
         return ast.From(self._ident(c[0]), self._span(meta))
@@ -242,10 +242,13 @@ class _ToAst(Transformer):
     def bind_stmt(self, meta, c):
         return ast.Bind(self._ident(c[0]), self._span(meta))
 
-    def _label(self, tok: Token) -> ast.Label:
-        """Split `layer{s + 1}:` into literal text and parsed expressions."""
+    def _label(self, tok: Token, colon: bool = True) -> ast.Label:
+        """Split `layer{s + 1}:` (or an output's `heatmap{s}`) into literal text and parsed expressions."""
         span = self.tok_span(tok)
-        text = str(tok)[:-1]
+        text = str(tok)[:-1] if colon else str(tok)
+        if not colon and text in RESERVED:
+            raise error("E001", f"`{text}` is a keyword and cannot be used as a name", span,
+                        hint=f"rename it, e.g. `{text}_`")
         parts: list = []
         for m in re.finditer(r"\{([^{}]*)\}|[^{}]+", text):
             if m.group(1) is None:

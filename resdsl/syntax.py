@@ -157,7 +157,7 @@ class Input:
 
 @dataclass(frozen=True)
 class Output:
-    names: tuple[str, ...]
+    names: tuple["Label", ...]  # plain names, or templates such as heatmap{s}
     span: Span
 
 

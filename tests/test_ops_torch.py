@@ -188,3 +188,16 @@ def test_invalid_layers_rejected_like_torch(layer, shape, ref, code):
         static(layer, shape)
     assert e.value.first.code == code
     assert e.value.first.span.line == 3
+
+
+@pytest.mark.parametrize("layer,ref", [
+    ("conv_transpose(4, 3, stride=0)", lambda: nn.ConvTranspose2d(3, 4, 3, stride=0)),
+    ("conv_transpose(4, 3, padding=-1)", lambda: nn.ConvTranspose2d(3, 4, 3, padding=-1)),
+    ("conv(4, 3, stride=0)", lambda: nn.Conv2d(3, 4, 3, stride=0)),
+])
+def test_non_positive_arguments_rejected_like_torch(layer, ref):
+    with pytest.raises((RuntimeError, ValueError)):
+        torch_ref(ref(), [3, 9, 9])
+    with pytest.raises(ResdslError) as e:
+        static(layer, [3, 9, 9])
+    assert e.value.first.code == "E014"
