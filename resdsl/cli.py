@@ -75,6 +75,8 @@ def add_common(p: argparse.ArgumentParser, file: bool = True) -> None:
     p.add_argument("--set", metavar="NAME=VALUE", action="append", default=[],
                    help="override a network parameter (repeatable), e.g. --set depth=50")
     p.add_argument("--network", metavar="NAME", help="which network of the file (when it has several)")
+    p.add_argument("--input", metavar="NAME=SHAPE", action="append", default=[], dest="input_shapes",
+                   help="replace an input's declared shape (no batch dim), e.g. --input x=3,450,600")
     p.add_argument("--limit", metavar="NAME=N", action="append", default=[],
                    help="raise a resource limit, e.g. --limit max_nodes=5000000")
 
@@ -90,7 +92,20 @@ def load_from_args(args: argparse.Namespace):
         if name not in Limits.names() or not value.isdigit():
             raise SystemExit(_usage(f"--limit expects NAME=N with NAME one of {', '.join(Limits.names())}"))
         limits[name] = int(value)
-    return load(args.file, network=args.network, limits=Limits(**limits), **parse_set(args.set))
+    return load(args.file, network=args.network, limits=Limits(**limits), input_shapes=parse_inputs(args.input_shapes),
+                **parse_set(args.set))
+
+
+def parse_inputs(items: list[str] | None) -> dict[str, tuple[int, ...]]:
+    """--input NAME=SHAPE with SHAPE like 3,450,600 or [3, 450, 600] or 3x450x600."""
+    out: dict[str, tuple[int, ...]] = {}
+    for item in items or []:
+        name, sep, text = item.partition("=")
+        dims = text.strip().strip("[]").replace("x", ",").split(",")
+        if not sep or not name.strip().isidentifier() or not all(d.strip().isdigit() for d in dims):
+            raise SystemExit(_usage(f"--input expects NAME=SHAPE like x=3,450,600, got {item!r}"))
+        out[name.strip()] = tuple(int(d) for d in dims)
+    return out
 
 
 def print_json(obj: object) -> None:

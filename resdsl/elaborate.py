@@ -57,7 +57,8 @@ class _Abort(Exception):
 
 
 class Elaborator:
-    def __init__(self, program: Program, limits: Limits = DEFAULT):
+    def __init__(self, program: Program, limits: Limits = DEFAULT, input_shapes: dict | None = None):
+        self.input_shapes = {k: tuple(v) for k, v in (input_shapes or {}).items()}  # --input x=3,450,600
         self.program = program
         self.limits = limits
         self.diags: list[Diagnostic] = []
@@ -118,6 +119,12 @@ class Elaborator:
                                                  hint="end the body with `output y`"))
                 else:
                     g.outputs["out"] = ctx.current.node
+        if not self.diags:
+            unknown = sorted(set(self.input_shapes) - set(g.inputs))
+            if unknown:
+                self.diags.append(Diagnostic("E018", f"network `{net.name}` has no input `{unknown[0]}`", net.span,
+                                             hint=did_you_mean(unknown[0], g.inputs) or
+                                             f"its inputs are: {', '.join(g.inputs)}"))
         if not self.diags:
             self._check_labels(g)
         if self.diags:
@@ -281,6 +288,12 @@ class Elaborator:
         if not isinstance(shape, tuple) or not shape or not all(isinstance(d, int) and not isinstance(d, bool) for d in shape):
             raise error("E014", f"an input shape is a list of ints without the batch dimension, got {show(shape)}",
                         s.shape.span, hint="e.g. input x: [3, 224, 224]")
+        if s.name in self.input_shapes:  # the caller's shape replaces the file's, same rank
+            given = self.input_shapes[s.name]
+            if len(given) != len(shape) or not all(isinstance(d, int) and not isinstance(d, bool) for d in given):
+                raise error("E014", f"input `{s.name}` is declared as {show(shape)}; the shape given for it, "
+                            f"{show(given)}, is not a list of {len(shape)} ints", s.shape.span)
+            shape = given
         if any(d < 1 for d in shape):
             raise error("E036", f"input sizes must be positive, got {show(shape)}", s.shape.span)
         self._check_elements(shape, s.shape.span)
@@ -859,9 +872,12 @@ def _coerce_override(name: str, value: object, default: object, span: Span) -> o
 
 
 def elaborate(program: Program, network: str | None = None, overrides: dict | None = None,
-              limits: Limits = DEFAULT) -> Graph:
-    """Build the IR graph of one network of a loaded program."""
-    el = Elaborator(program, limits)
+              limits: Limits = DEFAULT, input_shapes: dict | None = None) -> Graph:
+    """Build the IR graph of one network of a loaded program.
+
+    `overrides` set network parameters; `input_shapes` replace declared input shapes (name -> shape).
+    """
+    el = Elaborator(program, limits, input_shapes)
     old = sys.getrecursionlimit()
     sys.setrecursionlimit(max(old, 20 * limits.max_call_depth + 2000))
     try:

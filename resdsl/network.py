@@ -132,13 +132,18 @@ def _jsonable(v):
     return v
 
 
-def load(path: str | Path, network: str | None = None, limits: Limits = DEFAULT, **params) -> Network:
-    """Load, elaborate and check a .res file. Raises `ResdslError`."""
+def load(path: str | Path, network: str | None = None, limits: Limits = DEFAULT,
+         input_shapes: dict[str, tuple[int, ...]] | None = None, **params) -> Network:
+    """Load, elaborate and check a .res file. Raises `ResdslError`.
+
+    `params` override network parameters; `input_shapes` ({"x": (3, 450, 600)}) replace declared input shapes.
+    """
     program = load_file(path, limits)
-    return Network(elaborate(program, network, params, limits), str(path), limits)
+    return Network(elaborate(program, network, params, limits, input_shapes), str(path), limits)
 
 
-def loads(text: str, network: str | None = None, limits: Limits = DEFAULT, name: str = "<string>", **params) -> Network:
+def loads(text: str, network: str | None = None, limits: Limits = DEFAULT, name: str = "<string>",
+          input_shapes: dict[str, tuple[int, ...]] | None = None, **params) -> Network:
     """Like `load`, from a string."""
     program = load_program(text, name, limits)
-    return Network(elaborate(program, network, params, limits), name, limits)
+    return Network(elaborate(program, network, params, limits, input_shapes), name, limits)

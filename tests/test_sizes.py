@@ -6,6 +6,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 import resdsl
 from resdsl.analysis.sizes import problems, size_parameters, summarise, valid_sizes
 
@@ -66,8 +68,8 @@ def test_unet_closed_form(tmp_path):
 def test_fixed_size_and_summaries(tmp_path):
     p = tmp_path / "f.res"
     p.write_text("network f(width = 8) {\n  input x: [3, 32, 32]\n  conv(width, 3, stride=2, padding=1)\n  output y\n}\n")
-    rep = valid_sizes(resdsl.load(p))
-    assert rep.parameters == [] and "fixed" in rep.rule
+    rep = valid_sizes(resdsl.load(p))  # no size parameter: each dim is varied through the input shape
+    assert rep.parameters == [] and rep.rule == "x dim 1: divisible by 2; x dim 2: divisible by 2"
     assert summarise([], [1, 2]) == "no valid size in the checked range"
     assert summarise([3, 5, 9], list(range(1, 10))).startswith("valid sizes: 3, 5, 9")
     assert summarise([5, 8, 11], list(range(1, 12))) == "5 + 3k (k >= 0)"
@@ -110,3 +112,52 @@ network hw(height = 450, width = 600) {
     assert w[0].node == "conv_2" and "input length 75" in w[0].message
     rep = valid_sizes(net, 1, 100)  # both dims scanned together
     assert rep.rule == "divisible by 32" and rep.valid == [32, 64, 96]
+
+
+def test_input_shape_override_matches_torch_shapes():
+    import torch
+    import torchvision
+
+    net = resdsl.load(ROOT / "examples/resnet.res", depth=18, input_shapes={"x": (3, 450, 600)})
+    model = torchvision.models.resnet18().to("meta")
+    seen = {}
+    for name in ("maxpool", "layer2", "layer3", "layer4"):
+        getattr(model, name).register_forward_hook(lambda m, i, o, name=name: seen.__setitem__(name, tuple(o.shape[1:])))
+    model(torch.empty(1, 3, 450, 600, device="meta"))
+    static = {n.name: n.shape for n in net.nodes}
+    assert static["maxpool"] == seen["maxpool"] == (64, 113, 150)
+    for stage, last in (("layer2", "layer2.1.relu_1"), ("layer3", "layer3.1.relu_1"), ("layer4", "layer4.1.relu_1")):
+        assert static[last] == seen[stage]
+
+
+def test_input_shape_override_errors():
+    with pytest.raises(resdsl.ResdslError) as e:
+        resdsl.load(ROOT / "examples/resnet.res", input_shapes={"y": (3, 8, 8)})
+    assert e.value.first.code == "E018" and "no input `y`" in e.value.first.message
+    with pytest.raises(resdsl.ResdslError) as e:
+        resdsl.load(ROOT / "examples/resnet.res", input_shapes={"x": (3, 8)})
+    assert e.value.first.code == "E014"
+
+
+def test_sizes_per_dimension_without_a_size_parameter(tmp_path):
+    p = tmp_path / "hw.res"
+    p.write_text("network hw() {\n input x: [3, 64, 96]\n conv(8, kernel_size=3, stride=2, padding=1)\n"
+                 " maxpool(2)\n conv(8, kernel_size=3, stride=2, padding=1)\n output y\n}\n")
+    # by hand: three stride-2 stages, each exact only on an even length -> multiples of 8, in each dim alone
+    net = resdsl.load(p, input_shapes={"x": (3, 450, 600)})
+    rep = valid_sizes(net, 1, 100, by_dim=True)
+    assert [(d.input, d.dim) for d in rep.dims] == [("x", 1), ("x", 2)]
+    for d in rep.dims:
+        assert d.valid == [v for v in range(1, 101) if v % 8 == 0]
+        assert d.rule == "divisible by 8"
+    assert rep.current and rep.current[0].node == "maxpool" and "225" in rep.current[0].message
+
+
+def test_check_warns_when_sizes_round(capsys):
+    from resdsl.cli import main
+
+    assert main(["check", str(ROOT / "examples/resnet.res"), "--input", "x=3,450,600"]) == 0
+    err = capsys.readouterr().err
+    assert "warning: at input x: [3, 450, 600], 9 op(s) round sizes; the first is maxpool" in err
+    assert main(["check", str(ROOT / "examples/resnet.res")]) == 0
+    assert "warning" not in capsys.readouterr().err

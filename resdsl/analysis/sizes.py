@@ -130,13 +130,73 @@ class SizeReport:
     failures: dict[int, str] = field(default_factory=dict)  # size -> first problem (or error)
     current: list[Rounding] = field(default_factory=list)  # problems at the network's own size
     truncated: bool = False
+    dims: list["DimReport"] = field(default_factory=list)  # per spatial dim (no size parameter, or --input)
 
     def to_json(self) -> dict:
         return {"parameters": self.parameters, "default": self.default,
                 "checked": [min(self.checked), max(self.checked)] if self.checked else None,
                 "valid": self.valid, "rule": self.rule, "truncated": self.truncated,
                 "current_size_problems": [{"node": p.node, "op": p.op, "dim": p.dim, "message": p.message,
-                                           "source": p.source} for p in self.current]}
+                                           "source": p.source} for p in self.current],
+                "dims": [{"input": d.input, "dim": d.dim, "rule": d.rule, "valid": d.valid[:32]} for d in self.dims]}
+
+
+@dataclass
+class DimReport:
+    """Valid sizes of one spatial dim of one input, the others held at their declared sizes."""
+
+    input: str
+    dim: int  # index into the input's shape (1 = first spatial dim)
+    rule: str
+    valid: list[int]
+    failures: dict[int, str] = field(default_factory=dict)
+
+
+def _scan(net, shape_of, sizes, deadline: float, progress, done: int, total: int, spatial_dim: int):
+    """Elaborate at each size (shape_of(size) -> input_shapes) and sort sizes into valid / failing,
+    counting only the roundings in the varied spatial dim (the others may be invalid on their own)."""
+    from ..network import load
+
+    checked, valid, failures = [], [], {}
+    for s in sizes:
+        if time.perf_counter() > deadline:
+            return checked, valid, failures, True
+        checked.append(s)
+        try:
+            other = load(net.source, network=net.name, input_shapes=shape_of(s), **net.params)
+            probs = [p for p in problems(other.graph) if p.dim == spatial_dim]
+            if probs:
+                failures[s] = f"{probs[0].node} ({probs[0].op}): {probs[0].message}"
+            else:
+                valid.append(s)
+        except ResdslError as e:
+            failures[s] = e.diagnostics[0].message if e.diagnostics else "error"
+        done += 1
+        if progress:
+            progress(done, total)
+    return checked, valid, failures, False
+
+
+def valid_sizes_by_dim(net, lo: int = 1, hi: int | None = None, budget_s: float = 30.0, progress=None) -> list[DimReport]:
+    """Vary each spatial dim of each input on its own (through input-shape overrides), others fixed."""
+    dims = [(name, d) for name, shape in net.inputs.items() for d in range(1, len(shape))]
+    ranges = {(name, d): range(lo, (hi if hi is not None else max(2 * net.inputs[name][d], 64)) + 1) for name, d in dims}
+    total = sum(len(r) for r in ranges.values())
+    deadline, done, out = time.perf_counter() + budget_s, 0, []
+    for name, d in dims:
+        base = list(net.inputs[name])
+
+        def shape_of(s, name=name, d=d, base=base):
+            return {name: tuple(base[:d] + [s] + base[d + 1:])}
+
+        checked, valid, failures, stopped = _scan(net, shape_of, ranges[(name, d)], deadline, progress, done, total,
+                                                  d - 1)
+        done += len(checked)
+        out.append(DimReport(name, d, summarise(valid, checked) if checked else "not checked (time budget)",
+                             valid, failures))
+        if stopped:
+            break
+    return out
 
 
 def summarise(valid: list[int], checked: list[int]) -> str:
@@ -158,15 +218,17 @@ def summarise(valid: list[int], checked: list[int]) -> str:
     return "valid sizes: " + ", ".join(map(str, valid[:20])) + (" ..." if len(valid) > 20 else "")
 
 
-def valid_sizes(net, lo: int = 1, hi: int | None = None, budget_s: float = 30.0, progress=None) -> SizeReport:
+def valid_sizes(net, lo: int = 1, hi: int | None = None, budget_s: float = 30.0, progress=None,
+                by_dim: bool = False) -> SizeReport:
     """Elaborate `net` at every size in [lo, hi] (all its size parameters set together) and check each."""
     from ..network import load
 
     params = size_parameters(net)
     current = problems(net.graph)
-    if not params:
-        return SizeReport([], None, [], [], "the input size is fixed in the file (no size parameter to vary)",
-                          current=current)
+    if by_dim or not params:  # vary each input dim directly (through input-shape overrides)
+        dims = valid_sizes_by_dim(net, lo, hi, budget_s, progress)
+        rule = "; ".join(f"{d.input} dim {d.dim}: {d.rule}" for d in dims) or "the network has no spatial input"
+        return SizeReport([], None, [], [], rule, current=current, dims=dims)
     default = int(net.params[params[0]])
     hi = hi if hi is not None else max(2 * default, 64)
     checked, valid, failures = [], [], {}

@@ -31,7 +31,23 @@ def run(args) -> int:
     else:
         outs = ", ".join(f"{k}: {list(v)}" for k, v in net.outputs.items())
         print(f"ok: {net.name} ({len(net.nodes)} ops, {net.param_count:,} params) -> {outs}")
+        _warn_rounding(net)
     return 0
+
+
+def _warn_rounding(net) -> None:
+    """Not an error (torch floors too), but worth knowing before training: say where sizes round."""
+    import sys
+
+    from ..analysis.sizes import problems
+
+    probs = problems(net.graph)
+    if probs:
+        p = probs[0]
+        ins = ", ".join(f"{k}: {list(v)}" for k, v in net.inputs.items())
+        print(f"warning: at input {ins}, {len(probs)} op(s) round sizes; the first is {p.node} ({p.op}) at "
+              f"{p.source}: {p.message}\n  see `resdsl check FILE --sizes` for the sizes at which nothing rounds",
+              file=sys.stderr)
 
 
 def _sizes(net, args) -> int:
@@ -53,7 +69,7 @@ def _sizes(net, args) -> int:
         if i == n or i % max(1, n // 20) == 0:
             print(f"\rchecking sizes: {i}/{n}", end="", file=sys.stderr, flush=True)
 
-    rep = valid_sizes(net, lo, hi, progress=None if args.json else progress)
+    rep = valid_sizes(net, lo, hi, progress=None if args.json else progress, by_dim=bool(args.input_shapes))
     if not args.json and rep.checked:
         print(file=sys.stderr)
     if args.json:
@@ -65,7 +81,11 @@ def _sizes(net, args) -> int:
         print(f"valid sizes: {rep.rule}")
         print(f"smallest: {', '.join(map(str, rep.valid[:8])) or 'none'}")
     else:
-        print(f"{net.name}: {rep.rule}")
+        print(f"{net.name}: each spatial dim varied on its own, the others held at the current input")
+        for d in rep.dims:
+            shape = list(net.inputs[d.input])
+            print(f"  {d.input} dim {d.dim} (now {shape[d.dim]}): {d.rule}; smallest: "
+                  f"{', '.join(map(str, d.valid[:8])) or 'none'}")
     if rep.current:
         first = rep.current[0]
         ins = ", ".join(f"{k}: {list(v)}" for k, v in net.inputs.items())
