@@ -151,7 +151,7 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_OK
     except SystemExit as e:
         return int(e.code or 0) if isinstance(e.code, int) else EXIT_USAGE
-    except Exception as e:  # a bug in resdsl, not in the user's file
+    except Exception:  # a bug in resdsl, not in the user's file
         import traceback
         print("resdsl: internal error (this is a bug in resdsl, please report it):", file=sys.stderr)
         traceback.print_exc()

@@ -8,7 +8,7 @@ written from it.
 from __future__ import annotations
 
 import difflib
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Iterable
 
 from .span import UNKNOWN, Span, lookup

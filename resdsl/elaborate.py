@@ -15,12 +15,11 @@ from __future__ import annotations
 import re
 import sys
 from dataclasses import dataclass, replace
-from typing import Callable
 
 from . import ops
 from . import syntax as ast
 from .diagnostics import Diagnostic, Note, ResdslError, did_you_mean, error
-from .evaluate import BUILTINS, MAX_ITEMS, Evaluator, FrozenDict, Tensor, _Poisoned, show, type_name
+from .evaluate import Evaluator, FrozenDict, Tensor, _Poisoned, show, type_name
 from .ir import CallSite, Graph, Node, Region, Scope, assign_names, freeze
 from .limits import DEFAULT, Limits
 from .loader import Program
@@ -140,7 +139,6 @@ class Elaborator:
         for parent, label, span in sorted(items, key=lambda t: (t[2].file, t[2].start)):
             key = (parent, label)
             if key in first:
-                where = g.scopes[parent].name if parent else ""
                 self.diags.append(Diagnostic(
                     "E020", f"two layers are labeled `{label}` in the same scope", span,
                     (Note(first[key], "first labeled here"),),

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Callable, Mapping
 
 from . import syntax as ast
-from .diagnostics import ResdslError, did_you_mean, error
+from .diagnostics import did_you_mean, error
 from .span import Span
 
 MAX_INT = 10**18  # integers beyond this are refused (E040)

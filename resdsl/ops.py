@@ -13,7 +13,7 @@ raise an internal error for an op they have no rule for.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Callable
 
 Shape = tuple[int, ...]

@@ -4,7 +4,6 @@ For each case we build the one-layer network in resdsl and the matching
 torch layer, run a random batch through torch, and compare `.shape` and
 `numel` -- torch is the independent reference.
 """
-import math
 
 import pytest
 import torch
@@ -145,9 +144,11 @@ def test_merges_match_torch():
         output c
     }""")
     x = torch.randn(2, 4, 9, 9)
-    a, b = torch.randn(2, 6, 7, 7), torch.randn(2, 2, 9, 9)
-    assert list(net.outputs["s"]) == list((a + a + a).shape[1:])
-    assert list(net.outputs["c"]) == list(torch.cat([b[:, :, 1:8, 1:8], a], 1).shape[1:])
+    a, b = nn.Conv2d(4, 6, 3)(x), nn.Conv2d(4, 2, 1)(x)  # the two branches, computed by torch
+    off = (b.shape[2] - a.shape[2]) // 2                    # center crop of b to a's 7x7
+    c = torch.cat([b[:, :, off:off + a.shape[2], off:off + a.shape[3]], a], 1)
+    assert net.outputs["s"] == tuple((a + a + a).shape[1:])
+    assert net.outputs["c"] == tuple(c.shape[1:]) == (8, 7, 7)
     # add(a, a) after `from a` sums three operands: two edges from the same node are kept
     g = net.to_networkx()
     add = next(n for n in net.nodes if n.op == "add")
