@@ -51,6 +51,16 @@ def main() -> None:
     picture(unet, "unet_block", level="block")
     picture(unet, "unet_network", level="network")
     picture(resdsl.load(EX / "unravel4.res"), "unravel4_unraveled", ("svg", "png"), level="unraveled")
+    # one block-level picture per zoo family, named <file stem><depth>_block as docs/make_zoo.py links them
+    picture(resdsl.load(EX / "resnet.res", depth=50), "resnet50_block", level="block")
+    picture(resdsl.load(EX / "resnet_v2.res", depth=50), "resnet_v250_block", level="block")
+    picture(resdsl.load(EX / "cifar_resnet.res", depth=20), "cifar_resnet20_block", level="block")
+    picture(resdsl.load(EX / "preact_cifar.res", depth=164), "preact_cifar164_block", level="block")
+    picture(resdsl.load(EX / "wrn.res", depth=28, k=10), "wrn28_block", level="block")
+    picture(resdsl.load(EX / "hourglass.res", stacks=2), "hourglass_block", level="block")
+    picture(resdsl.load(EX / "residual_mlp.res", blocks=4), "residual_mlp_block", level="block")
+    for part in ("encoder", "decoder"):
+        picture(resdsl.load(EX / "resnet_vae.res", network=part), f"resnet_vae_{part}_block", level="block")
 
 
 if __name__ == "__main__":

@@ -94,10 +94,12 @@ def usage(file: str, network: str | None, params: dict) -> str:
     return " ".join(parts)
 
 
-def diagram(file: str) -> str:
+def diagram(file: str, params: dict) -> str:
+    """Pictures of this very row: docs/img/<stem><depth>_<level>.svg (or <stem>_<level>.svg)."""
     stem = Path(file).stem
-    hits = sorted((ROOT / "docs" / "img").glob(f"{stem}*.svg")) if (ROOT / "docs" / "img").is_dir() else []
-    return ", ".join(f"[{p.stem}](img/{p.name})" for p in hits) or "—"
+    tag = f"{stem}{params.get('depth', '')}{params.get('variant', '') if params.get('variant') != 'b' else ''}_"
+    hits = sorted((ROOT / "docs" / "img").glob(f"{tag}*.svg")) if (ROOT / "docs" / "img").is_dir() else []
+    return ", ".join(f"[{p.stem[len(tag):]}](img/{p.name})" for p in hits) or "—"
 
 
 def row(title: str, file: str, network: str | None, params: dict, ref: str) -> str:
@@ -110,7 +112,7 @@ def row(title: str, file: str, network: str | None, params: dict, ref: str) -> s
         out_text = "; ".join(f"{k} {list(v)}" for k, v in outs)
     shapes = "; ".join(f"{k} {list(v)}" for k, v in net.inputs.items()) + " → " + out_text
     return (f"| {title} | `{usage(file, network, params)}` | {shapes} | {net.param_count:,} | {human(macs)} | "
-            f"{paths_text(net.paths().total)} | {depth(net)} | {ref} | {diagram(file)} |")
+            f"{paths_text(net.paths().total)} | {depth(net)} | {ref} | {diagram(file, params)} |")
 
 
 def main() -> None:
