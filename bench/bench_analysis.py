@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import math
 import sys
-import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -22,6 +21,7 @@ sys.path.insert(0, str(ROOT))
 import resdsl  # noqa: E402
 from resdsl.analysis.cost import analyze  # noqa: E402
 from resdsl.analysis.paths import count_paths  # noqa: E402
+from common import best  # noqa: E402  (bench/ is on sys.path when run as a script)
 
 CHAIN = """
 network chain(K = 100, D = 16) {
@@ -31,13 +31,6 @@ network chain(K = 100, D = 16) {
 }"""
 
 
-def best(fn, repeat: int):
-    times, out = [], None
-    for _ in range(repeat):
-        t = time.perf_counter()
-        out = fn()
-        times.append(time.perf_counter() - t)
-    return min(times), out
 
 
 def chains(sizes, repeat):

@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import platform
 import sys
-import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -22,17 +21,11 @@ sys.path.insert(0, str(ROOT))
 
 import resdsl  # noqa: E402
 from resdsl.render import diagram, layout, to_dot  # noqa: E402
+from common import best  # noqa: E402  (bench/ is on sys.path when run as a script)
 
 CASES = [("ResNet-152", "resnet.res", {"depth": 152}), ("DenseNet-201", "densenet.res", {"depth": 201})]
 
 
-def best(fn, repeat: int) -> tuple[float, object]:
-    times, out = [], None
-    for _ in range(repeat):
-        t = time.perf_counter()
-        out = fn()
-        times.append(time.perf_counter() - t)
-    return min(times), out
 
 
 def main() -> None:
