@@ -13,7 +13,7 @@ import networkx as nx
 import pytest
 
 import resdsl
-from resdsl.analysis.paths import count_paths
+from resdsl.analysis.paths import branches, count_paths, cut_nodes, live_inputs, on_pair
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -29,23 +29,45 @@ network chain(K = {K}, D = {D}) {{
 }}""")
 
 
-def brute_force(net: resdsl.Network, length: str) -> Counter:
-    """Enumerate every input->output edge path of the MultiDiGraph (parallel edges = separate paths)."""
+def branch_edges(g) -> set[tuple[int, int]]:
+    """docs/paths.md, written out independently: at a region's merge its branch slots, at any other
+    add/concat the first operand; every other merge input is a skip."""
+    region_slots = {r.merge: set(r.branch_slots) for r in g.regions}
+    return {(n.id, s) for n in g.nodes if n.op in ("add", "concat") for s in region_slots.get(n.id, {0})}
+
+
+def all_paths(net: resdsl.Network):
+    """Every input->output edge path of the MultiDiGraph (parallel edges = separate paths), per output name."""
     g = net.graph
     mg = g.to_networkx()
-    branch_slots = {(r.merge, s) for r in g.regions for s in r.branch_slots}
-    hist: Counter = Counter()
-    for i in g.inputs.values():
-        for o in g.outputs.values():
+    for iname, i in g.inputs.items():
+        for oname, o in g.outputs.items():
             if i == o:
-                hist[0] += 1
+                yield iname, oname, []
                 continue
             for ep in nx.all_simple_edge_paths(mg, i, o):
-                if length == "blocks":
-                    k = sum((v, key) in branch_slots for _, v, key in ep)
-                else:
-                    k = sum(g.nodes[v].spec.weighted for _, v, _ in ep)
-                hist[k] += 1
+                yield iname, oname, ep
+
+
+def path_length(g, ep, length: str) -> int:
+    if length == "blocks":
+        br = branch_edges(g)
+        return sum((v, key) in br for _, v, key in ep)
+    return sum(g.nodes[v].spec.weighted for _, v, _ in ep)
+
+
+def brute_force(net: resdsl.Network, length: str, removed=frozenset()) -> Counter:
+    """Histogram of path lengths by enumeration (edges in `removed`, (node, slot), are left out)."""
+    g = net.graph
+    br = branch_edges(g)
+    hist: Counter = Counter()
+    for _, _, ep in all_paths(net):
+        if any((v, key) in removed for _, v, key in ep):
+            continue
+        if length == "blocks":
+            hist[sum((v, key) in br for _, v, key in ep)] += 1
+        else:
+            hist[sum(g.nodes[v].spec.weighted for _, v, _ in ep)] += 1
     return hist
 
 
@@ -93,10 +115,11 @@ network n() {
   add(x, x)
   output y
 }""")
-    # residual { } is add(x, x): 2 paths (lengths 0 and 1); then add(cur, x, x): 2 + 1 + 1
+    # residual { } is add(x, x): 2 paths (lengths 0 and 1); then add(cur, x, x) enters its first operand
+    # (a branch: lengths 1 and 2) and skips through the two named ones (length 0 each)
     r = net.paths()
     assert r.total == 4
-    assert r.by_length == {0: 3, 1: 1}
+    assert r.by_length == {0: 2, 1: 1, 2: 1} == brute_force(net, "blocks")
 
 
 def test_resnet50_closed_form():
@@ -201,8 +224,10 @@ def random_program(rng: random.Random, D: int = 4) -> str:
         if r < 0.15:
             names.append(f"t{i}")
             lines.append(f"  linear({D}) -> t{i}")
-        elif r < 0.3 and names:
+        elif r < 0.24 and names:
             lines.append(f"  add({', '.join(rng.choice(names) for _ in range(rng.randint(1, 2)))})")
+        elif r < 0.3 and names:  # a concat skip: the linear over it sums its inputs, so paths split
+            lines.append(f"  concat({rng.choice(names)}); linear({D})")
         elif r < 0.38:
             lines.append(f"  output o{outputs}")
             outputs += 1
@@ -226,22 +251,104 @@ def test_random_dags_match_brute_force(seed):
         assert r.length_sum == sum(k * c for k, c in expected.items())
 
 
-def test_blocks_through_match_brute_force():
-    src = random_program(random.Random(1234))
-    net = resdsl.loads(src)
+@pytest.mark.parametrize("seed", [1234, 7, 21])
+def test_blocks_through_match_brute_force(seed):
+    net = resdsl.loads(random_program(random.Random(seed)))
     g = net.graph
-    mg = g.to_networkx()
-    r = net.paths()
-    names = [n for n, _ in r.blocks]
-    slots = [(rg.merge, s) for rg in g.regions for s in rg.branch_slots]
     counts = Counter()
-    for i in g.inputs.values():
-        for o in g.outputs.values():
-            for ep in nx.all_simple_edge_paths(mg, i, o):
-                for _, v, key in ep:
-                    if (v, key) in slots:
-                        counts[(v, key)] += 1
-    assert [c for _, c in r.blocks] == [counts[s] for s in slots], names
+    for _, _, ep in all_paths(net):
+        for _, v, key in ep:
+            counts[(v, key)] += 1
+    bs = branches(g)
+    assert {(b.merge, b.slot) for b in bs} == branch_edges(g)
+    assert net.paths().blocks == [(b.name, counts[(b.merge, b.slot)]) for b in bs]
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_cut_nodes_are_the_nodes_on_every_path(seed):
+    net = resdsl.loads(random_program(random.Random(seed)))
+    g = net.graph
+    ins = live_inputs(g)
+    for iname, i in g.inputs.items():
+        for oname, o in g.outputs.items():
+            eps = [ep for a, b, ep in all_paths(net) if (a, b) == (iname, oname)]
+            on = on_pair(g, ins, i, o)
+            assert [v for v in range(len(g.nodes)) if on[v]] == sorted({i} | {v for ep in eps for _, v, _ in ep}
+                                                                       if eps else set())
+            if eps:
+                common = set.intersection(*({i} | {v for _, v, _ in ep} for ep in eps))
+                assert cut_nodes(ins, on, i, o) == sorted(common)
+
+
+# ------------------------------------------------------------------ issue 12: graphs that are not chains
+
+
+SMALL = {
+    # name: (source body, expected histogram by blocks)
+    "named add skip": ("linear(D) -> a\n  relu; linear(D)\n  add(a)", {0: 1, 1: 1}),
+    "nested residuals": ("residual { relu; residual { linear(D) }; residual { linear(D) } }", {0: 1, 1: 1, 2: 2, 3: 1}),
+    "long skip around three blocks": ("linear(D) -> a\n  for i in range(3) { residual { linear(D) } }\n  add(a)",
+                                      {0: 1, 1: 1, 2: 3, 3: 3, 4: 1}),
+    "parallel add": ('parallel(merge="add") { branch { linear(D) }; branch { relu }; branch { } }', {1: 3}),
+    "concat skip": ("linear(D) -> a\n  relu\n  concat(a)\n  linear(D)", {0: 1, 1: 1}),
+}
+
+
+@pytest.mark.parametrize("name", sorted(SMALL))
+def test_small_graphs(name):
+    body, hist = SMALL[name]
+    net = resdsl.loads(f"network n(D = 4) {{\n  input x: [D]\n  {body}\n  output y\n}}")
+    r = net.paths()
+    assert r.by_length == hist == dict(brute_force(net, "blocks"))
+    assert r.mean_length == sum(k * c for k, c in hist.items()) / sum(hist.values())
+
+
+def test_two_inputs_each_pair_counted():
+    net = resdsl.loads("""
+network n(D = 4) {
+  input x: [D]
+  input z: [D]
+  for i in range(3) { residual { linear(D) } }
+  add(z)
+  residual { linear(D) }
+  output y
+}""")
+    r = net.paths()
+    # x: 2^3 ways through the chain, then add(z) (first operand: +1), then 2 ways; z: skip into add, 2 ways
+    assert r.total == 16 + 2 == sum(brute_force(net, "blocks").values())
+    assert r.by_length == dict(brute_force(net, "blocks"))
+
+
+def test_unet_example_lengths():
+    # each decoder concat enters its first operand (the deeper path) or skips through the encoder's map
+    net = resdsl.load(ROOT / "examples/unet.res", size=188)
+    r = net.paths()
+    assert r.total == 5 and r.by_length == {0: 1, 1: 1, 2: 1, 3: 1, 4: 1} == dict(brute_force(net, "blocks"))
+    assert [c for _, c in r.blocks] == [1, 2, 3, 4]  # up1's first operand comes from the bottom: 1 path
+    assert r.mean_length == 2.0
+
+
+def test_lengths_of_a_path_sum_to_length_sum():
+    net = resdsl.loads(random_program(random.Random(5)))
+    r = net.paths("layers")
+    assert r.length_sum == sum(path_length(net.graph, ep, "layers") for _, _, ep in all_paths(net))
+
+
+def test_long_chain_memory():
+    # issue 14: `paths` on 50,000 blocks took 1.9 GB, big integers kept per node.  The histogram itself (every
+    # C(K, k)) is Theta(K^2) bits; nothing of that size may be kept beside it.  (50,000 blocks: bench/.)
+    import tracemalloc
+    K = 20_000
+    net = resdsl.loads(f"network c(K = {K}) {{\n  input x: [2]\n  for i in range(K) {{ residual {{ }} }}\n  output y\n}}")
+    tracemalloc.start()
+    try:
+        r = count_paths(net.graph)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert r.total == 2 ** K and r.by_length[K // 2] == math.comb(K, K // 2)
+    hist_bytes = sum(sys.getsizeof(c) for c in r.by_length.values())
+    assert peak < 1.4 * hist_bytes + 50e6, (peak, hist_bytes)
 
 
 # ------------------------------------------------------------------ CLI
@@ -286,18 +393,7 @@ network c(K = 3000, D = 2) {
     r = net.paths()
     K = 3000
     assert r.total == 2 ** K + 2  # x -> aux, z -> y, and 2^K from x through the chain
-    assert r.by_length[0] == 3 and r.by_length[1] == K and r.by_length[K // 2] == math.comb(K, K // 2)
+    # add(z) enters its first operand (the chain: one block more) and skips in z
+    assert r.by_length[0] == 2 and r.by_length[1] == 1 and r.by_length[2] == K
+    assert r.by_length[K // 2 + 1] == math.comb(K, K // 2)
     assert sum(r.by_length.values()) == r.total
-
-
-def test_false_cut_candidates_are_caught(monkeypatch):
-    # the modular cut test may (very rarely) propose a node that is not on every path:
-    # the exact check on the histogram's sum must catch it and fall back to exact verification
-    import resdsl.analysis.paths as paths_mod
-    src = random_program(random.Random(12))  # 1,728 paths through 15 regions
-    net = resdsl.loads(src)
-    expected = brute_force(net, "blocks")
-    assert sum(expected.values()) == 1728
-    monkeypatch.setattr(paths_mod, "_cut_candidates", lambda g, removed, i, o: list(range(i, o + 1)))
-    r = paths_mod.count_paths(net.graph, "blocks")
-    assert r.by_length == dict(expected)

@@ -1,40 +1,45 @@
-"""Exact input->output path counts and path-length histograms over the IR.
+"""Input->output paths over the IR: exact counts, length histograms, branches, sampling.
 
-Reads a `Graph` (node inputs, regions, op specs); writes nothing.  A path is a
-sequence of IR edges from a network input to a network output; every input
-slot is its own edge, so `add(x, x)` doubles the count.  With several inputs
-and outputs the count is the sum over all (input, output) pairs.
+Reads a `Graph` (node inputs, regions, op specs); writes nothing.  The
+definitions (docs/paths.md has the maths):
 
-Two path lengths (Veit et al., "Residual networks behave like ensembles of
-relatively shallow networks", 2016):
+* a **path** is a sequence of IR edges from a network input to a network
+  output; every input slot is its own edge, so `add(x, x)` doubles the count,
+  and a concatenation (followed by a convolution, a sum over its inputs)
+  splits paths like an add.  With several inputs and outputs the count is the
+  sum over all (input, output name) pairs;
+* every input slot of a merge op (family ``merge``: add, concat) is either a
+  **branch** edge or a **skip** edge.  At the merge of a residual / dense /
+  parallel region the branch edges are the region's branches
+  (`Region.branch_slots`) and the skips its shortcut or carried input; at a
+  free-standing merge written with named tensors (`add(a)`, `concat(e1)`) the
+  first operand, the tensor the statement continues, is the branch and the
+  tensors brought in by name are the skips;
+* length ``blocks`` (Veit et al. 2016) is the number of branch edges on the
+  path; length ``layers`` the number of weighted ops (conv, linear, ...) on it.
 
-* ``blocks``: how many residual / dense / parallel branches the path enters.
-  A branch is identified by the merge slot it arrives at
-  (`Region.branch_slots`), so an empty branch (`residual { }`) still counts 1
-  and a path through the shortcut counts 0;
-* ``layers``: how many weighted ops (conv, linear, transposed conv) it visits.
-
-Nothing is enumerated.  Totals are a scalar dynamic programme over the
-topological order (forward count F, backward count B; paths through an edge
-u->v = F[u] * B[v]).  The histogram uses the series structure, one (input,
-output) pair at a time: a node v lies on *every* path of the pair iff
-F[v] * B[v] == (paths of the pair), and the pair's polynomial is the product
-of the polynomials of the segments between such cut nodes.  Segments are
-computed by a small polynomial DP; equal segments (the blocks of a stage)
-are raised to their multiplicity with J.C.P. Miller's recurrence for powers
-of a polynomial, which is linear in the degree of the result.  A chain of 10,000 residual blocks (2**10000 paths, every binomial
-coefficient of the histogram) takes about a third of a second.
+Counting enumerates nothing and stores no big integer per node.  For each
+(input, output) pair the nodes on every path of the pair are found exactly
+with dominators (no arithmetic); they cut the pair's paths into segments in
+series, whose local counts and length polynomials are small.  The pair's
+count is the product of the segments' counts, its polynomial the product of
+theirs, equal segments (the blocks of a stage) raised to their multiplicity
+with J.C.P. Miller's recurrence for powers of a polynomial (linear in the
+degree of the result).  Big integers appear only where the answer is big.
 """
 from __future__ import annotations
 
+import random
 from collections import Counter
 from dataclasses import dataclass, field
 from fractions import Fraction
+from typing import Iterator
 
 from ..ir import Graph
 
 LENGTHS = ("blocks", "layers")
 Poly = list[int]  # coefficient of x**k at index k, exact Python ints
+Edge = tuple[int, int]  # (node, input slot): the edge from node.inputs[slot] into node
 
 
 # ---------------------------------------------------------------- polynomial helpers
@@ -56,6 +61,10 @@ def _add_into(acc: Poly, p: Poly) -> Poly:
 def _mul(a: Poly, b: Poly) -> Poly:
     if not a or not b:
         return []
+    if a == [1]:
+        return b
+    if b == [1]:
+        return a
     if len(a) < len(b):
         a, b = b, a
     out = [0] * (len(a) + len(b) - 1)
@@ -90,6 +99,46 @@ def _power(p: Poly, n: int) -> Poly:
     return q
 
 
+# ---------------------------------------------------------------- the definition: branch and skip edges
+
+
+@dataclass(frozen=True)
+class Branch:
+    """One branch edge: what a path enters when its length in blocks goes up by one."""
+
+    merge: int  # the merge node
+    slot: int  # its input slot
+    name: str  # region name, "region[i]" for a parallel block's branch i, or the merge node's name
+    region: int | None  # the region, or None for a merge written with named tensors
+    skip: str  # what the merge's other inputs are: identity | projection | carried | skip | parallel
+
+
+def branches(graph: Graph) -> list[Branch]:
+    """Every branch edge of `graph`, in the order of the merge nodes (then slots)."""
+    by_merge = {r.merge: r for r in graph.regions}
+    out: list[Branch] = []
+    for n in graph.nodes:
+        if n.spec.family != "merge":
+            continue
+        r = by_merge.get(n.id)
+        if r is None:
+            out.append(Branch(n.id, 0, n.name, None, "skip"))
+            continue
+        kind = {"dense": "carried", "parallel": "parallel"}.get(r.kind, "projection" if r.shortcut else "identity")
+        for i, s in enumerate(r.branch_slots):
+            out.append(Branch(n.id, s, r.name if len(r.branch_slots) == 1 else f"{r.name}[{i}]", r.id, kind))
+    return out
+
+
+def edge_weights(graph: Graph, length: str) -> tuple[list[int], dict[Edge, int]]:
+    """Node weights and branch-edge weights for the chosen length (docs/paths.md)."""
+    if length not in LENGTHS:
+        raise ValueError(f"length must be one of {LENGTHS}, got {length!r}")
+    if length == "layers":
+        return [1 if n.spec.weighted else 0 for n in graph.nodes], {}
+    return [0] * len(graph.nodes), {(b.merge, b.slot): 1 for b in branches(graph)}
+
+
 # ---------------------------------------------------------------- result
 
 
@@ -100,7 +149,7 @@ class PathCounts:
     length: str
     total: int
     by_length: dict[int, int]
-    blocks: list[tuple[str, int]]  # (region name, paths through its branch); parallel: "name[i]"
+    blocks: list[tuple[str, int]]  # (branch name, paths through its branch edge), see `branches`
     length_sum: int = 0  # sum of all path lengths (exact; mean = length_sum / total)
     cut_nodes: list[int] = field(default_factory=list, repr=False)
 
@@ -142,172 +191,285 @@ class PathCounts:
         return out
 
 
+# ---------------------------------------------------------------- structure of one (input, output) pair
+
+
+def live_inputs(graph: Graph, removed: frozenset[Edge] = frozenset()) -> list[list[tuple[int, int]]]:
+    """Per node, its (slot, source) pairs minus the `removed` edges."""
+    return [[(s, u) for s, u in enumerate(n.inputs) if (n.id, s) not in removed] for n in graph.nodes]
+
+
+def on_pair(graph: Graph, ins: list[list[tuple[int, int]]], i: int, o: int) -> list[bool]:
+    """on[v]: v lies on some i -> o path (reachable from i, reaches o)."""
+    n = len(graph.nodes)
+    fwd = [False] * n
+    fwd[i] = True
+    for v in range(i + 1, o + 1):
+        fwd[v] = any(fwd[u] for _, u in ins[v])
+    on = [False] * n
+    if not fwd[o]:
+        return on
+    on[o] = True
+    for v in range(o, i - 1, -1):
+        if on[v]:
+            for _, u in ins[v]:
+                if fwd[u]:
+                    on[u] = True
+    return on
+
+
+def cut_nodes(ins: list[list[tuple[int, int]]], on: list[bool], i: int, o: int) -> list[int]:
+    """The nodes on every i -> o path, in order: the dominators of o in the pair's subgraph.
+
+    Immediate dominators by Cooper, Harvey & Kennedy's intersection over the topological (id) order,
+    which for a DAG needs one pass; exact, no counting."""
+    idom = {i: i}
+    for v in range(i + 1, o + 1):
+        if not on[v]:
+            continue
+        d = None
+        for _, u in ins[v]:
+            if not on[u]:
+                continue
+            if d is None:
+                d = u
+                continue
+            a, b = d, u
+            while a != b:
+                while a > b:
+                    a = idom[a]
+                while b > a:
+                    b = idom[b]
+            d = a
+        idom[v] = d
+    chain = [o]
+    while chain[-1] != i:
+        chain.append(idom[chain[-1]])
+    return chain[::-1]
+
+
+@dataclass
+class Segment:
+    """The paths between two consecutive cut nodes `start` -> `end` of a pair."""
+
+    start: int
+    end: int
+    total: int
+    poly: Poly  # by length; the end node's weight included, the start node's not
+    through: dict[Edge, int]  # local paths through each live edge ending inside the segment
+
+
+def segment(ins, on, start: int, end: int, node_w: list[int], slot_w: dict[Edge, int],
+            want: set[Edge] | None = None) -> Segment:
+    """Local counts and polynomial of one segment; `through` for the edges in `want` (all when None)."""
+    nodes = [v for v in range(start + 1, end + 1) if on[v]]
+    uses = Counter(u for v in nodes for _, u in ins[v] if on[u])
+    f: dict[int, Poly] = {start: [1]}
+    count: dict[int, int] = {start: 1}
+    for v in nodes:
+        acc: Poly = []
+        c = 0
+        for s, u in ins[v]:
+            if not on[u]:
+                continue
+            acc = _add_into(acc, _shift(f[u], slot_w.get((v, s), 0)))
+            c += count[u]
+            uses[u] -= 1
+            if uses[u] == 0 and u != start:
+                del f[u]  # last use: keep only the frontier's polynomials
+        f[v] = _shift(acc, node_w[v])
+        count[v] = c
+    poly = f[end]
+    back = {end: 1}
+    through: dict[Edge, int] = {}
+    for v in reversed(nodes):
+        b = back.get(v, 0)
+        for s, u in ins[v]:
+            if on[u]:
+                back[u] = back.get(u, 0) + b
+                if want is None or (v, s) in want:
+                    through[(v, s)] = count[u] * b
+    return Segment(start, end, count[end], poly, through)
+
+
+def _trim(p: Poly) -> tuple[int, Poly]:
+    """(lowest degree, the polynomial divided by x**that degree)."""
+    k = 0
+    while k < len(p) and p[k] == 0:
+        k += 1
+    return k, p[k:]
+
+
+def pair_polynomial(segments: list[Segment], start_weight: int) -> Poly:
+    """The product of the segments' polynomials, equal factors raised to their multiplicity."""
+    shift = start_weight
+    factors: Counter = Counter()
+    for sg in segments:
+        k, p = _trim(sg.poly)
+        if not p:
+            return []
+        shift += k
+        if p != [1]:
+            factors[tuple(p)] += 1
+    result: Poly = [1]
+    for p in sorted((_power(list(q), m) for q, m in factors.items()), key=len):  # small to large
+        result = _mul(result, p)
+    return _shift(result, shift)
+
+
+def _product(values: list[int]) -> int:
+    out = 1
+    for v, m in Counter(values).items():
+        out *= v ** m
+    return out
+
+
+def _pairs(graph: Graph, ins) -> Iterator[tuple[int, int, int, list[bool]]]:
+    """(input node, output node, multiplicity, on) for every connected pair; multiplicity = output names."""
+    mult = Counter(graph.outputs.values())
+    for i in graph.inputs.values():
+        for o in mult:
+            if o < i:
+                continue
+            on = on_pair(graph, ins, i, o)
+            if on[o]:
+                yield i, o, mult[o], on
+
+
 # ---------------------------------------------------------------- counting
 
 
-def edge_weights(graph: Graph, length: str) -> tuple[list[int], dict[tuple[int, int], int]]:
-    """Node weights and (merge node, slot) -> weight for the chosen length."""
-    if length not in LENGTHS:
-        raise ValueError(f"length must be one of {LENGTHS}, got {length!r}")
-    node_w = [0] * len(graph.nodes)
-    slot_w: dict[tuple[int, int], int] = {}
-    if length == "layers":
-        node_w = [1 if n.spec.weighted else 0 for n in graph.nodes]
-    else:
-        for r in graph.regions:
-            for s in r.branch_slots:
-                slot_w[(r.merge, s)] = 1
-    return node_w, slot_w
-
-
-def forward_backward(graph: Graph, removed: frozenset[tuple[int, int]] = frozenset(),
-                     sources: list[int] | None = None, sinks: list[int] | None = None) -> tuple[list[int], list[int]]:
-    """Scalar path counts: F[v] = paths from any input to v, B[v] = paths from v to any output
-    (or from / to the given `sources` / `sinks` node ids).
-
-    `removed` holds (node, slot) edges to leave out (lesions)."""
-    nodes = graph.nodes
-    F = [0] * len(nodes)
-    for i in graph.inputs.values() if sources is None else sources:
-        F[i] += 1
-    for n in nodes:
-        if n.inputs:
-            s = 0
-            for slot, u in enumerate(n.inputs):
-                if (n.id, slot) not in removed:
-                    s += F[u]
-            F[n.id] += s
-    B = [0] * len(nodes)
-    for o in graph.outputs.values() if sinks is None else sinks:
-        B[o] += 1
-    for n in reversed(nodes):
-        b = B[n.id]
-        if b:
-            for slot, u in enumerate(n.inputs):
-                if (n.id, slot) not in removed:
-                    B[u] += b
-    return F, B
-
-
-def count_paths(graph: Graph, length: str = "blocks",
-                removed: frozenset[tuple[int, int]] = frozenset()) -> PathCounts:
-    """Exact path count and length histogram; `removed` drops (merge node, slot) edges."""
+def count_paths(graph: Graph, length: str = "blocks", removed: frozenset[Edge] = frozenset()) -> PathCounts:
+    """Exact path count, length histogram and paths through every branch edge; `removed` drops edges."""
     node_w, slot_w = edge_weights(graph, length)
-    F, B = forward_backward(graph, removed)
-    total = sum(F[o] for o in graph.outputs.values())
-
-    # paths through a branch = F[branch output] * B[merge]
-    through: dict[tuple[int, int], int] = {}
-    blocks: list[tuple[str, int]] = []
-    for r in graph.regions:
-        for i, s in enumerate(r.branch_slots):
-            name = r.name if len(r.branch_slots) == 1 else f"{r.name}[{i}]"
-            t = 0 if (r.merge, s) in removed else F[graph.nodes[r.merge].inputs[s]] * B[r.merge]
-            through[(r.merge, s)] = t
-            blocks.append((name, t))
-
-    # sum of lengths: every weighted node / branch edge contributes (paths through it) x weight
-    length_sum = sum(F[v] * B[v] for v, w in enumerate(node_w) if w)
-    for key, w in slot_w.items():
-        length_sum += w * through.get(key, 0)
-
-    by_length: dict[int, int] = {}
+    bs = branches(graph)
+    want = {(b.merge, b.slot) for b in bs}
+    ins = live_inputs(graph, removed)
+    total = 0
+    poly: Poly = []
+    through: dict[Edge, int] = {}
     cuts: list[int] = []
-    if total:
-        if len(graph.inputs) == 1 and len(set(graph.outputs.values())) == 1:
-            pairs = [(next(iter(graph.inputs.values())), next(iter(graph.outputs.values())), F, B, total)]
-        else:  # one (input, output) pair at a time, so each pair's own series structure is used
-            pairs = []
-            for i in graph.inputs.values():
-                Fi, _ = forward_backward(graph, removed, sources=[i], sinks=[])
-                for o in set(graph.outputs.values()):
-                    if Fi[o]:
-                        _, Bo = forward_backward(graph, removed, sources=[], sinks=[o])
-                        pairs.append((i, o, Fi, Bo, Fi[o]))
-        mult = {o: list(graph.outputs.values()).count(o) for o in graph.outputs.values()}
-        poly: Poly = []
-        for i, o, Fi, Bo, t in pairs:
-            # v is on every i->o path iff Fi[v] * Bo[v] == t.  Candidates come from the same counts
-            # modulo a 61-bit prime (a DP on machine-size ints, no big multiplications); the histogram's
-            # sum is then checked against t exactly, and only if it disagrees are the cuts verified one
-            # by one with big integers.
-            c = _cut_candidates(graph, removed, i, o)
-            part = _histogram(graph, node_w, slot_w, removed, c)
-            if sum(part) != t:
-                c = [v for v in c if Fi[v] * Bo[v] == t]
-                part = _histogram(graph, node_w, slot_w, removed, c)
-            cuts = cuts or c
-            poly = _add_into(poly, [mult[o] * x for x in part])
-        by_length = {k: c for k, c in enumerate(poly) if c}
+    for i, o, mult, on in _pairs(graph, ins):
+        c = cut_nodes(ins, on, i, o)
+        segs = [segment(ins, on, a, b, node_w, slot_w, want) for a, b in zip(c, c[1:])]
+        t = _product([s.total for s in segs])
+        part = pair_polynomial(segs, node_w[i]) if i != o else _shift([1], node_w[i])
+        assert sum(part) == t, "path histogram does not add up"  # the two are computed independently
+        total += mult * t
+        poly = part if not poly and mult == 1 else _add_into(poly, [mult * x for x in part])
+        memo: dict[tuple[int, int], int] = {}  # the blocks of a stage all have the same count: share one int
+        for s in segs:
+            for e, local in s.through.items():
+                key = (s.total, local)
+                if key not in memo:
+                    memo[key] = t // s.total * local
+                add = memo[key] if mult == 1 else mult * memo[key]
+                through[e] = through[e] + add if e in through else add
+        cuts = cuts or c
+    by_length = {k: c for k, c in enumerate(poly) if c}
+    length_sum = sum(k * c for k, c in by_length.items())
+    blocks = [(b.name, through.get((b.merge, b.slot), 0)) for b in bs]
     return PathCounts(length, total, by_length, blocks, length_sum, cuts)
 
 
-_PRIME = (1 << 61) - 1
+# ---------------------------------------------------------------- paths of a given length (sampling)
 
 
-def _cut_candidates(graph: Graph, removed: frozenset, i: int, o: int) -> list[int]:
-    """Nodes v with F_i[v] * B_o[v] == F_i[o] modulo a prime: the true cut nodes, and with probability
-    about 2**-61 per node a false one (which makes the histogram's sum fall short; the caller checks)."""
-    nodes, p = graph.nodes, _PRIME
-    F = [0] * len(nodes)
-    F[i] = 1
-    for v in range(i + 1, o + 1):
-        s = 0
-        for slot, u in enumerate(nodes[v].inputs):
-            if F[u] and (v, slot) not in removed:
-                s += F[u]
-        F[v] = s % p
-    B = [0] * len(nodes)
-    B[o] = 1
-    for v in range(o, i, -1):
-        b = B[v]
-        if b:
-            for slot, u in enumerate(nodes[v].inputs):
-                if u >= i and (v, slot) not in removed:
-                    B[u] = (B[u] + b) % p
-    t = F[o]
-    return [v for v in range(i, o + 1) if F[v] and F[v] * B[v] % p == t]
+@dataclass(frozen=True)
+class Path:
+    """One input -> output path: its edges (node, slot) from the input's consumer to the output."""
+
+    input: str
+    output: str
+    edges: tuple[Edge, ...]
+    length: int
+
+    def nodes(self, graph: Graph) -> list[int]:
+        first = graph.inputs[self.input]
+        return [first] + [v for v, _ in self.edges]
 
 
-def _segment(graph: Graph, start: int, end: int, node_w: list[int],
-             slot_w: dict[tuple[int, int], int], removed: frozenset) -> Poly:
-    """Length polynomial of the paths from node `start` to node `end`.
+class PathSampler:
+    """Draws input -> output paths of an exact length, uniformly, through the graph's real structure.
 
-    The start node's own weight belongs to the previous segment; the end node's to this one.
-    Only nodes between the two in topological order can lie on such a path."""
-    nodes = graph.nodes
-    f: dict[int, Poly] = {start: [1]}
-    for v in range(start + 1, end + 1):
-        n = nodes[v]
-        acc: Poly = []
-        for slot, u in enumerate(n.inputs):
-            if u not in f or (v, slot) in removed:
-                continue
-            acc = _add_into(acc, _shift(f[u], slot_w.get((v, slot), 0)))
-        if acc:
-            f[v] = _shift(acc, node_w[v])
-    return f.get(end, [])
+    Keeps one length polynomial per node and (input, output name) pair -- meant for networks small
+    enough to run in torch; `cost` says how many coefficients that is before it is built."""
 
+    def __init__(self, graph: Graph, length: str = "blocks"):
+        self.graph = graph
+        self.node_w, self.slot_w = edge_weights(graph, length)
+        self.ins = live_inputs(graph)
+        self.pairs: list[tuple[str, str, list[Poly]]] = []
+        for iname, i in graph.inputs.items():
+            for oname, o in graph.outputs.items():
+                if o >= i:
+                    f = self._forward(i, o)
+                    if f[o]:
+                        self.pairs.append((iname, oname, f))
 
-def _histogram(graph: Graph, node_w, slot_w, removed, cuts: list[int]) -> Poly:
-    # `cuts` runs from the pair's input to its output (both lie on every path between them)
-    shift = node_w[cuts[0]]
-    factors: Counter = Counter()
-    for a, b in zip(cuts, cuts[1:]):
-        p = _segment(graph, a, b, node_w, slot_w, removed)
-        while p and p[-1] == 0:
-            p.pop()
-        if not p:
-            return []
-        k = 0
-        while p[k] == 0:
-            k += 1
-        shift += k
-        if p[k:] != [1]:
-            factors[tuple(p[k:])] += 1
-    result: Poly = [1]
-    # raise equal segments to their multiplicity, then multiply small to large
-    powers = sorted((_power(list(q), m) for q, m in factors.items()), key=len)
-    for p in powers:
-        result = _mul(result, p)
-    return _shift(result, shift)
+    def _forward(self, i: int, o: int) -> list[Poly]:
+        f: list[Poly] = [[] for _ in self.graph.nodes]
+        f[i] = _shift([1], self.node_w[i])
+        for v in range(i + 1, o + 1):
+            acc: Poly = []
+            for s, u in self.ins[v]:
+                if f[u]:
+                    acc = _add_into(acc, _shift(f[u], self.slot_w.get((v, s), 0)))
+            f[v] = _shift(acc, self.node_w[v]) if acc else []
+        return f
+
+    def count(self, k: int) -> int:
+        """Number of paths of length k (all pairs)."""
+        return sum(self._at(f, self.graph.outputs[o], k) for _, o, f in self.pairs)
+
+    @staticmethod
+    def _at(f: list[Poly], v: int, k: int) -> int:
+        p = f[v]
+        return p[k] if 0 <= k < len(p) else 0
+
+    def _steps(self, f: list[Poly], v: int, r: int) -> list[tuple[int, Edge, int, int]]:
+        """Ways back from v with r length left (v's own weight included): (count, edge, source, r left)."""
+        r -= self.node_w[v]
+        out = []
+        for s, u in self.ins[v]:
+            ru = r - self.slot_w.get((v, s), 0)
+            c = self._at(f, u, ru)
+            if c:
+                out.append((c, (v, s), u, ru))
+        return out
+
+    def sample(self, k: int, rng: random.Random) -> Path:
+        """One path of length k, every such path equally likely."""
+        weights = [self._at(f, self.graph.outputs[o], k) for _, o, f in self.pairs]
+        pick = rng.randrange(sum(weights))
+        for (iname, oname, f), w in zip(self.pairs, weights):
+            if pick < w:
+                break
+            pick -= w
+        i, v, r = self.graph.inputs[iname], self.graph.outputs[oname], k
+        edges: list[Edge] = []
+        while v != i:
+            steps = self._steps(f, v, r)
+            pick = rng.randrange(sum(c for c, *_ in steps))
+            for c, e, u, ru in steps:
+                if pick < c:
+                    break
+                pick -= c
+            edges.append(e)
+            v, r = u, ru
+        return Path(iname, oname, tuple(reversed(edges)), k)
+
+    def all(self, k: int) -> list[Path]:
+        """Every path of length k (only call when `count(k)` is small)."""
+        out: list[Path] = []
+        for iname, oname, f in self.pairs:
+            i, o = self.graph.inputs[iname], self.graph.outputs[oname]
+            stack = [(o, k, ())] if self._at(f, o, k) else []
+            while stack:  # depth first, without recursion (paths can be thousands of edges long)
+                v, r, tail = stack.pop()
+                if v == i:
+                    out.append(Path(iname, oname, tail, k))
+                    continue
+                for _, e, u, ru in reversed(self._steps(f, v, r)):
+                    stack.append((u, ru, (e,) + tail))
+        return out
