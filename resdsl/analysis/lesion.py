@@ -1,60 +1,80 @@
-"""Lesions (Veit et al. 2016): delete residual branches, statically and on the compiled module.
+"""Lesions and effective paths (Veit et al. 2016) on any graph, statically and on the compiled module.
 
-Reads a `Network` (IR regions, path counts) and, for the dynamic parts, the
+Reads a `Network` (IR, the path definitions of `analysis.paths`) and, for the dynamic parts, the
 module `Network.to_torch` builds; writes reports.
 
-Static: `deletable_blocks` lists the residual regions whose shortcut is the
-identity (deleting their branch leaves a well-formed network);
-`paths_after_lesion` counts the paths left after removing a set of branch
-edges (for K identical blocks, deleting one halves the count).
+Static: `deletable` lists the branch edges (`paths.branches`: residual and dense branches,
+parallel branches, the first operand of an `add(a)` / `concat(e1)`) whose merge has another input a
+path reaches -- a parallel path around the branch, so deleting it leaves a network that still maps
+inputs to outputs; `paths_after_lesion` counts the paths left.
 
-Dynamic: `instrument` rebuilds the network with a one-parameter
-`scalar_scale` "gate" (initialised to 1, so x * 1.0 == x exactly) inserted on
-chosen merge slots and after chosen nodes, and loads the original weights
-into it.  Gates are ordinary modules, so forward hooks on them can zero a
-branch (lesion), detach it (cut the gradient in the backward pass only:
-effective paths) or record activations and gradients (variance).  Only the
-public API is used: a modified IR goes through `Network.to_torch`, and the
-IR tells which gate belongs to which region.
+Dynamic: `instrument` rebuilds the network with a one-parameter `scalar_scale` "gate" (initialised
+to 1, so x * 1.0 == x exactly) on chosen input slots and after chosen nodes, and loads the original
+weights into it.  Gates are ordinary modules, so forward hooks on them can zero a branch (lesion),
+detach an edge (cut the gradient in the backward pass only: effective paths) or record activations
+and gradients (variance).  Only the public API is used: a modified IR goes through
+`Network.to_torch`, and the IR tells which gate belongs to which edge.
 """
 from __future__ import annotations
 
-import itertools
-import math
 import random
-import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Callable
 
 from ..ir import Graph, Node, Region, Scope, freeze
-from .paths import count_paths
+from .paths import Branch, Path, PathSampler, branches, count_paths, live_inputs
 
 # ---------------------------------------------------------------- static
 
 
-def deletable_blocks(graph: Graph) -> list[Region]:
-    """Residual regions with an identity shortcut: removing the branch keeps x -> x."""
-    return [r for r in graph.regions if r.kind == "residual" and r.attrs.get("shortcut") == "identity"]
+def deletable(graph: Graph) -> list[Branch]:
+    """Branch edges with a parallel path around them: another input of their merge is reached from an
+    input, and the merge reaches an output."""
+    ins = live_inputs(graph)
+    reach = [False] * len(graph.nodes)
+    for i in graph.inputs.values():
+        reach[i] = True
+    for n in graph.nodes:
+        reach[n.id] = reach[n.id] or any(reach[u] for _, u in ins[n.id])
+    useful = [False] * len(graph.nodes)
+    for o in graph.outputs.values():
+        useful[o] = True
+    for n in reversed(graph.nodes):
+        if useful[n.id]:
+            for _, u in ins[n.id]:
+                useful[u] = True
+    out = []
+    for b in branches(graph):
+        m = graph.nodes[b.merge]
+        if useful[b.merge] and reach[m.inputs[b.slot]] and any(reach[u] for s, u in enumerate(m.inputs) if s != b.slot):
+            out.append(b)
+    return out
 
 
-def find_blocks(graph: Graph, names: list[str] | None) -> list[Region]:
-    """The deletable regions named in `names` (all of them for None); ValueError for an unknown name."""
-    blocks = deletable_blocks(graph)
+def deletable_blocks(graph: Graph) -> list[Branch]:
+    """Alias of `deletable` (the name of earlier versions, when only residual blocks could be deleted)."""
+    return deletable(graph)
+
+
+def find_blocks(graph: Graph, names: list[str] | None) -> list[Branch]:
+    """The deletable branches named in `names` (all of them for None); ValueError naming unknown ones."""
+    units = deletable(graph)
     if names is None:
-        return blocks
-    by_name = {r.name: r for r in blocks}
+        return units
+    by_name = {b.name: b for b in units}
     missing = [n for n in names if n not in by_name]
     if missing:
-        other = {r.name for r in graph.regions} - set(by_name)
-        why = [f"{n!r} is a region without an identity shortcut" if n in other else f"no residual block {n!r}"
-               for n in missing]
-        raise ValueError("; ".join(why) + f" (deletable: {', '.join(sorted(by_name)) or 'none'})")
+        known = {b.name for b in branches(graph)} | {r.name for r in graph.regions}
+        why = [f"{n!r} has no parallel path around it" if n in known else f"no branch named {n!r}" for n in missing]
+        shown = sorted(by_name)
+        listing = ", ".join(shown[:8]) + (f", ... ({len(shown)} in all; --list shows them)" if len(shown) > 8 else "")
+        raise ValueError("; ".join(why) + f" (deletable: {listing or 'none'})")
     return [by_name[n] for n in names]
 
 
-def paths_after_lesion(graph: Graph, regions: list[Region], length: str = "blocks"):
-    """Path counts with the branches of `regions` removed (their merge's branch slots dropped)."""
-    removed = frozenset((r.merge, s) for r in regions for s in r.branch_slots)
-    return count_paths(graph, length, removed)
+def paths_after_lesion(graph: Graph, units: list[Branch], length: str = "blocks"):
+    """Path counts with the branch edges of `units` removed."""
+    return count_paths(graph, length, frozenset((b.merge, b.slot) for b in units))
 
 
 # ---------------------------------------------------------------- instrumented copies
@@ -109,15 +129,23 @@ def instrument(graph: Graph, gates: set[tuple[int, int]] = frozenset(), taps: se
 
 def build_instrumented(net, gates=frozenset(), taps=frozenset(), seed: int | None = 0, state_dict=None):
     """(module, gate names, tap names): the instrumented network with `net`'s weights
-    (its own init for `seed`, or `state_dict`)."""
+    (its own init for `seed`, or `state_dict`; ValueError when that does not fit the network)."""
     from ..network import Network
 
     g, gate_names, tap_names = instrument(net.graph, set(gates), set(taps))
     module = Network(g, net.source).to_torch(seed=seed)
     sd = state_dict if state_dict is not None else net.to_torch(seed=seed).state_dict()
-    missing, unexpected = module.load_state_dict(sd, strict=False)
     extra = set(gate_names.values()) | set(tap_names.values())
-    assert not unexpected and {k.rsplit(".", 1)[0] for k in missing} <= extra, (missing, unexpected)
+    try:
+        missing, unexpected = module.load_state_dict(sd, strict=False)
+    except RuntimeError as e:  # shapes that do not fit
+        raise ValueError(f"--weights do not fit {net.name}: {str(e).splitlines()[-1].strip()}") from None
+    missing = [k for k in missing if k.rsplit(".", 1)[0] not in extra]
+    if missing or unexpected:
+        parts = ([f"missing {', '.join(missing[:4])}{', ...' if len(missing) > 4 else ''}"] if missing else []) + \
+                ([f"unexpected {', '.join(unexpected[:4])}{', ...' if len(unexpected) > 4 else ''}"] if unexpected else [])
+        raise ValueError(f"--weights do not fit {net.name}: {'; '.join(parts)} "
+                         f"(a state_dict of the module `resdsl compile` makes for this network is expected)")
     return module, gate_names, tap_names
 
 
@@ -128,12 +156,28 @@ def submodule(module, dotted: str):
     return m
 
 
-def load_weights(path: str | None):
-    if path is None:
-        return None
+def load_weights(path):
+    """The state_dict in file `path` (a dict of tensors, or {"state_dict": ...}); ValueError if it is none.
+    None gives None, and an already loaded dict is returned as it is."""
+    if path is None or isinstance(path, dict):
+        return path
+    import pickle
+
     import torch
-    sd = torch.load(path, map_location="cpu", weights_only=True)
-    return sd.get("state_dict", sd) if isinstance(sd, dict) else sd
+    from .runtime import bad_weights
+
+    why = bad_weights(path)
+    if why:
+        raise ValueError(why)
+    try:
+        sd = torch.load(path, map_location="cpu", weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, EOFError, OSError, ValueError) as e:
+        raise ValueError(f"--weights {path}: not a torch.save file of tensors ({str(e).splitlines()[0][:120]})") from None
+    if isinstance(sd, dict) and isinstance(sd.get("state_dict"), dict):
+        sd = sd["state_dict"]
+    if not isinstance(sd, dict) or not all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in sd.items()):
+        raise ValueError(f"--weights {path}: holds a {type(sd).__name__}, not a state_dict (names -> tensors)")
+    return sd
 
 
 def _random_inputs(net, batch: int, gen):
@@ -143,6 +187,9 @@ def _random_inputs(net, batch: int, gen):
 
 def _as_tuple(y):
     return y if isinstance(y, tuple) else (y,)
+
+
+ProgressFn = Callable[[str], None]
 
 
 # ---------------------------------------------------------------- lesion study
@@ -168,17 +215,17 @@ class LesionReport:
 
 
 def lesion_study(net, sets: list[list[str]] | None = None, batch: int = 32, seed: int = 0, weights: str | None = None,
-                 inputs=None, progress: bool = False) -> LesionReport:
-    """Delete each deletable block alone (or each set in `sets` together) in eval mode, and report the
-    relative change of the outputs on random N(0, 1) inputs (or `inputs`)."""
+                 inputs=None, progress: ProgressFn | None = None) -> LesionReport:
+    """Delete each deletable branch alone (or each set in `sets` together) in eval mode, and report the
+    relative change of the outputs on random N(0, 1) inputs (or `inputs`).  A deleted branch's merge
+    input is replaced by zeros: its paths are gone, every parallel path stays."""
     import torch
 
     g = net.graph
     if sets is None:
-        sets = [[r.name] for r in deletable_blocks(g)]
-    regions = {tuple(s): find_blocks(g, s) for s in sets}
-    all_regions = {r.id: r for rs in regions.values() for r in rs}
-    gates = {(r.merge, s) for r in all_regions.values() for s in r.branch_slots}
+        sets = [[b.name] for b in deletable(g)]
+    units = {tuple(s): find_blocks(g, s) for s in sets}  # ValueError before anything is built
+    gates = {(b.merge, b.slot) for us in units.values() for b in us}
     module, gate_names, _ = build_instrumented(net, gates, seed=seed, state_dict=load_weights(weights))
     module.eval()
     gen = torch.Generator().manual_seed(seed)
@@ -187,20 +234,18 @@ def lesion_study(net, sets: list[list[str]] | None = None, batch: int = 32, seed
     rows = []
     with torch.no_grad():
         ref = torch.cat([y.flatten() for y in _as_tuple(module(*xs))])
-        for k, (names, rs) in enumerate(regions.items()):
-            handles = [submodule(module, gate_names[(r.merge, s)]).register_forward_hook(
-                lambda m, i, o: torch.zeros_like(o)) for r in rs for s in r.branch_slots]
+        for names, us in units.items():
+            handles = [submodule(module, gate_names[(b.merge, b.slot)]).register_forward_hook(
+                lambda m, i, o: torch.zeros_like(o)) for b in us]
             try:
                 y = torch.cat([y.flatten() for y in _as_tuple(module(*xs))])
             finally:
                 for h in handles:
                     h.remove()
             rel = float((y - ref).norm() / ref.norm()) if float(ref.norm()) else float((y - ref).norm())
-            rows.append(LesionRow(list(names), paths_after_lesion(g, rs).total, total, rel))
+            rows.append(LesionRow(list(names), paths_after_lesion(g, us).total, total, rel))
             if progress:
-                print(f"\rlesion {k + 1}/{len(regions)}", end="", file=sys.stderr, flush=True)
-    if progress:
-        print(file=sys.stderr)
+                progress(",".join(names))
     return LesionReport(net.name, rows)
 
 
@@ -209,104 +254,121 @@ def lesion_study(net, sets: list[list[str]] | None = None, batch: int = 32, seed
 
 @dataclass
 class PathGradients:
-    blocks: list[str]
+    """Gradient reaching the inputs through single paths, by path length.
+
+    magnitude[k]: mean over the measured paths of length k of the mean per-sample L2 norm of the
+    input gradient when the backward pass runs along that path only; paths[k]: how many paths of
+    length k the network has (exact); per_path[k]: the measured magnitudes, path by path."""
+
+    length: str
     lengths: list[int]
-    magnitude: dict[int, float]  # mean ||dL/dx|| per sample through paths of exactly k branches
-    paths: dict[int, int]  # number of block-level paths of length k
+    magnitude: dict[int, float]
+    paths: dict[int, int]
     samples: int
+    exhaustive: dict[int, bool] = field(default_factory=dict)  # every path of length k was measured
+    per_path: dict[int, list[tuple[Path, float]]] = field(default_factory=dict, repr=False)
 
     def contribution(self, k: int) -> float:
+        """Estimated total gradient through all paths of length k: magnitude x number of paths."""
         return self.magnitude[k] * self.paths.get(k, 0)
 
     def to_json(self) -> dict:
-        return {"blocks": self.blocks, "samples": self.samples,
+        return {"length": self.length, "samples": self.samples,
                 "by_length": {str(k): {"magnitude": self.magnitude[k], "paths": self.paths.get(k, 0),
-                                       "contribution": self.contribution(k)} for k in self.lengths}}
+                                       "contribution": self.contribution(k), "measured": len(self.per_path.get(k, [])),
+                                       "exhaustive": self.exhaustive.get(k, False),
+                                       "per_path": [m for _, m in self.per_path.get(k, [])]}
+                              for k in self.lengths}}
 
     def table_lines(self) -> list[str]:
-        out = ["effective paths: gradient magnitude at the input through paths of length k",
-               f"{'k':>4}  {'mean |grad|':>12}  {'paths':>12}  {'total contribution':>18}"]
+        out = [f"effective paths: gradient at the input through single paths of length k ({self.length})",
+               f"{'k':>4}  {'paths':>12}  {'measured':>8}  {'|grad| per path':>15}  {'total contribution':>18}"]
         for k in self.lengths:
-            out.append(f"{k:>4}  {self.magnitude[k]:12.4e}  {float(self.paths.get(k, 0)):12.4e}  "
-                       f"{self.contribution(k):18.4e}")
+            n = len(self.per_path.get(k, []))
+            out.append(f"{k:>4}  {_fmt_count(self.paths.get(k, 0)):>12}  {n:>7}{'*' if self.exhaustive.get(k) else ' '}"
+                       f"  {self.magnitude[k]:15.4e}  {self.contribution(k):18.4e}")
+        out.append("(* every path of that length measured; otherwise a uniform sample of them)")
         return out
 
 
-class _GradientRouter:
-    """Gates on both slots of every residual merge; `route(S)` makes the backward pass go through the branch of
-    the blocks in S only (their shortcut detached) and through the shortcut only elsewhere."""
+def _fmt_count(n: int) -> str:
+    return f"{n:,}" if n < 10 ** 12 else f"{float(n):.4e}"
 
-    def __init__(self, net, regions: list[Region], seed: int, state_dict):
-        gates = {(r.merge, s) for r in regions for s in range(len(net.graph.nodes[r.merge].inputs))}
-        self.module, names, _ = build_instrumented(net, gates, seed=seed, state_dict=state_dict)
-        self.regions = regions
-        self.detached: set[str] = set()
-        self.gate_of: list[tuple[list[str], list[str]]] = []  # per region: (branch gates, other gates)
-        for r in regions:
-            n_in = len(net.graph.nodes[r.merge].inputs)
-            branch = [names[(r.merge, s)] for s in r.branch_slots]
-            other = [names[(r.merge, s)] for s in range(n_in) if s not in r.branch_slots]
-            self.gate_of.append((branch, other))
-            for name in branch + other:
-                submodule(self.module, name).register_forward_hook(
-                    lambda m, i, o, name=name: o.detach() if name in self.detached else o)
 
-    def route(self, chosen: set[int] | None) -> None:
-        """chosen: indices of regions whose branch carries the gradient; None: everything open."""
-        self.detached = set()
-        if chosen is None:
-            return
-        for k, (branch, other) in enumerate(self.gate_of):
-            self.detached.update(other if k in chosen else branch)
+class _PathRouter:
+    """Gates on every input slot of every node with several inputs; `route(path)` detaches (in the forward
+    pass, so only the backward pass changes) every gate not on the path: the gradient then flows along that
+    path alone, and is the product of the local Jacobians along it (the chain rule's term for the path)."""
 
-    def input_grad(self, xs, target_fn):
-        """d(0.5 * ||y - t||^2)/dx for every network input, with the current routing."""
+    def __init__(self, net, seed: int, state_dict):
+        g = net.graph
+        gates = {(n.id, s) for n in g.nodes if len(n.inputs) > 1 for s in range(len(n.inputs))}
+        self.module, self.names, _ = build_instrumented(net, gates, seed=seed, state_dict=state_dict)
+        self.outputs = list(g.outputs)
+        self.inputs = list(g.inputs)
+        self.open: set[str] | None = None
+        for name in self.names.values():
+            submodule(self.module, name).register_forward_hook(
+                lambda m, i, o, name=name: o if self.open is None or name in self.open else o.detach())
+
+    def route(self, path: Path | None) -> None:
+        """Let the gradient through `path` only (None: everything open)."""
+        self.open = None if path is None else {self.names[e] for e in path.edges if e in self.names}
+
+    def input_grad(self, xs, targets, path: Path | None):
+        """d(0.5 * ||y - t||^2)/dx with the current routing: for a path, the loss of its output and the
+        gradient at its input; for None, all outputs' losses and the first input."""
         import torch
 
         xs = [x.clone().requires_grad_(True) for x in xs]
         ys = _as_tuple(self.module(*xs))
-        loss = sum(0.5 * ((y - t) ** 2).sum() for y, t in zip(ys, target_fn(ys)))
-        grads = torch.autograd.grad(loss, xs, allow_unused=True)
-        return [g if g is not None else x.new_zeros(x.shape) for g, x in zip(grads, xs)]
+        if path is None:
+            loss = sum(0.5 * ((y - t) ** 2).sum() for y, t in zip(ys, targets))
+            x = xs[0]
+        else:
+            k = self.outputs.index(path.output)
+            loss = 0.5 * ((ys[k] - targets[k]) ** 2).sum()
+            x = xs[self.inputs.index(path.input)]
+        (grad,) = torch.autograd.grad(loss, [x], allow_unused=True)
+        return grad if grad is not None else torch.zeros_like(x)
 
 
 def path_gradients(net, weights: str | None = None, samples: int = 32, batch: int = 16, seed: int = 0,
-                   progress: bool = False, lengths: list[int] | None = None, train_mode: bool = False
-                   ) -> PathGradients:
-    """For each k, sample `samples` sets of k residual blocks, let the backward pass go through exactly those
-    branches (and only the shortcut elsewhere), and average the input gradient's L2 norm per sample.
-    The loss is 0.5 * ||y - t||^2 with fixed random targets t; the forward pass is never changed."""
+                   progress: ProgressFn | None = None, lengths: list[int] | None = None, train_mode: bool = False,
+                   length: str = "blocks") -> PathGradients:
+    """For each path length k, measure the input gradient along single paths of length k: all of them when
+    there are at most `samples`, else `samples` drawn uniformly from the graph's real paths of that length
+    (`PathSampler`).  The loss is 0.5 * ||y - t||^2 with fixed random targets t; the forward pass is never
+    changed, and every other edge is detached in the backward pass."""
     import torch
 
-    regions = [r for r in net.graph.regions if r.kind == "residual"]
-    if not regions:
-        raise ValueError("the network has no residual blocks")
-    router = _GradientRouter(net, regions, seed, load_weights(weights))
+    if samples < 1:
+        raise ValueError("--samples must be at least 1")
+    sampler = PathSampler(net.graph, length)
+    counts = count_paths(net.graph, length).by_length
+    ks = sorted(counts) if lengths is None else [k for k in lengths if counts.get(k)]
+    if not ks:
+        raise ValueError("the network has no input->output path of the requested lengths")
+    router = _PathRouter(net, seed, load_weights(weights))
     router.module.train(train_mode)
     gen = torch.Generator().manual_seed(seed)
     xs = _random_inputs(net, batch, gen)
     with torch.no_grad():
         targets = [torch.randn(y.shape, generator=gen) for y in _as_tuple(router.module(*xs))]
     rng = random.Random(seed)
-    n = len(regions)
-    ks = list(range(n + 1)) if lengths is None else lengths
     magnitude: dict[int, float] = {}
-    for i, k in enumerate(ks):
-        draws = [set(range(n))] if k == n else [set()] if k == 0 else [set(rng.sample(range(n), k))
-                                                                       for _ in range(samples)]
-        if k not in (0, n) and math.comb(n, k) <= samples:  # few enough subsets: take them all
-            draws = [set(c) for c in itertools.combinations(range(n), k)]
+    per_path: dict[int, list[tuple[Path, float]]] = {}
+    exhaustive: dict[int, bool] = {}
+    for k in ks:
+        exhaustive[k] = counts[k] <= samples
+        chosen = sampler.all(k) if exhaustive[k] else [sampler.sample(k, rng) for _ in range(samples)]
         vals = []
-        for s in draws:
-            router.route(s)
-            gs = router.input_grad(xs, lambda ys: targets)
-            per_sample = torch.sqrt(sum((g.flatten(1) ** 2).sum(1) for g in gs))
-            vals.append(float(per_sample.mean()))
-        magnitude[k] = sum(vals) / len(vals)
+        for p in chosen:
+            router.route(p)
+            grad = router.input_grad(xs, targets, p)
+            vals.append((p, float(grad.flatten(1).norm(dim=1).mean())))
+        per_path[k] = vals
+        magnitude[k] = sum(v for _, v in vals) / len(vals)
         if progress:
-            print(f"\rgradient paths: length {k} ({i + 1}/{len(ks)})", end="", file=sys.stderr, flush=True)
-    if progress:
-        print(file=sys.stderr)
-    # block-level paths: a path of length k chooses k of the n residual branches
-    paths = {k: math.comb(n, k) for k in ks}
-    return PathGradients([r.name for r in regions], ks, magnitude, paths, samples)
+            progress(f"length {k}")
+    return PathGradients(length, ks, magnitude, {k: counts[k] for k in ks}, samples, exhaustive, per_path)

@@ -14,10 +14,9 @@ With several seeds the variances are averaged (weights and inputs change).
 from __future__ import annotations
 
 import math
-import sys
 from dataclasses import dataclass
 
-from .lesion import _as_tuple, build_instrumented, submodule
+from .lesion import ProgressFn, _as_tuple, build_instrumented, submodule
 
 
 @dataclass
@@ -85,7 +84,9 @@ def tap_points(graph) -> tuple[str, list[tuple[int, str]]]:
     return "layer", [(n.id, n.name) for n in nodes if n.spec.weighted]
 
 
-def variance_at_init(net, batch: int = 512, seeds: int = 1, seed: int = 0, progress: bool = False) -> VarianceReport:
+def variance_at_init(net, batch: int = 512, seeds: int = 1, seed: int = 0,
+                     progress: ProgressFn | None = None) -> VarianceReport:
+    """Variance of activations and loss gradients at every tap point, averaged over `seeds` inits."""
     import torch
 
     unit, points = tap_points(net.graph)
@@ -118,8 +119,6 @@ def variance_at_init(net, batch: int = 512, seeds: int = 1, seed: int = 0, progr
             g = t.grad
             grads[k] += (float(g.double().var(unbiased=False)) if g is not None else math.nan) / seeds
         if progress:
-            print(f"\rvariance: seed {s - seed + 1}/{seeds}", end="", file=sys.stderr, flush=True)
-    if progress:
-        print(file=sys.stderr)
+            progress(f"seed {s}")
     return VarianceReport(net.name, unit, [VariancePoint(name, a, g) for (_, name), a, g in zip(points, acts, grads)],
                           batch, seeds)

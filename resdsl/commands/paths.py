@@ -16,9 +16,10 @@ from ..cli import EXIT_USAGE, add_common, load_from_args, print_json
 def register(subs) -> None:
     p = subs.add_parser("paths", help="count input->output paths exactly; histogram of path lengths",
                         description="Count every input->output path of the network exactly (big integers) and "
-                                    "show how path lengths are distributed. Length 'blocks' counts the residual/"
-                                    "dense/parallel branches a path enters (Veit et al. 2016); 'layers' counts the "
-                                    "conv/linear layers on it.",
+                                    "show how path lengths are distributed. Length 'blocks' counts the branches a "
+                                    "path enters (residual, dense and parallel branches, and the first operand of "
+                                    "an add/concat of named tensors; Veit et al. 2016); 'layers' counts the "
+                                    "conv/linear layers on it. docs/paths.md has the definitions.",
                         epilog="examples:\n  resdsl paths examples/cifar_resnet.res --set depth=110 --band 5:17\n"
                                "  resdsl paths examples/resnet.res --length layers --band 10:20\n"
                                "  resdsl paths examples/resnet.res --json > paths.json\n"
@@ -33,12 +34,21 @@ def register(subs) -> None:
     p.add_argument("--gradients", action="store_true",
                    help="effective paths: gradient magnitude reaching the input per path length (runs the model)")
     p.add_argument("--weights", metavar="SD.pt", help="with --gradients: load this state_dict first")
-    p.add_argument("--samples", type=int, default=32, metavar="N",
-                   help="with --gradients: random block subsets sampled per path length (default 32)")
-    p.add_argument("--batch", type=int, default=16, metavar="N", help="with --gradients: input batch size")
+    p.add_argument("--samples", type=positive_int, default=32, metavar="N",
+                   help="with --gradients: paths measured per length, drawn uniformly when there are more "
+                        "(default 32)")
+    p.add_argument("--batch", type=positive_int, default=16, metavar="N", help="with --gradients: input batch size")
     p.add_argument("--seed", type=int, default=0, help="with --gradients: random seed")
     p.add_argument("--json", action="store_true", help="print one JSON object (exact integers)")
     p.set_defaults(func=run)
+
+
+def positive_int(text: str) -> int:
+    """argparse type: a whole number >= 1 written in ASCII digits."""
+    t = text.strip()
+    if not (t.isascii() and t.isdigit()) or int(t) < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text!r}")
+    return int(t)
 
 
 def _band(text: str | None) -> tuple[int, int] | None:
@@ -106,31 +116,62 @@ def plot_histogram(by_length: dict[int, int], total: int, path: str, title: str,
         ax = axes[0][1]
         ax.plot(grads.lengths, [grads.magnitude[k] for k in grads.lengths], marker=".")
         ax.set_yscale("log")
-        ax.set_xlabel("path length (residual blocks)")
+        ax.set_xlabel(f"path length ({grads.length})")
         ax.set_title("gradient magnitude per path")
         ax = axes[0][2]
         ax.plot(grads.lengths, [grads.contribution(k) for k in grads.lengths], marker=".")
-        ax.set_xlabel("path length (residual blocks)")
+        ax.set_xlabel(f"path length ({grads.length})")
         ax.set_title("total gradient contribution")
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
 
 
+def _before_loading(args) -> str | None:
+    """Usage mistakes that need no network (checked before anything is built)."""
+    from ..analysis.runtime import bad_weights
+
+    if args.weights and not args.gradients:
+        return "--weights needs --gradients (the path counts do not depend on weights)"
+    if args.plot:
+        try:
+            import matplotlib  # noqa: F401
+        except ImportError:
+            return "--plot needs matplotlib: pip install matplotlib"
+    return bad_weights(args.weights) if args.gradients else None
+
+
+def _gradients(net, args):
+    """The effective-path measurement, its arguments checked before the module is built."""
+    from ..analysis.lesion import load_weights, path_gradients
+    from ..analysis.runtime import Progress, check_batch
+
+    too_big = check_batch(net.graph, args.batch, backward=True)
+    if too_big:
+        raise ValueError(too_big)
+    sd = load_weights(args.weights)
+    prog = Progress("gradient paths:", len(net.paths(args.length).by_length))
+    try:
+        return path_gradients(net, weights=sd, samples=args.samples, batch=args.batch, seed=args.seed,
+                              progress=prog.step, length=args.length)
+    finally:
+        prog.close()
+
+
 def run(args) -> int:
     sys.set_int_max_str_digits(0)  # path counts of deep networks have thousands of digits
     band = _band(args.band)
+    why = _before_loading(args)
+    if why:
+        return _usage(why)
     net = load_from_args(args)
     res = net.paths(args.length)
     grads = None
     if args.gradients:
-        from ..analysis.lesion import path_gradients
         try:
-            grads = path_gradients(net, weights=args.weights, samples=args.samples, batch=args.batch,
-                                   seed=args.seed, progress=True)
+            grads = _gradients(net, args)
         except ValueError as e:
-            print(f"resdsl paths: error: {e}", file=sys.stderr)
-            return EXIT_USAGE
+            return _usage(str(e))
     if args.plot:
         plot_histogram(res.by_length, res.total, args.plot, f"{net.name}: paths by length ({args.length})", grads)
     if args.json:

@@ -26,18 +26,35 @@ def register(subs) -> None:
     p.set_defaults(func=run)
 
 
+def _usage(msg: str) -> int:
+    print(f"resdsl variance: error: {msg}", file=sys.stderr)
+    return EXIT_USAGE
+
+
 def run(args) -> int:
-    from ..analysis.variance import variance_at_init
+    from ..analysis.runtime import Progress, check_batch
+    from ..analysis.variance import tap_points, variance_at_init
 
     if args.batch < 2 or args.seeds < 1:
-        print("resdsl variance: error: --batch must be at least 2 and --seeds at least 1", file=sys.stderr)
-        return EXIT_USAGE
+        return _usage("--batch must be at least 2 and --seeds at least 1")
+    if args.plot:
+        try:
+            import matplotlib  # noqa: F401
+        except ImportError:
+            return _usage("--plot needs matplotlib: pip install matplotlib")
     net = load_from_args(args)
+    if not tap_points(net.graph)[1]:  # nothing to measure: say so before building anything
+        return _usage("the network has neither residual blocks nor weighted layers to measure")
+    too_big = check_batch(net.graph, args.batch, backward=True)
+    if too_big:
+        return _usage(too_big)
+    prog = Progress("variance: seed", args.seeds)
     try:
-        report = variance_at_init(net, batch=args.batch, seeds=args.seeds, seed=args.seed, progress=True)
+        report = variance_at_init(net, batch=args.batch, seeds=args.seeds, seed=args.seed, progress=prog.step)
     except ValueError as e:
-        print(f"resdsl variance: error: {e}", file=sys.stderr)
-        return EXIT_USAGE
+        return _usage(str(e))
+    finally:
+        prog.close()
     if args.plot:
         report.plot(args.plot)
     if args.json:

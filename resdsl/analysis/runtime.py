@@ -1,0 +1,88 @@
+"""What the analyses that run the compiled module (lesion, effective paths, variance) share.
+
+Reads a `Graph` (for memory estimates) and the environment (whether a stream is a terminal, the
+memory the OS reports available); writes progress lines.  Nothing here imports torch.
+"""
+from __future__ import annotations
+
+import sys
+from typing import TextIO
+
+from ..ir import Graph
+
+
+class Progress:
+    """Progress of a long run on `stream`: redrawn in place with \\r on a terminal; one line per step
+    (at most `max_lines` of them, evenly spread) otherwise, so logs get no carriage returns."""
+
+    def __init__(self, what: str, total: int, stream: TextIO | None = None, max_lines: int = 20):
+        self.what, self.total = what, total
+        self.stream = stream if stream is not None else sys.stderr
+        self.tty = bool(getattr(self.stream, "isatty", lambda: False)())
+        self.every = max(1, -(-total // max_lines))
+        self.done = 0
+
+    def step(self, detail: str = "") -> None:
+        self.done += 1
+        text = f"{self.what} {self.done}/{self.total}" + (f" ({detail})" if detail else "")
+        if self.tty:
+            print(f"\r{text}\x1b[K", end="", file=self.stream, flush=True)
+        elif self.done % self.every == 0 or self.done == self.total:
+            print(text, file=self.stream, flush=True)
+
+    def close(self) -> None:
+        if self.tty and self.done:
+            print(file=self.stream, flush=True)
+
+
+def activation_bytes(graph: Graph, batch: int, backward: bool) -> int:
+    """A lower estimate of the float32 memory one run needs: every op's output for the whole batch,
+    twice with a backward pass (the gradient of each)."""
+    elems = sum(_numel(n.shape) for n in graph.nodes)
+    return 4 * batch * elems * (2 if backward else 1)
+
+
+def _numel(shape: tuple[int, ...]) -> int:
+    out = 1
+    for d in shape:
+        out *= d
+    return out
+
+
+def available_bytes() -> int | None:
+    """MemAvailable from /proc/meminfo (Linux); None where the OS does not say."""
+    try:
+        with open("/proc/meminfo", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        return None
+    return None
+
+
+def check_batch(graph: Graph, batch: int, backward: bool, option: str = "--batch") -> str | None:
+    """A message refusing `batch` when its estimate exceeds the memory available, else None."""
+    need = activation_bytes(graph, batch, backward)
+    have = available_bytes()
+    if have is None or need <= have:
+        return None
+    per = max(1, activation_bytes(graph, 1, backward))
+    fit = have // per
+    return (f"{option} {batch} needs at least {need / 2**30:.1f} GiB for activations"
+            f"{' and their gradients' if backward else ''}, and {have / 2**30:.1f} GiB are available"
+            + (f"; use {option} {fit} or less" if fit >= 1 else "; even one sample does not fit"))
+
+
+def bad_weights(path: str | None) -> str | None:
+    """Why `path` cannot be a state_dict file (without reading it as one), else None."""
+    if path is None:
+        return None
+    import os
+    if not os.path.exists(path):
+        return f"--weights {path}: no such file"
+    if os.path.isdir(path):
+        return f"--weights {path}: is a directory, not a state_dict file"
+    if not os.access(path, os.R_OK):
+        return f"--weights {path}: cannot be read"
+    return None
