@@ -97,9 +97,6 @@ EXAMPLES: list[Example] = [
             net("for i in range(1000000) {\n    for j in range(1000000) {\n    }\n}")),
     Example("E041", "Arithmetic failed while building the network: division by zero, overflow, square root of a "
             "negative number.", net("k = 64 // (2 - 2)\nconv(k, 3)")),
-    Example("E050", "The unraveled view (`resdsl render --level unraveled`) draws every path through the residual "
-            "blocks, which only makes sense for a few blocks. Count paths with `resdsl paths` instead.",
-            net("for i in range(12) {\n    residual {\n        conv(3, 3, padding=1)\n    }\n}"), render="unraveled"),
 ]
 
 

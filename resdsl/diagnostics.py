@@ -41,7 +41,6 @@ CODES: dict[str, str] = {
     "E037": "network has no input or output",
     "E040": "resource limit exceeded",
     "E041": "arithmetic error",
-    "E050": "too many residual blocks to unravel",
 }
 
 

@@ -261,13 +261,6 @@ PINNED = {
         '  |         ^^^^^^^^^^^^^\n'
         '  hint: the right operand of `//` evaluates to 0'
     ),
-    "E050": (
-        'main.res:1:1: error[E050]: tiny has 12 residual/dense blocks; the unraveled view draws one lane per path (2**12 here) and is limited to 6 blocks\n'
-        '  |\n'
-        '1 | network tiny() {\n'
-        '  | ^^^^^^^^^^^^^^^^\n'
-        '  hint: use `resdsl paths FILE` for exact path counts and the length histogram, or render --level block'
-    ),
 }
 
 

@@ -351,6 +351,89 @@ def test_long_chain_memory():
     assert peak < 1.4 * hist_bytes + 50e6, (peak, hist_bytes)
 
 
+# ------------------------------------------------------------------ the unraveled diagram draws the same paths
+
+
+def _lane_histogram(d) -> dict[int, int]:
+    """Paths per length as the picture shows them: lanes per length cluster, or the fan's lane counts."""
+    if any(c.id == "cluster_lengths" for c in d.clusters):
+        out = {}
+        for n in d.nodes:
+            if n.cluster == "cluster_lengths":
+                lo = int(n.id.split("_")[1])
+                out[lo] = n.repeat
+        return {k: c for k, c in out.items() if c}
+    sums = {n.id for n in d.nodes if n.id.startswith("sum")}
+    by_cluster = Counter(d.node(e.src).cluster for e in d.edges if e.dst in sums)
+    return {int(c.removeprefix("cluster_len")): k for c, k in by_cluster.items()}
+
+
+@pytest.mark.parametrize("seed", range(25))
+def test_unraveled_diagram_draws_every_path(seed, monkeypatch):
+    from resdsl.render import diagram
+    import resdsl.render.unravel as unravel
+    net = resdsl.loads(random_program(random.Random(seed)))
+    expected = brute_force(net, "blocks")
+    d = diagram(net, "unraveled")
+    assert unravel.drawn_paths(d) == sum(expected.values())
+    if sum(expected.values()) <= unravel.MAX_LANES:
+        assert _lane_histogram(d) == dict(expected)
+        labels = {c.id: c.label for c in d.clusters}
+        for k, c in expected.items():
+            assert labels[f"cluster_len{k}"] == f"length {k}: {c} path{'s' if c != 1 else ''}"
+    # the fan, for any size: forced here by allowing no lanes
+    monkeypatch.setattr(unravel, "MAX_LANES", 0)
+    fan = diagram(net, "unraveled")
+    assert unravel.drawn_paths(fan) == sum(expected.values())
+    assert _lane_histogram(fan) == dict(expected)  # (these small networks have fewer than MAX_BINS lengths)
+    ids = [n.id for n in fan.nodes]
+    assert len(ids) == len(set(ids)) and all(e.src in ids and e.dst in ids for e in fan.edges)
+
+
+@pytest.mark.parametrize("name", sorted(SMALL))
+def test_unraveled_small_graphs(name):
+    from resdsl.render import diagram
+    from resdsl.render.unravel import drawn_paths
+    body, hist = SMALL[name]
+    net = resdsl.loads(f"network n(D = 4) {{\n  input x: [D]\n  {body}\n  output y\n}}")
+    d = diagram(net, "unraveled")
+    assert drawn_paths(d) == sum(hist.values()) and _lane_histogram(d) == hist
+
+
+def test_unraveled_two_inputs_both_drawn():
+    from resdsl.render import diagram
+    from resdsl.render.unravel import drawn_paths
+    net = resdsl.loads("""
+network n(D = 4) {
+  input x: [D]
+  input z: [D]
+  for i in range(3) { residual { linear(D) } }
+  add(z)
+  residual { linear(D) }
+  output y
+}""")
+    d = diagram(net, "unraveled")
+    assert drawn_paths(d) == 18
+    lanes_from = Counter(e.src for e in d.edges if e.kind == "lane" and e.src.startswith("in_"))
+    assert sorted(lanes_from.values()) == [2, 16]  # every lane starts at its own input
+
+
+def test_unraveled_big_zoo_networks():
+    from resdsl.render import diagram, to_dot
+    from resdsl.render.unravel import drawn_paths
+    r110 = resdsl.load(ROOT / "examples/cifar_resnet.res", depth=110)
+    d = diagram(r110, "unraveled")
+    assert drawn_paths(d) == 2 ** 54
+    assert _lane_histogram(d) == {k: math.comb(54, k) for k in range(55)}  # one lane per length
+    assert "1.80e16 paths" in to_dot(r110, level="unraveled")
+    dense = resdsl.load(ROOT / "examples/densenet.res")
+    d = diagram(dense, "unraveled")
+    assert drawn_paths(d) == dense.paths().total == 2 ** 58
+    unet = resdsl.load(ROOT / "examples/unet.res")
+    d = diagram(unet, "unraveled")
+    assert drawn_paths(d) == 5 and _lane_histogram(d) == {k: 1 for k in range(5)}
+
+
 # ------------------------------------------------------------------ CLI
 
 
