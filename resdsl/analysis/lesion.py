@@ -35,14 +35,15 @@ def deletable(graph: Graph) -> list[Branch]:
     for i in graph.inputs.values():
         reach[i] = True
     for n in graph.nodes:
-        reach[n.id] = reach[n.id] or any(reach[u] for _, u in ins[n.id])
+        reach[n.id] = reach[n.id] or any(reach[u] for u in ins[n.id] if u >= 0)
     useful = [False] * len(graph.nodes)
     for o in graph.outputs.values():
         useful[o] = True
     for n in reversed(graph.nodes):
         if useful[n.id]:
-            for _, u in ins[n.id]:
-                useful[u] = True
+            for u in ins[n.id]:
+                if u >= 0:
+                    useful[u] = True
     out = []
     for b in branches(graph):
         m = graph.nodes[b.merge]

@@ -31,9 +31,9 @@ from __future__ import annotations
 
 import random
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from fractions import Fraction
-from typing import Iterator
+from typing import Iterator, NamedTuple
 
 from ..ir import Graph
 
@@ -50,6 +50,8 @@ def _shift(p: Poly, k: int) -> Poly:
 
 
 def _add_into(acc: Poly, p: Poly) -> Poly:
+    if not acc:
+        return list(p)
     if len(p) > len(acc):
         acc = acc + [0] * (len(p) - len(acc))
     for i, c in enumerate(p):
@@ -102,8 +104,7 @@ def _power(p: Poly, n: int) -> Poly:
 # ---------------------------------------------------------------- the definition: branch and skip edges
 
 
-@dataclass(frozen=True)
-class Branch:
+class Branch(NamedTuple):
     """One branch edge: what a path enters when its length in blocks goes up by one."""
 
     merge: int  # the merge node
@@ -130,13 +131,13 @@ def branches(graph: Graph) -> list[Branch]:
     return out
 
 
-def edge_weights(graph: Graph, length: str) -> tuple[list[int], dict[Edge, int]]:
-    """Node weights and branch-edge weights for the chosen length (docs/paths.md)."""
+def edge_weights(graph: Graph, length: str, bs: list[Branch] | None = None) -> tuple[list[int], dict[Edge, int]]:
+    """Node weights and branch-edge weights for the chosen length (docs/paths.md); `bs`: `branches(graph)`."""
     if length not in LENGTHS:
         raise ValueError(f"length must be one of {LENGTHS}, got {length!r}")
     if length == "layers":
         return [1 if n.spec.weighted else 0 for n in graph.nodes], {}
-    return [0] * len(graph.nodes), {(b.merge, b.slot): 1 for b in branches(graph)}
+    return [0] * len(graph.nodes), {(b.merge, b.slot): 1 for b in (branches(graph) if bs is None else bs)}
 
 
 # ---------------------------------------------------------------- result
@@ -151,7 +152,6 @@ class PathCounts:
     by_length: dict[int, int]
     blocks: list[tuple[str, int]]  # (branch name, paths through its branch edge), see `branches`
     length_sum: int = 0  # sum of all path lengths (exact; mean = length_sum / total)
-    cut_nodes: list[int] = field(default_factory=list, repr=False)
 
     @property
     def mean_length(self) -> float:
@@ -194,9 +194,14 @@ class PathCounts:
 # ---------------------------------------------------------------- structure of one (input, output) pair
 
 
-def live_inputs(graph: Graph, removed: frozenset[Edge] = frozenset()) -> list[list[tuple[int, int]]]:
-    """Per node, its (slot, source) pairs minus the `removed` edges."""
-    return [[(s, u) for s, u in enumerate(n.inputs) if (n.id, s) not in removed] for n in graph.nodes]
+def live_inputs(graph: Graph, removed: frozenset[Edge] = frozenset()) -> list[tuple[int, ...]]:
+    """Per node, its input sources by slot, -1 where the edge is `removed` (the nodes' own tuples
+    when nothing is: no per-node objects are made)."""
+    ins = [n.inputs for n in graph.nodes]
+    for v, s in removed:
+        if 0 <= v < len(ins) and s < len(ins[v]):
+            ins[v] = ins[v][:s] + (-1,) + ins[v][s + 1:]
+    return ins
 
 
 def on_pair(graph: Graph, ins: list[list[tuple[int, int]]], i: int, o: int) -> list[bool]:
@@ -205,91 +210,187 @@ def on_pair(graph: Graph, ins: list[list[tuple[int, int]]], i: int, o: int) -> l
     fwd = [False] * n
     fwd[i] = True
     for v in range(i + 1, o + 1):
-        fwd[v] = any(fwd[u] for _, u in ins[v])
+        fwd[v] = any(fwd[u] for u in ins[v] if u >= 0)
     on = [False] * n
     if not fwd[o]:
         return on
     on[o] = True
     for v in range(o, i - 1, -1):
         if on[v]:
-            for _, u in ins[v]:
-                if fwd[u]:
+            for u in ins[v]:
+                if u >= 0 and fwd[u]:
                     on[u] = True
     return on
 
 
 def cut_nodes(ins: list[list[tuple[int, int]]], on: list[bool], i: int, o: int) -> list[int]:
-    """The nodes on every i -> o path, in order: the dominators of o in the pair's subgraph.
+    """The nodes on every i -> o path, in order: the dominators of o in the pair's subgraph."""
+    interior = [v for v in range(i + 1, o) if on[v]]
+    return _dominators(ins, set(interior), i, o, interior, True)
 
-    Immediate dominators by Cooper, Harvey & Kennedy's intersection over the topological (id) order,
-    which for a DAG needs one pass; exact, no counting."""
-    idom = {i: i}
-    for v in range(i + 1, o + 1):
-        if not on[v]:
-            continue
+
+def _edges_in(ins, member: set[int], a: int, b: int, v: int, direct_ok: bool) -> Iterator[tuple[int, int]]:
+    """(slot, source) of v's in-edges inside the sub-DAG a -> b whose inner nodes are `member`
+    (without the direct edges a -> b unless `direct_ok`)."""
+    for s, u in enumerate(ins[v]):
+        if u in member or (u == a and (direct_ok or v != b)):
+            yield s, u
+
+
+def _dominators(ins, member: set[int], a: int, b: int, interior: list[int], direct_ok: bool) -> list[int]:
+    """Dominators of b in the sub-DAG, a first: immediate dominators by Cooper, Harvey & Kennedy's
+    intersection over the topological (id) order, which for a DAG needs one pass; exact, no counting."""
+    idom = {a: a}
+    for v in interior + [b]:
         d = None
-        for _, u in ins[v]:
-            if not on[u]:
-                continue
+        for _, u in _edges_in(ins, member, a, b, v, direct_ok):
             if d is None:
                 d = u
                 continue
-            a, b = d, u
-            while a != b:
-                while a > b:
-                    a = idom[a]
-                while b > a:
-                    b = idom[b]
-            d = a
+            x, y = d, u
+            while x != y:
+                while x > y:
+                    x = idom[x]
+                while y > x:
+                    y = idom[y]
+            d = x
         idom[v] = d
-    chain = [o]
-    while chain[-1] != i:
+    chain = [b]
+    while chain[-1] != a:
         chain.append(idom[chain[-1]])
     return chain[::-1]
 
 
 @dataclass
 class Segment:
-    """The paths between two consecutive cut nodes `start` -> `end` of a pair."""
+    """The paths from `start` to `end` in a sub-DAG (a segment between cut nodes, or a part of one)."""
 
     start: int
     end: int
     total: int
     poly: Poly  # by length; the end node's weight included, the start node's not
-    through: dict[Edge, int]  # local paths through each live edge ending inside the segment
+    through: dict[Edge, int]  # paths of the segment through each wanted edge inside it
 
 
 def segment(ins, on, start: int, end: int, node_w: list[int], slot_w: dict[Edge, int],
             want: set[Edge] | None = None) -> Segment:
-    """Local counts and polynomial of one segment; `through` for the edges in `want` (all when None)."""
-    nodes = [v for v in range(start + 1, end + 1) if on[v]]
-    uses = Counter(u for v in nodes for _, u in ins[v] if on[u])
-    f: dict[int, Poly] = {start: [1]}
-    count: dict[int, int] = {start: 1}
-    for v in nodes:
+    """Counts and polynomial of the paths start -> end over the nodes marked `on` (one flat DP)."""
+    interior = [v for v in range(start + 1, end) if on[v]]
+    return _flat(ins, set(interior), start, end, interior, node_w, slot_w, want, True)
+
+
+def _flat(ins, member: set[int], a: int, b: int, interior: list[int], node_w, slot_w, want, direct_ok) -> Segment:
+    """One polynomial DP over the sub-DAG; polynomials are dropped after their last use."""
+    nodes = interior + [b]
+    edges = [[(s, u) for s, u in enumerate(ins[v]) if u in member or (u == a and (direct_ok or v != b))] for v in nodes]
+    uses: dict[int, int] = {}
+    for es in edges:
+        for _, u in es:
+            uses[u] = uses.get(u, 0) + 1
+    f: dict[int, Poly] = {a: [1]}
+    count: dict[int, int] = {a: 1}
+    for v, es in zip(nodes, edges):
         acc: Poly = []
         c = 0
-        for s, u in ins[v]:
-            if not on[u]:
-                continue
-            acc = _add_into(acc, _shift(f[u], slot_w.get((v, s), 0)))
+        for s, u in es:
+            w = slot_w.get((v, s), 0)
+            acc = _add_into(acc, _shift(f[u], w) if w else f[u])
             c += count[u]
             uses[u] -= 1
-            if uses[u] == 0 and u != start:
+            if not uses[u] and u != a:
                 del f[u]  # last use: keep only the frontier's polynomials
-        f[v] = _shift(acc, node_w[v])
+        f[v] = _shift(acc, node_w[v]) if node_w[v] else acc
         count[v] = c
-    poly = f[end]
-    back = {end: 1}
+    back = {b: 1}
     through: dict[Edge, int] = {}
-    for v in reversed(nodes):
-        b = back.get(v, 0)
-        for s, u in ins[v]:
-            if on[u]:
-                back[u] = back.get(u, 0) + b
-                if want is None or (v, s) in want:
-                    through[(v, s)] = count[u] * b
-    return Segment(start, end, count[end], poly, through)
+    for v, es in zip(reversed(nodes), reversed(edges)):
+        bv = back.get(v, 0)
+        for s, u in es:
+            back[u] = back.get(u, 0) + bv
+            if want is None or (v, s) in want:
+                through[(v, s)] = count[u] * bv
+    return Segment(a, b, count[b], f[b], through)
+
+
+SMALL = 48  # sub-DAGs up to this many nodes get the flat DP (cheaper than decomposing them)
+MAX_DEPTH = 100  # decomposition depth; deeper nests are finished by the flat DP (exact, only slower)
+
+
+def decompose(ins, member: set[int], a: int, b: int, interior: list[int], node_w, slot_w, want,
+              direct_ok: bool = True, depth: int = 0) -> Segment:
+    """The paths a -> b by series-parallel decomposition: split at the nodes on every path (series:
+    multiply), else into the parts that share no inner node (parallel: add), recursively; a part that
+    splits neither way gets the flat DP.  Linear in the graph for nets built from blocks in series and
+    in parallel (chains, nested residuals, long skips), whatever their depth."""
+    if len(interior) <= SMALL or depth > MAX_DEPTH:
+        return _flat(ins, member, a, b, interior, node_w, slot_w, want, direct_ok)
+    cuts = _dominators(ins, member, a, b, interior, direct_ok)
+    if len(cuts) > 2:
+        subs, k = [], 0
+        for c0, c1 in zip(cuts, cuts[1:]):
+            part = []
+            while k < len(interior) and interior[k] < c1:
+                if interior[k] > c0:
+                    part.append(interior[k])
+                k += 1
+            k += 1  # c1 itself
+            subs.append(decompose(ins, set(part), c0, c1, part, node_w, slot_w, want, True, depth + 1))
+        return _series(a, b, subs)
+    parts = _components(ins, member, interior)
+    direct = [s for s, u in enumerate(ins[b]) if u == a] if direct_ok else []
+    if len(parts) == 1 and not direct:
+        return _flat(ins, member, a, b, interior, node_w, slot_w, want, direct_ok)
+    segs = [decompose(ins, set(p), a, b, p, node_w, slot_w, want, False, depth + 1) for p in parts]
+    for s in direct:
+        segs.append(Segment(a, b, 1, _shift([1], slot_w.get((b, s), 0) + node_w[b]),
+                            {(b, s): 1} if want is None or (b, s) in want else {}))
+    poly: Poly = []
+    through: dict[Edge, int] = {}
+    for sg in segs:
+        poly = _add_into(poly, sg.poly)
+        through.update(sg.through)  # the parts share no edge
+    return Segment(a, b, sum(sg.total for sg in segs), poly, through)
+
+
+def _components(ins, member: set[int], interior: list[int]) -> list[list[int]]:
+    """The inner nodes grouped by the edges among them (union-find), each group sorted."""
+    parent = {v: v for v in interior}
+
+    def root(v: int) -> int:
+        while parent[v] != v:
+            parent[v] = parent[parent[v]]
+            v = parent[v]
+        return v
+
+    for v in interior:
+        for u in ins[v]:
+            if u in member:
+                ru, rv = root(u), root(v)
+                if ru != rv:
+                    parent[max(ru, rv)] = min(ru, rv)
+    groups: dict[int, list[int]] = {}
+    for v in interior:
+        groups.setdefault(root(v), []).append(v)
+    return list(groups.values())
+
+
+def _series(a: int, b: int, subs: list[Segment]) -> Segment:
+    """Segments in series: counts multiply, polynomials multiply (equal ones raised to their multiplicity),
+    and the paths through an edge of one segment are that segment's count times all the others'."""
+    total = _product([s.total for s in subs])
+    quotient: dict[int, int] = {}
+    memo: dict[tuple[int, int], int] = {}  # the blocks of a stage share one big integer per value
+    through: dict[Edge, int] = {}
+    for sg in subs:
+        if sg.total not in quotient:
+            quotient[sg.total] = total // sg.total
+        q = quotient[sg.total]
+        for e, local in sg.through.items():
+            key = (sg.total, local) if local < 1 << 62 else (sg.total, id(local))
+            if key not in memo:
+                memo[key] = q * local
+            through[e] = memo[key]
+    return Segment(a, b, total, _poly_product(subs), through)
 
 
 def _trim(p: Poly) -> tuple[int, Poly]:
@@ -300,9 +401,9 @@ def _trim(p: Poly) -> tuple[int, Poly]:
     return k, p[k:]
 
 
-def pair_polynomial(segments: list[Segment], start_weight: int) -> Poly:
+def _poly_product(segments: list[Segment]) -> Poly:
     """The product of the segments' polynomials, equal factors raised to their multiplicity."""
-    shift = start_weight
+    shift = 0
     factors: Counter = Counter()
     for sg in segments:
         k, p = _trim(sg.poly)
@@ -341,35 +442,30 @@ def _pairs(graph: Graph, ins) -> Iterator[tuple[int, int, int, list[bool]]]:
 
 def count_paths(graph: Graph, length: str = "blocks", removed: frozenset[Edge] = frozenset()) -> PathCounts:
     """Exact path count, length histogram and paths through every branch edge; `removed` drops edges."""
-    node_w, slot_w = edge_weights(graph, length)
     bs = branches(graph)
+    node_w, slot_w = edge_weights(graph, length, bs)
     want = {(b.merge, b.slot) for b in bs}
     ins = live_inputs(graph, removed)
     total = 0
     poly: Poly = []
     through: dict[Edge, int] = {}
-    cuts: list[int] = []
     for i, o, mult, on in _pairs(graph, ins):
-        c = cut_nodes(ins, on, i, o)
-        segs = [segment(ins, on, a, b, node_w, slot_w, want) for a, b in zip(c, c[1:])]
-        t = _product([s.total for s in segs])
-        part = pair_polynomial(segs, node_w[i]) if i != o else _shift([1], node_w[i])
-        assert sum(part) == t, "path histogram does not add up"  # the two are computed independently
-        total += mult * t
+        if i == o:
+            seg = Segment(i, o, 1, [1], {})
+        else:
+            interior = [v for v in range(i + 1, o) if on[v]]
+            seg = decompose(ins, set(interior), i, o, interior, node_w, slot_w, want)
+        part = _shift(seg.poly, node_w[i])
+        assert sum(part) == seg.total, "path histogram does not add up"  # counted and convolved separately
+        total += mult * seg.total
         poly = part if not poly and mult == 1 else _add_into(poly, [mult * x for x in part])
-        memo: dict[tuple[int, int], int] = {}  # the blocks of a stage all have the same count: share one int
-        for s in segs:
-            for e, local in s.through.items():
-                key = (s.total, local)
-                if key not in memo:
-                    memo[key] = t // s.total * local
-                add = memo[key] if mult == 1 else mult * memo[key]
-                through[e] = through[e] + add if e in through else add
-        cuts = cuts or c
+        for e, c in seg.through.items():
+            add = c if mult == 1 else mult * c
+            through[e] = through[e] + add if e in through else add
     by_length = {k: c for k, c in enumerate(poly) if c}
     length_sum = sum(k * c for k, c in by_length.items())
     blocks = [(b.name, through.get((b.merge, b.slot), 0)) for b in bs]
-    return PathCounts(length, total, by_length, blocks, length_sum, cuts)
+    return PathCounts(length, total, by_length, blocks, length_sum)
 
 
 # ---------------------------------------------------------------- paths of a given length (sampling)
@@ -412,8 +508,8 @@ class PathSampler:
         f[i] = _shift([1], self.node_w[i])
         for v in range(i + 1, o + 1):
             acc: Poly = []
-            for s, u in self.ins[v]:
-                if f[u]:
+            for s, u in enumerate(self.ins[v]):
+                if u >= 0 and f[u]:
                     acc = _add_into(acc, _shift(f[u], self.slot_w.get((v, s), 0)))
             f[v] = _shift(acc, self.node_w[v]) if acc else []
         return f
@@ -431,7 +527,9 @@ class PathSampler:
         """Ways back from v with r length left (v's own weight included): (count, edge, source, r left)."""
         r -= self.node_w[v]
         out = []
-        for s, u in self.ins[v]:
+        for s, u in enumerate(self.ins[v]):
+            if u < 0:
+                continue
             ru = r - self.slot_w.get((v, s), 0)
             c = self._at(f, u, ru)
             if c:
