@@ -51,6 +51,8 @@ def main() -> None:
     picture(unet, "unet_block", level="block")
     picture(unet, "unet_network", level="network")
     picture(resdsl.load(EX / "unravel4.res"), "unravel4_unraveled", ("svg", "png"), level="unraveled")
+    picture(unet, "unet_unraveled", level="unraveled")  # docs/paths.md: 5 paths, lengths 0-4
+    picture(resdsl.load(EX / "cifar_resnet.res", depth=110), "cifar_resnet110_unraveled", level="unraveled")
     # one block-level picture per zoo family, named <file stem><depth>_block as docs/make_zoo.py links them
     picture(resdsl.load(EX / "resnet.res", depth=50), "resnet50_block", level="block")
     picture(resdsl.load(EX / "resnet_v2.res", depth=50), "resnet_v250_block", level="block")
