@@ -34,7 +34,9 @@ network chain(K = 100, D = 16) {
 
 
 def chains(sizes, repeat):
+    """Times per chain length; returns {K: (total, paths)} for the ratios."""
     sys.set_int_max_str_digits(0)
+    out = {}
     print(f"{'blocks':>7}  {'ops':>7}  {'elaborate':>9}  {'params':>7}  {'MACs':>7}  {'paths':>7}  {'total':>7}  "
           f"{'paths digits':>12}")
     for K in sizes:
@@ -46,6 +48,24 @@ def chains(sizes, repeat):
         total = t_el + t_pa + t_ma + t_ph
         print(f"{K:>7,}  {len(net.nodes):>7,}  {t_el:8.3f}s  {t_pa:6.3f}s  {t_ma:6.3f}s  {t_ph:6.3f}s  "
               f"{total:6.3f}s  {len(str(paths.total)):>12,}")
+        out[K] = (total, t_ph)
+    if 1000 in out and 10_000 in out:
+        (a, pa), (b, pb) = out[1000], out[10_000]
+        print(f"10,000 / 1,000 blocks: whole analysis x{b / a:.1f}, paths alone x{pb / pa:.1f} "
+              f"(linear would be x10; the histogram itself has Theta(K^2) bits)")
+    return out
+
+
+def paths_memory(K: int = 50_000):
+    """Peak traced memory of count_paths on a K-block chain, next to the size of its histogram."""
+    import tracemalloc
+    net = resdsl.loads(CHAIN, K=K, limits=resdsl.Limits(max_nodes=5 * K))
+    tracemalloc.start()
+    paths = count_paths(net.graph, "blocks")
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    hist = sum(sys.getsizeof(c) for c in paths.by_length.values())
+    print(f"paths on {K:,} blocks: peak {peak / 1e6:.0f} MB traced; the histogram's integers alone {hist / 1e6:.0f} MB")
 
 
 def resnet50(repeat):
@@ -80,6 +100,8 @@ def main():
     args = ap.parse_args()
     repeat = 1 if args.quick else 3
     chains([100, 1000] if args.quick else [100, 1000, 10_000], repeat)
+    if not args.quick:
+        paths_memory()
     print()
     resnet50(repeat)
 

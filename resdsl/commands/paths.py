@@ -39,6 +39,8 @@ def register(subs) -> None:
                         "(default 32)")
     p.add_argument("--batch", type=positive_int, default=16, metavar="N", help="with --gradients: input batch size")
     p.add_argument("--seed", type=int, default=0, help="with --gradients: random seed")
+    p.add_argument("--train", action="store_true",
+                   help="with --gradients: batch norms use batch statistics (training mode; default eval)")
     p.add_argument("--json", action="store_true", help="print one JSON object (exact integers)")
     p.set_defaults(func=run)
 
@@ -131,8 +133,8 @@ def _before_loading(args) -> str | None:
     """Usage mistakes that need no network (checked before anything is built)."""
     from ..analysis.runtime import bad_weights
 
-    if args.weights and not args.gradients:
-        return "--weights needs --gradients (the path counts do not depend on weights)"
+    if (args.weights or args.train) and not args.gradients:
+        return f"{'--weights' if args.weights else '--train'} needs --gradients (the path counts do not depend on weights)"
     if args.plot:
         try:
             import matplotlib  # noqa: F401
@@ -153,7 +155,7 @@ def _gradients(net, args):
     prog = Progress("gradient paths:", len(net.paths(args.length).by_length))
     try:
         return path_gradients(net, weights=sd, samples=args.samples, batch=args.batch, seed=args.seed,
-                              progress=prog.step, length=args.length)
+                              progress=prog.step, length=args.length, train_mode=args.train)
     finally:
         prog.close()
 
