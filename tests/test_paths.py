@@ -425,7 +425,7 @@ def test_unraveled_big_zoo_networks():
     d = diagram(r110, "unraveled")
     assert drawn_paths(d) == 2 ** 54
     assert _lane_histogram(d) == {k: math.comb(54, k) for k in range(55)}  # one lane per length
-    assert "1.80e16 paths" in to_dot(r110, level="unraveled")
+    assert "1.801e16 paths" in to_dot(r110, level="unraveled")
     dense = resdsl.load(ROOT / "examples/densenet.res")
     d = diagram(dense, "unraveled")
     assert drawn_paths(d) == dense.paths().total == 2 ** 58
@@ -450,6 +450,17 @@ def test_cli_json_and_band(tmp_path):
     assert out["band_share"] == sum(math.comb(8, k) for k in (3, 4, 5)) / 256
     assert [b["paths_through"] for b in out["blocks"]] == [128] * 8
     assert out["mean_length"] == 4.0
+
+
+@pytest.mark.parametrize("n", [2 ** 54, 2 ** 10_000, 10 ** 24, 10 ** 24 - 1, 10 ** 30 - 1, 10 ** 30, 7 * 10 ** 99])
+def test_fmt_big_exponent_is_exact(n):
+    from resdsl.analysis.paths import fmt_big
+    s = str(n)
+    text = fmt_big(n)
+    if len(s) <= 24:
+        assert text == f"{n:,}"
+    else:
+        assert text.endswith(f"e{len(s) - 1} ({len(s)} digits)") and text[0] == s[0]
 
 
 def test_cli_text_and_plot(tmp_path):

@@ -29,6 +29,7 @@ degree of the result).  Big integers appear only where the answer is big.
 """
 from __future__ import annotations
 
+import math
 import random
 from collections import Counter
 from dataclasses import dataclass
@@ -101,6 +102,24 @@ def _power(p: Poly, n: int) -> Poly:
     return q
 
 
+def fmt_big(n: int, exact_below: int = 10 ** 24) -> str:
+    """Exact with thousands separators when short, else mantissa and exponent ('1.801e16 (17 digits)').
+
+    Never converts a huge integer to decimal (quadratic in CPython): the exponent and leading digits
+    come from the top 64 bits."""
+    if n < exact_below:
+        return f"{n:,}"
+    shift = max(0, n.bit_length() - 64)
+    log = math.log10(n >> shift) + shift * math.log10(2)
+    e = math.floor(log)
+    if n >= 10 ** (e + 1):  # the float logarithm can be off by one next to a power of ten
+        e += 1
+    elif n < 10 ** e:
+        e -= 1
+    mant = min(max(10 ** (log - e), 1.0), 9.999)  # 3 decimals, never rounded up to "10.000"
+    return f"{mant:.3f}e{e} ({e + 1} digits)"
+
+
 # ---------------------------------------------------------------- the definition: branch and skip edges
 
 
@@ -151,7 +170,13 @@ class PathCounts:
     total: int
     by_length: dict[int, int]
     blocks: list[tuple[str, int]]  # (branch name, paths through its branch edge), see `branches`
-    length_sum: int = 0  # sum of all path lengths (exact; mean = length_sum / total)
+
+    @property
+    def length_sum(self) -> int:
+        """The sum of all path lengths (exact; mean = length_sum / total), from the histogram on demand."""
+        if "_length_sum" not in self.__dict__:
+            self.__dict__["_length_sum"] = sum(k * c for k, c in self.by_length.items())
+        return self.__dict__["_length_sum"]
 
     @property
     def mean_length(self) -> float:
@@ -455,17 +480,15 @@ def count_paths(graph: Graph, length: str = "blocks", removed: frozenset[Edge] =
         else:
             interior = [v for v in range(i + 1, o) if on[v]]
             seg = decompose(ins, set(interior), i, o, interior, node_w, slot_w, want)
-        part = _shift(seg.poly, node_w[i])
-        assert sum(part) == seg.total, "path histogram does not add up"  # counted and convolved separately
+        part = _shift(seg.poly, node_w[i])  # (its coefficients add up to seg.total: tests check it)
         total += mult * seg.total
         poly = part if not poly and mult == 1 else _add_into(poly, [mult * x for x in part])
         for e, c in seg.through.items():
             add = c if mult == 1 else mult * c
             through[e] = through[e] + add if e in through else add
     by_length = {k: c for k, c in enumerate(poly) if c}
-    length_sum = sum(k * c for k, c in by_length.items())
     blocks = [(b.name, through.get((b.merge, b.slot), 0)) for b in bs]
-    return PathCounts(length, total, by_length, blocks, length_sum)
+    return PathCounts(length, total, by_length, blocks)
 
 
 # ---------------------------------------------------------------- paths of a given length (sampling)

@@ -10,6 +10,7 @@ import argparse
 import math
 import sys
 
+from ..analysis.paths import fmt_big
 from ..cli import EXIT_USAGE, add_common, load_from_args, print_json
 
 
@@ -65,14 +66,6 @@ def _band(text: str | None) -> tuple[int, int] | None:
 def _usage(msg: str) -> int:
     print(f"resdsl paths: error: {msg}", file=sys.stderr)
     return EXIT_USAGE
-
-
-def fmt_big(n: int) -> str:
-    """Exact when short, else mantissa and exponent (log10 of a huge int without float overflow)."""
-    s = str(n)
-    if len(s) <= 24:
-        return f"{n:,}"
-    return f"{s[0]}.{s[1:4]}e{len(s) - 1} ({len(s)} digits)"
 
 
 def _ratio(a: int, b: int) -> float:

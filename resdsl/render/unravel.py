@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import math
 
-from ..analysis.paths import Branch, Path, PathSampler, branches, count_paths, cut_nodes, live_inputs, on_pair, segment
+from ..analysis.paths import Branch, fmt_big, Path, PathSampler, branches, count_paths, cut_nodes, live_inputs, on_pair, segment
 from ..ir import Graph
 from .diagram import DCluster, DEdge, Diagram, DNode, shortcut_text
 from .labels import describe, family, fmt_count, fmt_shape
@@ -96,8 +96,8 @@ def _dominant(g: Graph, ids: list[int]) -> str:
 
 def _sum_node(d: Diagram, sid: str, paths: int, output: str | None) -> None:
     where = f" into {output}" if output else ""
-    d.nodes.append(DNode(sid, "add", "Σ", "merge", None, (), detail=f"sum over {fmt_count(paths)} paths{where}",
-                         tooltip=f"sum over {paths if paths < 10 ** 30 else fmt_count(paths)} paths{where}"))
+    d.nodes.append(DNode(sid, "add", "Σ", "merge", None, (), detail=f"sum over {_fmt_big(paths)} paths{where}",
+                         tooltip=f"sum over {paths if paths < 10 ** 30 else fmt_big(paths)} paths{where}"))
 
 
 # ---------------------------------------------------------------- lanes: one per path
@@ -303,7 +303,7 @@ def _fan(g: Graph, d: Diagram, counts, length: str) -> None:
         title = f"length {lo}" if lo == hi else f"lengths {lo}–{hi}"
         d.nodes.append(DNode(nid, "lane", title, "other", "cluster_lengths", (), 0,
                              detail=f"{_fmt_big(c)} paths · {100 * share:.3g}% {bar}", repeat=c,
-                             tooltip=f"{c if c < 10 ** 30 else _fmt_big(c)} paths of {title}"))
+                             tooltip=f"{c if c < 10 ** 30 else fmt_big(c)} paths of {title}"))
         d.edges.append(DEdge(fan, nid, "", "lane"))
         d.edges.append(DEdge(nid, "sum", "", "lane"))
     d.ordered.append(fan)
@@ -355,10 +355,5 @@ def _stem_and_head(g: Graph) -> tuple[list[int], list[int]]:
 
 
 def _fmt_big(n: int) -> str:
-    s = str(n) if n < 10 ** 4000 else ""
-    if s and len(s) <= 12:
-        return f"{n:,}"
-    if not s:
-        return f"~10^{n.bit_length() * math.log10(2):.0f}"
-    return f"{s[0]}.{s[1:3]}e{len(s) - 1}"
-
+    """'1,485' or '1.801e16': short, and never a decimal conversion of a huge integer."""
+    return fmt_big(n, 10 ** 12).split(" ")[0]
