@@ -334,6 +334,29 @@ def test_lengths_of_a_path_sum_to_length_sum():
     assert r.length_sum == sum(path_length(net.graph, ep, "layers") for _, _, ep in all_paths(net))
 
 
+@pytest.mark.parametrize("wrap", ["chain", "long skip", "nested long skips"])
+def test_decomposition_leaves_only_small_flat_parts(wrap, monkeypatch):
+    # linear work, deterministically: the polynomial DP only ever runs on parts of at most SMALL nodes,
+    # and each node is in one part (a long skip around 3,000 blocks used to be one 9,000-node DP)
+    import resdsl.analysis.paths as paths_mod
+    body = "for i in range(K) { residual { relu; linear(D) } }"
+    if wrap == "long skip":
+        body = f"linear(D) -> a\n  {body}\n  add(a)"
+    elif wrap == "nested long skips":
+        body = f"linear(D) -> a\n  linear(D) -> b\n  {body}\n  add(b)\n  add(a)"
+    net = resdsl.loads(f"network c(K = 3000, D = 2) {{\n  input x: [D]\n  {body}\n  output y\n}}")
+    sizes = []
+    real = paths_mod._flat
+
+    def counted(ins, member, a, b, interior, *rest):
+        sizes.append(len(interior) + 1)
+        return real(ins, member, a, b, interior, *rest)
+    monkeypatch.setattr(paths_mod, "_flat", counted)
+    r = paths_mod.count_paths(net.graph)
+    assert max(sizes) <= paths_mod.SMALL and sum(sizes) <= len(net.graph.nodes)
+    assert r.total == 2 ** 3000 + (wrap != "chain") + (wrap == "nested long skips")
+
+
 def test_long_chain_memory():
     # issue 14: `paths` on 50,000 blocks took 1.9 GB, big integers kept per node.  The histogram itself (every
     # C(K, k)) is Theta(K^2) bits; nothing of that size may be kept beside it.  (50,000 blocks: bench/.)
