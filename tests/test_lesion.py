@@ -261,6 +261,14 @@ def test_sampler_counts_and_paths_match_brute_force(seed):
                 assert g.nodes[v].inputs[slot] == u
 
 
+@pytest.mark.parametrize("seed", [0, 3, 12])
+def test_gradient_table_path_counts_match_brute_force(seed):
+    net = resdsl.loads(random_program(random.Random(seed)))
+    pg = path_gradients(net, samples=1, batch=2, seed=seed)
+    assert pg.paths == dict(brute_force(net, "blocks"))
+    assert all(len(pg.per_path[k]) == 1 for k in pg.lengths)
+
+
 def test_sampling_is_uniform():
     # 3 paths of length 2 in "nested residuals" style: each drawn about a third of the time
     net = resdsl.loads("""

@@ -585,12 +585,18 @@ class PathSampler:
         out: list[Path] = []
         for iname, oname, f in self.pairs:
             i, o = self.graph.inputs[iname], self.graph.outputs[oname]
-            stack = [(o, k, ())] if self._at(f, o, k) else []
-            while stack:  # depth first, without recursion (paths can be thousands of edges long)
+            # depth first, without recursion (paths can be thousands of edges long); the edges found so
+            # far are a linked list (edge, rest), so each path costs its length, not its length squared
+            stack: list[tuple[int, int, tuple | None]] = [(o, k, None)] if self._at(f, o, k) else []
+            while stack:
                 v, r, tail = stack.pop()
                 if v == i:
-                    out.append(Path(iname, oname, tail, k))
+                    edges = []
+                    while tail is not None:
+                        e, tail = tail
+                        edges.append(e)
+                    out.append(Path(iname, oname, tuple(edges), k))
                     continue
                 for _, e, u, ru in reversed(self._steps(f, v, r)):
-                    stack.append((u, ru, (e,) + tail))
+                    stack.append((u, ru, (e, tail)))
         return out
