@@ -303,8 +303,7 @@ def test_small_graphs(name):
     assert r.mean_length == sum(k * c for k, c in hist.items()) / sum(hist.values())
 
 
-def test_two_inputs_each_pair_counted():
-    net = resdsl.loads("""
+TWO_INPUTS = """
 network n(D = 4) {
   input x: [D]
   input z: [D]
@@ -312,7 +311,11 @@ network n(D = 4) {
   add(z)
   residual { linear(D) }
   output y
-}""")
+}"""
+
+
+def test_two_inputs_each_pair_counted():
+    net = resdsl.loads(TWO_INPUTS)
     r = net.paths()
     # x: 2^3 ways through the chain, then add(z) (first operand: +1), then 2 ways; z: skip into add, 2 ways
     assert r.total == 16 + 2 == sum(brute_force(net, "blocks").values())
@@ -426,15 +429,7 @@ def test_unraveled_small_graphs(name):
 def test_unraveled_two_inputs_both_drawn():
     from resdsl.render import diagram
     from resdsl.render.unravel import drawn_paths
-    net = resdsl.loads("""
-network n(D = 4) {
-  input x: [D]
-  input z: [D]
-  for i in range(3) { residual { linear(D) } }
-  add(z)
-  residual { linear(D) }
-  output y
-}""")
+    net = resdsl.loads(TWO_INPUTS)
     d = diagram(net, "unraveled")
     assert drawn_paths(d) == 18
     lanes_from = Counter(e.src for e in d.edges if e.kind == "lane" and e.src.startswith("in_"))
