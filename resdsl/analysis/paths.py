@@ -150,13 +150,32 @@ def branches(graph: Graph) -> list[Branch]:
     return out
 
 
-def edge_weights(graph: Graph, length: str, bs: list[Branch] | None = None) -> tuple[list[int], dict[Edge, int]]:
-    """Node weights and branch-edge weights for the chosen length (docs/paths.md); `bs`: `branches(graph)`."""
+SlotWeights = list  # per node: None, or the weight of each input slot (node-indexed, so lookups stay local)
+
+
+def edge_weights(graph: Graph, length: str, bs: list[Branch] | None = None) -> tuple[list[int], SlotWeights]:
+    """Node weights and, per node, its input slots' weights for the chosen length (docs/paths.md);
+    `bs`: `branches(graph)` when the caller has it."""
     if length not in LENGTHS:
         raise ValueError(f"length must be one of {LENGTHS}, got {length!r}")
+    slot_w: SlotWeights = [None] * len(graph.nodes)
     if length == "layers":
-        return [1 if n.spec.weighted else 0 for n in graph.nodes], {}
-    return [0] * len(graph.nodes), {(b.merge, b.slot): 1 for b in (branches(graph) if bs is None else bs)}
+        return [1 if n.spec.weighted else 0 for n in graph.nodes], slot_w
+    return [0] * len(graph.nodes), _slot_flags(graph, branches(graph) if bs is None else bs)
+
+
+def _slot_flags(graph: Graph, bs: list[Branch]) -> SlotWeights:
+    """Per node: None, or a tuple with 1 at the slots that are branch edges in `bs`."""
+    out: SlotWeights = [None] * len(graph.nodes)
+    for b in bs:
+        w = out[b.merge] or (0,) * len(graph.nodes[b.merge].inputs)
+        out[b.merge] = w[:b.slot] + (1,) + w[b.slot + 1:]
+    return out
+
+
+def _sw(slot_w: SlotWeights, v: int, s: int) -> int:
+    w = slot_w[v]
+    return w[s] if w else 0
 
 
 # ---------------------------------------------------------------- result
@@ -297,9 +316,10 @@ class Segment:
     through: dict[Edge, int]  # paths of the segment through each wanted edge inside it
 
 
-def segment(ins, on, start: int, end: int, node_w: list[int], slot_w: dict[Edge, int],
-            want: set[Edge] | None = None) -> Segment:
-    """Counts and polynomial of the paths start -> end over the nodes marked `on` (one flat DP)."""
+def segment(ins, on, start: int, end: int, node_w: list[int], slot_w: SlotWeights,
+            want: SlotWeights | None = None) -> Segment:
+    """Counts and polynomial of the paths start -> end over the nodes marked `on` (one flat DP);
+    `through` for the edges flagged in `want` (per node, like `slot_w`; all edges when None)."""
     interior = [v for v in range(start + 1, end) if on[v]]
     return _flat(ins, set(interior), start, end, interior, node_w, slot_w, want, True)
 
@@ -317,8 +337,9 @@ def _flat(ins, member: set[int], a: int, b: int, interior: list[int], node_w, sl
     for v, es in zip(nodes, edges):
         acc: Poly = []
         c = 0
+        sw = slot_w[v]
         for s, u in es:
-            w = slot_w.get((v, s), 0)
+            w = sw[s] if sw else 0
             acc = _add_into(acc, _shift(f[u], w) if w else f[u])
             c += count[u]
             uses[u] -= 1
@@ -330,9 +351,10 @@ def _flat(ins, member: set[int], a: int, b: int, interior: list[int], node_w, sl
     through: dict[Edge, int] = {}
     for v, es in zip(reversed(nodes), reversed(edges)):
         bv = back.get(v, 0)
+        wv = want[v] if want is not None else None
         for s, u in es:
             back[u] = back.get(u, 0) + bv
-            if want is None or (v, s) in want:
+            if want is None or (wv and wv[s]):
                 through[(v, s)] = count[u] * bv
     return Segment(a, b, count[b], f[b], through)
 
@@ -367,8 +389,8 @@ def decompose(ins, member: set[int], a: int, b: int, interior: list[int], node_w
         return _flat(ins, member, a, b, interior, node_w, slot_w, want, direct_ok)
     segs = [decompose(ins, set(p), a, b, p, node_w, slot_w, want, False, depth + 1) for p in parts]
     for s in direct:
-        segs.append(Segment(a, b, 1, _shift([1], slot_w.get((b, s), 0) + node_w[b]),
-                            {(b, s): 1} if want is None or (b, s) in want else {}))
+        segs.append(Segment(a, b, 1, _shift([1], _sw(slot_w, b, s) + node_w[b]),
+                            {(b, s): 1} if want is None or _sw(want, b, s) else {}))
     poly: Poly = []
     through: dict[Edge, int] = {}
     for sg in segs:
@@ -469,7 +491,7 @@ def count_paths(graph: Graph, length: str = "blocks", removed: frozenset[Edge] =
     """Exact path count, length histogram and paths through every branch edge; `removed` drops edges."""
     bs = branches(graph)
     node_w, slot_w = edge_weights(graph, length, bs)
-    want = {(b.merge, b.slot) for b in bs}
+    want = slot_w if length == "blocks" else _slot_flags(graph, bs)  # the branch edges, per node
     ins = live_inputs(graph, removed)
     total = 0
     poly: Poly = []
@@ -533,7 +555,7 @@ class PathSampler:
             acc: Poly = []
             for s, u in enumerate(self.ins[v]):
                 if u >= 0 and f[u]:
-                    acc = _add_into(acc, _shift(f[u], self.slot_w.get((v, s), 0)))
+                    acc = _add_into(acc, _shift(f[u], _sw(self.slot_w, v, s)))
             f[v] = _shift(acc, self.node_w[v]) if acc else []
         return f
 
@@ -553,7 +575,7 @@ class PathSampler:
         for s, u in enumerate(self.ins[v]):
             if u < 0:
                 continue
-            ru = r - self.slot_w.get((v, s), 0)
+            ru = r - _sw(self.slot_w, v, s)
             c = self._at(f, u, ru)
             if c:
                 out.append((c, (v, s), u, ru))

@@ -344,7 +344,7 @@ def _stem_and_head(g: Graph) -> tuple[list[int], list[int]]:
     if not on[o]:
         return [], []
     c = cut_nodes(ins, on, i, o)
-    trivial = [segment(ins, on, a, b, [0] * len(g.nodes), {}, set()).total == 1 for a, b in zip(c, c[1:])]
+    trivial = [segment(ins, on, a, b, [0] * len(g.nodes), [None] * len(g.nodes), [None] * len(g.nodes)).total == 1 for a, b in zip(c, c[1:])]
     k = 0
     while k < len(trivial) and trivial[k]:
         k += 1
