@@ -104,6 +104,7 @@ def _sum_node(d: Diagram, sid: str, paths: int, output: str | None) -> None:
 
 
 def _lanes(g: Graph, d: Diagram, length: str) -> None:
+    """Every path its own lane (the caller checked there are at most MAX_LANES)."""
     sampler = PathSampler(g, length)
     paths = [p for k in range(_max_length(sampler) + 1) for p in sampler.all(k)]
     in_ids = _inputs(g, d)
@@ -112,8 +113,8 @@ def _lanes(g: Graph, d: Diagram, length: str) -> None:
         _outputs(g, d, {})
         return
     seqs = [p.nodes(g) for p in paths]
-    pre = _common_prefix([[e for e in p.edges] for p in paths], [p.input for p in paths])
-    suf = _common_suffix([[e for e in p.edges] for p in paths], [p.output for p in paths])
+    pre = _common_prefix([list(p.edges) for p in paths], [p.input for p in paths])
+    suf = _common_suffix([list(p.edges) for p in paths], [p.output for p in paths])
     if len(paths) == 1:  # one path: nothing to unravel
         pre, suf = 0, 0
     stem = [v for v, _ in paths[0].edges[:pre]] if pre else []
@@ -133,39 +134,18 @@ def _lanes(g: Graph, d: Diagram, length: str) -> None:
     by_len: dict[int, list[Path]] = {}
     for p in paths:
         by_len.setdefault(p.length, []).append(p)
-    sums: dict[str, str] = {}
-    one_sum = suf > 0 or len({p.output for p in paths}) == 1
-    for p in paths:
-        key = "sum" if one_sum else f"sum_{list(g.outputs).index(p.output)}"
-        sums.setdefault(p.output, key)
-    for key in dict.fromkeys(sums.values()):
-        outs = [o for o, s in sums.items() if s == key]
-        _sum_node(d, key, sum(1 for p in paths if sums[p.output] == key), outs[0] if len(outs) == 1 and not one_sum else None)
-    column: dict[int, list[str]] = {}
+    sums = _sum_nodes(g, d, paths, one_sum=suf > 0 or len({p.output for p in paths}) == 1)
+    column: dict[int, list[str]] = {}  # lane items arriving at the same merge, drawn side by side
     j = 0
     for k in sorted(by_len):
         group = by_len[k]
         cid = f"cluster_len{k}"
         d.clusters.append(DCluster(cid, f"length {k}: {len(group)} path{'s' if len(group) != 1 else ''}", None, "lanes"))
         for p in group:
-            prev = start[p.input]
             body = p.edges[pre:len(p.edges) - suf] if suf else p.edges[pre:]
             items = _lane_items(g, p, body, on_all, roles, forks, single=len(paths) == 1)
-            for t, (joint, kind, title, ids, detail) in enumerate(items):
-                nid = f"L{j}_{t}"
-                fam = _dominant(g, ids) if ids else "other"
-                d.nodes.append(DNode(nid, kind, title, fam, cid, tuple(ids), sum(g.nodes[i].params for i in ids),
-                                     detail=detail))
-                d.edges.append(DEdge(prev, nid, "", "lane"))
-                if joint is not None:
-                    column.setdefault(joint, []).append(nid)
-                prev = nid
-            if not items:  # a lane with nothing of its own (e.g. add(x, x)): a dot keeps it visible
-                nid = f"L{j}_0"
-                d.nodes.append(DNode(nid, "skip", f"path {j}", "other", cid, ()))
-                d.edges.append(DEdge(prev, nid, "", "lane"))
-                prev = nid
-            d.edges.append(DEdge(prev, sums[p.output], "", "lane"))
+            last = _draw_lane(g, d, f"L{j}", cid, start[p.input], items, column)
+            d.edges.append(DEdge(last, sums[p.output], "", "lane"))
             j += 1
     d.same_rank = [ids for _, ids in sorted(column.items()) if len(ids) > 1]
     d.ordered.extend(dict.fromkeys(start.values()))
@@ -175,17 +155,51 @@ def _lanes(g: Graph, d: Diagram, length: str) -> None:
         d.edges.append(DEdge("sum", "head", "", "data"))
         ends = {o: "head" for o in sums}
     _outputs(g, d, ends)
-    d.note = f"{len(paths)} path{'s' if len(paths) != 1 else ''}, by length in {length}"
+    d.note = _lanes_note(g, paths, on_all, [n for n in g.inputs if n not in start], length)
+
+
+def _sum_nodes(g: Graph, d: Diagram, paths: list[Path], one_sum: bool) -> dict[str, str]:
+    """A Σ for all lanes (`one_sum`), or one per output; returns output name -> its Σ node id."""
+    sums: dict[str, str] = {}
+    for p in paths:
+        sums.setdefault(p.output, "sum" if one_sum else f"sum_{list(g.outputs).index(p.output)}")
+    for key in dict.fromkeys(sums.values()):
+        outs = [o for o, s in sums.items() if s == key]
+        _sum_node(d, key, sum(1 for p in paths if sums[p.output] == key),
+                  outs[0] if len(outs) == 1 and not one_sum else None)
+    return sums
+
+
+def _draw_lane(g: Graph, d: Diagram, prefix: str, cid: str, prev: str, items: list[tuple],
+               column: dict[int, list[str]]) -> str:
+    """One lane's nodes and edges from `prev`; returns its last node id."""
+    for t, (joint, kind, title, ids, detail) in enumerate(items):
+        nid = f"{prefix}_{t}"
+        fam = _dominant(g, ids) if ids else "other"
+        d.nodes.append(DNode(nid, kind, title, fam, cid, tuple(ids), sum(g.nodes[i].params for i in ids),
+                             detail=detail))
+        d.edges.append(DEdge(prev, nid, "", "lane"))
+        if joint is not None:
+            column.setdefault(joint, []).append(nid)
+        prev = nid
+    if not items:  # a lane with nothing of its own (e.g. add(x, x)): a dot keeps it visible
+        nid = f"{prefix}_0"
+        d.nodes.append(DNode(nid, "skip", f"path {prefix[1:]}", "other", cid, ()))
+        d.edges.append(DEdge(prev, nid, "", "lane"))
+        prev = nid
+    return prev
+
+
+def _lanes_note(g: Graph, paths: list[Path], on_all: set[int], unconnected: list[str], length: str) -> str:
+    note = f"{len(paths)} path{'s' if len(paths) != 1 else ''}, by length in {length}"
     if len(paths) == 1:
-        d.note = f"a single path ({paths[0].length} {length})"
-    if on_all:
-        names = [describe(g.nodes[i]) for i in sorted(on_all) if g.nodes[i].spec.family != "merge"]
-        if names:
-            d.note += (f"; ops on every path ({', '.join(names[:4])}{', ...' if len(names) > 4 else ''}) "
-                       "are not repeated")
-    unconnected = [n for n in g.inputs if n not in start]
+        note = f"a single path ({paths[0].length} {length})"
+    names = [describe(g.nodes[i]) for i in sorted(on_all) if g.nodes[i].spec.family != "merge"]
+    if names:
+        note += f"; ops on every path ({', '.join(names[:4])}{', ...' if len(names) > 4 else ''}) are not repeated"
     if unconnected:
-        d.note += f"; no path from {', '.join(unconnected)}"
+        note += f"; no path from {', '.join(unconnected)}"
+    return note
 
 
 def _max_length(sampler: PathSampler) -> int:
