@@ -393,6 +393,10 @@ def test_cli_checks_before_building(tmp_path, run_cli, monkeypatch):
     assert p.returncode == 0 and "nothing to delete" in p.stdout
     p = run_cli("paths", str(src), "--gradients", "--samples", "0")
     assert p.returncode == 2 and "--samples" in p.stderr
+    for args in (("lesion", "--batch", "\u0663"), ("lesion", "--batch", "0"), ("variance", "--seeds", "0"),
+                 ("paths", "--gradients", "--seed", "-1"), ("paths", "--gradients", "--batch", "\u0663")):
+        p = run_cli(args[0], str(src), *args[1:])  # Unicode digits and out-of-range counts: usage errors
+        assert p.returncode == 2 and "expected a whole number" in p.stderr, args
     p = run_cli("paths", str(src), "--weights", "w.pt")
     assert p.returncode == 2 and "needs --gradients" in p.stderr
     p = run_cli("variance", str(src), "--batch", str(10 ** 12))

@@ -5,6 +5,7 @@ import argparse
 import sys
 
 from ..cli import EXIT_USAGE, add_common, load_from_args, print_json
+from .paths import positive_int, seed_int
 
 
 def register(subs) -> None:
@@ -23,10 +24,10 @@ def register(subs) -> None:
     p.add_argument("--blocks", metavar="A,B", help="delete these branches together (default: each one alone)")
     p.add_argument("--list", action="store_true", help="only list the deletable blocks (static, no torch)")
     p.add_argument("--weights", metavar="SD.pt", help="load this state_dict into the compiled module first")
-    p.add_argument("--batch", type=int, default=32, metavar="N", help="random inputs per run (default 32)")
+    p.add_argument("--batch", type=positive_int, default=32, metavar="N", help="random inputs per run (default 32)")
     p.add_argument("--inputs", metavar="X.pt", help="use these inputs (torch.save of a tensor, or a list/tuple of "
                                                     "tensors, one per network input, batch first)")
-    p.add_argument("--seed", type=int, default=0, help="seed for the weights' init and the inputs")
+    p.add_argument("--seed", type=seed_int, default=0, help="seed for the weights' init and the inputs")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=run)
 
@@ -78,8 +79,6 @@ def run(args) -> int:
     from ..analysis.runtime import Progress, bad_weights
 
     sys.set_int_max_str_digits(0)
-    if args.batch < 1:
-        return _usage(f"--batch must be at least 1, got {args.batch}")
     why = bad_weights(args.weights)
     if why:
         return _usage(why)

@@ -39,7 +39,7 @@ def register(subs) -> None:
                    help="with --gradients: paths measured per length, drawn uniformly when there are more "
                         "(default 32)")
     p.add_argument("--batch", type=positive_int, default=16, metavar="N", help="with --gradients: input batch size")
-    p.add_argument("--seed", type=int, default=0, help="with --gradients: random seed")
+    p.add_argument("--seed", type=seed_int, default=0, help="with --gradients: random seed")
     p.add_argument("--train", action="store_true",
                    help="with --gradients: batch norms use batch statistics (training mode; default eval)")
     p.add_argument("--json", action="store_true", help="print one JSON object (exact integers)")
@@ -51,6 +51,14 @@ def positive_int(text: str) -> int:
     t = text.strip()
     if not (t.isascii() and t.isdigit()) or int(t) < 1:
         raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text!r}")
+    return int(t)
+
+
+def seed_int(text: str) -> int:
+    """argparse type: a random seed, a whole number >= 0 written in ASCII digits."""
+    t = text.strip()
+    if not (t.isascii() and t.isdigit()):
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 0, got {text!r}")
     return int(t)
 
 

@@ -5,6 +5,7 @@ import argparse
 import sys
 
 from ..cli import EXIT_USAGE, add_common, load_from_args, print_json
+from .paths import positive_int, seed_int
 
 
 def register(subs) -> None:
@@ -18,9 +19,9 @@ def register(subs) -> None:
                                "  resdsl variance net.res --seeds 4 --plot variance.png --json",
                         formatter_class=argparse.RawDescriptionHelpFormatter)
     add_common(p)
-    p.add_argument("--batch", type=int, default=512, metavar="N", help="inputs per forward pass (default 512)")
-    p.add_argument("--seeds", type=int, default=1, metavar="S", help="average over S initialisations (default 1)")
-    p.add_argument("--seed", type=int, default=0, help="first seed")
+    p.add_argument("--batch", type=positive_int, default=512, metavar="N", help="inputs per forward pass (default 512)")
+    p.add_argument("--seeds", type=positive_int, default=1, metavar="S", help="average over S initialisations (default 1)")
+    p.add_argument("--seed", type=seed_int, default=0, help="first seed")
     p.add_argument("--plot", metavar="OUT.png", help="save both curves (log scale) as an image")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=run)
