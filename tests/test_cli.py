@@ -71,9 +71,9 @@ def test_summary_table_depth(capsys):
 def test_usage_errors_exit_2(capsys):
     assert run(capsys, "check", RESNET, "--set", "depth")[0] == 2
     assert run(capsys, "check", RESNET, "--limit", "nonsense=3")[0] == 2
-    with pytest.raises(SystemExit) as e:
-        main(["check"])
-    assert e.value.code == 2
+    code, out, err = run(capsys, "check")
+    assert (code, out) == (2, "")
+    assert err == "resdsl check: error: the following arguments are required: file (see resdsl check --help)\n"
 
 
 def test_unknown_parameter_hint(capsys):

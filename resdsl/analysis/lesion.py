@@ -22,9 +22,9 @@ from __future__ import annotations
 import itertools
 import math
 import random
-import sys
 from dataclasses import dataclass
 
+from .. import progress as progress_line
 from ..ir import Graph, Node, Region, Scope, freeze
 from .paths import count_paths
 
@@ -198,9 +198,9 @@ def lesion_study(net, sets: list[list[str]] | None = None, batch: int = 32, seed
             rel = float((y - ref).norm() / ref.norm()) if float(ref.norm()) else float((y - ref).norm())
             rows.append(LesionRow(list(names), paths_after_lesion(g, rs).total, total, rel))
             if progress:
-                print(f"\rlesion {k + 1}/{len(regions)}", end="", file=sys.stderr, flush=True)
+                progress_line.draw(f"lesion {k + 1}/{len(regions)}")  # on a terminal only
     if progress:
-        print(file=sys.stderr)
+        progress_line.end()
     return LesionReport(net.name, rows)
 
 
@@ -304,9 +304,9 @@ def path_gradients(net, weights: str | None = None, samples: int = 32, batch: in
             vals.append(float(per_sample.mean()))
         magnitude[k] = sum(vals) / len(vals)
         if progress:
-            print(f"\rgradient paths: length {k} ({i + 1}/{len(ks)})", end="", file=sys.stderr, flush=True)
+            progress_line.draw(f"gradient paths: length {k} ({i + 1}/{len(ks)})")
     if progress:
-        print(file=sys.stderr)
+        progress_line.end()
     # block-level paths: a path of length k chooses k of the n residual branches
     paths = {k: math.comb(n, k) for k in ks}
     return PathGradients([r.name for r in regions], ks, magnitude, paths, samples)

@@ -14,9 +14,9 @@ With several seeds the variances are averaged (weights and inputs change).
 from __future__ import annotations
 
 import math
-import sys
 from dataclasses import dataclass
 
+from .. import progress as progress_line
 from .lesion import _as_tuple, build_instrumented, submodule
 
 
@@ -118,8 +118,8 @@ def variance_at_init(net, batch: int = 512, seeds: int = 1, seed: int = 0, progr
             g = t.grad
             grads[k] += (float(g.double().var(unbiased=False)) if g is not None else math.nan) / seeds
         if progress:
-            print(f"\rvariance: seed {s - seed + 1}/{seeds}", end="", file=sys.stderr, flush=True)
+            progress_line.draw(f"variance: seed {s - seed + 1}/{seeds}")  # on a terminal only
     if progress:
-        print(file=sys.stderr)
+        progress_line.end()
     return VarianceReport(net.name, unit, [VariancePoint(name, a, g) for (_, name), a, g in zip(points, acts, grads)],
                           batch, seeds)

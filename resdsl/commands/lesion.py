@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from ..cli import EXIT_USAGE, add_common, load_from_args, print_json
+from ._common import EXIT_USAGE, add_common, load_from_args, print_json
 
 
 def register(subs) -> None:

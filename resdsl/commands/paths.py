@@ -10,7 +10,7 @@ import argparse
 import math
 import sys
 
-from ..cli import EXIT_USAGE, add_common, load_from_args, print_json
+from ._common import EXIT_USAGE, add_common, load_from_args, print_json, wrote
 
 
 def register(subs) -> None:
@@ -150,5 +150,5 @@ def run(args) -> int:
         print()
         print("\n".join(grads.table_lines()))
     if args.plot:
-        print(f"\nwrote {args.plot}")
+        wrote(args.plot)
     return 0

@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from ..cli import EXIT_USAGE, add_common, load_from_args, print_json
+from ._common import EXIT_USAGE, add_common, load_from_args, print_json, wrote
 
 
 def register(subs) -> None:
@@ -46,5 +46,5 @@ def run(args) -> int:
     print(f"{net.name}: variance at initialisation per {report.unit} (batch {args.batch}, {args.seeds} seed(s))")
     print("\n".join(report.table_lines()))
     if args.plot:
-        print(f"\nwrote {args.plot}")
+        wrote(args.plot)
     return 0
