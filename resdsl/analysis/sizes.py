@@ -106,13 +106,13 @@ class _Elaborations:
     """Elaborates `net`'s program at other parameters or input shapes, parsing its file once,
     and counts the work against a deterministic budget (reads `net`; writes nothing)."""
 
-    def __init__(self, net, budget: int = WORK_BUDGET):
+    def __init__(self, net, budget: int | None = None):
         from ..loader import load_file
 
         self.net = net
         self.program = load_file(net.source, net.limits)
         self.cost = len(net.nodes) + PER_ELABORATION
-        self.budget = budget
+        self.budget = WORK_BUDGET if budget is None else budget
         self.work = 0
 
     @property
@@ -205,18 +205,18 @@ def _scan(runs: _Elaborations, shape_of, sizes, progress, done: int, total: int,
     return checked, valid, failures, False
 
 
-def valid_sizes_by_dim(net, lo: int = 1, hi: int | None = None, budget: int = WORK_BUDGET, progress=None,
+def valid_sizes_by_dim(net, lo: int = 1, hi: int | None = None, budget: int | None = None, progress=None,
                        runs: _Elaborations | None = None) -> list[DimReport]:
-    """Vary each spatial dim of each input on its own (through input-shape overrides), others fixed."""
+    """Vary each spatial dim of each input on its own (through input-shape overrides), others fixed;
+    the work budget is shared out equally between the dims."""
     runs = runs or _Elaborations(net, budget)
+    budget = runs.budget
     dims = [(name, d) for name, shape in net.inputs.items() for d in range(1, len(shape))]
     ranges = {(name, d): range(lo, (hi if hi is not None else max(2 * net.inputs[name][d], 64)) + 1) for name, d in dims}
     total = sum(len(r) for r in ranges.values())
-    done, out, stopped = 0, [], False
-    for name, d in dims:
-        if stopped:
-            out.append(DimReport(name, d, "not checked (work budget spent)", [], truncated=True))
-            continue
+    done, out = 0, []
+    for k, (name, d) in enumerate(dims):
+        runs.budget = runs.work + (budget - runs.work) // (len(dims) - k)  # each dim its share of what is left
         base = list(net.inputs[name])
 
         def shape_of(s, name=name, d=d, base=base):
@@ -250,10 +250,10 @@ def summarise(valid: list[int], checked: list[int]) -> str:
     return "valid sizes: " + ", ".join(map(str, valid[:20])) + (" ..." if len(valid) > 20 else "")
 
 
-def valid_sizes(net, lo: int = 1, hi: int | None = None, budget: int = WORK_BUDGET, progress=None,
+def valid_sizes(net, lo: int = 1, hi: int | None = None, budget: int | None = None, progress=None,
                 by_dim: bool = False) -> SizeReport:
     """Elaborate `net` at every size in [lo, hi] (all its size parameters set together) and check each,
-    until `budget` work units (ops elaborated, see WORK_BUDGET) are spent; then `truncated` is set."""
+    until `budget` work units (default WORK_BUDGET) are spent; then `truncated` is set."""
     runs = _Elaborations(net, budget)
     params = size_parameters(net, runs)
     current = problems(net.graph)
@@ -266,7 +266,7 @@ def valid_sizes(net, lo: int = 1, hi: int | None = None, budget: int = WORK_BUDG
     hi = hi if hi is not None else max(2 * default, 64)
     checked, valid, failures = [], [], {}
     truncated = False
-    sizes = list(range(lo, hi + 1))
+    sizes = range(lo, hi + 1)  # lazily: the budget, not the range, bounds the work
     for i, s in enumerate(sizes):
         if runs.exhausted:
             truncated = True

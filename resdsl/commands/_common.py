@@ -102,6 +102,8 @@ def parse_set(items: list[str] | None) -> dict[str, object]:
         if not name.isidentifier() or not name.isascii():
             raise UsageError(f"--set: {name!r} is not a parameter name")
         text = text.strip()
+        if _foreign_digits(text):
+            raise UsageError(f"--set {name}: write numbers in ASCII digits, got {text!r}")
         if text.isidentifier() and text.isascii() and text not in ("true", "false", "none"):
             out[name] = text
             continue
@@ -110,6 +112,12 @@ def parse_set(items: list[str] | None) -> dict[str, object]:
         except (ResdslError, _NoNames):
             raise UsageError(f"--set {name}: cannot read {text!r} as a value (use 50, 0.5, true, \"b\" or [1, 2])")
     return out
+
+
+def _foreign_digits(text: str) -> bool:
+    """Digits other than 0-9 outside string literals (the grammar's \\d would read '٥٠' as 50)."""
+    outside = re.sub(r'"(?:[^"\\]|\\.)*"', "", text)
+    return any(c.isdigit() and not c.isascii() for c in outside)
 
 
 def parse_inputs(items: list[str] | None) -> dict[str, tuple[int, ...]]:
