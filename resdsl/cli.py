@@ -109,18 +109,19 @@ def _run(args: argparse.Namespace) -> int:
     as_json = bool(getattr(args, "json", False))
     prog = f"resdsl {args.command}"
     color = args.color == "always" or (args.color == "auto" and not as_json and _isatty(sys.stderr))
+    real_stdout, sys.stdout = sys.stdout, _Stdout(sys.stdout)
     try:
         for name in OUTPUT_OPTIONS:  # before any work: a typo in -o must not cost a whole computation
             check_output(getattr(args, name, None))
         check_plot(getattr(args, "plot", None))
         code = int(args.func(args) or 0)
-        sys.stdout.flush()  # a full disk or closed pipe shows here, while we can still report it
+        sys.stdout.flush()  # a full disk or a closed pipe shows here, while we can still report it
         return code
     except ResdslError as e:
         if as_json:
             print_json({"ok": False, "errors": [d.to_dict() for d in e.diagnostics]})
         else:
-            print(e.render(color), file=sys.stderr)
+            print(_printable(e.render(color)), file=sys.stderr)
             n = len(e.diagnostics)
             print(f"{n} error{'s' if n != 1 else ''}", file=sys.stderr)
         return EXIT_ERRORS
@@ -133,11 +134,13 @@ def _run(args: argparse.Namespace) -> int:
     except BrokenPipeError:  # `resdsl ... | head`: the reader has all it wants
         _detach_stdout()
         return EXIT_OK
+    except _StdoutError as e:
+        _detach_stdout()
+        return _fail(prog, f"cannot write standard output: {e.args[0]}", EXIT_USAGE, False)
     except OSError as e:  # a file named on the command line cannot be read or written
+        if e.filename is None:
+            _detach_stdout()  # it may have been stdout: do not fail again at exit
         where = e.filename if e.filename is not None else "the output"
-        if e.filename is None and _is_stdout_error():
-            where = "standard output"
-            _detach_stdout()
         return _fail(prog, f"cannot write {where}: {e.strerror or e}", EXIT_USAGE, as_json)
     except SystemExit as e:  # a command that printed its own usage error
         return e.code if isinstance(e.code, int) else EXIT_USAGE
@@ -146,6 +149,8 @@ def _run(args: argparse.Namespace) -> int:
         print("resdsl: internal error (this is a bug in resdsl, please report it):", file=sys.stderr)
         traceback.print_exc()
         return EXIT_INTERNAL
+    finally:
+        sys.stdout = real_stdout
 
 
 def _fail(prog: str, message: str, code: int, as_json: bool) -> int:
@@ -153,8 +158,47 @@ def _fail(prog: str, message: str, code: int, as_json: bool) -> int:
     if as_json:
         print_json({"ok": False, "error": {"exit": code, "message": message}})
     else:
-        print(f"{prog}: error: {message}", file=sys.stderr)
+        print(_printable(f"{prog}: error: {message}"), file=sys.stderr)
     return code
+
+
+def _printable(text: str) -> str:
+    """File names from the command line may hold undecodable bytes (as surrogates): show them escaped."""
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+class _StdoutError(Exception):
+    """Writing the result to stdout failed (a full disk, a closed terminal)."""
+
+
+class _Stdout:
+    """sys.stdout while a command runs: an OSError from print() carries no file name, so a failing write
+    is tagged here as stdout's (a closed pipe stays a BrokenPipeError: the reader had enough)."""
+
+    def __init__(self, stream):
+        self._stream = stream
+
+    def write(self, text: str) -> int:
+        return self._guard(self._stream.write, text)
+
+    def flush(self) -> None:
+        self._guard(self._stream.flush)
+
+    def writelines(self, lines) -> None:
+        for line in lines:
+            self.write(line)
+
+    def __getattr__(self, name: str):
+        return getattr(self._stream, name)
+
+    @staticmethod
+    def _guard(fn, *args):
+        try:
+            return fn(*args)
+        except BrokenPipeError:
+            raise
+        except OSError as e:
+            raise _StdoutError(e.strerror or str(e)) from e
 
 
 def _interrupted() -> int:
@@ -167,15 +211,6 @@ def _isatty(stream) -> bool:
         return bool(stream.isatty())
     except (AttributeError, ValueError):
         return False
-
-
-def _is_stdout_error() -> bool:
-    """After an OSError without a file name: is stdout the stream that failed?"""
-    try:
-        sys.stdout.flush()
-        return False
-    except OSError:
-        return True
 
 
 def _detach_stdout() -> None:
