@@ -239,8 +239,11 @@ def fuzz_examples(default: int) -> int:
 # ------------------------------------------------------------------ mostly valid programs
 
 @st.composite
-def valid_body(draw, depth: int, size: list[int], blocks: tuple[str, ...]) -> list[str]:
-    """Statements that keep shapes consistent on a [C, H, W] tensor; `size` tracks H (= W)."""
+def valid_body(draw, depth: int, size: list[int], blocks: tuple[str, ...], labels: list[int] | None = None
+               ) -> list[str]:
+    """Statements that keep shapes consistent on a [C, H, W] tensor; `size` tracks H (= W).
+    `labels` counts the labels given so far, so that no two are the same (loops label 0, 1, ...)."""
+    labels = labels if labels is not None else [0]
     lines: list[str] = []
     for i in range(draw(st.integers(1, 4))):
         kinds = ["conv", "conv", "norm", "act", "pool"] + (["call"] if blocks else [])
@@ -248,7 +251,8 @@ def valid_body(draw, depth: int, size: list[int], blocks: tuple[str, ...]) -> li
             kinds += ["residual", "residual", "dense", "parallel", "group", "for", "if", "skip"]
         kind = draw(st.sampled_from(kinds))
         c = draw(st.sampled_from([2, 3, 4, 6, 8]))
-        lab = draw(st.sampled_from(["", "", f"l{i}: ", "{%d}: " % i]))
+        lab = draw(st.sampled_from(["", "", f"l{labels[0]}: ", "{%d}: " % (100 + labels[0])]))
+        labels[0] += bool(lab)
         if kind == "conv":
             k = draw(st.sampled_from([1, 3]))
             lines.append(lab + draw(st.sampled_from([
@@ -278,7 +282,7 @@ def valid_body(draw, depth: int, size: list[int], blocks: tuple[str, ...]) -> li
                                           ", scale=0.5", ", zero_init_last=true"]))
             inner = [f"conv({c}, 3, stride={stride}, padding=1, bias=false)", "batchnorm()", "relu"]
             sub = [size[0] // stride if stride == 1 else (size[0] + 1) // 2]
-            inner += draw(valid_body(depth - 1, sub, blocks)) if draw(st.booleans()) else []
+            inner += draw(valid_body(depth - 1, sub, blocks, labels)) if draw(st.booleans()) else []
             if sub[0] != (size[0] if stride == 1 else (size[0] + 1) // 2):
                 inner = inner[:3]  # the nested body pooled: keep the branch simple
                 sub = [size[0] if stride == 1 else (size[0] + 1) // 2]
@@ -294,7 +298,7 @@ def valid_body(draw, depth: int, size: list[int], blocks: tuple[str, ...]) -> li
                       "    branch {", f"        conv({b}, 3, padding=1)", "        relu", "    }", "}"]
         elif kind == "group":
             sub = [size[0]]
-            lines += [lab + "group {", *["    " + x for x in draw(valid_body(depth - 1, sub, blocks))], "}"]
+            lines += [lab + "group {", *["    " + x for x in draw(valid_body(depth - 1, sub, blocks, labels))], "}"]
             size[0] = sub[0]
         elif kind == "for":
             n = draw(st.integers(0, 3))
@@ -343,8 +347,8 @@ BAD = "network b() {\n    input x: [3, 8, 8]\n    conv(8, kernel_size=3, strid=2
 # helper a2's part of issue 10; the loader itself refuses such files, see tests/test_limits.py.)
 FILES = ["tiny.res", "tiny.res", "tiny.res", "bad.res", "missing.res", "adir", "/dev/null", "", "-",
          "\udcff.res", "/etc/passwd", "tiny.res/x.res"]
-INTS = ["0", "1", "2", "3", "-1", "-5", "３", "٣", "²", "99999999999999999999", "1e3", "", " 2 ", "0x10", "nan",
-        "1_000"]
+INTS = ["1", "2", "3", "2", "4", "0", "-1", "-5", "３", "٣", "²", "99999999999999999999", "1e3", "", " 2 ", "0x10",
+        "nan", "1_000"]
 FLOATS = ["0", "0.5", "-1", "1e999", "nan", "inf", "３.５", "", "1e-3"]
 STRINGS = ["", "x", "-", "=", "a=b", "depth=18", "size=٥٠", "size=[", "x=３,8,8", "x=3,8,8", "x=3x8", "max_nodes=10",
            "max_nodes=²", "1:5", "５:9", "0:3", "9:3", "out.svg", "out.dot", "out.png", "out.py", "out.bogus",
