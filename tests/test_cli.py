@@ -127,6 +127,7 @@ def tiny(tmp_path_factory):
     (d / "t.res").write_text(TINY)
     (d / "adir").mkdir()
     (d / "full.dot").symlink_to("/dev/full")
+    (d / "full.pt2").symlink_to("/dev/full")
     return d
 
 
@@ -137,6 +138,7 @@ ATTACKS = [
     ("render T -o /nonexistent/dir/x.svg", 2, "cannot write output /nonexistent/dir/x.svg: no directory"),
     ("render T -o D/full.dot", 2, "full.dot: No space left on device"),
     ("compile T -o /dev/full", 2, "cannot write /dev/full: No space left on device"),
+    ("compile T --export D/full.pt2", 2, "full.pt2: No space left on device"),  # torch's writer aborted
     ("compile T -o D/adir", 2, "it is a directory"),
     ("compile T -o /nonexistent/x.py", 2, "no directory '/nonexistent'"),
     ("compile T --onnx /nonexistent/x.onnx", 2, "no directory"),

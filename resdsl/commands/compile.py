@@ -6,6 +6,7 @@ with no output option the standalone source goes to stdout.
 from __future__ import annotations
 
 import argparse
+import io
 import sys
 from pathlib import Path
 
@@ -76,7 +77,9 @@ def run(args) -> int:
         if args.export:
             _progress("running torch.export")
             program = torch.export.export(model, example)
-            torch.export.save(program, args.export)
+            buf = io.BytesIO()  # torch's archive writer aborts the process on a failing file: write it ourselves
+            torch.export.save(program, buf)
+            _write(args.export, buf.getvalue())
             written["export"] = args.export
             wrote(args.export)
         if args.onnx:
@@ -104,7 +107,17 @@ def _onnx(model, example, net, args) -> int:
         # The TorchScript-based exporter works without onnxscript; torch marks it deprecated.
         warnings.simplefilter("ignore", DeprecationWarning)
         warnings.simplefilter("ignore", FutureWarning)
-        torch.onnx.export(model, example, args.onnx, dynamo=False, opset_version=args.opset,
-                          input_names=names_in, output_names=names_out,
-                          dynamic_axes={n: {0: "batch"} for n in names_in + names_out})
+        try:
+            torch.onnx.export(model, example, args.onnx, dynamo=False, opset_version=args.opset,
+                              input_names=names_in, output_names=names_out,
+                              dynamic_axes={n: {0: "batch"} for n in names_in + names_out})
+        except OSError as e:  # its write error names no file
+            raise UsageError(f"cannot write {args.onnx}: {e.strerror or e}")
     return 0
+
+
+def _write(path: str, data: bytes) -> None:
+    try:
+        Path(path).write_bytes(data)
+    except OSError as e:
+        raise UsageError(f"cannot write {path}: {e.strerror or e}")
