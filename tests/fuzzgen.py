@@ -616,8 +616,10 @@ def run_command_line(argv: list[str], ws: Workspace) -> tuple[str, str]:
     assert code in (0, 1, 2, 3), (argv, code, text)
     if code in (1, 2, 3) and "--json" not in argv:
         assert text.strip(), f"{argv!r} -> exit {code} without a message"
-    if code == 2 and "--json" not in argv:
-        assert len(text.strip().splitlines()) == 1, f"{argv!r}: usage errors are one line:\n{text}"
+    if code == 2 and "--json" not in argv:  # one error line, the last (after any status lines of work done)
+        lines = text.strip().splitlines()
+        assert lines[-1].startswith("resdsl") and sum(": error: " in x for x in lines) == 1, \
+            f"{argv!r}: a usage error is one line:\n{text}"
     return {0: "ok", 1: "diagnostic"}.get(code, "usage"), f"exit {code}"
 
 
