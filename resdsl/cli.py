@@ -82,9 +82,18 @@ def main(argv: list[str] | None = None) -> int:
     argparse); a traceback is printed for bugs only (exit 70)."""
     argv = sys.argv[1:] if argv is None else list(argv)
     try:
-        return _main(argv)
+        code = _main(argv)
+        sys.stdout.flush()  # what an error report printed (--json) must reach stdout too
+        return code
     except KeyboardInterrupt:  # Ctrl-C while parsing or reporting
         return _interrupted()
+    except BrokenPipeError:
+        _detach_stdout()
+        return EXIT_OK
+    except (_StdoutError, OSError) as e:  # stdout failed while an error was being reported
+        _detach_stdout()
+        print(f"resdsl: error: cannot write standard output: {getattr(e, 'strerror', None) or e}", file=sys.stderr)
+        return EXIT_USAGE
 
 
 def _main(argv: list[str]) -> int:
@@ -140,8 +149,8 @@ def _run(args: argparse.Namespace) -> int:
     except OSError as e:  # a file named on the command line cannot be read or written
         if e.filename is None:
             _detach_stdout()  # it may have been stdout: do not fail again at exit
-        where = e.filename if e.filename is not None else "the output"
-        return _fail(prog, f"cannot write {where}: {e.strerror or e}", EXIT_USAGE, as_json)
+            return _fail(prog, f"cannot write the output: {e.strerror or e}", EXIT_USAGE, as_json)
+        return _fail(prog, f"{e.filename}: {e.strerror or e}", EXIT_USAGE, as_json)
     except SystemExit as e:  # a command that printed its own usage error
         return e.code if isinstance(e.code, int) else EXIT_USAGE
     except Exception:  # a bug in resdsl, not in the user's file or command line

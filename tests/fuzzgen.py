@@ -499,7 +499,13 @@ def compare_with_torch(net: "resdsl.Network") -> None:
     assert [tuple(y.shape[1:]) for y in ys] == [tuple(s) for s in net.outputs.values()]
 
 
-_RUNS = [0]
+_RUNS = [0]  # inputs judged since the last reset_budget_count(), to pick every N-th for measuring
+
+
+def reset_budget_count() -> None:
+    """Start counting afresh (each fuzz test does: which inputs are measured must not depend on what ran
+    before in the same process, which xdist decides)."""
+    _RUNS[0] = 0
 
 
 def budget_every() -> int:

@@ -33,6 +33,7 @@ def test_fuzzer(name, workspace):
     fuzzer is for (its `expect`: many error codes, mostly successes, every exit class)."""
     fz = fuzzgen.FUZZERS[name]
     counts: collections.Counter = collections.Counter()
+    fuzzgen.reset_budget_count()
 
     @settings(max_examples=fuzzgen.fuzz_examples(fz.examples), **SETTINGS)
     @given(fz.strategy)
