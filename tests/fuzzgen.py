@@ -427,11 +427,11 @@ class Fuzzer:
 FUZZERS: dict[str, Fuzzer] = {}
 
 
-def register(name: str, strategy, examples: int, expect=None):
+def register(name: str, strategy, examples: int, expect=None, doc: str | None = None):
     """Decorator: add an oracle to the registry.  tests/test_fuzz.py runs every registered fuzzer and
     bench/fuzz.py tabulates their outcomes; a new fuzzer needs nothing but this."""
     def deco(oracle):
-        FUZZERS[name] = Fuzzer(name, strategy, oracle, examples, expect, (oracle.__doc__ or "").strip())
+        FUZZERS[name] = Fuzzer(name, strategy, oracle, examples, expect, doc or (oracle.__doc__ or "").strip())
         return oracle
     return deco
 
@@ -550,22 +550,19 @@ def _at_least(n_codes: int = 0, ok_share: float = 0.0):
     return expect
 
 
-@register("program", program(), examples=200, expect=_at_least(n_codes=8, ok_share=0.02))
-def _program(src: str, ws: Workspace) -> tuple[str, str]:
-    """Grammar-aware random programs full of mistakes: elaborate, or located diagnostics."""
+def elaborate_and_compare(src: str, ws: Workspace) -> tuple[str, str]:
+    """Elaborate a program: located diagnostics, or a network whose static shapes and counts equal those
+    of the PyTorch module built from it."""
     outcome, detail, net = within_budget(lambda: resdsl.loads(src, name="<fuzz>"))
     if net is not None:
         compare_with_torch(net)
     return outcome, detail
 
 
-@register("valid", valid_program(), examples=50, expect=_at_least(ok_share=0.8))
-def _valid(src: str, ws: Workspace) -> tuple[str, str]:
-    """Mostly valid programs: static shapes and counts equal those of the PyTorch module built from them."""
-    outcome, detail, net = within_budget(lambda: resdsl.loads(src, name="<fuzz>"))
-    if net is not None:
-        compare_with_torch(net)
-    return outcome, detail
+register("program", program(), examples=200, expect=_at_least(n_codes=8, ok_share=0.02),
+         doc="grammar-aware random programs full of mistakes")(elaborate_and_compare)
+register("valid", valid_program(), examples=50, expect=_at_least(ok_share=0.8),
+         doc="mostly valid programs, compared with the PyTorch module built from them")(elaborate_and_compare)
 
 
 @register("mutant", mutant(), examples=200, expect=_at_least(n_codes=4))
@@ -630,4 +627,5 @@ def run_command_line(argv: list[str], ws: Workspace) -> tuple[str, str]:
 
 
 for _name in subcommands():  # one fuzzer per subcommand, so that each gets its share of inputs
-    register(f"cli:{_name}", command_line(_name), examples=15, expect=_cli_expect)(run_command_line)
+    register(f"cli:{_name}", command_line(_name), examples=15, expect=_cli_expect,
+             doc=f"hostile `resdsl {_name}` command lines")(run_command_line)

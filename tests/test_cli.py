@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+import fuzzgen
 from resdsl.cli import main
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -107,24 +108,10 @@ def test_console_entry_points(capsys):
 
 # ------------------------------------------------------------------ hostile command lines
 
-TINY = """network t(size = 8, width = 4) {
-    input x: [3, size, size]
-    conv(width, 3, padding=1)
-    relu
-    residual {
-        conv(width, 3, padding=1)
-    }
-    global_avgpool
-    linear(2)
-    output y
-}
-"""
-
-
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory):
     d = tmp_path_factory.mktemp("cli")
-    (d / "t.res").write_text(TINY)
+    (d / "t.res").write_text(fuzzgen.TINY)
     (d / "adir").mkdir()
     (d / "full.dot").symlink_to("/dev/full")
     (d / "full.pt2").symlink_to("/dev/full")
