@@ -2,24 +2,32 @@
 
 Each subcommand lives in `resdsl/commands/<name>.py` and defines
 `register(subparsers)` (adds its parser, sets `func`) -- so commands can be
-added without touching this file.  Exit codes: 0 success, 1 the .res file
-has errors (diagnostics printed), 2 bad command-line usage, 3 a missing
-external tool (e.g. Graphviz's dot), 70 an internal error (a bug in resdsl).
+added without touching this file.  What they share is resdsl/commands/_common.py;
+this module imports the commands, never the reverse.
+
+Exit codes: 0 success, 1 the .res file has errors (diagnostics printed), 2 bad
+command-line usage (including an output file that cannot be written), 3 a missing
+external tool (Graphviz's dot, matplotlib), 130 interrupted (Ctrl-C), 70 an internal
+error (a bug in resdsl) -- and only then a traceback.  Every other failure is one
+line on stderr; with --json it is a JSON object on stdout instead and stderr stays empty.
+Status lines ("wrote FILE") go to stderr, results to stdout.
 """
 from __future__ import annotations
 
 import argparse
 import importlib
-import json
+import os
 import pkgutil
 import sys
 
 from . import __version__
+from .commands._common import (  # noqa: F401  (re-exported for code written against resdsl.cli)
+    EXIT_ERRORS, EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_OK, EXIT_TOOL, EXIT_USAGE, ToolMissing, UsageError,
+    add_common, ascii_float, ascii_int, check_output, check_plot, load_from_args, parse_inputs, parse_set, print_json)
 from .diagnostics import ResdslError
 
-EXIT_OK, EXIT_ERRORS, EXIT_USAGE, EXIT_TOOL, EXIT_INTERNAL = 0, 1, 2, 3, 70
-
 ORDER = ["check", "summary", "expand", "compile", "paths", "variance", "lesion", "render", "fmt", "ops"]
+OUTPUT_OPTIONS = ("output", "onnx", "export")  # argument names that are files a command writes
 
 EPILOG = """examples:
   resdsl check examples/resnet.res --set depth=50
@@ -27,94 +35,23 @@ EPILOG = """examples:
   resdsl summary examples/densenet.res --json > densenet.json
   resdsl expand examples/unet.res
 
-exit codes: 0 ok, 1 errors in the .res file, 2 usage error, 3 missing tool, 70 internal error"""
+exit codes: 0 ok, 1 errors in the .res file, 2 usage error, 3 missing tool, 130 interrupted,
+70 internal error (a bug: please report it)"""
 
 
-def parse_set(items: list[str] | None) -> dict[str, object]:
-    """--set NAME=VALUE: VALUE is a resdsl literal (50, 0.5, true, "b", [1, 2]); a bare word is a string."""
-    from .evaluate import Evaluator
-    from .parser import parse_expression
-
-    out: dict[str, object] = {}
-    for item in items or []:
-        if "=" not in item:
-            raise SystemExit(_usage(f"--set expects NAME=VALUE, got {item!r}"))
-        name, _, text = item.partition("=")
-        name = name.strip()
-        if not name.isidentifier():
-            raise SystemExit(_usage(f"--set: {name!r} is not a parameter name"))
-        text = text.strip()
-        if text.isidentifier() and text not in ("true", "false", "none"):
-            out[name] = text
-            continue
-        try:
-            expr = parse_expression(text)
-
-            def no_names(n, span):
-                raise ResdslError_(n)
-
-            out[name] = Evaluator(no_names, lambda: [])(expr)
-        except (ResdslError, ResdslError_):
-            raise SystemExit(_usage(f"--set {name}: cannot read {text!r} as a value (use 50, 0.5, true, \"b\" or [1, 2])"))
-    return out
+class _ArgumentError(Exception):
+    """argparse found a mistake; carries the one-line message."""
 
 
-class ResdslError_(Exception):
-    pass
+class _Parser(argparse.ArgumentParser):
+    """An ArgumentParser whose errors are one line (and a pointer to --help), raised rather than exiting."""
 
-
-def _usage(msg: str) -> int:
-    print(f"resdsl: error: {msg}", file=sys.stderr)
-    return EXIT_USAGE
-
-
-def add_common(p: argparse.ArgumentParser, file: bool = True) -> None:
-    """Arguments every command that reads a network shares."""
-    if file:
-        p.add_argument("file", help="the .res file")
-    p.add_argument("--set", metavar="NAME=VALUE", action="append", default=[],
-                   help="override a network parameter (repeatable), e.g. --set depth=50")
-    p.add_argument("--network", metavar="NAME", help="which network of the file (when it has several)")
-    p.add_argument("--input", metavar="NAME=SHAPE", action="append", default=[], dest="input_shapes",
-                   help="replace an input's declared shape (no batch dim), e.g. --input x=3,450,600")
-    p.add_argument("--limit", metavar="NAME=N", action="append", default=[],
-                   help="raise a resource limit, e.g. --limit max_nodes=5000000")
-
-
-def load_from_args(args: argparse.Namespace):
-    """Load the network a command's arguments name; raises ResdslError."""
-    from .limits import Limits
-    from .network import load
-
-    limits = {}
-    for item in args.limit:
-        name, _, value = item.partition("=")
-        if name not in Limits.names() or not value.isdigit():
-            raise SystemExit(_usage(f"--limit expects NAME=N with NAME one of {', '.join(Limits.names())}"))
-        limits[name] = int(value)
-    return load(args.file, network=args.network, limits=Limits(**limits), input_shapes=parse_inputs(args.input_shapes),
-                **parse_set(args.set))
-
-
-def parse_inputs(items: list[str] | None) -> dict[str, tuple[int, ...]]:
-    """--input NAME=SHAPE with SHAPE like 3,450,600 or [3, 450, 600] or 3x450x600."""
-    out: dict[str, tuple[int, ...]] = {}
-    for item in items or []:
-        name, sep, text = item.partition("=")
-        dims = text.strip().strip("[]").replace("x", ",").split(",")
-        if not sep or not name.strip().isidentifier() or not all(d.strip().isdigit() for d in dims):
-            raise SystemExit(_usage(f"--input expects NAME=SHAPE like x=3,450,600, got {item!r}"))
-        out[name.strip()] = tuple(int(d) for d in dims)
-    return out
-
-
-def print_json(obj: object) -> None:
-    json.dump(obj, sys.stdout, indent=2)
-    sys.stdout.write("\n")
+    def error(self, message: str):
+        raise _ArgumentError(f"{self.prog}: error: {message} (see {self.prog} --help)")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="resdsl", description="A language and compiler for residual network architectures.",
         epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--version", action="version", version=f"resdsl {__version__}")
@@ -122,40 +59,177 @@ def build_parser() -> argparse.ArgumentParser:
     subs = parser.add_subparsers(dest="command", metavar="COMMAND")
     from . import commands
 
-    found = {m.name for m in pkgutil.iter_modules(commands.__path__)}
+    found = {m.name for m in pkgutil.iter_modules(commands.__path__) if not m.name.startswith("_")}
     for name in ORDER + sorted(found - set(ORDER)):
         if name in found:
             importlib.import_module(f"{commands.__name__}.{name}").register(subs)
+    for sub in subs.choices.values():
+        _strict_numbers(sub)
     return parser
 
 
+def _strict_numbers(p: argparse.ArgumentParser) -> None:
+    """Every int/float option of every command reads ASCII digits only (see _common.ascii_int)."""
+    for action in p._actions:
+        if action.type is int:
+            action.type = ascii_int
+        elif action.type is float:
+            action.type = ascii_float
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    if not getattr(args, "func", None):
-        parser.print_help()
-        return EXIT_USAGE
-    color = args.color == "always" or (args.color == "auto" and sys.stderr.isatty())
+    """Run one command line; return its exit code.  Only --help and --version raise (SystemExit(0), as in
+    argparse); a traceback is printed for bugs only (exit 70)."""
+    argv = sys.argv[1:] if argv is None else list(argv)
     try:
-        return int(args.func(args) or 0)
-    except ResdslError as e:
-        if getattr(args, "json", False):
-            print_json({"ok": False, "errors": [d.to_dict() for d in e.diagnostics]})
-        print(e.render(color), file=sys.stderr)
-        n = len(e.diagnostics)
-        print(f"{n} error{'s' if n != 1 else ''}", file=sys.stderr)
-        return EXIT_ERRORS
-    except KeyboardInterrupt:
-        return 130
+        code = _main(argv)
+        sys.stdout.flush()  # what an error report printed (--json) must reach stdout too
+        return code
+    except KeyboardInterrupt:  # Ctrl-C while parsing or reporting
+        return _interrupted()
     except BrokenPipeError:
+        _detach_stdout()
         return EXIT_OK
-    except SystemExit as e:
-        return int(e.code or 0) if isinstance(e.code, int) else EXIT_USAGE
-    except Exception:  # a bug in resdsl, not in the user's file
+    except (_StdoutError, OSError) as e:  # stdout failed while an error was being reported
+        _detach_stdout()
+        print(f"resdsl: error: cannot write standard output: {getattr(e, 'strerror', None) or e}", file=sys.stderr)
+        return EXIT_USAGE
+
+
+def _main(argv: list[str]) -> int:
+    if any("\0" in a for a in argv):  # only possible in-process: a real command line cannot carry NUL
+        print("resdsl: error: an argument contains a NUL byte", file=sys.stderr)
+        return EXIT_USAGE
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except _ArgumentError as e:
+        print(e, file=sys.stderr)
+        return EXIT_USAGE
+    # (--help and --version print and raise SystemExit(0), as argparse does)
+    if not getattr(args, "func", None):
+        parser.print_help(sys.stderr)
+        return EXIT_USAGE
+    return _run(args)
+
+
+def _run(args: argparse.Namespace) -> int:
+    """Call the command; map every kind of failure to its exit code and one message."""
+    as_json = bool(getattr(args, "json", False))
+    prog = f"resdsl {args.command}"
+    color = args.color == "always" or (args.color == "auto" and not as_json and _isatty(sys.stderr))
+    real_stdout, sys.stdout = sys.stdout, _Stdout(sys.stdout)
+    try:
+        for name in OUTPUT_OPTIONS:  # before any work: a typo in -o must not cost a whole computation
+            check_output(getattr(args, name, None))
+        check_plot(getattr(args, "plot", None))
+        code = int(args.func(args) or 0)
+        sys.stdout.flush()  # a full disk or a closed pipe shows here, while we can still report it
+        return code
+    except ResdslError as e:
+        if as_json:
+            print_json({"ok": False, "errors": [d.to_dict() for d in e.diagnostics]})
+        else:
+            print(_printable(e.render(color)), file=sys.stderr)
+            n = len(e.diagnostics)
+            print(f"{n} error{'s' if n != 1 else ''}", file=sys.stderr)
+        return EXIT_ERRORS
+    except UsageError as e:
+        return _fail(prog, str(e), EXIT_USAGE, as_json)
+    except ToolMissing as e:
+        return _fail(prog, str(e), EXIT_TOOL, as_json)
+    except KeyboardInterrupt:
+        return _interrupted()
+    except BrokenPipeError:  # `resdsl ... | head`: the reader has all it wants
+        _detach_stdout()
+        return EXIT_OK
+    except _StdoutError as e:
+        _detach_stdout()
+        return _fail(prog, f"cannot write standard output: {e.args[0]}", EXIT_USAGE, False)
+    except OSError as e:  # a file named on the command line cannot be read or written
+        if e.filename is None:
+            _detach_stdout()  # it may have been stdout: do not fail again at exit
+            return _fail(prog, f"cannot write the output: {e.strerror or e}", EXIT_USAGE, as_json)
+        return _fail(prog, f"{e.filename}: {e.strerror or e}", EXIT_USAGE, as_json)
+    except SystemExit as e:  # a command that printed its own usage error
+        return e.code if isinstance(e.code, int) else EXIT_USAGE
+    except Exception:  # a bug in resdsl, not in the user's file or command line
         import traceback
         print("resdsl: internal error (this is a bug in resdsl, please report it):", file=sys.stderr)
         traceback.print_exc()
         return EXIT_INTERNAL
+    finally:
+        sys.stdout = real_stdout
+
+
+def _fail(prog: str, message: str, code: int, as_json: bool) -> int:
+    """One line on stderr, or with --json one object on stdout (stderr stays empty)."""
+    if as_json:
+        print_json({"ok": False, "error": {"exit": code, "message": message}})
+    else:
+        print(_printable(f"{prog}: error: {message}"), file=sys.stderr)
+    return code
+
+
+def _printable(text: str) -> str:
+    """File names from the command line may hold undecodable bytes (as surrogates): show them escaped."""
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+class _StdoutError(Exception):
+    """Writing the result to stdout failed (a full disk, a closed terminal)."""
+
+
+class _Stdout:
+    """sys.stdout while a command runs: an OSError from print() carries no file name, so a failing write
+    is tagged here as stdout's (a closed pipe stays a BrokenPipeError: the reader had enough)."""
+
+    def __init__(self, stream):
+        self._stream = stream
+
+    def write(self, text: str) -> int:
+        return self._guard(self._stream.write, text)
+
+    def flush(self) -> None:
+        self._guard(self._stream.flush)
+
+    def writelines(self, lines) -> None:
+        for line in lines:
+            self.write(line)
+
+    def __getattr__(self, name: str):
+        return getattr(self._stream, name)
+
+    @staticmethod
+    def _guard(fn, *args):
+        try:
+            return fn(*args)
+        except BrokenPipeError:
+            raise
+        except OSError as e:
+            raise _StdoutError(e.strerror or str(e)) from e
+
+
+def _interrupted() -> int:
+    print("resdsl: interrupted", file=sys.stderr)
+    return EXIT_INTERRUPTED
+
+
+def _isatty(stream) -> bool:
+    try:
+        return bool(stream.isatty())
+    except (AttributeError, ValueError):
+        return False
+
+
+def _detach_stdout() -> None:
+    """Point stdout at /dev/null so that Python's exit-time flush does not fail (and print) a second time."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError, AttributeError):  # not a real file (e.g. captured by a test)
+        pass
 
 
 if __name__ == "__main__":

@@ -138,8 +138,15 @@ def load(path: str | Path, network: str | None = None, limits: Limits = DEFAULT,
 
     `params` override network parameters; `input_shapes` ({"x": (3, 450, 600)}) replace declared input shapes.
     """
+    return load_with(path, params, network, limits, input_shapes)
+
+
+def load_with(path: str | Path, params: dict | None = None, network: str | None = None, limits: Limits = DEFAULT,
+              input_shapes: dict[str, tuple[int, ...]] | None = None) -> Network:
+    """Like `load`, with the parameter overrides as a dict: any name, `network` or `limits` too, is a
+    network parameter (the command line's --set goes through here, so `--set network=x` is the file's business)."""
     program = load_file(path, limits)
-    return Network(elaborate(program, network, params, limits, input_shapes), str(path), limits)
+    return Network(elaborate(program, network, dict(params or {}), limits, input_shapes), str(path), limits)
 
 
 def loads(text: str, network: str | None = None, limits: Limits = DEFAULT, name: str = "<string>",

@@ -2,8 +2,6 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -77,19 +75,53 @@ def test_fixed_size_and_summaries(tmp_path):
     assert summarise([44, 48], list(range(1, 49))) == "divisible by 4, at least 44"
 
 
-def test_cli_sizes(tmp_path):
+def test_cli_sizes(tmp_path, capsys):
+    from resdsl.cli import main
+
     p = tmp_path / "u.res"
     p.write_text(UNET)
-    out = subprocess.run([sys.executable, "-m", "resdsl", "check", str(p), "--sizes", "--size-range", "40:80",
-                          "--json"], capture_output=True, text=True, cwd=ROOT)
-    assert out.returncode == 0, out.stderr
-    data = json.loads(out.stdout)
+    assert main(["check", str(p), "--sizes", "--size-range", "40:80", "--json"]) == 0
+    out, err = capsys.readouterr()
+    data = json.loads(out)
+    assert err == ""  # --json: nothing but the JSON, and no progress line in a captured stream
     assert data["valid"] == [44, 48, 52, 56, 60, 64, 68, 72, 76, 80] and data["parameters"] == ["size"]
-    txt = subprocess.run([sys.executable, "-m", "resdsl", "check", str(p), "--sizes", "--set", "size=62",
-                          "--size-range", "40:64"], capture_output=True, text=True, cwd=ROOT)
-    assert txt.returncode == 0 and "the first is maxpool" in txt.stdout
-    assert subprocess.run([sys.executable, "-m", "resdsl", "check", str(p), "--sizes", "--size-range", "9:3"],
-                          capture_output=True, cwd=ROOT).returncode == 2
+    assert data["truncated"] is False
+    assert main(["check", str(p), "--sizes", "--set", "size=62", "--size-range", "40:64"]) == 0
+    assert "the first is maxpool" in capsys.readouterr().out
+    assert main(["check", str(p), "--sizes", "--size-range", "9:3"]) == 2
+
+
+def test_the_scan_stops_at_a_work_budget_not_a_clock(tmp_path, capsys, monkeypatch):
+    """The budget counts elaborations (ops + a fixed part each): the same sizes are checked however busy
+    the machine is.  With every clock broken the scan still runs, and stops at the same size."""
+    import time
+
+    import resdsl.analysis.sizes as sizes
+    from resdsl.cli import main
+
+    def no_clock():
+        raise AssertionError("the size scan must not read a clock")
+
+    for name in ("time", "perf_counter", "monotonic", "process_time"):
+        monkeypatch.setattr(time, name, no_clock)
+    p = tmp_path / "u.res"
+    p.write_text(UNET)
+    net = resdsl.load(p)
+    cost = len(net.nodes) + sizes.PER_ELABORATION  # 17 ops + 100
+    # one elaboration finds the size parameter, then 10 sizes fit in a budget of 11
+    rep = valid_sizes(net, 1, 10**9, budget=11 * cost)
+    assert rep.checked == list(range(1, 11)) and rep.truncated and rep.work == 11 * cost
+    assert not valid_sizes(net, 40, 49, budget=11 * cost).truncated  # exactly enough for 40..49
+    # on the command line: the default budget, and a note saying the scan stopped early
+    monkeypatch.setattr(sizes, "WORK_BUDGET", 21 * cost)
+    assert main(["check", str(p), "--sizes", "--size-range", "1:999999999"]) == 0
+    out = capsys.readouterr().out
+    assert "checked 1..20" in out
+    assert f"stopped early after 20 sizes: the scan's work budget ({21 * cost:,} units" in out
+    # per dim (--input): the budget is shared out, each dim gets its half
+    assert main(["check", str(p), "--sizes", "--size-range", "1:999999999", "--input", "x=1,60,60"]) == 0
+    out = capsys.readouterr().out
+    assert out.count("(checked 1..10 only: work budget spent)") == 2 and "stopped early after 20 sizes" in out
 
 
 def test_non_square_input_450_by_600(tmp_path):

@@ -1,38 +1,11 @@
 """What the analyses that run the compiled module (lesion, effective paths, variance) share.
 
-Reads a `Graph` (for memory estimates) and the environment (whether a stream is a terminal, the
-memory the OS reports available); writes progress lines.  Nothing here imports torch.
+Reads a `Graph` (for memory estimates) and the environment (the memory the OS reports available).
+Progress lines are resdsl/progress.py's.  Nothing here imports torch.
 """
 from __future__ import annotations
 
-import sys
-from typing import TextIO
-
 from ..ir import Graph
-
-
-class Progress:
-    """Progress of a long run on `stream`: redrawn in place with \\r on a terminal; one line per step
-    (at most `max_lines` of them, evenly spread) otherwise, so logs get no carriage returns."""
-
-    def __init__(self, what: str, total: int, stream: TextIO | None = None, max_lines: int = 20):
-        self.what, self.total = what, total
-        self.stream = stream if stream is not None else sys.stderr
-        self.tty = bool(getattr(self.stream, "isatty", lambda: False)())
-        self.every = max(1, -(-total // max_lines))
-        self.done = 0
-
-    def step(self, detail: str = "") -> None:
-        self.done += 1
-        text = f"{self.what} {self.done}/{self.total}" + (f" ({detail})" if detail else "")
-        if self.tty:
-            print(f"\r{text}\x1b[K", end="", file=self.stream, flush=True)
-        elif self.done % self.every == 0 or self.done == self.total:
-            print(text, file=self.stream, flush=True)
-
-    def close(self) -> None:
-        if self.tty and self.done:
-            print(file=self.stream, flush=True)
 
 
 def activation_bytes(graph: Graph, batch: int, backward: bool) -> int:

@@ -22,7 +22,6 @@ Valid sizes are then summarised as an arithmetic rule (a + m*k) when they form o
 from __future__ import annotations
 
 import math
-import time
 from dataclasses import dataclass, field
 
 from ..diagnostics import ResdslError
@@ -97,27 +96,55 @@ def problems(g: Graph) -> list[Rounding]:
     return [p for n in g.nodes for p in node_problems(g, n)]
 
 
-def size_parameters(net) -> list[str]:
+# Work is counted, not timed, so the answer never depends on how busy the machine is: each candidate size
+# costs one elaboration, charged as the network's op count plus a fixed part for the call itself.
+WORK_BUDGET = 300_000  # ops elaborated in one scan (a 176-op ResNet-50: 1,086 sizes; ~10 s on a quiet laptop)
+PER_ELABORATION = 100
+
+
+class _Elaborations:
+    """Elaborates `net`'s program at other parameters or input shapes, parsing its file once,
+    and counts the work against a deterministic budget (reads `net`; writes nothing)."""
+
+    def __init__(self, net, budget: int | None = None):
+        from ..loader import load_file
+
+        self.net = net
+        self.program = load_file(net.source, net.limits)
+        self.cost = len(net.nodes) + PER_ELABORATION
+        self.budget = WORK_BUDGET if budget is None else budget
+        self.work = 0
+
+    @property
+    def exhausted(self) -> bool:
+        """True when one more elaboration would exceed the budget (the first one is always allowed)."""
+        return self.work > 0 and self.work + self.cost > self.budget
+
+    def graph(self, params: dict | None = None, input_shapes: dict | None = None) -> Graph:
+        """The graph at these parameter overrides / input shapes; raises ResdslError."""
+        from ..elaborate import elaborate
+
+        self.work += self.cost
+        return elaborate(self.program, self.net.name, {**self.net.params, **(params or {})}, self.net.limits,
+                         input_shapes)
+
+
+def size_parameters(net, runs: "_Elaborations | None" = None) -> list[str]:
     """Network parameters that set spatial input dims (their value appears there and changing it changes it)."""
+    runs = runs or _Elaborations(net)
     found = []
     spatial = {d for shape in net.inputs.values() for d in shape[1:]}
     for name, value in net.params.items():
         if type(value) is not int or value not in spatial:
             continue
         try:
-            other = _reload(net, {name: value + 1})
+            g = runs.graph({name: value + 1})
+            changed = {k: g.nodes[i].shape for k, i in g.inputs.items()} != net.inputs
         except ResdslError:
-            other = None
-        if other is None or other.inputs != net.inputs:
+            changed = True
+        if changed:
             found.append(name)
     return found
-
-
-def _reload(net, overrides: dict):
-    from ..network import load
-
-    params = {**net.params, **overrides}
-    return load(net.source, network=net.name, **params)
 
 
 @dataclass
@@ -129,13 +156,14 @@ class SizeReport:
     rule: str
     failures: dict[int, str] = field(default_factory=dict)  # size -> first problem (or error)
     current: list[Rounding] = field(default_factory=list)  # problems at the network's own size
-    truncated: bool = False
+    truncated: bool = False  # the work budget ran out before every size in the range was checked
     dims: list["DimReport"] = field(default_factory=list)  # per spatial dim (no size parameter, or --input)
+    work: int = 0  # work units spent (deterministic: ops elaborated plus a fixed part per elaboration)
 
     def to_json(self) -> dict:
         return {"parameters": self.parameters, "default": self.default,
                 "checked": [min(self.checked), max(self.checked)] if self.checked else None,
-                "valid": self.valid, "rule": self.rule, "truncated": self.truncated,
+                "valid": self.valid, "rule": self.rule, "truncated": self.truncated, "work": self.work,
                 "current_size_problems": [{"node": p.node, "op": p.op, "dim": p.dim, "message": p.message,
                                            "source": p.source} for p in self.current],
                 "dims": [{"input": d.input, "dim": d.dim, "rule": d.rule, "valid": d.valid[:32]} for d in self.dims]}
@@ -150,21 +178,21 @@ class DimReport:
     rule: str
     valid: list[int]
     failures: dict[int, str] = field(default_factory=dict)
+    checked: list[int] = field(default_factory=list)
+    truncated: bool = False  # the work budget ran out inside (or before) this dim
 
 
-def _scan(net, shape_of, sizes, deadline: float, progress, done: int, total: int, spatial_dim: int):
+def _scan(runs: _Elaborations, shape_of, sizes, progress, done: int, total: int, spatial_dim: int):
     """Elaborate at each size (shape_of(size) -> input_shapes) and sort sizes into valid / failing,
-    counting only the roundings in the varied spatial dim (the others may be invalid on their own)."""
-    from ..network import load
-
+    counting only the roundings in the varied spatial dim (the others may be invalid on their own).
+    Stops when the work budget is spent; the last value says whether it did."""
     checked, valid, failures = [], [], {}
     for s in sizes:
-        if time.perf_counter() > deadline:
+        if runs.exhausted:
             return checked, valid, failures, True
         checked.append(s)
         try:
-            other = load(net.source, network=net.name, input_shapes=shape_of(s), **net.params)
-            probs = [p for p in problems(other.graph) if p.dim == spatial_dim]
+            probs = [p for p in problems(runs.graph(input_shapes=shape_of(s))) if p.dim == spatial_dim]
             if probs:
                 failures[s] = f"{probs[0].node} ({probs[0].op}): {probs[0].message}"
             else:
@@ -177,25 +205,29 @@ def _scan(net, shape_of, sizes, deadline: float, progress, done: int, total: int
     return checked, valid, failures, False
 
 
-def valid_sizes_by_dim(net, lo: int = 1, hi: int | None = None, budget_s: float = 30.0, progress=None) -> list[DimReport]:
-    """Vary each spatial dim of each input on its own (through input-shape overrides), others fixed."""
+def valid_sizes_by_dim(net, lo: int = 1, hi: int | None = None, budget: int | None = None, progress=None,
+                       runs: _Elaborations | None = None) -> list[DimReport]:
+    """Vary each spatial dim of each input on its own (through input-shape overrides), others fixed;
+    the work budget is shared out equally between the dims."""
+    runs = runs or _Elaborations(net, budget)
+    budget = runs.budget
     dims = [(name, d) for name, shape in net.inputs.items() for d in range(1, len(shape))]
     ranges = {(name, d): range(lo, (hi if hi is not None else max(2 * net.inputs[name][d], 64)) + 1) for name, d in dims}
     total = sum(len(r) for r in ranges.values())
-    deadline, done, out = time.perf_counter() + budget_s, 0, []
-    for name, d in dims:
+    done, out = 0, []
+    for k, (name, d) in enumerate(dims):
+        runs.budget = runs.work + (budget - runs.work) // (len(dims) - k)  # each dim its share of what is left
         base = list(net.inputs[name])
 
         def shape_of(s, name=name, d=d, base=base):
             return {name: tuple(base[:d] + [s] + base[d + 1:])}
 
-        checked, valid, failures, stopped = _scan(net, shape_of, ranges[(name, d)], deadline, progress, done, total,
-                                                  d - 1)
+        checked, valid, failures, stopped = _scan(runs, shape_of, ranges[(name, d)], progress, done, total, d - 1)
         done += len(checked)
-        out.append(DimReport(name, d, summarise(valid, checked) if checked else "not checked (time budget)",
-                             valid, failures))
-        if stopped:
-            break
+        rule = summarise(valid, checked) if checked else "not checked (work budget spent)"
+        if stopped and checked:
+            rule += f" (checked {checked[0]}..{checked[-1]} only: work budget spent)"
+        out.append(DimReport(name, d, rule, valid, failures, checked, stopped))
     return out
 
 
@@ -218,38 +250,39 @@ def summarise(valid: list[int], checked: list[int]) -> str:
     return "valid sizes: " + ", ".join(map(str, valid[:20])) + (" ..." if len(valid) > 20 else "")
 
 
-def valid_sizes(net, lo: int = 1, hi: int | None = None, budget_s: float = 30.0, progress=None,
+def valid_sizes(net, lo: int = 1, hi: int | None = None, budget: int | None = None, progress=None,
                 by_dim: bool = False) -> SizeReport:
-    """Elaborate `net` at every size in [lo, hi] (all its size parameters set together) and check each."""
-    from ..network import load
-
-    params = size_parameters(net)
+    """Elaborate `net` at every size in [lo, hi] (all its size parameters set together) and check each,
+    until `budget` work units (default WORK_BUDGET) are spent; then `truncated` is set."""
+    runs = _Elaborations(net, budget)
+    params = size_parameters(net, runs)
     current = problems(net.graph)
     if by_dim or not params:  # vary each input dim directly (through input-shape overrides)
-        dims = valid_sizes_by_dim(net, lo, hi, budget_s, progress)
+        dims = valid_sizes_by_dim(net, lo, hi, budget, progress, runs)
         rule = "; ".join(f"{d.input} dim {d.dim}: {d.rule}" for d in dims) or "the network has no spatial input"
-        return SizeReport([], None, [], [], rule, current=current, dims=dims)
+        truncated = any(d.truncated for d in dims)
+        return SizeReport([], None, [], [], rule, current=current, truncated=truncated, dims=dims, work=runs.work)
     default = int(net.params[params[0]])
     hi = hi if hi is not None else max(2 * default, 64)
     checked, valid, failures = [], [], {}
-    start = time.perf_counter()
     truncated = False
-    sizes = list(range(lo, hi + 1))
+    sizes = range(lo, hi + 1)  # lazily: the budget, not the range, bounds the work
     for i, s in enumerate(sizes):
-        if time.perf_counter() - start > budget_s:
+        if runs.exhausted:
             truncated = True
             break
         checked.append(s)
         try:
-            other = load(net.source, network=net.name, **{**net.params, **{p: s for p in params}})
+            g = runs.graph({p: s for p in params})
         except ResdslError as e:
             failures[s] = e.diagnostics[0].message if e.diagnostics else "error"
             continue
-        probs = problems(other.graph)
+        probs = problems(g)
         if probs:
             failures[s] = f"{probs[0].node} ({probs[0].op}): {probs[0].message}"
         else:
             valid.append(s)
         if progress:
             progress(i + 1, len(sizes))
-    return SizeReport(params, default, checked, valid, summarise(valid, checked), failures, current, truncated)
+    return SizeReport(params, default, checked, valid, summarise(valid, checked), failures, current, truncated,
+                      work=runs.work)

@@ -2,8 +2,10 @@
 from __future__ import annotations
 
 import argparse
+import sys
 
-from ..cli import add_common, load_from_args, print_json
+from ..progress import Progress
+from ._common import UsageError, add_common, load_from_args, print_json
 
 
 def register(subs) -> None:
@@ -22,62 +24,60 @@ def register(subs) -> None:
 
 
 def run(args) -> int:
+    lo, hi = _size_range(args.size_range)  # usage first: a typo must not cost a load
+    if args.size_range and not args.sizes:
+        raise UsageError("--size-range goes with --sizes")
     net = load_from_args(args)
     if args.sizes:
-        return _sizes(net, args)
-    if args.json:
+        return _sizes(net, args, lo, hi)
+    warnings = _rounding_warnings(net)
+    if args.json:  # only JSON on stdout, nothing on stderr: warnings go inside
         print_json({"ok": True, "network": net.name, "inputs": {k: list(v) for k, v in net.inputs.items()},
-                    "outputs": {k: list(v) for k, v in net.outputs.items()}, "params": net.param_count})
+                    "outputs": {k: list(v) for k, v in net.outputs.items()}, "params": net.param_count,
+                    "warnings": warnings})
     else:
         outs = ", ".join(f"{k}: {list(v)}" for k, v in net.outputs.items())
         print(f"ok: {net.name} ({len(net.nodes)} ops, {net.param_count:,} params) -> {outs}")
-        _warn_rounding(net)
+        for w in warnings:
+            print(f"warning: {w}", file=sys.stderr)
     return 0
 
 
-def _warn_rounding(net) -> None:
+def _rounding_warnings(net) -> list[str]:
     """Not an error (torch floors too), but worth knowing before training: say where sizes round."""
-    import sys
-
     from ..analysis.sizes import problems
 
     probs = problems(net.graph)
-    if probs:
-        p = probs[0]
-        ins = ", ".join(f"{k}: {list(v)}" for k, v in net.inputs.items())
-        print(f"warning: at input {ins}, {len(probs)} op(s) round sizes; the first is {p.node} ({p.op}) at "
-              f"{p.source}: {p.message}\n  see `resdsl check FILE --sizes` for the sizes at which nothing rounds",
-              file=sys.stderr)
+    if not probs:
+        return []
+    p = probs[0]
+    ins = ", ".join(f"{k}: {list(v)}" for k, v in net.inputs.items())
+    return [f"at input {ins}, {len(probs)} op(s) round sizes; the first is {p.node} ({p.op}) at "
+            f"{p.source}: {p.message}\n  see `resdsl check FILE --sizes` for the sizes at which nothing rounds"]
 
 
-def _sizes(net, args) -> int:
-    import sys
+def _size_range(text: str | None) -> tuple[int, int | None]:
+    if not text:
+        return 1, None
+    a, sep, b = text.partition(":")
+    a, b = a.strip(), b.strip()
+    ok = sep and a.isascii() and b.isascii() and a.isdigit() and b.isdigit() and len(a) < 10 and len(b) < 10
+    if not ok or int(a) < 1 or int(b) < int(a):
+        raise UsageError(f"--size-range expects LO:HI with 1 <= LO <= HI (at most 9 digits), got {text!r}")
+    return int(a), int(b)
 
+
+def _sizes(net, args, lo: int, hi: int | None) -> int:
     from ..analysis.sizes import valid_sizes
-    from ..cli import EXIT_USAGE
 
-    lo, hi = 1, None
-    if args.size_range:
-        a, sep, b = args.size_range.partition(":")
-        if not sep or not a.strip().isdigit() or not b.strip().isdigit() or int(a) < 1 or int(b) < int(a):
-            print(f"resdsl check: error: --size-range expects LO:HI with 1 <= LO <= HI, got {args.size_range!r}",
-                  file=sys.stderr)
-            return EXIT_USAGE
-        lo, hi = int(a), int(b)
-
-    def progress(i, n):
-        if i == n or i % max(1, n // 20) == 0:
-            print(f"\rchecking sizes: {i}/{n}", end="", file=sys.stderr, flush=True)
-
-    rep = valid_sizes(net, lo, hi, progress=None if args.json else progress, by_dim=bool(args.input_shapes))
-    if not args.json and rep.checked:
-        print(file=sys.stderr)
+    with Progress("checking sizes:") as progress:
+        rep = valid_sizes(net, lo, hi, progress=progress, by_dim=bool(args.input_shapes))
     if args.json:
         print_json({"ok": True, "network": net.name, **rep.to_json()})
         return 0
     if rep.parameters:
         print(f"{net.name}: input size set by {', '.join(rep.parameters)} (now {net.params[rep.parameters[0]]}); "
-              f"checked {min(rep.checked)}..{max(rep.checked)}{' (stopped early: time budget)' if rep.truncated else ''}")
+              f"checked {min(rep.checked)}..{max(rep.checked)}")
         print(f"valid sizes: {rep.rule}")
         print(f"smallest: {', '.join(map(str, rep.valid[:8])) or 'none'}")
     else:
@@ -97,4 +97,8 @@ def _sizes(net, args) -> int:
             print(f"  ... and {len(rep.current) - 10} more")
     else:
         print("the current input size is valid: no op rounds")
+    if rep.truncated:
+        n = len(rep.checked) + sum(len(d.checked) for d in rep.dims)
+        print(f"stopped early after {n} sizes: the scan's work budget ({rep.work:,} units, about one per op "
+              "elaborated; a fixed amount, not a time limit) ran out; give a narrower --size-range for the rest")
     return 0

@@ -6,10 +6,11 @@ with no output option the standalone source goes to stdout.
 from __future__ import annotations
 
 import argparse
+import io
 import sys
 from pathlib import Path
 
-from ..cli import EXIT_TOOL, _usage, add_common, load_from_args, print_json
+from ._common import ToolMissing, UsageError, add_common, load_from_args, print_json, status, wrote
 
 EPILOG = """examples:
   resdsl compile examples/resnet.res --set depth=50 -o resnet50.py
@@ -42,20 +43,18 @@ def register(subs) -> None:
 
 
 def _progress(msg: str) -> None:
-    print(f"resdsl compile: {msg}", file=sys.stderr, flush=True)
+    status(f"resdsl compile: {msg}")
 
 
 def run(args) -> int:
+    # (the CLI has already refused output paths in missing directories, before any work)
     if args.batch < 1:
-        raise SystemExit(_usage("--batch must be at least 1"))
-    for path in (args.output, args.onnx, args.export):
-        if path and path != "-" and not Path(path).resolve().parent.is_dir():
-            raise SystemExit(_usage(f"cannot write {path}: no such directory"))
-    net = load_from_args(args)
-    written: dict[str, str] = {}
+        raise UsageError("--batch must be at least 1")
     to_stdout = args.output == "-" or not (args.output or args.onnx or args.export)
     if to_stdout and args.json:
-        raise SystemExit(_usage("--json reports written files: give -o FILE.py, --onnx or --export"))
+        raise UsageError("--json reports written files: give -o FILE.py, --onnx or --export")
+    net = load_from_args(args)
+    written: dict[str, str] = {}
     if to_stdout or args.output:
         source = net.torch_source()
         if to_stdout:
@@ -64,30 +63,31 @@ def run(args) -> int:
             try:
                 Path(args.output).write_text(source)
             except OSError as e:
-                raise SystemExit(_usage(f"cannot write {args.output}: {e.strerror or e}"))
+                raise UsageError(f"cannot write {args.output}: {e.strerror or e}")
             written["python"] = args.output
-            _progress(f"wrote {args.output} ({len(source.splitlines())} lines, {net.param_count:,} parameters)")
+            wrote(args.output, f"{len(source.splitlines())} lines, {net.param_count:,} parameters")
     if args.onnx or args.export:
         try:
             import torch
         except ImportError:
-            print("resdsl: error: --onnx/--export need PyTorch (pip install torch)", file=sys.stderr)
-            return EXIT_TOOL
+            raise ToolMissing("--onnx/--export need PyTorch (pip install torch)")
         _progress("building the module")
         model = net.to_torch(seed=args.seed).eval()
         example = tuple(torch.zeros((args.batch,) + shape) for shape in net.inputs.values())
         if args.export:
             _progress("running torch.export")
             program = torch.export.export(model, example)
-            torch.export.save(program, args.export)
+            buf = io.BytesIO()  # torch's archive writer aborts the process on a failing file: write it ourselves
+            torch.export.save(program, buf)
+            _write(args.export, buf.getvalue())
             written["export"] = args.export
-            _progress(f"wrote {args.export}")
+            wrote(args.export)
         if args.onnx:
             code = _onnx(model, example, net, args)
             if code:
                 return code
             written["onnx"] = args.onnx
-            _progress(f"wrote {args.onnx}")
+            wrote(args.onnx)
     if args.json:
         print_json({"ok": True, "network": net.name, "written": written})
     return 0
@@ -100,15 +100,24 @@ def _onnx(model, example, net, args) -> int:
     try:
         import onnx  # noqa: F401  (the exporter needs it)
     except ImportError:
-        print("resdsl: error: --onnx needs the onnx package (pip install onnx)", file=sys.stderr)
-        return EXIT_TOOL
+        raise ToolMissing("--onnx needs the onnx package (pip install onnx)")
     _progress("running torch.onnx.export")
     names_in, names_out = list(net.inputs), list(net.outputs)
     with warnings.catch_warnings():
         # The TorchScript-based exporter works without onnxscript; torch marks it deprecated.
         warnings.simplefilter("ignore", DeprecationWarning)
         warnings.simplefilter("ignore", FutureWarning)
-        torch.onnx.export(model, example, args.onnx, dynamo=False, opset_version=args.opset,
-                          input_names=names_in, output_names=names_out,
-                          dynamic_axes={n: {0: "batch"} for n in names_in + names_out})
+        try:
+            torch.onnx.export(model, example, args.onnx, dynamo=False, opset_version=args.opset,
+                              input_names=names_in, output_names=names_out,
+                              dynamic_axes={n: {0: "batch"} for n in names_in + names_out})
+        except OSError as e:  # its write error names no file
+            raise UsageError(f"cannot write {args.onnx}: {e.strerror or e}")
     return 0
+
+
+def _write(path: str, data: bytes) -> None:
+    try:
+        Path(path).write_bytes(data)
+    except OSError as e:
+        raise UsageError(f"cannot write {path}: {e.strerror or e}")

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import argparse
 
-from ..cli import add_common, load_from_args
+from ._common import add_common, load_from_args
 
 
 def register(subs) -> None:

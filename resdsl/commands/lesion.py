@@ -4,8 +4,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from ..cli import EXIT_USAGE, add_common, load_from_args, print_json
-from .paths import positive_int, seed_int
+from ._common import EXIT_USAGE, add_common, load_from_args, positive_int, print_json, seed_int
 
 
 def register(subs) -> None:
@@ -76,7 +75,8 @@ def _prepare(args, net):
 
 def run(args) -> int:
     from ..analysis.lesion import deletable, lesion_study
-    from ..analysis.runtime import Progress, bad_weights
+    from ..analysis.runtime import bad_weights
+    from ..progress import Progress
 
     sys.set_int_max_str_digits(0)
     why = bad_weights(args.weights)

@@ -4,8 +4,8 @@ from __future__ import annotations
 import argparse
 
 from .. import ops
-from ..cli import print_json
 from ..evaluate import show
+from ._common import UsageError, print_json
 
 
 def register(subs) -> None:
@@ -13,7 +13,8 @@ def register(subs) -> None:
                         description="List every layer (op) with its arguments and defaults.",
                         epilog="examples:\n  resdsl ops\n  resdsl ops --family norm\n  resdsl ops --json",
                         formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--family", help="only this family (conv, linear, norm, act, pool, merge, reshape, reg, scale, shortcut)")
+    p.add_argument("--family", help="only this family (conv, linear, norm, act, pool, merge, reshape, reg, scale, "
+                                    "shortcut; `resdsl ops` lists them)")
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(func=run)
 
@@ -31,6 +32,9 @@ def _sig(spec: ops.OpSpec) -> str:
 
 
 def run(args) -> int:
+    families = sorted({s.family for s in ops.OPS.values() if s.user})
+    if args.family is not None and args.family not in families:
+        raise UsageError(f"no op family {args.family!r}; the families are {', '.join(families)}")
     specs = [s for s in ops.OPS.values() if s.user and (args.family is None or s.family == args.family)]
     if args.json:
         print_json([{"name": s.name, "family": s.family, "doc": s.doc,

@@ -10,8 +10,8 @@ import argparse
 import math
 import sys
 
+from ._common import EXIT_USAGE, add_common, load_from_args, positive_int, print_json, seed_int, wrote
 from ..analysis.paths import fmt_big
-from ..cli import EXIT_USAGE, add_common, load_from_args, print_json
 
 
 def register(subs) -> None:
@@ -44,22 +44,6 @@ def register(subs) -> None:
                    help="with --gradients: batch norms use batch statistics (training mode; default eval)")
     p.add_argument("--json", action="store_true", help="print one JSON object (exact integers)")
     p.set_defaults(func=run)
-
-
-def positive_int(text: str) -> int:
-    """argparse type: a whole number >= 1 written in ASCII digits."""
-    t = text.strip()
-    if not (t.isascii() and t.isdigit()) or int(t) < 1:
-        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text!r}")
-    return int(t)
-
-
-def seed_int(text: str) -> int:
-    """argparse type: a random seed, a whole number >= 0 written in ASCII digits."""
-    t = text.strip()
-    if not (t.isascii() and t.isdigit()):
-        raise argparse.ArgumentTypeError(f"expected a whole number >= 0, got {text!r}")
-    return int(t)
 
 
 def _band(text: str | None) -> tuple[int, int] | None:
@@ -147,7 +131,8 @@ def _before_loading(args) -> str | None:
 def _gradients(net, args):
     """The effective-path measurement, its arguments checked before the module is built."""
     from ..analysis.lesion import load_weights, path_gradients
-    from ..analysis.runtime import Progress, check_batch
+    from ..analysis.runtime import check_batch
+    from ..progress import Progress
 
     too_big = check_batch(net.graph, args.batch, backward=True)
     if too_big:
@@ -194,5 +179,5 @@ def run(args) -> int:
         print()
         print("\n".join(grads.table_lines()))
     if args.plot:
-        print(f"\nwrote {args.plot}")
+        wrote(args.plot)
     return 0

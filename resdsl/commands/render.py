@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from ..cli import EXIT_TOOL, EXIT_USAGE, add_common, load_from_args
+from ._common import ToolMissing, UsageError, add_common, load_from_args, wrote
 
 
 def register(subs) -> None:
@@ -48,17 +48,17 @@ def run(args) -> int:
         try:
             format_of(args.output)
         except ValueError as e:
-            print(f"resdsl: error: {e}", file=sys.stderr)
-            return EXIT_USAGE
+            raise UsageError(str(e))
     net = load_from_args(args)
     opts = dict(level=args.level, rankdir=args.rankdir, shapes=not args.no_shapes, params=not args.no_params)
     try:
         if args.output is None:
             sys.stdout.write(render(net, None, **opts))
-        else:
-            render(net, args.output, **opts)
-            print(f"wrote {args.output}", file=sys.stderr)
+            return 0
+        render(net, args.output, **opts)
     except GraphvizNotFound as e:
-        print(f"resdsl: error: {e}", file=sys.stderr)
-        return EXIT_TOOL
+        raise ToolMissing(str(e))
+    except OSError as e:  # e.g. a full disk (/dev/full): name the file, which the OSError of a write does not
+        raise UsageError(f"cannot write {args.output}: {e.strerror or e}")
+    wrote(args.output)
     return 0

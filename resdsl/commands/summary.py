@@ -2,9 +2,8 @@
 from __future__ import annotations
 
 import argparse
-import sys
 
-from ..cli import EXIT_USAGE, add_common, load_from_args, print_json
+from ._common import UsageError, add_common, load_from_args, nonnegative, print_json
 
 
 def register(subs) -> None:
@@ -31,8 +30,8 @@ def run(args) -> int:
     from ..summary import summary_table
 
     if args.convention not in CONVENTIONS:
-        print(f"resdsl summary: error: --convention must be one of {', '.join(CONVENTIONS)}", file=sys.stderr)
-        return EXIT_USAGE
+        raise UsageError(f"--convention must be one of {', '.join(CONVENTIONS)}")
+    nonnegative("--depth", args.depth)
     net = load_from_args(args)
     if args.json:
         print_json(net.to_json(args.convention))

@@ -4,8 +4,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from ..cli import EXIT_USAGE, add_common, load_from_args, print_json
-from .paths import positive_int, seed_int
+from ._common import EXIT_USAGE, add_common, load_from_args, positive_int, print_json, seed_int, wrote
 
 
 def register(subs) -> None:
@@ -33,7 +32,8 @@ def _usage(msg: str) -> int:
 
 
 def run(args) -> int:
-    from ..analysis.runtime import Progress, check_batch
+    from ..analysis.runtime import check_batch
+    from ..progress import Progress
     from ..analysis.variance import tap_points, variance_at_init
 
     if args.batch < 2 or args.seeds < 1:
@@ -64,5 +64,5 @@ def run(args) -> int:
     print(f"{net.name}: variance at initialisation per {report.unit} (batch {args.batch}, {args.seeds} seed(s))")
     print("\n".join(report.table_lines()))
     if args.plot:
-        print(f"\nwrote {args.plot}")
+        wrote(args.plot)
     return 0
