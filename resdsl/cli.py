@@ -101,10 +101,16 @@ def parse_inputs(items: list[str] | None) -> dict[str, tuple[int, ...]]:
     out: dict[str, tuple[int, ...]] = {}
     for item in items or []:
         name, sep, text = item.partition("=")
-        dims = text.strip().strip("[]").replace("x", ",").split(",")
-        if not sep or not name.strip().isidentifier() or not all(d.strip().isdigit() for d in dims):
-            raise SystemExit(_usage(f"--input expects NAME=SHAPE like x=3,450,600, got {item!r}"))
-        out[name.strip()] = tuple(int(d) for d in dims)
+        from .analysis.sizes import parse_symbol
+
+        dims = [d.strip() for d in text.strip().strip("[]").split(",")]
+        if len(dims) == 1:
+            dims = [d.strip() for d in dims[0].split("x")]  # 3x450x600
+        ok = all((d.isascii() and d.isdigit()) or parse_symbol(d) for d in dims)
+        if not sep or not name.strip().isidentifier() or not dims or not ok:
+            raise SystemExit(_usage(f"--input expects NAME=SHAPE like x=3,450,600 or x=3,H,W (H%32: a multiple of 32), "
+                                    f"got {item!r}"))
+        out[name.strip()] = tuple(int(d) if d.isdigit() else d for d in dims)
     return out
 
 

@@ -11,13 +11,13 @@ def register(subs) -> None:
                         description="Parse, elaborate and shape-check a network without building it.",
                         epilog="examples:\n  resdsl check examples/resnet.res\n  resdsl check examples/resnet.res --set depth=101\n"
                                "  resdsl check examples/resnet.res --sizes --set size=450\n"
-                               "  resdsl check examples/unet.res --sizes --size-range 400:700",
+                               "  resdsl check examples/unet.res --sizes --input x=1,H,W",
                         formatter_class=argparse.RawDescriptionHelpFormatter)
     add_common(p)
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     p.add_argument("--sizes", action="store_true",
-                   help="find the spatial input sizes at which no op rounds (strides divide, crops are centered)")
-    p.add_argument("--size-range", metavar="LO:HI", help="with --sizes: sizes to try (default 1 to 2x the default)")
+                   help="derive the exact sets of input sizes at which the network runs, and at which no op rounds "
+                        "(strides divide, crops are centered)")
     p.set_defaults(func=run)
 
 
@@ -51,41 +51,17 @@ def _warn_rounding(net) -> None:
 
 
 def _sizes(net, args) -> int:
-    import sys
-
-    from ..analysis.sizes import valid_sizes
-    from ..cli import EXIT_USAGE
-
-    lo, hi = 1, None
-    if args.size_range:
-        a, sep, b = args.size_range.partition(":")
-        if not sep or not a.strip().isdigit() or not b.strip().isdigit() or int(a) < 1 or int(b) < int(a):
-            print(f"resdsl check: error: --size-range expects LO:HI with 1 <= LO <= HI, got {args.size_range!r}",
-                  file=sys.stderr)
-            return EXIT_USAGE
-        lo, hi = int(a), int(b)
-
-    def progress(i, n):
-        if i == n or i % max(1, n // 20) == 0:
-            print(f"\rchecking sizes: {i}/{n}", end="", file=sys.stderr, flush=True)
-
-    rep = valid_sizes(net, lo, hi, progress=None if args.json else progress, by_dim=bool(args.input_shapes))
-    if not args.json and rep.checked:
-        print(file=sys.stderr)
+    """Exact valid sizes (analysis/sizes.py); the answer never depends on time or machine load."""
+    rep = net.valid_sizes()
     if args.json:
         print_json({"ok": True, "network": net.name, **rep.to_json()})
         return 0
-    if rep.parameters:
-        print(f"{net.name}: input size set by {', '.join(rep.parameters)} (now {net.params[rep.parameters[0]]}); "
-              f"checked {min(rep.checked)}..{max(rep.checked)}{' (stopped early: time budget)' if rep.truncated else ''}")
-        print(f"valid sizes: {rep.rule}")
-        print(f"smallest: {', '.join(map(str, rep.valid[:8])) or 'none'}")
-    else:
-        print(f"{net.name}: each spatial dim varied on its own, the others held at the current input")
-        for d in rep.dims:
-            shape = list(net.inputs[d.input])
-            print(f"  {d.input} dim {d.dim} (now {shape[d.dim]}): {d.rule}; smallest: "
-                  f"{', '.join(map(str, d.valid[:8])) or 'none'}")
+    print(f"{net.name}: valid input sizes, each dimension with the others at their current sizes")
+    for d in rep.dims:
+        now = net.inputs[d.input][d.dim]
+        how = "exact" if d.exact else f"not exact ({d.why}): sizes decided one by one up to {d.threshold - 1}"
+        print(f"  {d.input} dim {d.dim} ({d.symbol}, now {now}): runs for {d.valid}; nothing rounded for "
+              f"{d.unrounded}; smallest: {', '.join(map(str, d.unrounded.smallest(6))) or 'none'}  [{how}]")
     if rep.current:
         first = rep.current[0]
         ins = ", ".join(f"{k}: {list(v)}" for k, v in net.inputs.items())
@@ -95,6 +71,10 @@ def _sizes(net, args) -> int:
             print(f"  then {q.node} ({q.op}) at {q.source}, spatial dim {q.dim + 1}: {q.message}")
         if len(rep.current) > 10:
             print(f"  ... and {len(rep.current) - 10} more")
+        for d in rep.dims:
+            below, above = d.unrounded.nearest(net.inputs[d.input][d.dim])
+            print(f"  nearest sizes for {d.input} dim {d.dim} at which nothing rounds: "
+                  f"{below if below is not None else 'none'} below, {above if above is not None else 'none'} above")
     else:
         print("the current input size is valid: no op rounds")
     return 0
