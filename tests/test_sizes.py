@@ -338,3 +338,13 @@ def test_input_shape_override_errors():
     with pytest.raises(ResdslError) as e:
         resdsl.load(ROOT / "examples/resnet.res", input_shapes={"x": (3, 8)})
     assert e.value.first.code == "E014"
+
+
+def test_render_labels_edges_with_formulas():
+    from resdsl.render import diagram
+
+    net = resdsl.load(ROOT / "examples/resnet.res", depth=18, input_shapes={"x": (3, "H", "W")})
+    labels = {e.label for e in diagram(net, "block").edges}
+    assert {"3×H×W", "64×⌈H/2⌉×⌈W/2⌉", "512×⌈H/32⌉×⌈W/32⌉", "512×1×1"} <= labels
+    plain = {e.label for e in diagram(resdsl.load(ROOT / "examples/resnet.res", depth=18), "block").edges}
+    assert "512×7×7" in plain and not any("H" in x for x in plain)

@@ -34,10 +34,12 @@ class Rounding:
 
 def _dropped(L: int, k: int, s: int, p: int, d: int) -> int:
     """Input pixels at the far end that no window reads (padding excluded)."""
+    from .symbolic import nonneg
+
     eff = d * (k - 1) + 1
     if L + 2 * p < eff:
         return 0
-    return max(0, (L + 2 * p - eff) % s - p)
+    return nonneg((L + 2 * p - eff) % s - p)
 
 
 def d_eff(k: int, d: int) -> int:

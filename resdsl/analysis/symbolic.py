@@ -25,6 +25,7 @@ then decided concretely up to a bound, and the report says so.
 """
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass, field
 
@@ -198,6 +199,13 @@ class Dim:
         return f"Dim({self.a}k + {self.b.tolist()})"
 
 
+def nonneg(x):
+    """max(0, x) that does not split cases: elementwise on a vector of constants."""
+    if isinstance(x, Dim) and x.a == 0:
+        return Dim.make(0, np.maximum(x.b, 0))
+    return max(0, x)
+
+
 def _divisor(s) -> int:
     if isinstance(s, Dim) or not isinstance(s, int) or isinstance(s, bool) or s <= 0:
         raise NotSymbolic(f"division by {s!r}")
@@ -213,14 +221,28 @@ def _float_op(d: Dim, o, what: str):
 
 @dataclass
 class _Outcome:
+    M: int  # the period the cases are residues of (generic), 1 for concrete sizes
     cases: np.ndarray  # the residues (generic) or sizes (concrete) this outcome holds for
     shapes: list[tuple] | None  # per node (ints and Dims), None on failure
     error: tuple[int, str] | None  # (node id, message) of the first problem
-    rounds: np.ndarray | None  # per case: does some op round (drop or pad pixels)?
+    rounds: np.ndarray  # per case: does some op round (drop or pad pixels)?
 
 
 def _subset(v, mask: np.ndarray):
     return Dim.make(v.a, v.b[mask]) if isinstance(v, Dim) else v
+
+
+def _refine_value(v, f: int):
+    """k = f*k' + j for j < f: a*k + b becomes (a*f)*k' + (b + a*j), the cases repeated per j."""
+    if not isinstance(v, Dim):
+        return v
+    return Dim(v.a * f, np.concatenate([v.b + v.a * j for j in range(f)]))
+
+
+def _refine(M: int, f: int, cs: np.ndarray, shapes: list, rounds: np.ndarray):
+    """The same state with the period M refined to M*f (each residue r becomes r + M*j, j < f)."""
+    return (np.concatenate([cs + M * j for j in range(f)]),
+            [None if s is None else tuple(_refine_value(v, f) for v in s) for s in shapes], np.tile(rounds, f))
 
 
 def _drive(g: Graph, inp: int, dim: int, generic: bool, M: int, cases: np.ndarray, rounding,
@@ -229,8 +251,9 @@ def _drive(g: Graph, inp: int, dim: int, generic: bool, M: int, cases: np.ndarra
     with k -> infinity when `generic`, else concrete sizes), splitting where the cases disagree.
 
     A split resumes both halves at the node that split (their shapes so far are the parent's,
-    restricted to the half), so the work is one pass plus one node per split.  Returns the
-    outcomes and the size from which every generic comparison took its limit value.
+    restricted to the half), and a division that needs a finer period refines the state in place,
+    so the work is one pass plus one node per split or refinement.  Returns the outcomes (all on
+    one common period) and the size from which every generic comparison took its limit value.
     """
     global _RUN
     sources = set(g.inputs.values())
@@ -240,12 +263,13 @@ def _drive(g: Graph, inp: int, dim: int, generic: bool, M: int, cases: np.ndarra
         for i in n.inputs:
             last_use[i] = n.id
     value = Dim(M, cases.copy()) if generic else (Dim(0, cases.copy()) if len(cases) > 1 else int(cases[0]))
-    todo = [(0, [], np.zeros(len(cases), dtype=bool), cases, value)]
+    shape0 = list(g.nodes[inp].shape)
+    todo = [(0, M, [], np.zeros(len(cases), dtype=bool), cases)]
     done: list[_Outcome] = []
     threshold = 1
     try:
         while todo:
-            start, shapes, rounds, cs, value = todo.pop()
+            start, M, shapes, rounds, cs = todo.pop()
             budget[0] -= 1
             if budget[0] < 0:
                 raise NotSymbolic(f"more than {MAX_RUNS} cases to tell apart")
@@ -257,7 +281,8 @@ def _drive(g: Graph, inp: int, dim: int, generic: bool, M: int, cases: np.ndarra
                     if rules[n.id] is None:
                         y = tuple(n.shape)
                         if n.id == inp:
-                            y = y[:dim] + (value,) + y[dim + 1:]
+                            v = Dim(M, cs.copy()) if generic else (Dim(0, cs.copy()) if len(cs) > 1 else int(cs[0]))
+                            y = tuple(shape0[:dim]) + (v,) + tuple(shape0[dim + 1:])
                     else:
                         try:
                             y = tuple(rules[n.id](dict(n.attrs), xs))
@@ -281,20 +306,32 @@ def _drive(g: Graph, inp: int, dim: int, generic: bool, M: int, cases: np.ndarra
             except NotSymbolic:
                 if generic or len(cs) == 1:
                     raise
-                todo += [(0, [], np.zeros(1, dtype=bool), cs[i:i + 1], int(cs[i])) for i in range(len(cs))]
+                todo += [(0, 1, [], np.zeros(1, dtype=bool), cs[i:i + 1]) for i in range(len(cs))]
                 continue
             except _Split as sp:
                 j = len(shapes)  # the node that split is rerun by both halves
                 for m in (sp.mask, ~sp.mask):
                     kept = [None if last_use[i] < j and not generic else tuple(_subset(v, m) for v in shape)
                             for i, shape in enumerate(shapes)]  # generic: all kept, they become formulas
-                    todo.append((j, kept, rounds[m], cs[m], _subset(value, m)))
+                    todo.append((j, M, kept, rounds[m], cs[m]))
+                continue
+            except _Period as p:
+                if M * p.factor > MAX_PERIOD:
+                    raise NotSymbolic(f"the sizes' period exceeds {MAX_PERIOD}") from None
+                cs2, shapes2, rounds2 = _refine(M, p.factor, cs, shapes, rounds)
+                todo.append((len(shapes), M * p.factor, shapes2, rounds2, cs2))
                 continue
             finally:
                 threshold = max(threshold, run.threshold)
-            done.append(_Outcome(cs, None if error else shapes, error, rounds))
+            done.append(_Outcome(M, cs, None if error else shapes, error, rounds))
     finally:
         _RUN = None
+    top = math.lcm(*(o.M for o in done)) if done else 1
+    for i, o in enumerate(done):  # one common period for all outcomes
+        if o.M != top:
+            f = top // o.M
+            cs2, shapes2, rounds2 = _refine(o.M, f, o.cases, o.shapes or [], o.rounds)
+            done[i] = _Outcome(top, cs2, shapes2 if o.shapes is not None else None, o.error, rounds2)
     return done, threshold
 
 
@@ -405,8 +442,12 @@ class DimAnalysis:
     valid: SizeSet  # sizes at which the network runs
     unrounded: SizeSet  # ... and no op rounds
     first_error: dict[int, tuple[int, str]] = field(default_factory=dict)  # size -> (node, message), small sizes
-    formulas: dict[int, tuple] = field(default_factory=dict)  # node id -> shape with symbolic entries (strings)
     generic: dict[int, list] = field(default_factory=dict)  # node id -> [(residues, shape of ints and Dims)]
+
+    @functools.cached_property
+    def formulas(self) -> dict[int, tuple]:
+        """Node id -> its shape with the entries that depend on this size as formulas (strings)."""
+        return {nid: _formula(self.period, rs, self.symbol) for nid, rs in self.generic.items()}
 
     def shape_at(self, node: int, size: int) -> tuple[int, ...]:
         """The node's shape at input size `size` (>= threshold, valid), from the generic run: exact."""
@@ -476,15 +517,8 @@ def analyze_dim(g: Graph, inp: int, dim: int, symbol: str, modulus: int = 1, res
     threshold, why, exact = 1, "", True
     residues = np.array([residue % M], dtype=np.int64)
     try:
-        while True:
-            try:
-                outcomes, threshold = _drive(g, inp, dim, True, M, residues, rounding(dim - 1), budget)
-                break
-            except _Period as p:
-                if M * p.factor > MAX_PERIOD:
-                    raise NotSymbolic(f"the sizes' period exceeds {MAX_PERIOD}") from None
-                residues = np.sort(np.concatenate([residues + M * j for j in range(p.factor)]))
-                M *= p.factor
+        outcomes, threshold = _drive(g, inp, dim, True, M, residues, rounding(dim - 1), budget)
+        M = outcomes[0].M if outcomes else M
         used[0] = MAX_RUNS - budget[0]
         for out in outcomes:
             for i, rv in enumerate(out.cases.tolist()):
@@ -518,8 +552,7 @@ def analyze_dim(g: Graph, inp: int, dim: int, symbol: str, modulus: int = 1, res
         ok, unround, threshold, M = {}, {}, top, 1
     valid = _periodic_set(M, ok, threshold, small_ok)
     unrounded = _periodic_set(M, unround, threshold, small_unround)
-    sym = {nid: _formula(M, rs, symbol) for nid, rs in formulas.items()} if exact else {}
-    return DimAnalysis(name, dim, symbol, exact, why, M, threshold, runs, valid, unrounded, first_error, sym,
+    return DimAnalysis(name, dim, symbol, exact, why, M, threshold, runs, valid, unrounded, first_error,
                        formulas if exact else {})
 
 
