@@ -193,13 +193,12 @@ def test_random_networks_agree_with_elaborating_every_size():
 
 def _eval_formula(text: str, **sizes) -> int:
     """Evaluate a printed formula: ⌊a/b⌋, ⌈a/b⌉, a/b (exact), k·x."""
-    py = text.replace("·", "*")
+    py = re.sub(r"(\d)([A-Z])", r"\1*\2", text.replace("·", "*"))  # 12H means 12*H
     py = re.sub(r"⌈([^⌉]*)/(\d+)⌉", r"(-(-(\1)//\2))", py)
     py = re.sub(r"⌊([^⌋]*)/(\d+)⌋", r"((\1)//\2)", py)
-    exact = re.findall(r"([A-Z])/(\d+)", py)
-    for var, n in exact:
-        assert sizes[var] % int(n) == 0, (text, sizes)
-    py = re.sub(r"([A-Z])/(\d+)", r"(\1//\2)", py)
+    for num, n in re.findall(r"(\([^()]*\)|[A-Z])/(\d+)", py):  # an exact division must be exact
+        assert eval(num, {}, dict(sizes)) % int(n) == 0, (text, sizes)
+    py = re.sub(r"(\([^()]*\)|[A-Z])/(\d+)", r"(\1//\2)", py)
     assert re.fullmatch(r"[0-9A-Z+\-*/() ]*", py), py
     return eval(py, {}, dict(sizes))  # the test's own formula text: digits, H/W and operators only
 
@@ -348,3 +347,31 @@ def test_render_labels_edges_with_formulas():
     assert {"3×H×W", "64×⌈H/2⌉×⌈W/2⌉", "512×⌈H/32⌉×⌈W/32⌉", "512×1×1"} <= labels
     plain = {e.label for e in diagram(resdsl.load(ROOT / "examples/resnet.res", depth=18), "block").edges}
     assert "512×7×7" in plain and not any("H" in x for x in plain)
+
+
+def test_random_networks_formulas_equal_torch_at_random_sizes():
+    import torch
+
+    rng = random.Random(11)
+    compared = printed = 0
+    for _ in range(40):
+        text = random_network(rng)
+        try:
+            net = resdsl.loads(text, input_shapes={"x": (4, "H", 40)})
+        except ResdslError:
+            continue
+        d = net.valid_sizes().dims[0]
+        sizes = [v for v in range(d.threshold, d.threshold + 3 * d.period) if v in d.valid][:3]
+        if not d.exact or not sizes:
+            continue
+        model = net.to_torch().to("meta").eval()
+        out = net.graph.outputs["y"]
+        formula = net.symbolic_shapes()[out][1]
+        for H in sizes:
+            got = model(torch.empty(2, 4, H, 40, device="meta")).shape[2]
+            assert got == d.shape_at(out, H)[1], (text, H)
+            if "depends on" not in str(formula):  # no closed form printed: the value is still exact
+                assert got == _eval_formula(str(formula), H=H), (text, H, formula)
+                printed += 1
+            compared += 1
+    assert compared >= 30 and printed >= 25

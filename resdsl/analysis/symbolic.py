@@ -592,8 +592,10 @@ def _floor_form(M: int, a: int, b: np.ndarray, r: np.ndarray, X: str) -> str:
     ax = _lin(alpha, 0, X)
     if gamma == 1:
         return _lin(alpha, lo, X)
-    if lo <= 0 <= hi:
+    if (c == 0).all():  # exact division on every valid size (e.g. H/32 under H%32)
         return f"{ax}/{gamma}" if alpha == 1 else f"({ax})/{gamma}"
+    if lo <= 0 <= hi:
+        return f"⌊{ax}/{gamma}⌋"
     if lo <= gamma - 1 <= hi:
         return f"⌈{ax}/{gamma}⌉"
     beta = lo if lo > 0 else hi
@@ -601,12 +603,17 @@ def _floor_form(M: int, a: int, b: np.ndarray, r: np.ndarray, X: str) -> str:
 
 
 def _stepped_form(M: int, a: int, b: np.ndarray, r: np.ndarray, X: str) -> str:
-    """v = a*k + b_r written as a*floor((X + beta)/M) + c (e.g. U-Net's 16*floor((H - 188)/16) + 4)."""
-    for beta in range(-(M - 1), M):
-        c = b - a * np.floor_divide(r + beta, M)
-        if (c == c[0]).all():
-            fl = f"⌊({_lin(1, beta, X)})/{M}⌋" if beta else f"⌊{X}/{M}⌋"
-            return _lin_term(a, fl, int(c[0]))
+    """v = a*k + b_r (X = M*k + r) written as q*floor((X + beta)/m) + c for a divisor m of M
+    (e.g. U-Net's 16*floor((H - 12)/16) - 172, or 2*floor((H - 1)/2) after an upsampling)."""
+    for m in (d for d in range(2, M + 1) if M % d == 0):
+        if (a * m) % M:
+            continue
+        q = a * m // M
+        for beta in range(-(m - 1), m):
+            c = b - q * np.floor_divide(r + beta, m)
+            if (c == c[0]).all():
+                fl = f"⌊({_lin(1, beta, X)})/{m}⌋" if beta else f"⌊{X}/{m}⌋"
+                return _lin_term(q, fl, int(c[0]))
     return f"(depends on {X} mod {M})"
 
 
