@@ -880,6 +880,10 @@ def elaborate(program: Program, network: str | None = None, overrides: dict | No
     sys.setrecursionlimit(max(old, 20 * limits.max_call_depth + 2000))
     try:
         return el.network(network, dict(overrides or {}))
+    except ResdslError as e:  # keep the inputs declared before the error: the size analysis explains it
+        g = el.graph
+        e.partial_inputs = {k: g.nodes[i].shape for k, i in g.inputs.items()} if g is not None else {}
+        raise
     except _Abort:  # raised outside the network body (e.g. while evaluating top-level constants)
         raise ResdslError(el.diags) from None
     except RecursionError:

@@ -6,9 +6,10 @@
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
+from .diagnostics import ResdslError
 from .elaborate import elaborate
 from .ir import Graph, Node
 from .limits import DEFAULT, Limits
@@ -20,6 +21,7 @@ class Network:
     graph: Graph
     source: str  # file name the network came from
     limits: Limits = DEFAULT  # the resource limits it was loaded with (compile honours max_params)
+    symbols: dict = field(default_factory=dict)  # (input, dim) -> sizes.Symbol for --input x=3,H,W
 
     # ---------------------------------------------------------------- facts
     @property
@@ -75,7 +77,15 @@ class Network:
             "macs": cost.total,
             "macs_convention": convention,
             "layers": layers,
+            **(self._symbolic_json(layers) if self.symbols else {}),
         }
+
+    def _symbolic_json(self, layers: list[dict]) -> dict:
+        from .analysis.sizes import dim_json
+        for row, shape in zip(layers, self.symbolic_shapes()):
+            row["symbolic_shape"] = list(shape)
+        return {"symbols": {f"{k}[{d}]": str(s) for (k, d), s in self.symbols.items()},
+                "valid_sizes": [dim_json(d) for d in self.valid_sizes().dims]}
 
     def summary(self, depth: int | None = None) -> str:
         from .summary import summary_table
@@ -108,6 +118,21 @@ class Network:
         """Exact input->output path counts and the path-length histogram."""
         from .analysis.paths import count_paths
         return count_paths(self.graph, length)
+
+    def valid_sizes(self):
+        """Exact sets of input sizes at which the network runs, and runs without rounding (analysis/sizes.py).
+
+        Covers the symbolic dims (`input_shapes={"x": (3, "H", "W")}`), or every spatial dim when there are none.
+        """
+        from .analysis.sizes import valid_sizes
+        if getattr(self, "_sizes", None) is None:
+            self._sizes = valid_sizes(self, self.symbols or None)
+        return self._sizes
+
+    def symbolic_shapes(self) -> list[tuple]:
+        """Every node's shape with the symbolic dims as formulas (strings) and the rest as ints."""
+        from .analysis.sizes import combined_formulas
+        return combined_formulas(self.graph, self.valid_sizes())
 
     def render(self, path: str | None = None, **options):
         """A Graphviz diagram (see `resdsl render --help` for the options)."""
@@ -145,12 +170,26 @@ def load_with(path: str | Path, params: dict | None = None, network: str | None 
               input_shapes: dict[str, tuple[int, ...]] | None = None) -> Network:
     """Like `load`, with the parameter overrides as a dict: any name, `network` or `limits` too, is a
     network parameter (the command line's --set goes through here, so `--set network=x` is the file's business)."""
-    program = load_file(path, limits)
-    return Network(elaborate(program, network, dict(params or {}), limits, input_shapes), str(path), limits)
+    return _build(load_file(path, limits), network, dict(params or {}), limits, input_shapes, str(path))
 
 
 def loads(text: str, network: str | None = None, limits: Limits = DEFAULT, name: str = "<string>",
           input_shapes: dict[str, tuple[int, ...]] | None = None, **params) -> Network:
     """Like `load`, from a string."""
-    program = load_program(text, name, limits)
-    return Network(elaborate(program, network, params, limits, input_shapes), name, limits)
+    return _build(load_program(text, name, limits), network, params, limits, input_shapes, name)
+
+
+def _build(program, network, params, limits, input_shapes, source: str) -> Network:
+    """Elaborate; symbolic input dims (strings such as "H" or "H%32") are built at a representative size."""
+    from .analysis.sizes import concrete_for_symbols, explain_invalid_size
+
+    def elab(shapes):
+        return elaborate(program, network, params, limits, shapes)
+
+    try:
+        if not any(isinstance(d, str) or not isinstance(d, int) for s in (input_shapes or {}).values() for d in s):
+            return Network(elab(input_shapes), source, limits)
+        graph, symbols = concrete_for_symbols(elab, input_shapes)
+        return Network(graph, source, limits, symbols)
+    except ResdslError as e:
+        raise explain_invalid_size(e, elab, input_shapes) from None

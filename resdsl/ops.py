@@ -338,7 +338,7 @@ def _upsample_infer(a: dict, xs: list[Shape]) -> Shape:
         if any(f <= 0 for f in sf):
             raise ArgProblem("`scale_factor` must be positive", arg="scale_factor")
         a["scale_factor"] = tuple(float(f) for f in sf)
-        out = tuple(int(math.floor(L * f)) for L, f in zip(x[1:], sf))
+        out = tuple(math.floor(L * f) for L, f in zip(x[1:], sf))  # floor of a float is an int
     if any(o < 1 for o in out):
         raise ShapeProblem("E036", f"upsample output would be {list(out)}", arg="size")
     return (x[0],) + out

@@ -32,6 +32,7 @@ def scope_totals(g: Graph) -> tuple[dict[int, int], dict[int, int], dict[int, in
 def summary_table(net, depth: int | None = None, convention: str = "torchvision") -> str:
     g = net.graph
     params, _, last = scope_totals(g)
+    shapes = net.symbolic_shapes() if net.symbols else [n.shape for n in g.nodes]  # H, W as formulas
     cost = net.costs(convention)  # static MACs per node (resdsl/analysis/cost.py)
     node_macs = [l.macs for l in cost.layers]
     macs = {s.id: 0 for s in g.scopes}
@@ -65,13 +66,13 @@ def summary_table(net, depth: int | None = None, convention: str = "torchvision"
             s = g.scopes[sid]
             own = s.name.rsplit(".", 1)[-1]
             rows.append(("  " * level + own, s.hint if s.kind == "block" else s.kind,
-                         _fmt_shape(g.nodes[last[sid]].shape), params[sid], macs[sid]))
+                         _fmt_shape(shapes[last[sid]]), params[sid], macs[sid]))
         level = len(path)
         if depth is not None and level > depth - 1 and depth >= 0 and (level > 0 or depth == 0):
             if depth == 0 or level >= depth:
                 continue
         own = n.name.rsplit(".", 1)[-1]
-        rows.append(("  " * level + own, n.op, _fmt_shape(n.shape), n.params, node_macs[n.id]))
+        rows.append(("  " * level + own, n.op, _fmt_shape(shapes[n.id]), n.params, node_macs[n.id]))
 
     header = ("layer", "op", "output shape", "params", cost.unit)
     w0 = max([len(header[0])] + [len(r[0]) for r in rows])
@@ -86,9 +87,16 @@ def summary_table(net, depth: int | None = None, convention: str = "torchvision"
     for name, op, shape, p, m in rows:  # params stay the last column (scripts read it from the line's end)
         out.append(f"{name:<{w0}}  {op:<{w1}}  {shape:<{w2}}  {m:>{w4},}  {p:>{w3},}")
     out.append(line)
-    ins = ", ".join(f"{k}: {_fmt_shape(v)}" for k, v in net.inputs.items())
-    outs = ", ".join(f"{k}: {_fmt_shape(v)}" for k, v in net.outputs.items())
+    ins = ", ".join(f"{k}: {_fmt_shape(shapes[i])}" for k, i in g.inputs.items())
+    outs = ", ".join(f"{k}: {_fmt_shape(shapes[i])}" for k, i in g.outputs.items())
     out.append(f"inputs: {ins}    outputs: {outs}")
+    if net.symbols:
+        rep = net.valid_sizes()
+        at = ", ".join(f"{k}: {_fmt_shape(v)}" for k, v in net.inputs.items())
+        for d in rep.dims:
+            out.append(f"{d.symbol}: runs for {d.valid}; nothing rounded for {d.unrounded}"
+                       + ("" if d.exact else f" (not exact: {d.why})"))
+        out.append(f"counts are at {at}")
     out.append(f"params: {net.param_count:,}    trainable: {net.trainable_param_count:,}    "
                f"buffers: {net.buffer_count:,}    ops: {len(g.nodes)}")
     out.append(f"{cost.unit} ({convention}): {cost.total:,}    params: {cost.param_bytes('fp32') / 2**20:.2f} MiB fp32"

@@ -152,7 +152,7 @@ ATTACKS = [
     ("check T --input x=３,8,8", 2, "--input expects NAME=SHAPE"),
     ("check T --input x=²,8,8", 2, "--input expects NAME=SHAPE"),
     ("check T --input x=3,,8", 2, "--input expects NAME=SHAPE"),
-    ("check T --sizes --size-range ３:8", 2, "--size-range expects LO:HI"),
+    ("check T --sizes --input x=3,H%３２,W", 2, "--input expects NAME=SHAPE"),
     ("check T --set size=٥٠", 2, "write numbers in ASCII digits"),
     # option values out of range
     ("summary T --depth -1", 2, "--depth must be 0 or more"),
@@ -161,9 +161,9 @@ ATTACKS = [
     ("compile T --batch 0", 2, "--batch must be at least 1"),
     ("compile T --batch -5", 2, "--batch must be at least 1"),
     ("compile T --json", 2, ""),  # --json: the message is in the JSON on stdout
-    ("check T --sizes --size-range 0:5", 2, "1 <= LO <= HI"),
-    ("check T --sizes --size-range 5:", 2, "1 <= LO <= HI"),
-    ("check T --size-range 1:5", 2, "--size-range goes with --sizes"),
+    ("check T --sizes --input x=3,H%0,W", 2, "--input expects NAME=SHAPE"),
+    ("check T --sizes --input x=H,8,8", 1, "the channel dimension (the first) cannot be symbolic"),
+    ("check T --size-range 1:5", 2, "unrecognized arguments: --size-range"),
     ("variance T --batch 1", 2, "--batch must be at least 2"),
     ("paths T --band 5", 2, "--band expects LO:HI"),
     # argparse's own errors, in one line
@@ -197,7 +197,7 @@ ATTACKS = [
     # and fine
     ("summary T --depth 0", 0, ""),
     ("ops --family norm", 0, ""),
-    ("check T --sizes --size-range 1:999999999", 0, ""),  # stops at the work budget, bounded memory
+    ("check T --sizes --input x=3,H%4096,W%4096", 0, ""),  # exact: bounded passes, no scan
 ]
 
 

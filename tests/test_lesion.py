@@ -355,7 +355,7 @@ def test_cli_paths_gradients(tmp_path, run_cli):
     assert png.read_bytes()[:4] == b"\x89PNG"
     out = json.loads(p.stdout)
     assert out["gradients"]["by_length"]["2"]["paths"] == 6
-    assert "gradient paths" not in p.stderr  # progress is drawn on terminals only
+    assert "\r" not in p.stderr  # progress is redrawn in place on terminals only; a log gets plain lines
     plain = tmp_path / "p.res"
     plain.write_text("network p() {\n  input x: [4]\n  linear(4)\n  output y\n}\n")
     p = run_cli("paths", str(plain), "--gradients", "--json")  # a single path (length 0) is measured too

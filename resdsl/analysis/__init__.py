@@ -4,5 +4,6 @@ cost      MACs by op class and counting convention, memory, receptive fields (st
 paths     exact input->output path counts and path-length histograms (static)
 lesion    which residual branches can be deleted, and what deleting them does
 variance  activation / gradient variance at initialisation (runs the module)
-sizes     which spatial input sizes every op accepts without rounding
+sizes     which input sizes the network runs at, and runs at without rounding (exact)
+symbolic  shapes as affine functions of the size on residue classes (what sizes is built on)
 """

@@ -1,11 +1,10 @@
-"""Valid input sizes: for which spatial sizes is every op defined without rounding surprises?
+"""Valid input sizes: for which spatial sizes does the network run, and run without rounding?
 
-Reads a `Network` (re-elaborating its program at other values of its size
-parameter); writes a `SizeReport`.  The IR needs concrete sizes, so the
-method is empirical and bounded: find the network parameters that set the
-input's spatial dims (an int parameter whose value appears in an input shape
-and whose change changes that shape), elaborate at every candidate size in
-a range, and check each op of each elaborated graph:
+Reads a `Network`; writes a `SizeReport`.  The sets are derived exactly by `symbolic.analyze_dim`
+(shapes as affine functions of the size on residue classes; docs/sizes.md), not by sampling:
+no time budget, and the same answer on a busy machine as on a quiet one.
+
+"Rounding" means an op drops or pads pixels a perfect fit would not:
 
   conv / pool with stride s > 1   the input length must be divisible by s, and
                                   no input pixel may be left out by the last window
@@ -15,16 +14,12 @@ a range, and check each op of each elaborated graph:
   adaptive pooling                the input length must be divisible by the output length
   upsample(size=...)              the output length must be a multiple of the input length
   zeropad shortcut                the input length must be divisible by the stride
-  add / concat                    shapes must match (elaboration reports these as errors)
-
-Valid sizes are then summarised as an arithmetic rule (a + m*k) when they form one.
 """
 from __future__ import annotations
 
-import math
+import re
 from dataclasses import dataclass, field
 
-from ..diagnostics import ResdslError
 from ..ir import Graph, Node
 
 
@@ -39,10 +34,12 @@ class Rounding:
 
 def _dropped(L: int, k: int, s: int, p: int, d: int) -> int:
     """Input pixels at the far end that no window reads (padding excluded)."""
+    from .symbolic import nonneg
+
     eff = d * (k - 1) + 1
     if L + 2 * p < eff:
         return 0
-    return max(0, (L + 2 * p - eff) % s - p)
+    return nonneg((L + 2 * p - eff) % s - p)
 
 
 def d_eff(k: int, d: int) -> int:
@@ -96,193 +93,242 @@ def problems(g: Graph) -> list[Rounding]:
     return [p for n in g.nodes for p in node_problems(g, n)]
 
 
-# Work is counted, not timed, so the answer never depends on how busy the machine is: each candidate size
-# costs one elaboration, charged as the network's op count plus a fixed part for the call itself.
-WORK_BUDGET = 300_000  # ops elaborated in one scan (a 176-op ResNet-50: 1,086 sizes; ~10 s on a quiet laptop)
-PER_ELABORATION = 100
+def rounding_terms(n: Node, xs: list, y: tuple) -> list[tuple[int, object]]:
+    """(spatial index, expression) pairs; an expression (an int, or a symbolic `Dim`) is non-zero
+    exactly where `n` rounds in that spatial dimension."""
+    a = n.attrs
+    out: list = []
+    if _is_window(n):
+        if a.get("padding") == "same":
+            return out
+        d = a.get("dilation") or (1,) * len(a["kernel_size"])
+        for i, (L, k, s, p, di) in enumerate(zip(xs[0][1:], a["kernel_size"], a["stride"], a["padding"], d)):
+            if s > 1:
+                out.append((i, L % s))
+            if d_eff(k, di) >= s:
+                out.append((i, _dropped(L, k, s, p, di)))
+    elif n.op == "crop" or (n.op == "concat" and a.get("crop")):
+        for x in xs:
+            out += [(i, (L - M) % 2) for i, (L, M) in enumerate(zip(x[1:], y[1:]))]
+    elif n.op in ("adaptive_avgpool", "adaptive_maxpool"):
+        out += [(i, L % M) for i, (L, M) in enumerate(zip(xs[0][1:], y[1:]))]
+    elif n.op == "upsample" and a.get("size") is not None:
+        out += [(i, M % L) for i, (L, M) in enumerate(zip(xs[0][1:], y[1:]))]
+    elif n.op == "zeropad":
+        out += [(i, L % s) for i, (L, s) in enumerate(zip(xs[0][1:], a["stride"]))]
+    return out
 
 
-class _Elaborations:
-    """Elaborates `net`'s program at other parameters or input shapes, parsing its file once,
-    and counts the work against a deterministic budget (reads `net`; writes nothing)."""
-
-    def __init__(self, net, budget: int | None = None):
-        from ..loader import load_file
-
-        self.net = net
-        self.program = load_file(net.source, net.limits)
-        self.cost = len(net.nodes) + PER_ELABORATION
-        self.budget = WORK_BUDGET if budget is None else budget
-        self.work = 0
-
-    @property
-    def exhausted(self) -> bool:
-        """True when one more elaboration would exceed the budget (the first one is always allowed)."""
-        return self.work > 0 and self.work + self.cost > self.budget
-
-    def graph(self, params: dict | None = None, input_shapes: dict | None = None) -> Graph:
-        """The graph at these parameter overrides / input shapes; raises ResdslError."""
-        from ..elaborate import elaborate
-
-        self.work += self.cost
-        return elaborate(self.program, self.net.name, {**self.net.params, **(params or {})}, self.net.limits,
-                         input_shapes)
+def _is_window(n: Node) -> bool:
+    return (n.family == "conv" and not n.op.startswith("conv_transpose")) or n.op in ("maxpool", "avgpool")
 
 
-def size_parameters(net, runs: "_Elaborations | None" = None) -> list[str]:
-    """Network parameters that set spatial input dims (their value appears there and changing it changes it)."""
-    runs = runs or _Elaborations(net)
-    found = []
-    spatial = {d for shape in net.inputs.values() for d in shape[1:]}
-    for name, value in net.params.items():
-        if type(value) is not int or value not in spatial:
-            continue
-        try:
-            g = runs.graph({name: value + 1})
-            changed = {k: g.nodes[i].shape for k, i in g.inputs.items()} != net.inputs
-        except ResdslError:
-            changed = True
-        if changed:
-            found.append(name)
-    return found
+def problems(g: Graph) -> list[Rounding]:
+    """Every rounding surprise in program order."""
+    return [p for n in g.nodes for p in node_problems(g, n)]
 
 
 @dataclass
 class SizeReport:
-    parameters: list[str]
-    default: int | None
-    checked: list[int]
-    valid: list[int]
-    rule: str
-    failures: dict[int, str] = field(default_factory=dict)  # size -> first problem (or error)
+    dims: list  # one symbolic.DimAnalysis per spatial dim of each input
     current: list[Rounding] = field(default_factory=list)  # problems at the network's own size
-    truncated: bool = False  # the work budget ran out before every size in the range was checked
-    dims: list["DimReport"] = field(default_factory=list)  # per spatial dim (no size parameter, or --input)
-    work: int = 0  # work units spent (deterministic: ops elaborated plus a fixed part per elaboration)
 
     def to_json(self) -> dict:
-        return {"parameters": self.parameters, "default": self.default,
-                "checked": [min(self.checked), max(self.checked)] if self.checked else None,
-                "valid": self.valid, "rule": self.rule, "truncated": self.truncated, "work": self.work,
+        return {"dims": [dim_json(d) for d in self.dims],
                 "current_size_problems": [{"node": p.node, "op": p.op, "dim": p.dim, "message": p.message,
-                                           "source": p.source} for p in self.current],
-                "dims": [{"input": d.input, "dim": d.dim, "rule": d.rule, "valid": d.valid[:32]} for d in self.dims]}
+                                           "source": p.source} for p in self.current]}
 
 
-@dataclass
-class DimReport:
-    """Valid sizes of one spatial dim of one input, the others held at their declared sizes."""
-
-    input: str
-    dim: int  # index into the input's shape (1 = first spatial dim)
-    rule: str
-    valid: list[int]
-    failures: dict[int, str] = field(default_factory=dict)
-    checked: list[int] = field(default_factory=list)
-    truncated: bool = False  # the work budget ran out inside (or before) this dim
+def dim_json(d) -> dict:
+    return {"input": d.input, "dim": d.dim, "symbol": d.symbol, "exact": d.exact, "why": d.why or None,
+            "period": d.period, "threshold": d.threshold, "runs": d.runs,
+            "valid": d.valid.to_json(), "unrounded": d.unrounded.to_json(),
+            "valid_rule": str(d.valid), "unrounded_rule": str(d.unrounded)}
 
 
-def _scan(runs: _Elaborations, shape_of, sizes, progress, done: int, total: int, spatial_dim: int):
-    """Elaborate at each size (shape_of(size) -> input_shapes) and sort sizes into valid / failing,
-    counting only the roundings in the varied spatial dim (the others may be invalid on their own).
-    Stops when the work budget is spent; the last value says whether it did."""
-    checked, valid, failures = [], [], {}
-    for s in sizes:
-        if runs.exhausted:
-            return checked, valid, failures, True
-        checked.append(s)
-        try:
-            probs = [p for p in problems(runs.graph(input_shapes=shape_of(s))) if p.dim == spatial_dim]
-            if probs:
-                failures[s] = f"{probs[0].node} ({probs[0].op}): {probs[0].message}"
+def valid_sizes(net, symbols: dict | None = None) -> SizeReport:
+    """Exact valid and unrounded size sets per input dimension (the others held at their sizes).
+
+    `symbols` maps (input, dim) to a `Symbol` (its name and constraint, e.g. H%32 for H = 0 mod 32);
+    without it every spatial dim of every input is analysed, named H, W, D (suffixed per input).
+    """
+    from .symbolic import SYMBOLS, analyze_dim
+
+    g = net.graph
+    if symbols is None:
+        symbols = {}
+        for name, nid in g.inputs.items():
+            rank = len(g.nodes[nid].shape)
+            for d in range(1, rank):
+                sym = SYMBOLS[d - 1] if rank - 1 <= 3 else f"S{d}"
+                symbols[(name, d)] = Symbol(sym if len(g.inputs) == 1 else f"{sym}_{name}")
+    dims = [analyze_dim(g, g.inputs[name], d, s.name, s.modulus, s.residue)
+            for (name, d), s in sorted(symbols.items(), key=lambda kv: (list(g.inputs).index(kv[0][0]), kv[0][1]))]
+    return SizeReport(dims, problems(g))
+
+
+# ----------------------------------------------------------------- symbolic input dims (--input x=3,H,W)
+
+
+@dataclass(frozen=True)
+class Symbol:
+    """An input dimension given as a name, optionally constrained: `H`, `H%32` (H = 0 mod 32), `H%32=1`."""
+
+    name: str
+    modulus: int = 1
+    residue: int = 0
+
+    def __str__(self) -> str:
+        if self.modulus == 1:
+            return self.name
+        return f"{self.name}%{self.modulus}" + (f"={self.residue}" if self.residue else "")
+
+
+_SYMBOL = re.compile(r"([A-Za-z_][A-Za-z0-9_]*)(?:%([0-9]{1,6})(?:=([0-9]{1,6}))?)?\Z")
+
+
+def parse_symbol(text: str) -> Symbol | None:
+    """A Symbol for `H`, `H%32`, `H%32=1`; None when `text` is not of that form."""
+    m = _SYMBOL.match(text.strip())
+    if not m:
+        return None
+    mod = int(m.group(2) or 1)
+    if mod < 1:
+        return None
+    return Symbol(m.group(1), mod, int(m.group(3) or 0) % mod)
+
+
+def split_symbols(input_shapes: dict | None) -> tuple[dict, dict]:
+    """Separate symbolic dims from concrete ones: ({input: shape with None for symbols}, {(input, dim): Symbol})."""
+    shapes, symbols = {}, {}
+    for name, shape in (input_shapes or {}).items():
+        dims = []
+        for d, v in enumerate(shape):
+            if isinstance(v, Symbol):
+                symbols[(name, d)] = v
+                dims.append(None)
+            elif isinstance(v, str):
+                s = parse_symbol(v)
+                if s is None:
+                    raise ValueError(f"input {name}: dimension {v!r} is neither a size nor a symbol like H or H%32")
+                symbols[(name, d)] = s
+                dims.append(None)
             else:
-                valid.append(s)
+                dims.append(v)
+        shapes[name] = tuple(dims)
+    if any(d == 0 for (_, d) in symbols):
+        raise ValueError("the channel dimension (the first) cannot be symbolic")
+    return shapes, symbols
+
+
+def representative(declared: int, s: Symbol) -> int:
+    """The concrete size the IR is built at for symbol `s`: the declared size, moved up onto s's class."""
+    return declared + (s.residue - declared) % s.modulus
+
+
+def concrete_for_symbols(elab, input_shapes: dict):
+    """Build the IR for symbolic input shapes: `elab(shapes) -> Graph` is called with concrete ones.
+
+    The declared sizes come from a first elaboration with only the fully concrete overrides; each
+    symbol then takes `representative(declared, symbol)`, doubled (up to 4 times) if the network
+    cannot be built there, so that a file declared at an invalid size can still be analysed.
+    """
+    from ..diagnostics import ResdslError
+
+    try:
+        concrete, symbols = split_symbols(input_shapes)
+    except ValueError as e:
+        from ..diagnostics import Diagnostic
+        raise ResdslError([Diagnostic("E036", str(e), hint="write sizes as numbers or names, e.g. x=3,H,W or x=3,H%32,W%32")]) from None
+    plain = {k: v for k, v in concrete.items() if None not in v}
+    declared = elab(plain)
+    unknown = sorted({k for k, _ in symbols} - set(declared.inputs))
+    if unknown:
+        elab(concrete)  # raises the usual "no input named" diagnostic
+    last = None
+    for scale in (1, 2, 4, 8, 16):
+        shapes = dict(plain)
+        for name in {k for k, _ in symbols}:
+            base = declared.nodes[declared.inputs[name]].shape
+            dims = list(concrete[name])
+            if len(dims) != len(base):
+                return elab(concrete), symbols  # the elaborator reports the rank mismatch
+            for d, v in enumerate(dims):
+                if v is None:
+                    dims[d] = representative(base[d] * scale, symbols[(name, d)])
+            shapes[name] = tuple(dims)
+        try:
+            return elab(shapes), symbols
         except ResdslError as e:
-            failures[s] = e.diagnostics[0].message if e.diagnostics else "error"
-        done += 1
-        if progress:
-            progress(done, total)
-    return checked, valid, failures, False
+            last = e
+    raise last
 
 
-def valid_sizes_by_dim(net, lo: int = 1, hi: int | None = None, budget: int | None = None, progress=None,
-                       runs: _Elaborations | None = None) -> list[DimReport]:
-    """Vary each spatial dim of each input on its own (through input-shape overrides), others fixed;
-    the work budget is shared out equally between the dims."""
-    runs = runs or _Elaborations(net, budget)
-    budget = runs.budget
-    dims = [(name, d) for name, shape in net.inputs.items() for d in range(1, len(shape))]
-    ranges = {(name, d): range(lo, (hi if hi is not None else max(2 * net.inputs[name][d], 64)) + 1) for name, d in dims}
-    total = sum(len(r) for r in ranges.values())
-    done, out = 0, []
-    for k, (name, d) in enumerate(dims):
-        runs.budget = runs.work + (budget - runs.work) // (len(dims) - k)  # each dim its share of what is left
-        base = list(net.inputs[name])
-
-        def shape_of(s, name=name, d=d, base=base):
-            return {name: tuple(base[:d] + [s] + base[d + 1:])}
-
-        checked, valid, failures, stopped = _scan(runs, shape_of, ranges[(name, d)], progress, done, total, d - 1)
-        done += len(checked)
-        rule = summarise(valid, checked) if checked else "not checked (work budget spent)"
-        if stopped and checked:
-            rule += f" (checked {checked[0]}..{checked[-1]} only: work budget spent)"
-        out.append(DimReport(name, d, rule, valid, failures, checked, stopped))
+def combined_formulas(g: Graph, report: SizeReport) -> list[tuple]:
+    """Per node: its shape with each analysed dim replaced by that dim's formula (if it depends on it)."""
+    out = []
+    for n in g.nodes:
+        shape = list(n.shape)
+        for d in report.dims:
+            f = d.formulas.get(n.id)
+            if f is None or len(f) != len(shape):
+                continue
+            for j, v in enumerate(f):
+                if isinstance(v, str):
+                    shape[j] = v if isinstance(shape[j], int) else f"{shape[j]}·{v}"
+        out.append(tuple(shape))
     return out
 
 
-def summarise(valid: list[int], checked: list[int]) -> str:
-    if not valid:
-        return "no valid size in the checked range"
-    if len(valid) == 1:
-        return f"only {valid[0]} in the checked range"
-    a = valid[0]
-    m = 0
-    for v in valid[1:]:
-        m = math.gcd(m, v - a)
-    expected = [c for c in checked if c >= a and (c - a) % m == 0]
-    if expected == valid:
-        if a % m == 0:
-            rule = f"divisible by {m}" if m > 1 else "any size"
-            # "at least a" only when a smaller size of the same form was checked and failed
-            return f"{rule}, at least {a}" if a - m >= checked[0] else rule
-        return f"{a} + {m}k (k >= 0)"
-    return "valid sizes: " + ", ".join(map(str, valid[:20])) + (" ..." if len(valid) > 20 else "")
+SIZE_CODES = ("E030", "E031", "E032", "E033", "E034", "E036")  # errors a different input size may fix
+TRIAL_SCALES = (2, 4, 8)  # where to look for a buildable IR when the declared size is invalid
 
 
-def valid_sizes(net, lo: int = 1, hi: int | None = None, budget: int | None = None, progress=None,
-                by_dim: bool = False) -> SizeReport:
-    """Elaborate `net` at every size in [lo, hi] (all its size parameters set together) and check each,
-    until `budget` work units (default WORK_BUDGET) are spent; then `truncated` is set."""
-    runs = _Elaborations(net, budget)
-    params = size_parameters(net, runs)
-    current = problems(net.graph)
-    if by_dim or not params:  # vary each input dim directly (through input-shape overrides)
-        dims = valid_sizes_by_dim(net, lo, hi, budget, progress, runs)
-        rule = "; ".join(f"{d.input} dim {d.dim}: {d.rule}" for d in dims) or "the network has no spatial input"
-        truncated = any(d.truncated for d in dims)
-        return SizeReport([], None, [], [], rule, current=current, truncated=truncated, dims=dims, work=runs.work)
-    default = int(net.params[params[0]])
-    hi = hi if hi is not None else max(2 * default, 64)
-    checked, valid, failures = [], [], {}
-    truncated = False
-    sizes = range(lo, hi + 1)  # lazily: the budget, not the range, bounds the work
-    for i, s in enumerate(sizes):
-        if runs.exhausted:
-            truncated = True
-            break
-        checked.append(s)
+def explain_invalid_size(err, elab, input_shapes: dict | None):
+    """`err` with its hint extended by the nearest valid sizes, when a different input size would fix it.
+
+    The first diagnostic already points at the op that breaks; this adds, per spatial dimension whose
+    size is not valid, the nearest valid sizes below and above and the rule (e.g. 188 + 16k).  It
+    needs one buildable IR: the declared sizes scaled by 2, 4 and 8 are tried (bounded work).
+    """
+    from dataclasses import replace
+
+    from ..diagnostics import ResdslError
+
+    declared = getattr(err, "partial_inputs", None)
+    if not declared or err.first.code not in SIZE_CODES or input_shapes and any(
+            not isinstance(d, int) for s in input_shapes.values() for d in s):
+        return err
+    for scale in TRIAL_SCALES:
+        shapes = {k: (v[0],) + tuple(d * scale for d in v[1:]) for k, v in declared.items()}
         try:
-            g = runs.graph({p: s for p in params})
-        except ResdslError as e:
-            failures[s] = e.diagnostics[0].message if e.diagnostics else "error"
+            g = elab(shapes)
+            break
+        except ResdslError:
             continue
-        probs = problems(g)
-        if probs:
-            failures[s] = f"{probs[0].node} ({probs[0].op}): {probs[0].message}"
-        else:
-            valid.append(s)
-        if progress:
-            progress(i + 1, len(sizes))
-    return SizeReport(params, default, checked, valid, summarise(valid, checked), failures, current, truncated,
-                      work=runs.work)
+    else:
+        return err
+    from .symbolic import SYMBOLS, analyze_dim
+
+    notes = []
+    for name, shape in declared.items():
+        for d in range(1, len(shape)):
+            sym = SYMBOLS[d - 1] if len(shape) <= 4 else f"S{d}"
+            rest = {k: v for k, v in shapes.items()}
+            rest[name] = shape[:d] + (shapes[name][d],) + shape[d + 1:]  # this dim scaled, the others declared
+            try:
+                g2 = elab(rest) if len(shape) > 2 else g
+            except ResdslError:
+                g2 = g
+            a = analyze_dim(g2, g2.inputs[name], d, sym)
+            if shape[d] in a.valid or not a.exact:
+                continue
+            below, above = a.valid.nearest(shape[d])
+            near = " and ".join(f"{v} {w}" for v, w in ((below, "below"), (above, "above")) if v is not None)
+            notes.append(f"{name} dim {d} = {shape[d]} is not a valid size ({sym}: {a.valid}); nearest: {near}")
+    if not notes:
+        return err
+    first = err.first
+    hint = "; ".join(([first.hint] if first.hint else []) + notes)
+    new = ResdslError((replace(first, hint=hint),) + err.diagnostics[1:])
+    return new

@@ -50,9 +50,16 @@ def ascii_int(text: str) -> int:
     return n
 
 
+def _whole(text: str, bound: str) -> int:
+    try:
+        return ascii_int(text)
+    except argparse.ArgumentTypeError:
+        raise argparse.ArgumentTypeError(f"expected a whole number {bound} in ASCII digits, got {text!r}") from None
+
+
 def positive_int(text: str) -> int:
     """argparse type: a whole number >= 1 in ASCII digits (counts: --batch, --samples, --seeds)."""
-    n = ascii_int(text)
+    n = _whole(text, ">= 1")
     if n < 1:
         raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text!r}")
     return n
@@ -60,7 +67,7 @@ def positive_int(text: str) -> int:
 
 def seed_int(text: str) -> int:
     """argparse type: a random seed, a whole number >= 0 in ASCII digits."""
-    n = ascii_int(text)
+    n = _whole(text, ">= 0")
     if n < 0:
         raise argparse.ArgumentTypeError(f"expected a whole number >= 0, got {text!r}")
     return n
@@ -136,16 +143,22 @@ def _foreign_digits(text: str) -> bool:
     return any(c.isdigit() and not c.isascii() for c in outside)
 
 
-def parse_inputs(items: list[str] | None) -> dict[str, tuple[int, ...]]:
-    """--input NAME=SHAPE with SHAPE like 3,450,600 or [3, 450, 600] or 3x450x600."""
+def parse_inputs(items: list[str] | None) -> dict[str, tuple]:
+    """--input NAME=SHAPE with SHAPE like 3,450,600 or [3, 450, 600] or 3x450x600, or with size
+    names: 3,H,W or 3,H%32,W%32 (analysis/sizes.py: the dims become symbolic)."""
     out: dict[str, tuple[int, ...]] = {}
     for item in items or []:
+        from ..analysis.sizes import parse_symbol
+
         name, sep, text = item.partition("=")
-        dims = [d.strip() for d in text.strip().strip("[]").replace("x", ",").split(",")]
+        dims = [d.strip() for d in text.strip().strip("[]").split(",")]
+        if len(dims) == 1:
+            dims = [d.strip() for d in dims[0].split("x")]  # 3x450x600
         if (not sep or not name.strip().isidentifier() or not name.isascii()
-                or not all(re.fullmatch(r"[0-9]{1,18}", d) for d in dims)):
-            raise UsageError(f"--input expects NAME=SHAPE like x=3,450,600, got {item!r}")
-        out[name.strip()] = tuple(int(d) for d in dims)
+                or not all(re.fullmatch(r"[0-9]{1,18}", d) or (d.isascii() and parse_symbol(d)) for d in dims)):
+            raise UsageError(f"--input expects NAME=SHAPE like x=3,450,600, or with size names x=3,H,W "
+                             f"(H%32: a multiple of 32), got {item!r}")
+        out[name.strip()] = tuple(int(d) if d.isdigit() else d for d in dims)
     return out
 
 

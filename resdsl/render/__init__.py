@@ -47,7 +47,27 @@ def diagram(net: "Network | Graph", level: str = "block") -> Diagram:
                 "unraveled": unraveled_diagram}
     if level not in builders:
         raise ValueError(f"level must be one of {', '.join(LEVELS)}, not {level!r}")
-    return builders[level](g)
+    d = builders[level](g)
+    if getattr(net, "symbols", None):
+        _symbolic_edge_labels(net, d)
+    return d
+
+
+def _symbolic_edge_labels(net, d: Diagram) -> None:
+    """Label data edges with symbolic shapes ([64, ⌈H/4⌉, ⌈W/4⌉]) for networks loaded with size names.
+
+    Edges carry concrete shapes; each is mapped to its node's formula when that shape has only one
+    formula in the network (two formulas can agree at the representative size: those keep numbers).
+    """
+    from .labels import fmt_shape
+
+    formulas: dict[tuple, set] = {}
+    for n, f in zip(net.graph.nodes, net.symbolic_shapes()):
+        formulas.setdefault(tuple(n.shape), set()).add(tuple(f))
+    for e in d.edges:
+        fs = formulas.get(tuple(e.shape)) if e.shape is not None else None
+        if fs and len(fs) == 1 and e.label == fmt_shape(e.shape):
+            e.label = fmt_shape(next(iter(fs)))
 
 
 def to_dot(net: "Network | Graph", level: str = "block", rankdir: str | None = None, shapes: bool = True,

@@ -1,0 +1,631 @@
+"""Exact symbolic input sizes: shapes as functions of H, W and the sets of sizes that work.
+
+Reads a `Graph` (its ops, attributes and wiring — not its concrete shapes); writes a `SymbolicReport`.
+
+The method (docs/sizes.md has the maths).  Every shape rule in the op table is integer
+arithmetic: `+`, `-`, `*` by a constant, `//` and `%` by a constant, comparisons.  Fix one input
+dimension H to a residue class, H = M*k + r.  If every divisor s that the rules use divides the
+current slope, `(a*k + b) // s = (a/s)*k + b // s` exactly, so every dimension of every node is an
+*affine* function a*k + b of k.  `Dim` is such a value, carried for a vector of cases at once
+(every residue r at once, or every concrete size at once), and the unchanged shape rules run on it:
+
+* `//` or `%` by an s that does not divide the slope raises `_Period`: the analysis refines M and
+  starts over (M ends as the lcm of the strides, e.g. 32 for ResNet-50).
+* A comparison whose answer differs between cases raises `_Split`: the cases are partitioned by
+  the answer and each part is run on its own.
+* In the *generic* run (k -> infinity) a comparison of a non-constant a*k + b is decided by the
+  sign of a, and the size beyond which that answer holds is recorded.  Above the largest such size
+  H*, every run takes exactly the branches the generic run took, so its outcome (valid, or the
+  first error) holds for every size >= H* in that residue class.
+* Sizes below H* are run concretely, all at once as one vector of cases.
+
+So the valid sets are exact — no sampling, no time budget.  What is not affine (a product of two
+sizes, as `flatten` of a feature map makes) ends the generic run with `NotSymbolic`; the sizes are
+then decided concretely up to a bound, and the report says so.
+"""
+from __future__ import annotations
+
+import functools
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .. import ops
+from ..ir import Graph
+
+SYMBOLS = "HWD"  # default names for spatial dims 1, 2, 3
+MAX_PERIOD = 1 << 12  # M beyond this: not worth it (a network with strides whose lcm is > 4096)
+MAX_RUNS = 2000  # graph passes per dimension: refinements and splits are bounded by this
+MAX_CONCRETE = 1 << 15  # sizes decided concretely below H* (or as the fallback)
+
+
+class NotSymbolic(Exception):
+    """A rule did something that is not affine in the size (e.g. multiplied two sizes)."""
+
+
+class _Period(Exception):
+    def __init__(self, factor: int):
+        self.factor = factor
+
+
+class _Split(Exception):
+    def __init__(self, mask: np.ndarray):
+        self.mask = mask
+
+
+class _Run:
+    """State of one pass over the graph: generic or concrete, and the thresholds met."""
+
+    def __init__(self, generic: bool, M: int, r: np.ndarray):
+        self.generic, self.M, self.r = generic, M, r
+        self.threshold = 1  # generic: the smallest size from which every comparison takes its limit value
+
+
+_RUN: _Run | None = None  # the run in progress (the shape rules take no context argument)
+
+
+class Dim:
+    """a*k + b[i] for case i; in a concrete run a == 0 and b holds the sizes themselves."""
+
+    __slots__ = ("a", "b")
+
+    def __init__(self, a: int, b: np.ndarray):
+        self.a, self.b = a, b
+
+    @staticmethod
+    def make(a: int, b: np.ndarray):
+        if a == 0 and (b == b[0]).all():
+            return b[0].item()  # the same constant in every case: a plain int (or float) from here on
+        return Dim(a, b)
+
+    # ---- arithmetic (int and Dim operands)
+    def __add__(self, o):
+        if isinstance(o, Dim):
+            return Dim.make(self.a + o.a, self.b + o.b)
+        if isinstance(o, bool) or not isinstance(o, int):
+            return _float_op(self, o, "+")
+        return self if o == 0 else Dim(self.a, self.b + o)  # a constant shift keeps a Dim a Dim
+
+    __radd__ = __add__
+
+    def __neg__(self):
+        return Dim.make(-self.a, -self.b)
+
+    def __sub__(self, o):
+        return self + (-o)
+
+    def __rsub__(self, o):
+        return (-self) + o
+
+    def __mul__(self, o):
+        if isinstance(o, Dim):
+            if _RUN is not None and not _RUN.generic:
+                return Dim.make(0, self.b * o.b)
+            raise NotSymbolic("a product of two sizes")
+        if isinstance(o, float):
+            if not o.is_integer():
+                if self.a == 0:  # concrete sizes: a float vector, until a rule floors it
+                    return Dim(0, self.b * o)
+                raise NotSymbolic(f"scaling a size by {o}")
+            o = int(o)
+        if not isinstance(o, int):
+            return NotImplemented
+        return self if o == 1 else Dim.make(self.a * o, self.b * o)
+
+    __rmul__ = __mul__
+
+    def __floordiv__(self, s):
+        s = _divisor(s)
+        if s == 1:
+            return self
+        if self.a % s:
+            raise _Period(s // math.gcd(self.a, s))
+        return Dim.make(self.a // s, self.b // s)
+
+    def __mod__(self, s):
+        s = _divisor(s)
+        if self.a % s:
+            raise _Period(s // math.gcd(self.a, s))
+        return Dim.make(0, self.b % s)
+
+    def __rfloordiv__(self, o):
+        raise NotSymbolic("dividing by a size")
+
+    __rmod__ = __rtruediv__ = __truediv__ = __rfloordiv__
+    __pow__ = __rpow__ = __mul__
+
+    def __floor__(self):
+        return self if self.b.dtype.kind == "i" else Dim.make(0, np.floor(self.b).astype(np.int64))
+
+    def __ceil__(self):
+        return self if self.b.dtype.kind == "i" else Dim.make(0, np.ceil(self.b).astype(np.int64))
+
+    def __int__(self):
+        raise NotSymbolic("int() of a size")
+
+    __index__ = __float__ = __int__
+
+    # ---- comparisons: a bool when every case agrees, else a split
+    def _decide(self, o, op) -> bool:
+        d = self - o
+        if not isinstance(d, Dim):
+            return op(d, 0)
+        run = _RUN
+        if d.a != 0:
+            if run is None or not run.generic:
+                raise NotSymbolic("a comparison outside a symbolic run")
+            # In the generic run, k -> infinity: the sign of d is the sign of a.  It holds for
+            # k > -b/a, i.e. from k_t = floor(-b/a) + 1, that is from size M*k_t + r.
+            kt = np.floor_divide(-d.b, d.a) + 1 if d.a > 0 else np.floor_divide(d.b, -d.a) + 1
+            run.threshold = max(run.threshold, int((run.M * kt + run.r).max()))
+            return op(d.a, 0)
+        t = op(d.b, 0)
+        if t.all():
+            return True
+        if not t.any():
+            return False
+        raise _Split(t)
+
+    def __lt__(self, o):
+        return self._decide(o, lambda x, y: x < y)
+
+    def __le__(self, o):
+        return self._decide(o, lambda x, y: x <= y)
+
+    def __gt__(self, o):
+        return self._decide(o, lambda x, y: x > y)
+
+    def __ge__(self, o):
+        return self._decide(o, lambda x, y: x >= y)
+
+    def __eq__(self, o):
+        if not isinstance(o, (int, Dim)) or isinstance(o, bool):
+            return False
+        return self._decide(o, lambda x, y: x == y)
+
+    def __ne__(self, o):
+        if not isinstance(o, (int, Dim)) or isinstance(o, bool):
+            return True
+        return self._decide(o, lambda x, y: x != y)
+
+    def __bool__(self):
+        return self._decide(0, lambda x, y: x != y)
+
+    def __hash__(self):
+        return hash((self.a, self.b.tobytes()))
+
+    def __repr__(self):
+        return f"Dim({self.a}k + {self.b.tolist()})"
+
+
+def nonneg(x):
+    """max(0, x) that does not split cases: elementwise on a vector of constants."""
+    if isinstance(x, Dim) and x.a == 0:
+        return Dim.make(0, np.maximum(x.b, 0))
+    return max(0, x)
+
+
+def _divisor(s) -> int:
+    if isinstance(s, Dim) or not isinstance(s, int) or isinstance(s, bool) or s <= 0:
+        raise NotSymbolic(f"division by {s!r}")
+    return s
+
+
+def _float_op(d: Dim, o, what: str):
+    raise NotSymbolic(f"size {what} {o!r}")
+
+
+# ----------------------------------------------------------------- one pass over the graph
+
+
+@dataclass
+class _Outcome:
+    M: int  # the period the cases are residues of (generic), 1 for concrete sizes
+    cases: np.ndarray  # the residues (generic) or sizes (concrete) this outcome holds for
+    shapes: list[tuple] | None  # per node (ints and Dims), None on failure
+    error: tuple[int, str] | None  # (node id, message) of the first problem
+    rounds: np.ndarray  # per case: does some op round (drop or pad pixels)?
+
+
+def _subset(v, mask: np.ndarray):
+    return Dim.make(v.a, v.b[mask]) if isinstance(v, Dim) else v
+
+
+def _refine_value(v, f: int):
+    """k = f*k' + j for j < f: a*k + b becomes (a*f)*k' + (b + a*j), the cases repeated per j."""
+    if not isinstance(v, Dim):
+        return v
+    return Dim(v.a * f, np.concatenate([v.b + v.a * j for j in range(f)]))
+
+
+def _refine(M: int, f: int, cs: np.ndarray, shapes: list, rounds: np.ndarray):
+    """The same state with the period M refined to M*f (each residue r becomes r + M*j, j < f)."""
+    return (np.concatenate([cs + M * j for j in range(f)]),
+            [None if s is None else tuple(_refine_value(v, f) for v in s) for s in shapes], np.tile(rounds, f))
+
+
+def _drive(g: Graph, inp: int, dim: int, generic: bool, M: int, cases: np.ndarray, rounding,
+           budget: list[int]) -> tuple[list[_Outcome], int]:
+    """Run every shape rule with input `inp`'s dimension `dim` set to the cases (residues mod M
+    with k -> infinity when `generic`, else concrete sizes), splitting where the cases disagree.
+
+    A split resumes both halves at the node that split (their shapes so far are the parent's,
+    restricted to the half), and a division that needs a finer period refines the state in place,
+    so the work is one pass plus one node per split or refinement.  Returns the outcomes (all on
+    one common period) and the size from which every generic comparison took its limit value.
+    """
+    global _RUN
+    sources = set(g.inputs.values())
+    rules = [None if n.id in sources else ops.OPS[n.op].infer for n in g.nodes]
+    last_use = [0] * len(g.nodes)
+    for n in g.nodes:
+        for i in n.inputs:
+            last_use[i] = n.id
+    value = Dim(M, cases.copy()) if generic else (Dim(0, cases.copy()) if len(cases) > 1 else int(cases[0]))
+    shape0 = list(g.nodes[inp].shape)
+    todo = [(0, M, [], np.zeros(len(cases), dtype=bool), cases)]
+    done: list[_Outcome] = []
+    threshold = 1
+    try:
+        while todo:
+            start, M, shapes, rounds, cs = todo.pop()
+            budget[0] -= 1
+            if budget[0] < 0:
+                raise NotSymbolic(f"more than {MAX_RUNS} cases to tell apart")
+            _RUN = run = _Run(generic, M, cs)
+            error = None
+            try:
+                for n in g.nodes[start:]:
+                    xs = [shapes[i] for i in n.inputs]
+                    if rules[n.id] is None:
+                        y = tuple(n.shape)
+                        if n.id == inp:
+                            v = Dim(M, cs.copy()) if generic else (Dim(0, cs.copy()) if len(cs) > 1 else int(cs[0]))
+                            y = tuple(shape0[:dim]) + (v,) + tuple(shape0[dim + 1:])
+                    else:
+                        try:
+                            y = tuple(rules[n.id](dict(n.attrs), xs))
+                            for d in y:
+                                if isinstance(d, Dim):
+                                    _check_positive(d)
+                                elif d < 1:
+                                    raise ops.ShapeProblem("E036", f"{n.op} output would be {list(y)}")
+                        except ops.ShapeProblem as p:
+                            error = (n.id, p.message)
+                            break
+                        except (ZeroDivisionError, OverflowError, ValueError) as e:
+                            error = (n.id, str(e))
+                            break
+                        except (TypeError, AttributeError) as e:  # a rule that needs a concrete int
+                            raise NotSymbolic(f"{n.op}: {e}") from None
+                        if rounding is not None:
+                            r = rounding(n, xs, y)
+                            rounds = rounds | r if isinstance(r, np.ndarray) else (rounds | True if r else rounds)
+                    shapes.append(y)
+            except NotSymbolic:
+                if generic or len(cs) == 1:
+                    raise
+                todo += [(0, 1, [], np.zeros(1, dtype=bool), cs[i:i + 1]) for i in range(len(cs))]
+                continue
+            except _Split as sp:
+                j = len(shapes)  # the node that split is rerun by both halves
+                for m in (sp.mask, ~sp.mask):
+                    kept = [None if last_use[i] < j and not generic else tuple(_subset(v, m) for v in shape)
+                            for i, shape in enumerate(shapes)]  # generic: all kept, they become formulas
+                    todo.append((j, M, kept, rounds[m], cs[m]))
+                continue
+            except _Period as p:
+                if M * p.factor > MAX_PERIOD:
+                    raise NotSymbolic(f"the sizes' period exceeds {MAX_PERIOD}") from None
+                cs2, shapes2, rounds2 = _refine(M, p.factor, cs, shapes, rounds)
+                todo.append((len(shapes), M * p.factor, shapes2, rounds2, cs2))
+                continue
+            finally:
+                threshold = max(threshold, run.threshold)
+            done.append(_Outcome(M, cs, None if error else shapes, error, rounds))
+    finally:
+        _RUN = None
+    top = math.lcm(*(o.M for o in done)) if done else 1
+    for i, o in enumerate(done):  # one common period for all outcomes
+        if o.M != top:
+            f = top // o.M
+            cs2, shapes2, rounds2 = _refine(o.M, f, o.cases, o.shapes or [], o.rounds)
+            done[i] = _Outcome(top, cs2, shapes2 if o.shapes is not None else None, o.error, rounds2)
+    return done, threshold
+
+
+def _check_positive(d: Dim) -> None:
+    if d < 1:  # every case would be empty: only reachable in concrete runs (generic: a > 0 decides)
+        raise ops.ShapeProblem("E036", f"a size would be {d.b.min()}")
+
+
+# ----------------------------------------------------------------- rounding (nothing rounded away)
+
+
+def _as_mask(v):
+    """A per-case boolean from an int/Dim expression that is 0 exactly when nothing rounds."""
+    if isinstance(v, Dim):
+        if v.a != 0:
+            raise NotSymbolic("rounding test on a non-constant remainder")
+        return v.b != 0
+    return bool(v)
+
+
+def rounding(spatial: int):
+    """A predicate: where does a node round in spatial dimension `spatial` (per case)?
+
+    The rules (the same as `resdsl check --sizes` has always used): a strided window op needs its
+    input length divisible by the stride and no pixel left unread at the far end; a centered crop
+    needs an even difference; adaptive pooling needs the input to be a multiple of the output;
+    upsampling to a size needs an integer scale; the zero-pad shortcut needs divisibility.
+    """
+    from .sizes import rounding_terms
+
+    def rounds(n, xs, y):
+        out = False
+        for i, term in rounding_terms(n, xs, y):
+            if i == spatial:
+                out = out | _as_mask(term)
+        return out
+
+    return rounds
+
+
+# ----------------------------------------------------------------- driving the passes for one dimension
+
+
+@dataclass(frozen=True)
+class Progression:
+    """The sizes start, start + step, start + 2*step, ..."""
+
+    start: int
+    step: int
+
+    def __str__(self) -> str:
+        if self.step == 1:
+            return f"any size >= {self.start}" if self.start > 1 else "any size"
+        if self.start == self.step:
+            return f"multiples of {self.step}"
+        return f"{self.start} + {self.step}k"
+
+    def to_json(self) -> dict:
+        return {"start": self.start, "step": self.step}
+
+
+@dataclass
+class SizeSet:
+    """A set of sizes as a union of arithmetic progressions plus finitely many extra sizes."""
+
+    progressions: list[Progression]
+    extra: list[int]
+
+    def __contains__(self, v: int) -> bool:
+        return v in self.extra or any(v >= p.start and (v - p.start) % p.step == 0 for p in self.progressions)
+
+    def smallest(self, count: int = 6) -> list[int]:
+        out, v = [], 1
+        cands = sorted(set(self.extra) | {p.start + i * p.step for p in self.progressions for i in range(count)})
+        for v in cands:
+            if v in self and len(out) < count:
+                out.append(v)
+        return out
+
+    def nearest(self, v: int) -> tuple[int | None, int | None]:
+        below = max([e for e in self.extra if e <= v] +
+                    [p.start + ((v - p.start) // p.step) * p.step for p in self.progressions if v >= p.start],
+                    default=None)
+        above = min([e for e in self.extra if e >= v] +
+                    [max(p.start, p.start + -(-(v - p.start) // p.step) * p.step) for p in self.progressions],
+                    default=None)
+        return below, above
+
+    def __str__(self) -> str:
+        parts = [str(p) for p in self.progressions] + [str(e) for e in self.extra]
+        return ", ".join(parts) if parts else "none"
+
+    def to_json(self) -> dict:
+        return {"progressions": [p.to_json() for p in self.progressions], "extra": self.extra,
+                "smallest": self.smallest()}
+
+
+@dataclass
+class DimAnalysis:
+    input: str
+    dim: int  # index into the input's shape (1 = first spatial dim)
+    symbol: str
+    exact: bool
+    why: str  # when not exact: what stopped the symbolic run
+    period: int
+    threshold: int  # sizes >= this follow the periodic rule
+    runs: int  # graph passes it took (deterministic)
+    valid: SizeSet  # sizes at which the network runs
+    unrounded: SizeSet  # ... and no op rounds
+    first_error: dict[int, tuple[int, str]] = field(default_factory=dict)  # size -> (node, message), small sizes
+    generic: dict[int, list] = field(default_factory=dict)  # node id -> [(residues, shape of ints and Dims)]
+
+    @functools.cached_property
+    def formulas(self) -> dict[int, tuple]:
+        """Node id -> its shape with the entries that depend on this size as formulas (strings)."""
+        return {nid: _formula(self.period, rs, self.symbol) for nid, rs in self.generic.items()}
+
+    def shape_at(self, node: int, size: int) -> tuple[int, ...]:
+        """The node's shape at input size `size` (>= threshold, valid), from the generic run: exact."""
+        if not self.exact or size < self.threshold:
+            raise ValueError(f"shape_at needs an exact analysis and size >= {self.threshold}")
+        k, r = divmod(size, self.period)
+        for residues, shape in self.generic.get(node, ()):
+            hit = np.nonzero(residues == r)[0]
+            if len(hit):
+                i = int(hit[0])
+                return tuple(v if isinstance(v, int) else int(v.a * k + v.b[i]) for v in shape)
+        raise ValueError(f"size {size} is not valid")
+
+
+def _periodic_set(M: int, ok: dict[int, bool], threshold: int, small_ok: set[int]) -> SizeSet:
+    """Sizes v with v in small_ok (v < threshold), or v >= threshold and ok[v % M]."""
+    starts: dict[int, int] = {}
+    for r, good in ok.items():
+        if not good:
+            continue
+        first = threshold + ((r - threshold) % M)  # smallest v >= threshold with v = r mod M
+        v = first - M
+        while v >= 1 and v in small_ok:  # extend the progression downwards through valid small sizes
+            first, v = v, v - M
+        starts[r] = first
+    covered = {v for v in small_ok if (v % M) in starts and v >= starts[v % M]}
+    extra = sorted(small_ok - covered)
+    return SizeSet(_merge_progressions(M, starts), extra)
+
+
+def _merge_progressions(M: int, starts: dict[int, int]) -> list[Progression]:
+    """Write residue classes mod M with their first members as few progressions as possible."""
+    out: list[Progression] = []
+    left = dict(starts)
+    for m in sorted(d for d in range(1, M + 1) if M % d == 0):
+        for c in range(m):
+            members = [r for r in range(c, M, m)]
+            if not all(r in left for r in members):
+                continue
+            s = min(left[r] for r in members)
+            # the coarse progression s + m*j must hit each member class first at its own start
+            if all(left[r] == s + ((r - s) % m if m == M else _first_at_least(s, r, M) - s) for r in members) \
+                    and all(_first_at_least(s, r, M) == left[r] for r in members):
+                out.append(Progression(s, m))
+                for r in members:
+                    del left[r]
+    return sorted(out, key=lambda p: (p.start, p.step))
+
+
+def _first_at_least(s: int, r: int, M: int) -> int:
+    return s + ((r - s) % M)
+
+
+def analyze_dim(g: Graph, inp: int, dim: int, symbol: str, modulus: int = 1, residue: int = 0) -> DimAnalysis:
+    """Exact valid sets of one input dimension, the others held at their sizes in `g`.
+
+    `modulus`/`residue` restrict the sizes to residue (mod modulus), e.g. 0 mod 32, which is how
+    a constraint such as `H % 32 == 0` makes formulas like H/32 exact.
+    """
+    name = next(k for k, v in g.inputs.items() if v == inp)
+    budget, used = [MAX_RUNS], [0]
+    # ---- generic runs over residue classes; refine the period until every division is exact
+    M = max(1, modulus)
+    ok: dict[int, bool] = {}
+    unround: dict[int, bool] = {}
+    formulas: dict[int, list] = {}
+    threshold, why, exact = 1, "", True
+    residues = np.array([residue % M], dtype=np.int64)
+    try:
+        outcomes, threshold = _drive(g, inp, dim, True, M, residues, rounding(dim - 1), budget)
+        M = outcomes[0].M if outcomes else M
+        used[0] = MAX_RUNS - budget[0]
+        for out in outcomes:
+            for i, rv in enumerate(out.cases.tolist()):
+                ok[rv] = out.error is None
+                unround[rv] = out.error is None and not bool(out.rounds[i])
+            if out.error is None:
+                for nid, shape in enumerate(out.shapes):
+                    formulas.setdefault(nid, []).append((out.cases, shape))
+    except NotSymbolic as e:
+        exact, why = False, str(e)
+    # ---- concrete runs below the threshold (or everywhere up to a bound when not exact)
+    top = threshold if exact else MAX_CONCRETE + 1
+    if top - 1 > MAX_CONCRETE:
+        exact, why, top = False, f"sizes below {threshold} follow no rule; decided up to {MAX_CONCRETE}", MAX_CONCRETE + 1
+    sizes = np.arange(1, top, dtype=np.int64)
+    if modulus > 1:
+        sizes = sizes[sizes % modulus == residue % modulus]
+    small_ok, small_unround, first_error = set(), set(), {}
+    if len(sizes):
+        budget = [MAX_RUNS * 4]
+        outcomes, _ = _drive(g, inp, dim, False, 1, sizes, rounding(dim - 1), budget)
+        for out in outcomes:
+            if out.error is None:
+                small_ok.update(out.cases.tolist())
+                small_unround.update(out.cases[~out.rounds].tolist())
+            else:
+                for x in out.cases.tolist()[:64]:
+                    first_error[x] = out.error
+    runs = used[0] + (MAX_RUNS * 4 - budget[0] if len(sizes) else 0)
+    if not exact:
+        ok, unround, threshold, M = {}, {}, top, 1
+    valid = _periodic_set(M, ok, threshold, small_ok)
+    unrounded = _periodic_set(M, unround, threshold, small_unround)
+    return DimAnalysis(name, dim, symbol, exact, why, M, threshold, runs, valid, unrounded, first_error,
+                       formulas if exact else {})
+
+
+# ----------------------------------------------------------------- formulas for display
+
+
+def _formula(M: int, per_group: list, symbol: str) -> tuple:
+    """Combine the generic shapes of all valid residue groups into one printable shape."""
+    rs = np.concatenate([r for r, _ in per_group])
+    first = per_group[0][1]
+    out = []
+    for j in range(len(first)):
+        vals = [shape[j] for _, shape in per_group]
+        if all(isinstance(v, int) for v in vals) and len(set(vals)) == 1:
+            out.append(vals[0])
+            continue
+        a = {v.a if isinstance(v, Dim) else 0 for v in vals}
+        if len(a) != 1:
+            out.append("?")
+            continue
+        a = a.pop()
+        b = np.concatenate([v.b if isinstance(v, Dim) else np.full(len(r), v) for (r, _), v in zip(per_group, vals)])
+        out.append(_floor_form(M, a, b, rs, symbol))
+    return tuple(out)
+
+
+def _floor_form(M: int, a: int, b: np.ndarray, r: np.ndarray, X: str) -> str:
+    """v = a*k + b_r with X = M*k + r, written as floor((alpha*X + beta) / gamma) when one beta fits."""
+    if a == 0:
+        return str(int(b[0])) if (b == b[0]).all() else "?"
+    g = math.gcd(a, M)
+    alpha, gamma = a // g, M // g
+    c = (M * b - a * r) // g  # v = (alpha*X + c_r) / gamma exactly, for X = r mod M
+    lo, hi = int(c.max()), int(c.min()) + gamma - 1
+    if lo > hi:
+        return _stepped_form(M, a, b, r, X)
+    ax = _lin(alpha, 0, X)
+    if gamma == 1:
+        return _lin(alpha, lo, X)
+    if (c == 0).all():  # exact division on every valid size (e.g. H/32 under H%32)
+        return f"{ax}/{gamma}" if alpha == 1 else f"({ax})/{gamma}"
+    if lo <= 0 <= hi:
+        return f"⌊{ax}/{gamma}⌋"
+    if lo <= gamma - 1 <= hi:
+        return f"⌈{ax}/{gamma}⌉"
+    beta = lo if lo > 0 else hi
+    return f"⌊({_lin(alpha, beta, X)})/{gamma}⌋"
+
+
+def _stepped_form(M: int, a: int, b: np.ndarray, r: np.ndarray, X: str) -> str:
+    """v = a*k + b_r (X = M*k + r) written as q*floor((X + beta)/m) + c for a divisor m of M
+    (e.g. U-Net's 16*floor((H - 12)/16) - 172, or 2*floor((H - 1)/2) after an upsampling)."""
+    for m in (d for d in range(2, M + 1) if M % d == 0):
+        if (a * m) % M:
+            continue
+        q = a * m // M
+        for beta in range(-(m - 1), m):
+            c = b - q * np.floor_divide(r + beta, m)
+            if (c == c[0]).all():
+                fl = f"⌊({_lin(1, beta, X)})/{m}⌋" if beta else f"⌊{X}/{m}⌋"
+                return _lin_term(q, fl, int(c[0]))
+    return f"(depends on {X} mod {M})"
+
+
+def _lin_term(a: int, term: str, c: int) -> str:
+    s = term if a == 1 else f"{a}·{term}"
+    return f"{s} + {c}" if c > 0 else (f"{s} - {-c}" if c < 0 else s)
+
+
+def _lin(alpha: int, beta: int, X: str) -> str:
+    s = X if alpha == 1 else f"{alpha}{X}"
+    if beta > 0:
+        return f"{s} + {beta}"
+    if beta < 0:
+        return f"{s} - {-beta}"
+    return s
