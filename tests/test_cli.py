@@ -140,7 +140,7 @@ ATTACKS = [
     # numbers: ASCII digits only, everywhere (argparse's int() would take these)
     ("summary T --depth ３", 2, "expected an integer in ASCII digits"),
     ("summary T --depth ٣", 2, "expected an integer in ASCII digits"),
-    ("lesion T --batch ²", 2, "expected an integer in ASCII digits"),
+    ("lesion T --batch ²", 2, "in ASCII digits"),
     ("compile T --opset ３", 2, "expected an integer in ASCII digits"),
     ("compile T --seed 1e3", 2, "expected an integer in ASCII digits"),
     ("compile T --seed 99999999999999999999", 2, "out of range"),
