@@ -30,17 +30,14 @@ def register(subs) -> None:
 
 def run(args) -> int:
     from ..fmt import format_source
+    from ..loader import read_source
 
     changed = 0
     errors: list = []
     for name in args.files:
         path = Path(name)
         try:
-            text = path.read_bytes().decode("utf-8")
-        except (OSError, UnicodeDecodeError) as e:
-            print(f"resdsl fmt: cannot read {name}: {e}", file=sys.stderr)
-            return 1
-        try:
+            text = read_source(name)  # the loader's bounded reader: regular files only, size-limited, UTF-8
             new = format_source(text, name)
         except ResdslError as e:
             errors.extend(e.diagnostics)
