@@ -20,6 +20,8 @@ class Limits:
     max_tensor_elements: int = 2**34  # elements of one tensor, per sample
     max_params: int = 2_000_000_000  # parameters of a module `compile` will build
     max_source_bytes: int = 500_000  # one .res file (parsing runs at roughly 0.1-1 MB/s)
+    max_diagram_size: int = 5_000  # nodes + edges handed to Graphviz (its layout time grows faster than linearly)
+    max_layout_seconds: int = 120  # wall-clock time Graphviz's dot may take before it is stopped
 
     @classmethod
     def names(cls) -> list[str]:
