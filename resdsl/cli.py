@@ -92,7 +92,11 @@ def load_from_args(args: argparse.Namespace):
         if name not in Limits.names() or not value.isdigit():
             raise SystemExit(_usage(f"--limit expects NAME=N with NAME one of {', '.join(Limits.names())}"))
         limits[name] = int(value)
-    return load(args.file, network=args.network, limits=Limits(**limits), input_shapes=parse_inputs(args.input_shapes),
+    try:
+        chosen = Limits(**limits)
+    except ValueError as e:  # above a ceiling (see limits.CEILINGS)
+        raise SystemExit(_usage(f"--limit: {e}")) from None
+    return load(args.file, network=args.network, limits=chosen, input_shapes=parse_inputs(args.input_shapes),
                 **parse_set(args.set))
 
 

@@ -885,6 +885,7 @@ def elaborate(program: Program, network: str | None = None, overrides: dict | No
     except RecursionError:
         # Nesting is bounded by the parser and max_call_depth; this is the last line of defence.
         raise error("E040", "the network nests blocks, bodies and expressions too deeply to elaborate", el.last_span,
-                    hint="lower the nesting, or the limits max_call_depth / max_nesting") from None
+                    hint="nested block calls and the bodies inside them add up: flatten the nesting, e.g. "
+                         "call blocks one after another instead of each inside the previous one's group") from None
     finally:
         sys.setrecursionlimit(old)

@@ -23,9 +23,30 @@ class Limits:
     max_diagram_size: int = 5_000  # nodes + edges handed to Graphviz (its layout time grows faster than linearly)
     max_layout_seconds: int = 120  # wall-clock time Graphviz's dot may take before it is stopped
 
+    def __post_init__(self) -> None:
+        for name, top in CEILINGS.items():
+            if getattr(self, name) > top:
+                raise ValueError(f"{name} can be at most {top}: the parser, the elaborator and torch's module "
+                                 "tree recurse once per level, and deeper nesting would overflow the stack")
+
     @classmethod
     def names(cls) -> list[str]:
         return [f.name for f in fields(cls)]
+
+
+# Hard maxima of the limits that bound recursion (measured: nested bodies crash CPython's C stack
+# from about 6,000 levels; 1,000 leaves a wide margin, also for threads with smaller stacks).
+CEILINGS = {"max_nesting": 1000, "max_call_depth": 1000}
+
+
+def raise_hint(name: str, current: int) -> str:
+    """How to raise limit `name` -- only as far as it really goes."""
+    top = CEILINGS.get(name)
+    if top is None:
+        return f"or raise the limit with --limit {name}={current * 10}"
+    if current >= top:
+        return f"{name} is already at its maximum ({top})"
+    return f"raise the limit with --limit {name}=N (at most {top})"
 
 
 DEFAULT = Limits()

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from . import syntax as ast
 from .diagnostics import Diagnostic, Note, ResdslError, error
-from .limits import DEFAULT, Limits
+from .limits import DEFAULT, Limits, raise_hint
 from .parser import parse
 from .span import UNKNOWN, Source, Span, forbid_quotes, register
 
@@ -161,7 +161,7 @@ def load_program(text: str, file: str, limits: Limits = DEFAULT) -> Program:
                     continue
                 if len(active) > limits.max_nesting:  # a chain of imports, each importing the next
                     raise error("E040", f"imports are nested more than {limits.max_nesting} files deep", item.span,
-                                hint="raise the limit with --limit max_nesting=N")
+                                hint="import fewer files in a chain; " + raise_hint("max_nesting", limits.max_nesting))
                 done.add(target)
                 active.append((target, item.span))
                 sub = parse(read_source(target, item.span, limits), str(target), limits)

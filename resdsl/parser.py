@@ -16,7 +16,7 @@ from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput
 
 from . import syntax as ast
 from .diagnostics import Note, ResdslError, error
-from .limits import DEFAULT, Limits
+from .limits import DEFAULT, Limits, raise_hint
 from .span import Source, Span, register
 
 RESERVED = frozenset(
@@ -104,8 +104,7 @@ def _too_deep(e: _TooDeep, source: Source, limit: int) -> ResdslError:
     else:
         span = Span(source.name, 1, 1, 1, 2, 0, 1)
     return error("E040", f"brackets, bodies or operators are nested more than {limit} deep here", span,
-                 hint="split the expression or the body with names or blocks; "
-                      "raise the limit with --limit max_nesting=N")
+                 hint="split the expression or the body with names or blocks; " + raise_hint("max_nesting", limit))
 
 
 @functools.lru_cache(maxsize=1)
