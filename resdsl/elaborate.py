@@ -29,7 +29,7 @@ STRUCTURAL = ("residual", "dense", "parallel", "group", "branch")
 SHORTCUTS = ("identity", "project", "zeropad", "avgproject")
 POISON = Tensor(-1, None)
 UNDEFINED = object()  # a variable whose assignment failed: uses are skipped quietly
-_LABEL_RE = re.compile(r"^[A-Za-z0-9_]+$")
+_LABEL_RE = re.compile(r"[A-Za-z0-9_]+")  # used with fullmatch: `$` would let a trailing newline through
 
 
 @dataclass
@@ -361,8 +361,8 @@ class Elaborator:
                 if isinstance(v, bool) or not isinstance(v, (int, str)):
                     raise error("E019", f"a label part must be an int or a string, got {type_name(v)}", part.span)
                 text += str(v)
-        if not _LABEL_RE.match(text):
-            raise error("E019", f"invalid label `{text}`", lab.span,
+        if not _LABEL_RE.fullmatch(text):
+            raise error("E019", f"invalid label `{repr(text)[1:-1]}`", lab.span,
                         hint="labels use letters, digits and underscores only")
         return text
 
@@ -832,7 +832,7 @@ def _check_kind(p: ops.Param, v: object, span: Span) -> object:
     if k == "str":
         if not isinstance(v, str):
             raise bad("a string")
-        if p.name == "shortcut_label" and not _LABEL_RE.match(v):
+        if p.name == "shortcut_label" and not _LABEL_RE.fullmatch(v):
             raise bad("a label (letters, digits, underscores)")
         return v
     if k == "scale":

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import errno
 import os
+import re
 import stat
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -122,7 +123,7 @@ def _resolve(spec: str, importer: Path | None, root: Path, span: Span) -> Path:
     if spec.startswith("std:"):
         name = spec[4:]
         target = STDLIB / f"{name}.res"
-        if not name.replace("_", "").isalnum() or not target.is_file():
+        if not re.fullmatch(r"[A-Za-z0-9_]+", name) or not target.is_file():
             have = ", ".join(sorted("std:" + p.stem for p in STDLIB.glob("*.res")))
             raise error("E002", f"no standard library module `{spec}`", span, hint=f"available: {have}")
         return target

@@ -419,9 +419,21 @@ def _unclosed(text: str, end: int) -> int | None:
 
 
 def _parse_expr(text: str, file: str, dline: int, dcol: int, dpos: int) -> ast.Expr:
-    tree = _lark().parse(text, start="expr")
+    """A label's `{expression}`; every error is a diagnostic located in the label (never a nested VisitError)."""
+    try:
+        tree = _lark().parse(text, start="expr")
+    except UnexpectedInput as e:  # positions are relative to the expression: move them into the file
+        d = _syntax_error(e, Source("<label>", text)).first
+        at, width = (len(text), 1) if d.message.startswith("unexpected end of file") else (d.span.col - 1, d.span.end_col - d.span.col)
+        span = Span(file, dline + 1, dcol + at + 1, dline + 1, dcol + at + 1 + width, dpos + at, dpos + at + width)
+        message = d.message.replace("unexpected end of file", "the label's expression ends too early", 1)
+        raise error("E001", message if message != d.message else d.message + " in the label's expression", span,
+                    hint="complete the expression inside `{...}`" if message != d.message else d.hint) from None
     _check_depth(tree, _lark().options.postlex.max_depth)
-    return _ToAst(file, dline, dcol, dpos).transform(tree)
+    try:
+        return _ToAst(file, dline, dcol, dpos).transform(tree)
+    except VisitError as e:  # the inner transformer's own error (a keyword, a bad escape): unwrap it
+        raise e.orig_exc from None
 
 
 def parse(text: str, file: str = "<string>", limits: Limits = DEFAULT) -> ast.Module:
