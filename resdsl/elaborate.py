@@ -156,17 +156,23 @@ class Elaborator:
     def _pick(self, name: str | None) -> ast.NetworkDef:
         nets = self.program.networks
         if name is not None:
-            if name not in nets:
-                raise error("E017", f"no network `{name}` in {self.program.main}", self._file_span(),
-                            hint=did_you_mean(name, nets) or f"networks: {', '.join(nets) or 'none'}")
+            if name not in nets:  # a command-line mistake: no place in the file to point at, so list the networks
+                where = [Note(n.span, f"network `{k}` is defined here") for k, n in nets.items()]
+                close = did_you_mean(name, nets)
+                hint = (f"{close} (--network {close.split('`')[1]})" if close else
+                        f"choose one with --network {next(iter(nets))}" if nets else "the file defines no network")
+                raise error("E017", f"no network `{name}` in {self.program.main}", Span(self.program.main, 0, 0, 0, 0),
+                            notes=where, hint=hint)
             return nets[name]
         if len(nets) == 1:
             return next(iter(nets.values()))
         if not nets:
             raise error("E017", f"{self.program.main} defines no network", self._file_span(),
                         hint="add `network NAME() { input x: [...] ... }`; a file of blocks is a library to import")
-        raise error("E017", f"{self.program.main} defines {len(nets)} networks: {', '.join(nets)}", self._file_span(),
-                    hint="choose one with --network NAME")
+        first, *others = nets.values()
+        raise error("E017", f"{self.program.main} defines {len(nets)} networks: {', '.join(nets)}", first.span,
+                    notes=[Note(n.span, f"network `{n.name}` is defined here") for n in others],
+                    hint=f"choose one with --network {first.name}")
 
     # ------------------------------------------------------------ expressions
 
@@ -449,7 +455,7 @@ class Elaborator:
             where = (spans or {}).get(p.arg, span) if p.arg else span
             notes = []
             if spec.family == "merge" and operand_spans:
-                notes = [Note(self.graph.nodes[t.node].span, f"operand {i + 1} has shape {list(t.shape)}, made here")
+                notes = [Note(self.made_at(t.node, ctx), f"operand {i + 1} has shape {list(t.shape)}, made here")
                          for i, t in enumerate(inputs)]
             raise error(p.code, p.message, where, hint=p.hint, notes=notes) from None
         except (OverflowError, ValueError, ZeroDivisionError) as e:  # arithmetic on absurd arguments
@@ -458,6 +464,18 @@ class Elaborator:
         self._check_elements(shape, span)
         counts = spec.count(attrs, in_shapes, shape)
         return self.add_node(spec.name, attrs, [t.node for t in inputs], shape, counts, label, span, ctx)
+
+    def made_at(self, node_id: int, ctx: Ctx) -> Span:
+        """Where the user made a tensor, seen from `ctx`: the block call it came out of (not the
+        library's insides), or the statement that made it (not a `post=` argument)."""
+        n = self.graph.nodes[node_id]
+        depth = len(ctx.calls)
+        if len(n.calls) > depth and n.calls[:depth] == ctx.calls:
+            return n.calls[depth].span
+        for r in self.graph.regions:  # the activation a residual's post= adds after its merge
+            if r is not None and n.inputs == (r.merge,) and node_id == r.merge + 1 and r.attrs.get("post"):
+                return r.span
+        return n.span
 
     def _check_elements(self, shape: tuple[int, ...], span: Span) -> None:
         n = 1
@@ -652,7 +670,7 @@ class Elaborator:
         if sc.shape != b.shape:
             notes = [Note(self.graph.nodes[b.node].span if b.node >= start else main[0].span,
                           f"the branch ends here, giving {list(b.shape)}"),
-                     Note(self.graph.nodes[x.node].span, f"the residual's input {list(x.shape)} comes from here")]
+                     Note(self.made_at(x.node, ctx), f"the residual's input {list(x.shape)} comes from here")]
             hint = ('use shortcut="project" (1x1 conv + batchnorm) or shortcut="zeropad" (option A)'
                     if kind == "identity" else "make the shortcut produce the branch's shape")
             raise error("E030", f"residual add: the {kind} shortcut gives {list(sc.shape)} but the branch gives "

@@ -189,6 +189,10 @@ class _ToAst(Transformer):
     # -- statements
     def layer(self, meta, c):
         label, name, args, clauses, bind = c
+        if str(name) == "else" or (str(name) == "shortcut" and clauses and args is None and label is None):
+            # a clause on the line after the `}` it continues: a newline ends the statement before it
+            raise error("E001", f"`{name}` must follow the closing `}}` on the same line", self.tok_span(name),
+                        hint=f"join the lines: `}} {name} {{`")
         return ast.Layer(
             label=self._label(label) if label is not None else None,
             op=self._ident(name),
@@ -372,6 +376,11 @@ def _syntax_error(e: UnexpectedInput, source: Source) -> ResdslError:
     elif isinstance(e, UnexpectedCharacters):
         found = f"`{source.text[e.pos_in_stream]}`" if e.pos_in_stream < len(source.text) else "end of file"
     offset_here = len("\n".join(source.text.split("\n")[: line - 1])) + (1 if line > 1 else 0) + col - 1
+    text_before = source.line(line)[: col - 1]
+    if text_before.strip() == "else":  # `else if ...` on the line after the `}`: the newline ended the `if`
+        at = offset_here - len(text_before) + text_before.index("else")
+        return error("E001", "`else` must follow the closing `}` on the same line", Span.of(source, at, at + 4),
+                     hint="join the lines: `} else if ...`")
     opener = _unclosed(source.text, offset_here)
     if opener is not None:  # LALR states are shared: only the closer of the open bracket can really come
         closer = {"(": "RPAR", "[": "RSQB", "{": "RBRACE"}[source.text[opener]]

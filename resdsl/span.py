@@ -73,7 +73,8 @@ class Span:
     end: int = 0
 
     def __str__(self) -> str:
-        return f"{self.file}:{self.line}:{self.col}"
+        # line 0: the whole file (e.g. a command-line option that names nothing in it)
+        return f"{self.file}:{self.line}:{self.col}" if self.line > 0 else self.file
 
     @staticmethod
     def of(source: Source, start: int, end: int) -> "Span":
