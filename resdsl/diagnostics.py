@@ -132,14 +132,14 @@ def did_you_mean(name: str, candidates: Iterable[str]) -> str | None:
             return f"did you mean `{c}`?" if c != name else None
     low = name.lower()
     budget = 1 if len(name) <= 6 else 2
-    best: tuple[tuple[float, int], str] | None = None
+    best: tuple[tuple[float, int, int], str] | None = None
     for c in cands:
         cl = c.lower()
         if cl in low and not _doubled(low, cl):
             continue
         # An abbreviation (`kernel` for `kernel_size`) ranks after every near-miss.
         d = _distance(low, cl, budget) if not (len(low) >= 3 and cl.startswith(low)) else budget + 0.5
-        score = (d, len(c))
+        score = (d, abs(len(c) - len(name)), len(c))  # ties: a same-length candidate (a swap) first
         if d <= budget + 0.5 and d < len(c) and (best is None or score < best[0]):
             best = (score, c)
     return f"did you mean `{best[1]}`?" if best else None
