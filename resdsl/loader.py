@@ -144,6 +144,7 @@ def _resolve(spec: str, importer: Path | None, root: Path, span: Span) -> Path:
 
 def load_program(text: str, file: str, limits: Limits = DEFAULT) -> Program:
     prog = Program(main=file)
+    text = text[1:] if text.startswith(BOM) else text  # (read_source strips it too; this is for `loads`)
     origin: dict[str, Span] = {}
     active: list[tuple[Path, Span]] = []
     done: set[Path] = set()
