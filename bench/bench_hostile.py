@@ -25,18 +25,10 @@ from resdsl.limits import Limits  # noqa: E402
 from resdsl.parser import parse  # noqa: E402
 from resdsl.render import to_dot  # noqa: E402
 
-
-def best(fn, repeat: int) -> tuple[float, object]:
-    """Best CPU time (this process) of `repeat` calls and the last result: CPU time, not wall time, so
-    the figures mean something on a shared, loaded machine."""
-    times, out = [], None
-    for _ in range(repeat):
-        t = time.process_time()
-        out = fn()
-        times.append(time.process_time() - t)
-    return min(times), out
+from common import best  # noqa: E402  (bench/ is on sys.path when run as a script)
 
 
+CPU = time.process_time  # CPU seconds of this process: meaningful on a shared, loaded machine
 BIG = Limits(max_nodes=10**6, max_steps=10**7, max_source_bytes=10**7)
 
 
@@ -83,18 +75,18 @@ def main() -> None:
             return e.render()
         return "ok?"
 
-    t, out = best(check_loop, args.repeat)
+    t, out = best(check_loop, args.repeat, CPU)
     print(f"{'check, 1 error x 300,000 iterations':<44} {len(text) / 1e3:>6.0f} kB {t:>8.2f} s  ({out.count('error[')} shown)")
     for name, src in valid_files().items():
-        t, _ = best(lambda src=src: parse(src, "bench.res", BIG), args.repeat)
+        t, _ = best(lambda src=src: parse(src, "bench.res", BIG), args.repeat, CPU)
         print(f"{'parse, valid: ' + name:<44} {len(src) / 1e3:>6.0f} kB {t:>8.2f} s  ({len(src) / t / 1e3:.0f} kB/s)")
     net = resdsl.loads(UNITS.format(n=10_000), limits=BIG)
     for level in ("network", "block", "layer"):
-        t, dot = best(lambda level=level: to_dot(net, level=level), args.repeat)
+        t, dot = best(lambda level=level: to_dot(net, level=level), args.repeat, CPU)
         print(f"{'dot text, 10,000 units, ' + level + ' level':<44} {len(net.nodes):>6} ops {t:>7.2f} s  "
               f"({dot.count(' -> ')} edges)")
     deep = nested(990)
-    t, _ = best(lambda: resdsl.loads(deep, limits=Limits(max_nesting=1000)), args.repeat)
+    t, _ = best(lambda: resdsl.loads(deep, limits=Limits(max_nesting=1000)), args.repeat, CPU)
     print(f"{'check, 990 nested groups (max_nesting=1000)':<44} {len(deep) / 1e3:>6.0f} kB {t:>8.2f} s")
 
 
