@@ -50,12 +50,8 @@ def read_source(path: str | Path, span: Span = UNKNOWN, limits: Limits = DEFAULT
     E002/E040 diagnostic at `span` (the import), or at the file itself."""
     name = str(path)
     here = span if span is not UNKNOWN else Span(name, 1, 1, 1, 2, 0, 1)
-    if "\0" in name:
-        raise error("E002", f"cannot read {name!r}: the path contains a NUL character", here)
     try:
-        info = os.stat(name)
-        _regular(info, name, here)
-        _small(info.st_size, name, here, limits)
+        _small(check_regular(name, here).st_size, name, here, limits)
         fd = os.open(name, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0))
         try:
             _regular(os.fstat(fd), name, here)  # it may have been swapped since the stat
@@ -63,11 +59,33 @@ def read_source(path: str | Path, span: Span = UNKNOWN, limits: Limits = DEFAULT
         finally:
             os.close(fd)
     except OSError as e:
-        reason = "a symbolic link loops" if e.errno == errno.ELOOP else (e.strerror or str(e))
-        raise error("E002", f"cannot read {name}: {reason}", here,
-                    hint="check the path; imports are relative to the importing file") from None
+        raise _cannot(e, name, here) from None
     _small(len(data), name, here, limits)  # st_size can lie (files in /proc report 0)
     return _decode(data, name, span)
+
+
+def check_regular(path: str | Path, span: Span = UNKNOWN) -> os.stat_result:
+    """Refuse (E002) anything but an existing regular file, before anyone opens it.
+
+    For files read by other means than `read_source` (torch.load of weights and inputs): a FIFO
+    would block them and a device never end."""
+    name = str(path)
+    here = span if span is not UNKNOWN else Span(name, 0, 0, 0, 0)
+    if "\0" in name:
+        raise error("E002", f"cannot read {name!r}: the path contains a NUL character", here)
+    try:
+        info = os.stat(name)
+    except OSError as e:
+        raise _cannot(e, name, here) from None
+    _regular(info, name, here)
+    return info
+
+
+def _cannot(e: OSError, name: str, span: Span) -> ResdslError:
+    reason = "a symbolic link loops" if e.errno == errno.ELOOP else (e.strerror or str(e))
+    imported = span.file != name  # reported at an import statement
+    return error("E002", f"cannot read {name}: {reason}", span,
+                 hint="check the path" + ("; imports are relative to the importing file" if imported else ""))
 
 
 def _regular(info: os.stat_result, name: str, span: Span) -> None:

@@ -132,6 +132,9 @@ def load_weights(path: str | None):
     if path is None:
         return None
     import torch
+
+    from ..loader import check_regular
+    check_regular(path)  # a FIFO or a directory: a diagnostic, not a hang or a traceback
     sd = torch.load(path, map_location="cpu", weights_only=True)
     return sd.get("state_dict", sd) if isinstance(sd, dict) else sd
 

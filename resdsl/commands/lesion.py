@@ -49,6 +49,9 @@ def run(args) -> int:
     inputs = None
     if args.inputs:
         import torch
+
+        from ..loader import check_regular
+        check_regular(args.inputs)  # a FIFO or a directory: a diagnostic, not a hang or a traceback
         loaded = torch.load(args.inputs, map_location="cpu", weights_only=True)
         inputs = list(loaded) if isinstance(loaded, (list, tuple)) else [loaded]
         want = [tuple(s) for s in net.inputs.values()]
