@@ -22,7 +22,7 @@ sys.path.insert(0, str(ROOT))
 
 import resdsl  # noqa: E402
 from resdsl.limits import Limits  # noqa: E402
-from resdsl.parser import parse  # noqa: E402
+from resdsl.loader import load_program  # noqa: E402
 from resdsl.render import to_dot  # noqa: E402
 
 from common import best  # noqa: E402  (bench/ is on sys.path when run as a script)
@@ -78,7 +78,7 @@ def main() -> None:
     t, out = best(check_loop, args.repeat, CPU)
     print(f"{'check, 1 error x 300,000 iterations':<44} {len(text) / 1e3:>6.0f} kB {t:>8.2f} s  ({out.count('error[')} shown)")
     for name, src in valid_files().items():
-        t, _ = best(lambda src=src: parse(src, "bench.res", BIG), args.repeat, CPU)
+        t, _ = best(lambda src=src: load_program(src, "bench.res", BIG), args.repeat, CPU)
         print(f"{'parse, valid: ' + name:<44} {len(src) / 1e3:>6.0f} kB {t:>8.2f} s  ({len(src) / t / 1e3:.0f} kB/s)")
     net = resdsl.loads(UNITS.format(n=10_000), limits=BIG)
     for level in ("network", "block", "layer"):
