@@ -77,14 +77,25 @@ def add_common(p: argparse.ArgumentParser, file: bool = True) -> None:
     p.add_argument("--network", metavar="NAME", help="which network of the file (when it has several)")
     p.add_argument("--input", metavar="NAME=SHAPE", action="append", default=[], dest="input_shapes",
                    help="replace an input's declared shape (no batch dim), e.g. --input x=3,450,600")
-    p.add_argument("--limit", metavar="NAME=N", action="append", default=[],
-                   help="raise a resource limit, e.g. --limit max_nodes=5000000")
+    add_limit(p)
 
 
 def load_from_args(args: argparse.Namespace):
     """Load the network a command's arguments name; raises ResdslError."""
-    from .limits import Limits
     from .network import load
+
+    return load(args.file, network=args.network, limits=limits_from_args(args),
+                input_shapes=parse_inputs(args.input_shapes), **parse_set(args.set))
+
+
+def add_limit(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--limit", metavar="NAME=N", action="append", default=[],
+                   help="raise a resource limit, e.g. --limit max_nodes=5000000")
+
+
+def limits_from_args(args: argparse.Namespace):
+    """The `Limits` that --limit NAME=N options ask for (a usage error for an unknown name or a bad value)."""
+    from .limits import Limits
 
     limits = {}
     for item in args.limit:
@@ -93,11 +104,9 @@ def load_from_args(args: argparse.Namespace):
             raise SystemExit(_usage(f"--limit expects NAME=N with NAME one of {', '.join(Limits.names())}"))
         limits[name] = int(value)
     try:
-        chosen = Limits(**limits)
+        return Limits(**limits)
     except ValueError as e:  # above a ceiling (see limits.CEILINGS)
         raise SystemExit(_usage(f"--limit: {e}")) from None
-    return load(args.file, network=args.network, limits=chosen, input_shapes=parse_inputs(args.input_shapes),
-                **parse_set(args.set))
 
 
 def parse_inputs(items: list[str] | None) -> dict[str, tuple[int, ...]]:

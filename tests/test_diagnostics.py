@@ -786,3 +786,14 @@ def test_loading_a_big_file_runs_no_garbage_collection():
     finally:
         gc.callbacks.remove(count)
     assert len(runs) <= 1 and 2 not in runs and gc.isenabled(), runs  # (one young collection may start it)
+
+
+@pytest.mark.parametrize("command", ["check", "fmt"])
+def test_size_limit_hint_works_when_applied(tmp_path, capsys, command):
+    f = tmp_path / "big.res"
+    f.write_text("# " + "x" * 600_000 + "\n" + NET)
+    assert main([command, str(f)]) == 1
+    err = capsys.readouterr().err
+    assert "error[E040]" in err and "hint: raise it with --limit max_source_bytes=N" in err
+    assert main([command, str(f), "--limit", "max_source_bytes=700000"]) == 0
+    capsys.readouterr()
