@@ -21,7 +21,7 @@ from . import syntax as ast
 from .diagnostics import Diagnostic, Note, ResdslError, did_you_mean, error
 from .evaluate import Evaluator, FrozenDict, Tensor, _Poisoned, show, type_name
 from .ir import CallSite, Graph, Node, Region, Scope, assign_names, freeze
-from .limits import DEFAULT, Limits
+from .limits import DEFAULT, MODULE_DEPTH_CEILING, Limits, raise_hint
 from .loader import Program
 from .span import UNKNOWN, Span
 
@@ -53,6 +53,18 @@ class Ctx:
 
 class _Abort(Exception):
     """Too many errors: stop and report what we have."""
+
+
+def _check_module_depth(g: Graph) -> None:
+    """Each component of a qualified name is a level of torch's module tree, which torch walks
+    recursively (named_modules, state_dict, to, apply): refuse a tree it could not walk (E040)."""
+    deepest = max(g.nodes, key=lambda n: n.name.count("."), default=None)
+    if deepest is not None and deepest.name.count(".") + 1 > MODULE_DEPTH_CEILING:
+        levels = deepest.name.count(".") + 1
+        raise error("E040", f"layer `...{deepest.name[-60:]}` is nested {levels} modules deep; PyTorch's module "
+                    f"tree is limited here to {MODULE_DEPTH_CEILING}", deepest.span,
+                    hint="flatten the nesting: call blocks one after another instead of each inside the previous "
+                         "one, or leave the inner groups unlabelled (an unlabelled group adds no module level)")
 
 
 class Elaborator:
@@ -129,6 +141,7 @@ class Elaborator:
         if self.diags:
             raise ResdslError(self.diags)
         assign_names(g)
+        _check_module_depth(g)
         return g
 
     def _check_labels(self, g: Graph) -> None:
@@ -518,7 +531,9 @@ class Elaborator:
             raise error("E016", f"block `{s.op}` calls itself", s.op_span, notes=notes,
                         hint="blocks cannot be recursive; use a `for` loop or a parameter that stops the nesting")
         if len(ctx.calls) >= self.limits.max_call_depth:
-            raise error("E040", f"block calls nested more than {self.limits.max_call_depth} deep", s.span)
+            raise error("E040", f"block calls nested more than {self.limits.max_call_depth} deep", s.span,
+                        hint="call fewer blocks inside one another; "
+                             + raise_hint("max_call_depth", self.limits.max_call_depth))
         params = tuple(ops.Param(p.name, "any", ops.REQUIRED if p.default is None else p, True) for p in bd.params)
         values, _, _ = self.bind_args(params, s.args, ctx, s.op, s.span)
         genv_ctx = Ctx({}, None, 0, None, (), False)

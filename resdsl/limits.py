@@ -37,6 +37,10 @@ class Limits:
 # Hard maxima of the limits that bound recursion (measured: nested bodies crash CPython's C stack
 # from about 6,000 levels; 1,000 leaves a wide margin, also for threads with smaller stacks).
 CEILINGS = {"max_nesting": 1000, "max_call_depth": 1000}
+# Each component of a layer's qualified name is a level of torch's module tree, which torch walks
+# recursively (named_modules, state_dict, to, apply): at Python's default recursion limit of 1,000 it
+# fails beyond about 980 levels minus its caller's stack, so the elaborator refuses more than this.
+MODULE_DEPTH_CEILING = 400
 
 
 def raise_hint(name: str, current: int) -> str:

@@ -797,3 +797,28 @@ def test_size_limit_hint_works_when_applied(tmp_path, capsys, command):
     assert "error[E040]" in err and "hint: raise it with --limit max_source_bytes=N" in err
     assert main([command, str(f), "--limit", "max_source_bytes=700000"]) == 0
     capsys.readouterr()
+
+
+def _labelled_groups(n: int, labelled: bool = True) -> str:
+    return ("network n() {\n    input x: [3, 8, 8]\n" + "".join(f"    {f'g{i}: ' if labelled else ''}group {{\n" for i in range(n))
+            + "    conv(3, 3, padding=1)\n" + "    }\n" * n + "}\n")
+
+
+def test_module_trees_torch_cannot_walk_are_refused_and_the_deepest_allowed_runs():
+    """Every labelled level is a level of torch's module tree (walked recursively by named_modules,
+    state_dict, to, load_state_dict): refused beyond MODULE_DEPTH_CEILING, and at it the module works."""
+    torch = pytest.importorskip("torch")
+    from resdsl.limits import MODULE_DEPTH_CEILING, Limits
+    deep = Limits(max_nesting=1000)
+    with pytest.raises(ResdslError) as e:
+        resdsl.loads(_labelled_groups(MODULE_DEPTH_CEILING), limits=deep)
+    d = e.value.first
+    assert d.code == "E040" and f"nested {MODULE_DEPTH_CEILING + 1} modules deep" in d.message
+    assert d.span.line == 3 + MODULE_DEPTH_CEILING
+    net = resdsl.loads(_labelled_groups(MODULE_DEPTH_CEILING - 1), limits=deep)
+    m = net.to_torch(seed=0).eval()
+    assert len(list(m.named_modules())) == MODULE_DEPTH_CEILING + 1  # the root, 399 groups, the conv
+    m.load_state_dict(m.to(torch.float64).state_dict())
+    assert m(torch.randn(1, 3, 8, 8, dtype=torch.float64)).shape == (1, 3, 8, 8)
+    # the hint, applied (unlabelled groups add no module level), fixes it
+    assert resdsl.loads(_labelled_groups(MODULE_DEPTH_CEILING, False), limits=deep).nodes[-1].name.count(".") == 0
