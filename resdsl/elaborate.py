@@ -61,7 +61,8 @@ def _check_module_depth(g: Graph) -> None:
     deepest = max(g.nodes, key=lambda n: n.name.count("."), default=None)
     if deepest is not None and deepest.name.count(".") + 1 > MODULE_DEPTH_CEILING:
         levels = deepest.name.count(".") + 1
-        raise error("E040", f"layer `...{deepest.name[-60:]}` is nested {levels} modules deep; PyTorch's module "
+        shown = deepest.name if levels <= 6 else "....." + ".".join(deepest.name.split(".")[-5:])
+        raise error("E040", f"layer `{shown}` is nested {levels} modules deep; PyTorch's module "
                     f"tree is limited here to {MODULE_DEPTH_CEILING}", deepest.span,
                     hint="flatten the nesting: call blocks one after another instead of each inside the previous "
                          "one, or leave the inner groups unlabelled (an unlabelled group adds no module level)")
@@ -113,7 +114,7 @@ class Elaborator:
         g.params = dict(env)
         ctx = Ctx(dict(env), None, 0, None, (), True)
         old = sys.getrecursionlimit()
-        sys.setrecursionlimit(max(old, 20 * self.limits.max_call_depth + 2000))
+        sys.setrecursionlimit(max(old, 20 * self.limits.max_call_depth + 8 * self.limits.max_nesting + 2000))
         try:
             self.body(net.body, ctx)
         except _Abort:
@@ -910,7 +911,7 @@ def elaborate(program: Program, network: str | None = None, overrides: dict | No
     """
     el = Elaborator(program, limits, input_shapes)
     old = sys.getrecursionlimit()
-    sys.setrecursionlimit(max(old, 20 * limits.max_call_depth + 2000))
+    sys.setrecursionlimit(max(old, 20 * limits.max_call_depth + 8 * limits.max_nesting + 2000))
     try:
         return el.network(network, dict(overrides or {}))
     except _Abort:  # raised outside the network body (e.g. while evaluating top-level constants)

@@ -822,3 +822,46 @@ def test_module_trees_torch_cannot_walk_are_refused_and_the_deepest_allowed_runs
     assert m(torch.randn(1, 3, 8, 8, dtype=torch.float64)).shape == (1, 3, 8, 8)
     # the hint, applied (unlabelled groups add no module level), fixes it
     assert resdsl.loads(_labelled_groups(MODULE_DEPTH_CEILING, False), limits=deep).nodes[-1].name.count(".") == 0
+
+
+NEST_SCRIPT = r'''
+import sys
+import resdsl
+from resdsl.limits import CEILINGS, Limits
+from resdsl.render import to_dot
+n = CEILINGS["max_nesting"] - 10
+head = "network n() {\n    input x: [3, 8, 8]\n"
+bodies = {f: head + f"    {o}\n" * n + "    relu\n" + "    }\n" * n + "}\n" for f, o in
+          [("group", "group {"), ("residual", "residual {"), ("dense", "dense {"), ("if", "if true {"),
+           ("for", "for i in range(1) {")]}
+exprs = {"list": "[" * n + "1" + "]" * n, "paren": "(" * n + "1" + ")" * n, "neg": "-" * n + "1",
+         "add": " + ".join(["1"] * n), "pow": " ** ".join(["1"] * n), "not": "not " * n + "true",
+         "cond": "1 if true else " * n + "1", "dict": "{1: " * n + "1" + "}" * n}
+bodies.update({f: head + f"    y = {e}\n    relu\n}}\n" for f, e in exprs.items()})
+m = CEILINGS["max_call_depth"] - 1
+bodies["calls"] = ("".join(f"block b{i}() {{\n    b{i + 1}()\n}}\n" for i in range(m)) +
+                   f"block b{m}() {{\n    relu\n}}\n" + head + "    b0()\n}\n")
+lim = Limits(max_nesting=CEILINGS["max_nesting"], max_call_depth=CEILINGS["max_call_depth"], max_steps=10**7)
+for form, text in bodies.items():
+    try:
+        net = resdsl.loads(text, limits=lim)
+        net.expand(), net.summary(), to_dot(net, level="layer"), to_dot(net, level="block")
+        print(form, "ok", flush=True)
+    except resdsl.ResdslError as e:
+        print(form, e.first.code, e.first.message, flush=True)
+'''
+
+
+def test_nesting_at_the_ceilings_never_crashes():
+    """At max_nesting and max_call_depth's ceilings, every nesting form either works in every stage
+    (elaborate, expand, summary, diagrams) or gives the diagnostic meant for it: no segfault (a
+    subprocess, so a crash is seen), no RecursionError caught as "too deeply to elaborate"."""
+    out = subprocess.run([sys.executable, "-c", NEST_SCRIPT], capture_output=True, text=True, timeout=600,
+                         env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert out.returncode == 0, out.stderr[-2000:]
+    results = dict(line.split(" ", 1) for line in out.stdout.splitlines())
+    assert len(results) == 14, results
+    expected = {f: "ok" for f in results}
+    expected["calls"] = "E040 layer `.....b996.b997.b998.b999.relu` is nested 1001 modules deep"  # torch could not
+    for form, got in results.items():
+        assert got.startswith(expected[form]), (form, got)
