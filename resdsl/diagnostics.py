@@ -7,7 +7,7 @@ written from it.
 """
 from __future__ import annotations
 
-import difflib
+import unicodedata
 from dataclasses import dataclass
 from typing import Iterable
 
@@ -78,6 +78,9 @@ class Diagnostic:
         }
 
 
+MAX_SHOWN = 50  # diagnostics rendered for one error; the rest are counted
+
+
 class ResdslError(Exception):
     """Raised for anything wrong with a .res file; carries >= 1 diagnostics."""
 
@@ -86,14 +89,23 @@ class ResdslError(Exception):
             diagnostics = [diagnostics]
         self.diagnostics: tuple[Diagnostic, ...] = tuple(diagnostics)
         assert self.diagnostics
-        super().__init__(self.render())
+        # Rendering reads source lines: do it only when the text is asked for, never when the
+        # error is raised (an error inside a long loop is raised, and deduplicated, many times).
+        super().__init__(self.diagnostics[0].message)
+
+    def __str__(self) -> str:
+        return self.render()
 
     @property
     def first(self) -> Diagnostic:
         return self.diagnostics[0]
 
-    def render(self, color: bool = False) -> str:
-        return "\n".join(render(d, color) for d in self.diagnostics)
+    def render(self, color: bool = False, limit: int = MAX_SHOWN) -> str:
+        """The first `limit` diagnostics, rendered, and a line counting the rest."""
+        shown = [render(d, color) for d in self.diagnostics[:limit]]
+        if len(self.diagnostics) > limit:
+            shown.append(f"... and {len(self.diagnostics) - limit} more errors not shown")
+        return "\n".join(shown)
 
 
 def error(code: str, message: str, span: Span = UNKNOWN, *, hint: str | None = None,
@@ -102,8 +114,57 @@ def error(code: str, message: str, span: Span = UNKNOWN, *, hint: str | None = N
 
 
 def did_you_mean(name: str, candidates: Iterable[str]) -> str | None:
-    close = difflib.get_close_matches(name, sorted(set(candidates)), n=1, cutoff=0.6)
-    return f"did you mean `{close[0]}`?" if close else None
+    """A hint naming the candidate `name` was most likely meant to be, or None.
+
+    First a match ignoring case and underscores (`Relu`, `LeakyReLU`); then the
+    closest by edit distance (a transposition counts one), within 1 edit for
+    names of up to 6 characters and 2 beyond; then a candidate that `name`
+    abbreviates (`kernel` for `kernel_size`).  A candidate that `name`
+    merely contains (`relu` in `relu6`, `elu` in `selu`) is never suggested:
+    the extra characters usually name a different op, so the hint would
+    check but mean something else.  Only a doubled letter is forgiven (`maxx`).
+    """
+    cands = sorted(set(candidates))
+    key = name.lower().replace("_", "")
+    for c in cands:
+        if c.lower().replace("_", "") == key:
+            return f"did you mean `{c}`?" if c != name else None
+    low = name.lower()
+    budget = 1 if len(name) <= 6 else 2
+    best: tuple[tuple[float, int, int], str] | None = None
+    for c in cands:
+        cl = c.lower()
+        if cl in low and not _doubled(low, cl):
+            continue
+        # An abbreviation (`kernel` for `kernel_size`) ranks after every near-miss.
+        d = _distance(low, cl, budget) if not (len(low) >= 3 and cl.startswith(low)) else budget + 0.5
+        score = (d, abs(len(c) - len(name)), len(c))  # ties: a same-length candidate (a swap) first
+        if d <= budget + 0.5 and d < len(c) and (best is None or score < best[0]):
+            best = (score, c)
+    return f"did you mean `{best[1]}`?" if best else None
+
+
+def _doubled(name: str, cand: str) -> bool:
+    """`name` is `cand` with one letter typed twice (`maxx`, `sigmoidd`)."""
+    return len(name) == len(cand) + 1 and any(
+        name[:i] + name[i + 1:] == cand and name[i] == name[i - 1] for i in range(1, len(name)))
+
+
+def _distance(a: str, b: str, budget: int) -> int:
+    """Optimal-string-alignment edit distance, or budget + 1 once it is certainly larger."""
+    if abs(len(a) - len(b)) > budget:
+        return budget + 1
+    prev2: list[int] = []
+    prev = list(range(len(b) + 1))
+    for i in range(1, len(a) + 1):
+        cur = [i] + [0] * len(b)
+        for j in range(1, len(b) + 1):
+            cost = a[i - 1] != b[j - 1]
+            cur[j] = min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + cost)
+            if i > 1 and j > 1 and a[i - 1] == b[j - 2] and a[i - 2] == b[j - 1]:
+                cur[j] = min(cur[j], prev2[j - 2] + 1)
+        prev2, prev = prev, cur
+    return prev[-1]
 
 
 MAX_EXCERPT = 100  # characters of a source line shown around a caret
@@ -111,14 +172,15 @@ MAX_EXCERPT = 100  # characters of a source line shown around a caret
 
 def _excerpt(span: Span, color: bool) -> list[str]:
     src = lookup(span.file)
-    if src is None or span.line <= 0:
+    if src is None or not src.quotable or span.line <= 0:
         return []
     text = src.line(span.line)
     width = len(str(span.line))
     end = span.end_col if span.end_line == span.line and span.end_col > span.col else len(text) + 1
     start = span.col - 1
-    # Tabs are shown as 4 spaces so the caret stays under the span; control characters as `?`.
-    shown = "".join("    " if c == "\t" else ("?" if ord(c) < 32 or c == "\x7f" else c) for c in text)
+    # Tabs are shown as 4 spaces so the caret stays under the span; control and format characters
+    # (form feeds, U+2028, bidi overrides) as `?`, so the terminal shows exactly one line.
+    shown = "".join("    " if c == "\t" else ("?" if _invisible(c) else c) for c in text)
     lead = start + 3 * text[:start].count("\t")
     span_w = max(1, (end - 1 - start) + 3 * text[start:end - 1].count("\t"))
     if len(shown) > MAX_EXCERPT:  # a generated one-line file: show a window around the caret
@@ -132,6 +194,10 @@ def _excerpt(span: Span, color: bool) -> list[str]:
         f"{span.line} | {shown}",
         f"{' ' * width} | {' ' * lead}{red}{'^' * span_w}{reset}",
     ]
+
+
+def _invisible(c: str) -> bool:
+    return unicodedata.category(c) in ("Cc", "Cf", "Zl", "Zp")
 
 
 def render(d: Diagnostic, color: bool = False) -> str:

@@ -21,7 +21,7 @@ from . import syntax as ast
 from .diagnostics import Diagnostic, Note, ResdslError, did_you_mean, error
 from .evaluate import Evaluator, FrozenDict, Tensor, _Poisoned, show, type_name
 from .ir import CallSite, Graph, Node, Region, Scope, assign_names, freeze
-from .limits import DEFAULT, Limits
+from .limits import DEFAULT, MODULE_DEPTH_CEILING, Limits, raise_hint
 from .loader import Program
 from .span import UNKNOWN, Span
 
@@ -29,7 +29,7 @@ STRUCTURAL = ("residual", "dense", "parallel", "group", "branch")
 SHORTCUTS = ("identity", "project", "zeropad", "avgproject")
 POISON = Tensor(-1, None)
 UNDEFINED = object()  # a variable whose assignment failed: uses are skipped quietly
-_LABEL_RE = re.compile(r"^[A-Za-z0-9_]+$")
+_LABEL_RE = re.compile(r"[A-Za-z0-9_]+")  # used with fullmatch: `$` would let a trailing newline through
 
 
 @dataclass
@@ -53,6 +53,19 @@ class Ctx:
 
 class _Abort(Exception):
     """Too many errors: stop and report what we have."""
+
+
+def _check_module_depth(g: Graph) -> None:
+    """Each component of a qualified name is a level of torch's module tree, which torch walks
+    recursively (named_modules, state_dict, to, apply): refuse a tree it could not walk (E040)."""
+    deepest = max(g.nodes, key=lambda n: n.name.count("."), default=None)
+    if deepest is not None and deepest.name.count(".") + 1 > MODULE_DEPTH_CEILING:
+        levels = deepest.name.count(".") + 1
+        shown = deepest.name if levels <= 6 else "....." + ".".join(deepest.name.split(".")[-5:])
+        raise error("E040", f"layer `{shown}` is nested {levels} modules deep; PyTorch's module "
+                    f"tree is limited here to {MODULE_DEPTH_CEILING}", deepest.span,
+                    hint="flatten the nesting: call blocks one after another instead of each inside the previous "
+                         "one, or leave the inner groups unlabelled (an unlabelled group adds no module level)")
 
 
 class Elaborator:
@@ -101,7 +114,7 @@ class Elaborator:
         g.params = dict(env)
         ctx = Ctx(dict(env), None, 0, None, (), True)
         old = sys.getrecursionlimit()
-        sys.setrecursionlimit(max(old, 20 * self.limits.max_call_depth + 2000))
+        sys.setrecursionlimit(max(old, 20 * self.limits.max_call_depth + 8 * self.limits.max_nesting + 2000))
         try:
             self.body(net.body, ctx)
         except _Abort:
@@ -129,6 +142,7 @@ class Elaborator:
         if self.diags:
             raise ResdslError(self.diags)
         assign_names(g)
+        _check_module_depth(g)
         return g
 
     def _check_labels(self, g: Graph) -> None:
@@ -156,17 +170,23 @@ class Elaborator:
     def _pick(self, name: str | None) -> ast.NetworkDef:
         nets = self.program.networks
         if name is not None:
-            if name not in nets:
-                raise error("E017", f"no network `{name}` in {self.program.main}", self._file_span(),
-                            hint=did_you_mean(name, nets) or f"networks: {', '.join(nets) or 'none'}")
+            if name not in nets:  # a command-line mistake: no place in the file to point at, so list the networks
+                where = [Note(n.span, f"network `{k}` is defined here") for k, n in nets.items()]
+                close = did_you_mean(name, nets)
+                hint = (f"{close} (--network {close.split('`')[1]})" if close else
+                        f"choose one with --network {next(iter(nets))}" if nets else "the file defines no network")
+                raise error("E017", f"no network `{name}` in {self.program.main}", Span(self.program.main, 0, 0, 0, 0),
+                            notes=where, hint=hint)
             return nets[name]
         if len(nets) == 1:
             return next(iter(nets.values()))
         if not nets:
             raise error("E017", f"{self.program.main} defines no network", self._file_span(),
                         hint="add `network NAME() { input x: [...] ... }`; a file of blocks is a library to import")
-        raise error("E017", f"{self.program.main} defines {len(nets)} networks: {', '.join(nets)}", self._file_span(),
-                    hint="choose one with --network NAME")
+        first, *others = nets.values()
+        raise error("E017", f"{self.program.main} defines {len(nets)} networks: {', '.join(nets)}", first.span,
+                    notes=[Note(n.span, f"network `{n.name}` is defined here") for n in others],
+                    hint=f"choose one with --network {first.name}")
 
     # ------------------------------------------------------------ expressions
 
@@ -361,8 +381,8 @@ class Elaborator:
                 if isinstance(v, bool) or not isinstance(v, (int, str)):
                     raise error("E019", f"a label part must be an int or a string, got {type_name(v)}", part.span)
                 text += str(v)
-        if not _LABEL_RE.match(text):
-            raise error("E019", f"invalid label `{text}`", lab.span,
+        if not _LABEL_RE.fullmatch(text):
+            raise error("E019", f"invalid label `{repr(text)[1:-1]}`", lab.span,
                         hint="labels use letters, digits and underscores only")
         return text
 
@@ -449,7 +469,7 @@ class Elaborator:
             where = (spans or {}).get(p.arg, span) if p.arg else span
             notes = []
             if spec.family == "merge" and operand_spans:
-                notes = [Note(self.graph.nodes[t.node].span, f"operand {i + 1} has shape {list(t.shape)}, made here")
+                notes = [Note(self.made_at(t.node, ctx), f"operand {i + 1} has shape {list(t.shape)}, made here")
                          for i, t in enumerate(inputs)]
             raise error(p.code, p.message, where, hint=p.hint, notes=notes) from None
         except (OverflowError, ValueError, ZeroDivisionError) as e:  # arithmetic on absurd arguments
@@ -458,6 +478,18 @@ class Elaborator:
         self._check_elements(shape, span)
         counts = spec.count(attrs, in_shapes, shape)
         return self.add_node(spec.name, attrs, [t.node for t in inputs], shape, counts, label, span, ctx)
+
+    def made_at(self, node_id: int, ctx: Ctx) -> Span:
+        """Where the user made a tensor, seen from `ctx`: the block call it came out of (not the
+        library's insides), or the statement that made it (not a `post=` argument)."""
+        n = self.graph.nodes[node_id]
+        depth = len(ctx.calls)
+        if len(n.calls) > depth and n.calls[:depth] == ctx.calls:
+            return n.calls[depth].span
+        for r in self.graph.regions:  # the activation a residual's post= adds after its merge
+            if r is not None and n.inputs == (r.merge,) and node_id == r.merge + 1 and r.attrs.get("post"):
+                return r.span
+        return n.span
 
     def _check_elements(self, shape: tuple[int, ...], span: Span) -> None:
         n = 1
@@ -500,7 +532,9 @@ class Elaborator:
             raise error("E016", f"block `{s.op}` calls itself", s.op_span, notes=notes,
                         hint="blocks cannot be recursive; use a `for` loop or a parameter that stops the nesting")
         if len(ctx.calls) >= self.limits.max_call_depth:
-            raise error("E040", f"block calls nested more than {self.limits.max_call_depth} deep", s.span)
+            raise error("E040", f"block calls nested more than {self.limits.max_call_depth} deep", s.span,
+                        hint="call fewer blocks inside one another; "
+                             + raise_hint("max_call_depth", self.limits.max_call_depth))
         params = tuple(ops.Param(p.name, "any", ops.REQUIRED if p.default is None else p, True) for p in bd.params)
         values, _, _ = self.bind_args(params, s.args, ctx, s.op, s.span)
         genv_ctx = Ctx({}, None, 0, None, (), False)
@@ -652,7 +686,7 @@ class Elaborator:
         if sc.shape != b.shape:
             notes = [Note(self.graph.nodes[b.node].span if b.node >= start else main[0].span,
                           f"the branch ends here, giving {list(b.shape)}"),
-                     Note(self.graph.nodes[x.node].span, f"the residual's input {list(x.shape)} comes from here")]
+                     Note(self.made_at(x.node, ctx), f"the residual's input {list(x.shape)} comes from here")]
             hint = ('use shortcut="project" (1x1 conv + batchnorm) or shortcut="zeropad" (option A)'
                     if kind == "identity" else "make the shortcut produce the branch's shape")
             raise error("E030", f"residual add: the {kind} shortcut gives {list(sc.shape)} but the branch gives "
@@ -832,7 +866,7 @@ def _check_kind(p: ops.Param, v: object, span: Span) -> object:
     if k == "str":
         if not isinstance(v, str):
             raise bad("a string")
-        if p.name == "shortcut_label" and not _LABEL_RE.match(v):
+        if p.name == "shortcut_label" and not _LABEL_RE.fullmatch(v):
             raise bad("a label (letters, digits, underscores)")
         return v
     if k == "scale":
@@ -877,7 +911,7 @@ def elaborate(program: Program, network: str | None = None, overrides: dict | No
     """
     el = Elaborator(program, limits, input_shapes)
     old = sys.getrecursionlimit()
-    sys.setrecursionlimit(max(old, 20 * limits.max_call_depth + 2000))
+    sys.setrecursionlimit(max(old, 20 * limits.max_call_depth + 8 * limits.max_nesting + 2000))
     try:
         return el.network(network, dict(overrides or {}))
     except ResdslError as e:  # keep the inputs declared before the error: the size analysis explains it
@@ -889,6 +923,7 @@ def elaborate(program: Program, network: str | None = None, overrides: dict | No
     except RecursionError:
         # Nesting is bounded by the parser and max_call_depth; this is the last line of defence.
         raise error("E040", "the network nests blocks, bodies and expressions too deeply to elaborate", el.last_span,
-                    hint="lower the nesting, or the limits max_call_depth / max_nesting") from None
+                    hint="nested block calls and the bodies inside them add up: flatten the nesting, e.g. "
+                         "call blocks one after another instead of each inside the previous one's group") from None
     finally:
         sys.setrecursionlimit(old)

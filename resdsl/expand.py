@@ -56,10 +56,18 @@ class _Writer:
         self.depth = 1
         self.current: int | None = None
         self.saved: list = []  # (kind, ref, current before) per open frame
+        self.parts: list[int] = []  # the region part (branch index, -1: shortcut) being written, innermost last
         self.skip_close: set[tuple[str, int]] = set()
         self.label_for_region: dict[int, str] = {}
         self.merges = {r.merge for r in g.regions}
         self.input_names = {i: k for k, i in g.inputs.items()}
+        # Names bound inside a `parallel` are local to it, so an output made there is declared on the spot;
+        # every other output is declared at the end, in the original order.
+        local = {i for r in g.regions if r.kind == "parallel" for b in r.branches for i in b}
+        self.inline_outputs: dict[int, list[str]] = {}
+        for name, i in g.outputs.items():
+            if i in local:
+                self.inline_outputs.setdefault(i, []).append(name)
 
     def local(self, qualified: str) -> str:
         return qualified.rsplit(".", 1)[-1]
@@ -92,6 +100,8 @@ class _Writer:
                 self.put(f"{self.local(s.name)}: {word} {{")
                 self.depth += 1
             else:
+                if s.kind == "branch":  # a parallel branch may end on `from NAME`: make its result current
+                    self.use(self.result(g.regions[self.saved[-1][1]], self.parts[-1]))
                 self.depth -= 1
                 self.put("}")
         elif kind == "region":
@@ -111,26 +121,40 @@ class _Writer:
             else:
                 self.saved.pop()
                 self.depth -= 1
-                if r.kind == "residual" and not r.shortcut:
-                    self.put("}")
-                elif r.kind != "residual":
+                if not self.custom_shortcut(r):  # otherwise the shortcut clause closed it
                     self.put("}")
                 self.current = r.merge
                 if r.merge in self.need:
                     self.put(f"-> {self.tname(r.merge)}")
+                self.outputs_of(r.merge)
         elif kind == "part":
             r = g.regions[self.saved[-1][1]]
             if action == "open":
+                self.parts.append(ref)
                 self.current = r.input
-                if ref == -1 and r.shortcut:
+                if ref == -1 and self.custom_shortcut(r):
                     self.depth -= 1
                     self.put("} shortcut {")
                     self.depth += 1
             else:
-                if ref == -1 and r.shortcut:
+                self.parts.pop()
+                if r.kind != "parallel" and (ref >= 0 or self.custom_shortcut(r)):
+                    self.use(self.result(r, ref))  # a part may end on `from NAME`: make its result current
+                if ref == -1 and self.custom_shortcut(r):
                     self.depth -= 1
                     self.put("}")
                     self.depth += 1
+
+    def result(self, r, part: int) -> int:
+        """The tensor a region's branch `part` (-1: the shortcut) hands to the merge."""
+        merge = self.g.nodes[r.merge]
+        if part >= 0:
+            return merge.inputs[r.branch_slots[part]]
+        return next(i for slot, i in enumerate(merge.inputs) if slot not in r.branch_slots)
+
+    def custom_shortcut(self, r) -> bool:
+        """The residual needs a `shortcut { }` clause: it has shortcut nodes, or its shortcut is another tensor."""
+        return r.kind == "residual" and (bool(r.shortcut) or self.result(r, -1) != r.input)
 
     def node(self, n: Node) -> None:
         if n.id in self.merges:
@@ -151,6 +175,12 @@ class _Writer:
         self.current = n.id
         if n.id in self.need:
             self.put(f"-> {self.tname(n.id)}")
+        self.outputs_of(n.id)
+
+    def outputs_of(self, i: int) -> None:
+        """Declare the outputs of node i that must be declared where it is made (inside a parallel)."""
+        for name in self.inline_outputs.get(i, ()):
+            self.put(f"output {name}")
 
 
 def _run(g: Graph, need: set[int]) -> list[str]:
@@ -166,6 +196,8 @@ def _run(g: Graph, need: set[int]) -> list[str]:
         w.event(*events[k][1:])
         k += 1
     for name, i in g.outputs.items():
+        if i in w.inline_outputs:
+            continue
         if i in w.input_names:
             w.put(f"output {w.input_names[i]}" if w.input_names[i] == name else f"from {w.input_names[i]}")
             if w.input_names[i] != name:

@@ -20,10 +20,37 @@ class Limits:
     max_tensor_elements: int = 2**34  # elements of one tensor, per sample
     max_params: int = 2_000_000_000  # parameters of a module `compile` will build
     max_source_bytes: int = 500_000  # one .res file (parsing runs at roughly 0.1-1 MB/s)
+    max_diagram_size: int = 5_000  # nodes + edges handed to Graphviz (its layout time grows faster than linearly)
+    max_layout_seconds: int = 120  # wall-clock time Graphviz's dot may take before it is stopped
+
+    def __post_init__(self) -> None:
+        for name, top in CEILINGS.items():
+            if getattr(self, name) > top:
+                raise ValueError(f"{name} can be at most {top}: the parser, the elaborator and torch's module "
+                                 "tree recurse once per level, and deeper nesting would overflow the stack")
 
     @classmethod
     def names(cls) -> list[str]:
         return [f.name for f in fields(cls)]
+
+
+# Hard maxima of the limits that bound recursion (measured: nested bodies crash CPython's C stack
+# from about 6,000 levels; 1,000 leaves a wide margin, also for threads with smaller stacks).
+CEILINGS = {"max_nesting": 1000, "max_call_depth": 1000}
+# Each component of a layer's qualified name is a level of torch's module tree, which torch walks
+# recursively (named_modules, state_dict, to, apply): at Python's default recursion limit of 1,000 it
+# fails beyond about 980 levels minus its caller's stack, so the elaborator refuses more than this.
+MODULE_DEPTH_CEILING = 400
+
+
+def raise_hint(name: str, current: int) -> str:
+    """How to raise limit `name` -- only as far as it really goes."""
+    top = CEILINGS.get(name)
+    if top is None:
+        return f"or raise the limit with --limit {name}={current * 10}"
+    if current >= top:
+        return f"{name} is already at its maximum ({top})"
+    return f"raise the limit with --limit {name}=N (at most {top})"
 
 
 DEFAULT = Limits()

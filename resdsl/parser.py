@@ -16,7 +16,7 @@ from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput
 
 from . import syntax as ast
 from .diagnostics import Note, ResdslError, error
-from .limits import DEFAULT, Limits
+from .limits import DEFAULT, Limits, raise_hint
 from .span import Source, Span, register
 
 RESERVED = frozenset(
@@ -104,8 +104,7 @@ def _too_deep(e: _TooDeep, source: Source, limit: int) -> ResdslError:
     else:
         span = Span(source.name, 1, 1, 1, 2, 0, 1)
     return error("E040", f"brackets, bodies or operators are nested more than {limit} deep here", span,
-                 hint="split the expression or the body with names or blocks; "
-                      "raise the limit with --limit max_nesting=N")
+                 hint="split the expression or the body with names or blocks; " + raise_hint("max_nesting", limit))
 
 
 @functools.lru_cache(maxsize=1)
@@ -190,6 +189,10 @@ class _ToAst(Transformer):
     # -- statements
     def layer(self, meta, c):
         label, name, args, clauses, bind = c
+        if str(name) == "else" or (str(name) == "shortcut" and clauses and args is None and label is None):
+            # a clause on the line after the `}` it continues: a newline ends the statement before it
+            raise error("E001", f"`{name}` must follow the closing `}}` on the same line", self.tok_span(name),
+                        hint=f"join the lines: `}} {name} {{`")
         return ast.Layer(
             label=self._label(label) if label is not None else None,
             op=self._ident(name),
@@ -373,6 +376,11 @@ def _syntax_error(e: UnexpectedInput, source: Source) -> ResdslError:
     elif isinstance(e, UnexpectedCharacters):
         found = f"`{source.text[e.pos_in_stream]}`" if e.pos_in_stream < len(source.text) else "end of file"
     offset_here = len("\n".join(source.text.split("\n")[: line - 1])) + (1 if line > 1 else 0) + col - 1
+    text_before = source.line(line)[: col - 1]
+    if text_before.strip() == "else":  # `else if ...` on the line after the `}`: the newline ended the `if`
+        at = offset_here - len(text_before) + text_before.index("else")
+        return error("E001", "`else` must follow the closing `}` on the same line", Span.of(source, at, at + 4),
+                     hint="join the lines: `} else if ...`")
     opener = _unclosed(source.text, offset_here)
     if opener is not None:  # LALR states are shared: only the closer of the open bracket can really come
         closer = {"(": "RPAR", "[": "RSQB", "{": "RBRACE"}[source.text[opener]]
@@ -420,9 +428,21 @@ def _unclosed(text: str, end: int) -> int | None:
 
 
 def _parse_expr(text: str, file: str, dline: int, dcol: int, dpos: int) -> ast.Expr:
-    tree = _lark().parse(text, start="expr")
+    """A label's `{expression}`; every error is a diagnostic located in the label (never a nested VisitError)."""
+    try:
+        tree = _lark().parse(text, start="expr")
+    except UnexpectedInput as e:  # positions are relative to the expression: move them into the file
+        d = _syntax_error(e, Source("<label>", text)).first
+        at, width = (len(text), 1) if d.message.startswith("unexpected end of file") else (d.span.col - 1, d.span.end_col - d.span.col)
+        span = Span(file, dline + 1, dcol + at + 1, dline + 1, dcol + at + 1 + width, dpos + at, dpos + at + width)
+        message = d.message.replace("unexpected end of file", "the label's expression ends too early", 1)
+        raise error("E001", message if message != d.message else d.message + " in the label's expression", span,
+                    hint="complete the expression inside `{...}`" if message != d.message else d.hint) from None
     _check_depth(tree, _lark().options.postlex.max_depth)
-    return _ToAst(file, dline, dcol, dpos).transform(tree)
+    try:
+        return _ToAst(file, dline, dcol, dpos).transform(tree)
+    except VisitError as e:  # the inner transformer's own error (a keyword, a bad escape): unwrap it
+        raise e.orig_exc from None
 
 
 def parse(text: str, file: str = "<string>", limits: Limits = DEFAULT) -> ast.Module:

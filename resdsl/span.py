@@ -4,29 +4,62 @@ A `Span` is a half-open character range in one `Source`, with 1-based line and
 column numbers for people.  Spans are values (frozen), cheap to copy and to
 compare; the text they point into lives in the `Source` registry so errors can
 show an excerpt long after parsing.
+
+Lines are what the lexer counts: a line ends at "\\n" (a "\\r" before it is
+part of the ending), nothing else.  Python's `str.splitlines` also breaks at
+form feeds, U+2028 and eight other characters a comment may contain, so it is
+never used here: line numbers, columns and excerpts all come from the one
+table of line starts below.
 """
 from __future__ import annotations
 
+import bisect
+import functools
 from dataclasses import dataclass
 
 
 @dataclass(frozen=True)
 class Source:
-    """One file's text. `name` is what users see (a path, or '<string>')."""
+    """One file's text. `name` is what users see (a path, or '<string>').
+
+    `quotable` is False for a file that is not a .res source (its content is
+    never shown in an excerpt)."""
 
     name: str
     text: str
+    quotable: bool = True
+
+    @functools.cached_property
+    def line_starts(self) -> tuple[int, ...]:
+        """Offset of the first character of every line (computed once per source)."""
+        starts = [0]
+        find, text = self.text.find, self.text
+        i = find("\n")
+        while i >= 0:
+            starts.append(i + 1)
+            i = find("\n", i + 1)
+        return tuple(starts)
 
     def line(self, n: int) -> str:
-        lines = self.text.splitlines()
-        return lines[n - 1] if 0 < n <= len(lines) else ""
+        """Line `n` (1-based) without its line ending; '' when there is no such line."""
+        starts = self.line_starts
+        if not 0 < n <= len(starts):
+            return ""
+        end = starts[n] - 1 if n < len(starts) else len(self.text)
+        text = self.text[starts[n - 1]:end]
+        return text[:-1] if text.endswith("\r") else text
 
     def position(self, offset: int) -> tuple[int, int]:
         """1-based (line, column) of a character offset."""
         offset = max(0, min(offset, len(self.text)))
-        line = self.text.count("\n", 0, offset) + 1
-        col = offset - (self.text.rfind("\n", 0, offset) + 1) + 1
-        return line, col
+        i = bisect.bisect_right(self.line_starts, offset) - 1
+        return i + 1, offset - self.line_starts[i] + 1
+
+    def offset(self, line: int, col: int) -> int:
+        """Character offset of a 1-based (line, column); clamped to the text."""
+        starts = self.line_starts
+        line = max(1, min(line, len(starts)))
+        return max(0, min(starts[line - 1] + col - 1, len(self.text)))
 
 
 @dataclass(frozen=True)
@@ -40,7 +73,8 @@ class Span:
     end: int = 0
 
     def __str__(self) -> str:
-        return f"{self.file}:{self.line}:{self.col}"
+        # line 0: the whole file (e.g. a command-line option that names nothing in it)
+        return f"{self.file}:{self.line}:{self.col}" if self.line > 0 else self.file
 
     @staticmethod
     def of(source: Source, start: int, end: int) -> "Span":
@@ -51,11 +85,23 @@ class Span:
 
 # Every source seen in this process, so diagnostics can quote any span.
 _SOURCES: dict[str, Source] = {}
+# Names whose content must never be quoted (set by the loader for files that are not .res sources).
+_UNQUOTABLE: set[str] = set()
 
 
 def register(source: Source) -> Source:
+    if source.name in _UNQUOTABLE and source.quotable:
+        source = Source(source.name, source.text, quotable=False)
     _SOURCES[source.name] = source
     return source
+
+
+def forbid_quotes(name: str) -> None:
+    """Never show an excerpt of `name` (a file that is not a .res source)."""
+    _UNQUOTABLE.add(name)
+    if name in _SOURCES:
+        src = _SOURCES[name]
+        _SOURCES[name] = Source(src.name, src.text, quotable=False)
 
 
 def lookup(name: str) -> Source | None:

@@ -45,9 +45,16 @@ def summary_table(net, depth: int | None = None, convention: str = "torchvision"
     chain: dict[int, list[int]] = {}
 
     def scopes_of(sid: int) -> list[int]:
-        if sid not in chain:
-            s = g.scopes[sid]
-            chain[sid] = [] if s.parent is None else scopes_of(s.parent) + [sid]
+        """Scope ids from the network's child down to `sid` (iterative: scopes nest up to the limits' depth)."""
+        todo, top = [], sid
+        while top not in chain:
+            if g.scopes[top].parent is None:
+                chain[top] = []
+                break
+            todo.append(top)
+            top = g.scopes[top].parent
+        for t in reversed(todo):
+            chain[t] = chain[g.scopes[t].parent] + [t]
         return chain[sid]
 
     rows: list[tuple[str, str, str, int, int]] = []

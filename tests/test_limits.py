@@ -344,3 +344,37 @@ def test_formatter_refuses_deep_nesting_cleanly():
 def test_deep_label_expressions_point_at_the_label():
     d = fails(net("    {" + "(" * 300 + "1" + ")" * 300 + "}: relu"))
     assert (d.message, d.span.line, d.span.col) == ("the label's expression is nested too deeply", 3, 5)
+
+
+# ------------------------------------------------------------------ rendering (Graphviz)
+
+def test_diagram_size_and_layout_time_limits(tmp_path, monkeypatch):
+    """max_diagram_size refuses a layout before dot runs; max_layout_seconds stops a dot that hangs."""
+    from resdsl.render import render
+    text = net("    for i in range(40) {\n        residual {\n            conv(3, 3, padding=1)\n        }\n"
+               "        relu\n    }")
+    big = resdsl.loads(text, limits=Limits(max_diagram_size=50))
+    with pytest.raises(resdsl.ResdslError) as info:
+        render(big, tmp_path / "n.svg", level="layer")
+    assert info.value.first.code == "E040" and "max_diagram_size" in info.value.first.hint
+    fake = tmp_path / "bin"
+    fake.mkdir()
+    (fake / "dot").write_text("#!/bin/sh\nexec /bin/sleep 60\n")
+    (fake / "dot").chmod(0o755)
+    monkeypatch.setenv("PATH", str(fake))
+    slow = resdsl.loads(text, limits=Limits(max_layout_seconds=1))
+    with pytest.raises(resdsl.ResdslError) as info:
+        render(slow, tmp_path / "n.svg", level="network")
+    assert info.value.first.message == "Graphviz's dot did not finish its layout within 1 s and was stopped"
+    assert "max_layout_seconds" in info.value.first.hint and not (tmp_path / "n.svg").exists()
+
+
+@pytest.mark.parametrize("name", ["max_nesting", "max_call_depth"])
+def test_recursion_limits_have_a_ceiling(name, tmp_path):
+    from resdsl.limits import CEILINGS
+    Limits(**{name: CEILINGS[name]})
+    with pytest.raises(ValueError):
+        Limits(**{name: CEILINGS[name] + 1})
+    f = tmp_path / "n.res"
+    f.write_text(net("    relu"))
+    assert main(["check", str(f), "--limit", f"{name}={CEILINGS[name] + 1}"]) == 2

@@ -20,6 +20,7 @@ import pytest
 
 import resdsl
 from resdsl import ops
+from resdsl.diagnostics import ResdslError
 from resdsl.render import GraphvizNotFound, diagram, render, to_dot, to_svg
 from resdsl.render.labels import RULES
 
@@ -349,3 +350,84 @@ def test_missing_dot_cli_exit_code(tmp_path):
     r = subprocess.run([PY, "-m", "resdsl", "render", src, "-o", str(tmp_path / "a.jpg")],
                        capture_output=True, text=True, cwd=ROOT)
     assert r.returncode == 2
+
+
+# ---------------------------------------------------------------- bounded work (issue 10)
+
+def lines_run(fn) -> int:
+    """Python lines executed by fn() (a deterministic measure of work: no clocks)."""
+    count = [0]
+
+    def tracer(frame, event, arg):
+        if event == "line":
+            count[0] += 1
+        return tracer
+
+    sys.settrace(tracer)
+    try:
+        fn()
+    finally:
+        sys.settrace(None)
+    return count[0]
+
+
+# Residual units of two kinds, alternating, so that no two neighbours collapse into one "×N" unit;
+# groups of units for the network level's stage summaries.
+UNITS = ("    for i in range({n}) {{\n        if i % 2 == 0 {{\n            residual {{\n"
+         "                conv(8, 3, padding=1)\n            }}\n        }} else {{\n"
+         "            residual(shortcut=\"project\") {{\n                relu\n            }}\n        }}\n    }}\n")
+GROUPS = "    for i in range({n}) {{\n        group {{\n            residual {{\n                relu\n            }}\n            relu\n        }}\n    }}\n"
+
+
+def _units_net(body: str, n: int):
+    return resdsl.loads("network n() {\n    input x: [8, 4, 4]\n" + body.format(n=n) + "}\n",
+                        limits=resdsl.Limits(max_nodes=10**6))
+
+
+@pytest.mark.parametrize("level", ["network", "block", "layer"])
+@pytest.mark.parametrize("body", [UNITS, GROUPS], ids=["units", "groups"])
+def test_diagram_and_dot_text_are_linear(level, body):
+    """Doubling the network doubles the work of building the diagram and its dot text (it was
+    quadratic: every unit scanned every region, every drawn run every shortcut edge)."""
+    small, big = _units_net(body, 100), _units_net(body, 200)
+    to_dot(small, level=level)  # warm up caches
+    work = [lines_run(lambda net=net: to_dot(net, level=level)) for net in (small, big)]
+    assert work[1] / work[0] < 2.1, work
+
+
+def test_graphviz_is_refused_above_the_diagram_budget_and_the_hint_works(tmp_path):
+    limits = resdsl.Limits(max_diagram_size=60)
+    net = resdsl.loads("network n() {\n    input x: [8, 4, 4]\n" + UNITS.format(n=30) + "}\n", limits=limits)
+    sizes = {lv: len(diagram(net, lv).nodes) + len(diagram(net, lv).edges) for lv in ("network", "block", "layer")}
+    assert sizes["layer"] > 60 and sizes["block"] > 60  # (the network level's 61 nodes+edges too)
+    for level in ("layer", "block"):
+        with pytest.raises(ResdslError) as e:
+            render(net, tmp_path / "n.svg", level=level)
+        d = e.value.first
+        assert d.code == "E040" and d.span.line == 1
+        assert f"the {level}-level diagram has" in d.message and "-o net.dot" in d.hint
+        assert not (tmp_path / "n.svg").exists()
+    # applied literally, each way the hint names works: a .dot file needs no layout
+    render(net, tmp_path / "net.dot", level="layer")
+    assert (tmp_path / "net.dot").read_text().startswith("digraph")
+    roomy = resdsl.loads("network n() {\n    input x: [8, 4, 4]\n" + UNITS.format(n=30) + "}\n",
+                         limits=resdsl.Limits(max_diagram_size=100))
+    with pytest.raises(ResdslError) as e:
+        render(roomy, tmp_path / "n.svg", level="layer")
+    assert "--level network" in e.value.first.hint  # it fits the budget, so it is offered ...
+    from resdsl.render import check_size
+    check_size(roomy, diagram(roomy, "network"), roomy.limits)  # ... and passes it
+
+
+def test_dot_that_hangs_is_stopped(tmp_path, monkeypatch):
+    fake = tmp_path / "bin"
+    fake.mkdir()
+    (fake / "dot").write_text("#!/bin/sh\nexec /bin/sleep 60\n")
+    (fake / "dot").chmod(0o755)
+    monkeypatch.setenv("PATH", str(fake))
+    net = resdsl.loads("network n() {\n    input x: [3, 8, 8]\n    relu\n}\n", limits=resdsl.Limits(max_layout_seconds=1))
+    with pytest.raises(ResdslError) as e:
+        render(net, tmp_path / "n.png")
+    assert e.value.first.code == "E040" and "within 1 s" in e.value.first.message
+    assert (e.value.first.span.line, e.value.first.span.col) == (1, 1)  # the network
+    assert "-o net.dot" in e.value.first.hint and "max_layout_seconds" in e.value.first.hint

@@ -165,11 +165,13 @@ def load_weights(path):
     import pickle
 
     import torch
+    from ..loader import check_regular
     from .runtime import bad_weights
 
     why = bad_weights(path)
     if why:
         raise ValueError(why)
+    check_regular(path)  # a FIFO or a directory: a diagnostic, not a hang (the CLI checked already)
     try:
         sd = torch.load(path, map_location="cpu", weights_only=True)
     except (pickle.UnpicklingError, RuntimeError, EOFError, OSError, ValueError) as e:

@@ -47,15 +47,17 @@ def check_batch(graph: Graph, batch: int, backward: bool, option: str = "--batch
             + (f"; use {option} {fit} or less" if fit >= 1 else "; even one sample does not fit"))
 
 
-def bad_weights(path: str | None) -> str | None:
-    """Why `path` cannot be a state_dict file (without reading it as one), else None."""
+def bad_weights(path: str | None, option: str = "--weights") -> str | None:
+    """Why `path` cannot be a torch.save file for `option` (without reading it), else None."""
     if path is None:
         return None
     import os
     if not os.path.exists(path):
-        return f"--weights {path}: no such file"
+        return f"{option} {path}: no such file"
     if os.path.isdir(path):
-        return f"--weights {path}: is a directory, not a state_dict file"
+        return f"{option} {path}: is a directory, not a file"
     if not os.access(path, os.R_OK):
-        return f"--weights {path}: cannot be read"
+        return f"{option} {path}: cannot be read"
+    if not os.path.isfile(path):  # a FIFO would block torch.load, a device never end
+        return f"{option} {path}: not a regular file"
     return None

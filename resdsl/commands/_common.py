@@ -99,6 +99,11 @@ def add_common(p: argparse.ArgumentParser, file: bool = True) -> None:
     p.add_argument("--network", metavar="NAME", help="which network of the file (when it has several)")
     p.add_argument("--input", metavar="NAME=SHAPE", action="append", default=[], dest="input_shapes",
                    help="replace an input's declared shape (no batch dim), e.g. --input x=3,450,600")
+    add_limit(p)
+
+
+def add_limit(p: argparse.ArgumentParser) -> None:
+    """--limit NAME=N (commands that read files without building a network take only this one)."""
     p.add_argument("--limit", metavar="NAME=N", action="append", default=[],
                    help="raise a resource limit, e.g. --limit max_nodes=5000000")
 
@@ -173,7 +178,10 @@ def parse_limits(items: list[str] | None):
             raise UsageError(f"--limit expects NAME=N with NAME one of {', '.join(Limits.names())} "
                              f"and N a whole number, got {item!r}")
         limits[name] = int(value)
-    return Limits(**limits)
+    try:
+        return Limits(**limits)
+    except ValueError as e:  # above a ceiling (limits.CEILINGS)
+        raise UsageError(f"--limit: {e}") from None
 
 
 def load_from_args(args: argparse.Namespace):

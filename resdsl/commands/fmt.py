@@ -6,6 +6,7 @@ import difflib
 import sys
 from pathlib import Path
 
+from ._common import add_limit, parse_limits
 from ..diagnostics import ResdslError
 
 EPILOG = """examples:
@@ -22,6 +23,7 @@ def register(subs) -> None:
                         description="Format .res files: the same meaning, one canonical layout.",
                         epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("files", nargs="+", metavar="FILE", help=".res files")
+    add_limit(p)
     mode = p.add_mutually_exclusive_group()
     mode.add_argument("--check", action="store_true", help="do not write; exit 1 and print a diff if a file would change")
     mode.add_argument("--write", action="store_true", help="rewrite the files in place")
@@ -30,18 +32,16 @@ def register(subs) -> None:
 
 def run(args) -> int:
     from ..fmt import format_source
+    from ..loader import read_source
 
     changed = 0
     errors: list = []
+    limits = parse_limits(args.limit)
     for name in args.files:
         path = Path(name)
         try:
-            text = path.read_bytes().decode("utf-8")
-        except (OSError, UnicodeDecodeError) as e:
-            print(f"resdsl fmt: cannot read {name}: {e}", file=sys.stderr)
-            return 1
-        try:
-            new = format_source(text, name)
+            text = read_source(name, limits=limits)  # the loader's bounded reader: regular files, size-limited, UTF-8
+            new = format_source(text, name, limits)
         except ResdslError as e:
             errors.extend(e.diagnostics)
             continue

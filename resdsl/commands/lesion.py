@@ -37,6 +37,9 @@ def _inputs(path: str, net):
 
     import torch
 
+    from ..loader import check_regular
+
+    check_regular(path)  # a FIFO would block torch.load (run() refused one already: a race is still caught)
     try:
         loaded = torch.load(path, map_location="cpu", weights_only=True)
     except (pickle.UnpicklingError, RuntimeError, EOFError, OSError, ValueError) as e:
@@ -79,7 +82,7 @@ def run(args) -> int:
     from ..progress import Progress
 
     sys.set_int_max_str_digits(0)
-    why = bad_weights(args.weights)
+    why = bad_weights(args.weights) or bad_weights(args.inputs, "--inputs")
     if why:
         return _usage(why)
     net = load_from_args(args)

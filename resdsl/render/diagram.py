@@ -277,23 +277,38 @@ def _units(g: Graph) -> tuple[dict[int, tuple], list[_Unit]]:
     return key_of, list(units.values())
 
 
-def _main_region(g: Graph, u: _Unit) -> Region | None:
-    """The unit's single outermost residual/dense region, when its body is one."""
-    members = set(u.ids)
-    tops = [r for r in g.regions if r.merge in members and (r.parent is None or g.regions[r.parent].merge not in members)]
-    if len(tops) == 1 and tops[0].kind in ("residual", "dense") and len(tops[0].branches) == 1:
-        return tops[0]
-    return None
+class _Regions:
+    """Which region each merge node closes, and each unit's main region, computed once per diagram."""
+
+    def __init__(self, g: Graph):
+        self.g = g
+        self.by_merge = {r.merge: r for r in g.regions}
+        self.main: dict[tuple, Region | None] = {}
+
+    def of(self, u: _Unit) -> Region | None:
+        """The unit's single outermost residual/dense region, when its body is one (cached per unit)."""
+        if u.key not in self.main:
+            self.main[u.key] = self._find(u)
+        return self.main[u.key]
+
+    def _find(self, u: _Unit) -> Region | None:
+        members = set(u.ids)
+        regions = self.g.regions
+        tops = [r for r in (self.by_merge.get(i) for i in u.ids) if r is not None
+                and (r.parent is None or regions[r.parent].merge not in members)]
+        if len(tops) == 1 and tops[0].kind in ("residual", "dense") and len(tops[0].branches) == 1:
+            return tops[0]
+        return None
 
 
-def _signature(g: Graph, u: _Unit) -> tuple:
+def _signature(g: Graph, u: _Unit, regions: _Regions) -> tuple:
     """Equal signatures: same block, same ops with the same attributes, same shapes in and out.
 
     A dense layer's input grows by its growth rate each time, so for dense units only the
     spatial sizes must agree (DenseNet's 6..48 layers per block collapse into one "×N").
     """
     members = set(u.ids)
-    r = _main_region(g, u)
+    r = regions.of(u)
     growing = r is not None and r.kind == "dense"
     first = g.nodes[u.ids[0]]
 
@@ -312,16 +327,20 @@ def block_diagram(g: Graph) -> Diagram:
     d = Diagram(g.name, "block")
     key_of, units = _units(g)
     unit_by_key = {u.key: u for u in units}
+    regions = _Regions(g)
 
     # runs of consecutive units with equal signatures -> one drawn unit with "×N"
     runs: list[list[_Unit]] = []
+    prev_sig = None
     for u in units:
         prev = runs[-1][-1] if runs else None
+        sig = _signature(g, u, regions)
         if (prev is not None and prev.container == u.container and prev.ids[-1] + 1 == u.ids[0]
-                and _signature(g, prev) == _signature(g, u)):
+                and prev_sig == sig):
             runs[-1].append(u)
         else:
             runs.append([u])
+        prev_sig = sig
     run_of: dict[tuple, int] = {}
     for k, run in enumerate(runs):
         for u in run:
@@ -359,11 +378,13 @@ def block_diagram(g: Graph) -> Diagram:
         if k in drawn_runs:
             continue
         drawn_runs.add(k)
-        _draw_run(g, d, runs[k], k, cluster_of, rep, absorbed, extra_edges)
+        _draw_run(g, d, runs[k], k, cluster_of, rep, absorbed, extra_edges, regions)
 
     roles = _merge_roles(g)
     seen: set = set()
-    for e in extra_edges:
+    for e in extra_edges:  # shortcut edges were recorded with the IR source: resolve now that all is drawn
+        if e.src.startswith("@") and int(e.src[1:]) in rep:
+            e.src = rep[int(e.src[1:])]
         _add_edge(d, seen, e)
     for n in g.nodes:
         for slot, i in enumerate(n.inputs):
@@ -381,7 +402,7 @@ def block_diagram(g: Graph) -> Diagram:
 
 
 def _draw_run(g: Graph, d: Diagram, run: list[_Unit], k: int, cluster_of: dict[int, str],
-              rep: dict[int, str], absorbed: dict[int, int], extra: list[DEdge]) -> None:
+              rep: dict[int, str], absorbed: dict[int, int], extra: list[DEdge], regions: _Regions) -> None:
     """Draw the first unit of a run; map every unit's nodes onto its drawing."""
     u = run[0]
     times = len(run)
@@ -391,7 +412,8 @@ def _draw_run(g: Graph, d: Diagram, run: list[_Unit], k: int, cluster_of: dict[i
     d.clusters.append(DCluster(cid, title, cluster_of.get(u.container), "unit"))
     params = sum(g.nodes[i].params for ru in run for i in ru.ids)  # the whole run's
     local: dict[int, str] = {}  # position in unit -> drawn node id
-    r = _main_region(g, u)
+    pos_of = {i: pos for pos, i in enumerate(u.ids)}
+    r = regions.of(u)
     if r is None:
         nid = f"u{k}"
         d.nodes.append(DNode(nid, "box", u.block, _dominant(g, u.ids), cid, tuple(u.ids), params,
@@ -407,19 +429,19 @@ def _draw_run(g: Graph, d: Diagram, run: list[_Unit], k: int, cluster_of: dict[i
         for part, ids in (("p", pre), ("b", branch)):
             if ids:
                 nid = f"u{k}{part}"
-                total = sum(g.nodes[ru.ids[u.ids.index(i)]].params for ru in run for i in ids)
+                total = sum(g.nodes[ru.ids[pos_of[i]]].params for ru in run for i in ids)
                 d.nodes.append(DNode(nid, "box", "", _dominant(g, ids), cid, tuple(ids),
                                      total, rows=_rows(g, ids), repeat=times))
                 for i in ids:
-                    local[u.ids.index(i)] = nid
+                    local[pos_of[i]] = nid
         merge = g.nodes[r.merge]
         d.nodes.append(DNode(merge_id, merge.op, describe(merge), "merge", cid, (r.merge,) + tuple(post),
                              sum(g.nodes[i].params for i in post),
                              xlabel=" → ".join(describe(g.nodes[i]) for i in post)))
         for i in [r.merge] + post:
-            local[u.ids.index(i)] = merge_id
+            local[pos_of[i]] = merge_id
         for ru in run:  # every unit of the run has its shortcut drawn once, on the first
-            rr = _main_region(g, ru)
+            rr = regions.of(ru)
             for i in rr.shortcut:
                 absorbed[i] = rr.id
         if r.shortcut:
@@ -429,12 +451,6 @@ def _draw_run(g: Graph, d: Diagram, run: list[_Unit], k: int, cluster_of: dict[i
         for pos, i in enumerate(ru.ids):
             if i not in absorbed:
                 rep[i] = local[pos]
-    # shortcut edges were recorded with the IR source; resolve now that the source is drawn
-    for e in extra:
-        if e.src.startswith("@"):
-            i = int(e.src[1:])
-            if i in rep:
-                e.src = rep[i]
 
 
 def _dominant(g: Graph, ids: list[int]) -> str:
@@ -459,6 +475,7 @@ def network_diagram(g: Graph) -> Diagram:
     first_scoped = scoped[0] if scoped else None
     last_scoped = scoped[-1] if scoped else None
     items: list[tuple[str, list[int], int | None]] = []  # (item id, IR ids, top scope)
+    by_iid: dict[str, tuple[str, list[int], int | None]] = {}
     item_of: dict[int, str] = {}
     for n in g.nodes:
         if n.op == "input":
@@ -467,23 +484,24 @@ def network_diagram(g: Graph) -> Diagram:
         if chain:
             iid = f"s{chain[0]}"
             if not items or items[-1][0] != iid:
-                if any(it[0] == iid for it in items):  # a scope re-entered later: same item
-                    item = next(it for it in items if it[0] == iid)
-                    item[1].append(n.id)
+                if iid in by_iid:  # a scope re-entered later: same item
+                    by_iid[iid][1].append(n.id)
                     item_of[n.id] = iid
                     continue
                 items.append((iid, [], chain[0]))
+                by_iid[iid] = items[-1]
         else:
             if not items or items[-1][2] is not None:
                 items.append((f"r{n.id}", [], None))
             iid = items[-1][0]
         items[-1][1].append(n.id)
         item_of[n.id] = iid
+    kids, direct = _scope_index(g)
     for iid, ids, sid in items:
         if sid is not None:
             s = g.scopes[sid]
             title = s.name
-            sub = _group_summary(g, sid) if s.kind == "group" else (s.hint if s.kind == "block" else s.kind)
+            sub = _group_summary(g, sid, kids, direct) if s.kind == "group" else (s.hint if s.kind == "block" else s.kind)
         else:
             if first_scoped is None or ids[-1] < first_scoped:
                 title = "stem"
@@ -508,16 +526,28 @@ def network_diagram(g: Graph) -> Diagram:
     return d
 
 
-def _group_summary(g: Graph, sid: int) -> str:
+def _scope_index(g: Graph) -> tuple[dict[int, list], dict[int, list]]:
+    """Child scopes of each scope, and the nodes directly in each scope, in program order."""
+    kids: dict[int, list] = {}
+    direct: dict[int, list] = {}
+    for s in g.scopes:
+        if s.parent is not None:
+            kids.setdefault(s.parent, []).append(s)
+    for n in g.nodes:
+        direct.setdefault(n.scope, []).append(n)
+    return kids, direct
+
+
+def _group_summary(g: Graph, sid: int, kids_of: dict[int, list], direct_of: dict[int, list]) -> str:
     """'3 × bottleneck' for a stage of block calls; 'up-conv · C · double_conv' for a short mix."""
-    kids = [s for s in g.scopes if s.parent == sid]
+    kids = kids_of.get(sid, [])
     blocks = [s.hint for s in kids if s.kind == "block"]
-    direct = [n for n in g.nodes if n.scope == sid]
+    direct = direct_of.get(sid, [])
     if not direct and blocks and len(blocks) == len(kids) and all(b == blocks[0] for b in blocks):
         return f"{len(blocks)} × {blocks[0]}"
     parts: list[tuple[int, str]] = [(n.id, describe(n)) for n in direct]
     for s in kids:
-        ids = [n.id for n in g.nodes if n.scope == s.id]
+        ids = [n.id for n in direct_of.get(s.id, [])]
         if ids:
             parts.append((ids[0], s.hint if s.kind == "block" else s.name.rsplit(".", 1)[-1]))
     parts.sort()
