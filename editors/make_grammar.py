@@ -54,8 +54,9 @@ def grammar() -> dict:
                         "match": alternation(sorted(BUILTINS) + ["in_channels", "in_shape"])},
             "number": {"patterns": [
                 {"name": "constant.numeric.float.resdsl",
-                 "match": "\\b(?:\\d+\\.\\d*|\\.\\d+)(?:[eE][-+]?\\d+)?\\b|\\b\\d+[eE][-+]?\\d+\\b"},
-                {"name": "constant.numeric.integer.resdsl", "match": "\\b\\d+\\b"}]},
+                 "match": "\\b(?:\\d[\\d_]*\\.[\\d_]*|\\.\\d[\\d_]*)(?:[eE][-+]?\\d[\\d_]*)?\\b"
+                          "|\\b\\d[\\d_]*[eE][-+]?\\d[\\d_]*\\b"},
+                {"name": "constant.numeric.integer.resdsl", "match": "\\b\\d[\\d_]*\\b"}]},
             "operator": {"name": "keyword.operator.resdsl", "match": "->|\\*\\*|//|==|!=|<=|>=|[-+*/%<>=]"},
         },
     }

@@ -19,14 +19,15 @@ from dataclasses import dataclass, replace
 from . import ops
 from . import syntax as ast
 from .diagnostics import Diagnostic, Note, ResdslError, did_you_mean, error
-from .evaluate import Evaluator, FrozenDict, Tensor, _Poisoned, show, type_name
-from .ir import CallSite, Graph, Node, Region, Scope, assign_names, freeze
+from .evaluate import Evaluator, FrozenDict, Tensor, _Poisoned, check_assertion, names_in, show, type_name
+from .ir import CallSite, Contract, Graph, Node, Region, Scope, assign_names, freeze
 from .limits import DEFAULT, Limits
 from .loader import Program
 from .span import UNKNOWN, Span
 
 STRUCTURAL = ("residual", "dense", "parallel", "group", "branch")
 SHORTCUTS = ("identity", "project", "zeropad", "avgproject")
+TOTALS = ("params", "buffers", "macs")  # network totals, in scope at an `assert` in a network body
 POISON = Tensor(-1, None)
 UNDEFINED = object()  # a variable whose assignment failed: uses are skipped quietly
 _LABEL_RE = re.compile(r"^[A-Za-z0-9_]+$")
@@ -257,6 +258,8 @@ class Elaborator:
             ctx.current = self.tensor_named(s.name, s.span, ctx)
         elif kind == "Bind":
             ctx.env[s.name] = self.need_current(ctx, s.span)
+        elif kind == "Assert":
+            self.assert_(s, ctx)
         else:  # pragma: no cover
             raise AssertionError(f"internal error: no rule for statement {kind}")
 
@@ -277,6 +280,18 @@ class Elaborator:
                 for n, v in zip(s.names, item):
                     ctx.env[n] = v
             self.body(s.body, ctx)
+
+    def assert_(self, s: ast.Assert, ctx: Ctx) -> None:
+        """Check an `assert` now, or -- when it names a network total -- once the network is built."""
+        used = names_in(s.test) | names_in(s.message)
+        totals = [n for n in TOTALS if n in used and n not in ctx.env and n not in self.globals]
+        if not totals:
+            check_assertion(self._evaluator(ctx), s.test, s.message)
+            return
+        if not ctx.in_network or ctx.calls:
+            raise error("E010", f"`{totals[0]}` is a network total, known only at an `assert` in a network body",
+                        s.test.span, hint="move the assert into the network, after the block's call")
+        self.graph.contracts.append(Contract(s.test, s.message, FrozenDict({**self.globals, **ctx.env}), s.span))
 
     def input(self, s: ast.Input, ctx: Ctx) -> None:
         if not ctx.in_network or ctx.calls:
@@ -495,12 +510,8 @@ class Elaborator:
         bd = self.program.blocks[s.op]
         if s.clauses:
             raise error("E021", f"block `{s.op}` takes no body", s.clauses[0].span)
-        if any(c.block == s.op for c in ctx.calls):
-            notes = [Note(c.span, f"`{c.block}` called here") for c in ctx.calls] + [Note(bd.span, "defined here")]
-            raise error("E016", f"block `{s.op}` calls itself", s.op_span, notes=notes,
-                        hint="blocks cannot be recursive; use a `for` loop or a parameter that stops the nesting")
         if len(ctx.calls) >= self.limits.max_call_depth:
-            raise error("E040", f"block calls nested more than {self.limits.max_call_depth} deep", s.span)
+            self._too_deep(s, bd, ctx)
         params = tuple(ops.Param(p.name, "any", ops.REQUIRED if p.default is None else p, True) for p in bd.params)
         values, _, _ = self.bind_args(params, s.args, ctx, s.op, s.span)
         genv_ctx = Ctx({}, None, 0, None, (), False)
@@ -525,6 +536,32 @@ class Elaborator:
                 if all(n.span != s.span for n in d.notes):  # E016 already lists the call chain
                     self.diags[i] = replace(d, notes=d.notes + (Note(s.span, f"in block `{s.op}` called here"),))
         ctx.current = inner.current if inner.current is not None else x
+
+    def _too_deep(self, s: ast.Layer, bd: ast.BlockDef, ctx: Ctx) -> None:
+        """Block calls nested past max_call_depth: E016 with the call chain when a block recurs, else E040."""
+        limit = self.limits.max_call_depth
+        if not any(c.block == s.op for c in ctx.calls):
+            raise error("E040", f"block calls nested more than {limit} deep", s.span,
+                        hint="raise the limit with --limit max_call_depth=N")
+        p = bd.params[0].name if bd.params else "depth"
+        last = max(i for i, c in enumerate(ctx.calls) if c.block == s.op)
+        loop = [c.block for c in ctx.calls[last:]] + [s.op]
+        cycle = f" through {' -> '.join(loop)}" if len(loop) > 2 else ""  # mutual recursion: name the cycle
+        notes, seen = [], {}
+        for c in ctx.calls:  # the chain, one note per call site (a recursive call repeats its site)
+            if c.span in seen:
+                seen[c.span][1] += 1
+            else:
+                seen[c.span] = [c, 1]
+        for c, k in seen.values():
+            notes.append(Note(c.span, f"`{c.block}` called here" + (f" ({k} times, nested)" if k > 1 else "")))
+        notes.append(Note(bd.span, "defined here"))
+        # Fatal, like max_steps: a runaway recursion that branches would otherwise hit the limit 2**depth times.
+        self.diags.append(Diagnostic(
+            "E016", f"block `{s.op}` recurses{cycle} more than {limit} calls deep without stopping", s.op_span,
+            tuple(notes), f"stop the recursion with an `if` on a parameter that shrinks, e.g. "
+                    f"`if {p} > 1 {{ {s.op}({p} - 1) }}`; or raise the limit with --limit max_call_depth=N"))
+        raise _Abort()
 
     # ------------------------------------------------------------ structure
 

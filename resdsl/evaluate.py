@@ -12,8 +12,8 @@ from dataclasses import dataclass
 from typing import Callable, Mapping
 
 from . import syntax as ast
-from .diagnostics import did_you_mean, error
-from .span import Span
+from .diagnostics import ResdslError, did_you_mean, error
+from .span import Span, lookup
 
 MAX_INT = 10**18  # integers beyond this are refused (E040)
 MAX_ITEMS = 1_000_000  # longest list or range
@@ -376,3 +376,76 @@ BUILTINS: Mapping[str, Callable] = {
     "str": _str,
     "enumerate": _enumerate,
 }
+
+
+# ---------------------------------------------------------------- assertions
+
+_COMPARE = ("==", "!=", "<", "<=", ">", ">=")
+
+
+def names_in(e: ast.Expr | None) -> set[str]:
+    """Every name an expression reads."""
+    out: set[str] = set()
+    stack = [e]
+    while stack:
+        x = stack.pop()
+        if isinstance(x, ast.Name):
+            out.add(x.id)
+        elif isinstance(x, (ast.BinOp,)):
+            stack += [x.left, x.right]
+        elif isinstance(x, ast.UnaryOp):
+            stack.append(x.operand)
+        elif isinstance(x, ast.Cond):
+            stack += [x.test, x.then, x.other]
+        elif isinstance(x, ast.Call):
+            stack += [a.value for a in x.args]
+        elif isinstance(x, (ast.Index,)):
+            stack += [x.obj, x.index]
+        elif isinstance(x, ast.Attr):
+            stack.append(x.obj)
+        elif isinstance(x, ast.ListLit):
+            stack += list(x.items)
+        elif isinstance(x, ast.DictLit):
+            stack += [v for kv in x.pairs for v in kv]
+    return out
+
+
+def source_text(span: Span) -> str:
+    """The text a span covers, if its source is known."""
+    src = lookup(span.file)
+    return src.text[span.start:span.end] if src is not None and span.end > span.start else "the condition"
+
+
+def _operands(e: ast.Expr) -> list[ast.Expr]:
+    """The sub-expressions whose values explain a failed condition: the non-constant sides of
+    every comparison, through and / or / not; a bare condition explains itself."""
+    if isinstance(e, ast.BinOp) and e.op in ("and", "or"):
+        return _operands(e.left) + _operands(e.right)
+    if isinstance(e, ast.UnaryOp) and e.op == "not":
+        return _operands(e.operand)
+    if isinstance(e, ast.BinOp) and e.op in _COMPARE:
+        return [x for x in (e.left, e.right) if not isinstance(x, (ast.Const, ast.ListLit))]
+    return [] if isinstance(e, ast.Const) else [e]
+
+
+def check_assertion(ev: "Evaluator", test: ast.Expr, message: ast.Expr | None) -> None:
+    """Run `assert test, message`; a false test raises E042 at the test, with the values involved."""
+    ok = ev(test)
+    if isinstance(ok, Tensor):
+        raise error("E015", "a tensor has no truth value", test.span, hint="compare its .shape or .channels")
+    if ok:
+        return
+    text = source_text(test.span)
+    if message is not None:
+        m = ev(message)
+        text = m if isinstance(m, str) else show(m)
+    values: list[str] = []
+    for x in _operands(test)[:6]:
+        try:
+            v = ev(x)
+        except (ResdslError, _Poisoned):  # e.g. the right side of `n != 0 and 8 // n > 1`
+            continue
+        item = f"{source_text(x.span)} = {show(v)}"
+        if item not in values:
+            values.append(item)
+    raise error("E042", f"assertion failed: {text}" + (f" ({', '.join(values)})" if values else ""), test.span)

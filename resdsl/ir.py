@@ -93,6 +93,17 @@ class Scope:
     name: str = ""  # qualified name, filled by `assign_names`
 
 
+@dataclass(frozen=True)
+class Contract:
+    """An `assert` that names a network total (params, buffers, macs): checked once the graph
+    is built (resdsl/contracts.py), in the variables it saw where it stood."""
+
+    test: object  # syntax.Expr
+    message: object  # syntax.Expr | None
+    env: Mapping[str, object]
+    span: Span
+
+
 @dataclass
 class Graph:
     name: str
@@ -106,6 +117,7 @@ class Graph:
     # (number of nodes created so far, "open"|"close", "scope"|"region"|"part", id)
     # where a part id is the branch index, or -1 for a residual's shortcut.
     structure: list[tuple[int, str, str, int]] = field(default_factory=list)
+    contracts: list[Contract] = field(default_factory=list)
 
     # -- queries
     def successors(self) -> list[list[int]]:

@@ -15,7 +15,8 @@ from pygments.token import Comment, Keyword, Name, Number, Operator, Punctuation
 from .evaluate import BUILTINS
 from .ops import ALIASES, OPS
 
-KEYWORDS = ("import", "block", "network", "input", "output", "from", "for", "in", "if", "else", "and", "or", "not")
+KEYWORDS = ("import", "block", "network", "input", "output", "from", "for", "in", "if", "else", "and", "or", "not",
+            "assert")
 CONSTANTS = ("true", "false", "none")
 STRUCTURAL = ("residual", "dense", "parallel", "group", "branch", "shortcut")
 OP_NAMES = tuple(sorted((set(OPS) | set(ALIASES)) - {"input"}))
@@ -45,8 +46,8 @@ class ResdslLexer(RegexLexer):
             (words(STRUCTURAL, suffix=r"\b"), Keyword.Reserved),
             (words(OP_NAMES, suffix=r"\b"), Name.Builtin),
             (words(tuple(sorted(BUILTINS)) + ("in_channels", "in_shape"), suffix=r"\b"), Name.Builtin.Pseudo),
-            (r"(\d+\.\d*|\.\d+)([eE][-+]?\d+)?|\d+[eE][-+]?\d+", Number.Float),
-            (r"\d+", Number.Integer),
+            (r"(\d[\d_]*\.[\d_]*|\.\d[\d_]*)([eE][-+]?\d[\d_]*)?|\d[\d_]*[eE][-+]?\d[\d_]*", Number.Float),
+            (r"\d[\d_]*", Number.Integer),
             (r"->|\*\*|//|==|!=|<=|>=|[-+*/%<>=]", Operator),
             (r"[()\[\]{},;:.]", Punctuation),
             (r"[A-Za-z_]\w*", Name),

@@ -20,7 +20,7 @@ from .limits import DEFAULT, Limits
 from .span import Source, Span, register
 
 RESERVED = frozenset(
-    "and or not if else for in true false none input output from import block network".split()
+    "and or not if else for in true false none input output from import block network assert".split()
 )
 
 
@@ -242,6 +242,9 @@ class _ToAst(Transformer):
     def bind_stmt(self, meta, c):
         return ast.Bind(self._ident(c[0]), self._span(meta))
 
+    def assert_stmt(self, meta, c):
+        return ast.Assert(c[0], c[1], self._span(meta))
+
     def _label(self, tok: Token, colon: bool = True) -> ast.Label:
         """Split `layer{s + 1}:` (or an output's `heatmap{s}`) into literal text and parsed expressions."""
         span = self.tok_span(tok)
@@ -308,7 +311,7 @@ class _ToAst(Transformer):
         return ast.Call(self._ident(c[0]), c[1] or (), self._span(meta))
 
     def int_(self, meta, c):
-        text = str(c[0])
+        text = str(c[0]).replace("_", "")
         if len(text) > 30:
             raise error("E040", f"integer literal with {len(text)} digits is too large", self.tok_span(c[0]),
                         hint="integers in .res files must stay below 10**30")
@@ -349,6 +352,7 @@ _DESCRIBE = {
     "INT": "an integer", "FLOAT": "a number", "STRING": "a string", "$END": "end of file", "SEMICOLON": "`;`",
     "COMP": "a comparison", "DOT": "`.`", "MINUS": "`-`", "PLUS": "`+`", "STAR": "`*`", "SLASH": "`/`",
     "DOUBLESTAR": "`**`", "DOUBLESLASH": "`//`", "PERCENT": "`%`", "ELSE": "`else`", "__ANON_0": "`->`",
+    "ASSERT": "`assert`",
 }
 
 
@@ -388,7 +392,7 @@ def _syntax_error(e: UnexpectedInput, source: Source) -> ResdslError:
         notes.append(Note(Span.of(source, opener, opener + 1), f"this `{source.text[opener]}` is not closed"))
         hint = hint or f"close the `{source.text[opener]}`"
     if hint is None and "LABEL" in expected and found.startswith("`"):
-        hint = "a statement is a layer call `name(args)`, a label `name: layer(...)`, `x = expr`, `for`, `if`, `input`, `output`, `from` or `-> name`"
+        hint = "a statement is a layer call `name(args)`, a label `name: layer(...)`, `x = expr`, `for`, `if`, `input`, `output`, `from`, `-> name` or `assert`"
     offset = len("\n".join(source.text.split("\n")[: line - 1])) + (1 if line > 1 else 0) + col - 1
     span = Span(source.name, line, col, line, col + width, offset, offset + width)
     return error("E001", msg, span, hint=hint, notes=notes)

@@ -173,7 +173,17 @@ class Bind:
     span: Span
 
 
-Stmt = Union[Layer, Assign, For, If, Input, Output, From, Bind]
+@dataclass(frozen=True)
+class Assert:
+    """`assert test, message`: checked where it stands, or once the network is built when it
+    names a network total (params, buffers, macs)."""
+
+    test: Expr
+    message: Expr | None
+    span: Span
+
+
+Stmt = Union[Layer, Assign, For, If, Input, Output, From, Bind, Assert]
 
 
 # ---------------------------------------------------------------- top level

@@ -1,0 +1,189 @@
+"""Language features of issue 17: recursive blocks, asserts, interpolated tensor names,
+dotted labels (torchvision/timm module names) and channel splits.
+
+Expectations are closed forms, torch's own numbers (numel, shapes, FlopCounterMode, outputs of
+reference modules loaded by name with strict=True) or brute force; diagnostics are pinned."""
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn as nn
+
+import resdsl
+from resdsl import ResdslError
+from resdsl.limits import Limits
+
+
+def fails(text: str, **params) -> ResdslError:
+    with pytest.raises(ResdslError) as e:
+        resdsl.loads(text, name="main.res", **params)
+    return e.value
+
+
+def rendered(text: str, **params) -> str:
+    return fails(text, **params).render()
+
+
+# ---------------------------------------------------------------- recursive blocks
+
+CHAIN = """
+block stage(n) {
+    conv(16, 3, padding=1)
+    if n > 1 {
+        deeper: stage(n - 1)
+    }
+}
+network net(n=3) {
+    input x: [16, 8, 8]
+    top: stage(n)
+}
+"""
+
+
+@pytest.mark.parametrize("n", [1, 2, 5, 100])
+def test_recursion_stops_on_its_condition(n):
+    net = resdsl.loads(CHAIN, n=n)
+    assert net.param_count == n * (16 * 16 * 9 + 16)           # closed form: n convs 16 -> 16, 3x3, bias
+    names = [m.name for m in net.nodes if m.op == "conv"]
+    assert names == ["top" + ".deeper" * k + ".conv" for k in range(n)]
+
+
+def test_recursion_depth_is_bounded_by_max_call_depth():
+    resdsl.loads(CHAIN, n=100)                                  # 100 nested calls: the default limit
+    err = fails(CHAIN, n=101)
+    assert err.first.code == "E016" and len(err.diagnostics) == 1
+    assert err.first.message == "block `stage` recurses more than 100 calls deep without stopping"
+    with pytest.raises(ResdslError):
+        resdsl.loads(CHAIN, n=11, limits=Limits(max_call_depth=10))
+    assert resdsl.loads(CHAIN, n=150, limits=Limits(max_call_depth=150)).param_count == 150 * 2320
+
+
+def test_mutual_recursion_with_a_stop():
+    text = """
+block even(n) {
+    relu
+    if n > 0 {
+        odd(n - 1)
+    }
+}
+block odd(n) {
+    conv(4, 1)
+    if n > 0 {
+        even(n - 1)
+    }
+}
+network net(n=5) {
+    input x: [4, 2, 2]
+    even(n)
+}
+"""
+    for n in range(8):  # brute force: calls alternate even, odd, even, ...; odd ones add a conv
+        net = resdsl.loads(text, n=n)
+        convs = sum(1 for k in range(n + 1) if k % 2 == 1)
+        assert net.param_count == convs * (4 * 4 + 4)
+        assert [m.op for m in net.nodes[1:]] == ["relu" if k % 2 == 0 else "conv" for k in range(n + 1)]
+
+
+def test_runaway_branching_recursion_stops_at_once():
+    # without the fatal stop, the two calls would reach the depth limit 2**100 times
+    err = fails("block t(n) {\n    relu\n    t(n - 1)\n    t(n - 1)\n}\nnetwork n() {\n    input x: [4]\n    t(3)\n}\n")
+    assert [d.code for d in err.diagnostics] == ["E016"]
+
+
+def test_recursive_hourglass_agrees_with_a_recursive_reference():
+    from test_zoo import RefStackedHourglass, same_outputs
+
+    for depth in (1, 2, 5, 6):
+        net = resdsl.load("examples/hourglass.res", stacks=1, depth=depth)
+        assert net.param_count == sum(p.numel() for p in RefStackedHourglass(1, depth=depth).parameters())
+    net = resdsl.load("examples/hourglass.res", stacks=2, features=16, size=64, joints=3, depth=3)
+    ref = RefStackedHourglass(2, joints=3, f=16, depth=3)
+    same_outputs(resdsl.compile(net), ref, torch.randn(1, 3, 64, 64))
+
+
+# ---------------------------------------------------------------- assert
+
+BUDGET = """
+block conv_bn(c, groups=1) {
+    assert in_channels % groups == 0, "groups must divide the input channels"
+    conv(c, 3, padding=1, groups=groups)
+    batchnorm()
+}
+network net(w=16, groups=1, budget=10_000) {
+    input x: [4, 8, 8]
+    conv_bn(w, groups)
+    avgpool(8)
+    flatten
+    linear(10) -> logits
+    assert logits.shape == [10]
+    assert params <= budget, "over budget"
+    assert macs == {macs}
+}
+"""
+
+
+def _torch_reference(w: int, groups: int) -> nn.Module:
+    return nn.Sequential(nn.Conv2d(4, w, 3, padding=1, groups=groups), nn.BatchNorm2d(w), nn.AvgPool2d(8),
+                         nn.Flatten(), nn.Linear(w, 10))
+
+
+def _torch_macs(m: nn.Module) -> int:
+    from torch.utils.flop_counter import FlopCounterMode
+
+    with FlopCounterMode(display=False) as fc:
+        m(torch.randn(1, 4, 8, 8))
+    return fc.get_total_flops() // 2
+
+
+@pytest.mark.parametrize("w,groups", [(16, 1), (8, 2), (32, 4)])
+def test_asserts_see_network_totals_tensor_shapes_and_block_arguments(w, groups):
+    ref = _torch_reference(w, groups)
+    params, macs = sum(p.numel() for p in ref.parameters()), _torch_macs(ref)
+    text = BUDGET.replace("{macs}", str(macs))
+    net = resdsl.loads(text, w=w, groups=groups, budget=params)  # exactly at the budget: holds
+    assert net.param_count == params
+    err = fails(text, w=w, groups=groups, budget=params - 1)
+    assert [d.message for d in err.diagnostics] == [f"assertion failed: over budget (params = {params}, "
+                                                   f"budget = {params - 1})"]
+    err = fails(BUDGET.replace("{macs}", str(macs + 1)), w=w, groups=groups, budget=params)
+    assert err.first.message == f"assertion failed: macs == {macs + 1} (macs = {macs})"
+
+
+def test_assert_in_a_block_reports_at_the_assert_with_the_call():
+    assert rendered(BUDGET.replace("{macs}", "0"), groups=3) == (
+        'main.res:3:12: error[E042]: assertion failed: groups must divide the input channels '
+        '(in_channels % groups = 1)\n'
+        '  |\n'
+        '3 |     assert in_channels % groups == 0, "groups must divide the input channels"\n'
+        '  |            ^^^^^^^^^^^^^^^^^^^^^^^^^\n'
+        '  note: main.res:9:5: in block `conv_bn` called here\n'
+        '    |\n'
+        '  9 |     conv_bn(w, groups)\n'
+        '    |     ^^^^^^^^^^^^^^^^^^')
+
+
+def test_assert_without_message_quotes_the_condition():
+    err = fails("network n(k=3) {\n    input x: [4]\n    assert k * 2 == 5 or not k > 2\n}\n")
+    assert err.first.message == "assertion failed: k * 2 == 5 or not k > 2 (k * 2 = 6, k = 3)"
+    assert (err.first.span.line, err.first.span.col) == (3, 12)
+
+
+def test_network_totals_are_not_in_scope_in_blocks():
+    err = fails("block b() {\n    assert params < 10\n}\nnetwork n() {\n    input x: [4]\n    b()\n}\n")
+    assert err.first.code == "E010" and err.first.span.line == 2
+    assert err.first.message == "`params` is a network total, known only at an `assert` in a network body"
+
+
+def test_a_variable_named_like_a_total_wins():
+    net = resdsl.loads("network n() {\n    input x: [4]\n    params = 3\n    assert params == 3\n    linear(2)\n}\n")
+    assert net.param_count == 10
+
+
+def test_tensor_conditions_are_type_errors():
+    err = fails("network n() {\n    input x: [4]\n    assert x\n}\n")
+    assert err.first.code == "E015" and err.first.hint == "compare its .shape or .channels"
+
+
+def test_digit_separators():
+    net = resdsl.loads("network n(c=1_0) {\n    input x: [4]\n    linear(c)\n    assert params == 5_0\n}\n")
+    assert net.param_count == 50
