@@ -218,14 +218,16 @@ class Elaborator:
                 if isinstance(s, ast.Assign):
                     ctx.env[s.name] = UNDEFINED
 
-    @staticmethod
-    def _poison_bind(s: ast.Stmt, ctx: Ctx) -> None:
+    def _poison_bind(self, s: ast.Stmt, ctx: Ctx) -> None:
         """A failed `... -> name` still defines `name` (poisoned), so later uses are skipped quietly
         instead of each reporting `undefined name`."""
-        if isinstance(s, ast.Layer) and s.bind is not None:
-            ctx.env[s.bind] = POISON
-        elif isinstance(s, ast.Bind):
-            ctx.env[s.name] = POISON
+        try:
+            if isinstance(s, ast.Layer) and s.bind is not None:
+                ctx.env[self.bound_name(s.bind, s.bind_template, ctx)] = POISON
+            elif isinstance(s, ast.Bind):
+                ctx.env[self.bound_name(s.name, s.template, ctx)] = POISON
+        except (ResdslError, _Poisoned):  # the name itself failed: it was reported with the statement
+            pass
 
     def charge(self, n: int, span: Span) -> None:
         """Count work (statements run, loop iterations, list items built) against max_steps."""
@@ -255,9 +257,9 @@ class Elaborator:
         elif kind == "Output":
             self.output(s, ctx)
         elif kind == "From":
-            ctx.current = self.tensor_named(s.name, s.span, ctx)
+            ctx.current = self.tensor_named(self.bound_name(s.name, s.template, ctx), s.span, ctx)
         elif kind == "Bind":
-            ctx.env[s.name] = self.need_current(ctx, s.span)
+            ctx.env[self.bound_name(s.name, s.template, ctx)] = self.need_current(ctx, s.span)
         elif kind == "Assert":
             self.assert_(s, ctx)
         else:  # pragma: no cover
@@ -367,15 +369,7 @@ class Elaborator:
     def label(self, lab: ast.Label | None, ctx: Ctx) -> str | None:
         if lab is None:
             return None
-        text = ""
-        for part in lab.parts:
-            if isinstance(part, str):
-                text += part
-            else:
-                v = self.eval(part, ctx)
-                if isinstance(v, bool) or not isinstance(v, (int, str)):
-                    raise error("E019", f"a label part must be an int or a string, got {type_name(v)}", part.span)
-                text += str(v)
+        text = self._evaluator(ctx).interpolate(lab.parts)
         if not _LABEL_RE.match(text):
             raise error("E019", f"invalid label `{text}`", lab.span,
                         hint="labels use letters, digits and underscores only")
@@ -398,7 +392,17 @@ class Elaborator:
                             hint="only residual, dense, parallel, group and branch have bodies")
             self.op_layer(spec, s, label, ctx)
         if s.bind is not None:
-            ctx.env[s.bind] = ctx.current
+            ctx.env[self.bound_name(s.bind, s.bind_template, ctx)] = ctx.current
+
+    def bound_name(self, name: str, template: ast.Label | None, ctx: Ctx) -> str:
+        """The name a `-> NAME` or `from NAME` means here: `skip{i}` with i = 2 is `skip2`."""
+        if template is None:
+            return name
+        text = self._evaluator(ctx).interpolate(template.parts)
+        if not text.isidentifier():
+            raise error("E019", f"invalid tensor name `{text}`", template.span,
+                        hint="a tensor name starts with a letter or underscore, e.g. skip{i}")
+        return text
 
     def bind_args(self, params: tuple[ops.Param, ...], args: tuple[ast.Arg, ...], ctx: Ctx, what: str,
                   span: Span) -> tuple[dict, dict, list]:

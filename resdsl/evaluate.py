@@ -194,6 +194,27 @@ class Evaluator:
         raise error("E015", f"a {type_name(obj)} has no attribute `{e.name}`", e.span,
                     hint="tensors have `.shape` and `.channels`")
 
+    def interpolate(self, parts: tuple) -> str:
+        """The text of a label or interpolated name: literal parts, and expression parts that give an
+        int or a string."""
+        text = ""
+        for part in parts:
+            if isinstance(part, str):
+                text += part
+                continue
+            v = self.eval(part)
+            if isinstance(v, bool) or not isinstance(v, (int, str)):
+                raise error("E019", f"a label part must be an int or a string, got {type_name(v)}", part.span)
+            text += str(v)
+        return text
+
+    def _Interp(self, e: ast.Interp):
+        name = self.interpolate(e.parts)
+        if not name.isidentifier():
+            raise error("E019", f"invalid name `{name}`", e.span,
+                        hint="a name starts with a letter or underscore and has letters, digits, underscores")
+        return self.lookup(name, e.span)
+
     def _Call(self, e: ast.Call):
         fn = BUILTINS.get(e.func)
         if fn is None:
@@ -407,6 +428,8 @@ def names_in(e: ast.Expr | None) -> set[str]:
             stack += list(x.items)
         elif isinstance(x, ast.DictLit):
             stack += [v for kv in x.pairs for v in kv]
+        elif isinstance(x, ast.Interp):
+            stack += [p for p in x.parts if not isinstance(p, str)]
     return out
 
 

@@ -41,7 +41,7 @@ class _Newlines:
     """
 
     always_accept = ("_NL",)
-    _BODY_AFTER = {"NAME", "RPAR", "RSQB", "INT", "FLOAT", "STRING", "TRUE", "FALSE", "NONE"}
+    _BODY_AFTER = {"NAME", "TNAME", "RPAR", "RSQB", "INT", "FLOAT", "STRING", "TRUE", "FALSE", "NONE"}
     max_depth = 200  # set from Limits.max_nesting by `parse` before each parse
 
     def process(self, stream):
@@ -196,9 +196,10 @@ class _ToAst(Transformer):
             op_span=self.tok_span(name),
             args=args[0] if args is not None else (),
             clauses=clauses or (),
-            bind=bind,
+            bind=None if bind is None else str(bind),
             span=self._span(meta),
             has_parens=args is not None,
+            bind_template=self._template(bind),
         )
 
     def call_args(self, meta, c):
@@ -211,7 +212,16 @@ class _ToAst(Transformer):
         return ast.Clause(self._ident(c[0]), c[1], self._span(meta))
 
     def bind(self, meta, c):
-        return self._ident(c[0])
+        return c[0]
+
+    def _template(self, tok: Token | None) -> ast.Label | None:
+        """The parts of an interpolated tensor name (`skip{i}`); None for a plain name (checked here)."""
+        if tok is None:
+            return None
+        if "{" not in tok:
+            self._ident(tok)
+            return None
+        return self._label(tok, colon=False)
 
     def assign(self, meta, c):
         return ast.Assign(self._ident(c[0]), c[1], self._span(meta))
@@ -237,10 +247,10 @@ class _ToAst(Transformer):
         return ast.Output(tuple(self._label(t, colon=False) for t in c), self._span(meta))
 
     def from_stmt(self, meta, c):
-        return ast.From(self._ident(c[0]), self._span(meta))
+        return ast.From(str(c[0]), self._span(meta), self._template(c[0]))
 
     def bind_stmt(self, meta, c):
-        return ast.Bind(self._ident(c[0]), self._span(meta))
+        return ast.Bind(str(c[0]), self._span(meta), self._template(c[0]))
 
     def assert_stmt(self, meta, c):
         return ast.Assert(c[0], c[1], self._span(meta))
@@ -264,6 +274,14 @@ class _ToAst(Transformer):
             except _TooDeep:  # positions inside the label are relative to it: report the label itself
                 raise error("E040", "the label's expression is nested too deeply", span,
                             hint="compute the value into a variable first") from None
+            except UnexpectedInput as e:  # locate the error inside the braces, not at the file's start
+                d = _syntax_error(e, Source(self.file, inner)).first
+                rel = len(inner) if "end of file" in d.message else d.span.start  # at the `}` when it ended early
+                width = max(1, min(d.span.end - d.span.start, len(inner) + 1 - rel))
+                at, col = span.start + m.start(1) + rel, span.col + m.start(1) + rel
+                where = Span(self.file, span.line, col, span.line, col + width, at, at + width)
+                raise error("E001", d.message.replace("end of file", "`}`"), where,
+                            hint="the part in braces is an expression, e.g. {i + 1}") from None
         return ast.Label(tuple(parts), span)
 
     # -- arguments
@@ -335,6 +353,9 @@ class _ToAst(Transformer):
 
     def name(self, meta, c):
         return ast.Name(self._ident(c[0]), self._span(meta))
+
+    def tname(self, meta, c):
+        return ast.Interp(self._label(c[0], colon=False).parts, self._span(meta))
 
     def list_(self, meta, c):
         return ast.ListLit(tuple(x for x in c if x is not None), self._span(meta))

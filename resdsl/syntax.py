@@ -81,7 +81,15 @@ class DictLit:
     span: Span
 
 
-Expr = Union[Const, Name, BinOp, UnaryOp, Cond, Call, Index, Attr, ListLit, DictLit]
+@dataclass(frozen=True)
+class Interp:
+    """A name built when the network is: `skip{i}` (parts are literal text or expressions)."""
+
+    parts: tuple[Union[str, "Expr"], ...]
+    span: Span
+
+
+Expr = Union[Const, Name, BinOp, UnaryOp, Cond, Call, Index, Attr, ListLit, DictLit, Interp]
 
 
 @dataclass(frozen=True)
@@ -120,9 +128,10 @@ class Layer:
     op_span: Span
     args: tuple[Arg, ...]
     clauses: tuple[Clause, ...]
-    bind: str | None
+    bind: str | None  # the name as written; `skip{i}` when it interpolates
     span: Span
     has_parens: bool = False
+    bind_template: "Label | None" = None  # set when the bound name interpolates
 
 
 @dataclass(frozen=True)
@@ -163,14 +172,16 @@ class Output:
 
 @dataclass(frozen=True)
 class From:
-    name: str
+    name: str  # as written; `skip{i}` when it interpolates (then `template` holds its parts)
     span: Span
+    template: "Label | None" = None
 
 
 @dataclass(frozen=True)
 class Bind:
     name: str
     span: Span
+    template: "Label | None" = None
 
 
 @dataclass(frozen=True)

@@ -187,3 +187,92 @@ def test_tensor_conditions_are_type_errors():
 def test_digit_separators():
     net = resdsl.loads("network n(c=1_0) {\n    input x: [4]\n    linear(c)\n    assert params == 5_0\n}\n")
     assert net.param_count == 50
+
+
+# ---------------------------------------------------------------- interpolated tensor names
+
+UNET = """
+network unet(levels=3, base=4) {
+    input x: [3, 32, 32]
+    for i in range(levels) {
+        enc{i}: conv(base * 2 ** i, 3, padding=1) -> skip{i}
+        maxpool(2)
+    }
+    mid: conv(base * 2 ** levels, 3, padding=1)
+    for i in range(levels - 1, -1, -1) {
+        upsample(scale_factor=2)
+        concat(skip{i})
+        dec{i}: conv(skip{i}.channels, 3, padding=1) -> up{i}
+    }
+    from skip{0}
+    add(up{levels - levels})
+}
+"""
+
+
+class RefLoopUNet(nn.Module):
+    def __init__(self, levels: int, base: int):
+        super().__init__()
+        self.levels, cin = levels, 3
+        for i in range(levels):
+            setattr(self, f"enc{i}", nn.Conv2d(cin, base * 2 ** i, 3, padding=1))
+            cin = base * 2 ** i
+        self.mid = nn.Conv2d(cin, base * 2 ** levels, 3, padding=1)
+        cin = base * 2 ** levels
+        for i in reversed(range(levels)):
+            setattr(self, f"dec{i}", nn.Conv2d(cin + base * 2 ** i, base * 2 ** i, 3, padding=1))
+            cin = base * 2 ** i
+
+    def forward(self, x):
+        skips = []
+        for i in range(self.levels):
+            x = getattr(self, f"enc{i}")(x)
+            skips.append(x)
+            x = nn.functional.max_pool2d(x, 2)
+        x = self.mid(x)
+        for i in reversed(range(self.levels)):
+            x = nn.functional.interpolate(x, scale_factor=2, mode="nearest")
+            x = getattr(self, f"dec{i}")(torch.cat([x, skips[i]], 1))
+        return skips[0] + x
+
+
+@pytest.mark.parametrize("levels", [1, 2, 3])
+def test_skips_made_in_a_loop_agree_with_a_torch_unet(levels):
+    from test_zoo import same_outputs
+
+    net = resdsl.loads(UNET, levels=levels)
+    ref = RefLoopUNet(levels, 4)
+    assert net.param_count == sum(p.numel() for p in ref.parameters())
+    same_outputs(resdsl.compile(net), ref, torch.randn(2, 3, 32, 32))
+
+
+def test_interpolated_names_diagnostics():
+    body = "network n() {{\n    input x: [4]\n    {}\n}}\n"
+    assert rendered(body.format('from t{"-"}')) == (
+        'main.res:3:10: error[E019]: invalid tensor name `t-`\n'
+        '  |\n'
+        '3 |     from t{"-"}\n'
+        '  |          ^^^^^^\n'
+        '  hint: a tensor name starts with a letter or underscore, e.g. skip{i}')
+    assert rendered(body.format("add(t{q})")) == (
+        "main.res:3:11: error[E010]: undefined name `q`\n"
+        "  |\n"
+        "3 |     add(t{q})\n"
+        "  |           ^")
+    assert rendered(body.format("-> t{1.5}")).splitlines()[0] == \
+        "main.res:3:10: error[E019]: a label part must be an int or a string, got float"
+    err = fails(body.format("add(t{1})"))
+    assert err.first.message == "undefined name `t1`" and (err.first.span.line, err.first.span.col) == (3, 9)
+
+
+@pytest.mark.parametrize("stmt,col", [("from t{+}", 13), ("{1 +}: relu", 9), ("add(t{1 2})", 13)])
+def test_syntax_errors_inside_braces_are_located(stmt, col):
+    d = fails(f"network n() {{\n    input x: [4]\n    {stmt}\n}}\n").first
+    assert (d.code, d.span.line, d.span.col) == ("E001", 3, col)
+    assert d.hint == "the part in braces is an expression, e.g. {i + 1}"
+
+
+def test_a_body_brace_after_a_name_still_opens_a_body():
+    net = resdsl.loads("network n(flag=true) {\n    input x: [4]\n    if flag { relu }\n    for i in [1] { -> t{i} }\n"
+                       "    add(t1, t{2 - 1})\n}\n")
+    assert [m.op for m in net.nodes] == ["input", "relu", "add"]
