@@ -29,8 +29,9 @@ STRUCTURAL = ("residual", "dense", "parallel", "group", "branch")
 SHORTCUTS = ("identity", "project", "zeropad", "avgproject")
 TOTALS = ("params", "buffers", "macs")  # network totals, in scope at an `assert` in a network body
 POISON = Tensor(-1, None)
+ANONYMOUS = "_"  # the label `_:` gives no name: `_: body(c)` opens no scope
 UNDEFINED = object()  # a variable whose assignment failed: uses are skipped quietly
-_LABEL_RE = re.compile(r"^[A-Za-z0-9_]+$")
+_LABEL_RE = re.compile(r"^[A-Za-z0-9_]+(?:\.[A-Za-z0-9_]+)*$")  # dots nest module names: conv.0.0
 
 
 @dataclass
@@ -130,7 +131,36 @@ class Elaborator:
         if self.diags:
             raise ResdslError(self.diags)
         assign_names(g)
+        self._check_names(g)
+        if self.diags:
+            raise ResdslError(self.diags)
         return g
+
+    def _check_names(self, g: Graph) -> None:
+        """Dotted labels can reach the same module name by two ways (`a.b:` beside `a: group { b: }`), or
+        put one layer inside another (`conv:` beside `conv.0:`): both are E020."""
+        start = len(self.diags)
+        first: dict[str, Node] = {}
+        for n in g.nodes:
+            if n.name in first:
+                self.diags.append(Diagnostic(
+                    "E020", f"two layers are named `{n.name}`", n.span, (Note(first[n.name].span, "first named here"),),
+                    "a dotted label and a labeled scope reach the same name; rename one"))
+            else:
+                first[n.name] = n
+        for n in g.nodes:
+            parts = n.name.split(".")
+            for k in range(1, len(parts)):
+                outer = first.get(".".join(parts[:k]))
+                if outer is not None:
+                    self.diags.append(Diagnostic(
+                        "E020", f"layer `{n.name}` would be inside layer `{outer.name}`", n.span,
+                        (Note(outer.span, f"`{outer.name}` is a layer of its own, made here"),),
+                        f"rename one of them, e.g. `{parts[k - 1]}_0`"))
+                    break
+            if len(self.diags) >= self.limits.max_errors:
+                break
+        self.diags[start:] = sorted(self.diags[start:], key=lambda d: (d.span.file, d.span.start))
 
     def _check_labels(self, g: Graph) -> None:
         """Two labels in one scope would give two layers the same name (E020)."""
@@ -372,15 +402,18 @@ class Elaborator:
         text = self._evaluator(ctx).interpolate(lab.parts)
         if not _LABEL_RE.match(text):
             raise error("E019", f"invalid label `{text}`", lab.span,
-                        hint="labels use letters, digits and underscores only")
+                        hint="labels use letters, digits and underscores, with dots between names (conv.0)")
         return text
 
     def layer(self, s: ast.Layer, ctx: Ctx) -> None:
         label = self.label(s.label, ctx)
+        anonymous = label == ANONYMOUS
+        if anonymous:  # `_:` no name of its own: a block call then names its layers in the caller's scope
+            label = None
         if s.op in STRUCTURAL:
             getattr(self, "_" + s.op)(s, label, ctx)
         elif s.op in self.program.blocks:
-            self.call_block(s, label, ctx)
+            self.call_block(s, label, ctx, anonymous)
         else:
             spec = ops.lookup(s.op)
             if spec is None or not spec.user:
@@ -510,7 +543,7 @@ class Elaborator:
 
     # ------------------------------------------------------------ blocks
 
-    def call_block(self, s: ast.Layer, label: str | None, ctx: Ctx) -> None:
+    def call_block(self, s: ast.Layer, label: str | None, ctx: Ctx, anonymous: bool = False) -> None:
         bd = self.program.blocks[s.op]
         if s.clauses:
             raise error("E021", f"block `{s.op}` takes no body", s.clauses[0].span)
@@ -526,13 +559,13 @@ class Elaborator:
                 v = self.eval(v.default, genv_ctx.child(env=env))
             env[p.name] = v
         x = self.need_current(ctx, s.span)
-        sid = self.new_scope(label, s.op, "block", s.span, ctx)
+        sid = ctx.scope if anonymous else self.new_scope(label, s.op, "block", s.span, ctx)
         inner = Ctx(env, x, sid, ctx.region, ctx.calls + (CallSite(s.op, s.span),), False)
         before = len(self.diags)
-        self.mark("open", "scope", sid)
+        self._open_scope(sid, ctx)
         try:
             self.body(bd.body, inner)
-            self.mark("close", "scope", sid)
+            self._close_scope(sid, ctx)
         finally:
             # Errors inside the block point back at this call site too.
             for i in range(before, len(self.diags)):

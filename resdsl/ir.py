@@ -189,12 +189,13 @@ def assign_names(graph: Graph) -> None:
     (`relu`, `relu_1`, ...) skipping names already taken in the same scope.
     """
     taken: dict[int | None, set[str]] = {}
+    # A dotted label `conv.0` takes `conv` in its scope: automatic names must not enter it.
     for s in graph.scopes:
         if s.label is not None:
-            taken.setdefault(s.parent, set()).add(s.label)
+            taken.setdefault(s.parent, set()).add(s.label.split(".", 1)[0])
     for n in graph.nodes:
         if n.label is not None:
-            taken.setdefault(n.scope, set()).add(n.label)
+            taken.setdefault(n.scope, set()).add(n.label.split(".", 1)[0])
     counters: dict[tuple[int | None, str], int] = {}
 
     def auto(parent: int | None, hint: str) -> str:

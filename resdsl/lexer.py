@@ -38,8 +38,10 @@ class ResdslLexer(RegexLexer):
             (r"#.*$", Comment.Single),
             (r'"(?:[^"\\\n]|\\.)*"', String.Double),
             (r"'(?:[^'\\\n]|\\.)*'", String.Single),
-            # labels: `conv1:`, `{i}:`, `layer{s + 1}:` (not `a: b` inside a dict, which has a space or digit key)
-            (r"((?:[A-Za-z_]\w*|\{[^{}\n]*\})(?:\w|\{[^{}\n]*\})*)(:)(?![:=])", bygroups(Name.Label, Punctuation)),
+            # labels: `conv1:`, `{i}:`, `layer{s + 1}:`, `conv.0.0:` (not `a: b` inside a dict, which has a space
+            # or digit key)
+            (r"((?:[A-Za-z_]\w*|\{[^{}\n]*\})(?:\w|\{[^{}\n]*\})*(?:\.(?:\w|\{[^{}\n]*\})+)*)(:)(?![:=])",
+             bygroups(Name.Label, Punctuation)),
             (r"(block|network)(\s+)([A-Za-z_]\w*)", bygroups(Keyword.Declaration, Whitespace, Name.Function)),
             (words(KEYWORDS, suffix=r"\b"), Keyword),
             (words(CONSTANTS, suffix=r"\b"), Keyword.Constant),

@@ -276,3 +276,105 @@ def test_a_body_brace_after_a_name_still_opens_a_body():
     net = resdsl.loads("network n(flag=true) {\n    input x: [4]\n    if flag { relu }\n    for i in [1] { -> t{i} }\n"
                        "    add(t1, t{2 - 1})\n}\n")
     assert [m.op for m in net.nodes] == ["input", "relu", "add"]
+
+
+# ---------------------------------------------------------------- dotted labels: torchvision / timm module names
+
+INVERTED = """
+block inverted(c, t, s) {
+    hidden = in_channels * t
+    if t != 1 {
+        conv.0.0: conv(hidden, 1, bias=false)
+        conv.0.1: batchnorm()
+        conv.0.2: relu
+    }
+    conv.{k}.0: conv(hidden, 3, stride=s, padding=1, groups=hidden, bias=false)
+    conv.{k}.1: batchnorm()
+    conv.{k}.2: relu
+    conv.{k + 1}: conv(c, 1, bias=false)
+    conv.{k + 2}: batchnorm()
+}
+network n(cin=16, c=24, t=6, s=2) {
+    input x: [cin, 8, 8]
+    if s == 1 and cin == c {
+        features.1: residual {
+            _: inverted(c, t, s)  # `_:` no scope of its own: its layers are features.1.conv...
+        }
+    } else {
+        features.1: inverted(c, t, s)
+    }
+}
+"""
+
+
+def _inverted(text: str, t: int) -> str:
+    return text.replace("{k}", str(int(t != 1))).replace("{k + 1}", str(int(t != 1) + 1)).replace(
+        "{k + 2}", str(int(t != 1) + 2))
+
+
+@pytest.mark.parametrize("cin,c,t,s", [(16, 24, 6, 2), (24, 24, 6, 1), (32, 16, 1, 1), (16, 16, 1, 1)])
+def test_dotted_labels_carry_torchvision_mobilenet_v2_names(cin, c, t, s):
+    from torchvision.models.mobilenetv2 import InvertedResidual
+
+    from test_zoo import same_outputs
+
+    net = resdsl.loads(_inverted(INVERTED, t), cin=cin, c=c, t=t, s=s)
+    ref = nn.Sequential()
+    ref.add_module("features", nn.Sequential(nn.Identity(), InvertedResidual(cin, c, s, t)))
+    for m in ref.modules():  # resdsl's relu stands in for ReLU6 here; the names and shapes are the test
+        for k, child in m.named_children():
+            if isinstance(child, nn.ReLU6):
+                m._modules[k] = nn.ReLU()
+    same_outputs(resdsl.compile(net), ref, torch.randn(2, cin, 8, 8))  # strict load by name
+    assert sorted(k for k in ref.state_dict()) == sorted(resdsl.compile(net).state_dict())
+
+
+def test_dotted_labels_nest_and_automatic_names_keep_out():
+    net = resdsl.loads("network n() {\n    input x: [4, 2, 2]\n    conv.0: conv(4, 1)\n    conv(4, 1)\n"
+                       "    block.{1 + 1}.fc1: conv(4, 1)\n    in: relu\n    for: relu\n}\n")
+    assert [m.name for m in net.nodes] == ["x", "conv.0", "conv_1", "block.2.fc1", "in", "for"]
+    sd = resdsl.compile(net).state_dict()
+    assert sorted(sd) == ["block.2.fc1.bias", "block.2.fc1.weight", "conv.0.bias", "conv.0.weight",
+                          "conv_1.bias", "conv_1.weight"]
+
+
+def test_dotted_label_conflicts_are_located():
+    assert rendered("network n() {\n    input x: [4, 2, 2]\n    conv: conv(4, 1)\n    conv.0: conv(4, 1)\n"
+                    "    a.b: relu\n    a: group {\n        b: relu\n    }\n}\n") == (
+        "main.res:4:5: error[E020]: layer `conv.0` would be inside layer `conv`\n"
+        "  |\n"
+        "4 |     conv.0: conv(4, 1)\n"
+        "  |     ^^^^^^^^^^^^^^^^^^\n"
+        "  note: main.res:3:5: `conv` is a layer of its own, made here\n"
+        "    |\n"
+        "  3 |     conv: conv(4, 1)\n"
+        "    |     ^^^^^^^^^^^^^^^^\n"
+        "  hint: rename one of them, e.g. `conv_0`\n"
+        "main.res:7:9: error[E020]: two layers are named `a.b`\n"
+        "  |\n"
+        "7 |         b: relu\n"
+        "  |         ^^^^^^^\n"
+        "  note: main.res:5:5: first named here\n"
+        "    |\n"
+        "  5 |     a.b: relu\n"
+        "    |     ^^^^^^^^^\n"
+        "  hint: a dotted label and a labeled scope reach the same name; rename one")
+    d = fails('network n() {\n    input x: [4]\n    x.{"a b"}: relu\n}\n').first
+    assert (d.code, d.span.line, d.span.col, d.message) == ("E019", 3, 5, "invalid label `x.a b`")
+    d = fails("network n() {\n    input x: [4]\n    a..b: relu\n}\n").first
+    assert (d.code, d.span.line, d.span.col) == ("E001", 3, 6)
+
+
+def test_dotted_labels_survive_expand():
+    net = resdsl.loads(_inverted(INVERTED, 6), cin=24, c=24, t=6, s=1)
+    again = resdsl.loads(net.expand())
+    assert [(m.name, m.op, m.shape) for m in again.nodes] == [(m.name, m.op, m.shape) for m in net.nodes]
+
+
+def test_the_anonymous_label():
+    net = resdsl.loads("block b() {\n    fc: conv(4, 1)\n    relu\n}\nnetwork n() {\n    input x: [4, 2, 2]\n"
+                       "    s: group {\n        _: b()\n        _: relu\n        _: group {\n            relu\n        }\n"
+                       "        b()\n    }\n}\n")
+    assert [m.name for m in net.nodes] == ["x", "s.fc", "s.relu", "s.relu_1", "s.relu_2", "s.b.fc", "s.b.relu"]
+    err = fails("block b() {\n    fc: conv(4, 1)\n}\nnetwork n() {\n    input x: [4, 2, 2]\n    _: b()\n    _: b()\n}\n")
+    assert err.first.code == "E020" and err.first.span.line == 2
