@@ -252,8 +252,10 @@ class Elaborator:
         """A failed `... -> name` still defines `name` (poisoned), so later uses are skipped quietly
         instead of each reporting `undefined name`."""
         try:
-            if isinstance(s, ast.Layer) and s.bind is not None:
-                ctx.env[self.bound_name(s.bind, s.bind_template, ctx)] = POISON
+            if isinstance(s, ast.Layer):
+                for target in s.binds:
+                    for name in self._evaluator(ctx).expand_names(target.parts, target.span):
+                        ctx.env[name] = POISON
             elif isinstance(s, ast.Bind):
                 ctx.env[self.bound_name(s.name, s.template, ctx)] = POISON
         except (ResdslError, _Poisoned):  # the name itself failed: it was reported with the statement
@@ -410,6 +412,9 @@ class Elaborator:
         anonymous = label == ANONYMOUS
         if anonymous:  # `_:` no name of its own: a block call then names its layers in the caller's scope
             label = None
+        if s.op == "split" and s.op not in self.program.blocks:  # a file's own block `split` keeps working
+            self._split(s, label, ctx)
+            return
         if s.op in STRUCTURAL:
             getattr(self, "_" + s.op)(s, label, ctx)
         elif s.op in self.program.blocks:
@@ -424,8 +429,17 @@ class Elaborator:
                 raise error("E021", f"`{s.op}` takes no body", s.clauses[0].span,
                             hint="only residual, dense, parallel, group and branch have bodies")
             self.op_layer(spec, s, label, ctx)
-        if s.bind is not None:
-            ctx.env[self.bound_name(s.bind, s.bind_template, ctx)] = ctx.current
+        if s.binds:
+            self._bind_one(s, ctx)
+
+    def _bind_one(self, s: ast.Layer, ctx: Ctx) -> None:
+        """`layer -> NAME`: one name for the layer's one output (only `split` makes several)."""
+        names = [n for t in s.binds for n in self._evaluator(ctx).expand_names(t.parts, t.span)]
+        if len(names) != 1:
+            raise error("E021", f"`{s.op}` gives one tensor; it cannot be bound to {len(names)} names",
+                        s.binds[0].span if len(s.binds) == 1 else s.binds[1].span,
+                        hint="only `split(...)` binds several tensors: split(4) -> x{1..4}")
+        ctx.env[names[0]] = ctx.current
 
     def bound_name(self, name: str, template: ast.Label | None, ctx: Ctx) -> str:
         """The name a `-> NAME` or `from NAME` means here: `skip{i}` with i = 2 is `skip2`."""
@@ -451,6 +465,9 @@ class Elaborator:
             if a.name is None:
                 if takes_tensors and isinstance(v, Tensor):
                     tensors.append((v, a.span))
+                    continue
+                if takes_tensors and isinstance(a.value, ast.Interp) and isinstance(v, tuple):
+                    tensors.extend((t, a.span) for t in v)  # concat(y{1..4}): several tensors (maybe none)
                     continue
                 if pos_i >= len(positional):
                     raise error("E013", f"{what} takes {len(positional)} positional argument"
@@ -743,6 +760,30 @@ class Elaborator:
         self._close_scope(sid, ctx)
         ctx.current = out
 
+    _SPLIT = (ops.Param("sections", "any", ops.REQUIRED),)
+
+    def _split(self, s: ast.Layer, label: str | None, ctx: Ctx) -> None:
+        """`split(4) -> x{1..4}` or `split([a, b]) -> p, q`: channel slices of the current tensor, one
+        `slice` node each, bound to the names in order; afterwards no tensor is current (`from x1`)."""
+        a, spans, _ = self.bind_args(self._SPLIT, s.args, ctx, "split", s.span)
+        if s.clauses:
+            raise error("E021", "`split` takes no body", s.clauses[0].span)
+        x = self.need_current(ctx, s.span)
+        sizes = _split_sizes(a["sections"], x.shape[0], spans["sections"])
+        names = [n for t in s.binds for n in self._evaluator(ctx).expand_names(t.parts, t.span)]
+        if len(names) != len(sizes):
+            k = len(sizes)
+            raise error("E013", f"split makes {k} tensors but {'they are' if names else 'none is'} bound to "
+                        f"{len(names) or 'no'} name{'s' if len(names) != 1 else ''}",
+                        s.binds[0].span if s.binds else s.span, hint=f"bind each piece: split(...) -> x{{1..{k}}}")
+        start = 0
+        for i, (name, size) in enumerate(zip(names, sizes)):
+            piece = self.make(ops.OPS["slice"], {"start": start, "stop": start + size, "dim": 0}, [x],
+                              f"{label}.{i}" if label else None, s.span, ctx)
+            ctx.env[name] = piece
+            start += size
+        ctx.current = None
+
     def _zero_last_norm(self, branch: tuple[int, ...], s: ast.Layer, spans: dict) -> None:
         g = self.graph
         for i in reversed(branch):
@@ -923,6 +964,29 @@ def _check_kind(p: ops.Param, v: object, span: Span) -> object:
             raise bad('"none" or a norm: ' + ", ".join(ops.NORMS), did_you_mean(str(v), ops.NORMS) if isinstance(v, str) else None)
         return v
     raise AssertionError(f"internal error: no rule for argument kind {k}")
+
+
+def _near_equal(channels: int, k: int) -> tuple[int, ...]:
+    """k sizes adding up to channels, the first ones one larger (as torch.tensor_split)."""
+    return tuple(channels // k + (1 if i < channels % k else 0) for i in range(min(k, channels)))
+
+
+def _split_sizes(sections: object, channels: int, span: Span) -> tuple[int, ...]:
+    """The channel counts of `split(n)` (n equal pieces) or `split([a, b, ...])` (they must add up)."""
+    if isinstance(sections, int) and not isinstance(sections, bool):
+        if sections < 1 or channels % sections:
+            raise error("E014", f"split({sections}): {channels} channels do not split into {sections} equal pieces",
+                        span, hint=f"give the sizes instead: split({show(_near_equal(channels, sections))})"
+                        if sections >= 1 else "split(n) takes n >= 1")
+        return (channels // sections,) * sections
+    if isinstance(sections, tuple) and sections and all(
+            isinstance(k, int) and not isinstance(k, bool) and k >= 1 for k in sections):
+        if sum(sections) != channels:
+            raise error("E014", f"split sizes {show(sections)} add up to {sum(sections)}, but the tensor has "
+                        f"{channels} channels", span)
+        return sections
+    raise error("E014", f"split takes a number of equal pieces or a list of positive sizes, got {show(sections)}",
+                span, hint="e.g. split(4) or split([26, 26, 26, 26])")
 
 
 def _coerce_override(name: str, value: object, default: object, span: Span) -> object:

@@ -202,18 +202,42 @@ class Evaluator:
             if isinstance(part, str):
                 text += part
                 continue
+            if isinstance(part, ast.RangePart):
+                raise error("E019", "`{a..b}` names several tensors, and this place takes one name", part.span,
+                            hint="ranges belong in `split(n) -> x{1..n}` and in merges' arguments: concat(y{1..n})")
             v = self.eval(part)
             if isinstance(v, bool) or not isinstance(v, (int, str)):
                 raise error("E019", f"a label part must be an int or a string, got {type_name(v)}", part.span)
             text += str(v)
         return text
 
+    def expand_names(self, parts: tuple, span: Span) -> tuple[str, ...]:
+        """The names a template stands for: one, or one per value of its `{a..b}` range (inclusive)."""
+        ranges = [i for i, p in enumerate(parts) if isinstance(p, ast.RangePart)]
+        if not ranges:
+            names = (self.interpolate(parts),)
+        elif len(ranges) > 1:
+            raise error("E019", "a name can hold one `{a..b}` range", span)
+        else:
+            i = ranges[0]
+            lo, hi = self.eval(parts[i].lo), self.eval(parts[i].hi)
+            if not all(isinstance(v, int) and not isinstance(v, bool) for v in (lo, hi)):
+                raise error("E019", f"a range's ends must be ints, got {type_name(lo)} and {type_name(hi)}", span)
+            if hi - lo + 1 > MAX_ITEMS:
+                raise error("E040", f"`{{{lo}..{hi}}}` names more than {MAX_ITEMS} tensors", span)
+            self.charge(max(hi - lo + 1, 0), span)
+            names = tuple(self.interpolate(parts[:i] + (str(v),) + parts[i + 1:]) for v in range(lo, hi + 1))
+        for name in names:
+            if not name.isidentifier():
+                raise error("E019", f"invalid tensor name `{name}`", span,
+                            hint="a tensor name starts with a letter or underscore, e.g. skip{i}")
+        return names
+
     def _Interp(self, e: ast.Interp):
-        name = self.interpolate(e.parts)
-        if not name.isidentifier():
-            raise error("E019", f"invalid name `{name}`", e.span,
-                        hint="a name starts with a letter or underscore and has letters, digits, underscores")
-        return self.lookup(name, e.span)
+        names = self.expand_names(e.parts, e.span)
+        if any(isinstance(p, ast.RangePart) for p in e.parts):  # y{1..4}: the tensors y1, y2, y3, y4
+            return tuple(self.lookup(n, e.span) for n in names)
+        return self.lookup(names[0], e.span)
 
     def _Call(self, e: ast.Call):
         fn = BUILTINS.get(e.func)
@@ -430,6 +454,8 @@ def names_in(e: ast.Expr | None) -> set[str]:
             stack += [v for kv in x.pairs for v in kv]
         elif isinstance(x, ast.Interp):
             stack += [p for p in x.parts if not isinstance(p, str)]
+        elif isinstance(x, ast.RangePart):
+            stack += [x.lo, x.hi]
     return out
 
 

@@ -18,7 +18,7 @@ from .ops import ALIASES, OPS
 KEYWORDS = ("import", "block", "network", "input", "output", "from", "for", "in", "if", "else", "and", "or", "not",
             "assert")
 CONSTANTS = ("true", "false", "none")
-STRUCTURAL = ("residual", "dense", "parallel", "group", "branch", "shortcut")
+STRUCTURAL = ("residual", "dense", "parallel", "group", "branch", "shortcut", "split")
 OP_NAMES = tuple(sorted((set(OPS) | set(ALIASES)) - {"input"}))
 
 

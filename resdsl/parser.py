@@ -122,6 +122,7 @@ def _lark() -> Lark:
     )
 
 
+_RANGE = re.compile(r"([^.]+)\.\.([^.]+)")  # the braces of x{1..s}: two expressions without dots
 _ESCAPES = {"n": "\n", "t": "\t", "\\": "\\", '"': '"', "'": "'"}
 
 
@@ -196,10 +197,10 @@ class _ToAst(Transformer):
             op_span=self.tok_span(name),
             args=args[0] if args is not None else (),
             clauses=clauses or (),
-            bind=None if bind is None else str(bind),
+            bind=None if bind is None else str(bind[0]),
             span=self._span(meta),
             has_parens=args is not None,
-            bind_template=self._template(bind),
+            binds=tuple(self._target(t) for t in bind or ()),
         )
 
     def call_args(self, meta, c):
@@ -212,7 +213,11 @@ class _ToAst(Transformer):
         return ast.Clause(self._ident(c[0]), c[1], self._span(meta))
 
     def bind(self, meta, c):
-        return c[0]
+        return list(c)
+
+    def _target(self, tok: Token) -> ast.Label:
+        """A bound tensor's name as a label: one literal part, or a template."""
+        return self._template(tok) or ast.Label((str(tok),), self.tok_span(tok))
 
     def _template(self, tok: Token | None) -> ast.Label | None:
         """The parts of an interpolated tensor name (`skip{i}`); None for a plain name (checked here)."""
@@ -270,6 +275,12 @@ class _ToAst(Transformer):
             inner = m.group(1)
             col = span.col + m.start(1)
             try:
+                rng = _RANGE.fullmatch(inner)
+                if rng:  # x{1..s}: the names x1 .. xs
+                    lo, hi = (_parse_expr(rng.group(k), self.file, span.line - 1, col - 1 + rng.start(k),
+                                          span.start + m.start(1) + rng.start(k)) for k in (1, 2))
+                    parts.append(ast.RangePart(lo, hi, span))
+                    continue
                 parts.append(_parse_expr(inner, self.file, span.line - 1, col - 1, span.start + m.start(1)))
             except _TooDeep:  # positions inside the label are relative to it: report the label itself
                 raise error("E040", "the label's expression is nested too deeply", span,

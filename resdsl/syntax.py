@@ -82,6 +82,15 @@ class DictLit:
 
 
 @dataclass(frozen=True)
+class RangePart:
+    """`{1..s}` inside a tensor name: the names for lo, lo + 1, ..., hi (inclusive, as x_1 .. x_s)."""
+
+    lo: "Expr"
+    hi: "Expr"
+    span: Span
+
+
+@dataclass(frozen=True)
 class Interp:
     """A name built when the network is: `skip{i}` (parts are literal text or expressions)."""
 
@@ -131,7 +140,7 @@ class Layer:
     bind: str | None  # the name as written; `skip{i}` when it interpolates
     span: Span
     has_parens: bool = False
-    bind_template: "Label | None" = None  # set when the bound name interpolates
+    binds: tuple["Label", ...] = ()  # every `-> a, b{i}, x{1..4}` target, each as a (template) label
 
 
 @dataclass(frozen=True)
