@@ -487,8 +487,9 @@ def test_split_error_rendering():
 # ---------------------------------------------------------------- the formatter keeps the new statements
 
 
-@pytest.mark.parametrize("text", [CHAIN, BUDGET.replace("{macs}", "1"), UNET, INVERTED, RES2NET])
-def test_formatter_is_idempotent_on_the_new_statements(text):
+@pytest.mark.parametrize("text,builds", [(CHAIN, True), (BUDGET.replace("{macs}", "1"), False), (UNET, True),
+                                         (_inverted(INVERTED, 6), True), (RES2NET, False)])
+def test_formatter_is_idempotent_on_the_new_statements(text, builds):
     from resdsl.fmt import format_source
     from resdsl.parser import parse
 
@@ -496,6 +497,6 @@ def test_formatter_is_idempotent_on_the_new_statements(text):
     assert format_source(once) == once
     strip = lambda m: [type(i).__name__ for i in m.items]  # noqa: E731
     assert strip(parse(once)) == strip(parse(text))
-    if "{macs}" not in text and "{k}" not in text and "split" not in text:
+    if builds:
         a, b = resdsl.loads(text), resdsl.loads(once)
         assert [(m.name, m.op, m.shape) for m in a.nodes] == [(m.name, m.op, m.shape) for m in b.nodes]
