@@ -46,6 +46,7 @@ class Ctx:
     calls: tuple[CallSite, ...]
     in_network: bool
     branches: list | None = None  # collects branch outputs inside parallel { }
+    ev: Evaluator | None = None  # this context's evaluator, made on first use (it reads env/current live)
 
     def child(self, **changes) -> "Ctx":
         c = Ctx(self.env, self.current, self.scope, self.region, self.calls, self.in_network, None)
@@ -203,6 +204,11 @@ class Elaborator:
     # ------------------------------------------------------------ expressions
 
     def _evaluator(self, ctx: Ctx) -> Evaluator:
+        if ctx.ev is None:
+            ctx.ev = self._make_evaluator(ctx)
+        return ctx.ev
+
+    def _make_evaluator(self, ctx: Ctx) -> Evaluator:
         genv = self.globals
 
         def lookup(name: str, span: Span) -> object:
