@@ -43,6 +43,8 @@ INTS = (-2, -1, 0, 1, 1, 2, 2, 3, 4, 7, 10 ** 6)
 FLOATS = ("-1.0", "0.0", "1e-6", "0.1", "0.5", "1.0", "2.0", "1e39", "-1e39", "3e38", "0.999")
 DIMS = (1, 1, 2, 3, 4, 6)
 
+# ops that are resdsl's own (backends/modules.py helpers, not torch modules): their ranges are resdsl's
+RESDSL_DEFINED = {"zeropad", "crop"}
 # per-op overrides where a uniform draw would almost never be valid (the draw still goes outside often)
 GENERATORS: dict[str, object] = {}
 
@@ -194,10 +196,14 @@ def _judge_refusal(e: ResdslError, shape, body) -> str:
         y2 = _run_lowered(op, derived, [tuple(shape)], training=False)
     except Exception:  # noqa: BLE001 -- torch refuses too: consistent
         return "refused statically, torch refuses too"
+    if y.numel() == 0 or y2.numel() == 0:  # resdsl shapes have positive sizes only
+        return "refused statically, torch gives an empty tensor"
     if not (torch.isfinite(y).all() and torch.isfinite(y2).all()):
         return "refused statically, torch gives non-finite values"
     if "finite float32" in d.message:  # torch rounds it to inf and computes on (e.g. 1 / sqrt(var + inf) = 0)
         return "refused statically (beyond float32), torch silently computes with inf"
+    if name in RESDSL_DEFINED:
+        return "refused statically (an op resdsl defines, no torch counterpart)"
     raise AssertionError(f"resdsl refuses what torch runs cleanly:\n{_source(shape, body)}\n{d.message}")
 
 

@@ -90,7 +90,8 @@ def _fvcore_avg(a, xs, y, p) -> int:  # aten::adaptive_avg_pool2d: elementwise_f
     return numel(xs[0]) if len(xs[0]) == 3 else 0
 
 
-_OUTPUT_SIZE = Param("output_size", "size", lo=1)
+_OUTPUT_SIZE = Param("output_size", "size", lo=1, torch_exact=False,
+                     why="torch would return an empty tensor; give sizes of at least 1 (none keeps the input's)")
 for _kind, _saves, _fv, _th in (("avg", Saves.NOTHING, _fvcore_avg, _thop_adaptive(False)),
                                 ("max", Saves.INPUT, zero, zero)):
     register(OpDef(
