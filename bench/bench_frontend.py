@@ -96,7 +96,7 @@ def chains(sizes, repeat: int) -> None:
 
         def from_flat():
             parser._CACHE.clear()
-            return resdsl.loads(flat)
+            return resdsl.loads(flat, limits=resdsl.Limits(max_source_bytes=10**8))  # 2 MB at 10,000 blocks
 
         t_flat, again = median(from_flat, max(1, repeat // 2))
         assert [n.name for n in again.nodes] == [n.name for n in net.nodes]

@@ -14,6 +14,7 @@ library and shared imports are parsed once per process.
 from __future__ import annotations
 
 import functools
+import gc
 import re
 from collections import OrderedDict
 from pathlib import Path
@@ -476,10 +477,14 @@ class _Builder:
         """Parse `text` from `start` into AST values; re-entrant (labels parse their {expressions})."""
         saved = self.ast, self.ext, self.limit
         self.ast, self.ext, self.limit = to_ast, {}, limit
+        collecting = gc.isenabled()
+        gc.disable()  # an AST is acyclic: the cyclic collector's passes over a large one only cost time
         try:
             return lark.parse(text, start=start)
         finally:
             self.ast, self.ext, self.limit = saved
+            if collecting:
+                gc.enable()
 
 
 @functools.lru_cache(maxsize=1)
