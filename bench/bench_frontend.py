@@ -15,7 +15,6 @@ import argparse
 import statistics
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -23,24 +22,10 @@ sys.path.insert(0, str(ROOT))
 
 import resdsl  # noqa: E402
 from resdsl import parser  # noqa: E402
+from bench_analysis import CHAIN  # noqa: E402  (bench/ is on sys.path when run as a script)
+from common import median  # noqa: E402
 
 RESNET = ROOT / "examples" / "resnet.res"
-CHAIN = """
-network chain(K = 100, D = 16) {
-  input x: [D]
-  for i in range(K) { residual { relu; linear(D, init="he") } }
-  output y
-}"""
-
-
-def median(fn, repeat: int) -> tuple[float, object]:
-    """Median wall time of `repeat` calls, and the last result."""
-    times, out = [], None
-    for _ in range(repeat):
-        t = time.perf_counter()
-        out = fn()
-        times.append(time.perf_counter() - t)
-    return statistics.median(times), out
 
 
 def count(net: resdsl.Network) -> tuple[int, int]:
