@@ -16,6 +16,7 @@ from __future__ import annotations
 import functools
 import gc
 import re
+import threading
 from collections import OrderedDict
 from pathlib import Path
 
@@ -51,7 +52,7 @@ class _Newlines:
 
     always_accept = ("_NL",)
     _BODY_AFTER = {"NAME", "TNAME", "RPAR", "RSQB", "INT", "FLOAT", "STRING", "TRUE", "FALSE", "NONE"}
-    max_depth = 200  # set from Limits.max_nesting by `parse` before each parse
+    max_depth = 200  # set from Limits.max_nesting by `_Builder.run` for each parse
 
     def process(self, stream):
         stack: list[str] = []
@@ -402,6 +403,7 @@ class _Builder:
 
     def __init__(self, lark: Lark):
         self.ast = _ToAst("<string>")
+        self.lock = threading.RLock()
         self.limit = 200
         self.ext: dict[int, tuple] = {}  # id -> (value, line, col, pos, end_line, end_col, end_pos, depth)
         callbacks = {rule: self._callback(rule) for rule in lark.rules}
@@ -475,16 +477,18 @@ class _Builder:
 
     def run(self, lark: Lark, text: str, start: str, to_ast: "_ToAst", limit: int):
         """Parse `text` from `start` into AST values; re-entrant (labels parse their {expressions})."""
-        saved = self.ast, self.ext, self.limit
-        self.ast, self.ext, self.limit = to_ast, {}, limit
-        collecting = gc.isenabled()
-        gc.disable()  # an AST is acyclic: the cyclic collector's passes over a large one only cost time
-        try:
-            return lark.parse(text, start=start)
-        finally:
-            self.ast, self.ext, self.limit = saved
-            if collecting:
-                gc.enable()
+        with self.lock:  # one parse at a time per process (the state above is shared); re-entrant
+            postlex = lark.options.postlex
+            saved = self.ast, self.ext, self.limit, postlex.max_depth
+            self.ast, self.ext, self.limit, postlex.max_depth = to_ast, {}, limit, limit
+            collecting = gc.isenabled()
+            gc.disable()  # an AST is acyclic: the cyclic collector's passes over a large one only cost time
+            try:
+                return lark.parse(text, start=start)
+            finally:
+                self.ast, self.ext, self.limit, postlex.max_depth = saved
+                if collecting:
+                    gc.enable()
 
 
 @functools.lru_cache(maxsize=1)
@@ -600,7 +604,6 @@ def parse(text: str, file: str = "<string>", limits: Limits = DEFAULT) -> ast.Mo
         return hit
     limit = limits.max_nesting
     lark = _lark()
-    lark.options.postlex.max_depth = limit
     try:
         items = _builder().run(lark, text + "\n", "start", _ToAst(file), limit)
     except UnexpectedInput as e:
@@ -616,7 +619,6 @@ def parse_expression(text: str) -> ast.Expr:
     """Parse a lone expression (used for `--set NAME=VALUE`)."""
     source = register(Source("<command line>", text))
     lark = _lark()
-    lark.options.postlex.max_depth = DEFAULT.max_nesting
     try:
         return _builder().run(lark, text, "expr", _ToAst("<command line>"), DEFAULT.max_nesting)
     except UnexpectedInput as e:
