@@ -91,6 +91,27 @@ _NESTING_RULES = frozenset(
 )
 
 
+def _first_too_deep(text: str, start: str, limit: int) -> _TooDeep:
+    """Where a parse-tree walk finds the first value nested past `limit` (the place E040 has always
+    named; the builder notices the depth bottom-up, at a node further in).  Error path only."""
+    lark = Lark(grammar_path().read_text(), parser="lalr", lexer="contextual", postlex=_Newlines(),
+                propagate_positions=True, maybe_placeholders=True, start=["start", "expr"], cache=True)
+    lark.options.postlex.max_depth = limit
+    try:
+        tree = lark.parse(text, start=start)
+    except _TooDeep as e:
+        return e
+    stack = [(tree, 0)]
+    while stack:
+        node, depth = stack.pop()
+        if node.data in _NESTING_RULES:
+            depth += 1
+            if depth > limit:
+                return _TooDeep(None, node.meta)
+        stack.extend((c, depth) for c in node.children if isinstance(c, Tree))
+    return _TooDeep(None)  # pragma: no cover - the builder found one
+
+
 def _too_deep(e: _TooDeep, source: Source, limit: int) -> ResdslError:
     if e.tok is not None:
         span = Span(source.name, e.tok.line, e.tok.column, e.tok.end_line, e.tok.end_column,
@@ -609,6 +630,8 @@ def parse(text: str, file: str = "<string>", limits: Limits = DEFAULT) -> ast.Mo
     except UnexpectedInput as e:
         raise _syntax_error(e, source) from None
     except _TooDeep as e:
+        if e.tok is None:  # found by the builder: report it where the tree walk always did
+            e = _first_too_deep(text + "\n", "start", limit)
         raise _too_deep(e, source, limit) from None
     module = ast.Module(file, tuple(items))
     _remember(key, module)
@@ -624,6 +647,8 @@ def parse_expression(text: str) -> ast.Expr:
     except UnexpectedInput as e:
         raise _syntax_error(e, source) from None
     except _TooDeep as e:
+        if e.tok is None:
+            e = _first_too_deep(text, "expr", DEFAULT.max_nesting)
         raise _too_deep(e, source, DEFAULT.max_nesting) from None
 
 
