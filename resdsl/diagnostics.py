@@ -25,7 +25,7 @@ CODES: dict[str, str] = {
     "E013": "wrong arguments",
     "E014": "bad argument value",
     "E015": "type error in expression",
-    "E016": "recursive block",
+    "E016": "recursion without end",
     "E017": "network not found",
     "E018": "unknown network parameter",
     "E019": "invalid label",
@@ -41,6 +41,7 @@ CODES: dict[str, str] = {
     "E037": "network has no input or output",
     "E040": "resource limit exceeded",
     "E041": "arithmetic error",
+    "E042": "assertion failed",
 }
 
 
@@ -138,6 +139,8 @@ def did_you_mean(name: str, candidates: Iterable[str]) -> str | None:
             continue
         # An abbreviation (`kernel` for `kernel_size`) ranks after every near-miss.
         d = _distance(low, cl, budget) if not (len(low) >= 3 and cl.startswith(low)) else budget + 0.5
+        if _doubled(low, cl):
+            d = 0.5  # a letter typed twice (`reluu`) beats a different op one edit away (`relu6`)
         score = (d, abs(len(c) - len(name)), len(c))  # ties: a same-length candidate (a swap) first
         if d <= budget + 0.5 and d < len(c) and (best is None or score < best[0]):
             best = (score, c)

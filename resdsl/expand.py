@@ -12,9 +12,6 @@ from . import ops
 from .evaluate import show
 from .ir import Graph, Node
 
-_DERIVED = {"normalized_shape"}
-
-
 def _value(v: object) -> str:
     if isinstance(v, tuple) and v and all(x == v[0] for x in v) and not isinstance(v[0], float):
         return show(v[0])
@@ -29,7 +26,7 @@ def _same(v: object, default: object) -> bool:
 
 def _args(n: Node, operands: list[str]) -> str:
     spec = ops.OPS[n.op]
-    params = [p for p in spec.params if p.kind != "tensors" and p.name not in _DERIVED]
+    params = [p for p in spec.params if p.kind != "tensors"]
     parts = list(operands)
     for idx, p in enumerate(params):
         v = n.attrs.get(p.name, p.default)
@@ -69,8 +66,10 @@ class _Writer:
             if i in local:
                 self.inline_outputs.setdefault(i, []).append(name)
 
-    def local(self, qualified: str) -> str:
-        return qualified.rsplit(".", 1)[-1]
+    def local(self, qualified: str, scope: int | None) -> str:
+        """The name within its enclosing scope; a dotted label stays whole (`conv.0.0`)."""
+        base = self.g.scopes[scope].name if scope is not None else ""
+        return qualified[len(base) + 1:] if base else qualified
 
     def tname(self, i: int) -> str:
         if i in self.input_names:
@@ -93,11 +92,11 @@ class _Writer:
             s = g.scopes[ref]
             if s.kind in ("residual", "dense", "parallel"):  # printed as the region's label
                 if action == "open":
-                    self.label_for_region[ref] = self.local(s.name)
+                    self.label_for_region[ref] = self.local(s.name, s.parent)
                 return
             if action == "open":
                 word = "branch" if s.kind == "branch" else "group"
-                self.put(f"{self.local(s.name)}: {word} {{")
+                self.put(f"{self.local(s.name, s.parent)}: {word} {{")
                 self.depth += 1
             else:
                 if s.kind == "branch":  # a parallel branch may end on `from NAME`: make its result current
@@ -170,7 +169,7 @@ class _Writer:
         for i in n.inputs[1:]:
             self.need.add(i)
             operands.append(self.tname(i))
-        line = "    " * self.depth + f"{self.local(n.name)}: {n.op}{_args(n, operands)}"
+        line = "    " * self.depth + f"{self.local(n.name, n.scope)}: {n.op}{_args(n, operands)}"
         self.lines.append(f"{line:<72}  # {_origin(n)}")
         self.current = n.id
         if n.id in self.need:

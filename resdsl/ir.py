@@ -16,8 +16,6 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Mapping
 
-import networkx as nx
-
 from . import ops
 from .span import Span
 
@@ -49,11 +47,11 @@ class Node:
     name: str = ""  # qualified name, filled by `assign_names`
 
     @property
-    def spec(self) -> ops.OpSpec:
+    def spec(self) -> ops.OpDef:
         return ops.OPS[self.op]
 
     @property
-    def family(self) -> str:
+    def family(self) -> ops.Family:
         return ops.OPS[self.op].family
 
 
@@ -93,6 +91,17 @@ class Scope:
     name: str = ""  # qualified name, filled by `assign_names`
 
 
+@dataclass(frozen=True)
+class Contract:
+    """An `assert` that names a network total (params, buffers, macs): checked once the graph
+    is built (resdsl/contracts.py), in the variables it saw where it stood."""
+
+    test: object  # syntax.Expr
+    message: object  # syntax.Expr | None
+    env: Mapping[str, object]
+    span: Span
+
+
 @dataclass
 class Graph:
     name: str
@@ -106,6 +115,7 @@ class Graph:
     # (number of nodes created so far, "open"|"close", "scope"|"region"|"part", id)
     # where a part id is the branch index, or -1 for a residual's shortcut.
     structure: list[tuple[int, str, str, int]] = field(default_factory=list)
+    contracts: list[Contract] = field(default_factory=list)
 
     # -- queries
     def successors(self) -> list[list[int]]:
@@ -115,8 +125,10 @@ class Graph:
                 succ[i].append(n.id)
         return succ
 
-    def to_networkx(self) -> nx.MultiDiGraph:
+    def to_networkx(self) -> "networkx.MultiDiGraph":  # noqa: F821
         """Lossless export: one edge per input slot (key = slot index)."""
+        import networkx as nx  # on demand: importing it takes longer than checking ResNet-50
+
         g = nx.MultiDiGraph(name=self.name)
         for n in self.nodes:
             g.add_node(n.id, op=n.op, name=n.name, shape=n.shape, params=n.params, buffers=n.buffers,
@@ -145,22 +157,22 @@ class Graph:
             assert all(0 <= i < idx for i in n.inputs), f"node {n.name}: inputs {n.inputs} not topologically before {idx}"
             assert isinstance(n.attrs, MappingProxyType), f"node {n.name}: attrs must be read-only"
             assert all(isinstance(d, int) and d > 0 for d in n.shape), f"node {n.name}: bad shape {n.shape}"
-            if spec.params:
-                known = {p.name for p in spec.params}
-                extra = set(n.attrs) - known - {"normalized_shape", "shape"}
+            if spec.user:
+                known = {p.name for p in spec.params} | set(spec.derived)
+                extra = set(n.attrs) - known
                 assert not extra, f"node {n.name}: attributes {sorted(extra)} not in the op table for {n.op}"
-            if n.op != "input":
-                attrs = dict(n.attrs)
-                shape = spec.infer(attrs, [self.nodes[i].shape for i in n.inputs])
+                xs = [self.nodes[i].shape for i in n.inputs]
+                shape, attrs = spec.elaborate(n.attrs, xs)
                 assert shape == n.shape, f"node {n.name}: stored shape {n.shape} != inferred {shape}"
-                counts = spec.count(attrs, [self.nodes[i].shape for i in n.inputs], shape)
+                assert attrs == dict(n.attrs), f"node {n.name}: stored attributes differ from the shape rule's"
+                counts = spec.count(attrs, xs, shape)
                 assert counts == (n.params, n.buffers), f"node {n.name}: counts {(n.params, n.buffers)} != {counts}"
         names = [n.name for n in self.nodes]
         assert len(set(names)) == len(names), "node names are not unique"
         for name, i in list(self.inputs.items()) + list(self.outputs.items()):
             assert 0 <= i < len(self.nodes), f"input/output {name} points at missing node {i}"
         for r in self.regions:
-            assert r.merge < len(self.nodes) and self.nodes[r.merge].op in ("add", "concat"), f"region {r.name}: bad merge"
+            assert r.merge < len(self.nodes) and self.nodes[r.merge].spec.merge, f"region {r.name}: bad merge"
             assert len(r.branches) == len(r.branch_slots), f"region {r.name}: branch/slot mismatch"
             for b in r.branches:
                 assert all(r.input < i < r.merge for i in b), f"region {r.name}: branch nodes outside the region"
@@ -177,12 +189,13 @@ def assign_names(graph: Graph) -> None:
     (`relu`, `relu_1`, ...) skipping names already taken in the same scope.
     """
     taken: dict[int | None, set[str]] = {}
+    # A dotted label `conv.0` takes `conv` in its scope: automatic names must not enter it.
     for s in graph.scopes:
         if s.label is not None:
-            taken.setdefault(s.parent, set()).add(s.label)
+            taken.setdefault(s.parent, set()).add(s.label.split(".", 1)[0])
     for n in graph.nodes:
         if n.label is not None:
-            taken.setdefault(n.scope, set()).add(n.label)
+            taken.setdefault(n.scope, set()).add(n.label.split(".", 1)[0])
     counters: dict[tuple[int | None, str], int] = {}
 
     def auto(parent: int | None, hint: str) -> str:

@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .contracts import check_contracts
 from .diagnostics import ResdslError
 from .elaborate import elaborate
 from .ir import Graph, Node
@@ -188,8 +189,10 @@ def _build(program, network, params, limits, input_shapes, source: str) -> Netwo
 
     try:
         if not any(isinstance(d, str) or not isinstance(d, int) for s in (input_shapes or {}).values() for d in s):
-            return Network(elab(input_shapes), source, limits)
-        graph, symbols = concrete_for_symbols(elab, input_shapes)
+            graph, symbols = elab(input_shapes), {}
+        else:
+            graph, symbols = concrete_for_symbols(elab, input_shapes)
+        check_contracts(graph)  # asserts on params / buffers / macs, once the whole network is built
         return Network(graph, source, limits, symbols)
     except ResdslError as e:
         raise explain_invalid_size(e, elab, input_shapes) from None

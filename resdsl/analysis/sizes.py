@@ -21,6 +21,7 @@ import re
 from dataclasses import dataclass, field
 
 from ..ir import Graph, Node
+from ..ops import Spatial
 
 
 @dataclass
@@ -55,7 +56,8 @@ def node_problems(g: Graph, n: Node) -> list[Rounding]:
     def add(dim: int, msg: str) -> None:
         out.append(Rounding(n.name, n.op, dim, msg, src))
 
-    if (n.family == "conv" and not n.op.startswith("conv_transpose")) or n.op in ("maxpool", "avgpool"):
+    kind = n.spec.spatial
+    if kind is Spatial.WINDOW:
         if a.get("padding") == "same":
             return out
         x = xs[0]
@@ -67,21 +69,21 @@ def node_problems(g: Graph, n: Node) -> list[Rounding]:
                        f"{'ceil' if n.shape[1 + i] * s > L else 'floor'}({L}/{s}))")
             elif lost and d_eff(k, di) >= s:  # with kernel < stride pixels are skipped by design anyway
                 add(i, f"the last {lost} input pixel(s) of {L} are never read (kernel {k}, stride {s}, padding {p})")
-    elif n.op == "crop" or (n.op == "concat" and a.get("crop")):
+    elif kind is Spatial.CROP or (kind is Spatial.MERGE and a.get("crop")):
         target = n.shape[1:]
         for x in xs:
             for i, (L, M) in enumerate(zip(x[1:], target)):
                 if (L - M) % 2:
                     add(i, f"cropping {L} to {M} cannot be centered (odd difference {L - M})")
-    elif n.op in ("adaptive_avgpool", "adaptive_maxpool"):
+    elif kind is Spatial.ADAPTIVE:
         for i, (L, M) in enumerate(zip(xs[0][1:], n.shape[1:])):
             if L % M:
                 add(i, f"adaptive pooling from {L} to {M}: windows of unequal size ({L} is not a multiple of {M})")
-    elif n.op == "upsample" and a.get("size") is not None:
+    elif kind is Spatial.RESAMPLE and a.get("size") is not None:
         for i, (L, M) in enumerate(zip(xs[0][1:], n.shape[1:])):
             if M % L:
                 add(i, f"upsampling {L} to {M} is not an integer scale")
-    elif n.op == "zeropad":
+    elif kind is Spatial.SUBSAMPLE:
         for i, (L, s) in enumerate(zip(xs[0][1:], a["stride"])):
             if L % s:
                 add(i, f"input length {L} is not divisible by the shortcut's stride {s}")
@@ -95,10 +97,11 @@ def problems(g: Graph) -> list[Rounding]:
 
 def rounding_terms(n: Node, xs: list, y: tuple) -> list[tuple[int, object]]:
     """(spatial index, expression) pairs; an expression (an int, or a symbolic `Dim`) is non-zero
-    exactly where `n` rounds in that spatial dimension."""
+    exactly where `n` rounds in that spatial dimension.  Dispatches on the op's `spatial` facet."""
     a = n.attrs
+    kind = n.spec.spatial
     out: list = []
-    if _is_window(n):
+    if kind is Spatial.WINDOW:
         if a.get("padding") == "same":
             return out
         d = a.get("dilation") or (1,) * len(a["kernel_size"])
@@ -107,25 +110,16 @@ def rounding_terms(n: Node, xs: list, y: tuple) -> list[tuple[int, object]]:
                 out.append((i, L % s))
             if d_eff(k, di) >= s:
                 out.append((i, _dropped(L, k, s, p, di)))
-    elif n.op == "crop" or (n.op == "concat" and a.get("crop")):
+    elif kind is Spatial.CROP or (kind is Spatial.MERGE and a.get("crop")):
         for x in xs:
             out += [(i, (L - M) % 2) for i, (L, M) in enumerate(zip(x[1:], y[1:]))]
-    elif n.op in ("adaptive_avgpool", "adaptive_maxpool"):
+    elif kind is Spatial.ADAPTIVE:
         out += [(i, L % M) for i, (L, M) in enumerate(zip(xs[0][1:], y[1:]))]
-    elif n.op == "upsample" and a.get("size") is not None:
+    elif kind is Spatial.RESAMPLE and a.get("size") is not None:
         out += [(i, M % L) for i, (L, M) in enumerate(zip(xs[0][1:], y[1:]))]
-    elif n.op == "zeropad":
+    elif kind is Spatial.SUBSAMPLE:
         out += [(i, L % s) for i, (L, s) in enumerate(zip(xs[0][1:], a["stride"]))]
     return out
-
-
-def _is_window(n: Node) -> bool:
-    return (n.family == "conv" and not n.op.startswith("conv_transpose")) or n.op in ("maxpool", "avgpool")
-
-
-def problems(g: Graph) -> list[Rounding]:
-    """Every rounding surprise in program order."""
-    return [p for n in g.nodes for p in node_problems(g, n)]
 
 
 @dataclass

@@ -262,7 +262,6 @@ def _drive(g: Graph, inp: int, dim: int, generic: bool, M: int, cases: np.ndarra
     for n in g.nodes:
         for i in n.inputs:
             last_use[i] = n.id
-    value = Dim(M, cases.copy()) if generic else (Dim(0, cases.copy()) if len(cases) > 1 else int(cases[0]))
     shape0 = list(g.nodes[inp].shape)
     todo = [(0, M, [], np.zeros(len(cases), dtype=bool), cases)]
     done: list[_Outcome] = []
@@ -285,7 +284,8 @@ def _drive(g: Graph, inp: int, dim: int, generic: bool, M: int, cases: np.ndarra
                             y = tuple(shape0[:dim]) + (v,) + tuple(shape0[dim + 1:])
                     else:
                         try:
-                            y = tuple(rules[n.id](dict(n.attrs), xs))
+                            y = rules[n.id](n.attrs, xs)
+                            y = tuple(y.shape if isinstance(y, ops.Inferred) else y)
                             for d in y:
                                 if isinstance(d, Dim):
                                     _check_positive(d)
