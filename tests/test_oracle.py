@@ -185,7 +185,7 @@ def _judge_refusal(e: ResdslError, shape, body) -> str:
     name = body.split("(")[0].strip()
     op = ops.lookup(name)
     if "\n" in body.strip() or op is None or op.lower is None:
-        return f"refused statically ({d.code})"
+        return f"refused statically ({d.code}, chain or merge: not compared)"
     attrs = _attrs_of(body, op) if "(" in body else {}
     if attrs is None:
         return f"refused statically ({d.code}, argument kind)"
