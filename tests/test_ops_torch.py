@@ -416,3 +416,12 @@ def test_transposed_conv_that_shrinks_to_nothing_hints_less_padding():
     # following the hint works: with padding 1 torch and resdsl agree on [4, 2, 2]
     assert _net("conv_transpose(4, 3, padding=1)", "[3, 2, 2]").outputs["y"] == (4, 2, 2) == tuple(
         nn.ConvTranspose2d(3, 4, 3, padding=1)(torch.randn(1, 3, 2, 2)).shape[1:])
+
+
+@pytest.mark.parametrize("layer,shape,ref", [  # found by the oracle: in ceil mode a window may overhang the input
+    ("avgpool(7, ceil_mode=true)", [4, 4, 6], lambda: nn.AvgPool2d(7, ceil_mode=True)),
+    ("maxpool(7, ceil_mode=true)", [4, 4, 6], lambda: nn.MaxPool2d(7, ceil_mode=True)),
+    ("maxpool(3, stride=3, dilation=2, ceil_mode=true)", [2, 4, 5], lambda: nn.MaxPool2d(3, 3, dilation=2, ceil_mode=True)),
+])
+def test_ceil_mode_windows_overhanging_the_input(layer, shape, ref):
+    assert static(layer, shape) == tuple(torch_ref(ref(), shape))

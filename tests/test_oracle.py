@@ -158,17 +158,22 @@ def judge(shape, body) -> str:
         return _judge_refusal(e, shape, body)
     model = net.to_torch(seed=0)
     want = net.outputs["y"]
+    assert sum(p.numel() for p in model.parameters()) == net.param_count, f"parameter count differs:\n{src}"
+    assert sum(b.numel() for b in model.buffers()) == net.graph.buffer_count, f"buffer count differs:\n{src}"
     for training in (False, True):
         model.train(training)
-        x = torch.randn((2,) + tuple(net.inputs["x"]), generator=torch.Generator().manual_seed(0))
+        x = torch.randn((2,) + tuple(net.inputs["x"]), generator=torch.Generator().manual_seed(0),
+                        requires_grad=training)
         try:
-            with torch.no_grad():
+            with torch.set_grad_enabled(training):
                 y = model(x)
+                if training:  # the backward pass too: in-place ops must not break autograd
+                    y.float().sum().backward()
         except Exception as e:  # noqa: BLE001 -- any torch error is the bug we look for
             raise AssertionError(f"check says ok, torch refuses ({'train' if training else 'eval'}):\n{src}\n{e}") from e
         assert tuple(y.shape) == (2,) + tuple(want), f"static shape {want} != torch {tuple(y.shape)}:\n{src}"
         assert y.numel() == 2 * math.prod(want)
-    return "accepted: ran in eval and train, shapes equal"
+    return "accepted: ran forward in eval, forward and backward in train; shapes and counts equal"
 
 
 # Refusals where resdsl is deliberately stricter than torch, which would run: (op, message fragment) -> why.
@@ -294,7 +299,7 @@ def run(seed: int, n_single: int, n_chain: int) -> Counter:
 def test_static_checks_agree_with_torch(seed):
     counts = run(seed, N_SINGLE // 2, N_CHAIN // 2)
     assert sum(counts.values()) >= len(USER_OPS) * 2
-    assert counts["accepted: ran in eval and train, shapes equal"] > 0
+    assert counts["accepted: ran forward in eval, forward and backward in train; shapes and counts equal"] > 0
     assert counts["refused statically (range), torch refuses too"] > 0
     assert counts["refused statically (shape rule), torch refuses too"] > 0
 

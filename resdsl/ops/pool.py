@@ -6,7 +6,7 @@ from fractions import Fraction
 
 from .base import (ArgProblem, Expr, Family, Inferred, Param, Saves, ShapeProblem, Spatial, OpDef, as_tuple, const_label,
                    costs, fmt_shape, in_numel, kernel_text, no_params, nonneg, numel, out_numel, pos, register,
-                   spatial, stride_suffix, times, zero)
+                   spatial, stride_suffix, times, uniform, zero)
 from .conv import check_fits, conv_len
 
 _TWICE_IN = times(2, in_numel)  # ptflops: pool_flops_counter_hook (input numel) + the F.*pool* patch (input numel)
@@ -161,7 +161,6 @@ def _upsample_lower(a, xs, y) -> Expr:
 
 def _upsample_label(a, y) -> str:
     if a.get("scale_factor") is not None:
-        from .base import uniform
         f = uniform(a["scale_factor"])
         how = f"×{int(f) if isinstance(f, float) and f.is_integer() else f}"
     else:
