@@ -286,6 +286,10 @@ VALUE_CASES = [  # (op, input shape, .res body, train mode, reference(model, x))
     ("permute", "[3, 4, 5]", "permute([1, 2, 0])", False, lambda m, x: x.permute(0, 2, 3, 1)),
     ("transpose", "[3, 4, 5]", "transpose(1, 2)", False, lambda m, x: x.transpose(2, 3)),
     ("slice", "[5, 4, 4]", "slice(1, 4)", False, lambda m, x: x[:, 1:4]),
+    # found by the oracle: torch's 1d adaptive pooling takes no None, so `none` is resolved statically
+    ("adaptive_maxpool", "[3, 7]", "adaptive_maxpool([none])", False, lambda m, x: F.adaptive_max_pool1d(x, 7)),
+    ("adaptive_avgpool", "[3, 7, 5]", "adaptive_avgpool([none, 2])", False,
+     lambda m, x: F.adaptive_avg_pool2d(x, (None, 2))),
     ("mul", "[3, 4, 5]", "-> a\n relu\n mul(a)", False, lambda m, x: x.clamp(min=0) * x),
     # squeeze-and-excitation with a [C] gate (linear layers) and with a [C, 1, 1] gate (1x1 convs, as timm)
     ("mul", "[4, 5, 6]", "-> a\n global_avgpool\n fc: linear(4)\n sigmoid\n mul(a)", False,

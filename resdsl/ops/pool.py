@@ -97,8 +97,10 @@ for _kind, _saves, _fv, _th in (("avg", Saves.NOTHING, _fvcore_avg, _thop_adapti
     register(OpDef(
         f"adaptive_{_kind}pool", Family.POOL, (_OUTPUT_SIZE,), _adaptive_infer, no_params,
         costs(fvcore=_fv, thop=_th, ptflops=_TWICE_IN, resdsl=in_numel), _saves, Spatial.ADAPTIVE,
+        # `none` entries (keep that size) resolved here: torch's 1d adaptive pooling does not take None
         (lambda k: lambda a, xs, y: Expr(f"F.adaptive_{k}_pool{len(xs[0]) - 1}d({{x}}, {{size}})",
-                                         (("size", tuple(a["output_size"])),)))(_kind),
+                                         (("size", tuple(L if s is None else s
+                                                         for L, s in zip(xs[0][1:], a["output_size"]))),)))(_kind),
         (lambda k: lambda a, y: f"adaptive {k} pool → {kernel_text(y[1:]) or '1'}")(_kind),
         "adaptive pooling", derived=("output_size",)))
 
