@@ -311,20 +311,37 @@ def test_stochastic_depth_rates_equal_torchvision(name, refs):
     assert ours == {k: pytest.approx(v, rel=1e-12) for k, v in want.items()}
 
 
-@pytest.mark.parametrize("name", ["efficientnet_b0", "convnext_tiny"])
-def test_train_mode_draws_the_same_stochastic_depth(name):
+@pytest.mark.parametrize("name", ["efficientnet_b0", "convnext_tiny", "mobilenet_v2", "seresnet50",
+                                  "res2net50_26w_4s"])
+def test_training_step_matches_reference(name):
     # In training both drop whole residual branches per sample from the same random stream: with equal seeds
-    # the outputs agree (BatchNorm uses batch statistics, dropout and stochastic depth draw in the same order).
+    # the outputs agree (BatchNorm uses batch statistics, dropout and stochastic depth draw in the same order),
+    # and so do the gradients of every parameter (ConvNeXt's bare layer_scale included) and the updated
+    # BatchNorm statistics.
     fam = FAMILIES[name]
     ref = materialize(name).train()
     ours = load_into(load(fam, size=32), ref).train()
     x = torch.randn(8, 3, 32, 32, generator=torch.Generator().manual_seed(2))
+    y = torch.tensor([1, 7, 3, 999, 0, 5, 500, 2])
     outs = {}
     for seed in (0, 1):
         for who, model in (("ref", ref), ("ours", ours)):
             torch.manual_seed(seed)
-            outs[who, seed] = model(x).detach()
+            out = model(x)
+            if seed == 0:
+                nn.functional.cross_entropy(out, y).backward()
+            outs[who, seed] = out.detach()
     for seed in (0, 1):
         diff = (outs["ours", seed] - outs["ref", seed]).abs().max().item()
         assert diff <= 1e-5 * max(1.0, outs["ref", seed].abs().max().item())
-    assert (outs["ref", 0] - outs["ref", 1]).abs().max() > 1e-3    # the draws matter
+    if name != "seresnet50" and name != "res2net50_26w_4s":    # timm's have no dropout or drop path by default
+        assert (outs["ref", 0] - outs["ref", 1]).abs().max() > 1e-3    # the random draws matter
+    grads = dict(ref.named_parameters())
+    assert sorted(grads) == sorted(k for k, _ in ours.named_parameters())
+    assert not {id(p) for p in ours.parameters()} & {id(p) for p in ref.parameters()}
+    assert sum(g.grad.abs().max().item() > 0 for g in grads.values()) > 0.9 * len(grads)   # gradients flow
+    worst = max(((p.grad - grads[k].grad).abs().max() / grads[k].grad.abs().max().clamp(min=1e-12)).item()
+                for k, p in ours.named_parameters())
+    stats = max(((v - ref.state_dict()[k]).abs().max().item() for k, v in ours.state_dict().items()), default=0.0)
+    print(f"{name}: worst relative gradient difference {worst:.3g}, state difference {stats:.3g}")
+    assert worst <= 1e-4 and stats <= 1e-5
