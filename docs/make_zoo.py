@@ -22,7 +22,7 @@ import resdsl  # noqa: E402
 
 # What tests/test_zoo_modern.py checks for the families of the last decade.
 _ALL = "equal params and buffers, weights load strict, MACs = FlopCounterMode/2, outputs equal"
-_LOADS = "equal params and buffers, weights load strict"
+_LOADS = "equal params and buffers, weights load strict, MACs = FlopCounterMode/2"
 
 # (title, file, network, parameters, reference and what the tests compare)
 MODELS: list[tuple[str, str, str | None, dict, str]] = [

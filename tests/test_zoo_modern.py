@@ -1,7 +1,8 @@
 """The zoo's families of the last decade against timm and torchvision.
 
 SE-ResNet (timm seresnet*), MobileNetV2 and EfficientNet-B0..B7 (torchvision),
-ConvNeXt (torchvision) and Res2Net (timm res2net*).  For each family:
+ConvNeXt (torchvision) and Res2Net (timm res2net*).  For the five the issue
+lists (FAMILIES) and the other members the same files build (VARIANTS):
 
 * counts: parameters and buffers of the compiled module equal the reference's
   (and the figure the issue states), and the reference's state_dict loads into
@@ -9,12 +10,19 @@ ConvNeXt (torchvision) and Res2Net (timm res2net*).  For each family:
   so even EfficientNet-B7 costs nothing;
 * MACs: `Network.costs()` at 224x224 equals torch's FlopCounterMode total // 2
   on the reference (run on the meta device: shapes only, no arithmetic);
+* per-module output shapes at 224x224 equal the IR node of the same name.
+
+For the five, at a small input size:
+
 * outputs: the reference gets random weights, random BatchNorm statistics and
   affine parameters, random LayerNorm affine parameters and layer scales
   (default init hides differences: a fresh MobileNetV2's logits are ~1e-9), its
   state_dict is loaded strictly, and the eval-mode outputs agree to 1e-5
-  (relative to max(1, |logits|)) at a small input size;
-* per-module output shapes at 224x224 equal the IR node of the same name.
+  (relative to max(1, |logits|));
+* a training step: equal outputs under the same seed (stochastic depth and
+  dropout draw the same), equal gradients for every parameter, equal updated
+  BatchNorm statistics; and the stochastic-depth rate of every block equals
+  torchvision's.
 """
 from __future__ import annotations
 
@@ -203,9 +211,9 @@ def test_counts_and_state_dict_names(name, refs):
 # ---------------------------------------------------------------- MACs at 224x224
 
 
-@pytest.mark.parametrize("name", list(FAMILIES))
+@pytest.mark.parametrize("name", list(FAMILIES) + list(VARIANTS))
 def test_macs_at_224_equal_flop_counter(name, refs):
-    fam = FAMILIES[name]
+    fam = FAMILIES.get(name) or VARIANTS[name]
     net = load(fam, size=224)
     want = flops(refs.meta(name), torch.empty(1, 3, 224, 224, device="meta")) // 2
     print(f"{name}: {net.costs().total:,} MACs, FlopCounterMode/2 {want:,}")
@@ -262,9 +270,9 @@ def module_shapes(model: nn.Module, x: torch.Tensor) -> dict[str, tuple[int, ...
     return shapes
 
 
-@pytest.mark.parametrize("name", list(FAMILIES))
+@pytest.mark.parametrize("name", list(FAMILIES) + list(VARIANTS))
 def test_module_shapes_at_224(name, refs):
-    net = load(FAMILIES[name], size=224)
+    net = load(FAMILIES.get(name) or VARIANTS[name], size=224)
     ir = {n.name: n.shape for n in net.nodes}
     by_id = {n.id: n for n in net.nodes}
     # a module owning a bare parameter (ConvNeXt's block and its layer_scale) is our residual region
