@@ -24,11 +24,16 @@ the package it comes from.  Conventions:
 
 Activation memory: `activation_elems` is the sum of every op's output
 elements (input placeholders included); `saved_elems` counts each tensor
-once if training keeps it for backward under these rules: the *input* of
-conv/linear/norm/scalar_scale/gelu/silu/elu/leaky_relu/maxpool/upsample(bilinear)
-ops is saved, the *output* of relu/sigmoid/tanh/softmax is saved, and
-add/concat/scale/avgpool/flatten/crop/identity save nothing (their backward
-needs only shapes).  Dropout/drop-path masks are not counted.
+once if training keeps it for backward, as each op's `saves` facet says
+(resdsl/ops/): the *inputs* of conv/linear/norm/scalar_scale/layer_scale/mul/
+gelu/silu/elu/leaky_relu/relu6/hardswish/mish/maxpool ops are saved, the
+*output* of relu/sigmoid/tanh/softmax/exp is saved, and add/concat/scale/
+avgpool/flatten/crop/identity/views save nothing (their backward needs only
+shapes).  Dropout/drop-path masks are not counted.
+
+Each op's MACs per convention are its `macs` facet; every figure here is read
+from the op definitions, and an op without a facet is an internal error
+(`CostError`) naming the op and the pass, never a silent 0.
 
 Receptive field per spatial dim: size r and jump j (stride in input pixels),
 r_out = r_in + (k - 1) * d * j_in and j_out = j_in * s for conv and pooling;

@@ -309,12 +309,14 @@ def init_norm(module, how):
             module.bias.zero_()
 '''
 
-# Names SOURCE defines at top level; generated code must not reuse them.
-EXPORTS = ("Container", "add_module_at", "check_params", "GhostBatchNorm", "DropPath", "LayerNorm2d", "LayerScale",
-           "Sample", "ScalarScale", "ScalarBias", "ZeroPad", "center_crop", "cat_cropped", "init_weight", "init_norm")
-
 _FILENAME = "<resdsl helpers>"
 linecache.cache[_FILENAME] = (len(SOURCE), None, SOURCE.splitlines(True), _FILENAME)  # readable tracebacks
-exec(compile(SOURCE, _FILENAME, "exec"), globals())
+_namespace: dict = {"__name__": __name__}
+exec(compile(SOURCE, _FILENAME, "exec"), _namespace)
+# Names SOURCE defines at top level (its classes and functions); generated code must not reuse them.
+EXPORTS = tuple(k for k, v in _namespace.items()
+                if not k.startswith("_") and getattr(v, "__module__", None) == __name__ and callable(v))
+globals().update({k: _namespace[k] for k in EXPORTS})
+globals().update({k: _namespace[k] for k in ("torch", "nn", "F")})
 
 __all__ = list(EXPORTS) + ["SOURCE", "EXPORTS"]

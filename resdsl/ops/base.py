@@ -145,6 +145,7 @@ class Param:
     hi_open: bool = False
     finite32: bool = True
     why: str = ""  # the hint for an out-of-range value
+    torch_exact: bool = True  # False: stricter than torch, which would run but compute nothing useful (`why` says)
 
     def check(self, v: object) -> None:
         """Raise ArgProblem if `v` (or an entry of a list `v`) is outside this parameter's range."""
@@ -173,12 +174,13 @@ class Param:
 
     def _range(self) -> str:
         lo, hi = self.lo, self.hi
+        tail = " (as in torch)" if self.torch_exact else ""
         if hi is None:
             return ("positive" if lo == 0 and self.lo_open else "non-negative" if lo == 0 else
-                    f"{'>' if self.lo_open else '>='} {_num(lo)}") + " (as in torch)"
+                    f"{'>' if self.lo_open else '>='} {_num(lo)}") + tail
         left = "(" if self.lo_open else "["
         right = ")" if self.hi_open else "]"
-        return f"in {left}{_num(lo)}, {_num(hi)}{right} (as in torch)"
+        return f"in {left}{_num(lo)}, {_num(hi)}{right}{tail}"
 
 
 def _num(v: object) -> str:

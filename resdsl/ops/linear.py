@@ -32,8 +32,8 @@ register(OpDef(
     costs(_core, fvcore=_core,
           torchinfo=own_params,  # torchinfo: output_size[0] (the batch) x parameters
           thop=_core,  # count_linear: in_features x output numel
-          # linear_flops_counter_hook: input numel x out_features + out_features once (bias)
-          ptflops=lambda a, xs, y, p: numel(xs[0]) * y[-1] + (y[-1] if a["bias"] else 0),
+          # linear_flops_counter_hook: (in x out + out if bias) per position
+          ptflops=lambda a, xs, y, p: _core(a, xs, y, p) + (numel(y) if a["bias"] else 0),
           resdsl=lambda a, xs, y, p: _core(a, xs, y, p) + (numel(y) if a["bias"] else 0)),
     Saves.INPUT, Spatial.POINT,
     lambda a, xs, y: Module("nn.Linear", (xs[0][-1], a["out_features"]), (("bias", a["bias"]),), **weight_init(a)),

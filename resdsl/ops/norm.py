@@ -11,7 +11,8 @@ _INIT = Param("init", "choice", "ones", INIT_NORM, positional=False)
 # eps: batch norm in training needs eps > 0 (torch raises otherwise); for the others torch accepts a negative
 # eps but then takes the square root of a negative variance (nan), so resdsl asks for eps >= 0.
 _EPS_BN = Param("eps", "float", 1e-5, lo=0, lo_open=True, why="batch norm divides by sqrt(var + eps)")
-_EPS = Param("eps", "float", 1e-5, lo=0, why="a negative eps makes sqrt(var + eps) nan")
+_EPS = Param("eps", "float", 1e-5, lo=0, torch_exact=False,
+             why="torch accepts a negative eps, but sqrt(var + eps) is then nan")
 
 
 def norm_init(a) -> dict:
