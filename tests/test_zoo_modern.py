@@ -353,3 +353,21 @@ def test_training_step_matches_reference(name):
     stats = max(((v - ref.state_dict()[k]).abs().max().item() for k, v in ours.state_dict().items()), default=0.0)
     print(f"{name}: worst relative gradient difference {worst:.3g}, state difference {stats:.3g}")
     assert worst <= 1e-4 and stats <= 1e-5
+
+
+@pytest.mark.parametrize("file,params,hint", [
+    ("efficientnet.res", {"variant": "b9"}, '"b0", "b1"'),
+    ("convnext.res", {"variant": "huge"}, '"tiny", "small", "base", "large"'),
+    ("seresnet.res", {"depth": 35}, "18, 34, 50, 101, 152"),
+    ("res2net.res", {"depth": 34}, "50, 101"),
+    ("res2net.res", {"scale": 1}, None),
+])
+def test_unsupported_parameters_give_one_error(file, params, hint):
+    # One diagnostic at the table lookup (or the assert); the statements that read its result are skipped.
+    with pytest.raises(resdsl.ResdslError) as e:
+        resdsl.load(EX / file, **params)
+    (diag,) = e.value.diagnostics
+    if hint is None:
+        assert diag.code == "E042" and "at least two channel groups" in diag.message
+    else:
+        assert diag.code == "E014" and hint in (diag.hint or "")
