@@ -371,3 +371,25 @@ def test_unsupported_parameters_give_one_error(file, params, hint):
         assert diag.code == "E042" and "at least two channel groups" in diag.message
     else:
         assert diag.code == "E014" and hint in (diag.hint or "")
+
+
+# ---------------------------------------------------------------- torchvision's model cards
+
+
+CARDS = {  # torchvision weights enum -> (file, parameters); the card states params, GFLOPS (= GMACs) and crop
+    "MobileNet_V2_Weights": ("mobilenet_v2.res", {}),
+    **{f"EfficientNet_B{i}_Weights": ("efficientnet.res", {"variant": f"b{i}"}) for i in range(8)},
+    **{f"ConvNeXt_{v.capitalize()}_Weights": ("convnext.res", {"variant": v})
+       for v in ("tiny", "small", "base", "large")},
+}
+
+
+@pytest.mark.parametrize("weights", list(CARDS))
+def test_published_model_card_figures(weights):
+    # Independent of any model code: the numbers printed on torchvision's model cards, at their crop size.
+    w = getattr(torchvision.models, weights).DEFAULT
+    (crop,) = w.transforms().crop_size
+    file, params = CARDS[weights]
+    net = resdsl.load(EX / file, size=crop, **params)
+    assert net.param_count == w.meta["num_params"]
+    assert round(net.costs().total / 1e9, 3) == w.meta["_ops"]
