@@ -68,6 +68,8 @@ MODELS: list[tuple[str, str, str | None, dict, str]] = [
     ("EfficientNet-B3", "efficientnet.res", None, {"variant": "b3"}, f"torchvision efficientnet_b3: {_LOADS}"),
     ("EfficientNet-B7", "efficientnet.res", None, {"variant": "b7"}, f"torchvision efficientnet_b7: {_LOADS}"),
     ("ConvNeXt-T", "convnext.res", None, {"variant": "tiny"}, f"torchvision convnext_tiny (28,589,128): {_ALL}"),
+    ("ConvNeXt-T, timm layout", "convnext.res", None, {"variant": "tiny", "layout": "timm"},
+     f"timm convnext_tiny: {_LOADS}, outputs equal"),
     ("ConvNeXt-B", "convnext.res", None, {"variant": "base"}, f"torchvision convnext_base: {_LOADS}"),
     ("Res2Net-50 (26w×4s)", "res2net.res", None, {},
      f"timm res2net50_26w_4s (25,699,120; 59,577 buffers): {_ALL}"),

@@ -79,6 +79,8 @@ VARIANTS: dict[str, Family] = {
        for i in range(1, 8)},
     **{f"convnext_{v}": Family("convnext.res", {"variant": v}, _tv(f"convnext_{v}"))
        for v in ("small", "base", "large")},
+    "convnext_tiny_timm": Family("convnext.res", {"variant": "tiny", "layout": "timm"}, _timm("convnext_tiny")),
+    "convnext_base_timm": Family("convnext.res", {"variant": "base", "layout": "timm"}, _timm("convnext_base")),
     "mobilenet_v2_0.5": Family("mobilenet_v2.res", {"width": 0.5}, _tv("mobilenet_v2", width_mult=0.5)),
     "mobilenet_v2_1.4": Family("mobilenet_v2.res", {"width": 1.4}, _tv("mobilenet_v2", width_mult=1.4)),
     "seresnet18": Family("seresnet.res", {"depth": 18}, _timm("seresnet18")),
@@ -230,9 +232,14 @@ def compare(ours: nn.Module, ref: nn.Module, x: torch.Tensor) -> tuple[float, fl
     return (got - want).abs().max().item(), want.abs().max().item()
 
 
-@pytest.mark.parametrize("name", list(FAMILIES))
+# Members beyond the five whose outputs are compared too: timm's ConvNeXt layout (gamma [C]), grouped
+# convolutions inside Res2Net's splits, SE on the basic block.
+MORE_OUTPUTS = ["convnext_tiny_timm", "res2next50", "seresnet18"]
+
+
+@pytest.mark.parametrize("name", list(FAMILIES) + MORE_OUTPUTS)
 def test_outputs_agree_with_random_statistics(name):
-    fam = FAMILIES[name]
+    fam = FAMILIES.get(name) or VARIANTS[name]
     ref = materialize(name)
     ours = load_into(load(fam, size=fam.size), ref).eval()
     x = torch.randn(2, 3, fam.size, fam.size, generator=torch.Generator().manual_seed(1))
