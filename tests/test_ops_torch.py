@@ -115,6 +115,7 @@ CASES = [
     ("hardsigmoid", [3, 4], lambda: nn.Hardsigmoid()),
     ("mish", [3, 4], lambda: nn.Mish()),
     ("exp", [3, 4], lambda: (lambda x: torch.exp(x))),
+    ("softplus(beta=2.0)", [3, 4], lambda: nn.Softplus(beta=2.0)),
     ("layernorm2d()", [6, 4, 5], lambda: _convnext().LayerNorm2d(6)),
     ("layernorm2d(eps=1e-6, bias=false)", [6, 4], lambda: _LN2dNoBias(6)),
     ("layer_scale()", [6, 4, 5], lambda: _LayerScaleRef((6, 1, 1))),
@@ -273,6 +274,7 @@ VALUE_CASES = [  # (op, input shape, .res body, train mode, reference(model, x))
     ("hardsigmoid", "[3, 4, 5]", "scale(4.0)\n hardsigmoid", False, lambda m, x: nn.Hardsigmoid()(4 * x)),
     ("mish", "[3, 4, 5]", "mish", False, lambda m, x: x * torch.tanh(F.softplus(x))),
     ("exp", "[3, 4, 5]", "exp", False, lambda m, x: torch.exp(x)),
+    ("softplus", "[3, 4, 5]", "softplus(2.0, threshold=1.0)", False, lambda m, x: nn.Softplus(2.0, 1.0)(x)),
     ("gelu", "[3, 4, 5]", 'gelu(approximate="tanh")', False, lambda m, x: nn.GELU(approximate="tanh")(x)),
     ("layernorm2d", "[6, 4, 5]", "l: layernorm2d(eps=1e-6)", True,
      lambda m, x: _ln2d_ref(_sub(m, "l"), x)),
@@ -284,6 +286,10 @@ VALUE_CASES = [  # (op, input shape, .res body, train mode, reference(model, x))
     ("permute", "[3, 4, 5]", "permute([1, 2, 0])", False, lambda m, x: x.permute(0, 2, 3, 1)),
     ("transpose", "[3, 4, 5]", "transpose(1, 2)", False, lambda m, x: x.transpose(2, 3)),
     ("slice", "[5, 4, 4]", "slice(1, 4)", False, lambda m, x: x[:, 1:4]),
+    # found by the oracle: torch's 1d adaptive pooling takes no None, so `none` is resolved statically
+    ("adaptive_maxpool", "[3, 7]", "adaptive_maxpool([none])", False, lambda m, x: F.adaptive_max_pool1d(x, 7)),
+    ("adaptive_avgpool", "[3, 7, 5]", "adaptive_avgpool([none, 2])", False,
+     lambda m, x: F.adaptive_avg_pool2d(x, (None, 2))),
     ("mul", "[3, 4, 5]", "-> a\n relu\n mul(a)", False, lambda m, x: x.clamp(min=0) * x),
     # squeeze-and-excitation with a [C] gate (linear layers) and with a [C, 1, 1] gate (1x1 convs, as timm)
     ("mul", "[4, 5, 6]", "-> a\n global_avgpool\n fc: linear(4)\n sigmoid\n mul(a)", False,
@@ -414,3 +420,12 @@ def test_transposed_conv_that_shrinks_to_nothing_hints_less_padding():
     # following the hint works: with padding 1 torch and resdsl agree on [4, 2, 2]
     assert _net("conv_transpose(4, 3, padding=1)", "[3, 2, 2]").outputs["y"] == (4, 2, 2) == tuple(
         nn.ConvTranspose2d(3, 4, 3, padding=1)(torch.randn(1, 3, 2, 2)).shape[1:])
+
+
+@pytest.mark.parametrize("layer,shape,ref", [  # found by the oracle: in ceil mode a window may overhang the input
+    ("avgpool(7, ceil_mode=true)", [4, 4, 6], lambda: nn.AvgPool2d(7, ceil_mode=True)),
+    ("maxpool(7, ceil_mode=true)", [4, 4, 6], lambda: nn.MaxPool2d(7, ceil_mode=True)),
+    ("maxpool(3, stride=3, dilation=2, ceil_mode=true)", [2, 4, 5], lambda: nn.MaxPool2d(3, 3, dilation=2, ceil_mode=True)),
+])
+def test_ceil_mode_windows_overhanging_the_input(layer, shape, ref):
+    assert static(layer, shape) == tuple(torch_ref(ref(), shape))

@@ -13,7 +13,7 @@ at a time and in short chains.  For every case:
   the only places resdsl is deliberately stricter than torch (e.g. a negative eps).
 
 Deterministic seeds; RESDSL_FUZZ_EXAMPLES=N runs N cases per kind instead of the default.
-Run as a script to print the counts by outcome:  python tests/test_oracle.py [N]
+Run as a script to print the counts by outcome:  python tests/test_oracle.py [N [SEED ...]]
 """
 from __future__ import annotations
 
@@ -158,17 +158,22 @@ def judge(shape, body) -> str:
         return _judge_refusal(e, shape, body)
     model = net.to_torch(seed=0)
     want = net.outputs["y"]
+    assert sum(p.numel() for p in model.parameters()) == net.param_count, f"parameter count differs:\n{src}"
+    assert sum(b.numel() for b in model.buffers()) == net.graph.buffer_count, f"buffer count differs:\n{src}"
     for training in (False, True):
         model.train(training)
-        x = torch.randn((2,) + tuple(net.inputs["x"]), generator=torch.Generator().manual_seed(0))
+        x = torch.randn((2,) + tuple(net.inputs["x"]), generator=torch.Generator().manual_seed(0),
+                        requires_grad=training)
         try:
-            with torch.no_grad():
+            with torch.set_grad_enabled(training):
                 y = model(x)
+                if training:  # the backward pass too: in-place ops must not break autograd
+                    y.float().sum().backward()
         except Exception as e:  # noqa: BLE001 -- any torch error is the bug we look for
             raise AssertionError(f"check says ok, torch refuses ({'train' if training else 'eval'}):\n{src}\n{e}") from e
         assert tuple(y.shape) == (2,) + tuple(want), f"static shape {want} != torch {tuple(y.shape)}:\n{src}"
         assert y.numel() == 2 * math.prod(want)
-    return "accepted: ran in eval and train, shapes equal"
+    return "accepted: ran forward in eval, forward and backward in train; shapes and counts equal"
 
 
 # Refusals where resdsl is deliberately stricter than torch, which would run: (op, message fragment) -> why.
@@ -185,7 +190,7 @@ def _judge_refusal(e: ResdslError, shape, body) -> str:
     name = body.split("(")[0].strip()
     op = ops.lookup(name)
     if "\n" in body.strip() or op is None or op.lower is None:
-        return f"refused statically ({d.code})"
+        return f"refused statically ({d.code}, chain or merge: not compared)"
     attrs = _attrs_of(body, op) if "(" in body else {}
     if attrs is None:
         return f"refused statically ({d.code}, argument kind)"
@@ -294,7 +299,7 @@ def run(seed: int, n_single: int, n_chain: int) -> Counter:
 def test_static_checks_agree_with_torch(seed):
     counts = run(seed, N_SINGLE // 2, N_CHAIN // 2)
     assert sum(counts.values()) >= len(USER_OPS) * 2
-    assert counts["accepted: ran in eval and train, shapes equal"] > 0
+    assert counts["accepted: ran forward in eval, forward and backward in train; shapes and counts equal"] > 0
     assert counts["refused statically (range), torch refuses too"] > 0
     assert counts["refused statically (shape rule), torch refuses too"] > 0
 
@@ -324,8 +329,9 @@ def test_upsample_size_with_none_is_a_diagnostic():  # found by this oracle: a T
 
 if __name__ == "__main__":
     n = int(sys.argv[1]) if len(sys.argv) > 1 else N_SINGLE
+    seeds = [int(a) for a in sys.argv[2:]] or [0, 1]
     total: Counter = Counter()
-    for s in (0, 1):
+    for s in seeds:
         total += run(s, n, max(1, n // 3))
     for k, v in sorted(total.items(), key=lambda kv: -kv[1]):
         print(f"{v:6d}  {k}")

@@ -8,8 +8,7 @@ their facets; they never name an op.
 from __future__ import annotations
 
 # Each module registers its ops; the import order is the order of `resdsl ops` and of docs/language.md.
-from . import shape  # noqa: F401, I001
-from . import conv, linear, pool, reg, act, norm, scale, merge  # noqa: F401, E402, I001
+from . import conv, linear, pool, shape, reg, act, norm, scale, merge  # noqa: F401, I001
 from .base import (ALIASES, CONVENTIONS, OPS, REQUIRED, ArgProblem, Display, Expr, Family, Inferred, MissingFacet,
                    Module, OpDef, Param, Saves, ShapeProblem, Spatial, lookup, register)
 from .conv import INIT_WEIGHTS

@@ -53,5 +53,8 @@ for _op in (
     _act("hardsigmoid", "F.hardsigmoid({x})", "h-sigmoid", Saves.INPUT, 0, "relu6(x + 3) / 6 (MobileNetV3 gates)"),
     _act("mish", "F.mish({x})", "Mish", Saves.INPUT, 0, "x * tanh(softplus(x))"),
     _act("exp", "torch.exp({x})", "exp", Saves.OUTPUT, 0, "elementwise exponential"),
+    _act("softplus", "F.softplus({x}, {b}, {t})", "softplus", Saves.INPUT, 0, "log(1 + exp(beta * x)) / beta",
+         (Param("beta", "float", 1.0), Param("threshold", "float", 20.0)),
+         lambda a, xs: (("b", float(a["beta"])), ("t", float(a["threshold"])))),
 ):
     register(_op)

@@ -4,7 +4,7 @@ from __future__ import annotations
 import math
 
 from .base import (ArgProblem, Family, Inferred, Module, Param, Saves, ShapeProblem, Spatial, OpDef, as_tuple,
-                   costs, kernel_text, nonneg, numel, own_params, pos, register, spatial, stride_suffix, uniform)
+                   costs, kernel_text, nonneg, numel, pos, register, spatial, stride_suffix, uniform)
 
 INIT_WEIGHTS = ("default", "he", "kaiming", "xavier", "glorot", "zeros", "ones", "normal")
 INIT_PARAMS = (Param("init", "choice", "default", INIT_WEIGHTS, positional=False),
@@ -12,13 +12,10 @@ INIT_PARAMS = (Param("init", "choice", "default", INIT_WEIGHTS, positional=False
 
 
 def conv_len(L: int, k: int, s: int, p: int, d: int, ceil: bool = False) -> int:
-    """Output length of a conv/pooling window along one dim, as torch computes it."""
-    eff = d * (k - 1) + 1
-    num = L + 2 * p - eff
-    if num < 0:
-        return 0
-    out = (-(-num // s) if ceil else num // s) + 1
-    if ceil and (out - 1) * s >= L + p:  # last window must start inside the input (torch rule)
+    """Output length of a conv/pooling window along one dim, exactly as torch's pooling_output_shape
+    (floor division; in ceil mode a window may overhang the input, but must start inside it)."""
+    out = (L + 2 * p - d * (k - 1) - 1 + (s - 1 if ceil else 0)) // s + 1
+    if ceil and (out - 1) * s >= L + p:
         out -= 1
     return out
 
@@ -199,4 +196,4 @@ register(_tconv("conv_transpose", None, "transposed convolution"))
 for _r in (1, 2, 3):
     register(_tconv(f"conv_transpose{_r}d", _r + 1, f"{_r}d transposed convolution"))
 
-__all__ = ["INIT_WEIGHTS", "conv_len", "check_fits", "weight_init", "own_params"]
+__all__ = ["INIT_WEIGHTS", "INIT_PARAMS", "conv_len", "check_fits", "weight_init"]
