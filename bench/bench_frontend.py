@@ -15,7 +15,6 @@ import argparse
 import statistics
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -23,24 +22,10 @@ sys.path.insert(0, str(ROOT))
 
 import resdsl  # noqa: E402
 from resdsl import parser  # noqa: E402
+from bench_analysis import CHAIN  # noqa: E402  (bench/ is on sys.path when run as a script)
+from common import median  # noqa: E402
 
 RESNET = ROOT / "examples" / "resnet.res"
-CHAIN = """
-network chain(K = 100, D = 16) {
-  input x: [D]
-  for i in range(K) { residual { relu; linear(D, init="he") } }
-  output y
-}"""
-
-
-def median(fn, repeat: int) -> tuple[float, object]:
-    """Median wall time of `repeat` calls, and the last result."""
-    times, out = [], None
-    for _ in range(repeat):
-        t = time.perf_counter()
-        out = fn()
-        times.append(time.perf_counter() - t)
-    return statistics.median(times), out
 
 
 def count(net: resdsl.Network) -> tuple[int, int]:
@@ -96,7 +81,7 @@ def chains(sizes, repeat: int) -> None:
 
         def from_flat():
             parser._CACHE.clear()
-            return resdsl.loads(flat)
+            return resdsl.loads(flat, limits=resdsl.Limits(max_source_bytes=10**8))  # 2 MB at 10,000 blocks
 
         t_flat, again = median(from_flat, max(1, repeat // 2))
         assert [n.name for n in again.nodes] == [n.name for n in net.nodes]

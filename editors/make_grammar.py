@@ -39,7 +39,7 @@ def grammar() -> dict:
             "string": {"patterns": [
                 {"name": "string.quoted.double.resdsl", "match": '"(?:[^"\\\\\\n]|\\\\.)*"'},
                 {"name": "string.quoted.single.resdsl", "match": "'(?:[^'\\\\\\n]|\\\\.)*'"}]},
-            "label": {"match": "((?:[A-Za-z_]\\w*|\\{[^{}\\n]*\\})(?:\\w|\\{[^{}\\n]*\\})*"
+            "label": {"match": "((?:[A-Za-z_]|\\{[^{}\\n]*\\})(?:\\w|\\{[^{}\\n]*\\})*"
                                "(?:\\.(?:\\w|\\{[^{}\\n]*\\})+)*)(:)(?![:=])",
                       "captures": {"1": {"name": "entity.name.label.resdsl"},
                                    "2": {"name": "punctuation.separator.label.resdsl"}}},

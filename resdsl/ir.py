@@ -16,8 +16,6 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Mapping
 
-import networkx as nx
-
 from . import ops
 from .span import Span
 
@@ -127,8 +125,10 @@ class Graph:
                 succ[i].append(n.id)
         return succ
 
-    def to_networkx(self) -> nx.MultiDiGraph:
+    def to_networkx(self) -> "networkx.MultiDiGraph":  # noqa: F821
         """Lossless export: one edge per input slot (key = slot index)."""
+        import networkx as nx  # on demand: importing it takes longer than checking ResNet-50
+
         g = nx.MultiDiGraph(name=self.name)
         for n in self.nodes:
             g.add_node(n.id, op=n.op, name=n.name, shape=n.shape, params=n.params, buffers=n.buffers,

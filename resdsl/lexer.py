@@ -40,7 +40,8 @@ class ResdslLexer(RegexLexer):
             (r"'(?:[^'\\\n]|\\.)*'", String.Single),
             # labels: `conv1:`, `{i}:`, `layer{s + 1}:`, `conv.0.0:` (not `a: b` inside a dict, which has a space
             # or digit key)
-            (r"((?:[A-Za-z_]\w*|\{[^{}\n]*\})(?:\w|\{[^{}\n]*\})*(?:\.(?:\w|\{[^{}\n]*\})+)*)(:)(?![:=])",
+            # (one character per repetition, so a long name that is not a label fails fast)
+            (r"((?:[A-Za-z_]|\{[^{}\n]*\})(?:\w|\{[^{}\n]*\})*(?:\.(?:\w|\{[^{}\n]*\})+)*)(:)(?![:=])",
              bygroups(Name.Label, Punctuation)),
             (r"(block|network)(\s+)([A-Za-z_]\w*)", bygroups(Keyword.Declaration, Whitespace, Name.Function)),
             (words(KEYWORDS, suffix=r"\b"), Keyword),

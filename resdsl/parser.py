@@ -14,7 +14,9 @@ library and shared imports are parsed once per process.
 from __future__ import annotations
 
 import functools
+import gc
 import re
+import threading
 from collections import OrderedDict
 from pathlib import Path
 
@@ -50,7 +52,7 @@ class _Newlines:
 
     always_accept = ("_NL",)
     _BODY_AFTER = {"NAME", "TNAME", "RPAR", "RSQB", "INT", "FLOAT", "STRING", "TRUE", "FALSE", "NONE"}
-    max_depth = 200  # set from Limits.max_nesting by `parse` before each parse
+    max_depth = 200  # set from Limits.max_nesting by `_Builder.run` for each parse
 
     def process(self, stream):
         stack: list[str] = []
@@ -87,6 +89,27 @@ class _TooDeep(Exception):
 _NESTING_RULES = frozenset(
     "body list_ dict_ call index attr cond or_ and_ not_ compare add sub mul truediv floordiv mod neg pos pow".split()
 )
+
+
+def _first_too_deep(text: str, start: str, limit: int) -> _TooDeep:
+    """Where a parse-tree walk finds the first value nested past `limit` (the place E040 has always
+    named; the builder notices the depth bottom-up, at a node further in).  Error path only."""
+    lark = Lark(grammar_path().read_text(), parser="lalr", lexer="contextual", postlex=_Newlines(),
+                propagate_positions=True, maybe_placeholders=True, start=["start", "expr"], cache=True)
+    lark.options.postlex.max_depth = limit
+    try:
+        tree = lark.parse(text, start=start)
+    except _TooDeep as e:
+        return e
+    stack = [(tree, 0)]
+    while stack:
+        node, depth = stack.pop()
+        if node.data in _NESTING_RULES:
+            depth += 1
+            if depth > limit:
+                return _TooDeep(None, node.meta)
+        stack.extend((c, depth) for c in node.children if isinstance(c, Tree))
+    return _TooDeep(None)  # pragma: no cover - the builder found one
 
 
 def _too_deep(e: _TooDeep, source: Source, limit: int) -> ResdslError:
@@ -401,6 +424,7 @@ class _Builder:
 
     def __init__(self, lark: Lark):
         self.ast = _ToAst("<string>")
+        self.lock = threading.RLock()
         self.limit = 200
         self.ext: dict[int, tuple] = {}  # id -> (value, line, col, pos, end_line, end_col, end_pos, depth)
         callbacks = {rule: self._callback(rule) for rule in lark.rules}
@@ -474,12 +498,18 @@ class _Builder:
 
     def run(self, lark: Lark, text: str, start: str, to_ast: "_ToAst", limit: int):
         """Parse `text` from `start` into AST values; re-entrant (labels parse their {expressions})."""
-        saved = self.ast, self.ext, self.limit
-        self.ast, self.ext, self.limit = to_ast, {}, limit
-        try:
-            return lark.parse(text, start=start)
-        finally:
-            self.ast, self.ext, self.limit = saved
+        with self.lock:  # one parse at a time per process (the state above is shared); re-entrant
+            postlex = lark.options.postlex
+            saved = self.ast, self.ext, self.limit, postlex.max_depth
+            self.ast, self.ext, self.limit, postlex.max_depth = to_ast, {}, limit, limit
+            collecting = gc.isenabled()
+            gc.disable()  # an AST is acyclic: the cyclic collector's passes over a large one only cost time
+            try:
+                return lark.parse(text, start=start)
+            finally:
+                self.ast, self.ext, self.limit, postlex.max_depth = saved
+                if collecting:
+                    gc.enable()
 
 
 @functools.lru_cache(maxsize=1)
@@ -572,7 +602,7 @@ def _parse_expr(text: str, file: str, dline: int, dcol: int, dpos: int) -> ast.E
 
 # Parsed modules by (file name, text, nesting limit), least recently used first.  Values are
 # immutable, so one parse serves every load in the process; at most _CACHE_CHARS characters of
-# source are kept (the ASTs take roughly 50x that in memory).
+# source are kept (an AST takes about 30 bytes per source character: some 60 MB at most).
 _CACHE: "OrderedDict[tuple[str, str, int], ast.Module]" = OrderedDict()
 _CACHE_CHARS = 2_000_000
 
@@ -595,12 +625,13 @@ def parse(text: str, file: str = "<string>", limits: Limits = DEFAULT) -> ast.Mo
         return hit
     limit = limits.max_nesting
     lark = _lark()
-    lark.options.postlex.max_depth = limit
     try:
         items = _builder().run(lark, text + "\n", "start", _ToAst(file), limit)
     except UnexpectedInput as e:
         raise _syntax_error(e, source) from None
     except _TooDeep as e:
+        if e.tok is None:  # found by the builder: report it where the tree walk always did
+            e = _first_too_deep(text + "\n", "start", limit)
         raise _too_deep(e, source, limit) from None
     module = ast.Module(file, tuple(items))
     _remember(key, module)
@@ -611,12 +642,13 @@ def parse_expression(text: str) -> ast.Expr:
     """Parse a lone expression (used for `--set NAME=VALUE`)."""
     source = register(Source("<command line>", text))
     lark = _lark()
-    lark.options.postlex.max_depth = DEFAULT.max_nesting
     try:
         return _builder().run(lark, text, "expr", _ToAst("<command line>"), DEFAULT.max_nesting)
     except UnexpectedInput as e:
         raise _syntax_error(e, source) from None
     except _TooDeep as e:
+        if e.tok is None:
+            e = _first_too_deep(text, "expr", DEFAULT.max_nesting)
         raise _too_deep(e, source, DEFAULT.max_nesting) from None
 
 

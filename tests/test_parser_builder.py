@@ -89,3 +89,39 @@ def test_empty_bodies_are_distinct_values():
     m = parse("block a() {}\nblock b() {}\n", "e.res")
     assert type(m.items[0].body) is _Seq and m.items[0].body is not m.items[1].body
     assert m.items[1].span.end_col == 13
+
+
+def test_long_names_lex_in_linear_time():
+    # The label terminal once read `(?:\w+|...)+:`, which backtracks through every way of cutting a
+    # name into pieces before giving up on it: a 22-character name at a statement's start took 0.4 s,
+    # each further character doubling it.  These 60-character names would take centuries that way.
+    name = "a" * 60
+    net = resdsl.loads(f"network n() {{\n    input x: [4]\n    {name} = 1\n    {name}_2: relu -> {name}\n"
+                       f"    from {name}\n}}\n")
+    assert [m.name for m in net.nodes] == ["x", f"{name}_2"]
+    terminals = [ln for ln in grammar_path().read_text().splitlines() if ln.startswith(("LABEL", "OUTNAME"))]
+    assert len(terminals) == 2 and not any("\\w+" in ln or "\\w*" in ln for ln in terminals)
+
+
+def test_the_highlighters_label_patterns_are_linear_too():
+    import json
+
+    from resdsl.lexer import ResdslLexer
+
+    toks = list(ResdslLexer().get_tokens("    " + "b" * 60 + "(1)\n"))
+    assert toks[1][1] == "b" * 60
+    grammar = (ROOT / "editors" / "vscode" / "syntaxes" / "resdsl.tmLanguage.json").read_text()
+    label = json.loads(grammar)["repository"]["label"]["match"]
+    assert re.match(label, "c" * 60 + " = 1") is None and re.match(label, "conv.0.0: x").group(1) == "conv.0.0"
+
+
+@pytest.mark.parametrize("expr,col", [("-" * 300 + "1", 208), (" + ".join(["1"] * 300), 9),
+                                      ("not " * 300 + "true", 805)])
+def test_too_deep_is_reported_where_the_tree_walk_reports_it(expr, col):
+    # the builder notices the depth bottom-up; the diagnostic still names the node a top-down walk
+    # of the parse tree meets first.  The columns are those the tree-then-transform parser printed
+    # (measured with it before the change; the bottom-up node would be at 108 / 9 / 405).
+    with pytest.raises(resdsl.ResdslError) as e:
+        resdsl.loads(f"network n() {{\n    input x: [1]\n    y = {expr}\n}}\n")
+    d = e.value.first
+    assert (d.code, d.span.line, d.span.col) == ("E040", 3, col)
