@@ -267,14 +267,15 @@ class Elaborator:
                 self.report(e)
                 ctx.current = POISON
                 self._poison_bind(s, ctx)
-                if isinstance(s, ast.Assign):
-                    ctx.env[s.name] = UNDEFINED
 
     def _poison_bind(self, s: ast.Stmt, ctx: Ctx) -> None:
-        """A failed `... -> name` still defines `name` (poisoned), so later uses are skipped quietly
-        instead of each reporting `undefined name`."""
+        """A failed `... -> name` or `name = ...` still defines `name` (poisoned), so later uses are
+        skipped quietly instead of each reporting `undefined name` -- also when the statement failed
+        only because it read a poisoned name (a chain of assignments after one bad dict lookup)."""
         try:
-            if isinstance(s, ast.Layer):
+            if isinstance(s, ast.Assign):
+                ctx.env[s.name] = UNDEFINED
+            elif isinstance(s, ast.Layer):
                 for target in s.binds:
                     for name in self._evaluator(ctx).expand_names(target.parts, target.span):
                         ctx.env[name] = POISON
