@@ -559,13 +559,13 @@ def elaborate_and_compare(src: str, ws: Workspace) -> tuple[str, str]:
     return outcome, detail
 
 
-register("program", program(), examples=200, expect=_at_least(n_codes=8, ok_share=0.02),
+register("program", program(), examples=100, expect=_at_least(n_codes=8, ok_share=0.02),
          doc="grammar-aware random programs full of mistakes")(elaborate_and_compare)
-register("valid", valid_program(), examples=50, expect=_at_least(ok_share=0.8),
+register("valid", valid_program(), examples=40, expect=_at_least(ok_share=0.8),
          doc="mostly valid programs, compared with the PyTorch module built from them")(elaborate_and_compare)
 
 
-@register("mutant", mutant(), examples=200, expect=_at_least(n_codes=4))
+@register("mutant", mutant(), examples=100, expect=_at_least(n_codes=4))
 def _mutant(m: tuple[str, bytes], ws: Workspace) -> tuple[str, str]:
     """Byte-level mutants of every example file (beside copies of the others, so imports resolve)."""
     name, data = m

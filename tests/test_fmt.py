@@ -137,7 +137,7 @@ def test_signs_and_binary_minus():
         "a = -1\nb = a - -1\nc = [-a, +2]\nd = f(-a) - 1\ne = -(a)\n"
 
 
-@settings(max_examples=fuzzgen.fuzz_examples(60), deadline=None, database=None, derandomize=True,
+@settings(max_examples=fuzzgen.fuzz_examples(40), deadline=None, database=None, derandomize=True,
           suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 @given(fuzzgen.program())
 def test_random_programs_format_to_the_same_parse(src):

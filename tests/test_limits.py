@@ -30,9 +30,12 @@ def net(body: str, head: str = "") -> str:
     return head + "network n() {\n    input x: [3, 8, 8]\n" + body + "\n}\n"
 
 
-def fails(text: str, code: str = "E040", limits: Limits = Limits(), **params) -> resdsl.Diagnostic:
-    """Elaborate `text`; it must fail with `code` within MAX_CALLS calls and 300 MB; return the diagnostic."""
-    w = measure(lambda: resdsl.loads(text, limits=limits, **params))
+def fails(text: str, code: str = "E040", limits: Limits = Limits(), memory: bool = True,
+          **params) -> resdsl.Diagnostic:
+    """Elaborate `text`; it must fail with `code` within MAX_CALLS calls and (with memory=True) 300 MB;
+    return the diagnostic.  memory=False where the danger is work, not allocation: tracemalloc doubles
+    the cost of a run that allocates a lot of small objects."""
+    w = measure(lambda: resdsl.loads(text, limits=limits, **params), memory=memory)
     assert isinstance(w.error, resdsl.ResdslError), f"expected a ResdslError, got {w.error!r}"
     w.within(MAX_CALLS, peak_mb=300)
     d = w.error.diagnostics[0]
@@ -55,7 +58,7 @@ def fails(text: str, code: str = "E040", limits: Limits = Limits(), **params) ->
     "[1]" + "[0]" * 5000,
 ])
 def test_deep_expressions_are_refused_by_the_parser(expr):
-    d = fails(net(f"    y = {expr}"))
+    d = fails(net(f"    y = {expr}"), memory=False)  # the danger: recursion and work, both counted in calls
     assert "nested more than 200 deep" in d.message
     assert d.span.line == 3
     assert "max_nesting" in d.hint
@@ -118,15 +121,16 @@ def test_max_tensor_elements_can_be_lowered():
 
 
 def test_a_million_empty_loop_iterations_hit_max_steps():
-    d = fails(net("    for i in range(1000000) {\n        for j in range(1000000) {\n        }\n    }"))
+    d = fails(net("    for i in range(1000000) {\n        for j in range(1000000) {\n        }\n    }"), memory=False)
     assert "more than 1000000 steps" in d.message
     assert "max_steps" in d.hint
 
 
 def test_loops_that_build_big_values_are_charged_for_them():
-    d = fails(net("    a = [0] * 100000\n    for i in range(100000) {\n        s = str(a)\n    }"))
+    d = fails(net("    a = [0] * 100000\n    for i in range(100000) {\n        s = str(a)\n    }"), memory=False)
     assert "steps" in d.message
-    d = fails(net("    a = [0] * 100000\n    b = [0] * 100000\n    for i in range(1000) {\n        c = a == b\n    }"))
+    d = fails(net("    a = [0] * 100000\n    b = [0] * 100000\n    for i in range(1000) {\n        c = a == b\n    }"),
+              memory=False)
     assert "steps" in d.message
 
 
@@ -138,7 +142,7 @@ def test_limit_errors_are_reported_once_not_per_statement():
 
 
 def test_max_nodes_default_stops_a_million_layers_quickly():
-    d = fails(net("    for i in range(300000) {\n        relu\n    }"))
+    d = fails(net("    for i in range(300000) {\n        relu\n    }"), memory=False)
     assert d.message == "the network has more than 100000 operations"
 
 
