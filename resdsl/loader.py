@@ -1,7 +1,9 @@
 """Files -> one `Program`: parse the main file and its imports.
 
 `import "lib.res"` is resolved relative to the importing file;
-`import "std:NAME"` reads `resdsl/stdlib/NAME.res` from the package.  Only
+`import "std:NAME"` reads `resdsl/stdlib/NAME.res` from the package, and
+`import "zoo:NAME"` the model zoo's `NAME.res` (examples/ in a checkout,
+`resdsl/zoo/` in an installed wheel; see `resdsl.models`).  Only
 .res files are ever read, each at most once; cycles are reported with the
 chain of imports.  Blocks and constants from every file share one namespace;
 networks are taken from the main file only.
@@ -18,6 +20,10 @@ from .parser import parse
 from .span import UNKNOWN, Span
 
 STDLIB = Path(__file__).resolve().parent / "stdlib"
+# The zoo: the wheel ships examples/*.res as resdsl/zoo/ (pyproject.toml); a checkout reads examples/ itself.
+_HERE = Path(__file__).resolve().parent
+ZOO = _HERE / "zoo" if (_HERE / "zoo").is_dir() else _HERE.parent / "examples"
+LIBRARIES = {"std:": STDLIB, "zoo:": ZOO}
 
 
 @dataclass
@@ -54,13 +60,15 @@ def _read(path: Path, span: Span, limits: Limits) -> str:
 
 
 def _resolve(spec: str, importer: Path | None, span: Span) -> Path:
-    if spec.startswith("std:"):
-        name = spec[4:]
-        target = STDLIB / f"{name}.res"
-        if not name.replace("_", "").isalnum() or not target.is_file():
-            have = ", ".join(sorted("std:" + p.stem for p in STDLIB.glob("*.res")))
-            raise error("E002", f"no standard library module `{spec}`", span, hint=f"available: {have}")
-        return target
+    for prefix, library in LIBRARIES.items():
+        if spec.startswith(prefix):
+            name = spec[len(prefix):]
+            target = library / f"{name}.res"
+            if not name.replace("_", "").isalnum() or not target.is_file():
+                have = ", ".join(sorted(prefix + p.stem for p in library.glob("*.res")))
+                what = "standard library module" if prefix == "std:" else "zoo file"
+                raise error("E002", f"no {what} `{spec}`", span, hint=f"available: {have}")
+            return target
     if not spec.endswith(".res"):
         raise error("E002", f"can only import .res files, not `{spec}`", span, hint='write import "blocks.res"')
     base = importer.parent if importer is not None else Path.cwd()

@@ -1,0 +1,43 @@
+"""The zoo by name (resdsl/models.py) and `import "zoo:..."` in a checkout (the wheel: test_packaging.py)."""
+from pathlib import Path
+
+import pytest
+
+import resdsl
+from resdsl.models import VARIANTS
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_every_example_file_is_a_model_and_every_variant_loads():
+    names = set(resdsl.list_models())
+    for p in (ROOT / "examples").glob("*.res"):
+        assert p.stem in names or any(n.startswith(p.stem + "_") for n in names), p.name
+    for name in VARIANTS:
+        assert name in names
+    assert resdsl.list_models(["wrn*", "unet"]) == ["unet", "wrn", "wrn16_8", "wrn28_10", "wrn40_4"]
+
+
+@pytest.mark.parametrize("name,params", [("resnet18", 11689512), ("resnext50_32x4d", 25028904),
+                                         ("wide_resnet50_2", 68883240), ("densenet121", 7978856),
+                                         ("wrn28_10", 36479194)])
+def test_named_models_have_the_reference_counts(name, params):
+    # torchvision's documented counts; WRN-28-10 = the hand-written torch WRN of test_zoo.py
+    assert resdsl.get_network(name).param_count == params
+
+
+def test_overrides_and_unknown_names():
+    assert resdsl.get_network("resnet18", classes=10).outputs == {"logits": (10,)}
+    with pytest.raises(ValueError, match=r"no zoo model `densenet12`; did you mean densenet121"):
+        resdsl.get_network("densenet12")
+    with pytest.raises(TypeError, match="weights= takes"):
+        resdsl.create("unravel4", weights=3)
+
+
+def test_zoo_import_and_its_diagnostic():
+    net = resdsl.loads('import "zoo:wrn"\nnetwork t() { input x: [16, 8, 8]; preact_basic(16); output y }')
+    assert net.outputs == {"y": (16, 8, 8)}
+    with pytest.raises(resdsl.ResdslError) as e:
+        resdsl.loads('import "zoo:resnett"\nnetwork t() { input x: [3]; output y }')
+    d = e.value.diagnostics[0]
+    assert d.code == "E002" and d.message == "no zoo file `zoo:resnett`" and "zoo:resnet," in d.hint
