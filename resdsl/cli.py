@@ -19,7 +19,8 @@ from .diagnostics import ResdslError
 
 EXIT_OK, EXIT_ERRORS, EXIT_USAGE, EXIT_TOOL, EXIT_INTERNAL = 0, 1, 2, 3, 70
 
-ORDER = ["check", "summary", "expand", "compile", "paths", "variance", "lesion", "render", "fmt", "ops"]
+ORDER = ["check", "summary", "expand", "compile", "paths", "variance", "lesion", "render", "fmt", "ops",
+         "import_", "diff", "lsp"]
 
 EPILOG = """examples:
   resdsl check examples/resnet.res --set depth=50

@@ -1,0 +1,159 @@
+"""`resdsl import`: torchvision models -> .res -> compiled modules equal to the originals.
+
+For each model the imported file is checked against the torch module itself: parameter and buffer
+counts, the output shape, MACs against torch.utils.flop_counter (resdsl's "torch" convention
+counts FLOPs the way FlopCounterMode does), the original's state_dict loading into the compiled
+network with strict=True and giving the same eval-mode outputs (BN statistics and affine values
+randomised first), and `resdsl fmt` leaving the file unchanged.
+"""
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import torchvision
+from torch import nn
+from torch.utils.flop_counter import FlopCounterMode
+
+import resdsl
+from resdsl.fmt import format_source
+from resdsl.importer import ImportProblem, import_module
+from resdsl.ops import OPS
+
+ROOT = Path(__file__).resolve().parent.parent
+torch.set_num_threads(2)
+
+
+def randomize_bn(m: nn.Module, seed: int = 0) -> None:
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for mod in m.modules():
+            if isinstance(mod, nn.modules.batchnorm._BatchNorm):
+                c = mod.num_features
+                mod.running_mean.copy_(torch.randn(c, generator=g) * 0.1)
+                mod.running_var.copy_(torch.rand(c, generator=g) + 0.5)
+                mod.weight.copy_(torch.rand(c, generator=g) + 0.5)
+                mod.bias.copy_(torch.randn(c, generator=g) * 0.1)
+
+
+def check_import(name: str, shape=(3, 224, 224)) -> str:
+    torch.manual_seed(0)
+    tv = getattr(torchvision.models, name)().eval()
+    randomize_bn(tv)
+    text = import_module(tv, shape, name, f"torchvision.models.{name}")
+    assert format_source(text) == text  # what `resdsl fmt` leaves unchanged
+    net = resdsl.loads(text, name=f"{name}.res")
+    assert net.param_count == sum(p.numel() for p in tv.parameters())
+    assert net.buffer_count == sum(b.numel() for b in tv.buffers())
+    x = torch.randn(1, *shape, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad(), FlopCounterMode(display=False) as fc:
+        want = tv(x)
+    assert net.costs("torch").total == fc.get_total_flops()
+    ours = net.to_torch(seed=0).eval()
+    ours.load_state_dict(tv.state_dict(), strict=True)
+    with torch.no_grad():
+        got = ours(x)
+    assert tuple(got.shape) == tuple(want.shape) == (1, *net.outputs[next(iter(net.outputs))])
+    assert want.abs().max() > 0.1
+    assert (got - want).abs().max().item() <= 1e-5
+    return text
+
+
+def test_resnet18():
+    text = check_import("resnet18")
+    assert "block basic_block(" in text and 'residual(shortcut="project")' in text
+
+
+def test_resnet50():
+    text = check_import("resnet50")
+    # repeated Bottlenecks are one block with their width as parameter; conv3 is written as 4x it
+    assert "block bottleneck(conv1_channels) {" in text and "conv(conv1_channels * 4," in text
+    assert "for i in range(1, 6) {" in text  # layer3.1 ... layer3.5
+
+
+def test_densenet121():
+    text = check_import("densenet121")
+    assert "block dense_layer() {\n    dense {" in text and "denselayer{i}: dense_layer()" in text
+
+
+@pytest.mark.xfail("relu6" not in OPS, reason="needs the relu6 op (helper b1's branch)", strict=True)
+def test_mobilenet_v2():
+    check_import("mobilenet_v2")
+
+
+@pytest.mark.xfail("layer_scale" not in OPS, reason="needs layernorm2d, permute and layer_scale ops (helper b1)",
+                   strict=True)
+def test_convnext_tiny():
+    check_import("convnext_tiny")
+
+
+# ----------------------------------------------------------------- what cannot be imported
+
+
+class Gate(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 3, 1)
+
+    def forward(self, x):
+        if x.sum() > 0:  # data-dependent control flow
+            return self.conv(x)
+        return x
+
+
+class Square(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x):
+        return x * x
+
+    @staticmethod
+    def backward(ctx, g):
+        return g
+
+
+class UsesSquare(nn.Module):
+    def forward(self, x):
+        return Square.apply(x)
+
+
+@pytest.mark.parametrize("model,message", [
+    (nn.Sequential(nn.Conv2d(3, 4, 3), nn.Sequential(nn.Identity(), Gate())),
+     r"cannot trace module `1.1` \(Gate, .*test_importer.py:\d+\): symbolically traced variables cannot be used "
+     r"as inputs to control flow"),
+    (nn.Sequential(nn.Conv2d(3, 4, 3), nn.LSTM(4, 4)),
+     r"cannot import module `1` \(LSTM, .*\): no resdsl op for torch.nn.modules.rnn.LSTM"),
+    (nn.Sequential(nn.Conv2d(3, 4, 3), UsesSquare()),
+     r"cannot trace module `1` \(UsesSquare, .*test_importer.py:\d+\): custom autograd function Square "
+     r"\(its backward cannot be written in .res\)"),
+])
+def test_unimportable_modules_are_named(model, message):
+    with pytest.raises(ImportProblem, match=message):
+        import_module(model, (3, 8, 8))
+
+
+def test_shared_weights_are_refused():
+    conv = nn.Conv2d(3, 3, 1)
+    with pytest.raises(ImportProblem, match=r"module `0` \(Conv2d.*\) is applied 2 times: .*shared weights"):
+        import_module(nn.Sequential(conv, conv), (3, 8, 8))
+
+
+def test_cli_import_writes_a_file_that_checks(tmp_path):
+    (tmp_path / "mynet.py").write_text(
+        "import torch.nn as nn\n"
+        "def build():\n"
+        "    return nn.Sequential(nn.Conv2d(1, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(),\n"
+        "                         nn.Flatten(), nn.Linear(8 * 28 * 28, 10))\n")
+    out = tmp_path / "net.res"
+    r = subprocess.run([sys.executable, "-m", "resdsl", "import", "mynet:build", "--input", "1,28,28", "-o", str(out)],
+                       cwd=tmp_path, capture_output=True, text=True, env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"})
+    assert r.returncode == 0, r.stderr
+    assert r.stderr.strip() == f"{out}: build (6 ops, 62,826 params = the module's count) -> logits: [10]"
+    net = resdsl.load(out)
+    assert [n.name for n in net.nodes] == ["x", "0", "1", "2", "3", "4"]
+    r = subprocess.run([sys.executable, "-m", "resdsl", "import", "mynet:nothing"], cwd=tmp_path,
+                       capture_output=True, text=True, env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"})
+    assert r.returncode == 1 and "resdsl import: error: cannot find `mynet:nothing`" in r.stderr
+    assert "Traceback" not in r.stderr
