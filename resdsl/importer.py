@@ -660,9 +660,9 @@ def _substitute(item: Item, names: list[str | None], pos: list[int]) -> Item:
     return new
 
 
-def _arg_names(item: Item) -> list[str]:
-    """A name for each value slot: `label_argument` (conv1_out_channels, stride...)."""
-    names: list[str] = []
+def _arg_names(item: Item) -> list[tuple[str, str]]:
+    """(layer label, argument) of each value slot: ("conv1", "channels"), ("conv2", "stride")."""
+    names: list[tuple[str, str]] = []
 
     def walk(it: Item, where: str):
         m = re.match(r"(\w+)\((.*)\)\Z", it.head)
@@ -673,9 +673,9 @@ def _arg_names(item: Item) -> list[str]:
                 key, eq, _ = part.partition("=")
                 arg = key.strip() if eq and re.fullmatch(r"\s*\w+\s*", key) else (
                     op.params[k].name if op and k < len(op.params) else "arg")
+                arg = {"out_channels": "channels", "out_features": "features"}.get(arg, arg)
                 for _ in _NUM.findall(part):
-                    names.append(f"{it.label or where}_{arg}".replace("out_channels", "channels")
-                                 .replace("out_features", "features"))
+                    names.append((it.label or where, arg))
         for items in [it.body, it.shortcut] + list(it.branches or []):
             for x in items or []:
                 walk(x, it.label or where)
@@ -755,12 +755,20 @@ def _parameters(uses: list[Item]) -> tuple[list[str], list[tuple], list[str | No
         else:
             expr = _multiple(col, known)
             if expr is None:
-                expr = _unique(slot_names[k], params)
+                expr = f"\0{len(params)}"  # a placeholder until every parameter is known
                 params.append(expr)
                 cols.append(col)
                 known[col] = expr
             names.append(expr)
-    return params, cols, names
+    # a parameter is called after its argument (`channels`, `stride`) when that is unambiguous,
+    # else after its layer too (`conv1_channels`)
+    slots = [slot_names[names.index(p)] for p in params]
+    args = [a for _, a in slots]
+    final: list[str] = []
+    for label, arg in slots:
+        final.append(_unique(arg if args.count(arg) == 1 else f"{label}_{arg}", final))
+    rename = lambda e: re.sub("\0(\\d+)", lambda m: final[int(m.group(1))], e) if e is not None else None
+    return final, cols, [rename(e) for e in names]
 
 
 def _multiple(col: tuple, known: dict[tuple, str]) -> str | None:

@@ -70,7 +70,7 @@ def test_resnet18():
 def test_resnet50():
     text = check_import("resnet50")
     # repeated Bottlenecks are one block with their width as parameter; conv3 is written as 4x it
-    assert "block bottleneck(conv1_channels) {" in text and "conv(conv1_channels * 4," in text
+    assert "block bottleneck(channels) {" in text and "conv(channels * 4," in text
     assert "for i in range(1, 6) {" in text  # layer3.1 ... layer3.5
 
 
