@@ -93,6 +93,17 @@ class Scope:
     name: str = ""  # qualified name, filled by `assign_names`
 
 
+@dataclass(frozen=True)
+class Contract:
+    """An `assert` that names a network total (params, buffers, macs): checked once the graph
+    is built (resdsl/contracts.py), in the variables it saw where it stood."""
+
+    test: object  # syntax.Expr
+    message: object  # syntax.Expr | None
+    env: Mapping[str, object]
+    span: Span
+
+
 @dataclass
 class Graph:
     name: str
@@ -106,6 +117,7 @@ class Graph:
     # (number of nodes created so far, "open"|"close", "scope"|"region"|"part", id)
     # where a part id is the branch index, or -1 for a residual's shortcut.
     structure: list[tuple[int, str, str, int]] = field(default_factory=list)
+    contracts: list[Contract] = field(default_factory=list)
 
     # -- queries
     def successors(self) -> list[list[int]]:
@@ -177,12 +189,13 @@ def assign_names(graph: Graph) -> None:
     (`relu`, `relu_1`, ...) skipping names already taken in the same scope.
     """
     taken: dict[int | None, set[str]] = {}
+    # A dotted label `conv.0` takes `conv` in its scope: automatic names must not enter it.
     for s in graph.scopes:
         if s.label is not None:
-            taken.setdefault(s.parent, set()).add(s.label)
+            taken.setdefault(s.parent, set()).add(s.label.split(".", 1)[0])
     for n in graph.nodes:
         if n.label is not None:
-            taken.setdefault(n.scope, set()).add(n.label)
+            taken.setdefault(n.scope, set()).add(n.label.split(".", 1)[0])
     counters: dict[tuple[int | None, str], int] = {}
 
     def auto(parent: int | None, hint: str) -> str:

@@ -20,7 +20,7 @@ from .limits import DEFAULT, Limits
 from .span import Source, Span, register
 
 RESERVED = frozenset(
-    "and or not if else for in true false none input output from import block network".split()
+    "and or not if else for in true false none input output from import block network assert".split()
 )
 
 
@@ -41,7 +41,7 @@ class _Newlines:
     """
 
     always_accept = ("_NL",)
-    _BODY_AFTER = {"NAME", "RPAR", "RSQB", "INT", "FLOAT", "STRING", "TRUE", "FALSE", "NONE"}
+    _BODY_AFTER = {"NAME", "TNAME", "RPAR", "RSQB", "INT", "FLOAT", "STRING", "TRUE", "FALSE", "NONE"}
     max_depth = 200  # set from Limits.max_nesting by `parse` before each parse
 
     def process(self, stream):
@@ -122,6 +122,7 @@ def _lark() -> Lark:
     )
 
 
+_RANGE = re.compile(r"([^.]+)\.\.([^.]+)")  # the braces of x{1..s}: two expressions without dots
 _ESCAPES = {"n": "\n", "t": "\t", "\\": "\\", '"': '"', "'": "'"}
 
 
@@ -196,9 +197,10 @@ class _ToAst(Transformer):
             op_span=self.tok_span(name),
             args=args[0] if args is not None else (),
             clauses=clauses or (),
-            bind=bind,
+            bind=None if bind is None else str(bind[0]),
             span=self._span(meta),
             has_parens=args is not None,
+            binds=tuple(self._target(t) for t in bind or ()),
         )
 
     def call_args(self, meta, c):
@@ -211,7 +213,20 @@ class _ToAst(Transformer):
         return ast.Clause(self._ident(c[0]), c[1], self._span(meta))
 
     def bind(self, meta, c):
-        return self._ident(c[0])
+        return list(c)
+
+    def _target(self, tok: Token) -> ast.Label:
+        """A bound tensor's name as a label: one literal part, or a template."""
+        return self._template(tok) or ast.Label((str(tok),), self.tok_span(tok))
+
+    def _template(self, tok: Token | None) -> ast.Label | None:
+        """The parts of an interpolated tensor name (`skip{i}`); None for a plain name (checked here)."""
+        if tok is None:
+            return None
+        if "{" not in tok:
+            self._ident(tok)
+            return None
+        return self._label(tok, colon=False)
 
     def assign(self, meta, c):
         return ast.Assign(self._ident(c[0]), c[1], self._span(meta))
@@ -237,10 +252,13 @@ class _ToAst(Transformer):
         return ast.Output(tuple(self._label(t, colon=False) for t in c), self._span(meta))
 
     def from_stmt(self, meta, c):
-        return ast.From(self._ident(c[0]), self._span(meta))
+        return ast.From(str(c[0]), self._span(meta), self._template(c[0]))
 
     def bind_stmt(self, meta, c):
-        return ast.Bind(self._ident(c[0]), self._span(meta))
+        return ast.Bind(str(c[0]), self._span(meta), self._template(c[0]))
+
+    def assert_stmt(self, meta, c):
+        return ast.Assert(c[0], c[1], self._span(meta))
 
     def _label(self, tok: Token, colon: bool = True) -> ast.Label:
         """Split `layer{s + 1}:` (or an output's `heatmap{s}`) into literal text and parsed expressions."""
@@ -257,10 +275,24 @@ class _ToAst(Transformer):
             inner = m.group(1)
             col = span.col + m.start(1)
             try:
+                rng = _RANGE.fullmatch(inner)
+                if rng:  # x{1..s}: the names x1 .. xs
+                    lo, hi = (_parse_expr(rng.group(k), self.file, span.line - 1, col - 1 + rng.start(k),
+                                          span.start + m.start(1) + rng.start(k)) for k in (1, 2))
+                    parts.append(ast.RangePart(lo, hi, span))
+                    continue
                 parts.append(_parse_expr(inner, self.file, span.line - 1, col - 1, span.start + m.start(1)))
             except _TooDeep:  # positions inside the label are relative to it: report the label itself
                 raise error("E040", "the label's expression is nested too deeply", span,
                             hint="compute the value into a variable first") from None
+            except UnexpectedInput as e:  # locate the error inside the braces, not at the file's start
+                d = _syntax_error(e, Source(self.file, inner)).first
+                rel = len(inner) if "end of file" in d.message else d.span.start  # at the `}` when it ended early
+                width = max(1, min(d.span.end - d.span.start, len(inner) + 1 - rel))
+                at, col = span.start + m.start(1) + rel, span.col + m.start(1) + rel
+                where = Span(self.file, span.line, col, span.line, col + width, at, at + width)
+                raise error("E001", d.message.replace("end of file", "`}`"), where,
+                            hint="the part in braces is an expression, e.g. {i + 1}") from None
         return ast.Label(tuple(parts), span)
 
     # -- arguments
@@ -308,7 +340,7 @@ class _ToAst(Transformer):
         return ast.Call(self._ident(c[0]), c[1] or (), self._span(meta))
 
     def int_(self, meta, c):
-        text = str(c[0])
+        text = str(c[0]).replace("_", "")
         if len(text) > 30:
             raise error("E040", f"integer literal with {len(text)} digits is too large", self.tok_span(c[0]),
                         hint="integers in .res files must stay below 10**30")
@@ -333,6 +365,9 @@ class _ToAst(Transformer):
     def name(self, meta, c):
         return ast.Name(self._ident(c[0]), self._span(meta))
 
+    def tname(self, meta, c):
+        return ast.Interp(self._label(c[0], colon=False).parts, self._span(meta))
+
     def list_(self, meta, c):
         return ast.ListLit(tuple(x for x in c if x is not None), self._span(meta))
 
@@ -349,6 +384,7 @@ _DESCRIBE = {
     "INT": "an integer", "FLOAT": "a number", "STRING": "a string", "$END": "end of file", "SEMICOLON": "`;`",
     "COMP": "a comparison", "DOT": "`.`", "MINUS": "`-`", "PLUS": "`+`", "STAR": "`*`", "SLASH": "`/`",
     "DOUBLESTAR": "`**`", "DOUBLESLASH": "`//`", "PERCENT": "`%`", "ELSE": "`else`", "__ANON_0": "`->`",
+    "ASSERT": "`assert`",
 }
 
 
@@ -388,7 +424,7 @@ def _syntax_error(e: UnexpectedInput, source: Source) -> ResdslError:
         notes.append(Note(Span.of(source, opener, opener + 1), f"this `{source.text[opener]}` is not closed"))
         hint = hint or f"close the `{source.text[opener]}`"
     if hint is None and "LABEL" in expected and found.startswith("`"):
-        hint = "a statement is a layer call `name(args)`, a label `name: layer(...)`, `x = expr`, `for`, `if`, `input`, `output`, `from` or `-> name`"
+        hint = "a statement is a layer call `name(args)`, a label `name: layer(...)`, `x = expr`, `for`, `if`, `input`, `output`, `from`, `-> name` or `assert`"
     offset = len("\n".join(source.text.split("\n")[: line - 1])) + (1 if line > 1 else 0) + col - 1
     span = Span(source.name, line, col, line, col + width, offset, offset + width)
     return error("E001", msg, span, hint=hint, notes=notes)

@@ -29,6 +29,8 @@ def test_the_reference_has_many_examples():
 @pytest.mark.parametrize("i", range(len(BLOCKS)))
 def test_example_parses_and_elaborates(i):
     text = BLOCKS[i]
+    if "split(" in text and ops.lookup("slice") is None:  # split elaborates to slices (issue 17, helper b1)
+        pytest.skip("the `slice` op is not merged yet")
     try:
         module = parse(text, f"language.md#{i}")
     except resdsl.ResdslError:  # statements: run them inside a network with an image input
@@ -101,3 +103,15 @@ def test_operation_table_is_generated_and_current():
 ])
 def test_every_construct_is_covered(topic):
     assert topic in DOC.read_text()
+
+
+def test_claims_of_the_language_features_hold():
+    # recursive blocks: hg.low2.low2.low2 is the innermost conv
+    n = _net(_find("hg: hourglass(3, 8)"))
+    assert "hg.low2.low2.low2" in [x.name for x in n.nodes]
+    # the anonymous label: the block's layers are named in the caller's scope
+    n = _net(_find("_: inverted_body(3, 6)"))
+    assert [x.name for x in n.nodes if x.params][0] == "features.1.conv.0.0"
+    assert [x.name for x in n.nodes if x.params][-1] == "features.1.conv.2"
+    if ops.lookup("slice") is not None:  # split: Res2Net's pieces concatenate back to 64 channels
+        assert _net(_find("split(4) -> x{1..4}")).nodes[-1].shape == (64, 32, 32)
