@@ -64,13 +64,15 @@ def check_import(name: str, shape=(3, 224, 224)) -> str:
 
 def test_resnet18():
     text = check_import("resnet18")
-    assert "block basic_block(" in text and 'residual(shortcut="project")' in text
+    # one block for torchvision's BasicBlock; the first of a stage projects its shortcut
+    assert 'block basic_block(channels, stride=1, shortcut="identity") {' in text
+    assert '0: basic_block(128, stride=2, shortcut="project")' in text
 
 
 def test_resnet50():
     text = check_import("resnet50")
     # repeated Bottlenecks are one block with their width as parameter; conv3 is written as 4x it
-    assert "block bottleneck(channels) {" in text and "conv(channels * 4," in text
+    assert 'block bottleneck(channels, stride=1, shortcut="identity") {' in text and "conv(channels * 4," in text
     assert "for i in range(1, 6) {" in text  # layer3.1 ... layer3.5
 
 
