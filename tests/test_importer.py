@@ -92,6 +92,68 @@ def test_convnext_tiny():
     check_import("convnext_tiny")
 
 
+# ----------------------------------------------------------------- branches, named tensors, unused heads
+
+def roundtrip(model: nn.Module, shape) -> str:
+    """Import, compile, load the module's weights strictly and compare outputs; the imported text."""
+    torch.manual_seed(0)
+    model.eval()
+    randomize_bn(model)
+    text = import_module(model, shape, "m")
+    assert format_source(text) == text
+    ours = resdsl.loads(text).to_torch(seed=0).eval()
+    ours.load_state_dict(model.state_dict(), strict=True)
+    x = torch.randn(2, *shape, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        assert (ours(x) - model(x)).abs().max().item() <= 1e-5
+    return text
+
+
+class Inception(nn.Module):  # each branch one submodule, as in torchvision's GoogLeNet
+    def __init__(self, c):
+        super().__init__()
+        self.b1 = nn.Sequential(nn.Conv2d(c, 4, 1), nn.ReLU())
+        self.b2 = nn.Sequential(nn.Conv2d(c, 4, 1), nn.ReLU(), nn.Conv2d(4, 6, 3, padding=1))
+        self.b3 = nn.Sequential(nn.MaxPool2d(3, 1, 1), nn.Conv2d(c, 2, 1))
+
+    def forward(self, x):
+        return torch.cat([self.b1(x), self.b2(x), self.b3(x)], 1)
+
+
+class Fire(nn.Module):  # SqueezeNet's: the two expand branches are not submodules of their own
+    def __init__(self, c):
+        super().__init__()
+        self.squeeze, self.act = nn.Conv2d(c, 4, 1), nn.ReLU()
+        self.e1, self.e3 = nn.Conv2d(4, 8, 1), nn.Conv2d(4, 8, 3, padding=1)
+
+    def forward(self, x):
+        x = self.act(self.squeeze(x))
+        return torch.cat([torch.relu(self.e1(x)), torch.relu(self.e3(x))], 1)
+
+
+def test_parallel_branches_are_labelled_by_module():
+    text = roundtrip(nn.Sequential(nn.Conv2d(3, 8, 3), Inception(8), Inception(12)), (3, 12, 12))
+    assert "block inception(" in text
+    assert text.count('parallel(merge="concat") {') == 1 and "b2: branch {" in text
+
+
+def test_branches_across_modules_become_named_tensors():
+    text = roundtrip(nn.Sequential(Fire(3), nn.Flatten(), nn.Linear(16 * 6 * 6, 5)), (3, 6, 6))
+    assert "-> fork" in text and "concat(cat" in text and "parallel" not in text
+
+
+def test_weights_forward_does_not_use_are_named():
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.body, self.aux = nn.Conv2d(3, 4, 3), nn.Sequential(nn.Conv2d(4, 4, 1), nn.Linear(4, 2))
+
+        def forward(self, x):
+            return self.body(x)
+    text = import_module(Net(), (3, 8, 8))
+    assert "# not used by forward() and so not here (load with strict=False): aux." in text
+
+
 # ----------------------------------------------------------------- what cannot be imported
 
 

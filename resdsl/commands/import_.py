@@ -31,7 +31,7 @@ def register(subs) -> None:
 
 
 def run(args) -> int:
-    from ..importer import ImportProblem, import_module, load_model
+    from ..importer import ImportProblem, convert_module, load_model
     from ..network import loads
 
     shape = parse_inputs([f"x={args.input}"])["x"]
@@ -41,21 +41,26 @@ def run(args) -> int:
         return EXIT_USAGE
     sys.path.insert(0, "")  # module:callable from the current directory, as `python -m` would
     try:
-        model = load_model(args.model)
-        text = import_module(model, shape, name, args.model)
+        model = load_model(args.model).eval()  # traced as used for inference (GoogLeNet: no auxiliary heads)
+        imported = convert_module(model, shape, name, args.model)
     except ImportProblem as e:
         print(f"resdsl import: error: {e.message}", file=sys.stderr)
         if e.hint:
             print(f"  hint: {e.hint}", file=sys.stderr)
         return EXIT_ERRORS
+    text, unused = imported.text, imported.unused
     net = loads(text, name=args.output or "<import>")
-    want = sum(p.numel() for p in model.parameters())
+    want = sum(p.numel() for p in model.parameters()) - sum(
+        p.numel() for u in unused for p in model.get_submodule(u).parameters())
     if args.output:
         Path(args.output).write_text(text, encoding="utf-8")
     else:
         sys.stdout.write(text)
-    same = "the module's count" if net.param_count == want else f"THE MODULE HAS {want:,}"
+    same = "the module's count" if net.param_count == want else f"but the module has {want:,}"
     out = ", ".join(f"{k}: {list(v)}" for k, v in net.outputs.items())
     print(f"{args.output or 'imported'}: {net.name} ({len(net.nodes)} ops, {net.param_count:,} params = {same}) "
           f"-> {out}", file=sys.stderr)
+    if unused:
+        print(f"note: not used by forward() and so not in the file: {', '.join(unused)} "
+              "(load the state_dict with strict=False)", file=sys.stderr)
     return 0 if net.param_count == want else EXIT_ERRORS

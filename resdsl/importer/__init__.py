@@ -17,19 +17,33 @@ Four steps, one module each, data flowing one way:
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 
 from ..fmt import format_source
 from .structure import Structurer
 from .trace import ImportProblem, check_supported, convert, fx_trace, load_model, module_rules, shapes_of
 from .write import KEYWORDS, blocks, items, render
 
-__all__ = ["import_module", "load_model", "ImportProblem"]
+__all__ = ["import_module", "convert_module", "Imported", "load_model", "ImportProblem"]
+
+
+@dataclass(frozen=True)
+class Imported:
+    text: str  # the formatted .res file
+    unused: tuple[str, ...]  # submodules with weights that the traced forward() never applies
 
 
 def import_module(model, input_shape: tuple[int, ...], name: str = "imported", origin: str = "") -> str:
-    """A formatted .res file for `model` on inputs of `input_shape` (no batch dimension).
+    """A formatted .res file for `model` on inputs of `input_shape` (no batch dimension); see `convert_module`."""
+    return convert_module(model, input_shape, name, origin).text
 
-    Raises `ImportProblem` (naming the module) for what cannot be written."""
+
+def convert_module(model, input_shape: tuple[int, ...], name: str = "imported", origin: str = "") -> Imported:
+    """The .res file for `model`, and what of it is not in the file.
+
+    Raises `ImportProblem` (naming the module) for what cannot be written.  Submodules with weights that
+    the traced forward does not use (in the module's current train/eval mode, e.g. GoogLeNet's auxiliary
+    heads in eval mode) are not in the file; its header comment names them."""
     import torch
     rules = module_rules()
     gm = fx_trace(model, tuple(rules))
@@ -55,14 +69,38 @@ def import_module(model, input_shape: tuple[int, ...], name: str = "imported", o
     defs = blocks(top, classes)
     net = _ident(name)
     shape = ", ".join(str(d) for d in input_shape)
+    unused = unused_modules(model, gm)
     lines = [f"# {origin or name}, imported by `resdsl import` from torch.fx's trace on a [{shape}] input.",
-             "# Layer names are the module's, so its state_dict loads into the compiled network with strict=True.",
-             ""]
+             "# Layer names are the module's, so its state_dict loads into the compiled network "
+             + ("with strict=True." if not unused else "by name;"), *(
+                 [f"# not used by forward() and so not here (load with strict=False): {', '.join(unused)}."]
+                 if unused else []), ""]
     for d in defs:
         lines += [d, ""]
     lines += [f"network {net}() {{", f"    input x: [{shape}]"] + render(top, 1)
     lines += [f"    output {'logits' if ops[last].op == 'linear' else 'out'}", "}"]
-    return format_source("\n".join(lines) + "\n", f"<import {net}>")
+    return Imported(format_source("\n".join(lines) + "\n", f"<import {net}>"), tuple(unused))
+
+
+def unused_modules(model, gm) -> list[str]:
+    """The outermost submodules owning parameters or buffers that the traced graph never applies."""
+    used = {n.target for n in gm.graph.nodes if n.op == "call_module"}
+    out: list[str] = []
+    for path, m in model.named_modules():
+        owns = any(True for _ in m.parameters(recurse=False)) or any(True for _ in m.buffers(recurse=False))
+        if path and owns and path not in used and not any(path == u or path.startswith(u + ".") for u in used):
+            if not any(path.startswith(o + ".") for o in out):
+                out.append(_outermost_unused(path, used))
+    return sorted(set(out), key=out.index)
+
+
+def _outermost_unused(path: str, used: set[str]) -> str:
+    parts = path.split(".")
+    for k in range(1, len(parts) + 1):
+        prefix = ".".join(parts[:k])
+        if not any(u == prefix or u.startswith(prefix + ".") for u in used):
+            return prefix
+    return path
 
 
 def _ident(name: str) -> str:

@@ -19,13 +19,13 @@ from .trace import ImportProblem, Op, stated
 
 @dataclass
 class Stmt:
-    """A layer (`op`), or a region: residual / dense / parallel with bodies of statements."""
+    """A layer (`op`), or a region: residual / dense / parallel with bodies of statements (`op`: its merge)."""
     kind: str  # layer | residual | dense | parallel
-    op: Op | None = None
+    op: Op
     bodies: list[list["Stmt"]] = field(default_factory=list)
-    options: dict = field(default_factory=dict)
 
     def leaves(self):
+        """Every op of the statement, merges of nested regions included."""
         if self.op is not None:
             yield self.op
         for b in self.bodies:
@@ -113,7 +113,7 @@ class Structurer:
         # `out += identity`).  Which side is which does not change the sum.
         if not a or (is_projection(a) and not is_projection(b) and b):
             a, b = b, a
-        out.append(Stmt("residual", bodies=[a] if not b else [a, b]))
+        out.append(Stmt("residual", o, bodies=[a] if not b else [a, b]))
         return f
 
     def _concat(self, o: Op, out: list[Stmt]) -> int:
@@ -122,13 +122,13 @@ class Structurer:
         if prev is not None and prev != o.id and self._dominates(prev, parts[-1]):
             body = self.sequence(prev, parts[-1])
             self._check_closed(prev, o.id, body, allowed={parts[-1]})
-            out.append(Stmt("dense", bodies=[body]))
+            out.append(Stmt("dense", o, bodies=[body]))
             return prev
         f = self.idom[o.id]
         bodies = [self.sequence(f, i) for i in o.inputs]
         for body in bodies:
             self._check_closed(f, o.id, body)
-        out.append(Stmt("parallel", bodies=bodies, options={"merge": "concat"}))
+        out.append(Stmt("parallel", o, bodies=bodies))
         return f
 
     def _dominates(self, a: int, b: int) -> bool:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import importlib
 import inspect
 import operator
+import re
 from collections import defaultdict
 from dataclasses import dataclass
 
@@ -210,6 +211,7 @@ def _function_rules() -> dict:
         torch.cat: "concat", torch.flatten: "flatten",
         F.relu: "relu", torch.relu: "relu", F.gelu: "gelu", F.silu: "silu", torch.sigmoid: "sigmoid",
         torch.tanh: "tanh", F.adaptive_avg_pool2d: "adaptive_avgpool", F.dropout: "dropout",
+        F.max_pool2d: "maxpool", F.avg_pool2d: "avgpool",
     }
     methods = {"relu": "relu", "flatten": "flatten", "sigmoid": "sigmoid", "add": "add", "view": "flatten",
                "reshape": "flatten"}
@@ -291,23 +293,39 @@ def convert(gm, root, shapes: dict) -> tuple[list[Op], dict[str, int]]:
         if node.op == "call_module":
             called[node.target] += 1
             path = tuple(node.target.split("."))
-            if called[node.target] == 1:
+            m = gm.get_submodule(node.target)
+            owns = any(True for _ in m.parameters()) or any(True for _ in m.buffers())
+            bad = [c for c in path if not _LABEL.fullmatch(c)]
+            if bad and owns:
+                raise ImportProblem(f"module {_where(root, node.target)} has `{bad[0]}` in its name, which is not "
+                                    "a resdsl label (letters, digits, _), so its state_dict keys cannot be "
+                                    "the .res layer names", "rename the submodule")
+            if called[node.target] == 1 and not bad:
                 add(node, op, args, path)
                 continue
-            m = gm.get_submodule(node.target)  # applied again: fine without weights, else shared weights
-            if any(True for _ in m.parameters()) or any(True for _ in m.buffers()):
+            if owns:  # applied again: fine without weights, not with shared weights
                 raise ImportProblem(f"module {_where(root, node.target)} is applied {called[node.target]} "
                                     "times: resdsl layers own their weights, so shared weights cannot "
                                     "be written", "give each use its own module")
-            add(node, op, args, (), path[:-1])
+            add(node, op, args, (), _valid_prefix(path[:-1]))  # unlabelled: it owns nothing to name
             continue
         args = _function_args(op, node, shapes)
         if args is None:  # an alias: cat([x]), flatten of a flat tensor
             ids[node.name] = ids[node.all_input_nodes[0].name]
             continue
         home = node.meta.get("resdsl_home", "")
-        add(node, op, args, (), tuple(home.split(".")) if home else ())
+        add(node, op, args, (), _valid_prefix(tuple(home.split("."))) if home else ())
     return ops, ids
+
+
+_LABEL = re.compile(r"[A-Za-z0-9_]+")
+
+
+def _valid_prefix(path: tuple[str, ...]) -> tuple[str, ...]:
+    k = 0
+    while k < len(path) and _LABEL.fullmatch(path[k]):
+        k += 1
+    return path[:k]
 
 
 def _owner(root, node) -> str:
@@ -337,7 +355,20 @@ def _function_args(op: str, node, shapes) -> dict | None:
     if op == "dropout":
         p = node.args[1] if len(node.args) > 1 else node.kwargs.get("p", 0.5)
         return {"p": p}
+    if op in _POOL_ARGS:  # F.max_pool2d(x, kernel_size, stride, padding, ...): torch's positional order
+        given = dict(zip(_POOL_ARGS[op], node.args[1:])) | dict(node.kwargs)
+        if given.get("return_indices") or given.get("divisor_override") is not None:
+            raise ImportProblem(f"cannot import {node.target.__name__} at fx node {node.name} with "
+                                "return_indices/divisor_override")
+        a = {k: _one(v) for k, v in given.items() if k in _POOL_ARGS[op]}
+        if a.get("stride") in ((), []) or a.get("stride") == a.get("kernel_size"):
+            a["stride"] = None  # torch's default: the kernel size
+        return a
     return {}
+
+
+_POOL_ARGS = {"maxpool": ("kernel_size", "stride", "padding", "dilation", "ceil_mode"),
+              "avgpool": ("kernel_size", "stride", "padding", "ceil_mode", "count_include_pad")}
 
 
 def shapes_of(gm, input_shape) -> dict[str, tuple[int, ...]]:

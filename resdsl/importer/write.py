@@ -54,6 +54,7 @@ class Item:
     body: list["Item"] | None = None
     shortcut: list["Item"] | None = None
     branches: list[list["Item"]] | None = None
+    branch_labels: list[str] | None = None  # parallel: each branch's label (its module)
     module: str = ""  # the torch module this scope stands for (blocks are made per module class)
     exprs: list[str | None] | None = None  # block templates: parameter expressions per argument slot
 
@@ -117,7 +118,7 @@ def items(stmts: list[Stmt], scope: tuple[str, ...] = ()) -> list[Item]:
     while i < len(stmts):
         sc = _scope_of(stmts[i])
         if sc is None or len(sc) <= len(scope):
-            out.append(_item(stmts[i], scope))
+            out += _item(stmts[i], scope)
             i += 1
             continue
         child = sc[len(scope)]
@@ -130,8 +131,9 @@ def items(stmts: list[Stmt], scope: tuple[str, ...] = ()) -> list[Item]:
                 last = j
             j += 1
         run, inner = stmts[i:last + 1], scope + (child,)
-        if len(run) == 1 and run[0].kind != "layer" and _scope_of(run[0]) == inner:
-            item = _item(run[0], inner)
+        made = _item(run[0], inner) if len(run) == 1 and run[0].kind != "layer" and _scope_of(run[0]) == inner else []
+        if len(made) == 1:
+            item = made[0]
             item.label = child
         else:
             item = Item(child, Call("group"), items(run, inner))
@@ -141,16 +143,41 @@ def items(stmts: list[Stmt], scope: tuple[str, ...] = ()) -> list[Item]:
     return out
 
 
-def _item(s: Stmt, scope: tuple[str, ...]) -> Item:
+def _item(s: Stmt, scope: tuple[str, ...]) -> list[Item]:
+    """One statement as items: one, except a concat whose branches are not each one module (named tensors)."""
     if s.kind == "layer":
         if s.op.path and s.op.path[:-1] != scope:
             raise AssertionError(f"internal error in import: {'.'.join(s.op.path)} placed in {'.'.join(scope)}")
-        return Item(s.op.path[-1] if s.op.path else None, _op_call(s.op))
+        return [Item(s.op.path[-1] if s.op.path else None, _op_call(s.op))]
     if s.kind == "dense":
-        return Item(None, Call("dense"), items(s.bodies[0], scope))
+        return [Item(None, Call("dense"), items(s.bodies[0], scope))]
     if s.kind == "parallel":
-        return Item(None, Call("parallel", [("merge", "concat", True)]),
-                    branches=[items(b, scope) for b in s.bodies])
+        return _parallel(s, scope)
+    return [_residual(s, scope)]
+
+
+def _parallel(s: Stmt, scope: tuple[str, ...]) -> list[Item]:
+    """`parallel` with each branch labelled by its module (`branch1: branch { conv: ... }`, GoogLeNet); when a
+    branch spans several modules (an unlabelled branch would be a scope `branch` of its own), named tensors:
+    `-> fork`, branches 2..n each bound, then `from fork`, branch 1 and `concat(...)` in torch's order."""
+    labels = []
+    for b in s.bodies:
+        sc = [_scope_of(x) for x in b]
+        sc = [x for x in sc if x is not None]
+        child = {x[len(scope)] for x in sc if len(x) > len(scope)}
+        labels.append(child.pop() if len(child) == 1 and all(len(x) > len(scope) for x in sc) else None)
+    if all(labels) and len(set(labels)) == len(labels):
+        return [Item(None, Call("parallel", [("merge", "concat", True)]), branch_labels=labels,
+                     branches=[items(b, scope + (c,)) for b, c in zip(s.bodies, labels)])]
+    n = s.op.id  # the concat's: names are unique and the same on every run
+    fork, names = f"fork{n}", [f"cat{n}_{k}" for k in range(1, len(s.bodies))]
+    out = [Item(None, Call(f"-> {fork}"))]
+    for b, name in zip(s.bodies[1:], names):
+        out += items(b, scope) + [Item(None, Call(f"-> {name}")), Item(None, Call(f"from {fork}"))]
+    return out + items(s.bodies[0], scope) + [Item(None, Call(f"concat({', '.join(names)})"))]
+
+
+def _residual(s: Stmt, scope: tuple[str, ...]) -> Item:
     branch = s.bodies[0]
     short = s.bodies[1] if len(s.bodies) > 1 else []
     kind, label = "identity", "downsample"
@@ -166,6 +193,7 @@ def _item(s: Stmt, scope: tuple[str, ...]) -> Item:
 def _signature(it: Item) -> tuple:
     """The layout of an item: labels, heads and argument names, without the argument values."""
     return (it.label, it.call.name, tuple(a for a, _, _ in it.call.args), it.shortcut is not None,
+            tuple(it.branch_labels or ()),
             tuple(tuple(_signature(x) for x in c) for c in it.children()))
 
 
@@ -186,6 +214,7 @@ def _template(it: Item, exprs: list[str | None], pos: list[int]) -> Item:
     sub = lambda c: [_template(x, exprs, pos) for x in c] if c is not None else None
     new.body, new.shortcut = sub(it.body), sub(it.shortcut)
     new.branches = [sub(b) for b in it.branches] if it.branches is not None else None
+    new.branch_labels = it.branch_labels
     return new
 
 
@@ -193,7 +222,7 @@ def _as_body(it: Item) -> Item:
     """A scope item as a block body: a group's statements, or the (unlabelled) region itself."""
     if it.call.name == "group":
         return Item(None, Call("group"), it.body)
-    return Item(None, Call("group"), [Item(None, it.call, it.body, it.shortcut, it.branches)])
+    return Item(None, Call("group"), [Item(None, it.call, it.body, it.shortcut, it.branches, it.branch_labels)])
 
 
 def blocks(top: list[Item], classes: dict[str, str]) -> list[str]:
@@ -344,13 +373,13 @@ def _render_one(it: Item, depth: int) -> list[str]:
     if it.call.name == "group" and it.label is not None and it.body and len(it.body) == 1 and it.body[0].label:
         inner = it.body[0]  # `a: group { b: x }` is `a.b: x` (a dotted label opens both scopes)
         return _render_one(Item(f"{it.label}.{inner.label}", inner.call, inner.body, inner.shortcut,
-                                inner.branches, exprs=inner.exprs), depth)
+                                inner.branches, inner.branch_labels, exprs=inner.exprs), depth)
     label = f"{it.label}: " if it.label is not None else ""
     head = it.call.text(it.exprs)
     if it.branches is not None:
         lines = [f"{pad}{label}{head} {{"]
-        for b in it.branches:
-            lines += [f"{pad}    branch {{"] + render(b, depth + 2) + [f"{pad}    }}"]
+        for b, name in zip(it.branches, it.branch_labels or [None] * len(it.branches)):
+            lines += [f"{pad}    {name + ': ' if name else ''}branch {{"] + render(b, depth + 2) + [f"{pad}    }}"]
         return lines + [f"{pad}}}"]
     if it.body is None:
         return [f"{pad}{label}{head}"]
