@@ -43,7 +43,7 @@ def check_import(name: str, shape=(3, 224, 224)) -> str:
     torch.manual_seed(0)
     tv = getattr(torchvision.models, name)().eval()
     randomize_bn(tv)
-    text = import_module(tv, shape, name, f"torchvision.models.{name}")
+    text = import_module(tv, shape, name, name)  # as `resdsl import NAME` writes it
     assert format_source(text) == text  # what `resdsl fmt` leaves unchanged
     net = resdsl.loads(text, name=f"{name}.res")
     assert net.param_count == sum(p.numel() for p in tv.parameters())
@@ -67,6 +67,9 @@ def test_resnet18():
     # one block for torchvision's BasicBlock; the first of a stage projects its shortcut
     assert 'block basic_block(channels, stride=1, shortcut="identity") {' in text
     assert '0: basic_block(128, stride=2, shortcut="project")' in text
+    readme = (ROOT / "README.md").read_text()
+    shown = readme.split("$ head -14 resnet18.res\n", 1)[1].split("```", 1)[0]
+    assert text.startswith(shown) and len(shown.splitlines()) == 13  # the README quotes the real output
 
 
 def test_resnet50():
