@@ -17,9 +17,6 @@ from resdsl.evaluate import show  # noqa: E402
 
 TARGET = ROOT / "docs" / "language.md"
 BEGIN, END = "<!-- ops:begin -->", "<!-- ops:end -->"
-FAMILIES = {"conv": "convolution", "linear": "linear", "pool": "pooling", "reshape": "shape", "reg": "regularization",
-            "act": "activation", "norm": "normalization", "scale": "scaling", "merge": "merge",
-            "shortcut": "shortcut"}
 
 
 def _arg(p: ops.Param) -> str:
@@ -37,7 +34,7 @@ def table() -> str:
         if not spec.user or name == "input":
             continue
         args = ", ".join(_arg(p) for p in spec.params) or "—"
-        rows.append(f"| `{name}` | {args} | {FAMILIES.get(spec.family, spec.family)} | {spec.doc} |")
+        rows.append(f"| `{name}` | {args} | {spec.family.title} | {spec.doc} |")
     aliases = ", ".join(f"`{a}` = `{t}`" for a, t in sorted(ops.ALIASES.items()))
     if aliases:
         rows += ["", f"Aliases: {aliases}."]

@@ -509,18 +509,20 @@ class Elaborator:
                                 operand_spans=[s.span] + [sp for _, sp in tensors])
 
     def make(self, spec: ops.OpSpec, attrs: dict, inputs: list[Tensor], label: str | None, span: Span, ctx: Ctx,
-             spans: dict[str, Span] | None = None, operand_spans: list[Span] | None = None) -> Tensor:
-        """Infer shape and counts, then add the node; ShapeProblems become diagnostics."""
+             spans: dict[str, Span] | None = None, operand_spans: list[Span] | None = None,
+             hints: dict[str, str] | None = None) -> Tensor:
+        """Infer shape and counts, then add the node; ShapeProblems become diagnostics (`hints`: code -> the
+        hint to give instead of the op's, where the node comes from a construct such as dense)."""
         in_shapes = [t.shape for t in inputs]
         try:
-            shape = spec.infer(attrs, in_shapes)
+            shape, attrs = spec.elaborate(attrs, in_shapes)
         except ops.ShapeProblem as p:
             where = (spans or {}).get(p.arg, span) if p.arg else span
             notes = []
             if spec.family == "merge" and operand_spans:
                 notes = [Note(self.graph.nodes[t.node].span, f"operand {i + 1} has shape {list(t.shape)}, made here")
                          for i, t in enumerate(inputs)]
-            raise error(p.code, p.message, where, hint=p.hint, notes=notes) from None
+            raise error(p.code, p.message, where, hint=(hints or {}).get(p.code, p.hint), notes=notes) from None
         except (OverflowError, ValueError, ZeroDivisionError) as e:  # arithmetic on absurd arguments
             raise error("E041", f"{spec.name}: the output shape cannot be computed from these arguments ({e})", span,
                         hint="check the sizes, strides and scale factors") from None
@@ -855,7 +857,8 @@ class Elaborator:
             raise _Poisoned()
         branch = tuple(range(start, len(g.nodes)))
         out = self.make(ops.OPS["concat"], {"crop": a["crop"]}, [x, b], None, s.span, ctx.child(scope=sid),
-                        operand_spans=[s.span, s.span])
+                        operand_spans=[s.span, s.span],
+                        hints={"E031": "use dense(crop=true) to center-crop to the smaller size"})
         self._close_region(Region(rid, "dense", ctx.region, x.node, out.node, (branch,), (1,), (),
                                   freeze({"crop": a["crop"]}), sid, s.span, ctx.calls), ctx)
         self._close_scope(sid, ctx)
@@ -883,7 +886,8 @@ class Elaborator:
             raise _Poisoned()
         spec = ops.OPS[a["merge"]]
         attrs = {"crop": a["crop"]} if a["merge"] == "concat" else {}
-        out = self.make(spec, attrs, outs, None, s.span, ctx.child(scope=sid), operand_spans=[sp for _, _, sp in collected])
+        out = self.make(spec, attrs, outs, None, s.span, ctx.child(scope=sid), operand_spans=[sp for _, _, sp in collected],
+                        hints={"E031": 'use parallel(merge="concat", crop=true) to center-crop to the smaller size'})
         branches = tuple(nodes for _, nodes, _ in collected)
         self._close_region(Region(rid, "parallel", ctx.region, x.node, out.node, branches, tuple(range(len(outs))), (),
                                   freeze({"merge": a["merge"]}), sid, s.span, ctx.calls), ctx)

@@ -12,9 +12,6 @@ from . import ops
 from .evaluate import show
 from .ir import Graph, Node
 
-_DERIVED = {"normalized_shape"}
-
-
 def _value(v: object) -> str:
     if isinstance(v, tuple) and v and all(x == v[0] for x in v) and not isinstance(v[0], float):
         return show(v[0])
@@ -29,7 +26,7 @@ def _same(v: object, default: object) -> bool:
 
 def _args(n: Node, operands: list[str]) -> str:
     spec = ops.OPS[n.op]
-    params = [p for p in spec.params if p.kind != "tensors" and p.name not in _DERIVED]
+    params = [p for p in spec.params if p.kind != "tensors"]
     parts = list(operands)
     for idx, p in enumerate(params):
         v = n.attrs.get(p.name, p.default)

@@ -49,11 +49,11 @@ class Node:
     name: str = ""  # qualified name, filled by `assign_names`
 
     @property
-    def spec(self) -> ops.OpSpec:
+    def spec(self) -> ops.OpDef:
         return ops.OPS[self.op]
 
     @property
-    def family(self) -> str:
+    def family(self) -> ops.Family:
         return ops.OPS[self.op].family
 
 
@@ -157,22 +157,22 @@ class Graph:
             assert all(0 <= i < idx for i in n.inputs), f"node {n.name}: inputs {n.inputs} not topologically before {idx}"
             assert isinstance(n.attrs, MappingProxyType), f"node {n.name}: attrs must be read-only"
             assert all(isinstance(d, int) and d > 0 for d in n.shape), f"node {n.name}: bad shape {n.shape}"
-            if spec.params:
-                known = {p.name for p in spec.params}
-                extra = set(n.attrs) - known - {"normalized_shape", "shape"}
+            if spec.user:
+                known = {p.name for p in spec.params} | set(spec.derived)
+                extra = set(n.attrs) - known
                 assert not extra, f"node {n.name}: attributes {sorted(extra)} not in the op table for {n.op}"
-            if n.op != "input":
-                attrs = dict(n.attrs)
-                shape = spec.infer(attrs, [self.nodes[i].shape for i in n.inputs])
+                xs = [self.nodes[i].shape for i in n.inputs]
+                shape, attrs = spec.elaborate(n.attrs, xs)
                 assert shape == n.shape, f"node {n.name}: stored shape {n.shape} != inferred {shape}"
-                counts = spec.count(attrs, [self.nodes[i].shape for i in n.inputs], shape)
+                assert attrs == dict(n.attrs), f"node {n.name}: stored attributes differ from the shape rule's"
+                counts = spec.count(attrs, xs, shape)
                 assert counts == (n.params, n.buffers), f"node {n.name}: counts {(n.params, n.buffers)} != {counts}"
         names = [n.name for n in self.nodes]
         assert len(set(names)) == len(names), "node names are not unique"
         for name, i in list(self.inputs.items()) + list(self.outputs.items()):
             assert 0 <= i < len(self.nodes), f"input/output {name} points at missing node {i}"
         for r in self.regions:
-            assert r.merge < len(self.nodes) and self.nodes[r.merge].op in ("add", "concat"), f"region {r.name}: bad merge"
+            assert r.merge < len(self.nodes) and self.nodes[r.merge].spec.merge, f"region {r.name}: bad merge"
             assert len(r.branches) == len(r.branch_slots), f"region {r.name}: branch/slot mismatch"
             for b in r.branches:
                 assert all(r.input < i < r.merge for i in b), f"region {r.name}: branch nodes outside the region"

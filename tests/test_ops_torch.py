@@ -5,6 +5,8 @@ torch layer, run a random batch through torch, and compare `.shape` and
 `numel` -- torch is the independent reference.
 """
 
+import copy
+
 import pytest
 import torch
 import torch.nn as nn
@@ -107,7 +109,58 @@ CASES = [
     ("scalar_scale(0.0)", [3, 4], lambda: _Scalar()),
     ("scalar_bias()", [3, 4], lambda: _Scalar()),
     ("scale(0.5)", [3, 4], lambda: (lambda x: x * 0.5)),
+    ('gelu(approximate="tanh")', [6], lambda: nn.GELU(approximate="tanh")),
+    ("relu6", [3, 4], lambda: nn.ReLU6()),
+    ("hardswish", [3, 4], lambda: nn.Hardswish()),
+    ("hardsigmoid", [3, 4], lambda: nn.Hardsigmoid()),
+    ("mish", [3, 4], lambda: nn.Mish()),
+    ("exp", [3, 4], lambda: (lambda x: torch.exp(x))),
+    ("layernorm2d()", [6, 4, 5], lambda: _convnext().LayerNorm2d(6)),
+    ("layernorm2d(eps=1e-6, bias=false)", [6, 4], lambda: _LN2dNoBias(6)),
+    ("layer_scale()", [6, 4, 5], lambda: _LayerScaleRef((6, 1, 1))),
+    ("layer_scale(init=0.5, keepdims=false)", [6, 4, 5], lambda: _LayerScaleRef((6,))),
+    ("layer_scale()", [6], lambda: _LayerScaleRef((6,))),
+    ("flatten(start_dim=1)", [3, 4, 5], lambda: nn.Flatten(2)),
+    ("flatten(-1)", [3, 4, 5], lambda: nn.Flatten(3)),
+    ("unflatten(0, [2, 3])", [6, 4], lambda: nn.Unflatten(1, (2, 3))),
+    ("unflatten(-1, [2, 2])", [6, 4], lambda: nn.Unflatten(2, (2, 2))),
+    ("reshape([12, -1])", [3, 4, 5], lambda: (lambda x: x.reshape(x.shape[0], 12, -1))),
+    ("permute([1, 2, 0])", [3, 4, 5], lambda: (lambda x: x.permute(0, 2, 3, 1))),
+    ("transpose(0, -1)", [3, 4, 5], lambda: (lambda x: x.transpose(1, 3))),
+    ("slice(1, 3)", [5, 4, 4], lambda: (lambda x: x[:, 1:3])),
+    ("slice(0, 2, dim=2)", [5, 4, 3], lambda: (lambda x: x[:, :, :, 0:2])),
+    ("drop_path(0.2)", [3, 4], lambda: _torchvision_ops().StochasticDepth(0.2, "row")),
+    ('drop_path(0.2, mode="batch")', [3, 4], lambda: _torchvision_ops().StochasticDepth(0.2, "batch")),
 ]
+
+
+def _convnext():
+    from torchvision.models import convnext
+    return convnext
+
+
+def _torchvision_ops():
+    import torchvision.ops
+    return torchvision.ops
+
+
+class _LN2dNoBias(nn.Module):
+    def __init__(self, c):
+        super().__init__()
+        self.ln = nn.LayerNorm(c, eps=1e-6, bias=False)
+
+    def forward(self, x):
+        return self.ln(x.movedim(1, -1)).movedim(-1, 1)
+
+
+class _LayerScaleRef(nn.Module):  # torchvision's CNBlock: a bare nn.Parameter multiplied with `*`
+    def __init__(self, shape):
+        super().__init__()
+        self.layer_scale = nn.Parameter(torch.ones(shape) * 1e-6)
+
+    def forward(self, x):
+        return x * (self.layer_scale if self.layer_scale.dim() == x.dim() - 1 or x.dim() == 2
+                    else self.layer_scale[:, None, None])
 
 
 class _Scalar(nn.Module):
@@ -126,7 +179,7 @@ def test_shape_and_counts_match_torch(layer, shape, ref):
 
 def test_every_user_op_is_covered():
     from resdsl import ops
-    covered = {c[0].split("(")[0] for c in CASES} | {"add", "concat", "drop_path", "zeropad"}
+    covered = {c[0].split("(")[0] for c in CASES} | {"add", "concat", "zeropad", "mul", "sample"}
     missing = {n for n, s in ops.OPS.items() if s.user} - covered - {"input"}
     assert not missing, f"ops without a torch comparison: {sorted(missing)}"
 
@@ -202,3 +255,162 @@ def test_non_positive_arguments_rejected_like_torch(layer, ref):
     with pytest.raises(ResdslError) as e:
         static(layer, [3, 9, 9])
     assert e.value.first.code == "E014"
+
+
+# ----------------------------------------------------------------- values through the compiled module
+
+def _net(body: str, shape: str):
+    return resdsl.loads(f"network t() {{\n    input x: {shape}\n{body}\n    output y\n}}\n")
+
+
+def _sub(m, name):
+    return m.get_submodule(name)
+
+
+VALUE_CASES = [  # (op, input shape, .res body, train mode, reference(model, x)) -- each op against torch's own function
+    ("relu6", "[3, 4, 5]", "scale(4.0)\n relu6", False, lambda m, x: F.relu6(4 * x)),
+    ("hardswish", "[3, 4, 5]", "scale(4.0)\n hardswish", False, lambda m, x: nn.Hardswish()(4 * x)),
+    ("hardsigmoid", "[3, 4, 5]", "scale(4.0)\n hardsigmoid", False, lambda m, x: nn.Hardsigmoid()(4 * x)),
+    ("mish", "[3, 4, 5]", "mish", False, lambda m, x: x * torch.tanh(F.softplus(x))),
+    ("exp", "[3, 4, 5]", "exp", False, lambda m, x: torch.exp(x)),
+    ("gelu", "[3, 4, 5]", 'gelu(approximate="tanh")', False, lambda m, x: nn.GELU(approximate="tanh")(x)),
+    ("layernorm2d", "[6, 4, 5]", "l: layernorm2d(eps=1e-6)", True,
+     lambda m, x: _ln2d_ref(_sub(m, "l"), x)),
+    ("layer_scale", "[6, 4, 5]", "ls: layer_scale(0.5)", False, lambda m, x: x * 0.5),
+    ("layer_scale", "[6, 4, 5]", "ls: layer_scale(0.5, keepdims=false)", False, lambda m, x: x * 0.5),
+    ("flatten", "[3, 4, 5]", "flatten(1)", False, lambda m, x: torch.flatten(x, 2)),
+    ("unflatten", "[6, 4]", "unflatten(0, [3, 2])", False, lambda m, x: x.reshape(x.shape[0], 3, 2, 4)),
+    ("reshape", "[3, 4, 5]", "reshape([-1, 10])", False, lambda m, x: x.reshape(x.shape[0], 6, 10)),
+    ("permute", "[3, 4, 5]", "permute([1, 2, 0])", False, lambda m, x: x.permute(0, 2, 3, 1)),
+    ("transpose", "[3, 4, 5]", "transpose(1, 2)", False, lambda m, x: x.transpose(2, 3)),
+    ("slice", "[5, 4, 4]", "slice(1, 4)", False, lambda m, x: x[:, 1:4]),
+    ("mul", "[3, 4, 5]", "-> a\n relu\n mul(a)", False, lambda m, x: x.clamp(min=0) * x),
+    # squeeze-and-excitation with a [C] gate (linear layers) and with a [C, 1, 1] gate (1x1 convs, as timm)
+    ("mul", "[4, 5, 6]", "-> a\n global_avgpool\n fc: linear(4)\n sigmoid\n mul(a)", False,
+     lambda m, x: x * torch.sigmoid(F.linear(x.mean((2, 3)), _sub(m, "fc").weight, _sub(m, "fc").bias))[:, :, None, None]),
+    ("mul", "[4, 5, 6]", "-> a\n adaptive_avgpool(1)\n fc: conv(4, 1)\n sigmoid\n mul(a)", False,
+     lambda m, x: x * torch.sigmoid(F.conv2d(F.adaptive_avg_pool2d(x, 1), _sub(m, "fc").weight, _sub(m, "fc").bias))),
+    ("mul", "[4, 5, 6]", "-> a\n global_avgpool\n -> g\n from a\n relu\n mul(g)", False,
+     lambda m, x: x.clamp(min=0) * x.mean((2, 3))[:, :, None, None]),
+    ("sample", "[6]", "-> h\n mu: linear(3)\n -> mu\n from h\n lv: linear(3)\n -> lv\n from mu\n sample(lv)", False,
+     lambda m, x: F.linear(x, _sub(m, "mu").weight, _sub(m, "mu").bias)),
+    ("drop_path", "[3, 4, 5]", "drop_path(0.5)", False, lambda m, x: x),
+]
+
+
+def _ln2d_ref(mod, x):
+    return F.layer_norm(x.permute(0, 2, 3, 1), (x.shape[1],), mod.weight, mod.bias, 1e-6).permute(0, 3, 1, 2)
+
+
+@pytest.mark.parametrize("case", VALUE_CASES, ids=[f"{c[0]}:{c[2]}" for c in VALUE_CASES])
+def test_new_op_values_match_torch(case):
+    op, shape, body, train, ref = case
+    net = _net(body, shape)
+    assert op in {n.op for n in net.nodes}
+    model = net.to_torch(seed=0).train(train)
+    x = torch.randn((4,) + net.inputs["x"], generator=torch.Generator().manual_seed(1))
+    got = model(x)
+    want = ref(model, x)
+    assert tuple(got.shape[1:]) == net.outputs["y"] == tuple(want.shape[1:])
+    assert got.numel() == want.numel()
+    torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
+
+
+def test_drop_path_draws_what_torchvision_stochastic_depth_draws():
+    from torchvision.ops import StochasticDepth
+    for mode in ("row", "batch"):
+        for p in (0.3, 1.0):
+            model = _net(f'drop_path({p}, mode="{mode}")', "[3, 4, 5]").to_torch(seed=0).train()
+            x = torch.randn(16, 3, 4, 5)
+            torch.manual_seed(7)
+            got = model(x)
+            torch.manual_seed(7)
+            want = StochasticDepth(p, mode).train()(x)
+            assert torch.equal(got, want)
+
+
+def test_layer_scale_state_dict_key_is_its_label():
+    # torchvision convnext_tiny: features.1.0.layer_scale of shape [96, 1, 1]; timm: stages.0.blocks.0.gamma [96]
+    for keep, shape in (("true", (6, 1, 1)), ("false", (6,))):
+        net = _net(f"b: group {{ layer_scale: layer_scale(keepdims={keep}) }}", "[6, 4, 5]")
+        model = net.to_torch(seed=0)
+        sd = model.state_dict()
+        assert list(sd) == ["b.layer_scale"] and tuple(sd["b.layer_scale"].shape) == shape
+        assert [k for k, _ in model.named_parameters()] == ["b.layer_scale"]
+        assert net.param_count == 6
+        torch.testing.assert_close(sd["b.layer_scale"], torch.full(shape, 1e-6))
+        gamma = torch.randn(shape)
+        model.load_state_dict({"b.layer_scale": gamma}, strict=True)
+        x = torch.randn(2, 6, 4, 5)
+        want = x * (gamma if len(shape) == 3 else gamma[:, None, None])
+        torch.testing.assert_close(model(x), want)
+        twin = copy.deepcopy(model)
+        with torch.no_grad():
+            twin.state_dict()["b.layer_scale"].mul_(2)
+        torch.testing.assert_close(twin(x), 2 * want)  # the copy computes with its own parameter
+        torch.testing.assert_close(model(x), want)
+        with pytest.raises(RuntimeError):
+            model.load_state_dict({"b.layer_scale.weight": gamma}, strict=True)
+        with pytest.raises(RuntimeError):
+            model.load_state_dict({"b.layer_scale": torch.randn(7)}, strict=True)
+
+
+def test_sample_draws_noise_in_training_and_the_mean_in_eval():
+    body = "-> h\n mu: linear(3)\n -> mu\n from h\n lv: linear(3)\n -> lv\n from mu\n sample(lv)"
+    for ev in ("mean", "sample"):
+        net = _net(body.replace("sample(lv)", f'sample(lv, eval="{ev}")'), "[6]")
+        model = net.to_torch(seed=0)
+        x = torch.randn(5, 6)
+        mu = F.linear(x, _sub(model, "mu").weight, _sub(model, "mu").bias)
+        lv = F.linear(x, _sub(model, "lv").weight, _sub(model, "lv").bias)
+        for train in (True, False):
+            model.train(train)
+            torch.manual_seed(3)
+            got = model(x)
+            torch.manual_seed(3)
+            noisy = mu + torch.exp(0.5 * lv) * torch.randn_like(mu)
+            torch.testing.assert_close(got, noisy if train or ev == "sample" else mu)
+
+
+@pytest.mark.parametrize("body,shape", [
+    ("-> a\n global_avgpool\n -> g\n from a\n conv(3, 1)\n mul(g)", "[4, 5, 6]"),   # gate channels differ
+    ("-> a\n avgpool(5)\n -> g\n from a\n mul(g)", "[4, 5, 5]"),                    # [C, 1, 1] OK, see below
+    ("-> a\n avgpool(2)\n -> g\n from a\n mul(g)", "[4, 4, 4]"),                    # [C, 2, 2]: no broadcast
+    ("-> a\n flatten\n -> g\n from a\n mul(g)", "[2, 2]"),                          # [4] vs [2, 2]
+    ("-> a\n relu\n -> b\n from a\n mul(a, b)", "[4, 5, 5]"),                       # one gate only
+])
+def test_mul_broadcasts_only_per_channel_gates(body, shape):
+    x = torch.randn(2, *eval(shape))
+    ok = "avgpool(5)" in body
+    if ok:
+        net = _net(body, shape)
+        assert net.outputs["y"] == (4, 5, 5)
+        return
+    with pytest.raises(ResdslError) as e:
+        _net(body, shape)
+    assert e.value.first.code in ("E032", "E013")
+    assert "hint" not in e.value.first.code and e.value.first.hint
+    del x
+
+
+@pytest.mark.parametrize("body,hint", [
+    ("dense { conv(2, 3) }", "dense(crop=true)"),
+    ('parallel {\n branch { conv(2, 3) }\n branch { conv(2, 1) }\n }', 'parallel(merge="concat", crop=true)'),
+    ("-> a\n conv(2, 3)\n concat(a)", "concat(..., crop=true)"),
+])
+def test_concat_mismatch_hint_names_the_construct(body, hint):
+    with pytest.raises(ResdslError) as e:
+        _net(body, "[3, 9, 9]")
+    assert e.value.first.code == "E031" and hint in e.value.first.hint
+
+
+def test_transposed_conv_that_shrinks_to_nothing_hints_less_padding():
+    with pytest.raises(ResdslError) as e:
+        _net("conv_transpose(4, 3, padding=3)", "[3, 2, 2]")
+    with pytest.raises(RuntimeError):
+        nn.ConvTranspose2d(3, 4, 3, padding=3)(torch.randn(1, 3, 2, 2))
+    d = e.value.first
+    assert d.code == "E034" and "less padding" in d.hint and "add padding" not in d.hint
+    # following the hint works: with padding 1 torch and resdsl agree on [4, 2, 2]
+    assert _net("conv_transpose(4, 3, padding=1)", "[3, 2, 2]").outputs["y"] == (4, 2, 2) == tuple(
+        nn.ConvTranspose2d(3, 4, 3, padding=1)(torch.randn(1, 3, 2, 2)).shape[1:])

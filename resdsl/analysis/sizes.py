@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 
 from ..diagnostics import ResdslError
 from ..ir import Graph, Node
+from ..ops import Spatial
 
 
 @dataclass
@@ -59,7 +60,8 @@ def node_problems(g: Graph, n: Node) -> list[Rounding]:
     def add(dim: int, msg: str) -> None:
         out.append(Rounding(n.name, n.op, dim, msg, src))
 
-    if (n.family == "conv" and not n.op.startswith("conv_transpose")) or n.op in ("maxpool", "avgpool"):
+    kind = n.spec.spatial
+    if kind is Spatial.WINDOW:
         if a.get("padding") == "same":
             return out
         x = xs[0]
@@ -71,21 +73,21 @@ def node_problems(g: Graph, n: Node) -> list[Rounding]:
                        f"{'ceil' if n.shape[1 + i] * s > L else 'floor'}({L}/{s}))")
             elif lost and d_eff(k, di) >= s:  # with kernel < stride pixels are skipped by design anyway
                 add(i, f"the last {lost} input pixel(s) of {L} are never read (kernel {k}, stride {s}, padding {p})")
-    elif n.op == "crop" or (n.op == "concat" and a.get("crop")):
+    elif kind is Spatial.CROP or (kind is Spatial.MERGE and a.get("crop")):
         target = n.shape[1:]
         for x in xs:
             for i, (L, M) in enumerate(zip(x[1:], target)):
                 if (L - M) % 2:
                     add(i, f"cropping {L} to {M} cannot be centered (odd difference {L - M})")
-    elif n.op in ("adaptive_avgpool", "adaptive_maxpool"):
+    elif kind is Spatial.ADAPTIVE:
         for i, (L, M) in enumerate(zip(xs[0][1:], n.shape[1:])):
             if L % M:
                 add(i, f"adaptive pooling from {L} to {M}: windows of unequal size ({L} is not a multiple of {M})")
-    elif n.op == "upsample" and a.get("size") is not None:
+    elif kind is Spatial.RESAMPLE and a.get("size") is not None:
         for i, (L, M) in enumerate(zip(xs[0][1:], n.shape[1:])):
             if M % L:
                 add(i, f"upsampling {L} to {M} is not an integer scale")
-    elif n.op == "zeropad":
+    elif kind is Spatial.SUBSAMPLE:
         for i, (L, s) in enumerate(zip(xs[0][1:], a["stride"])):
             if L % s:
                 add(i, f"input length {L} is not divisible by the shortcut's stride {s}")

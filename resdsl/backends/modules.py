@@ -10,7 +10,10 @@ What is in it:
   add_module_at    put a module at a dotted path, creating Containers on the way
   check_params     the generated constructor's guard against other parameter values
   GhostBatchNorm   batch norm with statistics over virtual batches (Hoffer et al. 2017)
-  DropPath         stochastic depth, per sample (Huang et al. 2016)
+  DropPath         stochastic depth, per sample (Huang et al. 2016) = torchvision's StochasticDepth
+  LayerNorm2d      LayerNorm over channels at every position (ConvNeXt, Liu et al. 2022)
+  LayerScale       x * gamma, per-channel learnable gamma saved under the module's own name
+  Sample           mu + exp(logvar / 2) * eps, the reparameterisation trick (Kingma & Welling 2014)
   ScalarScale      x * w, one learnable scalar w (SkipInit, De & Smith 2020)
   ScalarBias       x + b, one learnable scalar b (Fixup, Zhang et al. 2019)
   ZeroPad          option-A shortcut: subsample by stride, append zero channels
@@ -45,6 +48,8 @@ def add_module_at(root, path, module):
     # Assign through _modules: names like "0" or "train" are valid layer names
     # but cannot (or must not) be Python attributes of the module.
     root._modules[last] = module
+    if isinstance(module, LayerScale):  # its parameter belongs to the scope, under the module's own name
+        module._rehome(root._parameters, last)
 
 
 def _as_tuple(v):
@@ -104,22 +109,93 @@ class GhostBatchNorm(nn.modules.batchnorm._BatchNorm):
 
 
 class DropPath(nn.Module):
-    """Stochastic depth: in training, zero the whole input of a sample with
-    probability p and scale the kept ones by 1 / (1 - p); identity in eval."""
+    """Stochastic depth: in training, zero the whole input of a sample ("row") or of the
+    whole batch ("batch") with probability p and scale the kept ones by 1 / (1 - p);
+    identity in eval.  The same draws as torchvision.ops.StochasticDepth(p, mode)."""
 
-    def __init__(self, p):
+    def __init__(self, p, mode="row"):
         super().__init__()
         self.p = float(p)
+        self.mode = str(mode)
 
     def forward(self, x):
         if not self.training or self.p == 0.0:
             return x
         keep = 1.0 - self.p
-        mask = x.new_empty((x.shape[0],) + (1,) * (x.dim() - 1)).bernoulli_(keep)
-        return x * mask.div_(keep)
+        size = ((x.shape[0],) if self.mode == "row" else (1,)) + (1,) * (x.dim() - 1)
+        mask = x.new_empty(size).bernoulli_(keep)
+        if keep > 0.0:
+            mask.div_(keep)
+        return x * mask
 
     def extra_repr(self):
-        return f"p={self.p}"
+        return f"p={self.p}" + (f", mode={self.mode!r}" if self.mode != "row" else "")
+
+
+class LayerNorm2d(nn.LayerNorm):
+    """LayerNorm over the channels of (N, C, *spatial), at every position: torchvision's
+    convnext LayerNorm2d (parameters `weight` and `bias` of shape [C])."""
+
+    def forward(self, x):
+        x = x.movedim(1, -1)
+        x = F.layer_norm(x, self.normalized_shape, self.weight, self.bias, self.eps)
+        return x.movedim(-1, 1)
+
+
+class LayerScale(nn.Module):
+    """x * gamma with a learnable per-channel gamma (ConvNeXt's layer scale, init 1e-6).
+
+    gamma has shape [C, 1, ..., 1] (`keepdims`, torchvision's `layer_scale`) or [C] (timm's
+    `gamma`).  As in those models it is a bare parameter of the enclosing scope, named like
+    the layer itself: add_module_at re-homes it there, so the state_dict key is exactly the
+    label (`features.1.0.layer_scale`, no `.weight`).  The module keeps the scope's parameter
+    dict and the name, so state_dict loads, .to() and deepcopy see one tensor.  (Not supported:
+    load_state_dict(assign=True), whose setattr replaces the module of the same name.)"""
+
+    def __init__(self, channels, init=1e-6, dims=2, keepdims=True):
+        super().__init__()
+        self.init, self.dims, self.keepdims = float(init), int(dims), bool(keepdims)
+        shape = (int(channels),) + (1,) * self.dims if self.keepdims else (int(channels),)
+        self._store, self._key = {"gamma": nn.Parameter(torch.empty(shape))}, "gamma"
+        self.reset_parameters()
+
+    def _rehome(self, store, key):
+        store[key] = self._store[self._key]
+        self._store, self._key = store, key
+
+    @property
+    def gamma(self):
+        return self._store[self._key]
+
+    def forward(self, x):
+        w = self.gamma
+        if not self.keepdims and self.dims:
+            w = w[(slice(None),) + (None,) * self.dims]
+        return x * w
+
+    def reset_parameters(self):
+        with torch.no_grad():
+            self.gamma.fill_(self.init)
+
+    def extra_repr(self):
+        return f"{self.gamma.shape[0]}, init={self.init}, keepdims={self.keepdims}"
+
+
+class Sample(nn.Module):
+    """The reparameterised sample of a VAE: mu + exp(logvar / 2) * eps, eps ~ N(0, 1) in training;
+    in eval the mean mu (eval_mode "mean") or a sample as in training (eval_mode "sample")."""
+
+    def __init__(self, eval_mode="mean"):
+        super().__init__()
+        self.eval_mode = str(eval_mode)
+
+    def forward(self, mu, logvar):
+        if not self.training and self.eval_mode == "mean":
+            return mu
+        return mu + torch.exp(0.5 * logvar) * torch.randn_like(mu)
+
+    def extra_repr(self):
+        return f"eval_mode={self.eval_mode!r}"
 
 
 class ScalarScale(nn.Module):
@@ -233,12 +309,14 @@ def init_norm(module, how):
             module.bias.zero_()
 '''
 
-# Names SOURCE defines at top level; generated code must not reuse them.
-EXPORTS = ("Container", "add_module_at", "check_params", "GhostBatchNorm", "DropPath", "ScalarScale", "ScalarBias",
-           "ZeroPad", "center_crop", "cat_cropped", "init_weight", "init_norm")
-
 _FILENAME = "<resdsl helpers>"
 linecache.cache[_FILENAME] = (len(SOURCE), None, SOURCE.splitlines(True), _FILENAME)  # readable tracebacks
-exec(compile(SOURCE, _FILENAME, "exec"), globals())
+_namespace: dict = {"__name__": __name__}
+exec(compile(SOURCE, _FILENAME, "exec"), _namespace)
+# Names SOURCE defines at top level (its classes and functions); generated code must not reuse them.
+EXPORTS = tuple(k for k, v in _namespace.items()
+                if not k.startswith("_") and getattr(v, "__module__", None) == __name__ and callable(v))
+globals().update({k: _namespace[k] for k in EXPORTS})
+globals().update({k: _namespace[k] for k in ("torch", "nn", "F")})
 
 __all__ = list(EXPORTS) + ["SOURCE", "EXPORTS"]

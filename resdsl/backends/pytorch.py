@@ -55,6 +55,7 @@ import weakref
 from dataclasses import dataclass
 from typing import Callable
 
+from .. import ops
 from ..ir import Node
 from . import modules
 
@@ -155,237 +156,45 @@ class Lowered:
     init: str | None = None
 
 
-def _apply(m: str | None, v: list[str]) -> str:
-    return f"{m}({v[0]})"
-
-
-def _rank(x: Shape, op: str) -> int:
-    d = len(x) - 1
-    if not 1 <= d <= 3:
-        raise _internal(f"{op} on a rank-{len(x)} input")
-    return d
-
-
-def _weight_init(a) -> str:
-    return f"init_weight({{m}}, {lit(str(a['init']))}, {lit(float(a['init_gain']))})"
-
-
-def _conv(n: Node, xs: list[Shape]) -> Lowered:
-    a, x = n.attrs, xs[0]
-    d = _rank(x, n.op)
-    pad = lit("same") if a["padding"] == "same" else lit(tuple(a["padding"]))
-    ctor = (f"nn.Conv{d}d({lit(x[0])}, {lit(a['out_channels'])}, kernel_size={lit(tuple(a['kernel_size']))}, "
-            f"stride={lit(tuple(a['stride']))}, padding={pad}, dilation={lit(tuple(a['dilation']))}, "
-            f"groups={lit(a['groups'])}, bias={lit(a['bias'])})")
-    return Lowered(_apply, ctor, _weight_init(a))
-
-
-def _conv_transpose(n: Node, xs: list[Shape]) -> Lowered:
-    a, x = n.attrs, xs[0]
-    d = _rank(x, n.op)
-    ctor = (f"nn.ConvTranspose{d}d({lit(x[0])}, {lit(a['out_channels'])}, kernel_size={lit(tuple(a['kernel_size']))}, "
-            f"stride={lit(tuple(a['stride']))}, padding={lit(tuple(a['padding']))}, "
-            f"output_padding={lit(tuple(a['output_padding']))}, groups={lit(a['groups'])}, bias={lit(a['bias'])}, "
-            f"dilation={lit(tuple(a['dilation']))})")
-    return Lowered(_apply, ctor, _weight_init(a))
-
-
-def _linear(n: Node, xs: list[Shape]) -> Lowered:
-    a = n.attrs
-    return Lowered(_apply, f"nn.Linear({lit(xs[0][-1])}, {lit(a['out_features'])}, bias={lit(a['bias'])})",
-                   _weight_init(a))
-
-
-def _maxpool(n: Node, xs: list[Shape]) -> Lowered:
-    a, d = n.attrs, _rank(xs[0], n.op)
-    args = (f"kernel_size={lit(tuple(a['kernel_size']))}, stride={lit(tuple(a['stride']))}, "
-            f"padding={lit(tuple(a['padding']))}, dilation={lit(tuple(a['dilation']))}, ceil_mode={lit(a['ceil_mode'])}")
-    return Lowered(lambda m, v: f"F.max_pool{d}d({v[0]}, {args})")
-
-
-def _avgpool(n: Node, xs: list[Shape]) -> Lowered:
-    a, d = n.attrs, _rank(xs[0], n.op)
-    args = (f"kernel_size={lit(tuple(a['kernel_size']))}, stride={lit(tuple(a['stride']))}, "
-            f"padding={lit(tuple(a['padding']))}, ceil_mode={lit(a['ceil_mode'])}, "
-            f"count_include_pad={lit(a['count_include_pad'])}")
-    return Lowered(lambda m, v: f"F.avg_pool{d}d({v[0]}, {args})")
-
-
-def _adaptive(kind: str):
-    def rule(n: Node, xs: list[Shape]) -> Lowered:
-        d = _rank(xs[0], n.op)
-        size = lit(tuple(n.attrs["output_size"]))
-        return Lowered(lambda m, v: f"F.adaptive_{kind}_pool{d}d({v[0]}, {size})")
-    return rule
-
-
-def _global(method: str):
-    def rule(n: Node, xs: list[Shape]) -> Lowered:
-        dims = lit(tuple(range(2, len(xs[0]) + 1)))  # all spatial dims of (N, C, *spatial)
-        return Lowered(lambda m, v: f"{v[0]}.{method}({dims})")
-    return rule
-
-
-def _upsample(n: Node, xs: list[Shape]) -> Lowered:
-    a = n.attrs
-    args = [f"size={lit(tuple(a['size']))}" if a["size"] is not None
-            else f"scale_factor={lit(tuple(float(f) for f in a['scale_factor']))}",
-            f"mode={lit(str(a['mode']))}"]
-    if a["mode"] != "nearest" and a.get("align_corners") is not None:
-        args.append(f"align_corners={lit(bool(a['align_corners']))}")
-    return Lowered(lambda m, v: f"F.interpolate({v[0]}, {', '.join(args)})")
-
-
-def _functional(template: str):
-    """A parameter-free op: `template` with {x} for the input."""
-    def rule(n: Node, xs: list[Shape]) -> Lowered:
-        return Lowered(lambda m, v: template.format(x=v[0]))
-    return rule
-
-
-def _leaky_relu(n: Node, xs: list[Shape]) -> Lowered:
-    s = lit(float(n.attrs["negative_slope"]))
-    return Lowered(lambda m, v: f"F.leaky_relu({v[0]}, {s})")
-
-
-def _elu(n: Node, xs: list[Shape]) -> Lowered:
-    al = lit(float(n.attrs["alpha"]))
-    return Lowered(lambda m, v: f"F.elu({v[0]}, {al})")
-
-
-def _softmax(n: Node, xs: list[Shape]) -> Lowered:
-    d = int(n.attrs["dim"])
-    dim = lit(d + 1 if d >= 0 else d)  # feature dim d is tensor dim d + 1 (batch first); negative counts from the end
-    return Lowered(lambda m, v: f"torch.softmax({v[0]}, {dim})")
-
-
-def _dropout(n: Node, xs: list[Shape]) -> Lowered:
-    p = lit(float(n.attrs["p"]))
-    return Lowered(lambda m, v: f"F.dropout({v[0]}, {p}, self.training)")
-
-
-def _bn_rank(x: Shape) -> int:
-    return 1 if len(x) <= 2 else len(x) - 1  # [C] and [C, L] -> BatchNorm1d
-
-
-def _norm_init(a) -> str:
-    return f"init_norm({{m}}, {lit(str(a['init']))})"
-
-
-def _bn_args(a) -> str:
-    return (f"eps={lit(float(a['eps']))}, momentum={lit(a['momentum'] if a['momentum'] is None else float(a['momentum']))}, "
-            f"affine={lit(a['affine'])}, track_running_stats={lit(a['track_running_stats'])}")
-
-
-def _batchnorm(n: Node, xs: list[Shape]) -> Lowered:
-    x = xs[0]
-    return Lowered(_apply, f"nn.BatchNorm{_bn_rank(x)}d({lit(x[0])}, {_bn_args(n.attrs)})", _norm_init(n.attrs))
-
-
-def _ghost_batchnorm(n: Node, xs: list[Shape]) -> Lowered:
-    a, x = n.attrs, xs[0]
-    return Lowered(_apply, f"GhostBatchNorm({lit(x[0])}, {lit(a['virtual_batch_size'])}, {_bn_args(a)})", _norm_init(a))
-
-
-def _instancenorm(n: Node, xs: list[Shape]) -> Lowered:
-    a, x = n.attrs, xs[0]
-    return Lowered(_apply, f"nn.InstanceNorm{_rank(x, n.op)}d({lit(x[0])}, {_bn_args(a)})", _norm_init(a))
-
-
-def _layernorm(n: Node, xs: list[Shape]) -> Lowered:
-    a = n.attrs
-    ctor = (f"nn.LayerNorm({lit(tuple(a['normalized_shape']))}, eps={lit(float(a['eps']))}, "
-            f"elementwise_affine={lit(a['elementwise_affine'])}, bias={lit(a['bias'])})")
-    return Lowered(_apply, ctor, _norm_init(a))
-
-
-def _groupnorm(n: Node, xs: list[Shape]) -> Lowered:
-    a = n.attrs
-    ctor = f"nn.GroupNorm({lit(a['num_groups'])}, {lit(xs[0][0])}, eps={lit(float(a['eps']))}, affine={lit(a['affine'])})"
-    return Lowered(_apply, ctor, _norm_init(a))
-
-
-def _scale(n: Node, xs: list[Shape]) -> Lowered:
-    c = lit(float(n.attrs["value"]))
-    return Lowered(lambda m, v: f"{v[0]} * {c}")
-
-
-def _scalar(cls: str):
-    def rule(n: Node, xs: list[Shape]) -> Lowered:
-        return Lowered(_apply, f"{cls}({lit(float(n.attrs['init']))})", "{m}.reset_parameters()")
-    return rule
-
-
-def _add(n: Node, xs: list[Shape]) -> Lowered:
-    return Lowered(lambda m, v: " + ".join(v))
-
-
-def _concat(n: Node, xs: list[Shape]) -> Lowered:
-    if n.attrs.get("crop"):
-        return Lowered(lambda m, v: f"cat_cropped([{', '.join(v)}])")
-    return Lowered(lambda m, v: f"torch.cat([{', '.join(v)}], 1)")
-
-
-def _crop(n: Node, xs: list[Shape]) -> Lowered:
-    size = lit(tuple(n.attrs["size"]))
-    return Lowered(lambda m, v: f"center_crop({v[0]}, {size})")
-
-
-def _zeropad(n: Node, xs: list[Shape]) -> Lowered:
-    a = n.attrs
-    return Lowered(_apply, f"ZeroPad({lit(xs[0][0])}, {lit(a['out_channels'])}, {lit(tuple(a['stride']))})")
-
-
-def _drop_path(n: Node, xs: list[Shape]) -> Lowered:
-    return Lowered(_apply, f"DropPath({lit(float(n.attrs['p']))})")
-
-
-def _input(n: Node, xs: list[Shape]) -> Lowered:
-    raise _internal("input nodes are forward arguments, not lowered")
-
-
-RULES: dict[str, Callable[[Node, list[Shape]], Lowered]] = {
-    "input": _input,
-    "conv": _conv, "conv1d": _conv, "conv2d": _conv, "conv3d": _conv,
-    "conv_transpose": _conv_transpose, "conv_transpose1d": _conv_transpose,
-    "conv_transpose2d": _conv_transpose, "conv_transpose3d": _conv_transpose,
-    "linear": _linear,
-    "maxpool": _maxpool, "avgpool": _avgpool,
-    "adaptive_avgpool": _adaptive("avg"), "adaptive_maxpool": _adaptive("max"),
-    "global_avgpool": _global("mean"), "global_maxpool": _global("amax"),
-    "upsample": _upsample,
-    "flatten": _functional("torch.flatten({x}, 1)"),
-    "identity": _functional("{x}"),
-    "dropout": _dropout,
-    "drop_path": _drop_path,
-    "relu": _functional("torch.relu({x})"),  # the C function; F.relu adds a Python wrapper per call
-    "gelu": _functional("F.gelu({x})"),
-    "silu": _functional("F.silu({x})"),
-    "sigmoid": _functional("torch.sigmoid({x})"),
-    "tanh": _functional("torch.tanh({x})"),
-    "leaky_relu": _leaky_relu,
-    "elu": _elu,
-    "softmax": _softmax,
-    "batchnorm": _batchnorm,
-    "ghost_batchnorm": _ghost_batchnorm,
-    "layernorm": _layernorm,
-    "groupnorm": _groupnorm,
-    "instancenorm": _instancenorm,
-    "scale": _scale,
-    "scalar_scale": _scalar("ScalarScale"),
-    "scalar_bias": _scalar("ScalarBias"),
-    "add": _add,
-    "concat": _concat,
-    "crop": _crop,
-    "zeropad": _zeropad,
-}
+_CTOR = re.compile(r"(nn\.[A-Z][A-Za-z0-9]*|[A-Z][A-Za-z0-9]*)\Z")
+
+
+def _values(pairs) -> dict[str, str]:
+    return {k: lit(v) for k, v in pairs}
+
+
+def _interpret(low: ops.Module | ops.Expr, op: str) -> Lowered:
+    """Turn an op's declarative lowering (resdsl/ops/) into code templates; only literals are substituted."""
+    if isinstance(low, ops.Expr):
+        values = _values(low.values)
+
+        def call(m: str | None, v: list[str]) -> str:
+            return low.template.format(x=v[0], x1=v[1] if len(v) > 1 else "", xs=low.sep.join(v), **values)
+        return Lowered(call)
+    if isinstance(low, ops.Module):
+        if not _CTOR.match(low.cls) or (not low.cls.startswith("nn.") and low.cls not in modules.EXPORTS):
+            raise _internal(f"op {op!r} lowers to an unknown module class {low.cls!r}")
+        args = [lit(a) for a in low.args] + [f"{k}={lit(v)}" for k, v in low.kwargs]
+        init = None
+        if low.init is not None:
+            init = low.init.format(m="{m}", **_values(low.init_args))
+
+        def mcall(m: str | None, v: list[str]) -> str:
+            return low.call.format(m=m, x=v[0], x1=v[1] if len(v) > 1 else "")
+        return Lowered(mcall, f"{low.cls}({', '.join(args)})", init)
+    raise _internal(f"op {op!r} has a lowering of type {type(low).__name__}")
 
 
 def lower(n: Node, xs: list[Shape]) -> Lowered:
-    rule = RULES.get(n.op)
-    if rule is None:
+    """How node `n` with input shapes `xs` becomes code: its op's `lower` facet, interpreted."""
+    spec = ops.OPS.get(n.op)
+    if spec is None or spec.lower is None:
         raise _internal(f"no lowering rule for op {n.op!r}")
-    return rule(n, xs)
+    return _interpret(spec.lower(n.attrs, xs, n.shape), n.op)
+
+
+# the lowering facet of every op (input nodes have none: they are forward's arguments)
+RULES = {name: op.lower for name, op in ops.OPS.items()}
 
 
 # ----------------------------------------------------------------- code generation
@@ -427,8 +236,7 @@ def _arg_names(graph) -> dict[int, str]:
 # input itself): a ReLU or a two-input add that is the only reader of such a value may overwrite it (as
 # torchvision's ReLU(inplace=True) and `out += identity` do), saving an allocation per activation.
 # Autograd's version counters would raise, not silently miscompute, if this reasoning were ever wrong.
-_INPLACE_OK = {"conv", "conv1d", "conv2d", "conv3d", "conv_transpose", "conv_transpose1d", "conv_transpose2d",
-               "conv_transpose3d", "linear", "batchnorm", "groupnorm", "layernorm", "add"}
+_INPLACE_OK = frozenset(name for name, op in ops.OPS.items() if op.fresh_output)
 
 
 def _relu_in_place(n: Node, nodes, readers: dict[int, int], outputs: set[int]) -> bool:

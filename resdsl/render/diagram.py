@@ -97,7 +97,7 @@ def _merge_roles(g: Graph) -> dict[tuple[int, int], str]:
     roles: dict[tuple[int, int], str] = {}
     merges = {r.merge: r for r in g.regions}
     for n in g.nodes:
-        if n.op not in ("add", "concat"):
+        if not n.spec.merge:
             continue
         r = merges.get(n.id)
         for slot, _ in enumerate(n.inputs):
@@ -170,7 +170,7 @@ def _add_edge(d: Diagram, seen: set, e: DEdge) -> None:
 
 
 def _op_node(n: Node, node_id: str, cluster: str | None) -> DNode:
-    kind = n.op if n.op in ("add", "concat") else "op"
+    kind = n.op if n.spec.merge else "op"
     short = n.name.rsplit(".", 1)[-1]
     return DNode(node_id, kind, describe(n), family(n.op), cluster, (n.id,), n.params, detail=short, tooltip=n.name)
 

@@ -9,7 +9,10 @@ names only ever appear inside quoted/escaped strings.
 from __future__ import annotations
 
 from .diagram import DEdge, Diagram, DNode
+from ..ops import MERGES
 from .labels import FAMILIES, fmt_count, html_escape
+
+MERGE_KINDS = frozenset(MERGES)  # diagram nodes of merge ops are drawn as small circles
 
 FONT = "Helvetica"
 EDGE_STYLE = {  # kind -> dot edge attributes
@@ -95,7 +98,7 @@ def _small(text: str) -> str:
 def _node(n: DNode, shapes: bool, params: bool) -> str:
     fill = {"io": "#f7f7f7"}.get(n.family, None) or _fill(n.family)
     ptext = f"{fmt_count(n.params)} params" if params and n.params else ""
-    if n.kind in ("add", "concat"):
+    if n.kind in MERGE_KINDS:
         attrs = [f"shape=circle, fixedsize=true, width=0.32, fontsize=13, style=filled, fillcolor=\"#ffffff\", "
                  f"label={q(n.title)}"]
         xl = " ".join(x for x in (n.xlabel, ptext) if x)
