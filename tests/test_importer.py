@@ -21,7 +21,6 @@ from torch.utils.flop_counter import FlopCounterMode
 import resdsl
 from resdsl.fmt import format_source
 from resdsl.importer import ImportProblem, import_module
-from resdsl.ops import OPS
 
 ROOT = Path(__file__).resolve().parent.parent
 torch.set_num_threads(2)
@@ -84,15 +83,19 @@ def test_densenet121():
     assert "block dense_layer() {\n    dense {" in text and "denselayer{i}: dense_layer()" in text
 
 
-@pytest.mark.xfail("relu6" not in OPS, reason="needs the relu6 op (helper b1's branch)", strict=True)
 def test_mobilenet_v2():
-    check_import("mobilenet_v2")
+    text = check_import("mobilenet_v2")
+    # InvertedResidual with and without its identity shortcut; Conv2dNormActivation as a block inside it
+    assert "block conv2d_norm_activation(channels, " in text and "conv: residual {" in text
+    assert "2: relu6" in text and "features.1.conv: group {" not in text
 
 
-@pytest.mark.xfail("layer_scale" not in OPS, reason="needs layernorm2d, permute and layer_scale ops (helper b1)",
-                   strict=True)
 def test_convnext_tiny():
-    check_import("convnext_tiny")
+    text = check_import("convnext_tiny")
+    # CNBlock: the channels-last MLP, the layer scale named like torchvision's parameter, stochastic depth
+    assert "block cnblock(" in text and "linear(channels * 4, pointwise=true)" in text
+    assert "        layer_scale: layer_scale\n" in text and "stochastic_depth: drop_path(p)" in text
+    assert "1: permute([1, 2, 0])" in text and "layernorm2d(eps=1e-06)" in text
 
 
 # ----------------------------------------------------------------- branches, named tensors, unused heads

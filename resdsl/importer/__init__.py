@@ -83,24 +83,21 @@ def convert_module(model, input_shape: tuple[int, ...], name: str = "imported", 
 
 
 def unused_modules(model, gm) -> list[str]:
-    """The outermost submodules owning parameters or buffers that the traced graph never applies."""
-    used = {n.target for n in gm.graph.nodes if n.op == "call_module"}
+    """The outermost submodules whose parameters or buffers the traced graph never reads."""
+    called = {n.target for n in gm.graph.nodes if n.op == "call_module"}
+    read = {n.target for n in gm.graph.nodes if n.op == "get_attr"}
+    prefixes = lambda k: [".".join(k.split(".")[:n]) for n in range(1, k.count(".") + 2)]
+    keys = [k for k, _ in model.named_parameters()] + [k for k, _ in model.named_buffers()]
+    covered = [k for k in keys if k in read or any(p in called for p in prefixes(k))]
+    inside = {p for k in covered for p in prefixes(k)}  # scopes holding something the graph reads
     out: list[str] = []
-    for path, m in model.named_modules():
-        owns = any(True for _ in m.parameters(recurse=False)) or any(True for _ in m.buffers(recurse=False))
-        if path and owns and path not in used and not any(path == u or path.startswith(u + ".") for u in used):
-            if not any(path.startswith(o + ".") for o in out):
-                out.append(_outermost_unused(path, used))
-    return sorted(set(out), key=out.index)
-
-
-def _outermost_unused(path: str, used: set[str]) -> str:
-    parts = path.split(".")
-    for k in range(1, len(parts) + 1):
-        prefix = ".".join(parts[:k])
-        if not any(u == prefix or u.startswith(prefix + ".") for u in used):
-            return prefix
-    return path
+    done = set(covered)
+    for k in keys:  # in the module's order
+        if k not in done:
+            widest = next(p for p in prefixes(k) if p not in inside)
+            if widest not in out:
+                out.append(widest)
+    return out
 
 
 def _ident(name: str) -> str:

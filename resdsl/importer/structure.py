@@ -20,7 +20,7 @@ from .trace import ImportProblem, Op, stated
 @dataclass
 class Stmt:
     """A layer (`op`), or a region: residual / dense / parallel with bodies of statements (`op`: its merge)."""
-    kind: str  # layer | residual | dense | parallel
+    kind: str  # layer | residual | dense | parallel | gate (a product)
     op: Op
     bodies: list[list["Stmt"]] = field(default_factory=list)
 
@@ -79,6 +79,8 @@ class Structurer:
                 e = self._residual(o, out)
             elif o.op == "concat":
                 e = self._concat(o, out)
+            elif o.op == "mul" and len(o.inputs) == 2:
+                e = self._gate(o, out)
             else:
                 out.append(Stmt("layer", o))
                 e = o.inputs[0]
@@ -129,6 +131,15 @@ class Structurer:
         for body in bodies:
             self._check_closed(f, o.id, body)
         out.append(Stmt("parallel", o, bodies=bodies))
+        return f
+
+    def _gate(self, o: Op, out: list[Stmt]) -> int:
+        """x * f(x) (squeeze-and-excitation) and other products of two tensors from one fork."""
+        f = self.idom[o.id]
+        bodies = [self.sequence(f, i) for i in o.inputs]
+        for body in bodies:
+            self._check_closed(f, o.id, body)
+        out.append(Stmt("gate", o, bodies=bodies))
         return f
 
     def _dominates(self, a: int, b: int) -> bool:

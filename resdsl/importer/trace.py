@@ -188,15 +188,36 @@ def module_rules() -> dict:
         nn.AvgPool1d: _pool("avg"), nn.AvgPool2d: _pool("avg"), nn.AvgPool3d: _pool("avg"),
         nn.AdaptiveAvgPool2d: lambda m: ("adaptive_avgpool", dict(output_size=_one(m.output_size))),
         nn.AdaptiveMaxPool2d: lambda m: ("adaptive_maxpool", dict(output_size=_one(m.output_size))),
-        nn.ReLU: _act("relu"), nn.GELU: lambda m: ("gelu", {}) if m.approximate == "none" else _no("tanh GELU"),
+        nn.ReLU: _act("relu"), nn.ReLU6: _act("relu6"), nn.GELU: _act("gelu", approximate="approximate"),
+        nn.Hardswish: _act("hardswish"), nn.Hardsigmoid: _act("hardsigmoid"), nn.Mish: _act("mish"),
+        nn.LayerNorm: _layernorm,
         nn.SiLU: _act("silu"), nn.Sigmoid: _act("sigmoid"), nn.Tanh: _act("tanh"),
         nn.LeakyReLU: _act("leaky_relu", negative_slope="negative_slope"), nn.ELU: _act("elu", alpha="alpha"),
         nn.Dropout: lambda m: ("dropout", dict(p=m.p)), nn.Identity: _act("identity"),
         nn.Flatten: lambda m: ("flatten", {}) if (m.start_dim, m.end_dim) == (1, -1) else _no("partial flatten"),
     }
-    if "relu6" in OPS:  # helper b1's op; with it MobileNet imports
-        rules[nn.ReLU6] = _act("relu6")
+    try:  # torchvision's building blocks, kept whole (their forward() is one resdsl op)
+        from torchvision.models.convnext import LayerNorm2d
+        from torchvision.ops import Permute, StochasticDepth
+    except ImportError:
+        return rules
+    rules[LayerNorm2d] = lambda m: ("layernorm2d", dict(eps=m.eps, elementwise_affine=m.elementwise_affine,
+                                                        bias=m.bias is not None))
+    rules[Permute] = lambda m: ("permute", dict(dims=_feature_dims(m.dims)))
+    rules[StochasticDepth] = lambda m: ("drop_path", dict(p=m.p, mode=m.mode))
     return rules
+
+
+def _layernorm(m):
+    return "layernorm", dict(dims=len(m.normalized_shape), eps=m.eps, elementwise_affine=m.elementwise_affine,
+                             bias=m.bias is not None)
+
+
+def _feature_dims(dims) -> list[int]:
+    """torch's permutation with the batch dimension -> resdsl's of the feature dimensions."""
+    if list(dims)[:1] != [0]:
+        raise ValueError(f"permute{tuple(dims)} moves the batch dimension")
+    return [d - 1 for d in list(dims)[1:]]
 
 
 def _no(what: str):
@@ -213,8 +234,10 @@ def _function_rules() -> dict:
         torch.tanh: "tanh", F.adaptive_avg_pool2d: "adaptive_avgpool", F.dropout: "dropout",
         F.max_pool2d: "maxpool", F.avg_pool2d: "avgpool",
     }
+    rules.update({operator.mul: "mul", torch.mul: "mul", operator.imul: "mul", torch.permute: "permute",
+                  F.relu6: "relu6", F.hardswish: "hardswish", F.hardsigmoid: "hardsigmoid"})
     methods = {"relu": "relu", "flatten": "flatten", "sigmoid": "sigmoid", "add": "add", "view": "flatten",
-               "reshape": "flatten"}
+               "reshape": "flatten", "mul": "mul", "permute": "permute"}
     return {**rules, **{("method", k): v for k, v in methods.items()}}
 
 
@@ -258,8 +281,12 @@ def _rule(gm, root, node, mod_rules: dict, fn_rules: dict):
                                 f"module {_owner(root, node)}): no resdsl op for it")
         return op, None
     if node.op == "get_attr":
-        raise ImportProblem(f"cannot import the direct use of parameter `{node.target}` in "
-                            f"{_owner(root, node)}: only modules own weights in resdsl")
+        if not all(u.op in ("call_function", "call_method") and fn_rules.get(
+                ("method", u.target) if u.op == "call_method" else u.target) == "mul" for u in node.users):
+            raise ImportProblem(f"cannot import the direct use of parameter `{node.target}` in "
+                                f"{_owner(root, node)}: only modules own weights in resdsl, except a "
+                                "per-channel scale `parameter * x` (layer_scale)")
+        return None  # read by its mul (see _scale_of)
     return None
 
 
@@ -290,6 +317,8 @@ def convert(gm, root, shapes: dict) -> tuple[list[Op], dict[str, int]]:
         if found is None:
             continue
         op, args = found
+        if op == "linear" and len(shapes[node.all_input_nodes[0].name]) > 1:
+            args = {**args, "pointwise": True}  # nn.Linear on the last dim of [H, W, C] (ConvNeXt's MLP)
         if node.op == "call_module":
             called[node.target] += 1
             path = tuple(node.target.split("."))
@@ -309,6 +338,14 @@ def convert(gm, root, shapes: dict) -> tuple[list[Op], dict[str, int]]:
                                     "be written", "give each use its own module")
             add(node, op, args, (), _valid_prefix(path[:-1]))  # unlabelled: it owns nothing to name
             continue
+        scale = _scale_of(gm, node) if op == "mul" else None
+        if scale is not None:  # parameter * x: a layer_scale named like the parameter
+            target, keepdims = scale
+            ids[node.name] = len(ops)
+            x = next(a for a in node.all_input_nodes if a.op != "get_attr")
+            ops.append(Op(len(ops), "layer_scale", _ordered("layer_scale", {"keepdims": keepdims}),
+                          tuple(target.split(".")), (ids[x.name],), shapes[node.name]))
+            continue
         args = _function_args(op, node, shapes)
         if args is None:  # an alias: cat([x]), flatten of a flat tensor
             ids[node.name] = ids[node.all_input_nodes[0].name]
@@ -319,6 +356,20 @@ def convert(gm, root, shapes: dict) -> tuple[list[Op], dict[str, int]]:
 
 
 _LABEL = re.compile(r"[A-Za-z0-9_]+")
+
+
+def _scale_of(gm, node) -> tuple[str, bool] | None:
+    """For `parameter * x` with a [C, 1, 1] or [C] parameter: (its name, keepdims); None for tensor * tensor."""
+    params = [a for a in node.all_input_nodes if a.op == "get_attr"]
+    if not params:
+        return None
+    (p,) = params
+    value = gm.get_parameter(p.target) if "." in p.target or hasattr(gm, p.target) else None
+    shape = tuple(value.shape) if value is not None else ()
+    if len(node.all_input_nodes) != 2 or not (len(shape) == 3 and shape[1:] == (1, 1) or len(shape) == 1):
+        raise ImportProblem(f"cannot import `{p.target}` * x at fx node {node.name}: only a per-channel "
+                            f"parameter of shape [C, 1, 1] or [C] is a resdsl layer_scale, not {list(shape)}")
+    return p.target, len(shape) == 3
 
 
 def _valid_prefix(path: tuple[str, ...]) -> tuple[str, ...]:
@@ -355,6 +406,13 @@ def _function_args(op: str, node, shapes) -> dict | None:
     if op == "dropout":
         p = node.args[1] if len(node.args) > 1 else node.kwargs.get("p", 0.5)
         return {"p": p}
+    if op == "permute":
+        dims = node.args[1:] if node.op == "call_method" else node.args[1]
+        dims = dims[0] if len(dims) == 1 and isinstance(dims[0], (list, tuple)) else dims
+        try:
+            return {"dims": _feature_dims(dims)}
+        except ValueError as e:
+            raise ImportProblem(f"cannot import {e} at fx node {node.name}") from None
     if op in _POOL_ARGS:  # F.max_pool2d(x, kernel_size, stride, padding, ...): torch's positional order
         given = dict(zip(_POOL_ARGS[op], node.args[1:])) | dict(node.kwargs)
         if given.get("return_indices") or given.get("divisor_override") is not None:

@@ -153,6 +153,8 @@ def _item(s: Stmt, scope: tuple[str, ...]) -> list[Item]:
         return [Item(None, Call("dense"), items(s.bodies[0], scope))]
     if s.kind == "parallel":
         return _parallel(s, scope)
+    if s.kind == "gate":
+        return _named_merge(s, scope, "mul")
     return [_residual(s, scope)]
 
 
@@ -169,12 +171,23 @@ def _parallel(s: Stmt, scope: tuple[str, ...]) -> list[Item]:
     if all(labels) and len(set(labels)) == len(labels):
         return [Item(None, Call("parallel", [("merge", "concat", True)]), branch_labels=labels,
                      branches=[items(b, scope + (c,)) for b, c in zip(s.bodies, labels)])]
-    n = s.op.id  # the concat's: names are unique and the same on every run
-    fork, names = f"fork{n}", [f"cat{n}_{k}" for k in range(1, len(s.bodies))]
+    return _named_merge(s, scope, "concat")
+
+
+def _named_merge(s: Stmt, scope: tuple[str, ...], merge: str) -> list[Item]:
+    """A merge of branches from one fork with named tensors: `-> fork`, branches 2..n each computed from
+    the fork and bound, then branch 1 and `merge(...)` with the operands in torch's order."""
+    n = s.op.id  # the merge's: names are unique and the same on every run
+    fork = f"fork{n}"
+    stem = {"concat": "cat", "mul": "gate"}[merge]
+    names = [f"{stem}{n}_{k}" if b else fork for k, b in enumerate(s.bodies[1:], 1)]
     out = [Item(None, Call(f"-> {fork}"))]
     for b, name in zip(s.bodies[1:], names):
-        out += items(b, scope) + [Item(None, Call(f"-> {name}")), Item(None, Call(f"from {fork}"))]
-    return out + items(s.bodies[0], scope) + [Item(None, Call(f"concat({', '.join(names)})"))]
+        if b:
+            out += items(b, scope) + [Item(None, Call(f"-> {name}")), Item(None, Call(f"from {fork}"))]
+    if not s.bodies[0]:
+        out.append(Item(None, Call(f"from {fork}")))
+    return out + items(s.bodies[0], scope) + [Item(None, Call(f"{merge}({', '.join(names)})"))]
 
 
 def _residual(s: Stmt, scope: tuple[str, ...]) -> Item:
