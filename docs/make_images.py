@@ -61,6 +61,12 @@ def main() -> None:
     picture(resdsl.load(EX / "residual_mlp.res", blocks=4), "residual_mlp_block", level="block")
     for part in ("encoder", "decoder"):
         picture(resdsl.load(EX / "resnet_vae.res", network=part), f"resnet_vae_{part}_block", level="block")
+    # the families of the last decade (tag: file stem, then depth or variant, as docs/make_zoo.py looks them up)
+    picture(resdsl.load(EX / "seresnet.res", depth=50), "seresnet50_block", level="block")
+    picture(resdsl.load(EX / "mobilenet_v2.res"), "mobilenet_v2_block", level="block")
+    picture(resdsl.load(EX / "efficientnet.res", variant="b0"), "efficientnetb0_block", level="block")
+    picture(resdsl.load(EX / "convnext.res", variant="tiny"), "convnexttiny_block", level="block")
+    picture(resdsl.load(EX / "res2net.res"), "res2net_block", level="block")
 
 
 if __name__ == "__main__":

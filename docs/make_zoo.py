@@ -20,6 +20,10 @@ sys.path.insert(0, str(ROOT))
 
 import resdsl  # noqa: E402
 
+# What tests/test_zoo_modern.py checks for the families of the last decade.
+_ALL = "equal params and buffers, weights load strict, MACs = FlopCounterMode/2, outputs equal"
+_LOADS = "equal params and buffers, weights load strict, MACs = FlopCounterMode/2"
+
 # (title, file, network, parameters, reference and what the tests compare)
 MODELS: list[tuple[str, str, str | None, dict, str]] = [
     ("ResNet-18", "resnet.res", None, {"depth": 18}, "torchvision resnet18 (11,689,512)"),
@@ -55,6 +59,18 @@ MODELS: list[tuple[str, str, str | None, dict, str]] = [
      "UDL problem 11.6; closed form, forward = equations"),
     ("Four residual blocks (UDL fig. 11.4)", "unravel4.res", None, {}, "UDL fig. 11.4: 16 paths, C(4,k) of length k"),
     ("DenseNet-121", "densenet.res", None, {"depth": 121}, "torchvision densenet121 (see its tests)"),
+    ("SE-ResNet-50", "seresnet.res", None, {"depth": 50}, f"timm seresnet50 (28,088,024): {_ALL}"),
+    ("SE-ResNeXt-50 (32x4d)", "seresnet.res", None, {"depth": 50, "groups": 32, "width_per_group": 4},
+     f"timm seresnext50_32x4d: {_LOADS}"),
+    ("MobileNetV2", "mobilenet_v2.res", None, {}, f"torchvision mobilenet_v2 (3,504,872): {_ALL}"),
+    ("EfficientNet-B0", "efficientnet.res", None, {"variant": "b0"},
+     f"torchvision efficientnet_b0 (5,288,548): {_ALL}"),
+    ("EfficientNet-B3", "efficientnet.res", None, {"variant": "b3"}, f"torchvision efficientnet_b3: {_LOADS}"),
+    ("EfficientNet-B7", "efficientnet.res", None, {"variant": "b7"}, f"torchvision efficientnet_b7: {_LOADS}"),
+    ("ConvNeXt-T", "convnext.res", None, {"variant": "tiny"}, f"torchvision convnext_tiny (28,589,128): {_ALL}"),
+    ("ConvNeXt-B", "convnext.res", None, {"variant": "base"}, f"torchvision convnext_base: {_LOADS}"),
+    ("Res2Net-50 (26w×4s)", "res2net.res", None, {},
+     f"timm res2net50_26w_4s (25,699,120; 59,577 buffers): {_ALL}"),
 ]
 
 WEIGHTED = ("conv", "linear")
@@ -157,6 +173,14 @@ def main() -> None:
         "  z = μ + exp(logvar/2)·ε is not a layer.  The decoder's input z is `[latent, 1, 1]`.",
         "* `residual_mlp.res` `scaled` multiplies the whole sum x + f(x) by 1/√2 after each block, as problem",
         "  11.6 says (\"a normalization factor of 1/√2 after each residual block\").",
+        "* `efficientnet.res`: `variant` b0..b7 sets torchvision's (width, depth, dropout) and, for b5..b7, its",
+        "  BatchNorm eps/momentum; `--set width=... --set depth=...` scale freely.  MACs are at `size` (224 by",
+        "  default; the paper evaluates b1..b7 at 240, 260, 300, 380, 456, 528, 600).",
+        "* Stochastic depth (`efficientnet.res`, `convnext.res`) rises linearly with the block index as in",
+        "  torchvision; it only acts in training, and tests/test_zoo_modern.py checks that training-mode outputs",
+        "  equal torchvision's for the same random seed.",
+        "* `res2net.res`: the first block of every stage has no hierarchical additions and average-pools its",
+        "  last channel group (timm's `stage` blocks); the others add group i-1's output before conv i.",
         "* The diagram column links `docs/img/<file stem>*.svg` when such files exist; rerun this script",
         "  after rendering diagrams.",
         "",

@@ -31,6 +31,7 @@ TOTALS = ("params", "buffers", "macs")  # network totals, in scope at an `assert
 POISON = Tensor(-1, None)
 ANONYMOUS = "_"  # the label `_:` gives no name: `_: body(c)` opens no scope
 UNDEFINED = object()  # a variable whose assignment failed: uses are skipped quietly
+_PLAIN_LABEL_RE = re.compile(r"^[A-Za-z0-9_]+$")
 _LABEL_RE = re.compile(r"^[A-Za-z0-9_]+(?:\.[A-Za-z0-9_]+)*$")  # dots nest module names: conv.0.0
 
 
@@ -45,6 +46,7 @@ class Ctx:
     calls: tuple[CallSite, ...]
     in_network: bool
     branches: list | None = None  # collects branch outputs inside parallel { }
+    ev: Evaluator | None = None  # this context's evaluator, made on first use (it reads env/current live)
 
     def child(self, **changes) -> "Ctx":
         c = Ctx(self.env, self.current, self.scope, self.region, self.calls, self.in_network, None)
@@ -202,6 +204,11 @@ class Elaborator:
     # ------------------------------------------------------------ expressions
 
     def _evaluator(self, ctx: Ctx) -> Evaluator:
+        if ctx.ev is None:
+            ctx.ev = self._make_evaluator(ctx)
+        return ctx.ev
+
+    def _make_evaluator(self, ctx: Ctx) -> Evaluator:
         genv = self.globals
 
         def lookup(name: str, span: Span) -> object:
@@ -951,7 +958,7 @@ def _check_kind(p: ops.Param, v: object, span: Span) -> object:
     if k == "str":
         if not isinstance(v, str):
             raise bad("a string")
-        if p.name == "shortcut_label" and not _LABEL_RE.match(v):
+        if p.name == "shortcut_label" and not _PLAIN_LABEL_RE.match(v):
             raise bad("a label (letters, digits, underscores)")
         return v
     if k == "scale":

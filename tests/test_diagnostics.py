@@ -149,7 +149,7 @@ PINNED = {
         '  |\n'
         '4 |         {"block " + str(i)}: conv(8, 3)\n'
         '  |         ^^^^^^^^^^^^^^^^^^^^\n'
-        '  hint: labels use letters, digits and underscores only'
+        '  hint: labels use letters, digits and underscores, with dots between names (conv.0)'
     ),
     "E020": (
         'main.res:4:5: error[E020]: two layers are labeled `conv1` in the same scope\n'

@@ -10,12 +10,8 @@ import torch
 import torch.nn as nn
 
 import resdsl
-from resdsl import ResdslError, ops
+from resdsl import ResdslError
 from resdsl.limits import Limits
-
-# `split` elaborates to helper b1's channel `slice` op; until that branch is merged the split tests
-# that build slices are skipped (the diagnostics raised before any slice is made still run).
-needs_slice = pytest.mark.skipif(ops.lookup("slice") is None, reason="the `slice` op (branch b1) is not merged yet")
 
 
 def fails(text: str, **params) -> ResdslError:
@@ -424,7 +420,6 @@ network n(cin=64, planes=16, stride=1, base_width=26, scale=4) {
 """
 
 
-@needs_slice
 @pytest.mark.parametrize("cin,planes,stride,scale", [(64, 16, 1, 4), (64, 16, 2, 4), (32, 16, 1, 3),
                                                      (64, 32, 1, 2), (128, 32, 2, 6)])
 def test_split_writes_res2net_as_timm_does(cin, planes, stride, scale):
@@ -444,7 +439,6 @@ def test_split_writes_res2net_as_timm_does(cin, planes, stride, scale):
     same_outputs(resdsl.compile(net), ref, torch.randn(2, cin, 8, 8))
 
 
-@needs_slice
 def test_split_pieces_are_torch_split():
     net = resdsl.loads("network n() {\n    input x: [10, 3, 3]\n    split([2, 3, 5]) -> a, b, c\n"
                        "    output a, b, c\n}\n")

@@ -29,8 +29,6 @@ def test_the_reference_has_many_examples():
 @pytest.mark.parametrize("i", range(len(BLOCKS)))
 def test_example_parses_and_elaborates(i):
     text = BLOCKS[i]
-    if "split(" in text and ops.lookup("slice") is None:  # split elaborates to slices (issue 17, helper b1)
-        pytest.skip("the `slice` op is not merged yet")
     try:
         module = parse(text, f"language.md#{i}")
     except resdsl.ResdslError:  # statements: run them inside a network with an image input
@@ -113,5 +111,6 @@ def test_claims_of_the_language_features_hold():
     n = _net(_find("_: inverted_body(3, 6)"))
     assert [x.name for x in n.nodes if x.params][0] == "features.1.conv.0.0"
     assert [x.name for x in n.nodes if x.params][-1] == "features.1.conv.2"
-    if ops.lookup("slice") is not None:  # split: Res2Net's pieces concatenate back to 64 channels
-        assert _net(_find("split(4) -> x{1..4}")).nodes[-1].shape == (64, 32, 32)
+    # split: Res2Net's pieces concatenate back to 64 channels, through four slices
+    n = _net(_find("split(4) -> x{1..4}"))
+    assert n.nodes[-1].shape == (64, 32, 32) and [x.op for x in n.nodes].count("slice") == 4

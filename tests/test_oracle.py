@@ -171,40 +171,76 @@ def judge(shape, body) -> str:
     return "accepted: ran in eval and train, shapes equal"
 
 
+# Refusals where resdsl is deliberately stricter than torch, which would run: (op, message fragment) -> why.
+STRICTER = {
+    ("linear", "flat [features]"): "nn.Linear on [C, H, W] acts on W; resdsl asks for pointwise=true",
+    ("layernorm2d", "normalizes the channels"): "on [C] it is layernorm (torchvision's LayerNorm2d needs 4-d input)",
+}
+_DIM_PARAMS = {"dim", "dims", "dim0", "dim1", "start_dim", "sizes", "shape"}
+
+
 def _judge_refusal(e: ResdslError, shape, body) -> str:
+    """A refused one-op case: build the op's lowering from the raw arguments and ask torch."""
     d = e.first
-    if d.code != "E014" or "\n" in body.strip() or "(" not in body:
-        return f"refused statically ({d.code})"
     name = body.split("(")[0].strip()
     op = ops.lookup(name)
-    if op is None or op.lower is None:
+    if "\n" in body.strip() or op is None or op.lower is None:
         return f"refused statically ({d.code})"
-    attrs = _attrs_of(body, op)
+    attrs = _attrs_of(body, op) if "(" in body else {}
     if attrs is None:
         return f"refused statically ({d.code}, argument kind)"
     full = {p.name: p.default for p in op.params if p.default is not ops.REQUIRED and p.kind != "tensors"}
     full.update(attrs)
     try:
         out = op.infer(full, [tuple(shape)])
+        derived = {**full, **(out.derived if isinstance(out, ops.Inferred) else {})}
+        how = "range"
     except ops.ShapeProblem:
-        return "refused statically (E014, shape rule)"
+        # rank errors (E033) have no raw form: the lowering picks the torch module by the input's rank
+        derived, how = (None if d.code == "E033" else _raw(op, full, shape)), "shape rule"
+        if derived is None:
+            return f"refused statically ({d.code}, {how}; no raw torch form to compare)"
     except Exception:  # noqa: BLE001 -- arithmetic on a value the range check exists to refuse
-        return "refused statically (E014, value unusable)"
-    derived = {**full, **(out.derived if isinstance(out, ops.Inferred) else {})}
+        return f"refused statically ({d.code}, value unusable)"
     try:
         y = _run_lowered(op, derived, [tuple(shape)], training=True)
         y2 = _run_lowered(op, derived, [tuple(shape)], training=False)
     except Exception:  # noqa: BLE001 -- torch refuses too: consistent
-        return "refused statically, torch refuses too"
+        return f"refused statically ({how}), torch refuses too"
     if y.numel() == 0 or y2.numel() == 0:  # resdsl shapes have positive sizes only
-        return "refused statically, torch gives an empty tensor"
+        return f"refused statically ({how}), torch gives an empty tensor"
     if not (torch.isfinite(y).all() and torch.isfinite(y2).all()):
-        return "refused statically, torch gives non-finite values"
+        return f"refused statically ({how}), torch gives non-finite values"
     if "finite float32" in d.message:  # torch rounds it to inf and computes on (e.g. 1 / sqrt(var + inf) = 0)
         return "refused statically (beyond float32), torch silently computes with inf"
     if name in RESDSL_DEFINED:
         return "refused statically (an op resdsl defines, no torch counterpart)"
+    for (o, frag), why in STRICTER.items():
+        if o == name and frag in d.message:
+            return f"refused statically, deliberately stricter than torch ({why})"
     raise AssertionError(f"resdsl refuses what torch runs cleanly:\n{_source(shape, body)}\n{d.message}")
+
+
+def _raw(op: ops.OpDef, full: dict, shape) -> dict | None:
+    """The arguments as torch would take them (ints spread over the spatial dims), without resdsl's checks;
+    None where the op's torch form cannot be written without resdsl's own normalisation."""
+    n = len(shape) - 1
+    names = {p.name for p in op.params}
+    if names & _DIM_PARAMS or set(op.derived) - names or not 1 <= n <= 3 and op.spatial is not ops.Spatial.POINT:
+        return None
+    raw = dict(full)
+    for p in op.params:
+        v = raw.get(p.name)
+        if p.kind not in ("ints", "padding", "size", "float_or_list"):
+            continue
+        if v is None and p.name == "stride":
+            v = raw.get("kernel_size")
+        if v == "valid":
+            v = 0
+        if isinstance(v, (int, float)) and not isinstance(v, bool):
+            v = (v,) * n
+        raw[p.name] = v
+    return raw
 
 
 def _attrs_of(body: str, op: ops.OpDef) -> dict | None:
@@ -259,7 +295,8 @@ def test_static_checks_agree_with_torch(seed):
     counts = run(seed, N_SINGLE // 2, N_CHAIN // 2)
     assert sum(counts.values()) >= len(USER_OPS) * 2
     assert counts["accepted: ran in eval and train, shapes equal"] > 0
-    assert counts["refused statically, torch refuses too"] > 0
+    assert counts["refused statically (range), torch refuses too"] > 0
+    assert counts["refused statically (shape rule), torch refuses too"] > 0
 
 
 def test_every_user_op_has_a_generator():
@@ -272,10 +309,17 @@ def test_every_user_op_has_a_generator():
     ("leaky_relu(1e39)", [3, 8]), ("maxpool(3, padding=2, dilation=2)", [3, 8, 8]),
     ('upsample(scale_factor=2, align_corners=true)', [3, 4, 4]), ("ghost_batchnorm(1)", [3, 1, 1]),
 ])
-def test_reported_instances_are_refused_and_torch_refuses_too(layer, shape):
+def test_reported_instances_are_refused_with_a_located_hint(layer, shape):
     with pytest.raises(ResdslError) as e:
         resdsl.loads(_source(shape, layer))
     assert e.value.first.code in ("E014", "E033") and e.value.first.span.line == 3 and e.value.first.hint
+    assert judge(shape, layer).startswith("refused statically")  # and the oracle agrees with torch on it
+
+
+def test_upsample_size_with_none_is_a_diagnostic():  # found by this oracle: a TypeError traceback before
+    with pytest.raises(ResdslError) as e:
+        resdsl.loads(_source([3, 4, 4], "upsample(size=[none, 2])"))
+    assert e.value.first.code == "E014" and e.value.first.span.line == 3
 
 
 if __name__ == "__main__":

@@ -145,13 +145,15 @@ def _upsample_infer(a, xs) -> Inferred:
 
 
 def _upsample_lower(a, xs, y) -> Expr:
-    if a["size"] is not None:
-        how, v = "size={v}", tuple(a["size"])
-    else:
-        how, v = "scale_factor={v}", tuple(float(f) for f in a["scale_factor"])
-    tpl = "F.interpolate({x}, " + how + ", mode={mode}"
-    vals = [("v", v), ("mode", str(a["mode"]))]
-    if a["mode"] != "nearest" and a.get("align_corners") is not None:
+    tpl, vals = "F.interpolate({x}", [("mode", str(a["mode"]))]
+    if a["size"] is not None:  # (the shape rule gives exactly one of size and scale_factor, as torch wants)
+        tpl += ", size={size}"
+        vals.append(("size", tuple(a["size"])))
+    if a["scale_factor"] is not None:
+        tpl += ", scale_factor={sf}"
+        vals.append(("sf", tuple(float(f) for f in a["scale_factor"])))
+    tpl += ", mode={mode}"
+    if a.get("align_corners") is not None:  # (the shape rule refuses it with mode="nearest", as torch does)
         tpl += ", align_corners={ac}"
         vals.append(("ac", bool(a["align_corners"])))
     return Expr(tpl + ")", tuple(vals))
@@ -174,7 +176,7 @@ def _per_mode(nearest: int, bilinear: int, only_2d: bool = False):
 
 register(OpDef(
     "upsample", Family.RESHAPE,
-    (Param("scale_factor", "float_or_list", None, lo=0, lo_open=True), Param("size", "size", None, lo=1),
+    (Param("scale_factor", "float_or_list", None, lo=0, lo_open=True), Param("size", "ints", None, lo=1),
      Param("mode", "choice", "nearest", ("nearest", "bilinear")),
      Param("align_corners", "bool", None, positional=False)),
     _upsample_infer, no_params,
