@@ -59,6 +59,17 @@ VARIANTS: dict[str, ModelSpec] = {
     **{f"densenet{d}": _v("densenet", depth=d) for d in (121, 161, 169, 201, 264)},
     "densenet_bc100_cifar": _v("densenet", depth=100, cifar=True),
     "hourglass8": _v("hourglass", stacks=8),
+    **{f"seresnet{d}": _v("seresnet", depth=d) for d in (18, 34, 50, 101, 152)},
+    "seresnext50_32x4d": _v("seresnet", depth=50, groups=32, width_per_group=4),
+    "mobilenet_v2_050": _v("mobilenet_v2", width=0.5),
+    "mobilenet_v2_140": _v("mobilenet_v2", width=1.4),
+    **{f"efficientnet_b{i}": _v("efficientnet", variant=f"b{i}") for i in range(8)},
+    **{f"convnext_{v}": _v("convnext", variant=v) for v in ("tiny", "small", "base", "large")},
+    "res2net50_26w_4s": _v("res2net", depth=50),
+    "res2net50_48w_2s": _v("res2net", depth=50, base_width=48, scale=2),
+    "res2net50_14w_8s": _v("res2net", depth=50, base_width=14, scale=8),
+    "res2net101_26w_4s": _v("res2net", depth=101),
+    "res2next50": _v("res2net", depth=50, base_width=4, cardinality=8),
 }
 
 

@@ -236,8 +236,9 @@ def _function_rules() -> dict:
     }
     rules.update({operator.mul: "mul", torch.mul: "mul", operator.imul: "mul", torch.permute: "permute",
                   F.relu6: "relu6", F.hardswish: "hardswish", F.hardsigmoid: "hardsigmoid"})
+    rules[torch.mean] = "mean"
     methods = {"relu": "relu", "flatten": "flatten", "sigmoid": "sigmoid", "add": "add", "view": "flatten",
-               "reshape": "flatten", "mul": "mul", "permute": "permute"}
+               "reshape": "flatten", "mul": "mul", "permute": "permute", "mean": "mean"}
     return {**rules, **{("method", k): v for k, v in methods.items()}}
 
 
@@ -350,6 +351,7 @@ def convert(gm, root, shapes: dict) -> tuple[list[Op], dict[str, int]]:
         if args is None:  # an alias: cat([x]), flatten of a flat tensor
             ids[node.name] = ids[node.all_input_nodes[0].name]
             continue
+        op = args.pop("op", op)  # a function standing for another op (mean -> pooling)
         home = node.meta.get("resdsl_home", "")
         add(node, op, args, (), _valid_prefix(tuple(home.split("."))) if home else ())
     return ops, ids
@@ -406,6 +408,15 @@ def _function_args(op: str, node, shapes) -> dict | None:
     if op == "dropout":
         p = node.args[1] if len(node.args) > 1 else node.kwargs.get("p", 0.5)
         return {"p": p}
+    if op == "mean":  # x.mean((2, 3), keepdim=True): squeeze-and-excitation's pooling
+        dims = node.args[1] if len(node.args) > 1 else node.kwargs.get("dim")
+        keep = node.args[2] if len(node.args) > 2 else node.kwargs.get("keepdim", False)
+        rank = len(shapes[ins[0].name]) + 1
+        spatial = set(range(2, rank))
+        if not isinstance(dims, (list, tuple)) or {d % rank for d in dims} != spatial or len(spatial) == 0:
+            raise ImportProblem(f"cannot import mean over dims {dims} at fx node {node.name}: only the mean over "
+                                "all spatial dims (global average pooling) has a resdsl op")
+        return {"op": "adaptive_avgpool", "output_size": 1} if keep else {"op": "global_avgpool"}
     if op == "permute":
         dims = node.args[1:] if node.op == "call_method" else node.args[1]
         dims = dims[0] if len(dims) == 1 and isinstance(dims[0], (list, tuple)) else dims

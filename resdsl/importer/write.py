@@ -132,11 +132,15 @@ def items(stmts: list[Stmt], scope: tuple[str, ...] = ()) -> list[Item]:
             j += 1
         run, inner = stmts[i:last + 1], scope + (child,)
         made = _item(run[0], inner) if len(run) == 1 and run[0].kind != "layer" and _scope_of(run[0]) == inner else []
+        body = items(run, inner) if len(made) != 1 else made
         if len(made) == 1:
             item = made[0]
             item.label = child
+        elif len(body) == 1 and body[0].label is None and not body[0].children():
+            item = body[0]  # `gate: group { sigmoid }` is `gate: sigmoid` (it owns no weights to name)
+            item.label = child
         else:
-            item = Item(child, Call("group"), items(run, inner))
+            item = Item(child, Call("group"), body)
         item.module = ".".join(inner)
         out.append(item)
         i = last + 1
@@ -185,8 +189,6 @@ def _named_merge(s: Stmt, scope: tuple[str, ...], merge: str) -> list[Item]:
     for b, name in zip(s.bodies[1:], names):
         if b:
             out += items(b, scope) + [Item(None, Call(f"-> {name}")), Item(None, Call(f"from {fork}"))]
-    if not s.bodies[0]:
-        out.append(Item(None, Call(f"from {fork}")))
     return out + items(s.bodies[0], scope) + [Item(None, Call(f"{merge}({', '.join(names)})"))]
 
 
@@ -205,7 +207,10 @@ def _residual(s: Stmt, scope: tuple[str, ...]) -> Item:
 
 def _signature(it: Item) -> tuple:
     """The layout of an item: labels, heads and argument names, without the argument values."""
-    return (it.label, it.call.name, tuple(a for a, _, _ in it.call.args), it.shortcut is not None,
+    # named-tensor statements (`-> fork21`, `mul(gate21_1)`) match whatever their numbers: in a block the
+    # names are the block's own
+    name = re.sub(r"\d+", "#", it.call.name) if re.search(r"[ (]", it.call.name) else it.call.name
+    return (it.label, name, tuple(a for a, _, _ in it.call.args), it.shortcut is not None,
             tuple(it.branch_labels or ()),
             tuple(tuple(_signature(x) for x in c) for c in it.children()))
 
@@ -307,7 +312,7 @@ def _parameters(slots: list[list[tuple[str, str, object]]]) -> tuple[list[str], 
         label = slots[0][k][0]
         name = arg if args.count(arg) == 1 else (f"{label}_{arg}" if label.isidentifier() else arg)
         names.append(_unique(name, names))
-    text = lambda e: None if e is None else (names[e[1]] if e[0] == "param" else f"{names[e[1]]} * {e[2]}")
+    text = lambda e: None if e is None else (names[e[1]] if e[0] == "param" else f"{names[e[1]]} {e[2]} {e[3]}")
     return names, [columns[k] for k in picked], [text(e) for e in exprs]
 
 
@@ -315,15 +320,22 @@ def _nice(arg: str) -> str:
     return {"out_channels": "channels", "out_features": "features"}.get(arg, arg)
 
 
-def _multiple(col: tuple, known: dict[int, tuple]) -> tuple[int, int] | None:
-    """(parameter, k) when a column is k times an earlier parameter's (k > 1, the same for every use)."""
+def _multiple(col: tuple, known: dict[int, tuple]) -> tuple[int, str, int] | None:
+    """(parameter, "*" or "//", k) when a column is k times an earlier parameter's, or it divided by k
+    (k > 1, the same for every use): `channels * 4`, `channels // 4`."""
     if not all(type(v) is int for v in col):
         return None
     for i, other in known.items():
-        if all(type(x) is int and x > 0 for x in other) and all(y % x == 0 for x, y in zip(other, col)):
+        if not all(type(x) is int and x > 0 for x in other) or not all(y > 0 for y in col):
+            continue
+        if all(y % x == 0 for x, y in zip(other, col)):
             ks = {y // x for x, y in zip(other, col)}
             if len(ks) == 1 and ks != {1}:
-                return i, ks.pop()
+                return i, "*", ks.pop()
+        if all(x % y == 0 for x, y in zip(other, col)):
+            ks = {x // y for x, y in zip(other, col)}
+            if len(ks) == 1 and ks != {1}:
+                return i, "//", ks.pop()
     return None
 
 
