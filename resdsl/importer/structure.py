@@ -105,10 +105,7 @@ class Structurer:
     def _residual(self, o: Op, out: list[Stmt]) -> int:
         if len(o.inputs) != 2:
             raise ImportProblem(f"an add of {len(o.inputs)} tensors at {self._name(o.id)} is not supported")
-        f = self.idom[o.id]
-        a, b = (self.sequence(f, i) for i in o.inputs)
-        for body in (a, b):
-            self._check_closed(f, o.id, body)
+        f, (a, b) = self._branches(o)
         if not a and not b:
             raise ImportProblem(f"{self._name(f)} is added to itself; write it as a scale by 2")
         # the shortcut: the operand that is the fork itself or a projection; else the second (torchvision's
@@ -126,21 +123,23 @@ class Structurer:
             self._check_closed(prev, o.id, body, allowed={parts[-1]})
             out.append(Stmt("dense", o, bodies=[body]))
             return prev
-        f = self.idom[o.id]
-        bodies = [self.sequence(f, i) for i in o.inputs]
-        for body in bodies:
-            self._check_closed(f, o.id, body)
+        f, bodies = self._branches(o)
         out.append(Stmt("parallel", o, bodies=bodies))
         return f
 
     def _gate(self, o: Op, out: list[Stmt]) -> int:
         """x * f(x) (squeeze-and-excitation) and other products of two tensors from one fork."""
+        f, bodies = self._branches(o)
+        out.append(Stmt("gate", o, bodies=bodies))
+        return f
+
+    def _branches(self, o: Op) -> tuple[int, list[list[Stmt]]]:
+        """The fork of a merge (its immediate dominator) and the statements from it to each operand."""
         f = self.idom[o.id]
         bodies = [self.sequence(f, i) for i in o.inputs]
         for body in bodies:
             self._check_closed(f, o.id, body)
-        out.append(Stmt("gate", o, bodies=bodies))
-        return f
+        return f, bodies
 
     def _dominates(self, a: int, b: int) -> bool:
         while True:
