@@ -7,14 +7,20 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def test_wheel_ships_grammar_and_runs(tmp_path):
+def build_wheel(out: Path) -> Path:
+    """The wheel, built offline with this environment's hatchling (the `test` extra), else with isolation."""
     r = subprocess.run([sys.executable, "-m", "pip", "wheel", str(ROOT), "--no-deps", "--no-build-isolation",
-                        "-q", "-w", str(tmp_path / "wheel")], capture_output=True, text=True)
+                        "-q", "-w", str(out)], capture_output=True, text=True)
     if r.returncode != 0:  # no hatchling in this environment: build with isolation instead
         r = subprocess.run([sys.executable, "-m", "pip", "wheel", str(ROOT), "--no-deps", "-q",
-                            "-w", str(tmp_path / "wheel")], capture_output=True, text=True)
+                            "-w", str(out)], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr[-2000:]
-    (whl,) = (tmp_path / "wheel").glob("resdsl-*.whl")
+    (whl,) = out.glob("resdsl-*.whl")
+    return whl
+
+
+def test_wheel_ships_grammar_and_runs(tmp_path):
+    whl = build_wheel(tmp_path / "wheel")
     names = zipfile.ZipFile(whl).namelist()
     assert "resdsl/grammar/resdsl.lark" in names
     assert any(n.startswith("resdsl/stdlib/") and n.endswith(".res") for n in names)
@@ -72,11 +78,7 @@ def test_wheel_in_fresh_venv_ships_the_zoo(tmp_path):
     (--python, --no-deps, offline), and a .pth file lends it this environment's torch/lark/torchvision."""
     import site
     import json
-    wheel_dir = tmp_path / "wheel"
-    r = subprocess.run([sys.executable, "-m", "pip", "wheel", str(ROOT), "--no-deps", "--no-build-isolation",
-                        "-q", "-w", str(wheel_dir)], capture_output=True, text=True)
-    assert r.returncode == 0, r.stderr[-2000:]
-    (whl,) = wheel_dir.glob("resdsl-*.whl")
+    whl = build_wheel(tmp_path / "wheel")
     zoo = sorted(n for n in zipfile.ZipFile(whl).namelist() if n.startswith("resdsl/zoo/") and n.endswith(".res"))
     assert zoo == sorted(f"resdsl/zoo/{p.name}" for p in (ROOT / "examples").glob("*.res"))
     venv = tmp_path / "venv"
