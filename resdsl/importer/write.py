@@ -23,7 +23,10 @@ from .trace import ImportProblem, is_default
 
 KEYWORDS = {"in_channels", "in_shape", "true", "false", "none", "and", "or", "not", "if", "else", "for", "in",
             "block", "network", "input", "output", "from", "import", "residual", "dense", "parallel", "branch",
-            "group", "assert", "params", "buffers", "macs"}
+            "group", "assert", "params", "buffers", "macs",
+            # builtins, which a parameter would shadow
+            "min", "max", "sum", "sqrt", "abs", "int", "float", "round", "floor", "ceil", "log2", "range", "len",
+            "shape", "str", "enumerate"}
 
 
 @dataclass
