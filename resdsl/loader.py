@@ -126,6 +126,7 @@ def _define(table: dict, name: str, item, origin: dict[str, Span], kind: str) ->
 
 
 def load_file(path: str | Path, limits: Limits = DEFAULT) -> Program:
-    p = Path(path)
+    name = str(path)  # `zoo:resnet` / `std:blocks` name a file of the package (`resdsl summary zoo:resnet`)
+    p = _resolve(name, None, Span(name, 1, 1, 1, 2, 0, 1)) if name.startswith(tuple(LIBRARIES)) else Path(path)
     text = _read(p, UNKNOWN, limits)
-    return load_program(text, str(path), limits)
+    return load_program(text, str(p) if name.startswith(tuple(LIBRARIES)) else name, limits)

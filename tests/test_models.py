@@ -66,3 +66,16 @@ def test_create_with_a_timm_model_object():
         x = torch.randn(2, 3, 64, 64)
         want = ref(x)
         assert want.abs().max() > 0.1 and (model(x) - want).abs().max().item() <= 1e-5
+
+
+def test_zoo_files_by_scheme_on_the_command_line():
+    import subprocess
+    import sys
+    env = {"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"}
+    r = subprocess.run([sys.executable, "-m", "resdsl", "check", "zoo:resnet", "--set", "depth=18"],
+                       capture_output=True, text=True, env=env, cwd="/")
+    assert r.returncode == 0 and r.stdout.strip() == "ok: resnet (70 ops, 11,689,512 params) -> logits: [1000]"
+    assert resdsl.load("zoo:densenet", depth=121).param_count == 7978856
+    r = subprocess.run([sys.executable, "-m", "resdsl", "check", "zoo:resnett"], capture_output=True, text=True,
+                       env=env, cwd="/")
+    assert r.returncode == 1 and "error[E002]: no zoo file `zoo:resnett`" in r.stderr

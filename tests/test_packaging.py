@@ -110,3 +110,6 @@ def test_wheel_in_fresh_venv_ships_the_zoo(tmp_path):
                        env=env)
     assert r.returncode == 0, r.stderr[-2000:]
     assert r.stdout.startswith("ok: t (") and "y: [32, 4, 4]" in r.stdout
+    r = subprocess.run([str(venv / "bin" / "resdsl"), "check", "zoo:resnet", "--set", "depth=50"], cwd=work,
+                       capture_output=True, text=True, env=env)
+    assert r.returncode == 0 and r.stdout.strip() == "ok: resnet (176 ops, 25,557,032 params) -> logits: [1000]"
