@@ -164,6 +164,34 @@ def test_gates_become_block_local_named_tensors():
     assert "1: se(4)" in text and "3: se(2)" in text and "fc2: conv(channels * 2, kernel_size=1)" in text
 
 
+class Double(nn.Sequential):
+    def __init__(self, i, o):
+        super().__init__(nn.Conv2d(i, o, 3, padding=1), nn.BatchNorm2d(o), nn.ReLU(inplace=True))
+
+
+class UNet(nn.Module):  # skips concatenated before (cat([skip, up])) and after (cat([up, skip])) the upsampling
+    def __init__(self):
+        super().__init__()
+        self.inc, self.down1 = Double(3, 8), nn.Sequential(nn.MaxPool2d(2), Double(8, 16))
+        self.down2 = nn.Sequential(nn.MaxPool2d(2), Double(16, 32))
+        self.up1, self.conv1 = nn.ConvTranspose2d(32, 16, 2, stride=2), Double(32, 16)
+        self.up2 = nn.Sequential(nn.Upsample(scale_factor=2, mode="bilinear"), nn.Conv2d(16, 8, 1))
+        self.conv2, self.outc = nn.Sequential(Double(16, 8), nn.GroupNorm(2, 8)), nn.Conv2d(8, 2, 1)
+
+    def forward(self, x):
+        x1 = self.inc(x)
+        x2 = self.down1(x1)
+        y = self.conv1(torch.cat([x2, self.up1(self.down2(x2))], 1))
+        return self.outc(self.conv2(torch.cat([self.up2(y), x1], 1)))
+
+
+def test_unet_skips():
+    text = roundtrip(UNet(), (3, 32, 32))
+    assert "block double(channels) {" in text and "up1: conv_transpose(16, kernel_size=2, stride=2)" in text
+    assert 'upsample(scale_factor=2.0, mode="bilinear", align_corners=false)' not in text  # torch's None default
+    assert "-> fork" in text and "concat(fork" in text and "dense {" in text
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("name", ["efficientnet_b0", "mobilenet_v3_small", "squeezenet1_0", "vgg11_bn"])
 def test_more_torchvision_models(name):

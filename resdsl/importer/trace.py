@@ -149,6 +149,24 @@ def _conv(m):
                         padding=pad, dilation=_one(m.dilation), groups=m.groups, bias=m.bias is not None)
 
 
+def _conv_transpose(m):
+    if m.padding_mode != "zeros":
+        raise ValueError(f"padding_mode={m.padding_mode!r} (resdsl pads with zeros)")
+    return "conv_transpose", dict(out_channels=m.out_channels, kernel_size=_one(m.kernel_size),
+                                  stride=_one(m.stride), padding=_one(m.padding),
+                                  output_padding=_one(m.output_padding), groups=m.groups,
+                                  bias=m.bias is not None, dilation=_one(m.dilation))
+
+
+def _upsample(m):
+    if m.recompute_scale_factor:
+        raise ValueError("recompute_scale_factor has no resdsl spelling")
+    scale = m.scale_factor if m.scale_factor is None else _one(m.scale_factor)
+    return "upsample", dict(scale_factor=float(scale) if isinstance(scale, int) else scale,
+                            size=_one(m.size) if m.size is not None else None, mode=m.mode,
+                            align_corners=m.align_corners)
+
+
 def _bn(m):
     if m.momentum is None:
         raise ValueError("momentum=None (cumulative averages) has no resdsl spelling")
@@ -182,6 +200,9 @@ def module_rules() -> dict:
     from torch import nn
     rules = {
         nn.Conv1d: _conv, nn.Conv2d: _conv, nn.Conv3d: _conv,
+        nn.ConvTranspose1d: _conv_transpose, nn.ConvTranspose2d: _conv_transpose, nn.ConvTranspose3d: _conv_transpose,
+        nn.Upsample: _upsample,
+        nn.GroupNorm: lambda m: ("groupnorm", dict(num_groups=m.num_groups, eps=m.eps, affine=m.affine)),
         nn.BatchNorm1d: _bn, nn.BatchNorm2d: _bn, nn.BatchNorm3d: _bn,
         nn.Linear: lambda m: ("linear", dict(out_features=m.out_features, bias=m.bias is not None)),
         nn.MaxPool1d: _pool("max"), nn.MaxPool2d: _pool("max"), nn.MaxPool3d: _pool("max"),
