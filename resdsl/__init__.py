@@ -8,6 +8,7 @@
 from .diagnostics import Diagnostic, ResdslError
 from .limits import Limits
 from .network import Network, load, loads
+from .models import create, get_network, list_models
 
 __version__ = "0.1.0"
 
@@ -20,4 +21,4 @@ def compile(source, network: str | None = None, seed: int | None = None, **param
     net = source if isinstance(source, Network) else load(source, network=network, **params)
     return net.to_torch(seed=seed)
 
-__all__ = ["load", "loads", "compile", "Network", "ResdslError", "Diagnostic", "Limits", "__version__"]
+__all__ = ["load", "loads", "compile", "create", "get_network", "list_models", "Network", "ResdslError", "Diagnostic", "Limits", "__version__"]

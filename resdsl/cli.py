@@ -26,7 +26,8 @@ from .commands._common import (  # noqa: F401  (re-exported for code written aga
     add_common, ascii_float, ascii_int, check_output, check_plot, load_from_args, parse_inputs, parse_set, print_json)
 from .diagnostics import ResdslError
 
-ORDER = ["check", "summary", "expand", "compile", "paths", "variance", "lesion", "render", "fmt", "ops"]
+ORDER = ["check", "summary", "expand", "compile", "paths", "variance", "lesion", "render", "fmt", "ops",
+         "import_", "diff", "lsp"]
 OUTPUT_OPTIONS = ("output", "onnx", "export")  # argument names that are files a command writes
 
 EPILOG = """examples:
@@ -83,7 +84,8 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     try:
         code = _main(argv)
-        sys.stdout.flush()  # what an error report printed (--json) must reach stdout too
+        if not getattr(sys.stdout, "closed", False):  # the language server closes stdout when it exits
+            sys.stdout.flush()  # what an error report printed (--json) must reach stdout too
         return code
     except KeyboardInterrupt:  # Ctrl-C while parsing or reporting
         return _interrupted()
@@ -124,7 +126,8 @@ def _run(args: argparse.Namespace) -> int:
             check_output(getattr(args, name, None))
         check_plot(getattr(args, "plot", None))
         code = int(args.func(args) or 0)
-        sys.stdout.flush()  # a full disk or a closed pipe shows here, while we can still report it
+        if not getattr(sys.stdout, "closed", False):  # the language server closes stdout when it exits
+            sys.stdout.flush()  # a full disk or a closed pipe shows here, while we can still report it
         return code
     except ResdslError as e:
         if as_json:

@@ -1,9 +1,11 @@
 """Files -> one `Program`: parse the main file and its imports.
 
 `import "lib.res"` is resolved relative to the importing file;
-`import "std:NAME"` reads `resdsl/stdlib/NAME.res` from the package.  Only
+`import "std:NAME"` reads `resdsl/stdlib/NAME.res` from the package, and
+`import "zoo:NAME"` the model zoo's `NAME.res` (examples/ in a checkout,
+`resdsl/zoo/` in an installed wheel; see `resdsl.models`).  Only
 .res files are ever read, each at most once, and only inside the main file's
-folder (symbolic links followed) or resdsl's own library; cycles are reported
+folder (symbolic links followed) or resdsl's own library and zoo; cycles are reported
 with the chain of imports.  Every file is read by `read_source`: regular
 files only, never more than `Limits.max_source_bytes`, UTF-8.  Blocks and constants from every file share one namespace;
 networks are taken from the main file only.
@@ -27,6 +29,9 @@ from .span import UNKNOWN, Source, Span, forbid_quotes, register
 
 PACKAGE = Path(__file__).resolve().parent
 STDLIB = PACKAGE / "stdlib"
+# The zoo: the wheel ships examples/*.res as resdsl/zoo/ (pyproject.toml); a checkout reads examples/ itself.
+ZOO = PACKAGE / "zoo" if (PACKAGE / "zoo").is_dir() else PACKAGE.parent / "examples"
+LIBRARIES = {"std:": STDLIB, "zoo:": ZOO}
 
 
 @dataclass
@@ -140,13 +145,15 @@ def _resolve(spec: str, importer: Path | None, root: Path, span: Span) -> Path:
     Policy: imports may not leave the main file's folder (after following
     symbolic links), except into resdsl's own library, so a .res file cannot
     make resdsl read -- and quote in an error -- any other file on the machine."""
-    if spec.startswith("std:"):
-        name = spec[4:]
-        target = STDLIB / f"{name}.res"
-        if not re.fullmatch(r"[A-Za-z0-9_]+", name) or not target.is_file():
-            have = ", ".join(sorted("std:" + p.stem for p in STDLIB.glob("*.res")))
-            raise error("E002", f"no standard library module `{spec}`", span, hint=f"available: {have}")
-        return target
+    for prefix, library in LIBRARIES.items():
+        if spec.startswith(prefix):
+            name = spec[len(prefix):]
+            target = library / f"{name}.res"
+            if not re.fullmatch(r"[A-Za-z0-9_]+", name) or not target.is_file():
+                have = ", ".join(sorted(prefix + p.stem for p in library.glob("*.res")))
+                what = "standard library module" if prefix == "std:" else "zoo file"
+                raise error("E002", f"no {what} `{spec}`", span, hint=f"available: {have}")
+            return target
     if "\0" in spec:
         raise error("E002", "an import path cannot contain a NUL character", span)
     if not spec.endswith(".res"):
@@ -239,8 +246,12 @@ def _define(table: dict, name: str, item, origin: dict[str, Span], kind: str) ->
 
 def load_file(path: str | Path, limits: Limits = DEFAULT) -> Program:
     """Read and load the main file.  A main file that is not a .res source (after following links)
-    is still read -- the user named it -- but its content is never quoted in an excerpt."""
+    is still read -- the user named it -- but its content is never quoted in an excerpt.
+    `zoo:resnet` / `std:blocks` name a file of the package (`resdsl summary zoo:resnet`)."""
+    name = str(path)
+    if name.startswith(tuple(LIBRARIES)):
+        path = name = str(_resolve(name, None, PACKAGE, Span(name, 1, 1, 1, 2, 0, 1)))
     text = read_source(path, UNKNOWN, limits)
     if not os.path.realpath(path).endswith(".res"):
-        forbid_quotes(str(path))
-    return load_program(text, str(path), limits)
+        forbid_quotes(name)
+    return load_program(text, name, limits)

@@ -140,9 +140,32 @@ class Network:
         from .render import render
         return render(self, path, **options)
 
-    def _repr_svg_(self) -> str:
-        from .render import to_svg
-        return to_svg(self)
+    def _repr_svg_(self) -> str | None:
+        from .notebook import svg_or_none
+        return svg_or_none(self)  # None (nothing shown) rather than an error cell when Graphviz is missing
+
+    def _repr_html_(self) -> str:
+        """In a notebook: the summary table (two levels) next to the block diagram."""
+        from .notebook import network_html
+        return network_html(self)
+
+    def show(self, level: str = "block", depth: int | None = 2, convention: str = "torchvision"):
+        """Display the table and the diagram at `level` (network, block, layer, unraveled) in a notebook;
+        outside one, return the view (its repr is the text summary)."""
+        from .notebook import View
+        from .render import LEVELS
+        if level not in LEVELS:
+            raise ValueError(f"level must be one of {', '.join(LEVELS)}, not {level!r}")
+        view = View(self, level, depth, convention)
+        try:
+            from IPython import get_ipython
+            from IPython.display import display
+        except ImportError:
+            return view
+        if get_ipython() is None:
+            return view
+        display(view)
+        return None
 
     def __repr__(self) -> str:
         ins = ", ".join(f"{k}: {list(v)}" for k, v in self.inputs.items())

@@ -29,7 +29,8 @@ def scope_totals(g: Graph) -> tuple[dict[int, int], dict[int, int], dict[int, in
     return params, buffers, last
 
 
-def summary_table(net, depth: int | None = None, convention: str = "torchvision") -> str:
+def summary_rows(net, depth: int | None = None, convention: str = "torchvision"):
+    """(rows, cost): rows are (indented name, op or block, output shape, params, MACs) in program order."""
     g = net.graph
     params, _, last = scope_totals(g)
     shapes = net.symbolic_shapes() if net.symbols else [n.shape for n in g.nodes]  # H, W as formulas
@@ -80,7 +81,13 @@ def summary_table(net, depth: int | None = None, convention: str = "torchvision"
                 continue
         own = n.name[len(g.scopes[n.scope].name) + 1:] if g.scopes[n.scope].name else n.name
         rows.append(("  " * level + own, n.op, _fmt_shape(shapes[n.id]), n.params, node_macs[n.id]))
+    return rows, cost
 
+
+def summary_table(net, depth: int | None = None, convention: str = "torchvision") -> str:
+    g = net.graph
+    rows, cost = summary_rows(net, depth, convention)
+    shapes = net.symbolic_shapes() if net.symbols else [n.shape for n in g.nodes]
     header = ("layer", "op", "output shape", "params", cost.unit)
     w0 = max([len(header[0])] + [len(r[0]) for r in rows])
     w1 = max([len(header[1])] + [len(r[1]) for r in rows])
