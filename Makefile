@@ -16,9 +16,9 @@ $(STAMP): pyproject.toml
 	  echo "warning: could not install Graphviz; .dot output still works, .svg/.png need dot"; }
 	@echo "setup: creating $(VENV)"
 	$(PY) -m venv $(VENV)
-	@echo "setup: pip install -e '.[test]' (torch, torchvision, lark, networkx, hypothesis, ...; a few minutes" \
+	@echo "setup: pip install -e '.[test,lsp]' (torch, torchvision, lark, networkx, hypothesis, ...; a few minutes" \
 	  "the first time -- each package is listed as it is collected)"
-	$(BIN)/pip install --disable-pip-version-check --progress-bar off -e '.[test]' 2>&1 \
+	$(BIN)/pip install --disable-pip-version-check --progress-bar off -e '.[test,lsp]' 2>&1 \
 	  | grep --line-buffered -E "^(Collecting|Successfully|ERROR|error)" || true
 	@echo "setup: checking the installation"
 	$(BIN)/python -c "import resdsl, torch, torchvision, lark, networkx"
