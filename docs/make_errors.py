@@ -60,8 +60,9 @@ EXAMPLES: list[Example] = [
     Example("E014", "An argument has the right name but a value of the wrong kind or out of range.",
             net("conv(16, 3, padding=\"full\")")),
     Example("E015", "An expression combines values of the wrong types.", net('c = 16 + "wide"\nconv(c, 3)')),
-    Example("E016", "A block calls itself (directly or through other blocks). Blocks are macros: use a `for` loop "
-            "to repeat them.", "block stage(n) {\n    conv(16, 3, padding=1)\n    stage(n - 1)\n}\n" + net("stage(3)")),
+    Example("E016", "A block calls itself (directly or through other blocks) without stopping: the calls nest "
+            "deeper than `max_call_depth` (100). A recursive block needs an `if` that ends the recursion, on a "
+            "parameter that shrinks with every call.", "block stage(n) {\n    conv(16, 3, padding=1)\n    stage(n - 1)\n}\n" + net("stage(3)")),
     Example("E017", "The file has no network, several networks and no `--network`, or not the one asked for.",
             "block unit() {\n    relu\n}\n"),
     Example("E018", "`--set NAME=VALUE` (or a keyword of `resdsl.load`) names a parameter the network does not "
@@ -97,6 +98,10 @@ EXAMPLES: list[Example] = [
             net("for i in range(1000000) {\n    for j in range(1000000) {\n    }\n}")),
     Example("E041", "Arithmetic failed while building the network: division by zero, overflow, square root of a "
             "negative number.", net("k = 64 // (2 - 2)\nconv(k, 3)")),
+    Example("E042", "An `assert` in the file is false. The message is the assert's own, followed by the values of "
+            "the compared expressions. An assert that names `params`, `buffers` or `macs` is checked once the "
+            "network is built.", net("for w in [16, 32] {\n    conv(w, 3, padding=1)\n}\n"
+                                      "assert params <= 5_000, \"keep the stem under 5k parameters\"")),
     Example("E050", "The unraveled view (`resdsl render --level unraveled`) draws every path through the residual "
             "blocks, which only makes sense for a few blocks. Count paths with `resdsl paths` instead.",
             net("for i in range(12) {\n    residual {\n        conv(3, 3, padding=1)\n    }\n}"), render="unraveled"),

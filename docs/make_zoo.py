@@ -151,7 +151,7 @@ def main() -> None:
         "* Pre-act ResNet-1001: the paper prints 10.2M; our count is 10,327,706 with BatchNorm's γ/β and",
         "  10,178,490 without them, so the paper's figure appears to leave the BN parameters out.",
         "* `hourglass.res`: one output per stack (`output heatmap{i}`: heatmap0, heatmap1, ...);",
-        "  levels are nested blocks hg1..hg4 (depth ≤ 4) because blocks cannot recurse.",
+        "  the levels are one recursive block `hourglass_level(n, f)`, as in the paper; an assert checks the depth.",
         "  The paper gives no parameter count; the reference is the authors' Torch layout (nModules=1).",
         "* `resnet_vae.res` holds two networks (`--network encoder|decoder`): the sampling",
         "  z = μ + exp(logvar/2)·ε is not a layer.  The decoder's input z is `[latent, 1, 1]`.",

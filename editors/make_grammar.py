@@ -39,7 +39,8 @@ def grammar() -> dict:
             "string": {"patterns": [
                 {"name": "string.quoted.double.resdsl", "match": '"(?:[^"\\\\\\n]|\\\\.)*"'},
                 {"name": "string.quoted.single.resdsl", "match": "'(?:[^'\\\\\\n]|\\\\.)*'"}]},
-            "label": {"match": "((?:[A-Za-z_]\\w*|\\{[^{}\\n]*\\})(?:\\w|\\{[^{}\\n]*\\})*)(:)(?![:=])",
+            "label": {"match": "((?:[A-Za-z_]|\\{[^{}\\n]*\\})(?:\\w|\\{[^{}\\n]*\\})*"
+                               "(?:\\.(?:\\w|\\{[^{}\\n]*\\})+)*)(:)(?![:=])",
                       "captures": {"1": {"name": "entity.name.label.resdsl"},
                                    "2": {"name": "punctuation.separator.label.resdsl"}}},
             "declaration": {"match": "\\b(block|network)\\s+([A-Za-z_]\\w*)",
@@ -54,8 +55,9 @@ def grammar() -> dict:
                         "match": alternation(sorted(BUILTINS) + ["in_channels", "in_shape"])},
             "number": {"patterns": [
                 {"name": "constant.numeric.float.resdsl",
-                 "match": "\\b(?:\\d+\\.\\d*|\\.\\d+)(?:[eE][-+]?\\d+)?\\b|\\b\\d+[eE][-+]?\\d+\\b"},
-                {"name": "constant.numeric.integer.resdsl", "match": "\\b\\d+\\b"}]},
+                 "match": "\\b(?:\\d[\\d_]*\\.[\\d_]*|\\.\\d[\\d_]*)(?:[eE][-+]?\\d[\\d_]*)?\\b"
+                          "|\\b\\d[\\d_]*[eE][-+]?\\d[\\d_]*\\b"},
+                {"name": "constant.numeric.integer.resdsl", "match": "\\b\\d[\\d_]*\\b"}]},
             "operator": {"name": "keyword.operator.resdsl", "match": "->|\\*\\*|//|==|!=|<=|>=|[-+*/%<>=]"},
         },
     }

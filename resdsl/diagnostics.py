@@ -25,7 +25,7 @@ CODES: dict[str, str] = {
     "E013": "wrong arguments",
     "E014": "bad argument value",
     "E015": "type error in expression",
-    "E016": "recursive block",
+    "E016": "recursion without end",
     "E017": "network not found",
     "E018": "unknown network parameter",
     "E019": "invalid label",
@@ -41,6 +41,7 @@ CODES: dict[str, str] = {
     "E037": "network has no input or output",
     "E040": "resource limit exceeded",
     "E041": "arithmetic error",
+    "E042": "assertion failed",
     "E050": "too many residual blocks to unravel",
 }
 

@@ -12,6 +12,7 @@ quietly, and independent errors are all reported together.
 """
 from __future__ import annotations
 
+import gc
 import re
 import sys
 from dataclasses import dataclass, replace
@@ -19,17 +20,20 @@ from dataclasses import dataclass, replace
 from . import ops
 from . import syntax as ast
 from .diagnostics import Diagnostic, Note, ResdslError, did_you_mean, error
-from .evaluate import Evaluator, FrozenDict, Tensor, _Poisoned, show, type_name
-from .ir import CallSite, Graph, Node, Region, Scope, assign_names, freeze
+from .evaluate import Evaluator, FrozenDict, Tensor, _Poisoned, check_assertion, names_in, show, type_name
+from .ir import CallSite, Contract, Graph, Node, Region, Scope, assign_names, freeze
 from .limits import DEFAULT, Limits
 from .loader import Program
 from .span import UNKNOWN, Span
 
 STRUCTURAL = ("residual", "dense", "parallel", "group", "branch")
 SHORTCUTS = ("identity", "project", "zeropad", "avgproject")
+TOTALS = ("params", "buffers", "macs")  # network totals, in scope at an `assert` in a network body
 POISON = Tensor(-1, None)
+ANONYMOUS = "_"  # the label `_:` gives no name: `_: body(c)` opens no scope
 UNDEFINED = object()  # a variable whose assignment failed: uses are skipped quietly
-_LABEL_RE = re.compile(r"^[A-Za-z0-9_]+$")
+_PLAIN_LABEL_RE = re.compile(r"^[A-Za-z0-9_]+$")
+_LABEL_RE = re.compile(r"^[A-Za-z0-9_]+(?:\.[A-Za-z0-9_]+)*$")  # dots nest module names: conv.0.0
 
 
 @dataclass
@@ -129,7 +133,36 @@ class Elaborator:
         if self.diags:
             raise ResdslError(self.diags)
         assign_names(g)
+        self._check_names(g)
+        if self.diags:
+            raise ResdslError(self.diags)
         return g
+
+    def _check_names(self, g: Graph) -> None:
+        """Dotted labels can reach the same module name by two ways (`a.b:` beside `a: group { b: }`), or
+        put one layer inside another (`conv:` beside `conv.0:`): both are E020."""
+        start = len(self.diags)
+        first: dict[str, Node] = {}
+        for n in g.nodes:
+            if n.name in first:
+                self.diags.append(Diagnostic(
+                    "E020", f"two layers are named `{n.name}`", n.span, (Note(first[n.name].span, "first named here"),),
+                    "a dotted label and a labeled scope reach the same name; rename one"))
+            else:
+                first[n.name] = n
+        for n in g.nodes:
+            parts = n.name.split(".")
+            for k in range(1, len(parts)):
+                outer = first.get(".".join(parts[:k]))
+                if outer is not None:
+                    self.diags.append(Diagnostic(
+                        "E020", f"layer `{n.name}` would be inside layer `{outer.name}`", n.span,
+                        (Note(outer.span, f"`{outer.name}` is a layer of its own, made here"),),
+                        f"rename one of them, e.g. `{parts[k - 1]}_0`"))
+                    break
+            if len(self.diags) >= self.limits.max_errors:
+                break
+        self.diags[start:] = sorted(self.diags[start:], key=lambda d: (d.span.file, d.span.start))
 
     def _check_labels(self, g: Graph) -> None:
         """Two labels in one scope would give two layers the same name (E020)."""
@@ -217,14 +250,18 @@ class Elaborator:
                 if isinstance(s, ast.Assign):
                     ctx.env[s.name] = UNDEFINED
 
-    @staticmethod
-    def _poison_bind(s: ast.Stmt, ctx: Ctx) -> None:
+    def _poison_bind(self, s: ast.Stmt, ctx: Ctx) -> None:
         """A failed `... -> name` still defines `name` (poisoned), so later uses are skipped quietly
         instead of each reporting `undefined name`."""
-        if isinstance(s, ast.Layer) and s.bind is not None:
-            ctx.env[s.bind] = POISON
-        elif isinstance(s, ast.Bind):
-            ctx.env[s.name] = POISON
+        try:
+            if isinstance(s, ast.Layer):
+                for target in s.binds:
+                    for name in self._evaluator(ctx).expand_names(target.parts, target.span):
+                        ctx.env[name] = POISON
+            elif isinstance(s, ast.Bind):
+                ctx.env[self.bound_name(s.name, s.template, ctx)] = POISON
+        except (ResdslError, _Poisoned):  # the name itself failed: it was reported with the statement
+            pass
 
     def charge(self, n: int, span: Span) -> None:
         """Count work (statements run, loop iterations, list items built) against max_steps."""
@@ -254,9 +291,11 @@ class Elaborator:
         elif kind == "Output":
             self.output(s, ctx)
         elif kind == "From":
-            ctx.current = self.tensor_named(s.name, s.span, ctx)
+            ctx.current = self.tensor_named(self.bound_name(s.name, s.template, ctx), s.span, ctx)
         elif kind == "Bind":
-            ctx.env[s.name] = self.need_current(ctx, s.span)
+            ctx.env[self.bound_name(s.name, s.template, ctx)] = self.need_current(ctx, s.span)
+        elif kind == "Assert":
+            self.assert_(s, ctx)
         else:  # pragma: no cover
             raise AssertionError(f"internal error: no rule for statement {kind}")
 
@@ -277,6 +316,18 @@ class Elaborator:
                 for n, v in zip(s.names, item):
                     ctx.env[n] = v
             self.body(s.body, ctx)
+
+    def assert_(self, s: ast.Assert, ctx: Ctx) -> None:
+        """Check an `assert` now, or -- when it names a network total -- once the network is built."""
+        used = names_in(s.test) | names_in(s.message)
+        totals = [n for n in TOTALS if n in used and n not in ctx.env and n not in self.globals]
+        if not totals:
+            check_assertion(self._evaluator(ctx), s.test, s.message)
+            return
+        if not ctx.in_network or ctx.calls:
+            raise error("E010", f"`{totals[0]}` is a network total, known only at an `assert` in a network body",
+                        s.test.span, hint="move the assert into the network, after the block's call")
+        self.graph.contracts.append(Contract(s.test, s.message, FrozenDict({**self.globals, **ctx.env}), s.span))
 
     def input(self, s: ast.Input, ctx: Ctx) -> None:
         if not ctx.in_network or ctx.calls:
@@ -352,26 +403,24 @@ class Elaborator:
     def label(self, lab: ast.Label | None, ctx: Ctx) -> str | None:
         if lab is None:
             return None
-        text = ""
-        for part in lab.parts:
-            if isinstance(part, str):
-                text += part
-            else:
-                v = self.eval(part, ctx)
-                if isinstance(v, bool) or not isinstance(v, (int, str)):
-                    raise error("E019", f"a label part must be an int or a string, got {type_name(v)}", part.span)
-                text += str(v)
+        text = self._evaluator(ctx).interpolate(lab.parts)
         if not _LABEL_RE.match(text):
             raise error("E019", f"invalid label `{text}`", lab.span,
-                        hint="labels use letters, digits and underscores only")
+                        hint="labels use letters, digits and underscores, with dots between names (conv.0)")
         return text
 
     def layer(self, s: ast.Layer, ctx: Ctx) -> None:
         label = self.label(s.label, ctx)
+        anonymous = label == ANONYMOUS
+        if anonymous:  # `_:` no name of its own: a block call then names its layers in the caller's scope
+            label = None
+        if s.op == "split" and s.op not in self.program.blocks:  # a file's own block `split` keeps working
+            self._split(s, label, ctx)
+            return
         if s.op in STRUCTURAL:
             getattr(self, "_" + s.op)(s, label, ctx)
         elif s.op in self.program.blocks:
-            self.call_block(s, label, ctx)
+            self.call_block(s, label, ctx, anonymous)
         else:
             spec = ops.lookup(s.op)
             if spec is None or not spec.user:
@@ -382,8 +431,27 @@ class Elaborator:
                 raise error("E021", f"`{s.op}` takes no body", s.clauses[0].span,
                             hint="only residual, dense, parallel, group and branch have bodies")
             self.op_layer(spec, s, label, ctx)
-        if s.bind is not None:
-            ctx.env[s.bind] = ctx.current
+        if s.binds:
+            self._bind_one(s, ctx)
+
+    def _bind_one(self, s: ast.Layer, ctx: Ctx) -> None:
+        """`layer -> NAME`: one name for the layer's one output (only `split` makes several)."""
+        names = [n for t in s.binds for n in self._evaluator(ctx).expand_names(t.parts, t.span)]
+        if len(names) != 1:
+            raise error("E021", f"`{s.op}` gives one tensor; it cannot be bound to {len(names)} names",
+                        s.binds[0].span if len(s.binds) == 1 else s.binds[1].span,
+                        hint="only `split(...)` binds several tensors: split(4) -> x{1..4}")
+        ctx.env[names[0]] = ctx.current
+
+    def bound_name(self, name: str, template: ast.Label | None, ctx: Ctx) -> str:
+        """The name a `-> NAME` or `from NAME` means here: `skip{i}` with i = 2 is `skip2`."""
+        if template is None:
+            return name
+        text = self._evaluator(ctx).interpolate(template.parts)
+        if not text.isidentifier():
+            raise error("E019", f"invalid tensor name `{text}`", template.span,
+                        hint="a tensor name starts with a letter or underscore, e.g. skip{i}")
+        return text
 
     def bind_args(self, params: tuple[ops.Param, ...], args: tuple[ast.Arg, ...], ctx: Ctx, what: str,
                   span: Span) -> tuple[dict, dict, list]:
@@ -399,6 +467,9 @@ class Elaborator:
             if a.name is None:
                 if takes_tensors and isinstance(v, Tensor):
                     tensors.append((v, a.span))
+                    continue
+                if takes_tensors and isinstance(a.value, ast.Interp) and isinstance(v, tuple):
+                    tensors.extend((t, a.span) for t in v)  # concat(y{1..4}): several tensors (maybe none)
                     continue
                 if pos_i >= len(positional):
                     raise error("E013", f"{what} takes {len(positional)} positional argument"
@@ -493,16 +564,12 @@ class Elaborator:
 
     # ------------------------------------------------------------ blocks
 
-    def call_block(self, s: ast.Layer, label: str | None, ctx: Ctx) -> None:
+    def call_block(self, s: ast.Layer, label: str | None, ctx: Ctx, anonymous: bool = False) -> None:
         bd = self.program.blocks[s.op]
         if s.clauses:
             raise error("E021", f"block `{s.op}` takes no body", s.clauses[0].span)
-        if any(c.block == s.op for c in ctx.calls):
-            notes = [Note(c.span, f"`{c.block}` called here") for c in ctx.calls] + [Note(bd.span, "defined here")]
-            raise error("E016", f"block `{s.op}` calls itself", s.op_span, notes=notes,
-                        hint="blocks cannot be recursive; use a `for` loop or a parameter that stops the nesting")
         if len(ctx.calls) >= self.limits.max_call_depth:
-            raise error("E040", f"block calls nested more than {self.limits.max_call_depth} deep", s.span)
+            self._too_deep(s, bd, ctx)
         params = tuple(ops.Param(p.name, "any", ops.REQUIRED if p.default is None else p, True) for p in bd.params)
         values, _, _ = self.bind_args(params, s.args, ctx, s.op, s.span)
         genv_ctx = Ctx({}, None, 0, None, (), False)
@@ -513,13 +580,13 @@ class Elaborator:
                 v = self.eval(v.default, genv_ctx.child(env=env))
             env[p.name] = v
         x = self.need_current(ctx, s.span)
-        sid = self.new_scope(label, s.op, "block", s.span, ctx)
+        sid = ctx.scope if anonymous else self.new_scope(label, s.op, "block", s.span, ctx)
         inner = Ctx(env, x, sid, ctx.region, ctx.calls + (CallSite(s.op, s.span),), False)
         before = len(self.diags)
-        self.mark("open", "scope", sid)
+        self._open_scope(sid, ctx)
         try:
             self.body(bd.body, inner)
-            self.mark("close", "scope", sid)
+            self._close_scope(sid, ctx)
         finally:
             # Errors inside the block point back at this call site too.
             for i in range(before, len(self.diags)):
@@ -527,6 +594,32 @@ class Elaborator:
                 if all(n.span != s.span for n in d.notes):  # E016 already lists the call chain
                     self.diags[i] = replace(d, notes=d.notes + (Note(s.span, f"in block `{s.op}` called here"),))
         ctx.current = inner.current if inner.current is not None else x
+
+    def _too_deep(self, s: ast.Layer, bd: ast.BlockDef, ctx: Ctx) -> None:
+        """Block calls nested past max_call_depth: E016 with the call chain when a block recurs, else E040."""
+        limit = self.limits.max_call_depth
+        if not any(c.block == s.op for c in ctx.calls):
+            raise error("E040", f"block calls nested more than {limit} deep", s.span,
+                        hint="raise the limit with --limit max_call_depth=N")
+        p = bd.params[0].name if bd.params else "depth"
+        last = max(i for i, c in enumerate(ctx.calls) if c.block == s.op)
+        loop = [c.block for c in ctx.calls[last:]] + [s.op]
+        cycle = f" through {' -> '.join(loop)}" if len(loop) > 2 else ""  # mutual recursion: name the cycle
+        notes, seen = [], {}
+        for c in ctx.calls:  # the chain, one note per call site (a recursive call repeats its site)
+            if c.span in seen:
+                seen[c.span][1] += 1
+            else:
+                seen[c.span] = [c, 1]
+        for c, k in seen.values():
+            notes.append(Note(c.span, f"`{c.block}` called here" + (f" ({k} times, nested)" if k > 1 else "")))
+        notes.append(Note(bd.span, "defined here"))
+        # Fatal, like max_steps: a runaway recursion that branches would otherwise hit the limit 2**depth times.
+        self.diags.append(Diagnostic(
+            "E016", f"block `{s.op}` recurses{cycle} more than {limit} calls deep without stopping", s.op_span,
+            tuple(notes), f"stop the recursion with an `if` on a parameter that shrinks, e.g. "
+                    f"`if {p} > 1 {{ {s.op}({p} - 1) }}`; or raise the limit with --limit max_call_depth=N"))
+        raise _Abort()
 
     # ------------------------------------------------------------ structure
 
@@ -670,6 +763,30 @@ class Elaborator:
                             spans.get("post", s.span), rctx)
         self._close_scope(sid, ctx)
         ctx.current = out
+
+    _SPLIT = (ops.Param("sections", "any", ops.REQUIRED),)
+
+    def _split(self, s: ast.Layer, label: str | None, ctx: Ctx) -> None:
+        """`split(4) -> x{1..4}` or `split([a, b]) -> p, q`: channel slices of the current tensor, one
+        `slice` node each, bound to the names in order; afterwards no tensor is current (`from x1`)."""
+        a, spans, _ = self.bind_args(self._SPLIT, s.args, ctx, "split", s.span)
+        if s.clauses:
+            raise error("E021", "`split` takes no body", s.clauses[0].span)
+        x = self.need_current(ctx, s.span)
+        sizes = _split_sizes(a["sections"], x.shape[0], spans["sections"])
+        names = [n for t in s.binds for n in self._evaluator(ctx).expand_names(t.parts, t.span)]
+        if len(names) != len(sizes):
+            k = len(sizes)
+            raise error("E013", f"split makes {k} tensors but {'they are' if names else 'none is'} bound to "
+                        f"{len(names) or 'no'} name{'s' if len(names) != 1 else ''}",
+                        s.binds[0].span if s.binds else s.span, hint=f"bind each piece: split(...) -> x{{1..{k}}}")
+        start = 0
+        for i, (name, size) in enumerate(zip(names, sizes)):
+            piece = self.make(ops.OPS["slice"], {"start": start, "stop": start + size, "dim": 0}, [x],
+                              f"{label}.{i}" if label else None, s.span, ctx)
+            ctx.env[name] = piece
+            start += size
+        ctx.current = None
 
     def _zero_last_norm(self, branch: tuple[int, ...], s: ast.Layer, spans: dict) -> None:
         g = self.graph
@@ -836,7 +953,7 @@ def _check_kind(p: ops.Param, v: object, span: Span) -> object:
     if k == "str":
         if not isinstance(v, str):
             raise bad("a string")
-        if p.name == "shortcut_label" and not _LABEL_RE.match(v):
+        if p.name == "shortcut_label" and not _PLAIN_LABEL_RE.match(v):
             raise bad("a label (letters, digits, underscores)")
         return v
     if k == "scale":
@@ -853,6 +970,29 @@ def _check_kind(p: ops.Param, v: object, span: Span) -> object:
             raise bad('"none" or a norm: ' + ", ".join(ops.NORMS), did_you_mean(str(v), ops.NORMS) if isinstance(v, str) else None)
         return v
     raise AssertionError(f"internal error: no rule for argument kind {k}")
+
+
+def _near_equal(channels: int, k: int) -> tuple[int, ...]:
+    """k sizes adding up to channels, the first ones one larger (as torch.tensor_split)."""
+    return tuple(channels // k + (1 if i < channels % k else 0) for i in range(min(k, channels)))
+
+
+def _split_sizes(sections: object, channels: int, span: Span) -> tuple[int, ...]:
+    """The channel counts of `split(n)` (n equal pieces) or `split([a, b, ...])` (they must add up)."""
+    if isinstance(sections, int) and not isinstance(sections, bool):
+        if sections < 1 or channels % sections:
+            raise error("E014", f"split({sections}): {channels} channels do not split into {sections} equal pieces",
+                        span, hint=f"give the sizes instead: split({show(_near_equal(channels, sections))})"
+                        if sections >= 1 else "split(n) takes n >= 1")
+        return (channels // sections,) * sections
+    if isinstance(sections, tuple) and sections and all(
+            isinstance(k, int) and not isinstance(k, bool) and k >= 1 for k in sections):
+        if sum(sections) != channels:
+            raise error("E014", f"split sizes {show(sections)} add up to {sum(sections)}, but the tensor has "
+                        f"{channels} channels", span)
+        return sections
+    raise error("E014", f"split takes a number of equal pieces or a list of positive sizes, got {show(sections)}",
+                span, hint="e.g. split(4) or split([26, 26, 26, 26])")
 
 
 def _coerce_override(name: str, value: object, default: object, span: Span) -> object:
@@ -882,6 +1022,11 @@ def elaborate(program: Program, network: str | None = None, overrides: dict | No
     el = Elaborator(program, limits, input_shapes)
     old = sys.getrecursionlimit()
     sys.setrecursionlimit(max(old, 20 * limits.max_call_depth + 2000))
+    # The graph is acyclic data made in one go: the cyclic collector's passes over it only cost
+    # time (they made 10,000 blocks take 13x as long as 1,000).  Cycles made meanwhile (exceptions)
+    # are collected once it is back on.
+    collecting = gc.isenabled()
+    gc.disable()
     try:
         return el.network(network, dict(overrides or {}))
     except _Abort:  # raised outside the network body (e.g. while evaluating top-level constants)
@@ -892,3 +1037,5 @@ def elaborate(program: Program, network: str | None = None, overrides: dict | No
                     hint="lower the nesting, or the limits max_call_depth / max_nesting") from None
     finally:
         sys.setrecursionlimit(old)
+        if collecting:
+            gc.enable()

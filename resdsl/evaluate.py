@@ -12,8 +12,8 @@ from dataclasses import dataclass
 from typing import Callable, Mapping
 
 from . import syntax as ast
-from .diagnostics import did_you_mean, error
-from .span import Span
+from .diagnostics import ResdslError, did_you_mean, error
+from .span import Span, lookup
 
 MAX_INT = 10**18  # integers beyond this are refused (E040)
 MAX_ITEMS = 1_000_000  # longest list or range
@@ -193,6 +193,51 @@ class Evaluator:
             raise _Poisoned()
         raise error("E015", f"a {type_name(obj)} has no attribute `{e.name}`", e.span,
                     hint="tensors have `.shape` and `.channels`")
+
+    def interpolate(self, parts: tuple) -> str:
+        """The text of a label or interpolated name: literal parts, and expression parts that give an
+        int or a string."""
+        text = ""
+        for part in parts:
+            if isinstance(part, str):
+                text += part
+                continue
+            if isinstance(part, ast.RangePart):
+                raise error("E019", "`{a..b}` names several tensors, and this place takes one name", part.span,
+                            hint="ranges belong in `split(n) -> x{1..n}` and in merges' arguments: concat(y{1..n})")
+            v = self.eval(part)
+            if isinstance(v, bool) or not isinstance(v, (int, str)):
+                raise error("E019", f"a label part must be an int or a string, got {type_name(v)}", part.span)
+            text += str(v)
+        return text
+
+    def expand_names(self, parts: tuple, span: Span) -> tuple[str, ...]:
+        """The names a template stands for: one, or one per value of its `{a..b}` range (inclusive)."""
+        ranges = [i for i, p in enumerate(parts) if isinstance(p, ast.RangePart)]
+        if not ranges:
+            names = (self.interpolate(parts),)
+        elif len(ranges) > 1:
+            raise error("E019", "a name can hold one `{a..b}` range", span)
+        else:
+            i = ranges[0]
+            lo, hi = self.eval(parts[i].lo), self.eval(parts[i].hi)
+            if not all(isinstance(v, int) and not isinstance(v, bool) for v in (lo, hi)):
+                raise error("E019", f"a range's ends must be ints, got {type_name(lo)} and {type_name(hi)}", span)
+            if hi - lo + 1 > MAX_ITEMS:
+                raise error("E040", f"`{{{lo}..{hi}}}` names more than {MAX_ITEMS} tensors", span)
+            self.charge(max(hi - lo + 1, 0), span)
+            names = tuple(self.interpolate(parts[:i] + (str(v),) + parts[i + 1:]) for v in range(lo, hi + 1))
+        for name in names:
+            if not name.isidentifier():
+                raise error("E019", f"invalid tensor name `{name}`", span,
+                            hint="a tensor name starts with a letter or underscore, e.g. skip{i}")
+        return names
+
+    def _Interp(self, e: ast.Interp):
+        names = self.expand_names(e.parts, e.span)
+        if any(isinstance(p, ast.RangePart) for p in e.parts):  # y{1..4}: the tensors y1, y2, y3, y4
+            return tuple(self.lookup(n, e.span) for n in names)
+        return self.lookup(names[0], e.span)
 
     def _Call(self, e: ast.Call):
         fn = BUILTINS.get(e.func)
@@ -376,3 +421,80 @@ BUILTINS: Mapping[str, Callable] = {
     "str": _str,
     "enumerate": _enumerate,
 }
+
+
+# ---------------------------------------------------------------- assertions
+
+_COMPARE = ("==", "!=", "<", "<=", ">", ">=")
+
+
+def names_in(e: ast.Expr | None) -> set[str]:
+    """Every name an expression reads."""
+    out: set[str] = set()
+    stack = [e]
+    while stack:
+        x = stack.pop()
+        if isinstance(x, ast.Name):
+            out.add(x.id)
+        elif isinstance(x, (ast.BinOp,)):
+            stack += [x.left, x.right]
+        elif isinstance(x, ast.UnaryOp):
+            stack.append(x.operand)
+        elif isinstance(x, ast.Cond):
+            stack += [x.test, x.then, x.other]
+        elif isinstance(x, ast.Call):
+            stack += [a.value for a in x.args]
+        elif isinstance(x, (ast.Index,)):
+            stack += [x.obj, x.index]
+        elif isinstance(x, ast.Attr):
+            stack.append(x.obj)
+        elif isinstance(x, ast.ListLit):
+            stack += list(x.items)
+        elif isinstance(x, ast.DictLit):
+            stack += [v for kv in x.pairs for v in kv]
+        elif isinstance(x, ast.Interp):
+            stack += [p for p in x.parts if not isinstance(p, str)]
+        elif isinstance(x, ast.RangePart):
+            stack += [x.lo, x.hi]
+    return out
+
+
+def source_text(span: Span) -> str:
+    """The text a span covers, if its source is known."""
+    src = lookup(span.file)
+    return src.text[span.start:span.end] if src is not None and span.end > span.start else "the condition"
+
+
+def _operands(e: ast.Expr) -> list[ast.Expr]:
+    """The sub-expressions whose values explain a failed condition: the non-constant sides of
+    every comparison, through and / or / not; a bare condition explains itself."""
+    if isinstance(e, ast.BinOp) and e.op in ("and", "or"):
+        return _operands(e.left) + _operands(e.right)
+    if isinstance(e, ast.UnaryOp) and e.op == "not":
+        return _operands(e.operand)
+    if isinstance(e, ast.BinOp) and e.op in _COMPARE:
+        return [x for x in (e.left, e.right) if not isinstance(x, (ast.Const, ast.ListLit))]
+    return [] if isinstance(e, ast.Const) else [e]
+
+
+def check_assertion(ev: "Evaluator", test: ast.Expr, message: ast.Expr | None) -> None:
+    """Run `assert test, message`; a false test raises E042 at the test, with the values involved."""
+    ok = ev(test)
+    if isinstance(ok, Tensor):
+        raise error("E015", "a tensor has no truth value", test.span, hint="compare its .shape or .channels")
+    if ok:
+        return
+    text = source_text(test.span)
+    if message is not None:
+        m = ev(message)
+        text = m if isinstance(m, str) else show(m)
+    values: list[str] = []
+    for x in _operands(test)[:6]:
+        try:
+            v = ev(x)
+        except (ResdslError, _Poisoned):  # e.g. the right side of `n != 0 and 8 // n > 1`
+            continue
+        item = f"{source_text(x.span)} = {show(v)}"
+        if item not in values:
+            values.append(item)
+    raise error("E042", f"assertion failed: {text}" + (f" ({', '.join(values)})" if values else ""), test.span)

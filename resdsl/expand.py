@@ -58,8 +58,10 @@ class _Writer:
         self.merges = {r.merge for r in g.regions}
         self.input_names = {i: k for k, i in g.inputs.items()}
 
-    def local(self, qualified: str) -> str:
-        return qualified.rsplit(".", 1)[-1]
+    def local(self, qualified: str, scope: int | None) -> str:
+        """The name within its enclosing scope; a dotted label stays whole (`conv.0.0`)."""
+        base = self.g.scopes[scope].name if scope is not None else ""
+        return qualified[len(base) + 1:] if base else qualified
 
     def tname(self, i: int) -> str:
         if i in self.input_names:
@@ -82,11 +84,11 @@ class _Writer:
             s = g.scopes[ref]
             if s.kind in ("residual", "dense", "parallel"):  # printed as the region's label
                 if action == "open":
-                    self.label_for_region[ref] = self.local(s.name)
+                    self.label_for_region[ref] = self.local(s.name, s.parent)
                 return
             if action == "open":
                 word = "branch" if s.kind == "branch" else "group"
-                self.put(f"{self.local(s.name)}: {word} {{")
+                self.put(f"{self.local(s.name, s.parent)}: {word} {{")
                 self.depth += 1
             else:
                 self.depth -= 1
@@ -143,7 +145,7 @@ class _Writer:
         for i in n.inputs[1:]:
             self.need.add(i)
             operands.append(self.tname(i))
-        line = "    " * self.depth + f"{self.local(n.name)}: {n.op}{_args(n, operands)}"
+        line = "    " * self.depth + f"{self.local(n.name, n.scope)}: {n.op}{_args(n, operands)}"
         self.lines.append(f"{line:<72}  # {_origin(n)}")
         self.current = n.id
         if n.id in self.need:

@@ -21,7 +21,7 @@ from .parser import tokens
 
 INDENT = "    "
 OPEN = {"LPAR": "RPAR", "LSQB": "RSQB", "LBRACE": "RBRACE"}
-BODY_AFTER = {"NAME", "RPAR", "RSQB", "INT", "FLOAT", "STRING", "TRUE", "FALSE", "NONE"}
+BODY_AFTER = {"NAME", "TNAME", "RPAR", "RSQB", "INT", "FLOAT", "STRING", "TRUE", "FALSE", "NONE"}
 BINARY = {"PLUS", "MINUS", "STAR", "SLASH", "__ANON_1", "PERCENT", "__ANON_2", "COMP", "AND", "OR", "IN", "__ANON_0"}
 # After these a `-`/`+` is a sign, not an operator.
 SIGN_AFTER = BINARY | {"EQUAL", "COMMA", "COLON", "LPAR", "LSQB", "LBRACE", "NOT", "IF", "ELSE", "LABEL", None}

@@ -16,8 +16,6 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Mapping
 
-import networkx as nx
-
 from . import ops
 from .span import Span
 
@@ -93,6 +91,17 @@ class Scope:
     name: str = ""  # qualified name, filled by `assign_names`
 
 
+@dataclass(frozen=True)
+class Contract:
+    """An `assert` that names a network total (params, buffers, macs): checked once the graph
+    is built (resdsl/contracts.py), in the variables it saw where it stood."""
+
+    test: object  # syntax.Expr
+    message: object  # syntax.Expr | None
+    env: Mapping[str, object]
+    span: Span
+
+
 @dataclass
 class Graph:
     name: str
@@ -106,6 +115,7 @@ class Graph:
     # (number of nodes created so far, "open"|"close", "scope"|"region"|"part", id)
     # where a part id is the branch index, or -1 for a residual's shortcut.
     structure: list[tuple[int, str, str, int]] = field(default_factory=list)
+    contracts: list[Contract] = field(default_factory=list)
 
     # -- queries
     def successors(self) -> list[list[int]]:
@@ -115,8 +125,10 @@ class Graph:
                 succ[i].append(n.id)
         return succ
 
-    def to_networkx(self) -> nx.MultiDiGraph:
+    def to_networkx(self) -> "networkx.MultiDiGraph":  # noqa: F821
         """Lossless export: one edge per input slot (key = slot index)."""
+        import networkx as nx  # on demand: importing it takes longer than checking ResNet-50
+
         g = nx.MultiDiGraph(name=self.name)
         for n in self.nodes:
             g.add_node(n.id, op=n.op, name=n.name, shape=n.shape, params=n.params, buffers=n.buffers,
@@ -177,12 +189,13 @@ def assign_names(graph: Graph) -> None:
     (`relu`, `relu_1`, ...) skipping names already taken in the same scope.
     """
     taken: dict[int | None, set[str]] = {}
+    # A dotted label `conv.0` takes `conv` in its scope: automatic names must not enter it.
     for s in graph.scopes:
         if s.label is not None:
-            taken.setdefault(s.parent, set()).add(s.label)
+            taken.setdefault(s.parent, set()).add(s.label.split(".", 1)[0])
     for n in graph.nodes:
         if n.label is not None:
-            taken.setdefault(n.scope, set()).add(n.label)
+            taken.setdefault(n.scope, set()).add(n.label.split(".", 1)[0])
     counters: dict[tuple[int | None, str], int] = {}
 
     def auto(parent: int | None, hint: str) -> str:

@@ -15,9 +15,10 @@ from pygments.token import Comment, Keyword, Name, Number, Operator, Punctuation
 from .evaluate import BUILTINS
 from .ops import ALIASES, OPS
 
-KEYWORDS = ("import", "block", "network", "input", "output", "from", "for", "in", "if", "else", "and", "or", "not")
+KEYWORDS = ("import", "block", "network", "input", "output", "from", "for", "in", "if", "else", "and", "or", "not",
+            "assert")
 CONSTANTS = ("true", "false", "none")
-STRUCTURAL = ("residual", "dense", "parallel", "group", "branch", "shortcut")
+STRUCTURAL = ("residual", "dense", "parallel", "group", "branch", "shortcut", "split")
 OP_NAMES = tuple(sorted((set(OPS) | set(ALIASES)) - {"input"}))
 
 
@@ -37,16 +38,19 @@ class ResdslLexer(RegexLexer):
             (r"#.*$", Comment.Single),
             (r'"(?:[^"\\\n]|\\.)*"', String.Double),
             (r"'(?:[^'\\\n]|\\.)*'", String.Single),
-            # labels: `conv1:`, `{i}:`, `layer{s + 1}:` (not `a: b` inside a dict, which has a space or digit key)
-            (r"((?:[A-Za-z_]\w*|\{[^{}\n]*\})(?:\w|\{[^{}\n]*\})*)(:)(?![:=])", bygroups(Name.Label, Punctuation)),
+            # labels: `conv1:`, `{i}:`, `layer{s + 1}:`, `conv.0.0:` (not `a: b` inside a dict, which has a space
+            # or digit key)
+            # (one character per repetition, so a long name that is not a label fails fast)
+            (r"((?:[A-Za-z_]|\{[^{}\n]*\})(?:\w|\{[^{}\n]*\})*(?:\.(?:\w|\{[^{}\n]*\})+)*)(:)(?![:=])",
+             bygroups(Name.Label, Punctuation)),
             (r"(block|network)(\s+)([A-Za-z_]\w*)", bygroups(Keyword.Declaration, Whitespace, Name.Function)),
             (words(KEYWORDS, suffix=r"\b"), Keyword),
             (words(CONSTANTS, suffix=r"\b"), Keyword.Constant),
             (words(STRUCTURAL, suffix=r"\b"), Keyword.Reserved),
             (words(OP_NAMES, suffix=r"\b"), Name.Builtin),
             (words(tuple(sorted(BUILTINS)) + ("in_channels", "in_shape"), suffix=r"\b"), Name.Builtin.Pseudo),
-            (r"(\d+\.\d*|\.\d+)([eE][-+]?\d+)?|\d+[eE][-+]?\d+", Number.Float),
-            (r"\d+", Number.Integer),
+            (r"(\d[\d_]*\.[\d_]*|\.\d[\d_]*)([eE][-+]?\d[\d_]*)?|\d[\d_]*[eE][-+]?\d[\d_]*", Number.Float),
+            (r"\d[\d_]*", Number.Integer),
             (r"->|\*\*|//|==|!=|<=|>=|[-+*/%<>=]", Operator),
             (r"[()\[\]{},;:.]", Punctuation),
             (r"[A-Za-z_]\w*", Name),

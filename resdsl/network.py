@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from .contracts import check_contracts
 from .elaborate import elaborate
 from .ir import Graph, Node
 from .limits import DEFAULT, Limits
@@ -139,11 +140,15 @@ def load(path: str | Path, network: str | None = None, limits: Limits = DEFAULT,
     `params` override network parameters; `input_shapes` ({"x": (3, 450, 600)}) replace declared input shapes.
     """
     program = load_file(path, limits)
-    return Network(elaborate(program, network, params, limits, input_shapes), str(path), limits)
+    graph = elaborate(program, network, params, limits, input_shapes)
+    check_contracts(graph)  # asserts on params / buffers / macs
+    return Network(graph, str(path), limits)
 
 
 def loads(text: str, network: str | None = None, limits: Limits = DEFAULT, name: str = "<string>",
           input_shapes: dict[str, tuple[int, ...]] | None = None, **params) -> Network:
     """Like `load`, from a string."""
     program = load_program(text, name, limits)
-    return Network(elaborate(program, network, params, limits, input_shapes), name, limits)
+    graph = elaborate(program, network, params, limits, input_shapes)
+    check_contracts(graph)
+    return Network(graph, name, limits)

@@ -1,18 +1,28 @@
-"""Source text -> parse tree (lark, LALR) -> typed AST (`resdsl.syntax`).
+"""Source text -> typed AST (`resdsl.syntax`), built inside lark's LALR parse.
 
 Reads: the grammar file `grammar/resdsl.lark` (shipped inside the wheel as
 `resdsl/grammar/resdsl.lark`).  Writes: `syntax.Module`.  Syntax errors become
 `ResdslError` E001 with the exact position, the expected tokens and a hint.
+
+No parse tree is built: each grammar rule's reduction calls the matching
+`_ToAst` method at once (`_Builder`), with the positions lark's
+`propagate_positions` would have given (the extent of the rule's tokens,
+brackets included), so spans are those of a tree-then-transform parse.
+Parsed modules are cached by (file name, text, nesting limit): the standard
+library and shared imports are parsed once per process.
 """
 from __future__ import annotations
 
 import functools
+import gc
 import re
-import sys
+import threading
+from collections import OrderedDict
 from pathlib import Path
 
-from lark import Lark, Token, Transformer, Tree, v_args
-from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken, VisitError
+from lark import Lark, Token, Tree
+from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken
+from lark.parse_tree_builder import maybe_create_child_filter
 
 from . import syntax as ast
 from .diagnostics import Note, ResdslError, error
@@ -20,7 +30,7 @@ from .limits import DEFAULT, Limits
 from .span import Source, Span, register
 
 RESERVED = frozenset(
-    "and or not if else for in true false none input output from import block network".split()
+    "and or not if else for in true false none input output from import block network assert".split()
 )
 
 
@@ -41,8 +51,8 @@ class _Newlines:
     """
 
     always_accept = ("_NL",)
-    _BODY_AFTER = {"NAME", "RPAR", "RSQB", "INT", "FLOAT", "STRING", "TRUE", "FALSE", "NONE"}
-    max_depth = 200  # set from Limits.max_nesting by `parse` before each parse
+    _BODY_AFTER = {"NAME", "TNAME", "RPAR", "RSQB", "INT", "FLOAT", "STRING", "TRUE", "FALSE", "NONE"}
+    max_depth = 200  # set from Limits.max_nesting by `_Builder.run` for each parse
 
     def process(self, stream):
         stack: list[str] = []
@@ -73,25 +83,12 @@ class _TooDeep(Exception):
         self.tok, self.meta = tok, meta
 
 
-# Tree nodes that nest: bodies and every expression form (operators chain
-# without brackets, e.g. `- - - 1` or `1 + 1 + ... + 1`).
+# Rules that nest: bodies and every expression form (operators chain
+# without brackets, e.g. `- - - 1` or `1 + 1 + ... + 1`).  The builder counts them
+# bottom-up and refuses a value nested deeper than Limits.max_nesting.
 _NESTING_RULES = frozenset(
     "body list_ dict_ call index attr cond or_ and_ not_ compare add sub mul truediv floordiv mod neg pos pow".split()
 )
-
-
-def _check_depth(tree, limit: int) -> None:
-    """Iteratively measure nesting so that transforming the tree cannot hit Python's recursion limit."""
-    stack = [(tree, 0)]
-    while stack:
-        node, depth = stack.pop()
-        if node.data in _NESTING_RULES:
-            depth += 1
-            if depth > limit:
-                raise _TooDeep(None, node.meta)
-        for c in node.children:
-            if isinstance(c, Tree):
-                stack.append((c, depth))
 
 
 def _too_deep(e: _TooDeep, source: Source, limit: int) -> ResdslError:
@@ -122,6 +119,7 @@ def _lark() -> Lark:
     )
 
 
+_RANGE = re.compile(r"([^.]+)\.\.([^.]+)")  # the braces of x{1..s}: two expressions without dots
 _ESCAPES = {"n": "\n", "t": "\t", "\\": "\\", '"': '"', "'": "'"}
 
 
@@ -137,10 +135,16 @@ def _unescape(tok: Token, span: Span) -> str:
     return re.sub(r"\\(.)", sub, body)
 
 
-@v_args(meta=True)
-class _ToAst(Transformer):
+class _Seq(tuple):
+    """A tuple that is never the shared empty `()`: the builder tells values apart by identity."""
+
+    __slots__ = ()
+
+
+class _ToAst:
+    """One method per grammar rule (or alias): (positions, children) -> AST value."""
+
     def __init__(self, file: str, dline: int = 0, dcol: int = 0, dpos: int = 0):
-        super().__init__()
         self.file, self.dline, self.dcol, self.dpos = file, dline, dcol, dpos
 
     # -- spans
@@ -167,7 +171,7 @@ class _ToAst(Transformer):
 
     # -- top level
     def start(self, meta, items):
-        return tuple(i for i in items if i is not None)
+        return _Seq(i for i in items if i is not None)
 
     def import_stmt(self, meta, c):
         return ast.Import(_unescape(c[0], self.tok_span(c[0])), self._span(meta))
@@ -185,7 +189,7 @@ class _ToAst(Transformer):
         return ast.NetworkDef(self._ident(c[0]), c[1] or (), c[2], self._span(meta))
 
     def body(self, meta, c):
-        return tuple(c)
+        return _Seq(c)
 
     # -- statements
     def layer(self, meta, c):
@@ -196,9 +200,10 @@ class _ToAst(Transformer):
             op_span=self.tok_span(name),
             args=args[0] if args is not None else (),
             clauses=clauses or (),
-            bind=bind,
+            bind=None if bind is None else str(bind[0]),
             span=self._span(meta),
             has_parens=args is not None,
+            binds=tuple(self._target(t) for t in bind or ()),
         )
 
     def call_args(self, meta, c):
@@ -211,7 +216,20 @@ class _ToAst(Transformer):
         return ast.Clause(self._ident(c[0]), c[1], self._span(meta))
 
     def bind(self, meta, c):
-        return self._ident(c[0])
+        return list(c)
+
+    def _target(self, tok: Token) -> ast.Label:
+        """A bound tensor's name as a label: one literal part, or a template."""
+        return self._template(tok) or ast.Label((str(tok),), self.tok_span(tok))
+
+    def _template(self, tok: Token | None) -> ast.Label | None:
+        """The parts of an interpolated tensor name (`skip{i}`); None for a plain name (checked here)."""
+        if tok is None:
+            return None
+        if "{" not in tok:
+            self._ident(tok)
+            return None
+        return self._label(tok, colon=False)
 
     def assign(self, meta, c):
         return ast.Assign(self._ident(c[0]), c[1], self._span(meta))
@@ -237,10 +255,13 @@ class _ToAst(Transformer):
         return ast.Output(tuple(self._label(t, colon=False) for t in c), self._span(meta))
 
     def from_stmt(self, meta, c):
-        return ast.From(self._ident(c[0]), self._span(meta))
+        return ast.From(str(c[0]), self._span(meta), self._template(c[0]))
 
     def bind_stmt(self, meta, c):
-        return ast.Bind(self._ident(c[0]), self._span(meta))
+        return ast.Bind(str(c[0]), self._span(meta), self._template(c[0]))
+
+    def assert_stmt(self, meta, c):
+        return ast.Assert(c[0], c[1], self._span(meta))
 
     def _label(self, tok: Token, colon: bool = True) -> ast.Label:
         """Split `layer{s + 1}:` (or an output's `heatmap{s}`) into literal text and parsed expressions."""
@@ -257,10 +278,24 @@ class _ToAst(Transformer):
             inner = m.group(1)
             col = span.col + m.start(1)
             try:
+                rng = _RANGE.fullmatch(inner)
+                if rng:  # x{1..s}: the names x1 .. xs
+                    lo, hi = (_parse_expr(rng.group(k), self.file, span.line - 1, col - 1 + rng.start(k),
+                                          span.start + m.start(1) + rng.start(k)) for k in (1, 2))
+                    parts.append(ast.RangePart(lo, hi, span))
+                    continue
                 parts.append(_parse_expr(inner, self.file, span.line - 1, col - 1, span.start + m.start(1)))
             except _TooDeep:  # positions inside the label are relative to it: report the label itself
                 raise error("E040", "the label's expression is nested too deeply", span,
                             hint="compute the value into a variable first") from None
+            except UnexpectedInput as e:  # locate the error inside the braces, not at the file's start
+                d = _syntax_error(e, Source(self.file, inner)).first
+                rel = len(inner) if "end of file" in d.message else d.span.start  # at the `}` when it ended early
+                width = max(1, min(d.span.end - d.span.start, len(inner) + 1 - rel))
+                at, col = span.start + m.start(1) + rel, span.col + m.start(1) + rel
+                where = Span(self.file, span.line, col, span.line, col + width, at, at + width)
+                raise error("E001", d.message.replace("end of file", "`}`"), where,
+                            hint="the part in braces is an expression, e.g. {i + 1}") from None
         return ast.Label(tuple(parts), span)
 
     # -- arguments
@@ -308,7 +343,7 @@ class _ToAst(Transformer):
         return ast.Call(self._ident(c[0]), c[1] or (), self._span(meta))
 
     def int_(self, meta, c):
-        text = str(c[0])
+        text = str(c[0]).replace("_", "")
         if len(text) > 30:
             raise error("E040", f"integer literal with {len(text)} digits is too large", self.tok_span(c[0]),
                         hint="integers in .res files must stay below 10**30")
@@ -333,6 +368,9 @@ class _ToAst(Transformer):
     def name(self, meta, c):
         return ast.Name(self._ident(c[0]), self._span(meta))
 
+    def tname(self, meta, c):
+        return ast.Interp(self._label(c[0], colon=False).parts, self._span(meta))
+
     def list_(self, meta, c):
         return ast.ListLit(tuple(x for x in c if x is not None), self._span(meta))
 
@@ -343,12 +381,128 @@ class _ToAst(Transformer):
         return (c[0], c[1])
 
 
+class _Meta:
+    """The positions of one reduction: what lark's propagate_positions puts on a tree node."""
+
+    __slots__ = ("line", "column", "start_pos", "end_line", "end_column", "end_pos", "empty")
+
+
+def _first(children: list) -> object:
+    return children[0]
+
+
+class _Builder:
+    """Callbacks for lark's LALR parser that build the AST during the parse.
+
+    For every value it builds (AST nodes, and lark Trees for the `_rules` that are spliced into
+    their parents) it keeps, by id, the value's *container* extent -- its first and last token,
+    brackets and keywords included, widened when a `?rule` passes it up through `( ... )` -- and
+    its nesting depth.  A parent's positions are the extent of its raw children, exactly as with
+    propagate_positions; so are the spans made from them.
+    """
+
+    def __init__(self, lark: Lark):
+        self.ast = _ToAst("<string>")
+        self.lock = threading.RLock()
+        self.limit = 200
+        self.ext: dict[int, tuple] = {}  # id -> (value, line, col, pos, end_line, end_col, end_pos, depth)
+        callbacks = {rule: self._callback(rule) for rule in lark.rules}
+        lark.parser.parser.parser.callbacks.update(callbacks)  # the dict the LALR parser calls
+
+    def _callback(self, rule):
+        name = rule.alias or rule.options.template_source or rule.origin.name
+        method = getattr(_ToAst, name, None)
+        nesting = name in _NESTING_RULES
+        expand1 = rule.options.expand1 and not rule.alias
+        (only,) = rule.expansion if len(rule.expansion) == 1 else (None,)
+        if expand1 and only is not None and not only.is_term and not only.name.startswith("_"):
+            # `expr: or_expr` and the rest of the precedence chain: the child passes up unchanged
+            # (same extent, same depth) -- most reductions of an expression are these.
+            return _first
+        def build(children):
+            if expand1 and len(children) == 1:  # `?rule` with one child: pass it up
+                return children[0]
+            if method is None:  # `_rule`: spliced into its parent by the parent's child filter
+                return Tree(name, children)
+            return method(self.ast, self.meta, children)
+
+        wrapped = build
+        child_filter = maybe_create_child_filter(rule.expansion, rule.options.keep_all_tokens, False,
+                                                 rule.options.empty_indices)
+        if child_filter is not None:
+            wrapped = child_filter(build)
+
+        def callback(children):
+            table = self.ext
+            first = last = None
+            depth = 0
+            for c in children:
+                if type(c) is Token:
+                    e = (c.line, c.column, c.start_pos, c.end_line, c.end_column, c.end_pos)
+                else:
+                    entry = table.get(id(c))
+                    if entry is None:
+                        continue
+                    if entry[2] > depth:
+                        depth = entry[2]
+                    e = entry[1]
+                    if e is None:  # a value without tokens
+                        continue
+                if first is None:
+                    first = e
+                last = e
+            meta = _Meta()
+            if first is None:
+                meta.empty = True
+            else:
+                meta.empty = False
+                meta.line, meta.column, meta.start_pos = first[0], first[1], first[2]
+                meta.end_line, meta.end_column, meta.end_pos = last[3], last[4], last[5]
+            self.meta = meta
+            res = wrapped(children)
+            if res is None:
+                return res
+            old = table.get(id(res))
+            if old is not None and old[0] is res:  # passed up (`?rule`, or `( expr )`): widen its container
+                depth = old[2]
+            elif nesting:
+                depth += 1
+                if depth > self.limit:
+                    raise _TooDeep(None, meta)
+            extent = None if first is None else (first[0], first[1], first[2], last[3], last[4], last[5])
+            table[id(res)] = (res, extent if extent is not None or old is None else old[1], depth)
+            return res
+
+        return callback
+
+    def run(self, lark: Lark, text: str, start: str, to_ast: "_ToAst", limit: int):
+        """Parse `text` from `start` into AST values; re-entrant (labels parse their {expressions})."""
+        with self.lock:  # one parse at a time per process (the state above is shared); re-entrant
+            postlex = lark.options.postlex
+            saved = self.ast, self.ext, self.limit, postlex.max_depth
+            self.ast, self.ext, self.limit, postlex.max_depth = to_ast, {}, limit, limit
+            collecting = gc.isenabled()
+            gc.disable()  # an AST is acyclic: the cyclic collector's passes over a large one only cost time
+            try:
+                return lark.parse(text, start=start)
+            finally:
+                self.ast, self.ext, self.limit, postlex.max_depth = saved
+                if collecting:
+                    gc.enable()
+
+
+@functools.lru_cache(maxsize=1)
+def _builder() -> _Builder:
+    return _Builder(_lark())
+
+
 _DESCRIBE = {
     "_NL": "end of line", "LBRACE": "`{`", "RBRACE": "`}`", "LPAR": "`(`", "RPAR": "`)`", "LSQB": "`[`",
     "RSQB": "`]`", "COMMA": "`,`", "COLON": "`:`", "EQUAL": "`=`", "NAME": "a name", "LABEL": "a label",
     "INT": "an integer", "FLOAT": "a number", "STRING": "a string", "$END": "end of file", "SEMICOLON": "`;`",
     "COMP": "a comparison", "DOT": "`.`", "MINUS": "`-`", "PLUS": "`+`", "STAR": "`*`", "SLASH": "`/`",
     "DOUBLESTAR": "`**`", "DOUBLESLASH": "`//`", "PERCENT": "`%`", "ELSE": "`else`", "__ANON_0": "`->`",
+    "ASSERT": "`assert`",
 }
 
 
@@ -388,7 +542,7 @@ def _syntax_error(e: UnexpectedInput, source: Source) -> ResdslError:
         notes.append(Note(Span.of(source, opener, opener + 1), f"this `{source.text[opener]}` is not closed"))
         hint = hint or f"close the `{source.text[opener]}`"
     if hint is None and "LABEL" in expected and found.startswith("`"):
-        hint = "a statement is a layer call `name(args)`, a label `name: layer(...)`, `x = expr`, `for`, `if`, `input`, `output`, `from` or `-> name`"
+        hint = "a statement is a layer call `name(args)`, a label `name: layer(...)`, `x = expr`, `for`, `if`, `input`, `output`, `from`, `-> name` or `assert`"
     offset = len("\n".join(source.text.split("\n")[: line - 1])) + (1 if line > 1 else 0) + col - 1
     span = Span(source.name, line, col, line, col + width, offset, offset + width)
     return error("E001", msg, span, hint=hint, notes=notes)
@@ -420,63 +574,57 @@ def _unclosed(text: str, end: int) -> int | None:
 
 
 def _parse_expr(text: str, file: str, dline: int, dcol: int, dpos: int) -> ast.Expr:
-    tree = _lark().parse(text, start="expr")
-    _check_depth(tree, _lark().options.postlex.max_depth)
-    return _ToAst(file, dline, dcol, dpos).transform(tree)
+    """An expression inside a label's or name's braces; positions shifted to where it stands."""
+    lark = _lark()
+    return _builder().run(lark, text, "expr", _ToAst(file, dline, dcol, dpos), lark.options.postlex.max_depth)
+
+
+# Parsed modules by (file name, text, nesting limit), least recently used first.  Values are
+# immutable, so one parse serves every load in the process; at most _CACHE_CHARS characters of
+# source are kept (an AST takes about 30 bytes per source character: some 60 MB at most).
+_CACHE: "OrderedDict[tuple[str, str, int], ast.Module]" = OrderedDict()
+_CACHE_CHARS = 2_000_000
+
+
+def _remember(key: tuple[str, str, int], module: ast.Module) -> None:
+    _CACHE[key] = module
+    total = sum(len(k[1]) for k in _CACHE)
+    while total > _CACHE_CHARS and len(_CACHE) > 1:
+        old, _ = _CACHE.popitem(last=False)
+        total -= len(old[1])
 
 
 def parse(text: str, file: str = "<string>", limits: Limits = DEFAULT) -> ast.Module:
-    """Parse one .res source into a `syntax.Module`; raises `ResdslError`."""
+    """Parse one .res source into a `syntax.Module` (cached by content); raises `ResdslError`."""
     source = register(Source(file, text))
+    key = (file, text, limits.max_nesting)
+    hit = _CACHE.get(key)
+    if hit is not None:
+        _CACHE.move_to_end(key)
+        return hit
     limit = limits.max_nesting
     lark = _lark()
-    lark.options.postlex.max_depth = limit
-    old = sys.getrecursionlimit()
-    # The transformer recurses about 4 frames per tree level; a tree that passed
-    # _check_depth has at most ~3 levels per counted nesting level.
-    sys.setrecursionlimit(max(old, min(12 * limit + 1000, 50_000)))
     try:
-        tree = lark.parse(text + "\n", start="start")
-        _check_depth(tree, limit)
-        items = _ToAst(file).transform(tree)
+        items = _builder().run(lark, text + "\n", "start", _ToAst(file), limit)
     except UnexpectedInput as e:
         raise _syntax_error(e, source) from None
     except _TooDeep as e:
         raise _too_deep(e, source, limit) from None
-    except RecursionError:
-        raise _too_deep(_TooDeep(None), source, limit) from None
-    except VisitError as e:  # an error raised inside the transformer
-        if isinstance(e.orig_exc, ResdslError):
-            raise e.orig_exc from None
-        if isinstance(e.orig_exc, UnexpectedInput):  # inside a label's {expression}
-            raise _syntax_error(e.orig_exc, source) from None
-        if isinstance(e.orig_exc, _TooDeep):
-            raise _too_deep(e.orig_exc, source, limit) from None
-        if isinstance(e.orig_exc, RecursionError):
-            raise _too_deep(_TooDeep(None), source, limit) from None
-        raise
-    finally:
-        sys.setrecursionlimit(old)
-    return ast.Module(file, items)
+    module = ast.Module(file, tuple(items))
+    _remember(key, module)
+    return module
 
 
 def parse_expression(text: str) -> ast.Expr:
     """Parse a lone expression (used for `--set NAME=VALUE`)."""
     source = register(Source("<command line>", text))
     lark = _lark()
-    lark.options.postlex.max_depth = DEFAULT.max_nesting
     try:
-        tree = lark.parse(text, start="expr")
-        _check_depth(tree, DEFAULT.max_nesting)
-        return _ToAst("<command line>").transform(tree)
+        return _builder().run(lark, text, "expr", _ToAst("<command line>"), DEFAULT.max_nesting)
     except UnexpectedInput as e:
         raise _syntax_error(e, source) from None
-    except (_TooDeep, RecursionError) as e:
-        raise _too_deep(e if isinstance(e, _TooDeep) else _TooDeep(None), source, DEFAULT.max_nesting) from None
-    except VisitError as e:
-        if isinstance(e.orig_exc, ResdslError):
-            raise e.orig_exc from None
-        raise
+    except _TooDeep as e:
+        raise _too_deep(e, source, DEFAULT.max_nesting) from None
 
 
 class _Recorder(_Newlines):

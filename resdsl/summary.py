@@ -63,14 +63,14 @@ def summary_table(net, depth: int | None = None, convention: str = "torchvision"
             if depth is not None and level >= depth:
                 continue
             s = g.scopes[sid]
-            own = s.name.rsplit(".", 1)[-1]
+            own = s.name[len(g.scopes[s.parent].name) + 1:] if g.scopes[s.parent].name else s.name  # conv.0 whole
             rows.append(("  " * level + own, s.hint if s.kind == "block" else s.kind,
                          _fmt_shape(g.nodes[last[sid]].shape), params[sid], macs[sid]))
         level = len(path)
         if depth is not None and level > depth - 1 and depth >= 0 and (level > 0 or depth == 0):
             if depth == 0 or level >= depth:
                 continue
-        own = n.name.rsplit(".", 1)[-1]
+        own = n.name[len(g.scopes[n.scope].name) + 1:] if g.scopes[n.scope].name else n.name
         rows.append(("  " * level + own, n.op, _fmt_shape(n.shape), n.params, node_macs[n.id]))
 
     header = ("layer", "op", "output shape", "params", cost.unit)

@@ -81,7 +81,24 @@ class DictLit:
     span: Span
 
 
-Expr = Union[Const, Name, BinOp, UnaryOp, Cond, Call, Index, Attr, ListLit, DictLit]
+@dataclass(frozen=True)
+class RangePart:
+    """`{1..s}` inside a tensor name: the names for lo, lo + 1, ..., hi (inclusive, as x_1 .. x_s)."""
+
+    lo: "Expr"
+    hi: "Expr"
+    span: Span
+
+
+@dataclass(frozen=True)
+class Interp:
+    """A name built when the network is: `skip{i}` (parts are literal text or expressions)."""
+
+    parts: tuple[Union[str, "Expr"], ...]
+    span: Span
+
+
+Expr = Union[Const, Name, BinOp, UnaryOp, Cond, Call, Index, Attr, ListLit, DictLit, Interp]
 
 
 @dataclass(frozen=True)
@@ -120,9 +137,10 @@ class Layer:
     op_span: Span
     args: tuple[Arg, ...]
     clauses: tuple[Clause, ...]
-    bind: str | None
+    bind: str | None  # the name as written; `skip{i}` when it interpolates
     span: Span
     has_parens: bool = False
+    binds: tuple["Label", ...] = ()  # every `-> a, b{i}, x{1..4}` target, each as a (template) label
 
 
 @dataclass(frozen=True)
@@ -163,17 +181,29 @@ class Output:
 
 @dataclass(frozen=True)
 class From:
-    name: str
+    name: str  # as written; `skip{i}` when it interpolates (then `template` holds its parts)
     span: Span
+    template: "Label | None" = None
 
 
 @dataclass(frozen=True)
 class Bind:
     name: str
     span: Span
+    template: "Label | None" = None
 
 
-Stmt = Union[Layer, Assign, For, If, Input, Output, From, Bind]
+@dataclass(frozen=True)
+class Assert:
+    """`assert test, message`: checked where it stands, or once the network is built when it
+    names a network total (params, buffers, macs)."""
+
+    test: Expr
+    message: Expr | None
+    span: Span
+
+
+Stmt = Union[Layer, Assign, For, If, Input, Output, From, Bind, Assert]
 
 
 # ---------------------------------------------------------------- top level

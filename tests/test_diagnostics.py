@@ -111,7 +111,7 @@ PINNED = {
         '  hint: convert first: str(n) turns a number into text'
     ),
     "E016": (
-        'main.res:3:5: error[E016]: block `stage` calls itself\n'
+        'main.res:3:5: error[E016]: block `stage` recurses more than 100 calls deep without stopping\n'
         '  |\n'
         '3 |     stage(n - 1)\n'
         '  |     ^^^^^\n'
@@ -119,11 +119,16 @@ PINNED = {
         '    |\n'
         '  7 |     stage(3)\n'
         '    |     ^^^^^^^^\n'
+        '  note: main.res:3:5: `stage` called here (99 times, nested)\n'
+        '    |\n'
+        '  3 |     stage(n - 1)\n'
+        '    |     ^^^^^^^^^^^^\n'
         '  note: main.res:1:1: defined here\n'
         '    |\n'
         '  1 | block stage(n) {\n'
         '    | ^^^^^^^^^^^^^^^^\n'
-        '  hint: blocks cannot be recursive; use a `for` loop or a parameter that stops the nesting'
+        '  hint: stop the recursion with an `if` on a parameter that shrinks, e.g. `if n > 1 { stage(n - 1) }`; '
+        'or raise the limit with --limit max_call_depth=N'
     ),
     "E017": (
         'main.res:1:1: error[E017]: main.res defines no network\n'
@@ -144,7 +149,7 @@ PINNED = {
         '  |\n'
         '4 |         {"block " + str(i)}: conv(8, 3)\n'
         '  |         ^^^^^^^^^^^^^^^^^^^^\n'
-        '  hint: labels use letters, digits and underscores only'
+        '  hint: labels use letters, digits and underscores, with dots between names (conv.0)'
     ),
     "E020": (
         'main.res:4:5: error[E020]: two layers are labeled `conv1` in the same scope\n'
@@ -260,6 +265,12 @@ PINNED = {
         '3 |     k = 64 // (2 - 2)\n'
         '  |         ^^^^^^^^^^^^^\n'
         '  hint: the right operand of `//` evaluates to 0'
+    ),
+    "E042": (
+        'main.res:6:12: error[E042]: assertion failed: keep the stem under 5k parameters (params = 5088)\n'
+        '  |\n'
+        '6 |     assert params <= 5_000, "keep the stem under 5k parameters"\n'
+        '  |            ^^^^^^^^^^^^^^^'
     ),
     "E050": (
         'main.res:1:1: error[E050]: tiny has 12 residual/dense blocks; the unraveled view draws one lane per path (2**12 here) and is limited to 6 blocks\n'

@@ -101,3 +101,16 @@ def test_operation_table_is_generated_and_current():
 ])
 def test_every_construct_is_covered(topic):
     assert topic in DOC.read_text()
+
+
+def test_claims_of_the_language_features_hold():
+    # recursive blocks: hg.low2.low2.low2 is the innermost conv
+    n = _net(_find("hg: hourglass(3, 8)"))
+    assert "hg.low2.low2.low2" in [x.name for x in n.nodes]
+    # the anonymous label: the block's layers are named in the caller's scope
+    n = _net(_find("_: inverted_body(3, 6)"))
+    assert [x.name for x in n.nodes if x.params][0] == "features.1.conv.0.0"
+    assert [x.name for x in n.nodes if x.params][-1] == "features.1.conv.2"
+    # split: Res2Net's pieces concatenate back to 64 channels, through four slices
+    n = _net(_find("split(4) -> x{1..4}"))
+    assert n.nodes[-1].shape == (64, 32, 32) and [x.op for x in n.nodes].count("slice") == 4

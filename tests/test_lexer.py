@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 from pygments.lexers import get_lexer_by_name, get_lexer_for_filename
-from pygments.token import Comment, Error, Keyword, Name, Number, Operator, String
+from pygments.token import Comment, Error, Keyword, Name, Number, Operator, String, Token
 
 from resdsl.evaluate import BUILTINS
 from resdsl.lexer import ResdslLexer
@@ -132,6 +132,15 @@ def test_textmate_regexes_compile_and_match():
     assert scope_of("# c", "    relu  # c") == "comment.line.number-sign.resdsl"
     assert scope_of("for", "    for i in range(3) {") == "keyword.control.resdsl"
     assert scope_of("1.5", "    y = 1.5") == "constant.numeric.float.resdsl"
+    assert scope_of("conv.0.0", "    conv.0.0: conv(8, 1)") == "entity.name.label.resdsl"
+    assert scope_of("assert", "    assert params <= 30_000_000") == "keyword.control.resdsl"
+    assert scope_of("30_000_000", "    assert params <= 30_000_000") == "constant.numeric.integer.resdsl"
+
+
+def test_new_statements_are_highlighted():
+    toks = typed("    convs.{i}: conv(8, 1) -> skip{i}\n    assert params <= 30_000_000, 'big'\n")
+    assert toks[:2] == [(Name.Label, "convs.{i}"), (Token.Punctuation, ":")]
+    assert (Keyword, "assert") in toks and (Number.Integer, "30_000_000") in toks
 
 
 def test_textmate_grammar_is_up_to_date():

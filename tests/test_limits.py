@@ -190,7 +190,9 @@ def test_absurd_arguments_give_located_errors(stmt, code):
 
 def test_recursive_blocks_are_an_error_not_a_crash():
     d = fails(net("    a()", head="block a() {\n    b()\n}\nblock b() {\n    a()\n}\n"), code="E016")
-    assert d.message == "block `a` calls itself"
+    assert d.message == "block `a` recurses through a -> b -> a more than 100 calls deep without stopping"
+    assert [n.message for n in d.notes] == ["`a` called here", "`b` called here (50 times, nested)",
+                                            "`a` called here (49 times, nested)", "defined here"]
 
 
 def test_max_errors_caps_the_report():

@@ -1,0 +1,107 @@
+"""Benchmark the front end: text -> checked graph + parameters + MACs (not a test; issue 14).
+
+1. ResNet-50 from examples/resnet.res: `resdsl.load(...)` + param_count + MACs, warm (the parsed
+   modules come from the per-process cache), with the parse (cache cleared), and cold (the first
+   load in a fresh Python process, imports excluded); against building torchvision's resnet50 and
+   counting it under FlopCounterMode at 224x224 -- same run, medians, ratio printed.
+2. The chain of K residual blocks of bench/bench_analysis.py (K = 1,000 and 10,000): elaborate +
+   params + MACs, and the same network as flat text (`resdsl expand` output) parsed and elaborated.
+
+    .venv/bin/python bench/bench_frontend.py [--quick]
+"""
+from __future__ import annotations
+
+import argparse
+import statistics
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import resdsl  # noqa: E402
+from resdsl import parser  # noqa: E402
+from bench_analysis import CHAIN  # noqa: E402  (bench/ is on sys.path when run as a script)
+from common import median  # noqa: E402
+
+RESNET = ROOT / "examples" / "resnet.res"
+
+
+def count(net: resdsl.Network) -> tuple[int, int]:
+    return net.param_count, net.costs().total
+
+
+def resnet50(repeat: int) -> None:
+    import torch
+    import torchvision
+    from torch.utils.flop_counter import FlopCounterMode
+
+    torch.set_num_threads(1)
+    count(resdsl.load(RESNET, depth=50))  # imports and the grammar tables, once
+
+    def uncached():
+        parser._CACHE.clear()
+        return count(resdsl.load(RESNET, depth=50))
+
+    t_warm, (params, macs) = median(lambda: count(resdsl.load(RESNET, depth=50)), repeat)
+    t_parse, _ = median(uncached, repeat)
+    x = torch.randn(1, 3, 224, 224)
+
+    def reference():
+        model = torchvision.models.resnet50()
+        with torch.no_grad(), FlopCounterMode(display=False) as fc:
+            model(x)
+        return sum(p.numel() for p in model.parameters()), fc.get_total_flops() // 2
+
+    t_ref, ref = median(reference, max(3, repeat // 5))
+    assert (params, macs) == ref, (params, macs, ref)
+    code = ("import time, resdsl; t = time.perf_counter(); n = resdsl.load({!r}, depth=50); "
+            "print(time.perf_counter() - t, n.param_count, n.costs().total)").format(str(RESNET))
+    colds = []
+    for _ in range(5):
+        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                             env={"PYTHONPATH": str(ROOT)}).stdout.split()
+        assert (int(out[1]), int(out[2])) == (params, macs)
+        colds.append(float(out[0]))
+    t_cold = statistics.median(colds)
+    print(f"ResNet-50 text -> checked graph + {params:,} params + {macs:,} MACs (== torchvision + FlopCounterMode // 2)")
+    print(f"  resdsl warm (parse cache hit): {t_warm * 1e3:7.2f} ms   ratio {t_ref / t_warm:6.1f}x faster")
+    print(f"  resdsl with the parse:         {t_parse * 1e3:7.2f} ms   ratio {t_ref / t_parse:6.1f}x faster")
+    print(f"  resdsl cold (fresh process):   {t_cold * 1e3:7.2f} ms   ratio {t_ref / t_cold:6.1f}x faster")
+    print(f"  torchvision resnet50() + FlopCounterMode forward: {t_ref * 1e3:7.1f} ms")
+
+
+def chains(sizes, repeat: int) -> None:
+    timings = {}
+    for K in sizes:
+        t_el, net = median(lambda: resdsl.loads(CHAIN, K=K), repeat)
+        t_ct, _ = median(lambda: count(net), repeat)
+        flat = net.expand()
+
+        def from_flat():
+            parser._CACHE.clear()
+            return resdsl.loads(flat, limits=resdsl.Limits(max_source_bytes=10**8))  # 2 MB at 10,000 blocks
+
+        t_flat, again = median(from_flat, max(1, repeat // 2))
+        assert [n.name for n in again.nodes] == [n.name for n in net.nodes]
+        timings[K] = t_el + t_ct
+        print(f"chain K={K:>6,}: {len(net.nodes):>6,} ops  elaborate {t_el:6.3f}s  params+MACs {t_ct:6.3f}s  "
+              f"flat text ({flat.count(chr(10)):,} lines) parse+elaborate {t_flat:6.3f}s")
+    if len(sizes) > 1:
+        a, b = sizes[-2], sizes[-1]
+        print(f"  {b:,}/{a:,} time ratio: {timings[b] / timings[a]:.1f}")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--quick", action="store_true", help="fewer repetitions, chains up to 1,000 blocks")
+    args = ap.parse_args()
+    repeat = 5 if args.quick else 21
+    print(f"python {sys.version.split()[0]}, lark {__import__('lark').__version__}")
+    resnet50(repeat)
+    chains([100, 1000] if args.quick else [1000, 10000], 1 if args.quick else 3)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,115 @@
+"""The parser builds the AST inside lark's LALR parse (issue 14).  These tests pin that the result is
+exactly what building lark's parse tree and transforming it gives -- every node and every span --
+and that the per-process cache returns the same modules."""
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+from lark import Lark, Transformer
+
+import resdsl
+from resdsl import parser
+from resdsl.parser import _Newlines, _Seq, _ToAst, grammar_path, parse
+
+ROOT = Path(__file__).resolve().parent.parent
+TEXTS = [p.read_text() for p in sorted((ROOT / "examples").glob("*.res")) + sorted((ROOT / "resdsl" / "stdlib").glob("*.res"))]
+DOC = re.findall(r"^```res\n(.*?)^```", (ROOT / "docs" / "language.md").read_text(), re.S | re.M)
+# statements are shown bare in the docs: put them in a network body
+
+
+def _as_file(text: str) -> str:
+    try:
+        parse(text, "doc.res")
+        return text
+    except resdsl.ResdslError:
+        return "network doc() {\n" + "".join("    " + ln + "\n" for ln in text.splitlines()) + "}\n"
+
+
+TEXTS += [_as_file(t) for t in DOC]
+
+
+class _TreeThenTransform(Transformer):
+    """The reference: lark's parse tree (propagate_positions) walked by the same rule methods."""
+
+    def __init__(self, file: str):
+        super().__init__()
+        self.to_ast = _ToAst(file)
+
+    def __default__(self, data, children, meta):
+        return getattr(_ToAst, data)(self.to_ast, meta, children)
+
+
+def _reference(text: str, file: str):
+    lark = Lark(grammar_path().read_text(), parser="lalr", lexer="contextual", postlex=_Newlines(),
+                propagate_positions=True, maybe_placeholders=True, start=["start", "expr"])
+    return _TreeThenTransform(file).transform(lark.parse(text + "\n", start="start"))
+
+
+@pytest.mark.parametrize("i", range(len(TEXTS)))
+def test_ast_and_spans_equal_tree_then_transform(i):
+    parser._CACHE.clear()
+    built = parse(TEXTS[i], f"t{i}.res")
+    assert repr(built.items) == repr(tuple(_reference(TEXTS[i], f"t{i}.res")))
+
+
+def test_brackets_and_keywords_are_in_the_spans():
+    text = "network n(a = (1 + 2) * 3) {\n    input x: [4]\n    assert (a) == 9, \"m\"\n    y = [\n        1,\n    ]\n}\n"
+    parser._CACHE.clear()
+    assert repr(parse(text, "b.res").items) == repr(tuple(_reference(text, "b.res")))
+    net = parse(text, "b.res").items[0]
+    default = net.params[0].default
+    assert (default.span.col, default.span.end_col) == (15, 26)     # `(1 + 2) * 3`: the bracket is in
+    assert (default.left.span.col, default.left.span.end_col) == (16, 21)  # `1 + 2` itself: without it
+    assert net.body[1].span.col == 5                                  # `assert` starts the statement
+
+
+def test_the_cache_returns_the_same_module_and_keys_on_name_text_and_limit():
+    parser._CACHE.clear()
+    text = TEXTS[0]
+    a = parse(text, "same.res")
+    assert parse(text, "same.res") is a
+    assert parse(text, "other.res") is not a and parse(text, "other.res").file == "other.res"
+    assert parse(text, "same.res", resdsl.Limits(max_nesting=50)) is not a
+    assert parse(text + "\n", "same.res") is not a
+
+
+def test_the_cache_is_bounded_by_source_size(monkeypatch):
+    parser._CACHE.clear()
+    monkeypatch.setattr(parser, "_CACHE_CHARS", 1000)
+    for i in range(50):
+        parse(f"x{i} = {'1 + ' * 100}1\n", f"f{i}.res")
+    assert sum(len(k[1]) for k in parser._CACHE) <= 1000 and len(parser._CACHE) >= 1
+    assert (f"f49.res", f"x49 = {'1 + ' * 100}1\n", 200) in parser._CACHE   # the newest stays
+
+
+def test_empty_bodies_are_distinct_values():
+    # the builder tells values apart by identity: an empty body must not be the shared `()`
+    m = parse("block a() {}\nblock b() {}\n", "e.res")
+    assert type(m.items[0].body) is _Seq and m.items[0].body is not m.items[1].body
+    assert m.items[1].span.end_col == 13
+
+
+def test_long_names_lex_in_linear_time():
+    # The label terminal once read `(?:\w+|...)+:`, which backtracks through every way of cutting a
+    # name into pieces before giving up on it: a 22-character name at a statement's start took 0.4 s,
+    # each further character doubling it.  These 60-character names would take centuries that way.
+    name = "a" * 60
+    net = resdsl.loads(f"network n() {{\n    input x: [4]\n    {name} = 1\n    {name}_2: relu -> {name}\n"
+                       f"    from {name}\n}}\n")
+    assert [m.name for m in net.nodes] == ["x", f"{name}_2"]
+    terminals = [ln for ln in grammar_path().read_text().splitlines() if ln.startswith(("LABEL", "OUTNAME"))]
+    assert len(terminals) == 2 and not any("\\w+" in ln or "\\w*" in ln for ln in terminals)
+
+
+def test_the_highlighters_label_patterns_are_linear_too():
+    import json
+
+    from resdsl.lexer import ResdslLexer
+
+    toks = list(ResdslLexer().get_tokens("    " + "b" * 60 + "(1)\n"))
+    assert toks[1][1] == "b" * 60
+    grammar = (ROOT / "editors" / "vscode" / "syntaxes" / "resdsl.tmLanguage.json").read_text()
+    label = json.loads(grammar)["repository"]["label"]["match"]
+    assert re.match(label, "c" * 60 + " = 1") is None and re.match(label, "conv.0.0: x").group(1) == "conv.0.0"
