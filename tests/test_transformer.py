@@ -300,3 +300,22 @@ def test_paths_through_a_transformer_are_binomial(layers):
     p = net.paths("blocks")
     assert p.total == 2 ** (2 * layers)
     assert p.by_length == {k: math.comb(2 * layers, k) for k in range(2 * layers + 1)}
+
+
+def _last_mlp_grad(norm: str, layers: int) -> tuple[float, float]:
+    from resdsl.analysis.variance import variance_at_init
+    net = resdsl.load(EX / "transformer_norms.res", norm=norm, layers=layers, tokens=8, width=32, heads=2)
+    mlp = [p.param_grad for p in variance_at_init(net, batch=32, seeds=1).points if p.name.startswith("mlp")]
+    assert len(mlp) == layers and all(math.isfinite(g) and g > 0 for g in mlp)
+    return mlp[0], mlp[-1]
+
+
+def test_variance_shows_the_pre_norm_post_norm_contrast():
+    """Xiong et al. 2020, Theorem 1: at initialisation the gradient of the last layer's parameters does not
+    shrink with depth in a post-norm transformer, but shrinks in a pre-norm one (~ 1/sqrt(L)); so the
+    post/pre ratio at the last layer grows with depth.  (Fixed seeds: the figures are deterministic.)"""
+    post3, pre3 = _last_mlp_grad("post", 3)[1], _last_mlp_grad("pre", 3)[1]
+    post12, pre12 = _last_mlp_grad("post", 12)[1], _last_mlp_grad("pre", 12)[1]
+    assert pre12 < 0.8 * pre3  # pre-norm: smaller at the top of a deeper stack
+    assert post12 > 0.8 * post3  # post-norm: not
+    assert post12 / pre12 > 1.3 * (post3 / pre3) and post12 > 1.5 * pre12
