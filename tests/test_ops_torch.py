@@ -319,6 +319,9 @@ VALUE_CASES = [  # (op, input shape, .res body, train mode, reference(model, x))
     ("unflatten", "[6, 4]", "unflatten(0, [3, 2])", False, lambda m, x: x.reshape(x.shape[0], 3, 2, 4)),
     ("reshape", "[3, 4, 5]", "reshape([-1, 10])", False, lambda m, x: x.reshape(x.shape[0], 6, 10)),
     ("permute", "[3, 4, 5]", "permute([1, 2, 0])", False, lambda m, x: x.permute(0, 2, 3, 1)),
+    # ShuffleNetV2's channel shuffle from the view ops, against torchvision's own function
+    ("transpose", "[6, 4, 5]", "unflatten(0, [2, 3])\n transpose(0, 1)\n reshape([6, 4, 5])", False,
+     lambda m, x: __import__("torchvision.models.shufflenetv2", fromlist=["x"]).channel_shuffle(x, 2)),
     ("transpose", "[3, 4, 5]", "transpose(1, 2)", False, lambda m, x: x.transpose(2, 3)),
     ("slice", "[5, 4, 4]", "slice(1, 4)", False, lambda m, x: x[:, 1:4]),
     # found by the oracle: torch's 1d adaptive pooling takes no None, so `none` is resolved statically

@@ -13,7 +13,7 @@ at a time and in short chains.  For every case:
   the only places resdsl is deliberately stricter than torch (e.g. a negative eps).
 
 Deterministic seeds; RESDSL_FUZZ_EXAMPLES=N runs N cases per kind instead of the default.
-Run as a script to print the counts by outcome:  python tests/test_oracle.py [N]
+Run as a script to print the counts by outcome:  python tests/test_oracle.py [N [SEED ...]]
 """
 from __future__ import annotations
 
@@ -329,8 +329,9 @@ def test_upsample_size_with_none_is_a_diagnostic():  # found by this oracle: a T
 
 if __name__ == "__main__":
     n = int(sys.argv[1]) if len(sys.argv) > 1 else N_SINGLE
+    seeds = [int(a) for a in sys.argv[2:]] or [0, 1]
     total: Counter = Counter()
-    for s in (0, 1):
+    for s in seeds:
         total += run(s, n, max(1, n // 3))
     for k, v in sorted(total.items(), key=lambda kv: -kv[1]):
         print(f"{v:6d}  {k}")

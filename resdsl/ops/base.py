@@ -16,6 +16,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 from enum import Enum
+from functools import cached_property
 from types import MappingProxyType
 from typing import Callable, Mapping
 
@@ -271,18 +272,28 @@ class OpDef:
         if hi >= 0 and len(xs) > hi:
             raise ShapeProblem("E013", f"{self.name} takes {hi - 1} named tensor{'s' if hi != 2 else ''} besides the "
                                f"current one, got {len(xs) - 1}", hint=f"e.g. {self.name}(t) after binding `-> t`")
-        attrs = {**{p.name: p.default for p in self.params if p.default is not REQUIRED and p.kind != "tensors"},
-                 **attrs}
-        for p in self.params:
-            if p.name in attrs:
-                p.check(attrs[p.name])
-        out = self.infer(MappingProxyType(dict(attrs)), xs)
+        by_name = self._by_name
+        for k, v in attrs.items():
+            p = by_name.get(k)
+            if p is not None and v is not p.default:  # defaults are valid by construction
+                p.check(v)
+        attrs = {**self._defaults, **attrs}
+        out = self.infer(MappingProxyType(attrs), xs)  # a fresh dict, read-only to the rule
         if isinstance(out, Inferred):
             extra = set(out.derived) - set(self.derived)
             if extra:
                 raise MissingFacet(self.name, f"derived {sorted(extra)}", "the op's shape rule")
-            return tuple(out.shape), {**attrs, **out.derived}
-        return tuple(out), dict(attrs)
+            attrs.update(out.derived)  # our own fresh dict: the caller's is untouched
+            return tuple(out.shape), attrs
+        return tuple(out), attrs
+
+    @cached_property
+    def _by_name(self) -> dict:
+        return {p.name: p for p in self.params}
+
+    @cached_property
+    def _defaults(self) -> dict:
+        return {p.name: p.default for p in self.params if p.default is not REQUIRED and p.kind != "tensors"}
 
     def mac(self, convention: str, attrs: Mapping, xs: list[Shape], y: Shape, params: int) -> int:
         rule = self.macs.get(convention)
