@@ -91,6 +91,27 @@ _NESTING_RULES = frozenset(
 )
 
 
+def _first_too_deep(text: str, start: str, limit: int) -> _TooDeep:
+    """Where a parse-tree walk finds the first value nested past `limit` (the place E040 has always
+    named; the builder notices the depth bottom-up, at a node further in).  Error path only."""
+    lark = Lark(grammar_path().read_text(), parser="lalr", lexer="contextual", postlex=_Newlines(),
+                propagate_positions=True, maybe_placeholders=True, start=["start", "expr"], cache=True)
+    lark.options.postlex.max_depth = limit
+    try:
+        tree = lark.parse(text, start=start)
+    except _TooDeep as e:
+        return e
+    stack = [(tree, 0)]
+    while stack:
+        node, depth = stack.pop()
+        if node.data in _NESTING_RULES:
+            depth += 1
+            if depth > limit:
+                return _TooDeep(None, node.meta)
+        stack.extend((c, depth) for c in node.children if isinstance(c, Tree))
+    return _TooDeep(None)  # pragma: no cover - the builder found one
+
+
 def _too_deep(e: _TooDeep, source: Source, limit: int) -> ResdslError:
     if e.tok is not None:
         span = Span(source.name, e.tok.line, e.tok.column, e.tok.end_line, e.tok.end_column,
@@ -391,6 +412,14 @@ def _first(children: list) -> object:
     return children[0]
 
 
+def _meta(extent: tuple | None) -> _Meta:
+    meta = _Meta()
+    meta.empty = extent is None
+    if extent is not None:
+        meta.line, meta.column, meta.start_pos, meta.end_line, meta.end_column, meta.end_pos = extent
+    return meta
+
+
 class _Builder:
     """Callbacks for lark's LALR parser that build the AST during the parse.
 
@@ -403,13 +432,15 @@ class _Builder:
 
     def __init__(self, lark: Lark):
         self.ast = _ToAst("<string>")
+        self.meta = _Meta()  # the positions of the reduction being built
         self.lock = threading.RLock()
         self.limit = 200
-        self.ext: dict[int, tuple] = {}  # id -> (value, line, col, pos, end_line, end_col, end_pos, depth)
+        self.ext: dict[int, tuple] = {}  # id(value) -> (value, container extent or None, nesting depth)
         callbacks = {rule: self._callback(rule) for rule in lark.rules}
         lark.parser.parser.parser.callbacks.update(callbacks)  # the dict the LALR parser calls
 
     def _callback(self, rule):
+        """The function lark calls to reduce `rule`: raw children -> AST value (or a Tree to splice)."""
         name = rule.alias or rule.options.template_source or rule.origin.name
         method = getattr(_ToAst, name, None)
         nesting = name in _NESTING_RULES
@@ -419,6 +450,7 @@ class _Builder:
             # `expr: or_expr` and the rest of the precedence chain: the child passes up unchanged
             # (same extent, same depth) -- most reductions of an expression are these.
             return _first
+
         def build(children):
             if expand1 and len(children) == 1:  # `?rule` with one child: pass it up
                 return children[0]
@@ -426,54 +458,52 @@ class _Builder:
                 return Tree(name, children)
             return method(self.ast, self.meta, children)
 
-        wrapped = build
         child_filter = maybe_create_child_filter(rule.expansion, rule.options.keep_all_tokens, False,
                                                  rule.options.empty_indices)
-        if child_filter is not None:
-            wrapped = child_filter(build)
+        wrapped = child_filter(build) if child_filter is not None else build
 
         def callback(children):
-            table = self.ext
-            first = last = None
-            depth = 0
-            for c in children:
-                if type(c) is Token:
-                    e = (c.line, c.column, c.start_pos, c.end_line, c.end_column, c.end_pos)
-                else:
-                    entry = table.get(id(c))
-                    if entry is None:
-                        continue
-                    if entry[2] > depth:
-                        depth = entry[2]
-                    e = entry[1]
-                    if e is None:  # a value without tokens
-                        continue
-                if first is None:
-                    first = e
-                last = e
-            meta = _Meta()
-            if first is None:
-                meta.empty = True
-            else:
-                meta.empty = False
-                meta.line, meta.column, meta.start_pos = first[0], first[1], first[2]
-                meta.end_line, meta.end_column, meta.end_pos = last[3], last[4], last[5]
-            self.meta = meta
+            extent, depth = self._extent(children)
+            self.meta = meta = _meta(extent)
             res = wrapped(children)
             if res is None:
                 return res
-            old = table.get(id(res))
+            old = self.ext.get(id(res))
             if old is not None and old[0] is res:  # passed up (`?rule`, or `( expr )`): widen its container
                 depth = old[2]
             elif nesting:
                 depth += 1
                 if depth > self.limit:
                     raise _TooDeep(None, meta)
-            extent = None if first is None else (first[0], first[1], first[2], last[3], last[4], last[5])
-            table[id(res)] = (res, extent if extent is not None or old is None else old[1], depth)
+            self.ext[id(res)] = (res, extent if extent is not None or old is None else old[1], depth)
             return res
 
         return callback
+
+    def _extent(self, children: list) -> tuple[tuple | None, int]:
+        """From the first token of the first child to the last of the last (None: no tokens), and
+        the deepest child's nesting depth."""
+        table = self.ext
+        first = last = None
+        depth = 0
+        for c in children:
+            if type(c) is Token:
+                e = (c.line, c.column, c.start_pos, c.end_line, c.end_column, c.end_pos)
+            else:
+                entry = table.get(id(c))
+                if entry is None:
+                    continue
+                if entry[2] > depth:
+                    depth = entry[2]
+                e = entry[1]
+                if e is None:  # a value without tokens
+                    continue
+            if first is None:
+                first = e
+            last = e
+        if first is None:
+            return None, depth
+        return (first[0], first[1], first[2], last[3], last[4], last[5]), depth
 
     def run(self, lark: Lark, text: str, start: str, to_ast: "_ToAst", limit: int):
         """Parse `text` from `start` into AST values; re-entrant (labels parse their {expressions})."""
@@ -609,6 +639,8 @@ def parse(text: str, file: str = "<string>", limits: Limits = DEFAULT) -> ast.Mo
     except UnexpectedInput as e:
         raise _syntax_error(e, source) from None
     except _TooDeep as e:
+        if e.tok is None:  # found by the builder: report it where the tree walk always did
+            e = _first_too_deep(text + "\n", "start", limit)
         raise _too_deep(e, source, limit) from None
     module = ast.Module(file, tuple(items))
     _remember(key, module)
@@ -624,6 +656,8 @@ def parse_expression(text: str) -> ast.Expr:
     except UnexpectedInput as e:
         raise _syntax_error(e, source) from None
     except _TooDeep as e:
+        if e.tok is None:
+            e = _first_too_deep(text, "expr", DEFAULT.max_nesting)
         raise _too_deep(e, source, DEFAULT.max_nesting) from None
 
 

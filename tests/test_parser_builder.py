@@ -113,3 +113,15 @@ def test_the_highlighters_label_patterns_are_linear_too():
     grammar = (ROOT / "editors" / "vscode" / "syntaxes" / "resdsl.tmLanguage.json").read_text()
     label = json.loads(grammar)["repository"]["label"]["match"]
     assert re.match(label, "c" * 60 + " = 1") is None and re.match(label, "conv.0.0: x").group(1) == "conv.0.0"
+
+
+@pytest.mark.parametrize("expr,col", [("-" * 300 + "1", 208), (" + ".join(["1"] * 300), 9),
+                                      ("not " * 300 + "true", 805)])
+def test_too_deep_is_reported_where_the_tree_walk_reports_it(expr, col):
+    # the builder notices the depth bottom-up; the diagnostic still names the node a top-down walk
+    # of the parse tree meets first.  The columns are those the tree-then-transform parser printed
+    # (measured with it before the change; the bottom-up node would be at 108 / 9 / 405).
+    with pytest.raises(resdsl.ResdslError) as e:
+        resdsl.loads(f"network n() {{\n    input x: [1]\n    y = {expr}\n}}\n")
+    d = e.value.first
+    assert (d.code, d.span.line, d.span.col) == ("E040", 3, col)
