@@ -95,7 +95,7 @@ def variance_at_init(net, batch: int = 512, seeds: int = 1, seed: int = 0, progr
     from ..backends.inputs import random_inputs
 
     unit, points = tap_points(net.graph)
-    names = [_block_scope(net.graph, i) if unit == "block" and k else None for k, (i, _) in enumerate(points)]
+    names = [_block_layers(net.graph, i) if unit == "block" and k else None for k, (i, _) in enumerate(points)]
     if not points:
         raise ValueError("the network has neither residual blocks nor weighted layers to measure")
     acts = [0.0] * len(points)
@@ -134,16 +134,25 @@ def variance_at_init(net, batch: int = 512, seeds: int = 1, seed: int = 0, progr
                                            in zip(points, acts, grads, pgrads)], batch, seeds)
 
 
-def _block_scope(graph, out: int) -> str | None:
-    """The qualified name of the residual block whose sum is node `out` (its parameters are named under it)."""
+def _block_layers(graph, out: int) -> frozenset[str] | None:
+    """Qualified names of the layers in the residual block whose sum is node `out` (branches and shortcut)."""
     r = next((r for r in graph.regions if r.merge == out), None)
-    return None if r is None else r.name
+    if r is None:
+        return None
+    ids = [i for b in r.branches for i in b] + list(r.shortcut)
+    return frozenset(graph.nodes[i].name for i in ids)
 
 
-def _param_grad_norm(module, prefix: str | None) -> float:
-    """||dL/dθ|| over the parameters named under `prefix` (nan for none, e.g. the input point)."""
-    if prefix is None:
+def _param_grad_norm(module, layers: frozenset[str] | None) -> float:
+    """||dL/dθ|| over the parameters of `layers` -- a layer's own (`conv.weight`, `attention.out_proj.bias`)
+    or, for a bare parameter, the layer itself (`layer_scale`); nan for none, e.g. the input point."""
+    if not layers:
         return math.nan
     sq = [float(p.grad.double().pow(2).sum()) for n, p in module.named_parameters()
-          if n.startswith(prefix + ".") and p.grad is not None]
+          if p.grad is not None and _owned(n, layers)]
     return math.sqrt(sum(sq)) if sq else math.nan
+
+
+def _owned(param: str, layers: frozenset[str]) -> bool:
+    parts = param.split(".")
+    return any(".".join(parts[:k]) in layers for k in range(1, len(parts) + 1))
