@@ -319,3 +319,15 @@ def test_variance_shows_the_pre_norm_post_norm_contrast():
     assert pre12 < 0.8 * pre3  # pre-norm: smaller at the top of a deeper stack
     assert post12 > 0.8 * post3  # post-norm: not
     assert post12 / pre12 > 1.3 * (post3 / pre3) and post12 > 1.5 * pre12
+
+
+def test_variance_runs_on_token_ids_and_splits_parameters_by_block():
+    """GPT-2's blocks are anonymous (`_: residual`): each block's gradient norm covers exactly its own layers."""
+    from resdsl.analysis.variance import _block_layers, tap_points, variance_at_init
+    net = gpt2(tokens=8, **{**SMALL_GPT, "context": 8})
+    r = variance_at_init(net, batch=8)
+    assert [p.name for p in r.points][1:] == ["h.0", "h.0#1", "h.1", "h.1#1"]
+    assert all(math.isfinite(p.param_grad) and p.param_grad > 0 for p in r.points[1:])
+    sets = [_block_layers(net.graph, i) for i, _ in tap_points(net.graph)[1][1:]]
+    assert sets[0] >= {"h.0.ln_1", "h.0.attn.c_attn", "h.0.attn.c_proj"} and "h.0.ln_2" in sets[1]
+    assert all(a.isdisjoint(b) for k, a in enumerate(sets) for b in sets[k + 1:])
