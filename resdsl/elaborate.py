@@ -159,7 +159,7 @@ class Elaborator:
             if tuple(want) != tuple(have):
                 self.diags.append(Diagnostic(
                     "E036", f"tie: `{n.name}` needs a weight {list(want)}, but `{tie}`'s is {list(have)}", n.span,
-                    (Note(src.span, f"`{tie}` is made here"),), "tie layers whose weights have the same shape"))
+                    (Note(src.span, f"`{tie}` is made here"),), f"tie layers whose weights have the same shape: `{n.name}` must make a {list(have)} weight"))
 
     def _check_names(self, g: Graph) -> None:
         """Dotted labels can reach the same module name by two ways (`a.b:` beside `a: group { b: }`), or
