@@ -61,6 +61,9 @@ def main() -> None:
     picture(resdsl.load(EX / "wrn.res", depth=28, k=10), "wrn28_block", level="block")
     picture(resdsl.load(EX / "hourglass.res", stacks=2), "hourglass_block", level="block")
     picture(resdsl.load(EX / "residual_mlp.res", blocks=4), "residual_mlp_block", level="block")
+    # transformers: one ViT encoder layer (its two residual adds), one GPT-2 layer
+    picture(resdsl.load(EX / "vit.res", layers=1), "vit_block", ("svg", "png"), level="block")
+    picture(resdsl.load(EX / "gpt2.res", layers=1), "gpt2_block", level="block")
     for part in ("encoder", "decoder"):
         picture(resdsl.load(EX / "resnet_vae.res", network=part), f"resnet_vae_{part}_block", level="block")
     # the families of the last decade (tag: file stem, then depth or variant, as docs/make_zoo.py looks them up)

@@ -147,10 +147,33 @@ class Elaborator:
             raise ResdslError(self.diags)
         assign_names(g)
         self._check_names(g)
+        if not self.diags:
+            self._resolve_ties(g)
         if self.diags:
             raise ResdslError(self.diags)
         _check_module_depth(g)
         return g
+
+    def _resolve_ties(self, g: Graph) -> None:
+        """`tie="LAYER"`: LAYER must be a layer with a `.weight` of the same shape (read from the ops' `weight`
+        facet); reads names and attrs, reports E018/E036, writes nothing (the count already omits the weight)."""
+        by_name = {n.name: n for n in g.nodes}
+        for n in g.nodes:
+            tie = n.attrs.get("tie")
+            if not tie:
+                continue
+            src = by_name.get(tie)
+            if src is None or src.spec.weight is None:
+                names = [m.name for m in g.nodes if m.spec.weight is not None and m.id != n.id]
+                self.diags.append(Diagnostic("E018", f"tie: no layer with a weight is named `{tie}`", n.span, (),
+                                             did_you_mean(tie, names) or f"layers with a weight: {', '.join(names)}"))
+                continue
+            want = n.spec.weight(n.attrs, [g.nodes[i].shape for i in n.inputs])
+            have = src.spec.weight(src.attrs, [g.nodes[i].shape for i in src.inputs])
+            if tuple(want) != tuple(have):
+                self.diags.append(Diagnostic(
+                    "E036", f"tie: `{n.name}` needs a weight {list(want)}, but `{tie}`'s is {list(have)}", n.span,
+                    (Note(src.span, f"`{tie}` is made here"),), f"tie layers whose weights have the same shape: `{n.name}` must make a {list(have)} weight"))
 
     def _check_names(self, g: Graph) -> None:
         """Dotted labels can reach the same module name by two ways (`a.b:` beside `a: group { b: }`), or
@@ -354,7 +377,10 @@ class Elaborator:
         if not ctx.in_network or ctx.calls:
             raise error("E021", "`input` belongs in a network body, not in a block", s.span,
                         hint="a block's input is the tensor flowing into its call")
-        shape = self.eval(s.shape, ctx)
+        dtype, shape_expr = _input_dtype(s.shape)
+        shape = self.eval(shape_expr, ctx)
+        if dtype == "int" and isinstance(shape, int) and not isinstance(shape, bool):
+            shape = (shape,)  # int[N]: N token ids
         if not isinstance(shape, tuple) or not shape or not all(isinstance(d, int) and not isinstance(d, bool) for d in shape):
             raise error("E014", f"an input shape is a list of ints without the batch dimension, got {show(shape)}",
                         s.shape.span, hint="e.g. input x: [3, 224, 224]")
@@ -369,7 +395,8 @@ class Elaborator:
         self._check_elements(shape, s.shape.span)
         if s.name in self.graph.inputs:
             raise error("E011", f"input `{s.name}` is declared twice", s.span)
-        t = self.add_node("input", {"shape": shape}, [], shape, (0, 0), s.name, s.span, ctx)
+        attrs = {"shape": shape, "dtype": "int"} if dtype == "int" else {"shape": shape}
+        t = self.add_node("input", attrs, [], shape, (0, 0), s.name, s.span, ctx)
         self.graph.inputs[s.name] = t.node
         ctx.env[s.name] = t
         if ctx.current is None:
@@ -537,6 +564,7 @@ class Elaborator:
         """Infer shape and counts, then add the node; ShapeProblems become diagnostics (`hints`: code -> the
         hint to give instead of the op's, where the node comes from a construct such as dense)."""
         in_shapes = [t.shape for t in inputs]
+        self._check_ids(spec, inputs, span)
         try:
             shape, attrs = spec.elaborate(attrs, in_shapes)
         except ops.ShapeProblem as p:
@@ -564,6 +592,16 @@ class Elaborator:
             if r is not None and n.inputs == (r.merge,) and node_id == r.merge + 1 and r.attrs.get("post"):
                 return r.span
         return n.span
+
+    def _check_ids(self, spec: ops.OpSpec, inputs: list[Tensor], span: Span) -> None:
+        """Integer token ids (`input ids: int[N]`) feed only ops that read ids (`embedding`), and those only them."""
+        ids = [self.graph.nodes[t.node].attrs.get("dtype") == "int" for t in inputs]
+        if spec.ids is not None and not all(ids):
+            raise error("E033", f"{spec.name} reads token ids, but its input is a float tensor", span,
+                        hint="declare the input as token ids: `input ids: int[N]`")
+        if spec.ids is None and any(ids):
+            raise error("E033", f"{spec.name} needs a float tensor, but its input holds integer token ids", span,
+                        hint="embed the ids first: `embedding(vocab, dim)`")
 
     def _check_elements(self, shape: tuple[int, ...], span: Span) -> None:
         n = 1
@@ -931,6 +969,13 @@ class Elaborator:
 
 
 # ---------------------------------------------------------------- argument kinds
+
+
+def _input_dtype(e: ast.Expr) -> tuple[str, ast.Expr]:
+    """`int[N]` (parsed as indexing the name `int`) declares N integer token ids; anything else is a float shape."""
+    if isinstance(e, ast.Index) and isinstance(e.obj, ast.Name) and e.obj.id == "int":
+        return "int", e.index
+    return "float", e
 
 
 def _check_kind(p: ops.Param, v: object, span: Span) -> object:

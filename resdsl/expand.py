@@ -160,7 +160,8 @@ class _Writer:
             return
         if n.op == "input":
             shape = ", ".join(str(d) for d in n.shape)
-            self.put(f"input {self.input_names[n.id]}: [{shape}]")
+            ids = "int" if n.attrs.get("dtype") == "int" else ""  # token ids: int[N]
+            self.put(f"input {self.input_names[n.id]}: {ids}[{shape}]")
             if self.current is None:
                 self.current = n.id
             return

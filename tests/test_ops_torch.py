@@ -7,6 +7,8 @@ torch layer, run a random batch through torch, and compare `.shape` and
 
 import copy
 
+import math
+
 import pytest
 import torch
 import torch.nn as nn
@@ -25,7 +27,8 @@ def static(layer: str, shape: list[int]):
 
 
 def torch_ref(module_or_fn, shape, batch=2):
-    x = torch.randn(batch, *shape)
+    # "int[N]": N token ids (below the smallest vocabulary of the cases)
+    x = torch.randint(0, 4, (batch, int(shape[4:-1]))) if isinstance(shape, str) else torch.randn(batch, *shape)
     if isinstance(module_or_fn, nn.Module):
         module_or_fn.eval()
         with torch.no_grad():
@@ -132,7 +135,39 @@ CASES = [
     ("slice(0, 2, dim=2)", [5, 4, 3], lambda: (lambda x: x[:, :, :, 0:2])),
     ("drop_path(0.2)", [3, 4], lambda: _torchvision_ops().StochasticDepth(0.2, "row")),
     ('drop_path(0.2, mode="batch")', [3, 4], lambda: _torchvision_ops().StochasticDepth(0.2, "batch")),
+    # token sequences [N, D] (values, masks and torchvision/GPT-2 weights: tests/test_transformer.py)
+    ("attention(2)", [5, 8], lambda: _SelfAttention(8, 2)),
+    ("attention(4, causal=true, bias=false)", [5, 8], lambda: _SelfAttention(8, 4, bias=False)),
+    ("sdpa(2)", [5, 24], lambda: (lambda x: F.scaled_dot_product_attention(
+        *(t.unflatten(2, (2, 4)).transpose(1, 2) for t in x.split(8, 2))).transpose(1, 2).flatten(2))),
+    ("class_token()", [5, 8], lambda: _Tokens("class", (1, 1, 8))),
+    ("pos_embedding()", [5, 8], lambda: _Tokens("pos", (1, 5, 8))),
+    ("pos_embedding(12)", [5, 8], lambda: _Tokens("table", (12, 8))),
+    ("token(0)", [5, 8], lambda: (lambda x: x[:, 0])),
+    ("token(-1)", [5, 8], lambda: (lambda x: x[:, -1])),
+    ("token_mean", [5, 8], lambda: (lambda x: x.mean(1))),
+    ("embedding(11, 4)", "int[5]", lambda: nn.Embedding(11, 4)),
 ]
+
+
+class _SelfAttention(nn.Module):
+    def __init__(self, d, h, bias=True):
+        super().__init__()
+        self.a = nn.MultiheadAttention(d, h, bias=bias, batch_first=True)
+
+    def forward(self, x):
+        return self.a(x, x, x, need_weights=False)[0]
+
+
+class _Tokens(nn.Module):  # torchvision ViT's class token / position embedding; GPT-2's wpe table
+    def __init__(self, kind, shape):
+        super().__init__()
+        self.kind, self.p = kind, nn.Parameter(torch.zeros(shape))
+
+    def forward(self, x):
+        if self.kind == "class":
+            return torch.cat([self.p.expand(x.shape[0], -1, -1), x], 1)
+        return x + (self.p if self.kind == "pos" else self.p[:x.shape[1]])
 
 
 def _convnext():
@@ -304,7 +339,31 @@ VALUE_CASES = [  # (op, input shape, .res body, train mode, reference(model, x))
     ("sample", "[6]", "-> h\n mu: linear(3)\n -> mu\n from h\n lv: linear(3)\n -> lv\n from mu\n sample(lv)", False,
      lambda m, x: F.linear(x, _sub(m, "mu").weight, _sub(m, "mu").bias)),
     ("drop_path", "[3, 4, 5]", "drop_path(0.5)", False, lambda m, x: x),
+    # token sequences: attention written out by hand (softmax(q k^T / sqrt(d_head) + mask) v, per head)
+    ("attention", "[5, 8]", "a: attention(2)", False,
+     lambda m, x: _attn_ref(F.linear(x, m.a.in_proj_weight, m.a.in_proj_bias), 2, False, m.a.out_proj)),
+    ("attention", "[6, 8]", "a: attention(4, causal=true, bias=false)", False,
+     lambda m, x: _attn_ref(F.linear(x, m.a.in_proj_weight), 4, True, m.a.out_proj)),
+    ("sdpa", "[5, 24]", "sdpa(2)", False, lambda m, x: _attn_ref(x, 2, False)),
+    ("sdpa", "[6, 36]", "sdpa(3, causal=true)", False, lambda m, x: _attn_ref(x, 3, True)),
+    ("class_token", "[5, 8]", "ct: class_token()", False,
+     lambda m, x: torch.cat([torch.zeros(x.shape[0], 1, 8), x], 1)),
+    ("pos_embedding", "[5, 8]", "pe: pos_embedding()", False, lambda m, x: x + m.state_dict()["pe"]),
+    ("pos_embedding", "[5, 8]", "pe: pos_embedding(9)", False, lambda m, x: x + m.state_dict()["pe.weight"][:5]),
+    ("token", "[5, 8]", "token(2)", False, lambda m, x: x[:, 2]),
+    ("token_mean", "[5, 8]", "token_mean", False, lambda m, x: x.sum(1) / 5),
+    ("embedding", "int[5]", "e: embedding(11, 4)", False, lambda m, x: m.state_dict()["e.weight"][x]),
 ]
+
+
+def _attn_ref(qkv, h, causal, proj=None):
+    b, n, d3 = qkv.shape
+    q, k, v = (t.reshape(b, n, h, -1).transpose(1, 2) for t in qkv.chunk(3, dim=-1))
+    s = q @ k.transpose(-1, -2) / math.sqrt(q.shape[-1])
+    if causal:
+        s = s.masked_fill(torch.ones(n, n, dtype=torch.bool).triu(1), float("-inf"))
+    y = (s.softmax(-1) @ v).transpose(1, 2).reshape(b, n, d3 // 3)
+    return y if proj is None else F.linear(y, proj.weight, proj.bias)
 
 
 def _ln2d_ref(mod, x):
@@ -317,7 +376,9 @@ def test_new_op_values_match_torch(case):
     net = _net(body, shape)
     assert op in {n.op for n in net.nodes}
     model = net.to_torch(seed=0).train(train)
-    x = torch.randn((4,) + net.inputs["x"], generator=torch.Generator().manual_seed(1))
+    gen = torch.Generator().manual_seed(1)
+    x = (torch.randint(0, 11, (4,) + net.inputs["x"], generator=gen) if shape.startswith("int") else
+         torch.randn((4,) + net.inputs["x"], generator=gen))
     got = model(x)
     want = ref(model, x)
     assert tuple(got.shape[1:]) == net.outputs["y"] == tuple(want.shape[1:])

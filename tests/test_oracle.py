@@ -81,6 +81,8 @@ def _value(p: ops.Param, rng: random.Random, rank: int) -> str:
         return rng.choice(FLOATS + ("2", "[2.0, 1.5]"))
     if k in ("choice", "choice_or_none"):
         return rng.choice([f'"{c}"' for c in p.choices] + ['"bogus"'])
+    if k == "str":  # a layer's name (linear's tie=): not a torch argument, nothing to draw
+        return "none"
     raise AssertionError(f"no generator for argument kind {k}")
 
 

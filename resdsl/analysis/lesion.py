@@ -184,8 +184,8 @@ def load_weights(path):
 
 
 def _random_inputs(net, batch: int, gen):
-    import torch
-    return [torch.randn((batch,) + tuple(s), generator=gen) for s in net.inputs.values()]
+    from ..backends.inputs import random_inputs
+    return random_inputs(net, batch, generator=gen)  # token ids for `input ids: int[N]`
 
 
 def _as_tuple(y):

@@ -24,6 +24,7 @@ class VariancePoint:
     name: str
     act_var: float
     grad_var: float
+    param_grad: float = math.nan  # norm of the loss gradient w.r.t. the block's own parameters (Xiong et al. 2020)
 
 
 @dataclass
@@ -37,13 +38,16 @@ class VarianceReport:
     def to_json(self) -> dict:
         return {"network": self.network, "unit": self.unit, "batch": self.batch, "seeds": self.seeds,
                 "points": [{"index": i, "name": p.name, "activation_variance": p.act_var,
-                            "gradient_variance": p.grad_var} for i, p in enumerate(self.points)]}
+                            "gradient_variance": p.grad_var,
+                            "parameter_gradient_norm": None if math.isnan(p.param_grad) else p.param_grad}
+                           for i, p in enumerate(self.points)]}
 
     def table_lines(self) -> list[str]:
         w = max([len(self.unit)] + [len(p.name) for p in self.points])
-        out = [f"{'#':>3}  {self.unit:<{w}}  {'activation var':>14}  {'gradient var':>12}"]
+        out = [f"{'#':>3}  {self.unit:<{w}}  {'activation var':>14}  {'gradient var':>12}  {'param grad norm':>15}"]
         for i, p in enumerate(self.points):
-            out.append(f"{i:>3}  {p.name:<{w}}  {p.act_var:14.4e}  {p.grad_var:12.4e}")
+            pg = "-" if math.isnan(p.param_grad) else f"{p.param_grad:.4e}"
+            out.append(f"{i:>3}  {p.name:<{w}}  {p.act_var:14.4e}  {p.grad_var:12.4e}  {pg:>15}")
         return out
 
     def plot(self, path: str) -> None:
@@ -89,11 +93,15 @@ def variance_at_init(net, batch: int = 512, seeds: int = 1, seed: int = 0,
     """Variance of activations and loss gradients at every tap point, averaged over `seeds` inits."""
     import torch
 
+    from ..backends.inputs import random_inputs
+
     unit, points = tap_points(net.graph)
+    names = [_block_layers(net.graph, i) if unit == "block" and k else None for k, (i, _) in enumerate(points)]
     if not points:
         raise ValueError("the network has neither residual blocks nor weighted layers to measure")
     acts = [0.0] * len(points)
     grads = [0.0] * len(points)
+    pgrads = [0.0] * len(points)
     for s in range(seed, seed + seeds):
         module, _, taps = build_instrumented(net, taps={i for i, _ in points}, seed=s)
         module.train()
@@ -108,7 +116,7 @@ def variance_at_init(net, batch: int = 512, seeds: int = 1, seed: int = 0,
         for i, _ in points:
             submodule(module, taps[i]).register_forward_hook(keep(i))
         gen = torch.Generator().manual_seed(10_000 + s)
-        xs = [torch.randn((batch,) + tuple(shape), generator=gen) for shape in net.inputs.values()]
+        xs = random_inputs(net, batch, generator=gen)  # token ids for `input ids: int[N]`
         ys = _as_tuple(module(*xs))
         targets = [torch.randn(y.shape, generator=gen) for y in ys]
         loss = sum(0.5 * ((y - t) ** 2).sum() for y, t in zip(ys, targets))
@@ -118,7 +126,32 @@ def variance_at_init(net, batch: int = 512, seeds: int = 1, seed: int = 0,
             acts[k] += float(t.detach().double().var(unbiased=False)) / seeds
             g = t.grad
             grads[k] += (float(g.double().var(unbiased=False)) if g is not None else math.nan) / seeds
+            pgrads[k] += _param_grad_norm(module, names[k]) / seeds
         if progress:
             progress(f"seed {s}")
-    return VarianceReport(net.name, unit, [VariancePoint(name, a, g) for (_, name), a, g in zip(points, acts, grads)],
-                          batch, seeds)
+    return VarianceReport(net.name, unit, [VariancePoint(name, a, g, pg) for (_, name), a, g, pg
+                                           in zip(points, acts, grads, pgrads)], batch, seeds)
+
+
+def _block_layers(graph, out: int) -> frozenset[str] | None:
+    """Qualified names of the layers in the residual block whose sum is node `out` (branches and shortcut)."""
+    r = next((r for r in graph.regions if r.merge == out), None)
+    if r is None:
+        return None
+    ids = [i for b in r.branches for i in b] + list(r.shortcut)
+    return frozenset(graph.nodes[i].name for i in ids)
+
+
+def _param_grad_norm(module, layers: frozenset[str] | None) -> float:
+    """||dL/dθ|| over the parameters of `layers` -- a layer's own (`conv.weight`, `attention.out_proj.bias`)
+    or, for a bare parameter, the layer itself (`layer_scale`); nan for none, e.g. the input point."""
+    if not layers:
+        return math.nan
+    sq = [float(p.grad.double().pow(2).sum()) for n, p in module.named_parameters()
+          if p.grad is not None and _owned(n, layers)]
+    return math.sqrt(sum(sq)) if sq else math.nan
+
+
+def _owned(param: str, layers: frozenset[str]) -> bool:
+    parts = param.split(".")
+    return any(".".join(parts[:k]) in layers for k in range(1, len(parts) + 1))

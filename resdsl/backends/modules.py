@@ -13,6 +13,12 @@ What is in it:
   DropPath         stochastic depth, per sample (Huang et al. 2016) = torchvision's StochasticDepth
   LayerNorm2d      LayerNorm over channels at every position (ConvNeXt, Liu et al. 2022)
   LayerScale       x * gamma, per-channel learnable gamma saved under the module's own name
+  ClassToken       prepend a learnable token [1, 1, D] (ViT), saved under the module's own name
+  PosEmbedding     add a learnable position embedding [1, N, D] (ViT), saved under the module's own name
+  PosTable         add the first N rows of a position table [max_len, D] (GPT-2's wpe)
+  tie_weight       share one module's .weight with another (GPT-2's lm_head and token embedding)
+  causal_mask      the [N, N] mask of later tokens, for nn.MultiheadAttention(causal)
+  sdpa             multi-head F.scaled_dot_product_attention on fused q|k|v tokens
   Sample           mu + exp(logvar / 2) * eps, the reparameterisation trick (Kingma & Welling 2014)
   ScalarScale      x * w, one learnable scalar w (SkipInit, De & Smith 2020)
   ScalarBias       x + b, one learnable scalar b (Fixup, Zhang et al. 2019)
@@ -48,8 +54,33 @@ def add_module_at(root, path, module):
     # Assign through _modules: names like "0" or "train" are valid layer names
     # but cannot (or must not) be Python attributes of the module.
     root._modules[last] = module
-    if isinstance(module, LayerScale):  # its parameter belongs to the scope, under the module's own name
+    if hasattr(module, "_rehome"):  # LayerScale, ClassToken, PosEmbedding: a bare parameter of the scope
         module._rehome(root._parameters, last)
+
+
+def tie_weight(root, path, source):
+    """Weight tying: the module at `path` uses the `.weight` of the module at `source` (GPT-2's lm_head
+    shares the token embedding); torch counts the shared tensor once in parameters()."""
+    def at(p):
+        m = root
+        for part in p.split("."):
+            m = m._modules[part]
+        return m
+    at(path).weight = at(source).weight
+
+
+def causal_mask(x):
+    """[N, N] boolean mask, True above the diagonal (a token must not attend to later ones)."""
+    n = x.shape[1]
+    return torch.ones(n, n, dtype=torch.bool, device=x.device).triu(1)
+
+
+def sdpa(qkv, heads, causal, p, training):
+    """Multi-head scaled dot-product attention on fused [B, N, 3D] q|k|v -> [B, N, D]."""
+    b, n, d3 = qkv.shape
+    q, k, v = (t.reshape(b, n, heads, d3 // (3 * heads)).transpose(1, 2) for t in qkv.split(d3 // 3, dim=2))
+    y = F.scaled_dot_product_attention(q, k, v, dropout_p=p if training else 0.0, is_causal=causal)
+    return y.transpose(1, 2).reshape(b, n, d3 // 3)
 
 
 def _as_tuple(v):
@@ -179,6 +210,59 @@ class LayerScale(nn.Module):
 
     def extra_repr(self):
         return f"{self.gamma.shape[0]}, init={self.init}, keepdims={self.keepdims}"
+
+
+class _BareParameter(nn.Module):
+    """A module whose one parameter lives in the enclosing scope under the module's own name (as
+    torchvision's ViT keeps `class_token` and `encoder.pos_embedding`); see LayerScale."""
+
+    def __init__(self, shape):
+        super().__init__()
+        self._store, self._key = {"value": nn.Parameter(torch.empty(shape))}, "value"
+
+    def _rehome(self, store, key):
+        store[key] = self._store[self._key]
+        self._store, self._key = store, key
+
+    @property
+    def value(self):
+        return self._store[self._key]
+
+
+class ClassToken(_BareParameter):
+    """Prepend a learnable token [1, 1, D] (zeros at init, as torchvision): [B, N, D] -> [B, N+1, D]."""
+
+    def __init__(self, dim):
+        super().__init__((1, 1, int(dim)))
+        self.reset_parameters()
+
+    def forward(self, x):
+        return torch.cat([self.value.expand(x.shape[0], -1, -1), x], dim=1)
+
+    def reset_parameters(self):
+        nn.init.zeros_(self.value)
+
+
+class PosEmbedding(_BareParameter):
+    """Add a learnable position embedding [1, N, D] (normal, std 0.02, as torchvision's ViT)."""
+
+    def __init__(self, length, dim, std=0.02):
+        super().__init__((1, int(length), int(dim)))
+        self.std = float(std)
+        self.reset_parameters()
+
+    def forward(self, x):
+        return x + self.value
+
+    def reset_parameters(self):
+        nn.init.normal_(self.value, std=self.std)
+
+
+class PosTable(nn.Embedding):
+    """A table of learned positions (GPT-2's wpe, key `weight` [max_len, D]); adds the first N rows."""
+
+    def forward(self, x):
+        return x + self.weight[: x.shape[1]]
 
 
 class Sample(nn.Module):

@@ -329,8 +329,10 @@ def generate_parts(net) -> Generated:
         if low.ctor is None:
             continue
         init.append(f"add_module_at(self, {lit(n.name)}, {low.ctor})  # {_where(n)}")
-        if low.init:
+        if low.init and not n.attrs.get("tie"):  # a tied weight is initialised by its owner
             reset.append(low.init.format(m=_module_ref(n.name)))
+    # weight tying (`tie="LAYER"`, checked by the elaborator): after every module exists
+    init += [f"tie_weight(self, {lit(n.name)}, {lit(n.attrs['tie'])})" for n in graph.nodes if n.attrs.get("tie")]
 
     fwd_body = _forward(graph, args)
     fwd = ["def forward(self, " + ", ".join(args[graph.inputs[k]] for k in in_names) + "):"]

@@ -1,6 +1,6 @@
 """The op registry: every operation the IR may contain, each defined once with all its facets.
 
-One module per family (conv, linear, norm, act, pool, merge, shape, scale, reg); `base` says what a
+One module per family (conv, linear, norm, act, pool, merge, shape, scale, reg, tokens, attention); `base` says what a
 definition holds (`OpDef`).  Adding an op is one `register(OpDef(...))` in its family's module plus its
 case in tests/test_ops_torch.py (tests/test_registry.py checks both).  Passes look ops up here and use
 their facets; they never name an op.
@@ -8,7 +8,7 @@ their facets; they never name an op.
 from __future__ import annotations
 
 # Each module registers its ops; the import order is the order of `resdsl ops` and of docs/language.md.
-from . import conv, linear, pool, shape, reg, act, norm, scale, merge  # noqa: F401, I001
+from . import conv, linear, pool, shape, reg, act, norm, scale, merge, tokens, attention  # noqa: F401, I001
 from .base import (ALIASES, CONVENTIONS, OPS, REQUIRED, ArgProblem, Display, Expr, Family, Inferred, MissingFacet,
                    Module, OpDef, Param, Saves, ShapeProblem, Spatial, lookup, register)
 from .conv import INIT_WEIGHTS

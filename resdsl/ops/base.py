@@ -262,6 +262,8 @@ class OpDef:
     merge: bool = False  # combines several tensors (drawn as a merge node)
     transposed: bool = False  # a transposed convolution
     fresh_output: bool = False  # output is a new tensor its backward does not read: a later ReLU/add may overwrite it
+    ids: Callable[[Mapping], int] | None = None  # reads integer token ids (`input ids: int[N]`): how many it knows
+    weight: Callable[[Mapping, list], Shape] | None = None  # shape of its `.weight`, for `tie=` (weight tying)
 
     def elaborate(self, attrs: Mapping, xs: list[Shape]) -> tuple[Shape, dict]:
         """Check argument ranges, run the shape rule; returns (shape, attrs with the defaults of omitted

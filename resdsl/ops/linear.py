@@ -1,7 +1,7 @@
 """Fully connected layers (torch.nn.Linear)."""
 from __future__ import annotations
 
-from .base import Family, Module, Param, Saves, ShapeProblem, Spatial, OpDef, costs, numel, own_params, pos, register
+from .base import Family, Module, Param, Saves, ShapeProblem, Spatial, OpDef, costs, numel, pos, register
 from .conv import INIT_PARAMS, weight_init
 
 
@@ -17,7 +17,9 @@ def _infer(a, xs):
 
 
 def _count(a, xs, y):
-    return xs[0][-1] * a["out_features"] + (a["out_features"] if a["bias"] else 0), 0
+    # tie="LAYER": the weight is that layer's (counted there, once, as torch's parameters() does)
+    own = 0 if a.get("tie") else xs[0][-1] * a["out_features"]
+    return own + (a["out_features"] if a["bias"] else 0), 0
 
 
 def _core(a, xs, y, p) -> int:
@@ -27,16 +29,18 @@ def _core(a, xs, y, p) -> int:
 register(OpDef(
     "linear", Family.LINEAR,
     (pos("out_features", "posint"), Param("bias", "bool", True)) + INIT_PARAMS
-    + (Param("pointwise", "bool", False, positional=False),),
+    + (Param("pointwise", "bool", False, positional=False), Param("tie", "str", None, positional=False)),
     _infer, _count,
     costs(_core, fvcore=_core,
-          torchinfo=own_params,  # torchinfo: output_size[0] (the batch) x parameters
+          # torchinfo: output_size[0] (the batch) x the module's parameters (a tied weight included)
+          torchinfo=lambda a, xs, y, p: xs[0][-1] * a["out_features"] + (a["out_features"] if a["bias"] else 0),
           thop=_core,  # count_linear: in_features x output numel
           # linear_flops_counter_hook: (in x out + out if bias) per position
           ptflops=lambda a, xs, y, p: _core(a, xs, y, p) + (numel(y) if a["bias"] else 0),
           resdsl=lambda a, xs, y, p: _core(a, xs, y, p) + (numel(y) if a["bias"] else 0)),
     Saves.INPUT, Spatial.POINT,
     lambda a, xs, y: Module("nn.Linear", (xs[0][-1], a["out_features"]), (("bias", a["bias"]),), **weight_init(a)),
-    lambda a, y: f"fc, {a['out_features']}",
-    "fully connected layer on a [features] input (pointwise=true: on the last dim of any shape)",
-    weighted=True, fresh_output=True))
+    lambda a, y: f"fc, {a['out_features']}" + (f" (tied to {a['tie']})" if a.get("tie") else ""),
+    "fully connected layer on a [features] input (pointwise=true: on the last dim of any shape, e.g. per token "
+    "of [N, D]; tie=\"LAYER\": share that layer's weight, e.g. GPT-2's lm_head and token embedding)",
+    weighted=True, fresh_output=True, weight=lambda a, xs: (a["out_features"], xs[0][-1])))
