@@ -16,7 +16,7 @@ import re
 import sys
 from dataclasses import dataclass, replace
 
-from . import ops
+from . import lowerable, ops
 from . import syntax as ast
 from .diagnostics import Diagnostic, Note, ResdslError, did_you_mean, error
 from .evaluate import Evaluator, FrozenDict, Tensor, _Poisoned, show, type_name
@@ -129,6 +129,9 @@ class Elaborator:
         if self.diags:
             raise ResdslError(self.diags)
         assign_names(g)
+        problems = lowerable.check(g, self.limits.max_errors)  # what the PyTorch backend could not name
+        if problems:
+            raise ResdslError(problems)
         return g
 
     def _check_labels(self, g: Graph) -> None:

@@ -46,17 +46,19 @@ comments only carry sanitised text (no newlines or quotes).
 from __future__ import annotations
 
 import builtins
+import io
 import itertools
 import keyword
 import linecache
 import math
 import re
+import tokenize
 import weakref
 from dataclasses import dataclass
 from typing import Callable
 
 from ..ir import Node
-from . import modules
+from . import modules, tree
 
 Shape = tuple[int, ...]
 
@@ -91,40 +93,14 @@ def lit(v: object) -> str:
         if t is list:
             return "[" + ", ".join(items) + "]"
         return "(" + ", ".join(items) + ("," if len(items) == 1 else "") + ")"
-    if t is dict:
+    if isinstance(v, dict):  # dict, and the evaluator's read-only FrozenDict
         return "{" + ", ".join(f"{lit(k)}: {lit(x)}" for k, x in v.items()) + "}"
     raise _internal(f"cannot emit a value of type {t.__name__}")
 
 
-def _components(name: str) -> list[str]:
-    parts = name.split(".")
-    for p in parts:
-        if not _COMPONENT.match(p):
-            raise _internal(f"invalid layer name {name!r}")
-    return parts
-
-
 def _comment(text: str) -> str:
     """Text that is safe inside a # comment: no newlines, quotes or control characters."""
-    return re.sub(r"[^A-Za-z0-9_./:+@<> -]", "?", str(text))[:200]
-
-
-def _module_ref(name: str) -> str:
-    # `_modules[...]` lookups: ~10x cheaper than nn.Module.__getattr__, and valid for names like "0".
-    return "self" + "".join(f"._modules[{lit(c)}]" for c in _components(name))
-
-
-def class_name(network: str) -> str:
-    """A CamelCase class name for a network name (`wide_resnet` -> `WideResnet`)."""
-    parts = [p for p in re.split(r"[^A-Za-z0-9]+", network) if p]
-    name = "".join(p[:1].upper() + p[1:] for p in parts) or "Network"
-    if name[0].isdigit():
-        name = "Net" + name
-    if name in _RESERVED or name in ("Module",):
-        name += "Net"
-    if not _IDENT.match(name):
-        raise _internal(f"cannot make a class name from {network!r}")
-    return name
+    return re.sub(r"[^A-Za-z0-9_./:+@<>,()\[\]= -]", "?", str(text))[:200]
 
 
 def _shape(s: Shape) -> str:
@@ -148,11 +124,13 @@ class Lowered:
     to the node's submodule (None for functional ops), `inputs` the variable names.
     ctor: the submodule's constructor expression (None: functional op).
     init: a reset_parameters statement template, `{m}` = the module reference.
+    inplace: the in-place variant of ctor (nn.ReLU(inplace=True)), or None.
     """
 
     call: Callable[[str | None, list[str]], str]
     ctor: str | None = None
     init: str | None = None
+    inplace: str | None = None  # the constructor to use where the code generator proves overwriting is safe
 
 
 def _apply(m: str | None, v: list[str]) -> str:
@@ -200,7 +178,7 @@ def _maxpool(n: Node, xs: list[Shape]) -> Lowered:
     a, d = n.attrs, _rank(xs[0], n.op)
     args = (f"kernel_size={lit(tuple(a['kernel_size']))}, stride={lit(tuple(a['stride']))}, "
             f"padding={lit(tuple(a['padding']))}, dilation={lit(tuple(a['dilation']))}, ceil_mode={lit(a['ceil_mode'])}")
-    return Lowered(lambda m, v: f"F.max_pool{d}d({v[0]}, {args})")
+    return Lowered(_apply, f"nn.MaxPool{d}d({args})")
 
 
 def _avgpool(n: Node, xs: list[Shape]) -> Lowered:
@@ -208,14 +186,14 @@ def _avgpool(n: Node, xs: list[Shape]) -> Lowered:
     args = (f"kernel_size={lit(tuple(a['kernel_size']))}, stride={lit(tuple(a['stride']))}, "
             f"padding={lit(tuple(a['padding']))}, ceil_mode={lit(a['ceil_mode'])}, "
             f"count_include_pad={lit(a['count_include_pad'])}")
-    return Lowered(lambda m, v: f"F.avg_pool{d}d({v[0]}, {args})")
+    return Lowered(_apply, f"nn.AvgPool{d}d({args})")
 
 
 def _adaptive(kind: str):
     def rule(n: Node, xs: list[Shape]) -> Lowered:
         d = _rank(xs[0], n.op)
         size = lit(tuple(n.attrs["output_size"]))
-        return Lowered(lambda m, v: f"F.adaptive_{kind}_pool{d}d({v[0]}, {size})")
+        return Lowered(_apply, f"nn.Adaptive{kind.capitalize()}Pool{d}d({size})")
     return rule
 
 
@@ -243,25 +221,31 @@ def _functional(template: str):
     return rule
 
 
+def _module(ctor: str, inplace: str | None = None):
+    """A parameter-free op that is a module (so hooks, torchinfo and ONNX names see it)."""
+    def rule(n: Node, xs: list[Shape]) -> Lowered:
+        return Lowered(_apply, ctor, inplace=inplace)
+    return rule
+
+
 def _leaky_relu(n: Node, xs: list[Shape]) -> Lowered:
     s = lit(float(n.attrs["negative_slope"]))
-    return Lowered(lambda m, v: f"F.leaky_relu({v[0]}, {s})")
+    return Lowered(_apply, f"nn.LeakyReLU({s})")
 
 
 def _elu(n: Node, xs: list[Shape]) -> Lowered:
     al = lit(float(n.attrs["alpha"]))
-    return Lowered(lambda m, v: f"F.elu({v[0]}, {al})")
+    return Lowered(_apply, f"nn.ELU({al})")
 
 
 def _softmax(n: Node, xs: list[Shape]) -> Lowered:
     d = int(n.attrs["dim"])
     dim = lit(d + 1 if d >= 0 else d)  # feature dim d is tensor dim d + 1 (batch first); negative counts from the end
-    return Lowered(lambda m, v: f"torch.softmax({v[0]}, {dim})")
+    return Lowered(_apply, f"nn.Softmax({dim})")
 
 
 def _dropout(n: Node, xs: list[Shape]) -> Lowered:
-    p = lit(float(n.attrs["p"]))
-    return Lowered(lambda m, v: f"F.dropout({v[0]}, {p}, self.training)")
+    return Lowered(_apply, f"nn.Dropout({lit(float(n.attrs['p']))})")
 
 
 def _bn_rank(x: Shape) -> int:
@@ -358,11 +342,11 @@ RULES: dict[str, Callable[[Node, list[Shape]], Lowered]] = {
     "identity": _functional("{x}"),
     "dropout": _dropout,
     "drop_path": _drop_path,
-    "relu": _functional("torch.relu({x})"),  # the C function; F.relu adds a Python wrapper per call
-    "gelu": _functional("F.gelu({x})"),
-    "silu": _functional("F.silu({x})"),
-    "sigmoid": _functional("torch.sigmoid({x})"),
-    "tanh": _functional("torch.tanh({x})"),
+    "relu": _module("nn.ReLU()", "nn.ReLU(inplace=True)"),  # modules, as torchvision writes them
+    "gelu": _module("nn.GELU()"),
+    "silu": _module("nn.SiLU()"),
+    "sigmoid": _module("nn.Sigmoid()"),
+    "tanh": _module("nn.Tanh()"),
     "leaky_relu": _leaky_relu,
     "elu": _elu,
     "softmax": _softmax,
@@ -393,17 +377,44 @@ def lower(n: Node, xs: list[Shape]) -> Lowered:
 @dataclass(frozen=True)
 class Generated:
     source: str  # the whole standalone file
-    forward: str  # just the forward method
-    class_name: str
+    forward: str  # the generated classes (what `model.code` shows)
+    class_name: str  # the network's class
+    parts: tuple[str, ...] = ()  # the block and scope classes it uses
+
+
+def _pyattr(name: str) -> bool:
+    """Whether `name` can be written as `obj.name` inside a class body (no keyword, no name mangling)."""
+    return bool(_IDENT.match(name)) and not keyword.iskeyword(name) and not name.startswith("__")
+
+
+def _attr(base: str, name: str) -> str:
+    return f"{base}.{name}" if _pyattr(name) else f"getattr({base}, {lit(name)})"
+
+
+def _set(base: str, name: str, expr: str) -> str:
+    return f"{base}.{name} = {expr}" if _pyattr(name) else f"{base}.add_module({lit(name)}, {expr})"
+
+
+def _path(ref: tuple[str, ...], base: str = "self") -> str:
+    for part in ref:
+        base = _attr(base, part)
+    return base
+
+
+def _fresh(base: str, used: set[str]) -> str:
+    """`base`, or `base_1`, `base_2`...: the first not in `used` (at most len(used) + 1 tries)."""
+    if base not in used:
+        return base
+    k = 1
+    while f"{base}_{k}" in used:
+        k += 1
+    return f"{base}_{k}"
 
 
 def _signature(params: dict[str, object]) -> tuple[str, str, bool]:
     """Constructor keywords: safe names become keyword arguments, the rest arrive in **extra."""
-    safe = [k for k in params if _IDENT.match(k) and k not in _RESERVED and not _SLOT.match(k)]
+    safe = [k for k in params if _pyattr(k) and k not in _RESERVED and not _SLOT.match(k) and not k.startswith("_")]
     other = [k for k in params if k not in safe]
-    for k in other:
-        if not _COMPONENT.match(k):
-            raise _internal(f"invalid parameter name {k!r}")
     sig = "".join(f", {k}={lit(params[k])}" for k in safe)
     given = "{" + ", ".join(f"{lit(k)}: {k}" for k in safe) + "}"
     if other:
@@ -412,12 +423,18 @@ def _signature(params: dict[str, object]) -> tuple[str, str, bool]:
 
 
 def _arg_names(graph) -> dict[int, str]:
+    """forward's argument for each network input: its own name when that is a safe identifier, else input_K.
+
+    Deterministic and loop-free: user names are taken first, replacements get the first free suffix."""
     names: dict[int, str] = {}
     used: set[str] = set()
+    good = {nid: name for name, nid in graph.inputs.items()
+            if _pyattr(name) and name not in _RESERVED and not _SLOT.match(name) and not name.startswith("_")}
+    used.update(good.values())
     for k, (name, nid) in enumerate(graph.inputs.items()):
-        arg = name if _IDENT.match(name) and name not in _RESERVED and not _SLOT.match(name) else f"input_{k}"
-        while arg in used:
-            arg = f"input_{k}_"
+        if nid in names:
+            continue
+        arg = good.get(nid) or _fresh(f"input_{k}", used)
         used.add(arg)
         names[nid] = arg
     return names
@@ -429,108 +446,436 @@ def _arg_names(graph) -> dict[int, str]:
 # Autograd's version counters would raise, not silently miscompute, if this reasoning were ever wrong.
 _INPLACE_OK = {"conv", "conv1d", "conv2d", "conv3d", "conv_transpose", "conv_transpose1d", "conv_transpose2d",
                "conv_transpose3d", "linear", "batchnorm", "groupnorm", "layernorm", "add"}
+_CHUNK = 32  # operands per statement of an n-ary add: Python's compiler recurses once per `+`
 
 
-def _relu_in_place(n: Node, nodes, readers: dict[int, int], outputs: set[int]) -> bool:
-    (i,) = n.inputs
-    return n.op == "relu" and nodes[i].op in _INPLACE_OK and readers[i] == 1 and i not in outputs
+def _camel(text: str) -> str:
+    parts = [p for p in re.split(r"[^A-Za-z0-9]+", text) if p]
+    return "".join(p[:1].upper() + p[1:] for p in parts)
 
 
-def _add_in_place(n: Node, nodes, readers: dict[int, int], outputs: set[int]) -> int | None:
-    """The input slot a two-input add may accumulate into, or None."""
-    if n.op != "add" or len(n.inputs) != 2 or n.inputs[0] == n.inputs[1]:
-        return None
-    for slot in (1, 0):  # the residual branch first: it is usually a fresh norm/conv output
-        i = n.inputs[slot]
-        if nodes[i].op in _INPLACE_OK and readers[i] == 1 and i not in outputs:
-            return slot
-    return None
+def class_name(network: str) -> str:
+    """A CamelCase class name for a network name (`wide_resnet` -> `WideResnet`)."""
+    name = _camel(network) or "Network"
+    if name[0].isdigit():
+        name = "Net" + name
+    if name in _RESERVED or name in ("Module",):
+        name += "Net"
+    if not _IDENT.match(name):
+        raise _internal(f"cannot make a class name from {network!r}")
+    return name
 
 
-def _forward(graph, args: dict[int, str]) -> list[str]:
-    """forward's body: one statement per node; slots h, h1, h2... are reused once their value is dead."""
-    nodes = graph.nodes
-    outputs = set(graph.outputs.values())
-    last_use: dict[int, int] = {}
-    readers: dict[int, int] = {}
-    for n in nodes:
-        for i in n.inputs:
-            last_use[i] = n.id
-            readers[i] = readers.get(i, 0) + 1
-    var: dict[int, str] = dict(args)
-    free: list[str] = []
-    count = itertools.count()
-    lines: list[str] = []
-    for nid, arg in args.items():
-        n = nodes[nid]
-        lines.append(f"# {arg}: {_shape(n.shape)}  {_where(n)}")
-    for n in nodes:
-        if n.op == "input":
+def _numbers(line: str) -> list[tuple[int, int, str, str | None]]:
+    """The number literals of one generated statement: (start col, end col, text, keyword it is passed to)."""
+    toks = [t for t in tokenize.generate_tokens(io.StringIO(line).readline)
+            if t.type not in (tokenize.NEWLINE, tokenize.NL, tokenize.ENDMARKER)]
+    found = []
+    for k, t in enumerate(toks):
+        if t.type != tokenize.NUMBER:
             continue
-        low = lower(n, [nodes[i].shape for i in n.inputs])
-        expr = low.call(_module_ref(n.name) if low.ctor else None, [var[i] for i in n.inputs])
-        if n.op == "relu" and _relu_in_place(n, nodes, readers, outputs):
-            expr = f"torch.relu_({var[n.inputs[0]]})"
-        slot = _add_in_place(n, nodes, readers, outputs)
-        if slot is not None:  # a + b == b + a exactly; mixed dtypes (autocast) keep the out-of-place add
-            a, b = var[n.inputs[slot]], var[n.inputs[1 - slot]]
-            expr = f"{a}.add_({b}) if {a}.dtype == {b}.dtype else {expr}"
-        # Values whose last reader is this node give their variable back (never the arguments or outputs).
-        dead = [var[i] for i in dict.fromkeys(n.inputs)
-                if last_use.get(i) == n.id and i not in outputs and i not in args]
-        free = dead + [s for s in free if s not in dead]
-        if free:
-            target = free.pop(0)
-        else:
+        j, kw = k - 1, None
+        while j >= 0 and (toks[j].type == tokenize.NUMBER or toks[j].string in (",", "-")):
+            j -= 1
+        if j >= 1 and toks[j].string == "(" and toks[j - 1].string == "=":
+            j -= 1  # a tuple passed to a keyword
+        if j >= 1 and toks[j].string == "=" and toks[j - 1].type == tokenize.NAME:
+            kw = toks[j - 1].string
+        found.append((t.start[1], t.end[1], t.string, kw))
+    return found
+
+
+@dataclass
+class _Class:
+    name: str
+    skeleton: tuple
+    instances: list  # (unit, init lines, numbers per line)
+    forward: list[tuple[str, str]]  # the first instance's (code, comment) lines
+    args: list[tuple[str, list[tuple[int, int]]]] | None = None  # filled by _finish: (name, [(line, number)])
+
+
+class _Gen:
+    """Emits the classes of one network.  Reads the graph, the lowering of each node and the module tree."""
+
+    def __init__(self, graph, returned: list[int]):
+        self.graph = graph
+        self.nodes = graph.nodes
+        self.low = {n.id: lower(n, [self.nodes[i].shape for i in n.inputs]) for n in self.nodes if n.op != "input"}
+        self.readers = [0] * len(self.nodes)
+        for n in self.nodes:
+            for i in n.inputs:
+                self.readers[i] += 1
+        self.returned = set(returned)
+        self.inplace: set[int] = set()  # ReLU nodes built with inplace=True
+        self.classes: dict[tuple, _Class] = {}
+        self.order: list[_Class] = []  # definition order (children first)
+        self.calls: dict[int, str] = {}  # id(unit) -> its constructor expression
+        self.taken: set[str] = set(_RESERVED) | set(modules.EXPORTS) | {"Module", "OrderedDict"}
+        self.instance_class: list[_Class] = []  # placeholder index -> the class of that instance
+        self.call_text: dict[int, str] = {}  # placeholder index -> constructor call (filled by finish)
+        self.features = None
+
+    # -- values
+    def ctor(self, nid: int) -> str | None:
+        low = self.low[nid]
+        return low.inplace if nid in self.inplace and low.inplace else low.ctor
+
+    def _chain(self, unit) -> bool:
+        """Whether the unit is a plain chain of modules, each reading the previous one's value: nn.Sequential."""
+        if unit.path == "" or unit.holders or (unit.scope is not None and unit.scope.kind == "block"):
+            return False
+        if len(unit.inputs) != 1 or len(unit.outputs) != 1 or not unit.items:
+            return False
+        prev = unit.inputs[0]
+        for it in unit.items:
+            if isinstance(it, tree.Leaf):
+                n, low = self.nodes[it.node], self.low[it.node]
+                if n.inputs != (prev,) or low.ctor is None or low.call("M", ["X"]) != "M(X)":
+                    return False
+                prev = it.node
+            else:
+                if it.unit.inputs != (prev,) or len(it.unit.outputs) != 1:
+                    return False
+                prev = it.unit.outputs[0]
+        return prev == unit.outputs[0]
+
+    # -- forward
+    def forward(self, unit, args: list[str]) -> list[tuple[str, str]]:
+        """forward's body as (code, comment) lines; slots h, h1... are reused once their value is dead."""
+        nodes = self.nodes
+        var: dict[int, str] = dict(zip(unit.inputs, args))
+        is_arg = set(unit.inputs)
+        reads = [self.nodes[it.node].inputs if isinstance(it, tree.Leaf) else it.unit.inputs for it in unit.items]
+        last: dict[int, int] = {}
+        for k, r in enumerate(reads):
+            for i in r:
+                last[i] = k
+        keep = set(unit.outputs)
+        local: set[int] = set()
+        free: list[str] = []
+        count = itertools.count()
+        lines: list[tuple[str, str]] = []
+
+        def slot(avoid=()) -> str:
+            for s in free:
+                if s not in avoid:
+                    free.remove(s)
+                    return s
             k = next(count)
-            target = "h" if k == 0 else f"h{k}"
-        var[n.id] = target
-        if n.id not in last_use and n.id not in outputs:
-            free.append(target)  # nobody reads it
-        lines.append(f"{target} = {expr}  # {_comment(n.name)} {_shape(n.shape)}  {_where(n)}")
-    outs = [var[i] for i in graph.outputs.values()]
-    if not outs:
-        raise _internal("network without outputs")
-    lines.append("return " + (outs[0] if len(outs) == 1 else "(" + ", ".join(outs) + ",)"))
-    return lines
+            return "h" if k == 0 else f"h{k}"
+
+        def fresh_local(i: int) -> bool:
+            return i in local and nodes[i].op in _INPLACE_OK and self.readers[i] == 1 and i not in self.returned
+
+        for k, it in enumerate(unit.items):
+            vs = [var[i] for i in reads[k]]
+            dead = [var[i] for i in dict.fromkeys(reads[k]) if last.get(i) == k and i not in keep and i not in is_arg]
+            if isinstance(it, tree.Leaf):
+                n, low = nodes[it.node], self.low[it.node]
+                comment = f"{_comment(n.name)} {_shape(n.shape)}  {_where(n)}"
+                produced = [n.id]
+                if n.op == "relu" and low.inplace and fresh_local(n.inputs[0]):
+                    self.inplace.add(n.id)
+                expr = low.call(_path(it.ref) if low.ctor else None, vs)
+                if n.op == "add" and len(vs) > _CHUNK:  # (((a + b) + c) + ...) in statements of _CHUNK operands
+                    target = slot(avoid=set(vs))
+                    lines.append((f"{target} = {' + '.join(vs[:_CHUNK])}", comment))
+                    for c in range(_CHUNK, len(vs), _CHUNK):
+                        lines.append((f"{target} = {' + '.join([target] + vs[c:c + _CHUNK])}", ""))
+                    free[:0] = [s for s in dead if s != target]
+                    var[n.id] = target
+                    local.add(n.id)
+                    continue
+                acc = self._accumulator(n, fresh_local)
+                if acc is not None:  # torchvision's `out += identity`: the sum lands in the dead branch output
+                    target, other = var[n.inputs[acc]], var[n.inputs[1 - acc]]
+                    lines.append((f"{target} += {other}", comment))
+                    free[:0] = [s for s in dead if s != target]
+                    var[n.id] = target
+                    local.add(n.id)
+                    continue
+            else:
+                child = it.unit
+                produced = list(child.outputs)
+                expr = f"{_path(it.ref)}({', '.join(vs)})"
+                comment = f"{_comment(child.path)} -> " + ", ".join(_shape(nodes[i].shape) for i in produced)
+            free[:0] = [s for s in dead if s not in free]
+            targets = []
+            for i in produced:
+                t = slot()
+                var[i] = t
+                local.add(i)
+                targets.append(t)
+                if i not in last and i not in keep:
+                    free.append(t)  # nobody reads it
+            lhs = ", ".join(targets)
+            lines.append((f"{lhs} = {expr}", comment))
+        outs = [var[i] for i in unit.outputs]
+        if unit.path == "" and self.features is not None:
+            lines.append(("return [" + ", ".join(outs) + "]", "the feature maps, in `feature_info` order"))
+        elif len(outs) == 1:
+            lines.append(("return " + outs[0], ""))
+        else:
+            lines.append(("return " + ", ".join(outs), ""))
+        return lines
+
+    def _accumulator(self, n, fresh_local) -> int | None:
+        """The input slot a two-input add may accumulate into, or None."""
+        if n.op != "add" or len(n.inputs) != 2 or n.inputs[0] == n.inputs[1]:
+            return None
+        for slot in (1, 0):  # the residual branch first: it is usually a fresh norm/conv output
+            i = n.inputs[slot]
+            if fresh_local(i) and self.nodes[i].shape == n.shape:
+                return slot
+        return None
+
+    # -- __init__
+    def init(self, unit) -> list[str]:
+        """The statements that build the unit's children, in program order (which fixes the RNG order)."""
+        lines = [_set(_path(h[:-1]), h[-1], "nn.Module()") for h in unit.holders]
+        for it in unit.items:
+            base, name = _path(it.ref[:-1]), it.ref[-1]
+            if isinstance(it, tree.Leaf):
+                ctor = self.ctor(it.node)
+                if ctor is not None:
+                    lines.append(_set(base, name, ctor))
+            else:
+                lines += self.construct(it.unit, base, name)
+        return lines
+
+    def construct(self, unit, base: str, name: str) -> list[str]:
+        expr = self.expr(unit)
+        if expr is not None:
+            return [_set(base, name, expr)]
+        inner = _attr(base, name)
+        lines = [_set(base, name, "nn.Sequential()")]
+        for it in unit.items:
+            if isinstance(it, tree.Leaf):
+                lines.append(_set(inner, it.ref[-1], self.ctor(it.node)))
+            else:
+                lines += self.construct(it.unit, inner, it.ref[-1])
+        return lines
+
+    def expr(self, unit) -> str | None:
+        """One expression that builds the unit, or None when it is a named nn.Sequential (built by statements)."""
+        if id(unit) in self.calls:
+            return self.calls[id(unit)]
+        if self._chain(unit):
+            self.forward(unit, ["x"])  # decides the in-place ReLUs of the chain
+            names = [it.ref[-1] for it in unit.items]
+            parts = [self.ctor(it.node) if isinstance(it, tree.Leaf) else self.expr(it.unit) for it in unit.items]
+            if names == [str(k) for k in range(len(names))] and all(p is not None for p in parts):
+                expr = f"nn.Sequential({', '.join(parts)})"
+            else:
+                expr = None
+        else:
+            expr = self.define(unit)
+        self.calls[id(unit)] = expr
+        return expr
+
+    def define(self, unit) -> str:
+        """Register the unit as an instance of its class (shared with structurally equal instances).
+
+        Returns a placeholder for its constructor call: the call's arguments (the numbers that differ
+        between instances) are known only once every instance is in, see `finish`."""
+        args = ["x"] + [f"x{k}" for k in range(1, len(unit.inputs))]
+        fwd = self.forward(unit, args)
+        init = self.init(unit)
+        s = unit.scope
+        base = _camel(s.hint) if s is not None and s.kind == "block" else _camel(s.kind if s is not None else "module")
+        key = (base, tuple(self._skeleton(line) for line in init), tuple(code for code, _ in fwd), len(unit.inputs))
+        cls = self.classes.get(key)
+        if cls is None:
+            name = base if base and base[0].isalpha() else "Block" + base
+            name = name if name not in self.taken else self._variant(name)
+            self.taken.add(name)
+            cls = self.classes[key] = _Class(name, key, [], fwd)
+            self.order.append(cls)
+        idx = len(self.instance_class)
+        self.instance_class.append(cls)
+        cls.instances.append((unit, init, idx))
+        return f"__call{idx}__"
+
+    def _variant(self, name: str) -> str:
+        k = 2
+        while f"{name}{k}" in self.taken:
+            k += 1
+        return f"{name}{k}"
+
+    def _skeleton(self, line: str) -> str:
+        line = _CALL.sub(lambda m: "<" + self.instance_class[int(m[1])].name + ">", line)
+        out, pos = [], 0
+        for a, b, _, _ in _numbers(line):
+            out += [line[pos:a], "#"]
+            pos = b
+        return "".join(out) + line[pos:]
+
+    def resolve(self, line: str) -> str:
+        return _CALL.sub(lambda m: self.call_text[int(m[1])], line)
+
+    def finish(self) -> list[str]:
+        """Every class's source, children first; fills `call_text` for each instance."""
+        out = []
+        for cls in self.order:
+            resolved = [[self.resolve(line) for line in init] for _, init, _ in cls.instances]
+            numbers = [[_numbers(line) for line in lines] for lines in resolved]
+            positions = [(li, k) for li, ns in enumerate(numbers[0]) for k in range(len(ns))]
+            groups: dict[tuple[str, ...], list[tuple[int, int]]] = {}
+            for li, k in positions:
+                values = tuple(ns[li][k][2] for ns in numbers)
+                if len(set(values)) > 1:
+                    groups.setdefault(values, []).append((li, k))
+            names: dict[tuple[int, int], str] = {}
+            params: list[tuple[str, tuple[str, ...]]] = []
+            used = {"self"}
+            for values, where in groups.items():
+                name = self._arg_name(cls, numbers[0][where[0][0]][where[0][1]][3], values, used)
+                used.add(name)
+                params.append((name, values))
+                for w in where:
+                    names[w] = name
+            for j, (_, _, idx) in enumerate(cls.instances):
+                self.call_text[idx] = f"{cls.name}(" + ", ".join(f"{p}={v[j]}" for p, v in params) + ")"
+            out.append(self._class_source(cls, resolved[0], numbers[0], names, [p for p, _ in params]))
+        return out
+
+    def _arg_name(self, cls, kw: str | None, values: tuple[str, ...], used: set[str]) -> str:
+        units = [u for u, _, _ in cls.instances]
+        if kw is not None and _pyattr(kw):
+            base = kw
+        elif units[0].inputs and all(v == str(self.nodes[u.inputs[0]].shape[0]) for u, v in zip(units, values)):
+            base = "in_channels"
+        elif all(v == str(self.nodes[u.outputs[0]].shape[0]) for u, v in zip(units, values)):
+            base = "out_channels"
+        else:
+            base = "value" if any(c in values[0] for c in ".e") else "channels"
+        if base in _RESERVED or base in self.taken:
+            base += "_"
+        if base not in used:
+            return base
+        k = 2
+        while f"{base}{k}" in used:
+            k += 1
+        return f"{base}{k}"
+
+    def _class_source(self, cls, lines, numbers, names, params) -> str:
+        unit = cls.instances[0][0]
+        body = []
+        for li, (line, ns) in enumerate(zip(lines, numbers)):
+            pos, text = 0, []
+            for k, (a, b, num, _) in enumerate(ns):
+                text += [line[pos:a], names.get((li, k), num)]
+                pos = b
+            body.append("".join(text) + line[pos:])
+        s = unit.scope
+        what = f"block `{_comment(s.hint)}`" if s is not None and s.kind == "block" else \
+            f"{_comment(s.kind) if s is not None else 'scope'}"
+        where = f", {_comment(s.span.file)}:{int(s.span.line)}" if s is not None else ""
+        used_by = [u.path for u, _, _ in cls.instances]
+        shown = ", ".join(used_by[:4]) + (f" and {len(used_by) - 4} more" if len(used_by) > 4 else "")
+        I = "    "
+        args = ["x"] + [f"x{k}" for k in range(1, len(unit.inputs))]
+        src = [f"class {cls.name}(nn.Module):",
+               f'{I}"""The {what}{where}: {_comment(shown)}.',
+               f'{I}Shapes in comments are those of {_comment(used_by[0])}."""',
+               "",
+               f"{I}def __init__(self{''.join(', ' + p for p in params)}):",
+               f"{I}{I}super().__init__()"]
+        src += [I * 2 + line for line in body]
+        src += ["", f"{I}def forward(self, {', '.join(args)}):"]
+        src += [I * 2 + _line(code, comment) for code, comment in cls.forward]
+        return "\n".join(src) + "\n"
 
 
-def generate_parts(net) -> Generated:
+_CALL = re.compile(r"__call(\d+)__")
+
+
+def _line(code: str, comment: str) -> str:
+    return f"{code}  # {comment}" if comment else code
+
+
+def _components(name: str) -> list[str]:
+    parts = name.split(".")
+    for p in parts:
+        if not _COMPONENT.match(p):
+            raise _internal(f"invalid layer name {name!r}")
+    return parts
+
+
+def generate_parts(net, features=None) -> Generated:
+    """The standalone file.  `features` (from backends/features.py): return these values instead of the outputs."""
     graph = net.graph
-    if not _COMPONENT.match(graph.name):
-        raise _internal(f"invalid network name {graph.name!r}")
-    cls = class_name(graph.name)
-    params = dict(graph.params)
-    sig, given, has_extra = _signature(params)
-    args = _arg_names(graph)
-    in_names = tuple(graph.inputs)
-    out_names = tuple(graph.outputs)
-    for name in in_names + out_names:
-        _components(name)
-    for n in graph.nodes:  # every name and label, even those that only reach comments
+    for n in graph.nodes:  # lowerable.check guarantees these; generated code relies on them
         _components(n.name)
         if n.label is not None:
             _components(n.label)
-
-    init: list[str] = []
-    reset: list[str] = []
+    if features is None:
+        returned = list(graph.outputs.values())
+        out_names = tuple(graph.outputs)
+    else:
+        returned = [f.node for f in features]
+        out_names = tuple(f.module for f in features)
+    if not returned:
+        raise _internal("network without outputs")
+    unit = tree.module_tree(graph, returned)
+    gen = _Gen(graph, returned)
+    gen.features = features
+    cls = class_name(graph.name)
+    gen.taken.add(cls)
+    params = dict(graph.params)
+    sig, given, has_extra = _signature(params)
+    args = _arg_names(graph)
+    fwd = gen.forward(unit, [args[i] for i in unit.inputs])
+    init = gen.init(unit)
+    classes = gen.finish()
+    init = [gen.resolve(line) for line in init]
+    reset = []
     for n in graph.nodes:
-        if n.op == "input":
-            continue
-        low = lower(n, [graph.nodes[i].shape for i in n.inputs])
-        if low.ctor is None:
-            continue
-        init.append(f"add_module_at(self, {lit(n.name)}, {low.ctor})  # {_where(n)}")
-        if low.init:
-            reset.append(low.init.format(m=_module_ref(n.name)))
-
-    fwd_body = _forward(graph, args)
-    fwd = ["def forward(self, " + ", ".join(args[graph.inputs[k]] for k in in_names) + "):"]
-    fwd += ["    " + line for line in fwd_body]
-    forward_src = "\n".join(fwd) + "\n"
-
+        low = gen.low.get(n.id)
+        if low is not None and low.ctor and low.init:
+            reset.append(low.init.format(m=f"self.get_submodule({lit(n.name)})"))
+    in_names = tuple(graph.inputs)
     I = "    "
-    out: list[str] = [
+    net_src: list[str] = []
+    for c in classes:
+        net_src += [c, ""]
+    net_src += [
+        f"class {cls}(nn.Module):",
+        f'{I}"""Network {_comment(graph.name)} compiled by resdsl from {_comment(net.source)}.',
+        "",
+        f"{I}forward takes the inputs in `input_names` order (batch first) and returns " +
+        ("the feature maps of `feature_info`, as a list." if features is not None else
+         "one tensor,\n" + f"{I}or a tuple in `output_names` order when the network has several outputs."),
+        f'{I}"""',
+        "",
+        f"{I}input_names = {lit(in_names)}",
+        f"{I}output_names = {lit(out_names)}",
+        f"{I}input_shapes = {lit({k: tuple(graph.nodes[i].shape) for k, i in graph.inputs.items()})}",
+        f"{I}output_shapes = {lit({k: tuple(graph.nodes[i].shape) for k, i in zip(out_names, returned)})}",
+        f"{I}compiled_params = {lit(params)}",
+    ]
+    if features is not None:
+        info = [{"module": f.module, "num_chs": f.num_chs, "reduction": f.reduction, "index": f.index}
+                for f in features]
+        net_src.append(f"{I}feature_info = {lit(info)}")
+    net_src += [
+        "",
+        f"{I}def __init__({sig}):",
+        f"{I}{I}super().__init__()",
+        f"{I}{I}check_params({lit(cls)}, type(self).compiled_params, {given}{', extra' if has_extra else ''})",
+    ]
+    net_src += [I * 2 + line for line in init]
+    net_src += [f"{I}{I}self.reset_parameters()", "",
+                f"{I}def reset_parameters(self):",
+                f'{I}{I}"""Initialise the layers as their `init` arguments say (resdsl/backends/pytorch.py)."""']
+    net_src += [I * 2 + line for line in reset] or [f"{I}{I}pass"]
+    net_src += ["", f"{I}def forward(self, {', '.join(args[i] for i in unit.inputs)}):"]
+    for nid in unit.inputs:
+        n = graph.nodes[nid]
+        net_src.append(f"{I}{I}# {args[nid]}: {_shape(n.shape)}  {_where(n)}")
+    net_src += [I * 2 + _line(code, comment) for code, comment in fwd]
+    code = "\n".join(net_src) + "\n"
+    head = [
         f"# Generated by resdsl from {_comment(net.source)} (network {_comment(graph.name)}); needs only torch.",
         "# Do not edit: regenerate with `resdsl compile FILE --set NAME=VALUE -o FILE.py`.",
         "# ---- resdsl helper modules (resdsl/backends/modules.py) ----",
@@ -538,37 +883,13 @@ def generate_parts(net) -> Generated:
         "",
         "",
         "# ---- the network ----",
-        f"class {cls}(nn.Module):",
-        f'{I}"""Network {_comment(graph.name)} compiled by resdsl.',
-        "",
-        f"{I}forward takes the inputs in `input_names` order (batch first) and returns one tensor,",
-        f"{I}or a tuple in `output_names` order when the network has several outputs.",
-        f'{I}"""',
-        "",
-        f"{I}input_names = {lit(in_names)}",
-        f"{I}output_names = {lit(out_names)}",
-        f"{I}input_shapes = {lit({k: tuple(graph.nodes[i].shape) for k, i in graph.inputs.items()})}",
-        f"{I}output_shapes = {lit({k: tuple(graph.nodes[i].shape) for k, i in graph.outputs.items()})}",
-        f"{I}compiled_params = {lit(params)}",
-        "",
-        f"{I}def __init__({sig}):",
-        f"{I}{I}super().__init__()",
-        f"{I}{I}check_params({lit(cls)}, type(self).compiled_params, {given}{', extra' if has_extra else ''})",
     ]
-    out += [I * 2 + line for line in init]
-    out += [f"{I}{I}self.reset_parameters()", "",
-            f"{I}def reset_parameters(self):",
-            f'{I}{I}"""Initialise the layers as their `init` arguments say (resdsl/backends/pytorch.py)."""']
-    out += [I * 2 + line for line in reset] or [f"{I}{I}pass"]
-    out.append("")
-    out += [I + line for line in fwd]
-    source = "\n".join(out) + "\n"
-    return Generated(source, forward_src, cls)
+    return Generated("\n".join(head) + "\n" + code, code, cls, tuple(c.name for c in gen.order))
 
 
-def generate(net) -> str:
+def generate(net, features=None) -> str:
     """Standalone Python source (imports only torch) defining the network's nn.Module."""
-    return generate_parts(net).source
+    return generate_parts(net, features).source
 
 
 _builds = itertools.count()
@@ -576,8 +897,8 @@ _builds = itertools.count()
 _LIVE: "weakref.WeakValueDictionary[str, type]" = weakref.WeakValueDictionary()
 
 
-def _define(source: str, class_name: str, forward: str, net) -> type:
-    """Execute generated source; returns its network class."""
+def _define(source: str, class_name: str, forward: str, net, parts: tuple[str, ...] = ()) -> type:
+    """Execute generated source; returns its network class (`parts`: the other generated classes)."""
     filename = f"<resdsl {class_name} #{next(_builds)}>"
     linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)  # tracebacks
     namespace: dict[str, object] = {"__name__": f"resdsl_generated.{class_name}"}
@@ -590,38 +911,50 @@ def _define(source: str, class_name: str, forward: str, net) -> type:
     cls.code = forward
     cls.resdsl_network = net  # None in a process that only unpickled the module
     cls.resdsl_source = source
-    cls.__reduce_ex__ = _reduce_ex
     cls._resdsl_build = filename
+    cls._resdsl_parts = parts
+    for part in (class_name,) + parts:  # pickled by source, not by a module path that does not exist
+        namespace[part].__reduce_ex__ = _reduce_ex
+        namespace[part]._resdsl_network_class = cls
     _LIVE[filename] = _LIVE[source] = cls
     return cls
 
 
 def _reduce_ex(self, protocol):
     """Pickle (torch.save(model), deepcopy) as: the generated source + the module's state."""
-    cls = type(self)
-    return _restore, (cls.resdsl_source, cls.__name__, cls.code, cls._resdsl_build), self.__dict__.copy()
+    net = type(self)._resdsl_network_class
+    return (_restore, (net.resdsl_source, net.__name__, net.code, net._resdsl_build, type(self).__name__,
+                       net._resdsl_parts), self.__dict__.copy())
 
 
-def _restore(source: str, class_name: str, forward: str, build_id: str = ""):
+def _restore(source: str, class_name: str, forward: str, build_id: str = "", part: str | None = None,
+             parts: tuple[str, ...] = ()):
     # The very class (deepcopy, or unpickling in the process that built it), else one of the same source.
-    cls = _LIVE.get(build_id) or _LIVE.get(source) or _define(source, class_name, forward, None)
+    cls = _LIVE.get(build_id) or _LIVE.get(source) or _define(source, class_name, forward, None, tuple(parts))
+    if part is not None and part != class_name:
+        cls = _namespace_class(cls, part)
     return cls.__new__(cls)  # pickle then restores the state with nn.Module.__setstate__
 
 
-def build(net, seed: int | None = None):
+def _namespace_class(network_cls: type, name: str) -> type:
+    """One of the block classes defined next to `network_cls` (they share the generated module's globals)."""
+    return network_cls.__init__.__globals__[name]
+
+
+def build(net, seed: int | None = None, features=None):
     """Execute the generated source and instantiate the module.
 
-    `seed` makes initialisation deterministic without touching the global RNG.
-    The module gets `.code` (forward's source) and `.resdsl_network`; it can
-    be deep-copied and pickled (`torch.save(model)`; loading needs resdsl).
+    `seed` makes initialisation deterministic without touching the global RNG.  `features` (a list from
+    `backends.features.select`) makes forward return those feature maps.  The module gets `.code` (the
+    generated classes) and `.resdsl_network`; it can be deep-copied and pickled (`torch.save(model)`).
     """
     import torch
 
     from ..limits import Limits, check_params
 
     check_params(net.graph, getattr(net, "limits", None) or Limits())  # refuse before allocating any weight
-    gen = generate_parts(net)
-    cls = _define(gen.source, gen.class_name, gen.forward, net)
+    gen = generate_parts(net, features)
+    cls = _define(gen.source, gen.class_name, gen.forward, net, gen.parts)
     if seed is None:
         model = cls()
     else:
