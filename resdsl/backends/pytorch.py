@@ -304,15 +304,27 @@ def _add(n: Node, xs: list[Shape]) -> Lowered:
     return Lowered(lambda m, v: " + ".join(v))
 
 
+def _center(x: Shape, size) -> str:
+    """A static index that center-crops the spatial dims of [C, *spatial] to `size` (offset (L - M) // 2):
+    constants, so tracers (FX, torch.export, ONNX) see no shape arithmetic."""
+    parts = [":", ":"]
+    for length, m in zip(x[1:], size):
+        o = (int(length) - int(m)) // 2
+        parts.append(f"{lit(o)}:{lit(o + int(m))}")
+    return "[" + ", ".join(parts) + "]" if any(int(m) != int(length) for length, m in zip(x[1:], size)) else ""
+
+
 def _concat(n: Node, xs: list[Shape]) -> Lowered:
     if n.attrs.get("crop"):
-        return Lowered(lambda m, v: f"cat_cropped([{', '.join(v)}])")
+        size = [min(x[1 + d] for x in xs) for d in range(len(xs[0]) - 1)]
+        cuts = [_center(x, size) for x in xs]
+        return Lowered(lambda m, v: f"torch.cat([{', '.join(a + c for a, c in zip(v, cuts))}], 1)")
     return Lowered(lambda m, v: f"torch.cat([{', '.join(v)}], 1)")
 
 
 def _crop(n: Node, xs: list[Shape]) -> Lowered:
-    size = lit(tuple(n.attrs["size"]))
-    return Lowered(lambda m, v: f"center_crop({v[0]}, {size})")
+    cut = _center(xs[0], tuple(n.attrs["size"]))
+    return Lowered(lambda m, v: f"{v[0]}{cut}")
 
 
 def _zeropad(n: Node, xs: list[Shape]) -> Lowered:
