@@ -9,7 +9,8 @@ The rules:
   * every component of a layer name becomes the name of an `nn.Module` child, so it must be a plain
     name ([A-Za-z0-9_]+) and must not be an attribute of `torch.nn.Module`/`nn.Sequential` or of the
     generated class (`training`, `forward`, `state_dict`, `_modules`, `input_names`, ...): torch's
-    `add_module` refuses those, and `.eval()` would overwrite a child called `training`  (E019);
+    `add_module` refuses those, and `.eval()` would overwrite a child called `training`; nor a Python
+    keyword, which torch.fx's generated code writes as `self.def(x)`  (E019);
   * module trees nest at most MAX_MODULE_DEPTH levels: forward, state_dict and FX recurse once per
     level, and Python's recursion limit is finite  (E040);
   * network parameter values are plain data (int, float, string, bool, none, lists and dicts of
@@ -18,6 +19,8 @@ Input and output names, parameter names, and block and network names are never r
 backend maps any of them to safe Python identifiers (or string constants) itself.
 """
 from __future__ import annotations
+
+import keyword
 
 from .diagnostics import Diagnostic
 from .evaluate import FrozenDict
@@ -55,6 +58,8 @@ def _plain_name(text: str) -> bool:
 def _name_problem(component: str) -> str | None:
     if not _plain_name(component):
         return "is not a plain name (letters, digits and underscores)"
+    if keyword.iskeyword(component) or component == "self":
+        return "is a Python keyword (or `self`): torch.fx's generated code writes child modules as `self.NAME`"
     if component.startswith("__") and component.endswith("__") or component in MODULE_ATTRIBUTES:
         return "is an attribute of torch.nn.Module (or of the generated class), so it cannot name a child module"
     return None

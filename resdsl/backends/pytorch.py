@@ -431,7 +431,8 @@ def _signature(params: dict[str, object]) -> tuple[str, str, bool]:
     given = "{" + ", ".join(f"{lit(k)}: {k}" for k in safe) + "}"
     if other:
         sig += ", **extra"
-    return ("self, *" if safe else "self") + sig, given, bool(other)
+    # `self` is positional-only, so a network parameter called `self` arrives in **extra like the others.
+    return ("self, /, *" if safe else "self, /") + sig, given, bool(other)
 
 
 def _arg_names(graph) -> dict[int, str]:
