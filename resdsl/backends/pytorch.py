@@ -1,30 +1,38 @@
 """PyTorch backend: lower the IR to a standalone Python file, and build modules from it.
 
 Reads a `Network` (its graph's nodes in program order: op, attrs, input ids,
-shapes, qualified names, spans).  Writes Python source text (`generate`) that
-imports only torch and defines ONE `nn.Module` subclass; `build` executes
-that same text and instantiates the class.
+shapes, qualified names, scopes, spans).  Writes Python source text (`generate`)
+that imports only torch; `build` executes that same text and instantiates the
+network's class.
 
-The generated class
-  * takes the network's parameters as keyword arguments, defaulting to the
-    compiled values; the code is specialised to them, so another value
-    raises ValueError (regenerate with `resdsl compile --set NAME=VALUE`);
-  * registers submodules at the IR's qualified names, nesting `Container`s per
-    name component, so state_dict keys are the layer names
-    (`layer1.0.conv1.weight`, as torchvision spells them);
-  * has a straight-line `forward`: one line per IR node in graph order, with
-    the node's name, output shape `[B, ...]` and .res location as a comment.
-    Parameter-free ops are functional calls; variables are reused as soon as
-    a value is dead, so activations are freed while forward runs.  A ReLU or
-    two-input add that is the only reader of a fresh conv/linear/norm/add
-    output works in place (as torchvision's ReLU(inplace=True) and
-    `out += identity`); results are bitwise those of the out-of-place code.
-    (So, as with torchvision, a forward hook that keeps a conv/norm output
-    sees it after such a ReLU; resdsl's own analyses tap values through
-    separate gate modules, which are never overwritten.)
-    forward's arguments are the network inputs in declaration order; it
-    returns the tensor for one output and a tuple in `output_names` order for
-    several.
+The module tree mirrors the file (backends/tree.py): every scope -- a block
+call, a labelled group/residual/dense/parallel, a loop's stage -- is a real
+nn.Module with its own forward, and the layers are its children, so
+state_dict keys are the layer names (`layer1.0.conv1.weight`, as torchvision
+spells them) and hooks, torch.fx, torchinfo and ONNX scope names see blocks.
+  * One class per .res block, named after it (`Bottleneck`), and one more per
+    structurally different instance (`Bottleneck2`: the instances without the
+    projection shortcut).  The numbers that differ between the instances of a
+    class become its constructor arguments (`in_channels`, `stride`...).
+  * A scope that is a plain chain of modules (each reading the one before) is
+    an `nn.Sequential` (`layer1`, `downsample`), as torchvision writes them.
+  * Activations and pools are modules (nn.ReLU, nn.MaxPool2d...); merges,
+    reshapes and crops are expressions with static arguments.
+  * forward bodies are straight-line: one line per layer or child call, with
+    its name, output shape `[B, ...]` and .res location as a comment; no
+    data-dependent control flow, so torch.fx and torch.export trace them.
+    Variables are reused once a value is dead.  A ReLU (nn.ReLU(inplace=True))
+    or two-input add (`out += identity`) that is the only reader of a fresh
+    conv/linear/norm/add output made in the same forward works in place, as in
+    torchvision.  (So, as with torchvision, a forward hook that keeps a
+    conv/norm output sees it after such a ReLU, and under autocast an add of a
+    half-precision branch and a float32 shortcut keeps the branch's dtype.)
+  * The network class takes the network's parameters as keyword arguments,
+    defaulting to the compiled values; the code is specialised to them, so
+    another value raises ValueError (regenerate with `resdsl compile --set`).
+    Its forward takes the network inputs in declaration order and returns the
+    tensor for one output, a tuple in `output_names` order for several, or the
+    list of `feature_info` maps when built with features (backends/features.py).
 
 Initialisation (generated `reset_parameters`, run by the constructor):
     init of conv / linear   weight                                        bias
@@ -38,21 +46,23 @@ Initialisation (generated `reset_parameters`, run by the constructor):
     norms: gamma 1 (init "ones") or 0 (init "zeros", used by zero_init_last); beta 0.
     scalar_scale / scalar_bias: the op's `init` value.
 
-Safety: nothing from a .res file is pasted into the code.  Names are checked
-against [A-Za-z0-9_] per component and emitted with repr(); numbers,
-booleans, strings and None are emitted with repr() of the plain builtin type;
-comments only carry sanitised text (no newlines or quotes).
+Safety: nothing from a .res file is pasted into the code.  Layer names were
+judged by resdsl/lowerable.py at check time ([A-Za-z0-9_] per component, no
+nn.Module attribute, no keyword); they are attributes only when they are plain
+identifiers (`self.conv1`) and otherwise string constants (`getattr(self,
+'0')`).  Input and parameter names that are not safe identifiers are replaced
+(`input_0`) or passed through **extra; class names are CamelCase letters only.
+Numbers, booleans, strings and None are emitted with repr() of the plain
+builtin type; comments only carry sanitised text (no newlines or quotes).
 """
 from __future__ import annotations
 
 import builtins
-import io
 import itertools
 import keyword
 import linecache
 import math
 import re
-import tokenize
 import weakref
 from dataclasses import dataclass
 from typing import Callable
@@ -98,9 +108,12 @@ def lit(v: object) -> str:
     raise _internal(f"cannot emit a value of type {t.__name__}")
 
 
+_UNSAFE = re.compile(r"[^A-Za-z0-9_./:+@<>,()\[\]= -]")
+
+
 def _comment(text: str) -> str:
     """Text that is safe inside a # comment: no newlines, quotes or control characters."""
-    return re.sub(r"[^A-Za-z0-9_./:+@<>,()\[\]= -]", "?", str(text))[:200]
+    return _UNSAFE.sub("?", str(text))[:200]
 
 
 def _shape(s: Shape) -> str:
@@ -479,22 +492,38 @@ def class_name(network: str) -> str:
     return name
 
 
+# In generated statements (our own text): a string literal (skipped), or a number literal not glued to a name.
+_LITERAL = re.compile(r"""'(?:[^'\\]|\\.)*'|"(?:[^"\\]|\\.)*"|(?<![\w.])(\d+(?:\.\d*)?(?:[eE][+-]?\d+)?)""")
+_NAME_END = re.compile(r"\w+$")
+_NUMBERISH = set("0123456789.eE+-, ")
+
+
+def _keyword(line: str, start: int) -> str | None:
+    """The keyword a number at `start` is passed to (`stride=2`, `stride=(2, 2)`), or None if positional."""
+    j = start - 1
+    while j >= 0 and line[j] in " -":
+        j -= 1
+    if j >= 0 and line[j] == "(":
+        j -= 1
+    elif j < 0 or line[j] != "=":  # inside a tuple: step back to its opening parenthesis
+        while j >= 0 and line[j] in _NUMBERISH:
+            j -= 1
+        if j < 0 or line[j] != "(":
+            return None
+        j -= 1
+    if j < 0 or line[j] != "=":
+        return None
+    m = _NAME_END.search(line, max(0, j - 60), j)
+    return m.group(0) if m else None
+
+
 def _numbers(line: str) -> list[tuple[int, int, str, str | None]]:
     """The number literals of one generated statement: (start col, end col, text, keyword it is passed to)."""
-    toks = [t for t in tokenize.generate_tokens(io.StringIO(line).readline)
-            if t.type not in (tokenize.NEWLINE, tokenize.NL, tokenize.ENDMARKER)]
     found = []
-    for k, t in enumerate(toks):
-        if t.type != tokenize.NUMBER:
+    for m in _LITERAL.finditer(line):
+        if m.group(1) is None:
             continue
-        j, kw = k - 1, None
-        while j >= 0 and (toks[j].type == tokenize.NUMBER or toks[j].string in (",", "-")):
-            j -= 1
-        if j >= 1 and toks[j].string == "(" and toks[j - 1].string == "=":
-            j -= 1  # a tuple passed to a keyword
-        if j >= 1 and toks[j].string == "=" and toks[j - 1].type == tokenize.NAME:
-            kw = toks[j - 1].string
-        found.append((t.start[1], t.end[1], t.string, kw))
+        found.append((m.start(1), m.end(1), m.group(1), _keyword(line, m.start(1))))
     return found
 
 
@@ -895,7 +924,7 @@ def generate_parts(net, features=None) -> Generated:
         modules.SOURCE.strip("\n"),
         "",
         "",
-        "# ---- the network ----",
+        _NETWORK_MARK.strip("\n"),
     ]
     return Generated("\n".join(head) + "\n" + code, code, cls, tuple(c.name for c in gen.order))
 
@@ -905,6 +934,7 @@ def generate(net, features=None) -> str:
     return generate_parts(net, features).source
 
 
+_NETWORK_MARK = "# ---- the network ----\n"
 _builds = itertools.count()
 # Classes built in this process, by build id and by source text: deepcopy and unpickling find them here.
 _LIVE: "weakref.WeakValueDictionary[str, type]" = weakref.WeakValueDictionary()
@@ -912,13 +942,17 @@ _LIVE: "weakref.WeakValueDictionary[str, type]" = weakref.WeakValueDictionary()
 
 def _define(source: str, class_name: str, forward: str, net, parts: tuple[str, ...] = ()) -> type:
     """Execute generated source; returns its network class (`parts`: the other generated classes)."""
+    import torch
+
     filename = f"<resdsl {class_name} #{next(_builds)}>"
-    linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)  # tracebacks
-    namespace: dict[str, object] = {"__name__": f"resdsl_generated.{class_name}"}
-    exec(compile(source, filename, "exec"), namespace)  # our own generated text; see the module docstring
-    # The helper definitions just executed are resdsl.backends.modules.SOURCE; bind their names to that
-    # module's (identical, importable) classes so that built networks can be pickled.
+    # The file's head is resdsl.backends.modules.SOURCE: bind its names to that module's (identical,
+    # importable) classes instead of executing it again, so built networks pickle and builds stay cheap.
+    body = source.split(_NETWORK_MARK, 1)[-1]
+    linecache.cache[filename] = (len(body), None, body.splitlines(True), filename)  # tracebacks
+    namespace: dict[str, object] = {"__name__": f"resdsl_generated.{class_name}", "torch": torch,
+                                    "nn": torch.nn, "F": torch.nn.functional}
     namespace.update({k: getattr(modules, k) for k in modules.EXPORTS})
+    exec(compile(body, filename, "exec"), namespace)  # our own generated text; see the module docstring
     cls = namespace[class_name]
     # Class attributes (each build has its own class): shared by deepcopy'd twins, not part of state_dict.
     cls.code = forward
