@@ -426,14 +426,14 @@ def _path(ref: tuple[str, ...], base: str = "self") -> str:
     return base
 
 
-def _fresh(base: str, used: set[str]) -> str:
-    """`base`, or `base_1`, `base_2`...: the first not in `used` (at most len(used) + 1 tries)."""
+def _fresh(base: str, used: set[str], sep: str = "_", first: int = 1) -> str:
+    """`base`, or `base_1`, `base_2`... (`sep`, `first`): the first not in `used` (at most len(used) + 1 tries)."""
     if base not in used:
         return base
-    k = 1
-    while f"{base}_{k}" in used:
+    k = first
+    while f"{base}{sep}{k}" in used:
         k += 1
-    return f"{base}_{k}"
+    return f"{base}{sep}{k}"
 
 
 def _signature(params: dict[str, object]) -> tuple[str, str, bool]:
@@ -729,7 +729,7 @@ class _Gen:
         cls = self.classes.get(key)
         if cls is None:
             name = base if base and base[0].isalpha() else "Block" + base
-            name = name if name not in self.taken else self._variant(name)
+            name = _fresh(name, self.taken, "", 2)
             self.taken.add(name)
             cls = self.classes[key] = _Class(name, key, [], fwd)
             self.order.append(cls)
@@ -737,12 +737,6 @@ class _Gen:
         self.instance_class.append(cls)
         cls.instances.append((unit, init, idx))
         return f"__call{idx}__"
-
-    def _variant(self, name: str) -> str:
-        k = 2
-        while f"{name}{k}" in self.taken:
-            k += 1
-        return f"{name}{k}"
 
     def _skeleton(self, line: str) -> str:
         line = _CALL.sub(lambda m: "<" + self.instance_class[int(m[1])].name + ">", line)
@@ -793,12 +787,7 @@ class _Gen:
             base = "value" if any(c in values[0] for c in ".e") else "channels"
         if base in _RESERVED or base in self.taken:
             base += "_"
-        if base not in used:
-            return base
-        k = 2
-        while f"{base}{k}" in used:
-            k += 1
-        return f"{base}{k}"
+        return _fresh(base, used, "", 2)
 
     def _class_source(self, cls, lines, numbers, names, params) -> str:
         unit = cls.instances[0][0]
