@@ -307,3 +307,16 @@ def test_features_only_matches_torchvisions_feature_extractor():
         ("layer4", 2048, 32, 4), ("layer2.0", 512, 8, -1), ("layer3.1.conv2", 256, 16, -1)]
     with pytest.raises(ValueError, match="the feature points are 0: relu"):
         resdsl.compile(str(ROOT / "examples" / "resnet.res"), depth=50, size=64, features_only=True, out_indices=[5])
+
+
+def test_torch_export_of_a_u_net_and_a_feature_backbone():
+    unet = _small(ROOT / "examples" / "unet.res", "unet").to_torch(seed=0).eval()
+    backbone = resdsl.compile(str(ROOT / "examples" / "resnet.res"), depth=18, size=32, seed=0,
+                              features_only=True, out_indices=[1, 2, 3, 4]).eval()
+    for m in (unet, backbone):
+        x = torch.randn((1,) + next(iter(m.input_shapes.values())))
+        program = torch.export.export(m, (x,))
+        with torch.no_grad():
+            got, want = program.module()(x), m(x)
+        for a, b in zip(got if isinstance(got, (list, tuple)) else [got], want if isinstance(want, list) else [want]):
+            torch.testing.assert_close(a, b)

@@ -7,7 +7,8 @@ and module path, all static).  Pure: no torch.
 The candidate feature points, indexed by `out_indices` as in timm: walk the top-level modules of the
 network in program order, opening any non-block module (a group, nn.Sequential...) whose own parts run at
 several resolutions; the last module at each spatial resolution is a feature point.  For ResNet that is
-relu (the stem, reduction 2), layer1 (4), layer2 (8), layer3 (16), layer4 (32) -- timm's five.  A name
+relu (the stem, reduction 2), layer1 (4), layer2 (8), layer3 (16), layer4 (32) -- timm's five.
+Pooling layers that leave 1x1 maps (the classifier's global pooling) are not feature points.  A name
 (any layer or scope path, e.g. "layer2.0") picks that module's output instead.
 """
 from __future__ import annotations
@@ -56,12 +57,18 @@ def _points(graph: Graph, unit, jump) -> list[tuple[str, int]]:
     return out
 
 
+def _global_pool(graph: Graph, v: int) -> bool:
+    """A pooling layer that leaves 1x1 maps: the head's pooling, not a feature (a 1x1 stage output is one)."""
+    n = graph.nodes[v]
+    return n.family == "pool" and all(d == 1 for d in n.shape[1:]) and \
+        any(d > 1 for i in n.inputs for d in graph.nodes[i].shape[1:])
+
+
 def candidates(graph: Graph) -> list[Feature]:
     """The default feature points (see the module docstring)."""
     unit = tree.module_tree(graph, list(graph.outputs.values()))
     jump = _jumps(graph)
-    points = [(p, v) for p, v in _points(graph, unit, jump)
-              if jump[v] is not None and any(d > 1 for d in graph.nodes[v].shape[1:])]
+    points = [(p, v) for p, v in _points(graph, unit, jump) if jump[v] is not None and not _global_pool(graph, v)]
     chosen = [pt for k, pt in enumerate(points) if k + 1 == len(points) or jump[points[k + 1][1]] != jump[pt[1]]]
     return [Feature(p, v, graph.nodes[v].shape[0], jump[v], k) for k, (p, v) in enumerate(chosen)]
 
