@@ -60,7 +60,9 @@ def _name_problem(component: str) -> str | None:
         return "is not a plain name (letters, digits and underscores)"
     if keyword.iskeyword(component) or component == "self":
         return "is a Python keyword (or `self`): torch.fx's generated code writes child modules as `self.NAME`"
-    if component.startswith("__") and component.endswith("__") or component in MODULE_ATTRIBUTES:
+    # dunders, and ___names: torch.compile patches `___needs_generation_tag_patch` onto nn.Module at run time
+    if component.startswith("__") and component.endswith("__") or component.startswith("___") or \
+            component in MODULE_ATTRIBUTES:
         return "is an attribute of torch.nn.Module (or of the generated class), so it cannot name a child module"
     return None
 
