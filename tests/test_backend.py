@@ -572,6 +572,8 @@ def _hostile_programs():
     yield "add-3000", f"network n() {{\n input x: [1, 2]\n parallel(merge=\"add\") {{\n{branches}\n }}\n output y\n}}"
     yield "concat-3000", (f"network n() {{\n input x: [1, 2]\n parallel(merge=\"concat\") {{\n{branches}\n }}\n"
                           " output y\n}")
+    yield "no-layers", "network n() {\n input x: [3]\n output y\n}"
+    yield "input-is-output", "network n() {\n input a: [3]\n input b: [3]\n output b\n from a\n relu\n output c\n}"
     for depth in (99, 100):  # layer names of 100 and 101 components; lowerable allows 100
         yield f"nest-{depth}", ("network n() {\n input x: [3, 4]\n" + "g: group {\n" * depth + "relu\n" +
                                 "}\n" * depth + " output y\n}")

@@ -129,8 +129,8 @@ def module_tree(graph: Graph, returned: list[int]) -> Unit:
     """The network's unit; `returned` are the ids of the values forward returns (outputs, features)."""
     b = _Builder(graph, returned)
     root = _trie(graph)
-    if not root.ids:
-        raise AssertionError("internal error in the module tree: a network without layers")
-    unit = b.unit(root, 0)
     graph_inputs = tuple(graph.inputs.values())
+    if not root.ids:  # `input x; output y`: forward returns its argument
+        return Unit("", None, (), (), graph_inputs, tuple(returned), 0)
+    unit = b.unit(root, 0)
     return Unit(unit.path, unit.scope, unit.items, unit.holders, graph_inputs, tuple(returned), unit.first)
