@@ -3,8 +3,13 @@
 1. ResNet-50 compiled from examples/resnet.res vs torchvision.models.resnet50 (same
    weights), CPU eager: forward (eval, no_grad) and one training step (forward,
    backward, SGD step), batch 8 at 224x224.
+   Construction: `Network.to_torch()` (generate the classes, exec them, build and
+   initialise the modules) vs `torchvision.models.resnet50()`, and the same from the
+   .res file (load + elaborate + check + build).
 2. A 1,000-block residual MLP of width 64 (x = x + linear(relu(x))) vs the same
-   network hand-written as an nn.ModuleList with a for-loop forward; batch 64.
+   network hand-written as an nn.ModuleList with a for-loop forward, and as one
+   nn.Module per block in an nn.Sequential (torchvision's style, which the generated
+   module tree follows); batch 64.
 
 Timings are interleaved (A, B, A, B, ... with alternating order) in one process,
 and the median and minimum of each are reported; ratio = peer time / resdsl time,
@@ -73,6 +78,27 @@ class HandMLP(nn.Module):
         return x
 
 
+class Block(nn.Module):
+    def __init__(self, width: int):
+        super().__init__()
+        self.relu = nn.ReLU()
+        self.linear = nn.Linear(width, width)
+
+    def forward(self, x):
+        return x + self.linear(self.relu(x))
+
+
+class HandBlocks(nn.Module):
+    """The same MLP written torchvision-style: one module per block, ReLU as a module."""
+
+    def __init__(self, blocks: int, width: int):
+        super().__init__()
+        self.blocks = nn.Sequential(*(Block(width) for _ in range(blocks)))
+
+    def forward(self, x):
+        return self.blocks(x)
+
+
 MLP = """network mlp(blocks = 1000, width = 64) {
     input x: [width]
     for i in range(blocks) {
@@ -129,6 +155,15 @@ def main() -> None:
     report("ResNet-50 training step, batch 8 (vs torchvision)", t, "resdsl", "torchvision", lines)
     del tv, ours
 
+    net50 = resdsl.load(ROOT / "examples" / "resnet.res", depth=50)
+    t = interleaved({"resdsl": net50.to_torch, "torchvision": torchvision.models.resnet50}, args.reps)
+    report("ResNet-50 construction: Network.to_torch() (vs torchvision.models.resnet50())", t, "resdsl",
+           "torchvision", lines)
+    t = interleaved({"resdsl": lambda: resdsl.compile(str(ROOT / "examples" / "resnet.res"), depth=50),
+                     "torchvision": torchvision.models.resnet50}, args.reps)
+    report("ResNet-50 from the .res file: load + check + build (vs torchvision.models.resnet50())", t, "resdsl",
+           "torchvision", lines)
+
     torch.manual_seed(0)
     hand = HandMLP(1000, 64)
     mlp = resdsl.compile(resdsl.loads(MLP))
@@ -137,8 +172,13 @@ def main() -> None:
     x = torch.randn(64, 64)
     with torch.no_grad():
         assert torch.allclose(mlp(x), hand(x), atol=1e-4)
-    t = interleaved({"resdsl": forward(mlp, x), "hand": forward(hand, x)}, args.reps * 3)
+    blocks = HandBlocks(1000, 64)
+    blocks.load_state_dict({f"blocks.{k}": v for k, v in mlp.state_dict().items()}, strict=True)
+    t = interleaved({"resdsl": forward(mlp, x), "hand": forward(hand, x), "blocks": forward(blocks, x)},
+                    args.reps * 3)
     report("1,000-block residual MLP forward, width 64, batch 64 (vs hand-written loop)", t, "resdsl", "hand", lines)
+    report("1,000-block residual MLP forward (vs hand-written, one nn.Module per block)", t, "resdsl", "blocks",
+           lines)
 
     def step(model):
         opt = torch.optim.SGD(model.parameters(), lr=1e-4)

@@ -68,7 +68,9 @@ EXAMPLES: list[Example] = [
     Example("E018", "`--set NAME=VALUE` (or a keyword of `resdsl.load`) names a parameter the network does not "
             "have, or a parameter without a default is not set.",
             "network net(depth = 18) {\n    input x: [3, 32, 32]\n    relu\n}\n", params={"dpeth": 50}),
-    Example("E019", "A label is not a plain name after interpolation; labels become module names.",
+    Example("E019", "A label is not a plain name after interpolation; labels become module names, so names that "
+            "`torch.nn.Module` already uses (`training`, `forward`, `state_dict`...), Python keywords and `self` are "
+            "refused too (also when a layer is named after its block).",
             net('for i in range(2) {\n    {"block " + str(i)}: conv(8, 3)\n}')),
     Example("E020", "Two layers in the same scope have the same label, so their modules would share a name.",
             net("conv1: conv(16, 3)\nconv1: conv(16, 3)")),

@@ -17,7 +17,7 @@ import re
 import sys
 from dataclasses import dataclass, replace
 
-from . import ops
+from . import lowerable, ops
 from . import syntax as ast
 from .diagnostics import Diagnostic, Note, ResdslError, did_you_mean, error
 from .evaluate import Evaluator, FrozenDict, Tensor, _Poisoned, check_assertion, names_in, show, type_name
@@ -152,6 +152,9 @@ class Elaborator:
         if self.diags:
             raise ResdslError(self.diags)
         _check_module_depth(g)
+        problems = lowerable.check(g, self.limits.max_errors)  # what the PyTorch backend could not name
+        if problems:
+            raise ResdslError(problems)
         return g
 
     def _resolve_ties(self, g: Graph) -> None:

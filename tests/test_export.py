@@ -9,6 +9,7 @@ import pytest
 import torch
 
 import resdsl
+from resdsl.backends.inputs import random_inputs
 from resdsl.cli import main as cli_main
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -149,3 +150,179 @@ def test_cuda_autocast_and_compile(x):
     loss.backward()
     opt.step()
     assert torch.isfinite(loss)
+
+
+# ----------------------------------------------------------------- PyTorch's own tools see the module tree
+
+import math  # noqa: E402
+
+import torchvision  # noqa: E402
+from torchvision.models.feature_extraction import create_feature_extractor  # noqa: E402
+
+from resdsl.backends import tree  # noqa: E402
+from resdsl.loader import load_file  # noqa: E402
+
+EXAMPLES = sorted((ROOT / "examples").glob("*.res"))
+
+
+def _small(path, network):
+    """The example at its default size if that is cheap on a CPU, else at the first smaller `size` that works."""
+    def cheap(net):
+        return sum(math.prod(n.shape) for n in net.nodes) < 6_000_000 and net.param_count < 40_000_000
+    net = resdsl.load(path, network=network)
+    if cheap(net) or "size" not in net.params:
+        return net
+    for size in (32, 64, 92, 128, 188, 252):
+        try:
+            candidate = resdsl.load(path, network=network, size=size)
+        except resdsl.ResdslError:
+            continue
+        if cheap(candidate):
+            return candidate
+    return net
+
+
+EXAMPLE_NETS = [pytest.param(p, name, id=f"{p.stem}:{name}") for p in EXAMPLES for name in load_file(p).networks]
+
+
+@pytest.mark.parametrize("path,network", EXAMPLE_NETS)
+def test_hooks_fx_and_feature_extraction_see_every_module(path, network):
+    net = _small(path, network)
+    m = net.to_torch(seed=0).eval()
+    torch.manual_seed(0)
+    xs = random_inputs(net, 2)  # token ids for `input ids: int[N]`
+    fired: dict[str, torch.Tensor] = {}
+    hooks = [mod.register_forward_hook(  # nn.MultiheadAttention returns (output, weights)
+        lambda mod, i, o, name=name: fired.__setitem__(name, (o[0] if isinstance(o, tuple) else o).clone()))
+             for name, mod in m.named_modules() if name and type(mod) is not torch.nn.Module]
+    with torch.no_grad():
+        y = m(*xs)
+    for h in hooks:
+        h.remove()
+    # nn.MultiheadAttention uses its out_proj's weights functionally: that child never runs its own forward
+    inside_mha = {f"{name}.out_proj" for name, mod in m.named_modules() if isinstance(mod, torch.nn.MultiheadAttention)}
+    called = {name for name, mod in m.named_modules()
+              if name and type(mod) is not torch.nn.Module and name not in inside_mha}
+    assert set(fired) == called  # every block, group, Sequential and layer module ran its own forward
+    units = [it.unit for it in tree.module_tree(net.graph, list(net.graph.outputs.values())).items
+             if isinstance(it, tree.Call)]
+    assert units, "every example has at least one block or group at the top level"
+    for u in units:
+        assert type(m.get_submodule(u.path)).__name__ != "Module"
+    # torch.fx traces the whole network (no data-dependent control flow) and computes the same values
+    traced = torch.fx.symbolic_trace(m)
+    with torch.no_grad():
+        z = traced(*xs)
+    for a, b in zip(y if isinstance(y, tuple) else (y,), z if isinstance(z, tuple) else (z,)):
+        assert torch.equal(a, b)
+    # torchvision's FX feature extractor returns each top-level block's output: static shape, hooked value
+    wanted = [u for u in units if len(u.outputs) == 1]
+    fe = create_feature_extractor(m, return_nodes=[u.path for u in wanted])
+    with torch.no_grad():
+        feats = fe(*xs)
+    assert list(feats) == [u.path for u in wanted]
+    for u in wanted:
+        assert tuple(feats[u.path].shape) == (2,) + net.nodes[u.outputs[0]].shape
+        torch.testing.assert_close(feats[u.path], fired[u.path], rtol=0, atol=0)
+
+
+def _rows(model, x):
+    import torchinfo
+    s = torchinfo.summary(model, input_data=x, depth=3, verbose=0)
+    parts = set(getattr(type(model), "_resdsl_parts", ()))
+    return [(r.depth, r.class_name.rstrip("0123456789") if r.class_name in parts else r.class_name,
+             tuple(r.output_size), r.num_params) for r in s.summary_list]
+
+
+def test_torchinfo_resnet50_rows_match_torchvision():
+    ours = resdsl.compile(str(ROOT / "examples" / "resnet.res"), depth=50, size=64, seed=0).eval()
+    tv = torchvision.models.resnet50().eval()
+    x = torch.randn(1, 3, 64, 64)
+    mine, theirs = _rows(ours, x), _rows(tv, x)
+    assert len(theirs) > 150 and mine[1:] == theirs[1:]  # row 0: the network classes (Resnet vs ResNet)
+    assert (mine[0][0], mine[0][2:]) == (theirs[0][0], theirs[0][2:])
+
+
+def _onnx_names(model, x, path):
+    import onnx
+    import warnings
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(model, (x,), str(path), dynamo=False, opset_version=17)
+    return sorted(n.name for n in onnx.load(str(path)).graph.node if n.op_type in ("Conv", "Relu", "Add", "Gemm"))
+
+
+def test_onnx_node_names_carry_the_module_path(tmp_path):
+    pytest.importorskip("onnx")
+    ours = resdsl.compile(str(ROOT / "examples" / "resnet.res"), depth=18, size=32, seed=0).eval()
+    tv = torchvision.models.resnet18().eval()
+    x = torch.randn(1, 3, 32, 32)
+    mine = _onnx_names(ours, x, tmp_path / "ours.onnx")
+    assert "/layer1/layer1.0/conv1/Conv" in mine and "/layer4/layer4.1/conv2/Conv" in mine
+    conv = [n for n in mine if n.endswith("/Conv")]
+    assert conv == [n for n in _onnx_names(tv, x, tmp_path / "tv.onnx") if n.endswith("/Conv")]  # same paths
+
+
+def test_torch_compile_inductor_matches_eager():
+    net = resdsl.loads("""network small() {
+        input x: [3, 8, 8]
+        stem: conv(8, 3, padding=1, bias=false)
+        bn: batchnorm()
+        relu
+        b1: residual(shortcut="project", post="relu") { conv(16, 3, stride=2, padding=1); batchnorm(); relu
+                                                         conv(16, 3, padding=1) }
+        global_avgpool
+        fc: linear(4)
+        output y
+    }""")
+    m = net.to_torch(seed=0).eval()
+    x = torch.randn(2, 3, 8, 8, generator=torch.Generator().manual_seed(0))
+    compiled = torch.compile(m)  # the default backend: inductor, generating C++ for the CPU
+    with torch.no_grad():
+        torch.testing.assert_close(compiled(x), m(x), rtol=1e-4, atol=1e-5)
+    torch._dynamo.reset()
+
+
+def test_features_only_matches_torchvisions_feature_extractor():
+    tv = torchvision.models.resnet50().eval()
+    for mod in tv.modules():  # non-trivial batch-norm statistics, so a misrouted map cannot match by chance
+        if isinstance(mod, torch.nn.BatchNorm2d):
+            mod.running_mean.uniform_(-0.5, 0.5)
+            mod.running_var.uniform_(0.5, 2.0)
+            mod.weight.data.uniform_(0.5, 1.5)
+            mod.bias.data.uniform_(-0.2, 0.2)
+    m = resdsl.compile(str(ROOT / "examples" / "resnet.res"), depth=50, size=64, features_only=True).eval()
+    missing, unexpected = m.load_state_dict(tv.state_dict(), strict=False)
+    assert missing == [] and sorted(unexpected) == ["fc.bias", "fc.weight"]  # the head is not built
+    assert [(f["module"], f["num_chs"], f["reduction"]) for f in m.feature_info] == [
+        ("relu", 64, 2), ("layer1", 256, 4), ("layer2", 512, 8), ("layer3", 1024, 16), ("layer4", 2048, 32)]
+    timm = pytest.importorskip("timm")
+    ref_info = timm.create_model("resnet50", features_only=True, pretrained=False).feature_info
+    assert [f["num_chs"] for f in m.feature_info] == ref_info.channels()
+    assert [f["reduction"] for f in m.feature_info] == ref_info.reduction()
+    x = torch.randn(2, 3, 64, 64)
+    fe = create_feature_extractor(tv, return_nodes=["relu", "layer1", "layer2", "layer3", "layer4"])
+    with torch.no_grad():
+        want, got = list(fe(x).values()), m(x)
+    assert isinstance(got, list) and len(got) == 5
+    for a, b in zip(got, want):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
+    named = resdsl.compile(str(ROOT / "examples" / "resnet.res"), depth=50, size=64, features_only=True,
+                           out_indices=[-1, "layer2.0", "layer3.1.conv2"])
+    assert [(f["module"], f["num_chs"], f["reduction"], f["index"]) for f in named.feature_info] == [
+        ("layer4", 2048, 32, 4), ("layer2.0", 512, 8, -1), ("layer3.1.conv2", 256, 16, -1)]
+    with pytest.raises(ValueError, match="the feature points are 0: relu"):
+        resdsl.compile(str(ROOT / "examples" / "resnet.res"), depth=50, size=64, features_only=True, out_indices=[5])
+
+
+def test_torch_export_of_a_u_net_and_a_feature_backbone():
+    unet = _small(ROOT / "examples" / "unet.res", "unet").to_torch(seed=0).eval()
+    backbone = resdsl.compile(str(ROOT / "examples" / "resnet.res"), depth=18, size=32, seed=0,
+                              features_only=True, out_indices=[1, 2, 3, 4]).eval()
+    for m in (unet, backbone):
+        x = torch.randn((1,) + next(iter(m.input_shapes.values())))
+        program = torch.export.export(m, (x,))
+        with torch.no_grad():
+            got, want = program.module()(x), m(x)
+        for a, b in zip(got if isinstance(got, (list, tuple)) else [got], want if isinstance(want, list) else [want]):
+            torch.testing.assert_close(a, b)

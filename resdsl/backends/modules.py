@@ -6,15 +6,10 @@ works) and is also pasted verbatim into every standalone file that
 It is our own fixed text; nothing from a .res file ever reaches it.
 
 What is in it:
-  Container        a naming scope without a forward (state_dict keys = layer names)
-  add_module_at    put a module at a dotted path, creating Containers on the way
   check_params     the generated constructor's guard against other parameter values
   GhostBatchNorm   batch norm with statistics over virtual batches (Hoffer et al. 2017)
   DropPath         stochastic depth, per sample (Huang et al. 2016) = torchvision's StochasticDepth
   LayerNorm2d      LayerNorm over channels at every position (ConvNeXt, Liu et al. 2022)
-  LayerScale       x * gamma, per-channel learnable gamma saved under the module's own name
-  ClassToken       prepend a learnable token [1, 1, D] (ViT), saved under the module's own name
-  PosEmbedding     add a learnable position embedding [1, N, D] (ViT), saved under the module's own name
   PosTable         add the first N rows of a position table [max_len, D] (GPT-2's wpe)
   tie_weight       share one module's .weight with another (GPT-2's lm_head and token embedding)
   causal_mask      the [N, N] mask of later tokens, for nn.MultiheadAttention(causal)
@@ -23,8 +18,6 @@ What is in it:
   ScalarScale      x * w, one learnable scalar w (SkipInit, De & Smith 2020)
   ScalarBias       x + b, one learnable scalar b (Fixup, Zhang et al. 2019)
   ZeroPad          option-A shortcut: subsample by stride, append zero channels
-  center_crop      crop the spatial dims around the center; offset (L - M) // 2
-  cat_cropped      channel concat after center-cropping all inputs to the smallest size
   init_weight      the weight initialisations of conv/linear layers (see pytorch.py)
   init_norm        gamma = 1 or 0, beta = 0
 """
@@ -38,35 +31,10 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 
-class Container(nn.Module):
-    """A naming scope (like nn.Sequential, without a forward): its children's
-    parameters appear in state_dict under the scope's name."""
-
-
-def add_module_at(root, path, module):
-    """Insert `module` into `root` at the dotted `path`, creating Containers."""
-    *scopes, last = path.split(".")
-    for part in scopes:
-        child = root._modules.get(part)
-        if child is None:
-            child = root._modules[part] = Container()
-        root = child
-    # Assign through _modules: names like "0" or "train" are valid layer names
-    # but cannot (or must not) be Python attributes of the module.
-    root._modules[last] = module
-    if hasattr(module, "_rehome"):  # LayerScale, ClassToken, PosEmbedding: a bare parameter of the scope
-        module._rehome(root._parameters, last)
-
-
 def tie_weight(root, path, source):
     """Weight tying: the module at `path` uses the `.weight` of the module at `source` (GPT-2's lm_head
     shares the token embedding); torch counts the shared tensor once in parameters()."""
-    def at(p):
-        m = root
-        for part in p.split("."):
-            m = m._modules[part]
-        return m
-    at(path).weight = at(source).weight
+    root.get_submodule(path).weight = root.get_submodule(source).weight
 
 
 def causal_mask(x):
@@ -77,10 +45,9 @@ def causal_mask(x):
 
 def sdpa(qkv, heads, causal, p, training):
     """Multi-head scaled dot-product attention on fused [B, N, 3D] q|k|v -> [B, N, D]."""
-    b, n, d3 = qkv.shape
-    q, k, v = (t.reshape(b, n, heads, d3 // (3 * heads)).transpose(1, 2) for t in qkv.split(d3 // 3, dim=2))
-    y = F.scaled_dot_product_attention(q, k, v, dropout_p=p if training else 0.0, is_causal=causal)
-    return y.transpose(1, 2).reshape(b, n, d3 // 3)
+    t = qkv.unflatten(-1, (3, heads, -1)).permute(2, 0, 3, 1, 4)  # [3, B, heads, N, D / heads]: no shape
+    y = F.scaled_dot_product_attention(t[0], t[1], t[2], dropout_p=p if training else 0.0, is_causal=causal)
+    return y.transpose(1, 2).flatten(2)  # arithmetic or unpacking, so torch.fx traces it
 
 
 def _as_tuple(v):
@@ -173,91 +140,6 @@ class LayerNorm2d(nn.LayerNorm):
         return x.movedim(-1, 1)
 
 
-class LayerScale(nn.Module):
-    """x * gamma with a learnable per-channel gamma (ConvNeXt's layer scale, init 1e-6).
-
-    gamma has shape [C, 1, ..., 1] (`keepdims`, torchvision's `layer_scale`) or [C] (timm's
-    `gamma`).  As in those models it is a bare parameter of the enclosing scope, named like
-    the layer itself: add_module_at re-homes it there, so the state_dict key is exactly the
-    label (`features.1.0.layer_scale`, no `.weight`).  The module keeps the scope's parameter
-    dict and the name, so state_dict loads, .to() and deepcopy see one tensor.  (Not supported:
-    load_state_dict(assign=True), whose setattr replaces the module of the same name.)"""
-
-    def __init__(self, channels, init=1e-6, dims=2, keepdims=True):
-        super().__init__()
-        self.init, self.dims, self.keepdims = float(init), int(dims), bool(keepdims)
-        shape = (int(channels),) + (1,) * self.dims if self.keepdims else (int(channels),)
-        self._store, self._key = {"gamma": nn.Parameter(torch.empty(shape))}, "gamma"
-        self.reset_parameters()
-
-    def _rehome(self, store, key):
-        store[key] = self._store[self._key]
-        self._store, self._key = store, key
-
-    @property
-    def gamma(self):
-        return self._store[self._key]
-
-    def forward(self, x):
-        w = self.gamma
-        if not self.keepdims and self.dims:
-            w = w[(slice(None),) + (None,) * self.dims]
-        return x * w
-
-    def reset_parameters(self):
-        with torch.no_grad():
-            self.gamma.fill_(self.init)
-
-    def extra_repr(self):
-        return f"{self.gamma.shape[0]}, init={self.init}, keepdims={self.keepdims}"
-
-
-class _BareParameter(nn.Module):
-    """A module whose one parameter lives in the enclosing scope under the module's own name (as
-    torchvision's ViT keeps `class_token` and `encoder.pos_embedding`); see LayerScale."""
-
-    def __init__(self, shape):
-        super().__init__()
-        self._store, self._key = {"value": nn.Parameter(torch.empty(shape))}, "value"
-
-    def _rehome(self, store, key):
-        store[key] = self._store[self._key]
-        self._store, self._key = store, key
-
-    @property
-    def value(self):
-        return self._store[self._key]
-
-
-class ClassToken(_BareParameter):
-    """Prepend a learnable token [1, 1, D] (zeros at init, as torchvision): [B, N, D] -> [B, N+1, D]."""
-
-    def __init__(self, dim):
-        super().__init__((1, 1, int(dim)))
-        self.reset_parameters()
-
-    def forward(self, x):
-        return torch.cat([self.value.expand(x.shape[0], -1, -1), x], dim=1)
-
-    def reset_parameters(self):
-        nn.init.zeros_(self.value)
-
-
-class PosEmbedding(_BareParameter):
-    """Add a learnable position embedding [1, N, D] (normal, std 0.02, as torchvision's ViT)."""
-
-    def __init__(self, length, dim, std=0.02):
-        super().__init__((1, int(length), int(dim)))
-        self.std = float(std)
-        self.reset_parameters()
-
-    def forward(self, x):
-        return x + self.value
-
-    def reset_parameters(self):
-        nn.init.normal_(self.value, std=self.std)
-
-
 class PosTable(nn.Embedding):
     """A table of learned positions (GPT-2's wpe, key `weight` [max_len, D]); adds the first N rows."""
 
@@ -341,21 +223,6 @@ class ZeroPad(nn.Module):
 
     def extra_repr(self):
         return f"{self.in_channels}, {self.out_channels}, stride={self.stride}"
-
-
-def center_crop(x, size):
-    """Crop the spatial dims of x (N, C, *spatial) to `size`, centered: offset (L - M) // 2."""
-    index = [slice(None), slice(None)]
-    for d, m in enumerate(size):
-        o = (x.shape[2 + d] - m) // 2
-        index.append(slice(o, o + m))
-    return x[tuple(index)]
-
-
-def cat_cropped(xs):
-    """Concatenate along channels after center-cropping every input to the smallest spatial size."""
-    size = [min(t.shape[2 + d] for t in xs) for d in range(xs[0].dim() - 2)]
-    return torch.cat([center_crop(t, size) for t in xs], 1)
 
 
 def init_weight(module, how, gain=1.0):

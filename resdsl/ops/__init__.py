@@ -10,7 +10,7 @@ from __future__ import annotations
 # Each module registers its ops; the import order is the order of `resdsl ops` and of docs/language.md.
 from . import conv, linear, pool, shape, reg, act, norm, scale, merge, tokens, attention  # noqa: F401, I001
 from .base import (ALIASES, CONVENTIONS, OPS, REQUIRED, ArgProblem, Display, Expr, Family, Inferred, MissingFacet,
-                   Module, OpDef, Param, Saves, ShapeProblem, Spatial, lookup, register)
+                   Module, OpDef, Param, Parameter, Saves, ShapeProblem, Spatial, lookup, register)
 from .conv import INIT_WEIGHTS
 from .norm import INIT_NORM
 
@@ -21,5 +21,5 @@ NORMS = tuple(n for n, o in OPS.items() if o.family is Family.NORM)  # values of
 MERGES = tuple(n for n, o in OPS.items() if o.merge)
 
 __all__ = ["ALIASES", "CONVENTIONS", "OPS", "REQUIRED", "ArgProblem", "Display", "Expr", "Family", "Inferred",
-           "MissingFacet", "Module", "OpDef", "OpSpec", "Param", "Saves", "ShapeProblem", "Spatial", "lookup",
+           "MissingFacet", "Module", "OpDef", "OpSpec", "Param", "Parameter", "Saves", "ShapeProblem", "Spatial", "lookup",
            "register", "INIT_WEIGHTS", "INIT_NORM", "ACTIVATIONS", "NORMS", "MERGES"]

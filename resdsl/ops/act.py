@@ -1,19 +1,24 @@
-"""Activations and elementwise functions (torch.nn activations; their functional forms in the generated code)."""
+"""Activations and elementwise functions: torch.nn activation modules in the generated code, as torchvision writes them."""
 from __future__ import annotations
 
-from .base import (ArgProblem, Expr, Family, Param, Saves, Spatial, OpDef, const_label, costs, fmt_num, no_params,
-                   numel, out_numel, register, same, tdim, times)
+from .base import (ArgProblem, Expr, Family, Module, OpDef, Param, Saves, Spatial, const_label, costs, fmt_num,
+                   no_params, numel, out_numel, register, same, tdim, times)
 
 
-def _act(name: str, template: str, label: str, saves: Saves, ptflops: int, doc: str, params: tuple = (),
-         values=lambda a, xs: (), lbl=None, infer=same, thop=None) -> OpDef:
-    """ptflops: 0, 1 or 2 x output elements (a module hook and/or a patched functional, see cost.py)."""
+def _act(name: str, module: str, label: str, saves: Saves, ptflops: int, doc: str, params: tuple = (),
+         values=lambda a, xs: (), lbl=None, infer=same, thop=None, inplace: bool = False) -> OpDef:
+    """An activation module (`module`, as torchvision writes them: hooks, torchinfo and ONNX names see it),
+    built with `values(a, xs)` as keyword arguments; `inplace`: it may overwrite its input where the code
+    generator proves that safe.  A `module` that is not `nn.<Name>` is a functional template instead.
+    ptflops: 0, 1 or 2 x output elements (a module hook and/or a patched functional, see cost.py)."""
+    def lower(a, xs, y):
+        if not module.startswith("nn."):
+            return Expr(module, values(a, xs))
+        return Module(module, (), tuple(values(a, xs)), inplace=(("inplace", True),) if inplace else ())
     return OpDef(name, Family.ACT, params, infer, no_params,
                  costs(ptflops=times(ptflops, out_numel), resdsl=out_numel,
                        **({"thop": thop} if thop else {})),
-                 saves, Spatial.POINT,
-                 lambda a, xs, y: Expr(template(a) if callable(template) else template, values(a, xs)),
-                 lbl or const_label(label), doc)
+                 saves, Spatial.POINT, lower, lbl or const_label(label), doc)
 
 
 def _softmax_infer(a, xs):
@@ -30,31 +35,30 @@ def _softmax_thop(a, xs, y, p) -> int:
 
 
 for _op in (
-    # the C function torch.relu: F.relu adds a Python wrapper per call
-    _act("relu", "torch.relu({x})", "ReLU", Saves.OUTPUT, 2, "relu activation"),
-    _act("gelu", lambda a: "F.gelu({x})" if a["approximate"] == "none" else "F.gelu({x}, approximate={ap})", "GELU", Saves.INPUT, 2, "gelu activation (approximate=\"tanh\": the tanh form)",
+    _act("relu", "nn.ReLU", "ReLU", Saves.OUTPUT, 2, "relu activation", inplace=True),
+    _act("gelu", "nn.GELU", "GELU", Saves.INPUT, 2, "gelu activation (approximate=\"tanh\": the tanh form)",
          (Param("approximate", "choice", "none", ("none", "tanh"), positional=False),),
-         lambda a, xs: (("ap", str(a["approximate"])),),
+         lambda a, xs: (("approximate", str(a["approximate"])),) if a["approximate"] != "none" else (),
          lbl=lambda a, y: "GELU" if a.get("approximate", "none") == "none" else "GELU (tanh)"),
-    _act("silu", "F.silu({x})", "SiLU", Saves.INPUT, 1, "silu (swish) activation"),
-    _act("sigmoid", "torch.sigmoid({x})", "sigmoid", Saves.OUTPUT, 0, "sigmoid activation"),
-    _act("tanh", "torch.tanh({x})", "tanh", Saves.OUTPUT, 0, "tanh activation"),
-    _act("leaky_relu", "F.leaky_relu({x}, {s})", "", Saves.INPUT, 1, "leaky_relu activation",
-         (Param("negative_slope", "float", 0.01),), lambda a, xs: (("s", float(a["negative_slope"])),),
+    _act("silu", "nn.SiLU", "SiLU", Saves.INPUT, 1, "silu (swish) activation"),
+    _act("sigmoid", "nn.Sigmoid", "sigmoid", Saves.OUTPUT, 0, "sigmoid activation"),
+    _act("tanh", "nn.Tanh", "tanh", Saves.OUTPUT, 0, "tanh activation"),
+    _act("leaky_relu", "nn.LeakyReLU", "", Saves.INPUT, 1, "leaky_relu activation",
+         (Param("negative_slope", "float", 0.01),), lambda a, xs: (("negative_slope", float(a["negative_slope"])),),
          lambda a, y: f"leaky ReLU {fmt_num(a.get('negative_slope', 0.01))}"),
-    _act("elu", "F.elu({x}, {al})", "ELU", Saves.INPUT, 2, "elu activation", (Param("alpha", "float", 1.0),),
-         lambda a, xs: (("al", float(a["alpha"])),)),
-    _act("softmax", "torch.softmax({x}, {dim})", "softmax", Saves.OUTPUT, 1,
+    _act("elu", "nn.ELU", "ELU", Saves.INPUT, 2, "elu activation", (Param("alpha", "float", 1.0),),
+         lambda a, xs: (("alpha", float(a["alpha"])),)),
+    _act("softmax", "nn.Softmax", "softmax", Saves.OUTPUT, 1,
          "softmax over feature dim `dim` (0 = channels)", (Param("dim", "int", 0),),
          lambda a, xs: (("dim", tdim(int(a["dim"]))),), infer=_softmax_infer, thop=_softmax_thop),
     # nn.ReLU6 has a ptflops module hook (its forward calls F.hardtanh, which is not patched)
-    _act("relu6", "F.relu6({x})", "ReLU6", Saves.INPUT, 1, "min(max(x, 0), 6) (MobileNetV2)"),
-    _act("hardswish", "F.hardswish({x})", "h-swish", Saves.INPUT, 0, "x * relu6(x + 3) / 6 (MobileNetV3)"),
-    _act("hardsigmoid", "F.hardsigmoid({x})", "h-sigmoid", Saves.INPUT, 0, "relu6(x + 3) / 6 (MobileNetV3 gates)"),
-    _act("mish", "F.mish({x})", "Mish", Saves.INPUT, 0, "x * tanh(softplus(x))"),
+    _act("relu6", "nn.ReLU6", "ReLU6", Saves.INPUT, 1, "min(max(x, 0), 6) (MobileNetV2)"),
+    _act("hardswish", "nn.Hardswish", "h-swish", Saves.INPUT, 0, "x * relu6(x + 3) / 6 (MobileNetV3)"),
+    _act("hardsigmoid", "nn.Hardsigmoid", "h-sigmoid", Saves.INPUT, 0, "relu6(x + 3) / 6 (MobileNetV3 gates)"),
+    _act("mish", "nn.Mish", "Mish", Saves.INPUT, 0, "x * tanh(softplus(x))"),
     _act("exp", "torch.exp({x})", "exp", Saves.OUTPUT, 0, "elementwise exponential"),
-    _act("softplus", "F.softplus({x}, {b}, {t})", "softplus", Saves.INPUT, 0, "log(1 + exp(beta * x)) / beta",
+    _act("softplus", "nn.Softplus", "softplus", Saves.INPUT, 0, "log(1 + exp(beta * x)) / beta",
          (Param("beta", "float", 1.0), Param("threshold", "float", 20.0)),
-         lambda a, xs: (("b", float(a["beta"])), ("t", float(a["threshold"])))),
+         lambda a, xs: (("beta", float(a["beta"])), ("threshold", float(a["threshold"])))),
 ):
     register(_op)

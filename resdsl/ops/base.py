@@ -213,12 +213,13 @@ class Module:
     init: str | None = None
     init_args: tuple[tuple[str, object], ...] = ()
     call: str = "{m}({x})"
+    inplace: tuple[tuple[str, object], ...] = ()  # extra kwargs of the in-place variant (nn.ReLU(inplace=True))
 
 
 @dataclass(frozen=True)
 class Expr:
-    """The op becomes an expression: `template` with {x} the first input, {x1} the second, {xs} all
-    inputs joined by `sep`, and {name} the Python literal of `values[name]`.  Templates are fixed text
+    """The op becomes an expression: `template` with {x} the first input, {x1} the second ({x0}, {x1}, ...
+    each input), {xs} all inputs joined by `sep`, and {name} the Python literal of `values[name]`.  Templates are fixed text
     written here; only literals of plain values are substituted."""
 
     template: str
@@ -226,7 +227,20 @@ class Expr:
     sep: str = ", "
 
 
-Lowering = Module | Expr
+@dataclass(frozen=True)
+class Parameter:
+    """The op owns one bare `nn.Parameter` of `shape`, keyed by the layer's own name (torchvision's ConvNeXt
+    `layer_scale`, ViT's `class_token` and `encoder.pos_embedding`), used in the forward expression `call`
+    ({p}: the parameter, {x}: the input) and filled by the reset statement `init` ({p}); {name}: a literal
+    of `values[name]`.  As in torchvision's own code: `self.layer_scale = nn.Parameter(...)`."""
+
+    shape: tuple[int, ...]
+    call: str
+    init: str
+    values: tuple[tuple[str, object], ...] = ()
+
+
+Lowering = Module | Expr | Parameter
 
 
 # ----------------------------------------------------------------- the definition
@@ -341,6 +355,16 @@ def costs(torchvision: MacRule = zero, *, fvcore: MacRule = zero, torchinfo: Mac
     return MappingProxyType({"torchvision": torchvision, "torch": lambda a, xs, y, p: 2 * torchvision(a, xs, y, p),
                              "fvcore": fvcore, "torchinfo": torchinfo, "thop": thop, "ptflops": ptflops,
                              "resdsl": resdsl})
+
+
+def center_slice(x: Shape, size) -> str:
+    """Fixed indexing text that center-crops the spatial dims of a [C, *spatial] tensor (batch first) to
+    `size`, offset (L - M) // 2 as torchvision's center_crop; "" when nothing is cut.  Constants only, so
+    tracers (FX, torch.export, ONNX) see no shape arithmetic."""
+    if all(int(m) == int(n) for n, m in zip(x[1:], size)):
+        return ""
+    cuts = [f"{(int(n) - int(m)) // 2}:{(int(n) - int(m)) // 2 + int(m)}" for n, m in zip(x[1:], size)]
+    return "[:, :, " + ", ".join(cuts) + "]"
 
 
 def out_numel(a, xs, y, p) -> int:

@@ -2,7 +2,7 @@
 and the reparameterised sample of a VAE."""
 from __future__ import annotations
 
-from .base import (Expr, Family, Module, Param, Saves, ShapeProblem, Spatial, OpDef, const_label, costs, no_params,
+from .base import (center_slice, Expr, Family, Module, Param, Saves, ShapeProblem, Spatial, OpDef, const_label, costs, no_params,
                    numel, out_numel, register)
 
 _TENSORS = Param("tensors", "tensors")
@@ -42,7 +42,8 @@ register(OpDef(
 register(OpDef(
     "concat", Family.MERGE, (_TENSORS, Param("crop", "bool", False, positional=False)), _concat_infer, no_params,
     costs(), Saves.NOTHING, Spatial.MERGE,
-    lambda a, xs, y: Expr("cat_cropped([{xs}])" if a.get("crop") else "torch.cat([{xs}], 1)"),
+    lambda a, xs, y: Expr("torch.cat([" + ", ".join(f"{{x{i}}}" + center_slice(x, y[1:]) for i, x in enumerate(xs))
+                          + "], 1)" if a.get("crop") else "torch.cat([{xs}], 1)"),
     const_label("C"), "concatenate along channels, optionally center-cropping", arity=(2, -1), merge=True))
 
 # ----------------------------------------------------------------- multiply

@@ -4,7 +4,7 @@ from __future__ import annotations
 import math
 from fractions import Fraction
 
-from .base import (ArgProblem, Expr, Family, Inferred, Param, Saves, ShapeProblem, Spatial, OpDef, as_tuple, const_label,
+from .base import (Module, ArgProblem, Expr, Family, Inferred, Param, Saves, ShapeProblem, Spatial, OpDef, as_tuple, const_label,
                    costs, fmt_shape, in_numel, kernel_text, no_params, nonneg, numel, out_numel, pos, register,
                    spatial, stride_suffix, times, uniform, zero)
 from .conv import check_fits, conv_len
@@ -50,10 +50,9 @@ register(OpDef(
     (pos("kernel_size"), pos("stride", default=None), nonneg("padding", default=0), pos("dilation", default=1),
      Param("ceil_mode", "bool", False)),
     _pool_infer("maxpool", True), no_params, costs(ptflops=_TWICE_IN, resdsl=_window), Saves.INPUT, Spatial.WINDOW,
-    lambda a, xs, y: Expr(f"F.max_pool{len(xs[0]) - 1}d({{x}}, kernel_size={{k}}, stride={{s}}, padding={{p}}, "
-                          "dilation={d}, ceil_mode={c})",
-                          (("k", tuple(a["kernel_size"])), ("s", tuple(a["stride"])), ("p", tuple(a["padding"])),
-                           ("d", tuple(a["dilation"])), ("c", a["ceil_mode"]))),
+    lambda a, xs, y: Module(f"nn.MaxPool{len(xs[0]) - 1}d", (), (
+        ("kernel_size", tuple(a["kernel_size"])), ("stride", tuple(a["stride"])), ("padding", tuple(a["padding"])),
+        ("dilation", tuple(a["dilation"])), ("ceil_mode", a["ceil_mode"]))),
     _pool_label("max"), "max pooling", derived=("kernel_size", "stride", "padding", "dilation")))
 register(OpDef(
     "avgpool", Family.POOL,
@@ -61,10 +60,9 @@ register(OpDef(
      Param("count_include_pad", "bool", True)),
     _pool_infer("avgpool", False), no_params, costs(thop=out_numel, ptflops=_TWICE_IN, resdsl=_window),
     Saves.NOTHING, Spatial.WINDOW,
-    lambda a, xs, y: Expr(f"F.avg_pool{len(xs[0]) - 1}d({{x}}, kernel_size={{k}}, stride={{s}}, padding={{p}}, "
-                          "ceil_mode={c}, count_include_pad={i})",
-                          (("k", tuple(a["kernel_size"])), ("s", tuple(a["stride"])), ("p", tuple(a["padding"])),
-                           ("c", a["ceil_mode"]), ("i", a["count_include_pad"]))),
+    lambda a, xs, y: Module(f"nn.AvgPool{len(xs[0]) - 1}d", (), (
+        ("kernel_size", tuple(a["kernel_size"])), ("stride", tuple(a["stride"])), ("padding", tuple(a["padding"])),
+        ("ceil_mode", a["ceil_mode"]), ("count_include_pad", a["count_include_pad"]))),
     _pool_label("avg"), "average pooling", derived=("kernel_size", "stride", "padding")))
 
 # ----------------------------------------------------------------- adaptive / global
@@ -105,8 +103,8 @@ for _kind, _saves, _fv, _th in (("avg", Saves.NOTHING, _fvcore_avg, _thop_adapti
     register(OpDef(
         f"adaptive_{_kind}pool", Family.POOL, (_OUTPUT_SIZE,), _adaptive_infer, no_params,
         costs(fvcore=_fv, thop=_th, ptflops=_TWICE_IN, resdsl=in_numel), _saves, Spatial.ADAPTIVE,
-        (lambda k: lambda a, xs, y: Expr(f"F.adaptive_{k}_pool{len(xs[0]) - 1}d({{x}}, {{size}})",
-                                         (("size", _resolved(a["output_size"], xs[0])),)))(_kind),
+        (lambda k: lambda a, xs, y: Module(f"nn.Adaptive{k.capitalize()}Pool{len(xs[0]) - 1}d",
+                                           (_resolved(a["output_size"], xs[0]),)))(_kind),
         (lambda k: lambda a, y: f"adaptive {k} pool → {kernel_text(y[1:]) or '1'}")(_kind),
         "adaptive pooling", derived=("output_size",)))
 

@@ -1,11 +1,11 @@
 """Regularizers: dropout and stochastic depth (drop path)."""
 from __future__ import annotations
 
-from .base import Expr, Family, Module, Param, Saves, Spatial, OpDef, costs, fmt_num, no_params, register, same
+from .base import Family, Module, Param, Saves, Spatial, OpDef, costs, fmt_num, no_params, register, same
 
 register(OpDef(
     "dropout", Family.REG, (Param("p", "float", 0.5, lo=0, hi=1),), same, no_params, costs(), Saves.NOTHING,
-    Spatial.POINT, lambda a, xs, y: Expr("F.dropout({x}, {p}, self.training)", (("p", float(a["p"])),)),
+    Spatial.POINT, lambda a, xs, y: Module("nn.Dropout", (float(a["p"]),)),
     lambda a, y: f"dropout {fmt_num(a.get('p', 0.5))}", "dropout"))
 # torchvision.ops.StochasticDepth(p, mode): the same draws (one Bernoulli(1 - p) per sample for "row", one per
 # batch for "batch", kept values scaled by 1 / (1 - p)) from the same generator, so outputs agree bit for bit

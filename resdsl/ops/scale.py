@@ -1,7 +1,7 @@
 """Scalings: a constant factor, one learnable scalar (SkipInit) or bias (Fixup), and a per-channel layer scale."""
 from __future__ import annotations
 
-from .base import (Expr, Family, Module, Param, Saves, ShapeProblem, Spatial, OpDef, const_label, costs, fmt_num,
+from .base import (Parameter, Expr, Family, Module, Param, Saves, ShapeProblem, Spatial, OpDef, const_label, costs, fmt_num,
                    no_params, out_numel, own_params, register, same)
 
 register(OpDef(
@@ -30,13 +30,21 @@ def _ls_infer(a, xs):
     return x
 
 
+def _ls_lower(a, xs) -> Parameter:
+    """x * gamma: [C, 1, .., 1] (torchvision's `layer_scale`) or [C] (timm's `gamma`, broadcast over the map)."""
+    c, dims = xs[0][0], len(xs[0]) - 1
+    if a["keepdims"]:
+        return Parameter((c,) + (1,) * dims, "{x} * {p}", "nn.init.constant_({p}, {v})", (("v", float(a["init"])),))
+    spread = "[:" + ", None" * dims + "]" if dims else ""  # fixed text: one `None` per spatial dim
+    return Parameter((c,), "{x} * {p}" + spread, "nn.init.constant_({p}, {v})", (("v", float(a["init"])),))
+
+
 # torchvision's ConvNeXt keeps it as a bare nn.Parameter `layer_scale` [C, 1, 1] on the block (multiplied with `*`,
 # which no counter sees); timm's as `gamma` [C].  The module saves its parameter under its own name, no `.weight`.
 register(OpDef(
     "layer_scale", Family.SCALE, (Param("init", "float", 1e-6), Param("keepdims", "bool", True, positional=False)),
     _ls_infer, lambda a, xs, y: (xs[0][0], 0), costs(resdsl=out_numel), Saves.INPUT, Spatial.POINT,
-    lambda a, xs, y: Module("LayerScale", (xs[0][0], float(a["init"])),
-                            (("dims", len(xs[0]) - 1), ("keepdims", a["keepdims"])), init=_RESET),
+    lambda a, xs, y: _ls_lower(a, xs),
     lambda a, y: f"× γ (learned, {fmt_num(a['init'])})",
     "multiply by a learnable per-channel scale γ (init 1e-6, ConvNeXt); its state_dict key is the label itself, "
     "shape [C, 1, 1] (keepdims=false: [C])"))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 
-from .base import (ArgProblem, Expr, Family, Inferred, Module, Param, Saves, ShapeProblem, Spatial, OpDef, as_tuple,
+from .base import (center_slice, ArgProblem, Expr, Family, Inferred, Module, Param, Saves, ShapeProblem, Spatial, OpDef, as_tuple,
                    const_label, costs, fmt_shape, no_params, nonneg, pos, register, same, spatial, stride_suffix, tdim)
 
 register(OpDef("input", Family.INPUT, (), lambda a, xs: a["shape"], no_params, costs(), Saves.NOTHING, Spatial.POINT,
@@ -146,7 +146,7 @@ def _crop_infer(a, xs) -> Inferred:
 
 register(OpDef(
     "crop", Family.RESHAPE, (Param("size", "ints"),), _crop_infer, no_params, costs(), Saves.NOTHING, Spatial.CROP,
-    lambda a, xs, y: Expr("center_crop({x}, {size})", (("size", tuple(a["size"])),)),
+    lambda a, xs, y: Expr("{x}" + center_slice(xs[0], a["size"])),
     lambda a, y: f"crop → {fmt_shape(y[1:])}", "center crop to a spatial size", derived=("size",)))
 
 

@@ -7,7 +7,7 @@ are the labels themselves, like `layer_scale`); `token` selects one token, `toke
 """
 from __future__ import annotations
 
-from .base import (ArgProblem, Expr, Family, Module, Param, Saves, ShapeProblem, Spatial, OpDef, const_label, costs,
+from .base import (Parameter, ArgProblem, Expr, Family, Module, Param, Saves, ShapeProblem, Spatial, OpDef, const_label, costs,
                    no_params, numel, out_numel, own_params, pos, register)
 
 
@@ -53,7 +53,8 @@ def _cls_infer(a, xs):
 # torchvision vit: `class_token` nn.Parameter [1, 1, D], zeros, concatenated in front (torch.cat: no counter sees it)
 register(OpDef(
     "class_token", Family.SCALE, (), _cls_infer, lambda a, xs, y: (xs[0][1], 0), costs(), Saves.NOTHING,
-    Spatial.GLOBAL, lambda a, xs, y: Module("ClassToken", (xs[0][1],), init="{m}.reset_parameters()"),
+    Spatial.GLOBAL, lambda a, xs, y: Parameter((1, 1, xs[0][1]), "torch.cat([{p}.expand({x}.shape[0], -1, -1), {x}], dim=1)",
+                                               "nn.init.zeros_({p})"),
     const_label("+ class token"),
     "prepend a learnable token: [N, D] -> [N+1, D]; its state_dict key is the label itself, shape [1, 1, D]"))
 
@@ -74,7 +75,7 @@ def _pos_count(a, xs, y):
 def _pos_lower(a, xs, y):
     n, d = xs[0]
     if a["max_len"] is None:  # torchvision: a bare parameter [1, N, D] named by the label
-        return Module("PosEmbedding", (n, d, float(a["std"])), init="{m}.reset_parameters()")
+        return Parameter((1, n, d), "{x} + {p}", "nn.init.normal_({p}, std={std})", (("std", float(a["std"])),))
     # GPT-2's wpe: a table of max_len positions (nn.Embedding, key LABEL.weight); the first N rows are added
     return Module("PosTable", (a["max_len"], d), init="nn.init.normal_({m}.weight, std={std})",
                   init_args=(("std", float(a["std"])),))
