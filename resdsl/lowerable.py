@@ -25,6 +25,7 @@ import keyword
 from .diagnostics import Diagnostic
 from .evaluate import FrozenDict
 from .ir import Graph
+from .limits import MODULE_DEPTH_CEILING
 
 # dir(torch.nn.Module()) | dir(torch.nn.Sequential()) with torch 2.x (tests/test_backend.py checks that
 # this covers the installed torch), plus what the generated classes define.
@@ -48,7 +49,7 @@ input_names output_names input_shapes output_shapes compiled_params feature_info
 resdsl_source reset_parameters _resdsl_build
 """.split())
 
-MAX_MODULE_DEPTH = 100
+MAX_MODULE_DEPTH = MODULE_DEPTH_CEILING  # one limit: limits.py says why (torch walks the tree recursively)
 
 
 def _plain_name(text: str) -> bool:

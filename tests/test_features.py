@@ -331,8 +331,11 @@ def test_dotted_labels_carry_torchvision_mobilenet_v2_names(cin, c, t, s):
 
 def test_dotted_labels_nest_and_automatic_names_keep_out():
     net = resdsl.loads("network n() {\n    input x: [4, 2, 2]\n    conv.0: conv(4, 1)\n    conv(4, 1)\n"
-                       "    block.{1 + 1}.fc1: conv(4, 1)\n    in: relu\n    for: relu\n}\n")
-    assert [m.name for m in net.nodes] == ["x", "conv.0", "conv_1", "block.2.fc1", "in", "for"]
+                       "    block.{1 + 1}.fc1: conv(4, 1)\n    in_: relu\n    for_: relu\n}\n")
+    assert [m.name for m in net.nodes] == ["x", "conv.0", "conv_1", "block.2.fc1", "in_", "for_"]
+    # a keyword parses as a label, but torch.fx would write `self.in(x)`: refused, and the hint works
+    err = fails("network n() {\n    input x: [4, 2, 2]\n    in: relu\n}\n").first
+    assert err.code == "E019" and err.hint == "rename the label, e.g. `in_:`"
     sd = resdsl.compile(net).state_dict()
     assert sorted(sd) == ["block.2.fc1.bias", "block.2.fc1.weight", "conv.0.bias", "conv.0.weight",
                           "conv_1.bias", "conv_1.weight"]

@@ -297,7 +297,7 @@ def class_name(network: str) -> str:
 
 # In generated statements (our own text): a string literal (skipped), or a number literal not glued to a name.
 _LITERAL = re.compile(r"""'(?:[^'\\]|\\.)*'|"(?:[^"\\]|\\.)*"|(?<![\w.])(\d+(?:\.\d*)?(?:[eE][+-]?\d+)?)""")
-_NAME_END = re.compile(r"\w+$")
+_NAME_END = re.compile(r"\w+\Z")  # searched with endpos: the word right before it
 _NUMBERISH = set("0123456789.eE+-, ")
 
 
