@@ -559,6 +559,9 @@ def _syntax_error(e: UnexpectedInput, source: Source) -> ResdslError:
             hint = "check that every `{`, `(` and `[` is closed"
     elif isinstance(e, UnexpectedCharacters):
         found = f"`{source.text[e.pos_in_stream]}`" if e.pos_in_stream < len(source.text) else "end of file"
+        digit = _foreign_digits(source.text, e.pos_in_stream)
+        if digit:  # Python's int() would take them; resdsl, like Python source, takes 0-9 only
+            hint = f"write the number with the digits 0-9: `{digit}`"
     offset_here = len("\n".join(source.text.split("\n")[: line - 1])) + (1 if line > 1 else 0) + col - 1
     text_before = source.line(line)[: col - 1]
     if text_before.strip() == "else":  # `else if ...` on the line after the `}`: the newline ended the `if`
@@ -584,6 +587,15 @@ def _syntax_error(e: UnexpectedInput, source: Source) -> ResdslError:
     offset = len("\n".join(source.text.split("\n")[: line - 1])) + (1 if line > 1 else 0) + col - 1
     span = Span(source.name, line, col, line, col + width, offset, offset + width)
     return error("E001", msg, span, hint=hint, notes=notes)
+
+
+def _foreign_digits(text: str, at: int) -> str | None:
+    """The number at `at` in ASCII digits when it is written with other Unicode digits, else None."""
+    end = at
+    while end < len(text) and (text[end].isdecimal() or text[end] == "_"):
+        end += 1
+    run = text[at:end].replace("_", "")
+    return str(int(run)) if run and not run.isascii() else None
 
 
 def _unclosed(text: str, end: int) -> int | None:

@@ -359,6 +359,16 @@ def test_did_you_mean_hints(body, hint):
     assert diags(src(body))[0].hint == hint
 
 
+@pytest.mark.parametrize("digits,ascii_", [("\u0661\u0662", "12"), ("\uff18", "8"), ("\u0967_\u0966", "10")])
+def test_non_ascii_digits_are_refused_with_a_hint_that_works(digits, ascii_):
+    # Python's int() reads Arabic-Indic, full-width and Devanagari digits; a .res number takes 0-9 only.
+    text = src(f"    conv({digits}, 3)")
+    d = diags(text)[0]
+    assert (d.code, d.span.line, d.hint) == ("E001", 3, f"write the number with the digits 0-9: `{ascii_}`")
+    fixed = resdsl.loads(text.replace(digits, ascii_))
+    assert list(fixed.outputs.values())[0][0] == int(ascii_)
+
+
 def test_network_parameter_hints():
     text = "network n(depth = 18) {\n    input x: [3, 8, 8]\n    relu\n}\n"
     assert diags(text, dpeth=3)[0].hint == "did you mean `depth`?"
