@@ -343,15 +343,18 @@ TINY = """network t(size = 8, width = 4) {
 """
 BAD = "network b() {\n    input x: [3, 8, 8]\n    conv(8, kernel_size=3, strid=2)\n}\n"
 # What a file argument may be: relative to the workspace (see Workspace.cli) or absolute.
-# (Not yet: a link to /dev/full or /dev/zero -- `fmt` reads it without end until it reads through the loader,
-# helper a2's part of issue 10; the loader itself refuses such files, see tests/test_limits.py.)
+# Devices, a FIFO and links to them (zero.res -> /dev/zero, fifo.res) must be refused before anything reads them:
+# an endless or blocking read would hang the fuzzer, which is the point of drawing them.
 FILES = ["tiny.res", "tiny.res", "tiny.res", "bad.res", "missing.res", "adir", "/dev/null", "", "-",
-         "\udcff.res", "/etc/passwd", "tiny.res/x.res"]
+         "\udcff.res", "/etc/passwd", "tiny.res/x.res", "/dev/zero", "/dev/urandom", "zero.res", "fifo.res",
+         "loop.res"]
+# Huge counts that are in range for the option's type: work must stay bounded (or be refused with a reason).
 INTS = ["1", "2", "3", "2", "4", "0", "-1", "-5", "３", "٣", "²", "99999999999999999999", "1e3", "", " 2 ", "0x10",
-        "nan", "1_000"]
+        "nan", "1_000", "2147483647", "1000000", "9223372036854775807"]
 FLOATS = ["0", "0.5", "-1", "1e999", "nan", "inf", "３.５", "", "1e-3"]
 STRINGS = ["", "x", "-", "=", "a=b", "depth=18", "size=٥٠", "size=[", "x=３,8,8", "x=3,8,8", "x=3x8", "max_nodes=10",
-           "max_nodes=²", "1:5", "５:9", "0:3", "9:3", "out.svg", "out.dot", "out.png", "out.py", "out.bogus",
+           "max_nodes=²", "max_nodes=999999999999999999", "max_steps=2147483647", "depth=2147483647", "depth=100000",
+           "x=3,100000,100000", "x=3,2147483647,1", "1:5", "５:9", "0:3", "9:3", "out.svg", "out.dot", "out.png", "out.py", "out.bogus",
            "adir", "missing/out.png", "full.dot", "/dev/full", "\udcff", "norm", "bogus", "t", "layer1.1", "b0,b1"]
 
 
@@ -461,6 +464,9 @@ class Workspace:
             (d / "bad.res").write_text(BAD)
             if not (d / "full.dot").is_symlink():
                 (d / "full.dot").symlink_to("/dev/full")
+                (d / "zero.res").symlink_to("/dev/zero")
+                (d / "loop.res").symlink_to("loop.res")
+                os.mkfifo(d / "fifo.res")  # nobody ever writes to it: opening it for reading would block
             self._made.add("cli")
         return d
 

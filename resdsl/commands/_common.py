@@ -176,7 +176,7 @@ def parse_limits(items: list[str] | None):
         name, _, value = item.partition("=")
         if name not in Limits.names() or not re.fullmatch(r"[0-9]{1,18}", value):
             raise UsageError(f"--limit expects NAME=N with NAME one of {', '.join(Limits.names())} "
-                             f"and N a whole number, got {item!r}")
+                             f"and N a whole number of at most 18 digits, got {item!r}")
         limits[name] = int(value)
     try:
         return Limits(**limits)
