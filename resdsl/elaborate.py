@@ -16,6 +16,7 @@ import gc
 import re
 import sys
 from dataclasses import dataclass, replace
+from types import MappingProxyType
 
 from . import lowerable, ops
 from . import syntax as ast
@@ -36,7 +37,7 @@ _PLAIN_LABEL_RE = re.compile(r"[A-Za-z0-9_]+")  # used with fullmatch: `$` would
 _LABEL_RE = re.compile(r"[A-Za-z0-9_]+(?:\.[A-Za-z0-9_]+)*")  # fullmatch; dots nest module names: conv.0.0
 
 
-@dataclass
+@dataclass(slots=True)
 class Ctx:
     """Where a statement runs: its variables, the current tensor, its scope."""
 
@@ -47,6 +48,7 @@ class Ctx:
     calls: tuple[CallSite, ...]
     in_network: bool
     branches: list | None = None  # collects branch outputs inside parallel { }
+    evaluator: Evaluator | None = None  # made on first use (Elaborator._evaluator), then reused
 
     def child(self, **changes) -> "Ctx":
         c = Ctx(self.env, self.current, self.scope, self.region, self.calls, self.in_network, None)
@@ -82,6 +84,8 @@ class Elaborator:
         self.globals: dict[str, object] = {}
         self.graph: Graph | None = None
         self.last_span: Span = UNKNOWN  # the statement being run (for RecursionError reports)
+        self._signatures: dict[int, tuple] = {}  # id(params) -> (params, signature): see _signature
+        self._block_param_lists: dict[str, tuple] = {}  # block name -> (BlockDef, params)
 
     # ------------------------------------------------------------ errors
 
@@ -250,6 +254,13 @@ class Elaborator:
     # ------------------------------------------------------------ expressions
 
     def _evaluator(self, ctx: Ctx) -> Evaluator:
+        """The evaluator of expressions in `ctx`; one per context (its lookup reads the context's
+        variables when called, so it stays right as they change)."""
+        if ctx.evaluator is None:
+            ctx.evaluator = self._new_evaluator(ctx)
+        return ctx.evaluator
+
+    def _new_evaluator(self, ctx: Ctx) -> Evaluator:
         genv = self.globals
 
         def lookup(name: str, span: Span) -> object:
@@ -510,8 +521,7 @@ class Elaborator:
         values: dict[str, object] = {}
         spans: dict[str, Span] = {}
         tensors: list[tuple[Tensor, Span]] = []
-        takes_tensors = any(p.kind == "tensors" for p in params)
-        positional = [p for p in params if p.positional and p.kind != "tensors"]
+        takes_tensors, positional, by_name, plain = self._signature(params)
         pos_i = 0
         for a in args:
             v = self.eval(a.value, ctx)
@@ -529,7 +539,7 @@ class Elaborator:
                 p = positional[pos_i]
                 pos_i += 1
             else:
-                p = next((q for q in params if q.name == a.name), None)
+                p = by_name.get(a.name)
                 if p is None:
                     raise error("E013", f"{what} has no argument `{a.name}`", a.span,
                                 hint=did_you_mean(a.name, [q.name for q in params])
@@ -538,8 +548,8 @@ class Elaborator:
                     raise error("E013", f"argument `{a.name}` given twice", a.span)
             values[p.name] = _check_kind(p, v, a.value.span)
             spans[p.name] = a.value.span
-        for p in params:
-            if p.name not in values and p.kind != "tensors":
+        for p in plain:
+            if p.name not in values:
                 if p.default is ops.REQUIRED:
                     raise error("E013", f"{what} is missing its required argument `{p.name}`", span,
                                 hint=f"e.g. {what}({', '.join(q.name + '=...' for q in params if q.default is ops.REQUIRED)})")
@@ -548,6 +558,31 @@ class Elaborator:
             if t.shape is None:
                 raise _Poisoned()
         return values, spans, tensors
+
+    def _signature(self, params: tuple[ops.Param, ...]) -> tuple[bool, list, dict, list]:
+        """What `bind_args` needs to know of a parameter list, worked out once per list: whether it takes
+        tensors, the positional parameters, the parameters by name (the first of a name wins), and the
+        parameters that are not tensors.  Keyed by identity: op and construct lists live as long as the
+        process, a block's list as long as this elaboration (`_block_params`), and the entry holds it."""
+        entry = self._signatures.get(id(params))
+        if entry is None or entry[0] is not params:
+            by_name: dict[str, ops.Param] = {}
+            for p in params:
+                by_name.setdefault(p.name, p)
+            sig = (any(p.kind == "tensors" for p in params),
+                   [p for p in params if p.positional and p.kind != "tensors"], by_name,
+                   [p for p in params if p.kind != "tensors"])
+            entry = self._signatures[id(params)] = (params, sig)
+        return entry[1]
+
+    def _block_params(self, bd: ast.BlockDef) -> tuple[ops.Param, ...]:
+        """A block's parameters as argument kinds ("any": the block checks its own values); one tuple per
+        block, so its signature is worked out once."""
+        params = self._block_param_lists.get(bd.name)
+        if params is None or params[0] is not bd:
+            params = self._block_param_lists[bd.name] = (bd, tuple(
+                ops.Param(p.name, "any", ops.REQUIRED if p.default is None else p, True) for p in bd.params))
+        return params[1]
 
     def op_layer(self, spec: ops.OpSpec, s: ast.Layer, label: str | None, ctx: Ctx) -> None:
         attrs, spans, tensors = self.bind_args(spec.params, s.args, ctx, s.op, s.span)
@@ -617,15 +652,18 @@ class Elaborator:
 
     def add_node(self, op: str, attrs: dict, inputs: list[int], shape: tuple, counts: tuple[int, int],
                  label: str | None, span: Span, ctx: Ctx) -> Tensor:
+        """Append a node; it keeps `attrs` itself (read-only), so the caller must not change that dict later."""
         g = self.graph
         if len(g.nodes) >= self.limits.max_nodes:  # fatal, like max_steps: one report, then stop
             self.diags.append(Diagnostic("E040", f"the network has more than {self.limits.max_nodes} operations",
                                          span, (), "raise the limit with --limit max_nodes=N"))
             raise _Abort()
         nid = len(g.nodes)
-        g.nodes.append(Node(nid, op, tuple(inputs), freeze(attrs), tuple(shape), counts[0], counts[1], ctx.scope,
+        shape = tuple(shape)
+        # `attrs` is the caller's fresh dict, handed over: wrapping it read-only needs no copy
+        g.nodes.append(Node(nid, op, tuple(inputs), MappingProxyType(attrs), shape, counts[0], counts[1], ctx.scope,
                             label, span, ctx.calls, ctx.region))
-        return Tensor(nid, tuple(shape))
+        return Tensor(nid, shape)
 
     def new_scope(self, label: str | None, hint: str, kind: str, span: Span, ctx: Ctx) -> int:
         sid = len(self.graph.scopes)
@@ -644,8 +682,7 @@ class Elaborator:
             raise error("E021", f"block `{s.op}` takes no body", s.clauses[0].span)
         if len(ctx.calls) >= self.limits.max_call_depth:
             self._too_deep(s, bd, ctx)
-        params = tuple(ops.Param(p.name, "any", ops.REQUIRED if p.default is None else p, True) for p in bd.params)
-        values, _, _ = self.bind_args(params, s.args, ctx, s.op, s.span)
+        values, _, _ = self.bind_args(self._block_params(bd), s.args, ctx, s.op, s.span)
         genv_ctx = Ctx({}, None, 0, None, (), False)
         env: dict[str, object] = {}
         for p in bd.params:  # defaults are evaluated in the block's (global) scope, in order

@@ -22,7 +22,7 @@ from .span import Span
 Shape = tuple[int, ...]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class CallSite:
     """One block call on the way from the network to a node."""
 
@@ -30,7 +30,7 @@ class CallSite:
     span: Span
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Node:
     id: int
     op: str
@@ -55,7 +55,7 @@ class Node:
         return ops.OPS[self.op].family
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Region:
     """A residual, dense or parallel construct.
 
@@ -80,7 +80,7 @@ class Region:
     name: str = ""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Scope:
     id: int
     parent: int | None
@@ -91,7 +91,7 @@ class Scope:
     name: str = ""  # qualified name, filled by `assign_names`
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Contract:
     """An `assert` that names a network total (params, buffers, macs): checked once the graph
     is built (resdsl/contracts.py), in the variables it saw where it stood."""
@@ -222,19 +222,18 @@ def assign_names(graph: Graph) -> None:
         own = n.label if n.label is not None else auto(n.scope, n.op)
         parent = scope_names[n.scope]
         qual.append(f"{parent}.{own}" if parent else own)
-    # Naming finishes the construction of nodes the elaborator just made and no
-    # one else has seen yet; setting the field in place avoids copying 10^5 nodes.
+    # Naming finishes the construction of the nodes, scopes and regions the elaborator just made and
+    # no one else has seen yet; setting the field in place avoids copying 10^5 of them.
     for n, q in zip(graph.nodes, qual):
         object.__setattr__(n, "name", q)
-    graph.scopes[:] = [Scope(s.id, s.parent, s.label, s.hint, s.span, s.kind, scope_names[s.id]) for s in graph.scopes]
+    for s in graph.scopes:
+        object.__setattr__(s, "name", scope_names[s.id])
     seen: dict[str, int] = {}
-    regions = []
     for r in graph.regions:  # a region is named after its scope; two in one scope get a suffix
         base = scope_names[r.scope] or r.kind
         k = seen.get(base, 0)
         seen[base] = k + 1
-        regions.append(replace_region(r, name=base if k == 0 else f"{base}#{k}"))
-    graph.regions[:] = regions
+        object.__setattr__(r, "name", base if k == 0 else f"{base}#{k}")
 
 
 def replace_node(n: Node, **changes) -> Node:
