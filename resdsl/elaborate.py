@@ -13,6 +13,7 @@ quietly, and independent errors are all reported together.
 from __future__ import annotations
 
 import gc
+import math
 import re
 import sys
 from dataclasses import dataclass, replace
@@ -33,6 +34,7 @@ TOTALS = ("params", "buffers", "macs")  # network totals, in scope at an `assert
 POISON = Tensor(-1, None)
 ANONYMOUS = "_"  # the label `_:` gives no name: `_: body(c)` opens no scope
 UNDEFINED = object()  # a variable whose assignment failed: uses are skipped quietly
+KEEP = object()  # Ctx.child: this field stays as it is (None is a value: no current tensor, no region)
 _PLAIN_LABEL_RE = re.compile(r"[A-Za-z0-9_]+")  # used with fullmatch: `$` would let a trailing newline through
 _LABEL_RE = re.compile(r"[A-Za-z0-9_]+(?:\.[A-Za-z0-9_]+)*")  # fullmatch; dots nest module names: conv.0.0
 
@@ -50,11 +52,12 @@ class Ctx:
     branches: list | None = None  # collects branch outputs inside parallel { }
     evaluator: Evaluator | None = None  # made on first use (Elaborator._evaluator), then reused
 
-    def child(self, **changes) -> "Ctx":
-        c = Ctx(self.env, self.current, self.scope, self.region, self.calls, self.in_network, None)
-        for k, v in changes.items():
-            setattr(c, k, v)
-        return c
+    def child(self, env: dict | object = KEEP, current: Tensor | None | object = KEEP, scope: int | object = KEEP,
+              region: int | None | object = KEEP) -> "Ctx":
+        """A context for a nested body: the same, except what is given (and no branches, no evaluator)."""
+        return Ctx(self.env if env is KEEP else env, self.current if current is KEEP else current,
+                   self.scope if scope is KEEP else scope, self.region if region is KEEP else region,
+                   self.calls, self.in_network)
 
 
 class _Abort(Exception):
@@ -86,6 +89,7 @@ class Elaborator:
         self.last_span: Span = UNKNOWN  # the statement being run (for RecursionError reports)
         self._signatures: dict[int, tuple] = {}  # id(params) -> (params, signature): see _signature
         self._block_param_lists: dict[str, tuple] = {}  # block name -> (BlockDef, params)
+        self._token_ids: set[int] = set()  # nodes whose attrs say dtype="int": token-id inputs (_check_ids)
 
     # ------------------------------------------------------------ errors
 
@@ -164,11 +168,12 @@ class Elaborator:
     def _resolve_ties(self, g: Graph) -> None:
         """`tie="LAYER"`: LAYER must be a layer with a `.weight` of the same shape (read from the ops' `weight`
         facet); reads names and attrs, reports E018/E036, writes nothing (the count already omits the weight)."""
+        tied = [n for n in g.nodes if n.attrs.get("tie")]
+        if not tied:
+            return
         by_name = {n.name: n for n in g.nodes}
-        for n in g.nodes:
-            tie = n.attrs.get("tie")
-            if not tie:
-                continue
+        for n in tied:
+            tie = n.attrs["tie"]
             src = by_name.get(tie)
             if src is None or src.spec.weight is None:
                 names = [m.name for m in g.nodes if m.spec.weight is not None and m.id != n.id]
@@ -292,8 +297,11 @@ class Elaborator:
     # ------------------------------------------------------------ statements
 
     def body(self, stmts: tuple[ast.Stmt, ...], ctx: Ctx) -> None:
+        limit = self.limits.max_steps
         for s in stmts:
-            self.charge(1, s.span)
+            self.steps += 1  # charge(1, s.span) without the call: one per statement run
+            if self.steps > limit:
+                self.charge(0, s.span)  # reports and stops
             self.last_span = s.span
             try:
                 self.stmt(s, ctx)
@@ -472,7 +480,7 @@ class Elaborator:
         return text
 
     def layer(self, s: ast.Layer, ctx: Ctx) -> None:
-        label = self.label(s.label, ctx)
+        label = self.label(s.label, ctx) if s.label is not None else None
         anonymous = label == ANONYMOUS
         if anonymous:  # `_:` no name of its own: a block call then names its layers in the caller's scope
             label = None
@@ -521,10 +529,13 @@ class Elaborator:
         values: dict[str, object] = {}
         spans: dict[str, Span] = {}
         tensors: list[tuple[Tensor, Span]] = []
-        takes_tensors, positional, by_name, plain = self._signature(params)
+        takes_tensors, positional, by_name, plain, defaults = self._signature(params)
+        if not args and defaults is not None:  # a construct or layer called without arguments
+            return dict(defaults), spans, tensors
         pos_i = 0
+        ev = self._evaluator(ctx)
         for a in args:
-            v = self.eval(a.value, ctx)
+            v = ev.eval(a.value)
             if a.name is None:
                 if takes_tensors and isinstance(v, Tensor):
                     tensors.append((v, a.span))
@@ -559,19 +570,24 @@ class Elaborator:
                 raise _Poisoned()
         return values, spans, tensors
 
-    def _signature(self, params: tuple[ops.Param, ...]) -> tuple[bool, list, dict, list]:
+    def _signature(self, params: tuple[ops.Param, ...]) -> tuple[bool, list, dict, list, dict | None]:
         """What `bind_args` needs to know of a parameter list, worked out once per list: whether it takes
-        tensors, the positional parameters, the parameters by name (the first of a name wins), and the
-        parameters that are not tensors.  Keyed by identity: op and construct lists live as long as the
-        process, a block's list as long as this elaboration (`_block_params`), and the entry holds it."""
+        tensors, the positional parameters, the parameters by name (the first of a name wins), the
+        parameters that are not tensors, and their defaults (None if one is required).  Keyed by identity:
+        op and construct lists live as long as the process, a block's list as long as this elaboration
+        (`_block_params`), and the entry holds it."""
         entry = self._signatures.get(id(params))
         if entry is None or entry[0] is not params:
             by_name: dict[str, ops.Param] = {}
             for p in params:
                 by_name.setdefault(p.name, p)
+            plain = [p for p in params if p.kind != "tensors"]
+            defaults: dict[str, object] = {}
+            for p in plain:
+                defaults.setdefault(p.name, p.default)
             sig = (any(p.kind == "tensors" for p in params),
-                   [p for p in params if p.positional and p.kind != "tensors"], by_name,
-                   [p for p in params if p.kind != "tensors"])
+                   [p for p in params if p.positional and p.kind != "tensors"], by_name, plain,
+                   None if any(v is ops.REQUIRED for v in defaults.values()) else defaults)
             entry = self._signatures[id(params)] = (params, sig)
         return entry[1]
 
@@ -602,7 +618,8 @@ class Elaborator:
         """Infer shape and counts, then add the node; ShapeProblems become diagnostics (`hints`: code -> the
         hint to give instead of the op's, where the node comes from a construct such as dense)."""
         in_shapes = [t.shape for t in inputs]
-        self._check_ids(spec, inputs, span)
+        if self._token_ids or spec.ids is not None:  # without token-id inputs only an id reader can be wrong
+            self._check_ids(spec, inputs, span)
         try:
             shape, attrs = spec.elaborate(attrs, in_shapes)
         except ops.ShapeProblem as p:
@@ -633,7 +650,7 @@ class Elaborator:
 
     def _check_ids(self, spec: ops.OpSpec, inputs: list[Tensor], span: Span) -> None:
         """Integer token ids (`input ids: int[N]`) feed only ops that read ids (`embedding`), and those only them."""
-        ids = [self.graph.nodes[t.node].attrs.get("dtype") == "int" for t in inputs]
+        ids = [t.node in self._token_ids for t in inputs]
         if spec.ids is not None and not all(ids):
             raise error("E033", f"{spec.name} reads token ids, but its input is a float tensor", span,
                         hint="declare the input as token ids: `input ids: int[N]`")
@@ -642,9 +659,7 @@ class Elaborator:
                         hint="embed the ids first: `embedding(vocab, dim)`")
 
     def _check_elements(self, shape: tuple[int, ...], span: Span) -> None:
-        n = 1
-        for d in shape:
-            n *= d
+        n = math.prod(shape)
         if n > self.limits.max_tensor_elements:
             raise error("E040", f"a tensor of shape {list(shape)} has {n} elements per sample; "
                         f"the limit is {self.limits.max_tensor_elements}", span,
@@ -660,6 +675,8 @@ class Elaborator:
             raise _Abort()
         nid = len(g.nodes)
         shape = tuple(shape)
+        if attrs.get("dtype") == "int":
+            self._token_ids.add(nid)
         # `attrs` is the caller's fresh dict, handed over: wrapping it read-only needs no copy
         g.nodes.append(Node(nid, op, tuple(inputs), MappingProxyType(attrs), shape, counts[0], counts[1], ctx.scope,
                             label, span, ctx.calls, ctx.region))
