@@ -12,7 +12,6 @@ quietly, and independent errors are all reported together.
 """
 from __future__ import annotations
 
-import gc
 import math
 import re
 import sys
@@ -23,7 +22,7 @@ from . import lowerable, ops
 from . import syntax as ast
 from .diagnostics import Diagnostic, Note, ResdslError, did_you_mean, error
 from .evaluate import Evaluator, FrozenDict, Tensor, _Poisoned, check_assertion, names_in, show, type_name
-from .ir import CallSite, Contract, Graph, Node, Region, Scope, assign_names, freeze
+from .ir import CallSite, Contract, Graph, Node, Region, Scope, assign_names, cycle_collector_paused, freeze
 from .limits import DEFAULT, MODULE_DEPTH_CEILING, Limits, raise_hint
 from .loader import Program
 from .span import UNKNOWN, Span
@@ -1157,13 +1156,9 @@ def elaborate(program: Program, network: str | None = None, overrides: dict | No
     el = Elaborator(program, limits, input_shapes)
     old = sys.getrecursionlimit()
     sys.setrecursionlimit(max(old, 20 * limits.max_call_depth + 8 * limits.max_nesting + 2000))
-    # The graph is acyclic data made in one go: the cyclic collector's passes over it only cost
-    # time (they made 10,000 blocks take 13x as long as 1,000).  Cycles made meanwhile (exceptions)
-    # are collected once it is back on.
-    collecting = gc.isenabled()
-    gc.disable()
     try:
-        return el.network(network, dict(overrides or {}))
+        with cycle_collector_paused():  # the graph is acyclic data made in one go (see there)
+            return el.network(network, dict(overrides or {}))
     except ResdslError as e:  # keep the inputs declared before the error: the size analysis explains it
         g = el.graph
         e.partial_inputs = {k: g.nodes[i].shape for k, i in g.inputs.items()} if g is not None else {}
@@ -1177,5 +1172,3 @@ def elaborate(program: Program, network: str | None = None, overrides: dict | No
                          "call blocks one after another instead of each inside the previous one's group") from None
     finally:
         sys.setrecursionlimit(old)
-        if collecting:
-            gc.enable()

@@ -12,9 +12,11 @@ names such as `layer1.0.conv1` come from.
 """
 from __future__ import annotations
 
+import gc
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Mapping
+from typing import Iterator, Mapping
 
 from . import ops
 from .span import Span
@@ -176,6 +178,22 @@ class Graph:
             assert len(r.branches) == len(r.branch_slots), f"region {r.name}: branch/slot mismatch"
             for b in r.branches:
                 assert all(r.input < i < r.merge for i in b), f"region {r.name}: branch nodes outside the region"
+
+
+@contextmanager
+def cycle_collector_paused() -> Iterator[None]:
+    """Run a block with Python's cyclic garbage collector off (and restore its state after).
+
+    The IR is acyclic data, made and read in one go: the collector's passes over it only cost time
+    (they made 10,000 blocks take 13x as long as 1,000, and half again on the path count).  Reference
+    counting still frees everything; cycles made meanwhile (exceptions) are collected once it is back on."""
+    collecting = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if collecting:
+            gc.enable()
 
 
 def freeze(attrs: dict) -> Mapping[str, object]:

@@ -36,7 +36,7 @@ from dataclasses import dataclass
 from fractions import Fraction
 from typing import Iterator, NamedTuple
 
-from ..ir import Graph
+from ..ir import Graph, cycle_collector_paused
 
 LENGTHS = ("blocks", "layers")
 Poly = list[int]  # coefficient of x**k at index k, exact Python ints
@@ -364,12 +364,17 @@ MAX_DEPTH = 100  # decomposition depth; deeper nests are finished by the flat DP
 
 
 def decompose(ins, member: set[int], a: int, b: int, interior: list[int], node_w, slot_w, want,
-              direct_ok: bool = True, depth: int = 0) -> Segment:
+              direct_ok: bool = True, depth: int = 0, memo: dict | None = None) -> Segment:
     """The paths a -> b by series-parallel decomposition: split at the nodes on every path (series:
     multiply), else into the parts that share no inner node (parallel: add), recursively; a part that
     splits neither way gets the flat DP.  Linear in the graph for nets built from blocks in series and
-    in parallel (chains, nested residuals, long skips), whatever their depth."""
-    if len(interior) <= SMALL or depth > MAX_DEPTH:
+    in parallel (chains, nested residuals, long skips), whatever their depth.  `memo` (one per count)
+    holds the small parts' results by shape, so the equal blocks of a stage are counted once."""
+    if memo is None:
+        memo = {}
+    if len(interior) <= SMALL:
+        return _flat_shared(memo, ins, member, a, b, interior, node_w, slot_w, want, direct_ok)
+    if depth > MAX_DEPTH:
         return _flat(ins, member, a, b, interior, node_w, slot_w, want, direct_ok)
     cuts = _dominators(ins, member, a, b, interior, direct_ok)
     if len(cuts) > 2:
@@ -381,13 +386,13 @@ def decompose(ins, member: set[int], a: int, b: int, interior: list[int], node_w
                     part.append(interior[k])
                 k += 1
             k += 1  # c1 itself
-            subs.append(decompose(ins, set(part), c0, c1, part, node_w, slot_w, want, True, depth + 1))
+            subs.append(decompose(ins, set(part), c0, c1, part, node_w, slot_w, want, True, depth + 1, memo))
         return _series(a, b, subs)
     parts = _components(ins, member, interior)
     direct = [s for s, u in enumerate(ins[b]) if u == a] if direct_ok else []
     if len(parts) == 1 and not direct:
         return _flat(ins, member, a, b, interior, node_w, slot_w, want, direct_ok)
-    segs = [decompose(ins, set(p), a, b, p, node_w, slot_w, want, False, depth + 1) for p in parts]
+    segs = [decompose(ins, set(p), a, b, p, node_w, slot_w, want, False, depth + 1, memo) for p in parts]
     for s in direct:
         segs.append(Segment(a, b, 1, _shift([1], _sw(slot_w, b, s) + node_w[b]),
                             {(b, s): 1} if want is None or _sw(want, b, s) else {}))
@@ -397,6 +402,24 @@ def decompose(ins, member: set[int], a: int, b: int, interior: list[int], node_w
         poly = _add_into(poly, sg.poly)
         through.update(sg.through)  # the parts share no edge
     return Segment(a, b, sum(sg.total for sg in segs), poly, through)
+
+
+def _flat_shared(memo: dict, ins, member: set[int], a: int, b: int, interior: list[int], node_w, slot_w, want,
+                 direct_ok: bool) -> Segment:
+    """`_flat`, computed once per shape of sub-DAG: the key is the sub-DAG written relative to `a` (which
+    of its edges count, the weights, the wanted edges), so the equal blocks of a stage share one DP and
+    differ only in the node ids of `through`."""
+    def sources(v: int) -> tuple:
+        return tuple(u - a if u in member or (u == a and (direct_ok or v != b)) else None for u in ins[v])
+
+    key = (b - a, tuple((v - a, sources(v), node_w[v], slot_w[v], None if want is None else want[v])
+                        for v in interior + [b]), want is None)
+    hit = memo.get(key)
+    if hit is None:
+        seg = _flat(ins, member, a, b, interior, node_w, slot_w, want, direct_ok)
+        hit = memo[key] = (seg.total, seg.poly, {(v - a, s): c for (v, s), c in seg.through.items()})
+    total, poly, through = hit
+    return Segment(a, b, total, list(poly), {(v + a, s): c for (v, s), c in through.items()})
 
 
 def _components(ins, member: set[int], interior: list[int]) -> list[list[int]]:
@@ -489,6 +512,11 @@ def _pairs(graph: Graph, ins) -> Iterator[tuple[int, int, int, list[bool]]]:
 
 def count_paths(graph: Graph, length: str = "blocks", removed: frozenset[Edge] = frozenset()) -> PathCounts:
     """Exact path count, length histogram and paths through every branch edge; `removed` drops edges."""
+    with cycle_collector_paused():  # it makes no cycles; the collector would walk the graph again and again
+        return _count_paths(graph, length, removed)
+
+
+def _count_paths(graph: Graph, length: str, removed: frozenset[Edge]) -> PathCounts:
     bs = branches(graph)
     node_w, slot_w = edge_weights(graph, length, bs)
     want = slot_w if length == "blocks" else _slot_flags(graph, bs)  # the branch edges, per node
