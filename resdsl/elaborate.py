@@ -49,11 +49,10 @@ class Ctx:
     calls: tuple[CallSite, ...]
     in_network: bool
     branches: list | None = None  # collects branch outputs inside parallel { }
-    evaluator: Evaluator | None = None  # made on first use (Elaborator._evaluator), then reused
 
     def child(self, env: dict | object = KEEP, current: Tensor | None | object = KEEP, scope: int | object = KEEP,
               region: int | None | object = KEEP) -> "Ctx":
-        """A context for a nested body: the same, except what is given (and no branches, no evaluator)."""
+        """A context for a nested body: the same, except what is given (and no branches)."""
         return Ctx(self.env if env is KEEP else env, self.current if current is KEEP else current,
                    self.scope if scope is KEEP else scope, self.region if region is KEEP else region,
                    self.calls, self.in_network)
@@ -89,6 +88,7 @@ class Elaborator:
         self._signatures: dict[int, tuple] = {}  # id(params) -> (params, signature): see _signature
         self._block_param_lists: dict[str, tuple] = {}  # block name -> (BlockDef, params)
         self._token_ids: set[int] = set()  # nodes whose attrs say dtype="int": token-id inputs (_check_ids)
+        self._last_evaluator: tuple[Ctx | None, Evaluator | None] = (None, None)  # see _evaluator
 
     # ------------------------------------------------------------ errors
 
@@ -258,11 +258,13 @@ class Elaborator:
     # ------------------------------------------------------------ expressions
 
     def _evaluator(self, ctx: Ctx) -> Evaluator:
-        """The evaluator of expressions in `ctx`; one per context (its lookup reads the context's
-        variables when called, so it stays right as they change)."""
-        if ctx.evaluator is None:
-            ctx.evaluator = self._new_evaluator(ctx)
-        return ctx.evaluator
+        """The evaluator of expressions in `ctx`.  The last one made is reused while statements run in
+        the same context (its lookup reads the context's variables when called, so it stays right as
+        they change).  It is kept here, not on the context: the context holding its own evaluator would
+        be a reference cycle, garbage only the cyclic collector frees (and it is off meanwhile)."""
+        if self._last_evaluator[0] is not ctx:
+            self._last_evaluator = (ctx, self._new_evaluator(ctx))
+        return self._last_evaluator[1]
 
     def _new_evaluator(self, ctx: Ctx) -> Evaluator:
         genv = self.globals
