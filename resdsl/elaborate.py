@@ -701,12 +701,12 @@ class Elaborator:
         if len(ctx.calls) >= self.limits.max_call_depth:
             self._too_deep(s, bd, ctx)
         values, _, _ = self.bind_args(self._block_params(bd), s.args, ctx, s.op, s.span)
-        genv_ctx = Ctx({}, None, 0, None, (), False)
         env: dict[str, object] = {}
+        defaults_ctx = Ctx(env, None, 0, None, (), False)  # sees the parameters bound so far
         for p in bd.params:  # defaults are evaluated in the block's (global) scope, in order
             v = values[p.name]
             if isinstance(v, ast.Param):
-                v = self.eval(v.default, genv_ctx.child(env=env))
+                v = self.eval(v.default, defaults_ctx)
             env[p.name] = v
         x = self.need_current(ctx, s.span)
         sid = ctx.scope if anonymous else self.new_scope(label, s.op, "block", s.span, ctx)
@@ -1174,3 +1174,4 @@ def elaborate(program: Program, network: str | None = None, overrides: dict | No
                          "call blocks one after another instead of each inside the previous one's group") from None
     finally:
         sys.setrecursionlimit(old)
+        el._last_evaluator = (None, None)  # it refers back to `el` (charge): no cycle outlives the run

@@ -227,7 +227,6 @@ def assign_names(graph: Graph) -> None:
                 used.add(name)
                 return name
 
-    qual: list[str] = []
     scope_names: dict[int, str] = {}
     for s in graph.scopes:  # parents precede children (ids increase)
         if s.parent is None:
@@ -236,14 +235,12 @@ def assign_names(graph: Graph) -> None:
         own = s.label if s.label is not None else auto(s.parent, s.hint)
         parent = scope_names[s.parent]
         scope_names[s.id] = f"{parent}.{own}" if parent else own
-    for i, n in enumerate(graph.nodes):
-        own = n.label if n.label is not None else auto(n.scope, n.op)
-        parent = scope_names[n.scope]
-        qual.append(f"{parent}.{own}" if parent else own)
     # Naming finishes the construction of the nodes, scopes and regions the elaborator just made and
     # no one else has seen yet; setting the field in place avoids copying 10^5 of them.
-    for n, q in zip(graph.nodes, qual):
-        object.__setattr__(n, "name", q)
+    for n in graph.nodes:
+        own = n.label if n.label is not None else auto(n.scope, n.op)
+        parent = scope_names[n.scope]
+        object.__setattr__(n, "name", f"{parent}.{own}" if parent else own)
     for s in graph.scopes:
         object.__setattr__(s, "name", scope_names[s.id])
     seen: dict[str, int] = {}
