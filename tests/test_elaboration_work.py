@@ -86,3 +86,25 @@ network mix(K = 6) { input x: [4]
                 for k in range(len(want) + len(step) - 1)]
     assert counts.by_length == {k: c for k, c in enumerate(want) if c}
     assert counts.total == 2 ** 3 * 3 ** 3
+
+
+def _naive_power(p: list[int], n: int) -> list[int]:
+    q = [1]
+    for _ in range(n):
+        out = [0] * (len(q) + len(p) - 1)
+        for i, a in enumerate(q):
+            for j, b in enumerate(p):
+                out[i + j] += a * b
+        q = out
+    return q
+
+
+def test_power_by_miller_equals_repeated_multiplication():
+    """_power computes half of a palindromic power and mirrors it: checked against n multiplications,
+    palindromic factors and others, odd and even degrees."""
+    factors = [[1, 1], [1, 2, 1], [2, 3, 2], [1, 0, 1], [3, 0, 0, 3], [1, 2], [2, 1, 1], [5], [1, 4, 6, 4, 1],
+               [2, 0, 2], [1, 3, 0, 2], [4, 1, 1, 4]]
+    for p in factors:
+        for n in range(9):
+            assert P._power(list(p), n) == _naive_power(p, n), (p, n)
+    assert P._power([1, 1], 2001) == [comb(2001, k) for k in range(2002)]

@@ -37,6 +37,7 @@ from fractions import Fraction
 from typing import Iterator, NamedTuple
 
 from ..ir import Graph, cycle_collector_paused
+from ..ops import OPS
 
 LENGTHS = ("blocks", "layers")
 Poly = list[int]  # coefficient of x**k at index k, exact Python ints
@@ -90,7 +91,12 @@ def _power(p: Poly, n: int) -> Poly:
     p0 = p[0]
     terms = [(i, p[i]) for i in range(1, d + 1) if p[i]]
     q = [p0 ** n] + [0] * (n * d)
-    for k in range(1, n * d + 1):
+    # A palindromic p (1 + x: every chain of plain residual blocks) has a palindromic power, and q_k
+    # needs only q_0 .. q_{k-1}: the first half of the recurrence gives the rest, halving the
+    # Theta((n d)^2)-bit work.
+    mirror = p == p[::-1]
+    last = n * d // 2 if mirror else n * d
+    for k in range(1, last + 1):
         s = 0
         for i, pi in terms:
             if i > k:
@@ -99,6 +105,9 @@ def _power(p: Poly, n: int) -> Poly:
             if qk:
                 s += ((n + 1) * i - k) * pi * qk
         q[k] = s // (k * p0)
+    if mirror:
+        for k in range(last + 1, n * d + 1):
+            q[k] = q[n * d - k]
     return q
 
 
@@ -136,9 +145,10 @@ class Branch(NamedTuple):
 def branches(graph: Graph) -> list[Branch]:
     """Every branch edge of `graph`, in the order of the merge nodes (then slots)."""
     by_merge = {r.merge: r for r in graph.regions}
+    merges = {name for name, spec in OPS.items() if spec.family == "merge"}  # the family facet, read once per op
     out: list[Branch] = []
     for n in graph.nodes:
-        if n.spec.family != "merge":
+        if n.op not in merges:
             continue
         r = by_merge.get(n.id)
         if r is None:
@@ -254,7 +264,10 @@ def on_pair(graph: Graph, ins: list[list[tuple[int, int]]], i: int, o: int) -> l
     fwd = [False] * n
     fwd[i] = True
     for v in range(i + 1, o + 1):
-        fwd[v] = any(fwd[u] for u in ins[v] if u >= 0)
+        for u in ins[v]:  # (a plain loop: any() over a generator costs more than the test)
+            if u >= 0 and fwd[u]:
+                fwd[v] = True
+                break
     on = [False] * n
     if not fwd[o]:
         return on
@@ -273,21 +286,17 @@ def cut_nodes(ins: list[list[tuple[int, int]]], on: list[bool], i: int, o: int) 
     return _dominators(ins, set(interior), i, o, interior, True)
 
 
-def _edges_in(ins, member: set[int], a: int, b: int, v: int, direct_ok: bool) -> Iterator[tuple[int, int]]:
-    """(slot, source) of v's in-edges inside the sub-DAG a -> b whose inner nodes are `member`
-    (without the direct edges a -> b unless `direct_ok`)."""
-    for s, u in enumerate(ins[v]):
-        if u in member or (u == a and (direct_ok or v != b)):
-            yield s, u
-
-
 def _dominators(ins, member: set[int], a: int, b: int, interior: list[int], direct_ok: bool) -> list[int]:
     """Dominators of b in the sub-DAG, a first: immediate dominators by Cooper, Harvey & Kennedy's
     intersection over the topological (id) order, which for a DAG needs one pass; exact, no counting."""
     idom = {a: a}
     for v in interior + [b]:
         d = None
-        for _, u in _edges_in(ins, member, a, b, v, direct_ok):
+        for u in ins[v]:
+            # v's in-edges inside the sub-DAG: from its inner nodes `member`, or from `a` (the direct
+            # edges a -> b only when `direct_ok`)
+            if not (u in member or (u == a and (direct_ok or v != b))):
+                continue
             if d is None:
                 d = u
                 continue
@@ -305,7 +314,7 @@ def _dominators(ins, member: set[int], a: int, b: int, interior: list[int], dire
     return chain[::-1]
 
 
-@dataclass
+@dataclass(slots=True)
 class Segment:
     """The paths from `start` to `end` in a sub-DAG (a segment between cut nodes, or a part of one)."""
 
@@ -409,11 +418,10 @@ def _flat_shared(memo: dict, ins, member: set[int], a: int, b: int, interior: li
     """`_flat`, computed once per shape of sub-DAG: the key is the sub-DAG written relative to `a` (which
     of its edges count, the weights, the wanted edges), so the equal blocks of a stage share one DP and
     differ only in the node ids of `through`."""
-    def sources(v: int) -> tuple:
-        return tuple(u - a if u in member or (u == a and (direct_ok or v != b)) else None for u in ins[v])
-
-    key = (b - a, tuple((v - a, sources(v), node_w[v], slot_w[v], None if want is None else want[v])
-                        for v in interior + [b]), want is None)
+    key = (b - a, want is None, tuple([  # per node: its offset, weights, wanted slots, and sources (None: no edge)
+        (v - a, node_w[v], slot_w[v], None if want is None else want[v],
+         tuple([u - a if u in member or (u == a and (direct_ok or v != b)) else None for u in ins[v]]))
+        for v in interior + [b]]))
     hit = memo.get(key)
     if hit is None:
         seg = _flat(ins, member, a, b, interior, node_w, slot_w, want, direct_ok)
