@@ -65,8 +65,9 @@ class _Abort(Exception):
 def _check_module_depth(g: Graph) -> None:
     """Each component of a qualified name is a level of torch's module tree, which torch walks
     recursively (named_modules, state_dict, to, apply): refuse a tree it could not walk (E040)."""
-    deepest = max(g.nodes, key=lambda n: n.name.count("."), default=None)
-    if deepest is not None and deepest.name.count(".") + 1 > MODULE_DEPTH_CEILING:
+    depths = [n.name.count(".") for n in g.nodes]
+    if depths and max(depths) + 1 > MODULE_DEPTH_CEILING:
+        deepest = g.nodes[depths.index(max(depths))]  # the first of the deepest
         levels = deepest.name.count(".") + 1
         shown = deepest.name if levels <= 6 else "....." + ".".join(deepest.name.split(".")[-5:])
         raise error("E040", f"layer `{shown}` is nested {levels} modules deep; PyTorch's module "
@@ -305,7 +306,10 @@ class Elaborator:
                 self.charge(0, s.span)  # reports and stops
             self.last_span = s.span
             try:
-                self.stmt(s, ctx)
+                if type(s) is ast.Layer:  # most statements: straight to it
+                    self.layer(s, ctx)
+                else:
+                    self.stmt(s, ctx)
             except _Poisoned:
                 ctx.current = POISON
                 self._poison_bind(s, ctx)
@@ -670,11 +674,11 @@ class Elaborator:
                  label: str | None, span: Span, ctx: Ctx) -> Tensor:
         """Append a node; it keeps `attrs` itself (read-only), so the caller must not change that dict later."""
         g = self.graph
-        if len(g.nodes) >= self.limits.max_nodes:  # fatal, like max_steps: one report, then stop
+        nid = len(g.nodes)
+        if nid >= self.limits.max_nodes:  # fatal, like max_steps: one report, then stop
             self.diags.append(Diagnostic("E040", f"the network has more than {self.limits.max_nodes} operations",
                                          span, (), "raise the limit with --limit max_nodes=N"))
             raise _Abort()
-        nid = len(g.nodes)
         shape = tuple(shape)
         if attrs.get("dtype") == "int":
             self._token_ids.add(nid)
