@@ -149,7 +149,9 @@ class Graph:
         return sum(n.buffers for n in self.nodes)
 
     def lint(self) -> None:
-        """Check the IR's invariants; raises AssertionError naming the broken one."""
+        """Check the IR's invariants; raises AssertionError naming the broken one.  Linear in the graph (plus
+        the regions' branch lists): each node is checked against its inputs and its op's rules only."""
+        known_attrs: dict[str, set[str]] = {}  # op -> its parameters and derived attributes, made once per op
         for idx, n in enumerate(self.nodes):
             assert n.id == idx, f"node {n.name or idx}: id {n.id} != position {idx}"
             assert n.op in ops.OPS, f"node {n.name}: unknown op {n.op!r}"
@@ -160,7 +162,9 @@ class Graph:
             assert isinstance(n.attrs, MappingProxyType), f"node {n.name}: attrs must be read-only"
             assert all(isinstance(d, int) and d > 0 for d in n.shape), f"node {n.name}: bad shape {n.shape}"
             if spec.user:
-                known = {p.name for p in spec.params} | set(spec.derived)
+                known = known_attrs.get(n.op)
+                if known is None:
+                    known = known_attrs[n.op] = {p.name for p in spec.params} | set(spec.derived)
                 extra = set(n.attrs) - known
                 assert not extra, f"node {n.name}: attributes {sorted(extra)} not in the op table for {n.op}"
                 xs = [self.nodes[i].shape for i in n.inputs]
