@@ -115,7 +115,8 @@ def paths_memory(K: int = 50_000):
     paths = count_paths(net.graph, "blocks")
     peak = tracemalloc.get_traced_memory()[1]
     tracemalloc.stop()
-    hist = sum(sys.getsizeof(c) for c in paths.by_length.values())
+    distinct = {id(c): c for c in paths.by_length.values()}  # C(K, k) and C(K, K - k) are one object
+    hist = sum(sys.getsizeof(c) for c in distinct.values())
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f"paths on {K:,} blocks: peak {peak / 1e6:.0f} MB traced; the histogram's integers alone {hist / 1e6:.0f} MB; "
           f"process peak RSS {loaded:.0f} MB after loading, {rss:.0f} MB after counting (tracemalloc's own tables included)")
@@ -127,8 +128,9 @@ def resnet50(repeat):
     from torch.utils.flop_counter import FlopCounterMode
 
     import resdsl
-    sys.path.insert(0, str(ROOT / "bench"))
-    from common import median
+    def median(fn, repeat):  # CPU time: steadier than wall time on a shared machine (torch runs on 1 thread)
+        times = [timed(fn) for _ in range(repeat)]
+        return statistics.median(t[0] for t in times), times[-1][2]
 
     torch.set_num_threads(1)
     path = ROOT / "examples/resnet.res"
@@ -143,7 +145,7 @@ def resnet50(repeat):
 
     t_fcm, flops = median(fcm, repeat)
     t_ti, ti = median(lambda: torchinfo.summary(model, input_data=x, verbose=0).total_mult_adds, repeat)
-    print(f"ResNet-50 @224 (wall-clock medians of {repeat}): resdsl static (load + elaborate + count) {macs:,} MACs "
+    print(f"ResNet-50 @224 (CPU-time medians of {repeat}): resdsl static (load + elaborate + count) {macs:,} MACs "
           f"in {t_static:.4f}s")
     print(f"  FlopCounterMode forward: {flops:,} FLOPs = 2 x {flops // 2:,} in {t_fcm:.3f}s "
           f"(+ {t_build:.2f}s to build the module); ratio {t_fcm / t_static:.1f}x slower")
