@@ -13,12 +13,7 @@ from math import comb
 import resdsl
 from resdsl.analysis import paths as P
 
-CHAIN = """
-network chain(K = 100, D = 16) {
-  input x: [D]
-  for i in range(K) { residual { relu; linear(D, init="he") } }
-  output y
-}"""
+CHAIN = 'network chain(K = 100) { input x: [16]\n for i in range(K) { residual { relu; linear(16) } }\n output y }'
 
 
 def _cycles_left(text: str, **params) -> tuple[int, resdsl.Network]:
