@@ -541,6 +541,9 @@ def _count_paths(graph: Graph, length: str, removed: frozenset[Edge]) -> PathCou
         part = _shift(seg.poly, node_w[i])  # (its coefficients add up to seg.total: tests check it)
         total += mult * seg.total
         poly = part if not poly and mult == 1 else _add_into(poly, [mult * x for x in part])
+        if not through and mult == 1:  # the first (often the only) pair: a copy at C speed
+            through = dict(seg.through)
+            continue
         for e, c in seg.through.items():
             add = c if mult == 1 else mult * c
             through[e] = through[e] + add if e in through else add
