@@ -89,6 +89,7 @@ class Elaborator:
         self._signatures: dict[int, tuple] = {}  # id(params) -> (params, signature): see _signature
         self._block_param_lists: dict[str, tuple] = {}  # block name -> (BlockDef, params)
         self._token_ids: set[int] = set()  # nodes whose attrs say dtype="int": token-id inputs (_check_ids)
+        self._tied: list[int] = []  # nodes whose attrs have a `tie` (_resolve_ties)
         self._last_evaluator: tuple[Ctx | None, Evaluator | None] = (None, None)  # see _evaluator
 
     # ------------------------------------------------------------ errors
@@ -168,7 +169,7 @@ class Elaborator:
     def _resolve_ties(self, g: Graph) -> None:
         """`tie="LAYER"`: LAYER must be a layer with a `.weight` of the same shape (read from the ops' `weight`
         facet); reads names and attrs, reports E018/E036, writes nothing (the count already omits the weight)."""
-        tied = [n for n in g.nodes if n.attrs.get("tie")]
+        tied = [g.nodes[i] for i in self._tied]
         if not tied:
             return
         by_name = {n.name: n for n in g.nodes}
@@ -682,6 +683,8 @@ class Elaborator:
         shape = tuple(shape)
         if attrs.get("dtype") == "int":
             self._token_ids.add(nid)
+        if attrs.get("tie"):
+            self._tied.append(nid)  # read here, while attrs is at hand, not in a walk over every node later
         # `attrs` is the caller's fresh dict, handed over: wrapping it read-only needs no copy
         g.nodes.append(Node(nid, op, tuple(inputs), MappingProxyType(attrs), shape, counts[0], counts[1], ctx.scope,
                             label, span, ctx.calls, ctx.region))
