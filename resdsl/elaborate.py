@@ -12,16 +12,17 @@ quietly, and independent errors are all reported together.
 """
 from __future__ import annotations
 
-import gc
+import math
 import re
 import sys
 from dataclasses import dataclass, replace
+from types import MappingProxyType
 
 from . import lowerable, ops
 from . import syntax as ast
 from .diagnostics import Diagnostic, Note, ResdslError, did_you_mean, error
 from .evaluate import Evaluator, FrozenDict, Tensor, _Poisoned, check_assertion, names_in, show, type_name
-from .ir import CallSite, Contract, Graph, Node, Region, Scope, assign_names, freeze
+from .ir import CallSite, Contract, Graph, Node, Region, Scope, assign_names, cycle_collector_paused, freeze
 from .limits import DEFAULT, MODULE_DEPTH_CEILING, Limits, raise_hint
 from .loader import Program
 from .span import UNKNOWN, Span
@@ -32,11 +33,12 @@ TOTALS = ("params", "buffers", "macs")  # network totals, in scope at an `assert
 POISON = Tensor(-1, None)
 ANONYMOUS = "_"  # the label `_:` gives no name: `_: body(c)` opens no scope
 UNDEFINED = object()  # a variable whose assignment failed: uses are skipped quietly
+KEEP = object()  # Ctx.child: this field stays as it is (None is a value: no current tensor, no region)
 _PLAIN_LABEL_RE = re.compile(r"[A-Za-z0-9_]+")  # used with fullmatch: `$` would let a trailing newline through
 _LABEL_RE = re.compile(r"[A-Za-z0-9_]+(?:\.[A-Za-z0-9_]+)*")  # fullmatch; dots nest module names: conv.0.0
 
 
-@dataclass
+@dataclass(slots=True)
 class Ctx:
     """Where a statement runs: its variables, the current tensor, its scope."""
 
@@ -48,11 +50,12 @@ class Ctx:
     in_network: bool
     branches: list | None = None  # collects branch outputs inside parallel { }
 
-    def child(self, **changes) -> "Ctx":
-        c = Ctx(self.env, self.current, self.scope, self.region, self.calls, self.in_network, None)
-        for k, v in changes.items():
-            setattr(c, k, v)
-        return c
+    def child(self, env: dict | object = KEEP, current: Tensor | None | object = KEEP, scope: int | object = KEEP,
+              region: int | None | object = KEEP) -> "Ctx":
+        """A context for a nested body: the same, except what is given (and no branches)."""
+        return Ctx(self.env if env is KEEP else env, self.current if current is KEEP else current,
+                   self.scope if scope is KEEP else scope, self.region if region is KEEP else region,
+                   self.calls, self.in_network)
 
 
 class _Abort(Exception):
@@ -62,8 +65,9 @@ class _Abort(Exception):
 def _check_module_depth(g: Graph) -> None:
     """Each component of a qualified name is a level of torch's module tree, which torch walks
     recursively (named_modules, state_dict, to, apply): refuse a tree it could not walk (E040)."""
-    deepest = max(g.nodes, key=lambda n: n.name.count("."), default=None)
-    if deepest is not None and deepest.name.count(".") + 1 > MODULE_DEPTH_CEILING:
+    depths = [n.name.count(".") for n in g.nodes]
+    if depths and max(depths) + 1 > MODULE_DEPTH_CEILING:
+        deepest = g.nodes[depths.index(max(depths))]  # the first of the deepest
         levels = deepest.name.count(".") + 1
         shown = deepest.name if levels <= 6 else "....." + ".".join(deepest.name.split(".")[-5:])
         raise error("E040", f"layer `{shown}` is nested {levels} modules deep; PyTorch's module "
@@ -82,6 +86,11 @@ class Elaborator:
         self.globals: dict[str, object] = {}
         self.graph: Graph | None = None
         self.last_span: Span = UNKNOWN  # the statement being run (for RecursionError reports)
+        self._signatures: dict[int, tuple] = {}  # id(params) -> (params, signature): see _signature
+        self._block_param_lists: dict[str, tuple] = {}  # block name -> (BlockDef, params)
+        self._token_ids: set[int] = set()  # nodes whose attrs say dtype="int": token-id inputs (_check_ids)
+        self._tied: list[int] = []  # nodes whose attrs have a `tie` (_resolve_ties)
+        self._last_evaluator: tuple[Ctx | None, Evaluator | None] = (None, None)  # see _evaluator
 
     # ------------------------------------------------------------ errors
 
@@ -160,11 +169,12 @@ class Elaborator:
     def _resolve_ties(self, g: Graph) -> None:
         """`tie="LAYER"`: LAYER must be a layer with a `.weight` of the same shape (read from the ops' `weight`
         facet); reads names and attrs, reports E018/E036, writes nothing (the count already omits the weight)."""
+        tied = [g.nodes[i] for i in self._tied]
+        if not tied:
+            return
         by_name = {n.name: n for n in g.nodes}
-        for n in g.nodes:
-            tie = n.attrs.get("tie")
-            if not tie:
-                continue
+        for n in tied:
+            tie = n.attrs["tie"]
             src = by_name.get(tie)
             if src is None or src.spec.weight is None:
                 names = [m.name for m in g.nodes if m.spec.weight is not None and m.id != n.id]
@@ -250,6 +260,15 @@ class Elaborator:
     # ------------------------------------------------------------ expressions
 
     def _evaluator(self, ctx: Ctx) -> Evaluator:
+        """The evaluator of expressions in `ctx`.  The last one made is reused while statements run in
+        the same context (its lookup reads the context's variables when called, so it stays right as
+        they change).  It is kept here, not on the context: the context holding its own evaluator would
+        be a reference cycle, garbage only the cyclic collector frees (and it is off meanwhile)."""
+        if self._last_evaluator[0] is not ctx:
+            self._last_evaluator = (ctx, self._new_evaluator(ctx))
+        return self._last_evaluator[1]
+
+    def _new_evaluator(self, ctx: Ctx) -> Evaluator:
         genv = self.globals
 
         def lookup(name: str, span: Span) -> object:
@@ -281,11 +300,17 @@ class Elaborator:
     # ------------------------------------------------------------ statements
 
     def body(self, stmts: tuple[ast.Stmt, ...], ctx: Ctx) -> None:
+        limit = self.limits.max_steps
         for s in stmts:
-            self.charge(1, s.span)
+            self.steps += 1  # charge(1, s.span) without the call: one per statement run
+            if self.steps > limit:
+                self.charge(0, s.span)  # reports and stops
             self.last_span = s.span
             try:
-                self.stmt(s, ctx)
+                if type(s) is ast.Layer:  # most statements: straight to it
+                    self.layer(s, ctx)
+                else:
+                    self.stmt(s, ctx)
             except _Poisoned:
                 ctx.current = POISON
                 self._poison_bind(s, ctx)
@@ -461,7 +486,7 @@ class Elaborator:
         return text
 
     def layer(self, s: ast.Layer, ctx: Ctx) -> None:
-        label = self.label(s.label, ctx)
+        label = self.label(s.label, ctx) if s.label is not None else None
         anonymous = label == ANONYMOUS
         if anonymous:  # `_:` no name of its own: a block call then names its layers in the caller's scope
             label = None
@@ -510,11 +535,13 @@ class Elaborator:
         values: dict[str, object] = {}
         spans: dict[str, Span] = {}
         tensors: list[tuple[Tensor, Span]] = []
-        takes_tensors = any(p.kind == "tensors" for p in params)
-        positional = [p for p in params if p.positional and p.kind != "tensors"]
+        takes_tensors, positional, by_name, plain, defaults = self._signature(params)
+        if not args and defaults is not None:  # a construct or layer called without arguments
+            return dict(defaults), spans, tensors
         pos_i = 0
+        ev = self._evaluator(ctx)
         for a in args:
-            v = self.eval(a.value, ctx)
+            v = ev.eval(a.value)
             if a.name is None:
                 if takes_tensors and isinstance(v, Tensor):
                     tensors.append((v, a.span))
@@ -529,7 +556,7 @@ class Elaborator:
                 p = positional[pos_i]
                 pos_i += 1
             else:
-                p = next((q for q in params if q.name == a.name), None)
+                p = by_name.get(a.name)
                 if p is None:
                     raise error("E013", f"{what} has no argument `{a.name}`", a.span,
                                 hint=did_you_mean(a.name, [q.name for q in params])
@@ -538,8 +565,8 @@ class Elaborator:
                     raise error("E013", f"argument `{a.name}` given twice", a.span)
             values[p.name] = _check_kind(p, v, a.value.span)
             spans[p.name] = a.value.span
-        for p in params:
-            if p.name not in values and p.kind != "tensors":
+        for p in plain:
+            if p.name not in values:
                 if p.default is ops.REQUIRED:
                     raise error("E013", f"{what} is missing its required argument `{p.name}`", span,
                                 hint=f"e.g. {what}({', '.join(q.name + '=...' for q in params if q.default is ops.REQUIRED)})")
@@ -548,6 +575,36 @@ class Elaborator:
             if t.shape is None:
                 raise _Poisoned()
         return values, spans, tensors
+
+    def _signature(self, params: tuple[ops.Param, ...]) -> tuple[bool, list, dict, list, dict | None]:
+        """What `bind_args` needs to know of a parameter list, worked out once per list: whether it takes
+        tensors, the positional parameters, the parameters by name (the first of a name wins), the
+        parameters that are not tensors, and their defaults (None if one is required).  Keyed by identity:
+        op and construct lists live as long as the process, a block's list as long as this elaboration
+        (`_block_params`), and the entry holds it."""
+        entry = self._signatures.get(id(params))
+        if entry is None or entry[0] is not params:
+            by_name: dict[str, ops.Param] = {}
+            for p in params:
+                by_name.setdefault(p.name, p)
+            plain = [p for p in params if p.kind != "tensors"]
+            defaults: dict[str, object] = {}
+            for p in plain:
+                defaults.setdefault(p.name, p.default)
+            sig = (any(p.kind == "tensors" for p in params),
+                   [p for p in params if p.positional and p.kind != "tensors"], by_name, plain,
+                   None if any(v is ops.REQUIRED for v in defaults.values()) else defaults)
+            entry = self._signatures[id(params)] = (params, sig)
+        return entry[1]
+
+    def _block_params(self, bd: ast.BlockDef) -> tuple[ops.Param, ...]:
+        """A block's parameters as argument kinds ("any": the block checks its own values); one tuple per
+        block, so its signature is worked out once."""
+        params = self._block_param_lists.get(bd.name)
+        if params is None or params[0] is not bd:
+            params = self._block_param_lists[bd.name] = (bd, tuple(
+                ops.Param(p.name, "any", ops.REQUIRED if p.default is None else p, True) for p in bd.params))
+        return params[1]
 
     def op_layer(self, spec: ops.OpSpec, s: ast.Layer, label: str | None, ctx: Ctx) -> None:
         attrs, spans, tensors = self.bind_args(spec.params, s.args, ctx, s.op, s.span)
@@ -567,7 +624,8 @@ class Elaborator:
         """Infer shape and counts, then add the node; ShapeProblems become diagnostics (`hints`: code -> the
         hint to give instead of the op's, where the node comes from a construct such as dense)."""
         in_shapes = [t.shape for t in inputs]
-        self._check_ids(spec, inputs, span)
+        if self._token_ids or spec.ids is not None:  # without token-id inputs only an id reader can be wrong
+            self._check_ids(spec, inputs, span)
         try:
             shape, attrs = spec.elaborate(attrs, in_shapes)
         except ops.ShapeProblem as p:
@@ -598,7 +656,7 @@ class Elaborator:
 
     def _check_ids(self, spec: ops.OpSpec, inputs: list[Tensor], span: Span) -> None:
         """Integer token ids (`input ids: int[N]`) feed only ops that read ids (`embedding`), and those only them."""
-        ids = [self.graph.nodes[t.node].attrs.get("dtype") == "int" for t in inputs]
+        ids = [t.node in self._token_ids for t in inputs]
         if spec.ids is not None and not all(ids):
             raise error("E033", f"{spec.name} reads token ids, but its input is a float tensor", span,
                         hint="declare the input as token ids: `input ids: int[N]`")
@@ -607,9 +665,7 @@ class Elaborator:
                         hint="embed the ids first: `embedding(vocab, dim)`")
 
     def _check_elements(self, shape: tuple[int, ...], span: Span) -> None:
-        n = 1
-        for d in shape:
-            n *= d
+        n = math.prod(shape)
         if n > self.limits.max_tensor_elements:
             raise error("E040", f"a tensor of shape {list(shape)} has {n} elements per sample; "
                         f"the limit is {self.limits.max_tensor_elements}", span,
@@ -617,15 +673,22 @@ class Elaborator:
 
     def add_node(self, op: str, attrs: dict, inputs: list[int], shape: tuple, counts: tuple[int, int],
                  label: str | None, span: Span, ctx: Ctx) -> Tensor:
+        """Append a node; it keeps `attrs` itself (read-only), so the caller must not change that dict later."""
         g = self.graph
-        if len(g.nodes) >= self.limits.max_nodes:  # fatal, like max_steps: one report, then stop
+        nid = len(g.nodes)
+        if nid >= self.limits.max_nodes:  # fatal, like max_steps: one report, then stop
             self.diags.append(Diagnostic("E040", f"the network has more than {self.limits.max_nodes} operations",
                                          span, (), "raise the limit with --limit max_nodes=N"))
             raise _Abort()
-        nid = len(g.nodes)
-        g.nodes.append(Node(nid, op, tuple(inputs), freeze(attrs), tuple(shape), counts[0], counts[1], ctx.scope,
+        shape = tuple(shape)
+        if attrs.get("dtype") == "int":
+            self._token_ids.add(nid)
+        if attrs.get("tie"):
+            self._tied.append(nid)  # read here, while attrs is at hand, not in a walk over every node later
+        # `attrs` is the caller's fresh dict, handed over: wrapping it read-only needs no copy
+        g.nodes.append(Node(nid, op, tuple(inputs), MappingProxyType(attrs), shape, counts[0], counts[1], ctx.scope,
                             label, span, ctx.calls, ctx.region))
-        return Tensor(nid, tuple(shape))
+        return Tensor(nid, shape)
 
     def new_scope(self, label: str | None, hint: str, kind: str, span: Span, ctx: Ctx) -> int:
         sid = len(self.graph.scopes)
@@ -644,14 +707,13 @@ class Elaborator:
             raise error("E021", f"block `{s.op}` takes no body", s.clauses[0].span)
         if len(ctx.calls) >= self.limits.max_call_depth:
             self._too_deep(s, bd, ctx)
-        params = tuple(ops.Param(p.name, "any", ops.REQUIRED if p.default is None else p, True) for p in bd.params)
-        values, _, _ = self.bind_args(params, s.args, ctx, s.op, s.span)
-        genv_ctx = Ctx({}, None, 0, None, (), False)
+        values, _, _ = self.bind_args(self._block_params(bd), s.args, ctx, s.op, s.span)
         env: dict[str, object] = {}
+        defaults_ctx = Ctx(env, None, 0, None, (), False)  # sees the parameters bound so far
         for p in bd.params:  # defaults are evaluated in the block's (global) scope, in order
             v = values[p.name]
             if isinstance(v, ast.Param):
-                v = self.eval(v.default, genv_ctx.child(env=env))
+                v = self.eval(v.default, defaults_ctx)
             env[p.name] = v
         x = self.need_current(ctx, s.span)
         sid = ctx.scope if anonymous else self.new_scope(label, s.op, "block", s.span, ctx)
@@ -1103,13 +1165,9 @@ def elaborate(program: Program, network: str | None = None, overrides: dict | No
     el = Elaborator(program, limits, input_shapes)
     old = sys.getrecursionlimit()
     sys.setrecursionlimit(max(old, 20 * limits.max_call_depth + 8 * limits.max_nesting + 2000))
-    # The graph is acyclic data made in one go: the cyclic collector's passes over it only cost
-    # time (they made 10,000 blocks take 13x as long as 1,000).  Cycles made meanwhile (exceptions)
-    # are collected once it is back on.
-    collecting = gc.isenabled()
-    gc.disable()
     try:
-        return el.network(network, dict(overrides or {}))
+        with cycle_collector_paused():  # the graph is acyclic data made in one go (see there)
+            return el.network(network, dict(overrides or {}))
     except ResdslError as e:  # keep the inputs declared before the error: the size analysis explains it
         g = el.graph
         e.partial_inputs = {k: g.nodes[i].shape for k, i in g.inputs.items()} if g is not None else {}
@@ -1123,5 +1181,4 @@ def elaborate(program: Program, network: str | None = None, overrides: dict | No
                          "call blocks one after another instead of each inside the previous one's group") from None
     finally:
         sys.setrecursionlimit(old)
-        if collecting:
-            gc.enable()
+        el._last_evaluator = (None, None)  # it refers back to `el` (charge): no cycle outlives the run

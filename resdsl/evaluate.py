@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Callable, Mapping
+from typing import Callable, Mapping, get_args
 
 from . import syntax as ast
 from .diagnostics import ResdslError, did_you_mean, error
@@ -19,7 +19,7 @@ MAX_INT = 10**18  # integers beyond this are refused (E040)
 MAX_ITEMS = 1_000_000  # longest list or range
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Tensor:
     """A reference to an IR node's output, as seen by expressions."""
 
@@ -118,8 +118,7 @@ class Evaluator:
         return self.eval(e)
 
     def eval(self, e: ast.Expr) -> object:
-        method = getattr(self, "_" + type(e).__name__)
-        return method(e)
+        return _RULES[type(e)](self, e)  # the method named after the expression's class: _Const, _Name, ...
 
     def _Const(self, e: ast.Const):
         return _check_int(e.value, e.span)
@@ -254,6 +253,10 @@ class Evaluator:
             return self._built(_check_int(fn(*args), e.span), e.span)
         except _BuiltinError as err:
             raise error(err.code, f"{e.func}(): {err}", e.span, hint=err.hint) from None
+
+
+# Expression class -> Evaluator method, looked up once here rather than by name at every evaluation.
+_RULES = {cls: getattr(Evaluator, "_" + cls.__name__) for cls in get_args(ast.Expr)}
 
 
 class _Poisoned(Exception):

@@ -21,6 +21,7 @@ backend maps any of them to safe Python identifiers (or string constants) itself
 from __future__ import annotations
 
 import keyword
+import re
 
 from .diagnostics import Diagnostic
 from .evaluate import FrozenDict
@@ -52,8 +53,11 @@ resdsl_source reset_parameters _resdsl_build
 MAX_MODULE_DEPTH = MODULE_DEPTH_CEILING  # one limit: limits.py says why (torch walks the tree recursively)
 
 
+_PLAIN_NAME = re.compile(r"[A-Za-z0-9_]+")  # used with fullmatch: `$` would let a trailing newline through
+
+
 def _plain_name(text: str) -> bool:
-    return bool(text) and text.isascii() and all(c.isalnum() or c == "_" for c in text)
+    return _PLAIN_NAME.fullmatch(text) is not None
 
 
 def _name_problem(component: str) -> str | None:

@@ -62,7 +62,7 @@ class Source:
         return max(0, min(starts[line - 1] + col - 1, len(self.text)))
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Span:
     file: str
     line: int

@@ -46,8 +46,8 @@ import math
 from dataclasses import dataclass, field
 from fractions import Fraction
 
-from ..ir import Graph, Node
-from ..ops import CONVENTIONS, MissingFacet, Saves, Spatial
+from ..ir import Graph, Node, cycle_collector_paused
+from ..ops import CONVENTIONS, OPS, MissingFacet, Saves, Spatial
 
 Shape = tuple[int, ...]
 UNITS = {"torch": "FLOPs"}  # every other convention counts multiply-accumulates
@@ -134,7 +134,7 @@ def _rf(n: Node, xs: list[Shape], y: Shape, ins: list[Field | None]) -> Field | 
     live = [f for f in ins if f is not None]
     if not live:
         return None
-    rule = _RF.get(n.spec.spatial)
+    rule = _RF.get(OPS[n.op].spatial)
     if rule is None:
         raise CostError(n.op, "spatial", _PASS)
     return rule(n, xs, y, live)
@@ -143,7 +143,7 @@ def _rf(n: Node, xs: list[Shape], y: Shape, ins: list[Field | None]) -> Field | 
 # ---------------------------------------------------------------- report
 
 
-@dataclass
+@dataclass(slots=True)
 class LayerCost:
     id: int
     name: str
@@ -205,11 +205,16 @@ def analyze(graph: Graph, convention: str = "torchvision") -> CostReport:
     Reads the graph's nodes and each op's `macs`, `saves`, `spatial` and `family` facets; writes a report."""
     if convention not in CONVENTIONS:
         raise ValueError(f"unknown convention {convention!r}; choose one of {', '.join(CONVENTIONS)}")
+    with cycle_collector_paused():  # one LayerCost per node, no cycles: the collector would only walk them
+        return _analyze(graph, convention)
+
+
+def _analyze(graph: Graph, convention: str) -> CostReport:
     nodes = graph.nodes
     saved = [False] * len(nodes)
     fields_: list[Field | None] = [None] * len(nodes)
     for n in nodes:
-        saves = n.spec.saves
+        saves = OPS[n.op].saves
         if saves is Saves.INPUT:
             for i in n.inputs:
                 saved[i] = True
@@ -220,15 +225,16 @@ def analyze(graph: Graph, convention: str = "torchvision") -> CostReport:
     layers: list[LayerCost] = []
     by_class: dict[str, int] = {}
     buffer_bytes = 0
+    classes = {name: spec.family.cost_class for name, spec in OPS.items()}
     for n in nodes:
         xs = [nodes[i].shape for i in n.inputs]
-        macs = n.spec.mac(convention, n.attrs, xs, n.shape, n.params)
+        macs = OPS[n.op].mac(convention, n.attrs, xs, n.shape, n.params)
         if not n.inputs:  # a network input: the field of one pixel
             fields_[n.id] = Field((1,) * (len(n.shape) - 1), (Fraction(1),) * (len(n.shape) - 1)) if len(n.shape) > 1 else None
         else:
             fields_[n.id] = _rf(n, xs, n.shape, [fields_[i] for i in n.inputs])
         f = fields_[n.id]
-        cls = n.family.cost_class
+        cls = classes[n.op]
         by_class[cls] = by_class.get(cls, 0) + macs
         if n.buffers:  # BN: running mean and var in fp32, num_batches_tracked int64
             buffer_bytes += (n.buffers - 1) * 4 + 8

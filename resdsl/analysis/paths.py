@@ -36,7 +36,8 @@ from dataclasses import dataclass
 from fractions import Fraction
 from typing import Iterator, NamedTuple
 
-from ..ir import Graph
+from ..ir import Graph, cycle_collector_paused
+from ..ops import OPS
 
 LENGTHS = ("blocks", "layers")
 Poly = list[int]  # coefficient of x**k at index k, exact Python ints
@@ -90,7 +91,12 @@ def _power(p: Poly, n: int) -> Poly:
     p0 = p[0]
     terms = [(i, p[i]) for i in range(1, d + 1) if p[i]]
     q = [p0 ** n] + [0] * (n * d)
-    for k in range(1, n * d + 1):
+    # A palindromic p (1 + x: every chain of plain residual blocks) has a palindromic power, and q_k
+    # needs only q_0 .. q_{k-1}: the first half of the recurrence gives the rest, halving the
+    # Theta((n d)^2)-bit work.
+    mirror = p == p[::-1]
+    last = n * d // 2 if mirror else n * d
+    for k in range(1, last + 1):
         s = 0
         for i, pi in terms:
             if i > k:
@@ -99,6 +105,9 @@ def _power(p: Poly, n: int) -> Poly:
             if qk:
                 s += ((n + 1) * i - k) * pi * qk
         q[k] = s // (k * p0)
+    if mirror:
+        for k in range(last + 1, n * d + 1):
+            q[k] = q[n * d - k]
     return q
 
 
@@ -136,9 +145,10 @@ class Branch(NamedTuple):
 def branches(graph: Graph) -> list[Branch]:
     """Every branch edge of `graph`, in the order of the merge nodes (then slots)."""
     by_merge = {r.merge: r for r in graph.regions}
+    merges = {name for name, spec in OPS.items() if spec.family == "merge"}  # the family facet, read once per op
     out: list[Branch] = []
     for n in graph.nodes:
-        if n.spec.family != "merge":
+        if n.op not in merges:
             continue
         r = by_merge.get(n.id)
         if r is None:
@@ -254,7 +264,10 @@ def on_pair(graph: Graph, ins: list[list[tuple[int, int]]], i: int, o: int) -> l
     fwd = [False] * n
     fwd[i] = True
     for v in range(i + 1, o + 1):
-        fwd[v] = any(fwd[u] for u in ins[v] if u >= 0)
+        for u in ins[v]:  # (a plain loop: any() over a generator costs more than the test)
+            if u >= 0 and fwd[u]:
+                fwd[v] = True
+                break
     on = [False] * n
     if not fwd[o]:
         return on
@@ -273,21 +286,17 @@ def cut_nodes(ins: list[list[tuple[int, int]]], on: list[bool], i: int, o: int) 
     return _dominators(ins, set(interior), i, o, interior, True)
 
 
-def _edges_in(ins, member: set[int], a: int, b: int, v: int, direct_ok: bool) -> Iterator[tuple[int, int]]:
-    """(slot, source) of v's in-edges inside the sub-DAG a -> b whose inner nodes are `member`
-    (without the direct edges a -> b unless `direct_ok`)."""
-    for s, u in enumerate(ins[v]):
-        if u in member or (u == a and (direct_ok or v != b)):
-            yield s, u
-
-
 def _dominators(ins, member: set[int], a: int, b: int, interior: list[int], direct_ok: bool) -> list[int]:
     """Dominators of b in the sub-DAG, a first: immediate dominators by Cooper, Harvey & Kennedy's
     intersection over the topological (id) order, which for a DAG needs one pass; exact, no counting."""
     idom = {a: a}
     for v in interior + [b]:
         d = None
-        for _, u in _edges_in(ins, member, a, b, v, direct_ok):
+        for u in ins[v]:
+            # v's in-edges inside the sub-DAG: from its inner nodes `member`, or from `a` (the direct
+            # edges a -> b only when `direct_ok`)
+            if not (u in member or (u == a and (direct_ok or v != b))):
+                continue
             if d is None:
                 d = u
                 continue
@@ -305,7 +314,7 @@ def _dominators(ins, member: set[int], a: int, b: int, interior: list[int], dire
     return chain[::-1]
 
 
-@dataclass
+@dataclass(slots=True)
 class Segment:
     """The paths from `start` to `end` in a sub-DAG (a segment between cut nodes, or a part of one)."""
 
@@ -364,12 +373,17 @@ MAX_DEPTH = 100  # decomposition depth; deeper nests are finished by the flat DP
 
 
 def decompose(ins, member: set[int], a: int, b: int, interior: list[int], node_w, slot_w, want,
-              direct_ok: bool = True, depth: int = 0) -> Segment:
+              direct_ok: bool = True, depth: int = 0, memo: dict | None = None) -> Segment:
     """The paths a -> b by series-parallel decomposition: split at the nodes on every path (series:
     multiply), else into the parts that share no inner node (parallel: add), recursively; a part that
     splits neither way gets the flat DP.  Linear in the graph for nets built from blocks in series and
-    in parallel (chains, nested residuals, long skips), whatever their depth."""
-    if len(interior) <= SMALL or depth > MAX_DEPTH:
+    in parallel (chains, nested residuals, long skips), whatever their depth.  `memo` (one per count)
+    holds the small parts' results by shape, so the equal blocks of a stage are counted once."""
+    if memo is None:
+        memo = {}
+    if len(interior) <= SMALL:
+        return _flat_shared(memo, ins, member, a, b, interior, node_w, slot_w, want, direct_ok)
+    if depth > MAX_DEPTH:
         return _flat(ins, member, a, b, interior, node_w, slot_w, want, direct_ok)
     cuts = _dominators(ins, member, a, b, interior, direct_ok)
     if len(cuts) > 2:
@@ -381,13 +395,13 @@ def decompose(ins, member: set[int], a: int, b: int, interior: list[int], node_w
                     part.append(interior[k])
                 k += 1
             k += 1  # c1 itself
-            subs.append(decompose(ins, set(part), c0, c1, part, node_w, slot_w, want, True, depth + 1))
+            subs.append(decompose(ins, set(part), c0, c1, part, node_w, slot_w, want, True, depth + 1, memo))
         return _series(a, b, subs)
     parts = _components(ins, member, interior)
     direct = [s for s, u in enumerate(ins[b]) if u == a] if direct_ok else []
     if len(parts) == 1 and not direct:
         return _flat(ins, member, a, b, interior, node_w, slot_w, want, direct_ok)
-    segs = [decompose(ins, set(p), a, b, p, node_w, slot_w, want, False, depth + 1) for p in parts]
+    segs = [decompose(ins, set(p), a, b, p, node_w, slot_w, want, False, depth + 1, memo) for p in parts]
     for s in direct:
         segs.append(Segment(a, b, 1, _shift([1], _sw(slot_w, b, s) + node_w[b]),
                             {(b, s): 1} if want is None or _sw(want, b, s) else {}))
@@ -397,6 +411,23 @@ def decompose(ins, member: set[int], a: int, b: int, interior: list[int], node_w
         poly = _add_into(poly, sg.poly)
         through.update(sg.through)  # the parts share no edge
     return Segment(a, b, sum(sg.total for sg in segs), poly, through)
+
+
+def _flat_shared(memo: dict, ins, member: set[int], a: int, b: int, interior: list[int], node_w, slot_w, want,
+                 direct_ok: bool) -> Segment:
+    """`_flat`, computed once per shape of sub-DAG: the key is the sub-DAG written relative to `a` (which
+    of its edges count, the weights, the wanted edges), so the equal blocks of a stage share one DP and
+    differ only in the node ids of `through`."""
+    key = (b - a, want is None, tuple([  # per node: its offset, weights, wanted slots, and sources (None: no edge)
+        (v - a, node_w[v], slot_w[v], None if want is None else want[v],
+         tuple([u - a if u in member or (u == a and (direct_ok or v != b)) else None for u in ins[v]]))
+        for v in interior + [b]]))
+    hit = memo.get(key)
+    if hit is None:
+        seg = _flat(ins, member, a, b, interior, node_w, slot_w, want, direct_ok)
+        hit = memo[key] = (seg.total, seg.poly, {(v - a, s): c for (v, s), c in seg.through.items()})
+    total, poly, through = hit
+    return Segment(a, b, total, list(poly), {(v + a, s): c for (v, s), c in through.items()})
 
 
 def _components(ins, member: set[int], interior: list[int]) -> list[list[int]]:
@@ -489,6 +520,11 @@ def _pairs(graph: Graph, ins) -> Iterator[tuple[int, int, int, list[bool]]]:
 
 def count_paths(graph: Graph, length: str = "blocks", removed: frozenset[Edge] = frozenset()) -> PathCounts:
     """Exact path count, length histogram and paths through every branch edge; `removed` drops edges."""
+    with cycle_collector_paused():  # it makes no cycles; the collector would walk the graph again and again
+        return _count_paths(graph, length, removed)
+
+
+def _count_paths(graph: Graph, length: str, removed: frozenset[Edge]) -> PathCounts:
     bs = branches(graph)
     node_w, slot_w = edge_weights(graph, length, bs)
     want = slot_w if length == "blocks" else _slot_flags(graph, bs)  # the branch edges, per node
@@ -505,6 +541,9 @@ def count_paths(graph: Graph, length: str = "blocks", removed: frozenset[Edge] =
         part = _shift(seg.poly, node_w[i])  # (its coefficients add up to seg.total: tests check it)
         total += mult * seg.total
         poly = part if not poly and mult == 1 else _add_into(poly, [mult * x for x in part])
+        if not through and mult == 1:  # the first (often the only) pair: a copy at C speed
+            through = dict(seg.through)
+            continue
         for e, c in seg.through.items():
             add = c if mult == 1 else mult * c
             through[e] = through[e] + add if e in through else add
