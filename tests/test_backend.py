@@ -289,6 +289,69 @@ def test_seed_is_deterministic_and_leaves_the_global_rng_alone():
     assert not torch.equal(a.state_dict()["conv1.weight"], c.state_dict()["conv1.weight"])
 
 
+def test_init_is_torchvisions_with_each_weight_drawn_once():
+    """The constructor allocates the modules on the meta device and reset_parameters initialises each once,
+    in module order: the same values as torchvision's ResNet-18 built on the meta device and initialised by
+    hand (kaiming_normal_ fan_out for convs, batch norm's and linear's own reset_parameters, linear bias 0)
+    from the same seed.  torchvision itself draws every conv weight twice (nn.Conv2d's default, then its own)."""
+    import torchvision
+
+    ours = resdsl.compile(str(ROOT / "examples" / "resnet.res"), depth=18, size=32, seed=11)
+    torch.manual_seed(11)
+    with torch.device("meta"):
+        tv = torchvision.models.resnet18()
+    tv.to_empty(device="cpu")
+    draws = 0
+    for mod in tv.modules():
+        if isinstance(mod, torch.nn.Conv2d):
+            torch.nn.init.kaiming_normal_(mod.weight, mode="fan_out", nonlinearity="relu")
+            draws += 1
+        elif isinstance(mod, (torch.nn.BatchNorm2d, torch.nn.Linear)):
+            mod.reset_parameters()
+        if isinstance(mod, torch.nn.Linear):
+            torch.nn.init.zeros_(mod.bias)
+    a, b = ours.state_dict(), tv.state_dict()
+    assert list(a) == list(b) and draws == 20
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+    assert ours.conv1.weight.device.type == "cpu"
+    assert all(torch.isfinite(v.float()).all() for v in a.values())
+
+
+def test_default_device_and_fallback_init():
+    """Built under `with torch.device(...)` the weights land there (meta: nothing is allocated); a network with
+    a tied weight keeps the default-init path (modules built normally, the tie made after), and the tie holds."""
+    net = resdsl.load(ROOT / "examples" / "resnet.res", depth=18, size=32)
+    with torch.device("meta"):
+        m = net.to_torch(seed=0)
+    assert {p.device.type for p in m.state_dict().values()} == {"meta"}
+    tied = resdsl.loads("""network lm() {
+        input ids: int[6]
+        wte: embedding(50, 8)
+        head: linear(50, pointwise=true, bias=false, tie="wte")
+        output y
+    }""")
+    src = tied.torch_source()
+    assert "torch.device('meta')" not in src
+    t = tied.to_torch(seed=0)
+    assert t.head.weight is t.wte.weight
+    assert abs(float(t.wte.weight.detach().std()) - 1.0) < 0.2  # the embedding's normal(0, 1), not the linear's uniform
+
+
+def test_generated_code_is_cached_by_content():
+    a = resdsl.load(ROOT / "examples" / "resnet.res", depth=18, size=32)
+    b = resdsl.load(ROOT / "examples" / "resnet.res", depth=18, size=32)  # another load, equal content
+    c = resdsl.load(ROOT / "examples" / "resnet.res", depth=18, size=64)  # other shapes: other comments
+    assert a is not b and pytorch.generated(a) is pytorch.generated(b)
+    assert pytorch.generated(c) is not pytorch.generated(a)
+    assert pytorch.generated(a).source == a.torch_source() and pytorch.generated(c).source == c.torch_source()
+    m1, m2 = a.to_torch(seed=0), b.to_torch(seed=0)
+    assert type(m1) is not type(m2) and m2.resdsl_network is b  # each build has its own class
+    assert type(m1).__init__.__code__ is type(m2).__init__.__code__  # compiled once
+    for k, v in m1.state_dict().items():
+        assert torch.equal(v, m2.state_dict()[k])
+
+
 # ----------------------------------------------------------------- the generated class
 
 def test_constructor_guards_the_compiled_parameters():
