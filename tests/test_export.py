@@ -464,3 +464,26 @@ def test_traced_unets_run_at_another_size(unet, tmp_path):
         if sess is not None:
             got = torch.from_numpy(sess.run(None, {"x": x.numpy()})[0])
             torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("path,network", EXAMPLE_NETS)
+def test_every_parameter_and_buffer_is_initialised(path, network):
+    """Built with deterministic algorithms, torch fills uninitialised memory with NaN (and integers with their
+    maximum): a parameter or buffer that the meta-device construction left uninitialised would show."""
+    net = _small(path, network)
+    was = torch.are_deterministic_algorithms_enabled()
+    torch.use_deterministic_algorithms(True)
+    try:
+        assert torch.utils.deterministic.fill_uninitialized_memory
+        assert torch.isnan(torch.empty(3)).all()  # the sentinel works
+        m = net.to_torch(seed=0)
+    finally:
+        torch.use_deterministic_algorithms(was)
+    for name, v in m.state_dict().items():
+        if v.is_floating_point():
+            assert torch.isfinite(v).all(), name
+        else:
+            assert (v != torch.iinfo(v.dtype).max).all(), name
+    for name, mod in m.named_modules():
+        if isinstance(mod, torch.nn.modules.batchnorm._BatchNorm) and mod.track_running_stats:
+            assert (mod.running_mean == 0).all() and (mod.running_var == 1).all() and mod.num_batches_tracked == 0

@@ -16,8 +16,13 @@ spells them) and hooks, torch.fx, torchinfo and ONNX scope names see blocks.
     class become its constructor arguments (`in_channels`, `stride`...).
   * A scope that is a plain chain of modules (each reading the one before) is
     an `nn.Sequential` (`layer1`, `downsample`), as torchvision writes them.
-  * Activations and pools are modules (nn.ReLU, nn.MaxPool2d...); merges,
-    reshapes and crops are expressions with static arguments.
+  * Activations and pools are modules (nn.ReLU, nn.MaxPool2d...); merges and
+    reshapes are expressions with static arguments.  Center crops compute
+    their offsets from the input's shape (`(x.shape[2] - h.shape[2]) // 2`,
+    straight-line arithmetic that torch.fx, torch.export and ONNX record), so
+    one compiled U-Net runs at every valid input size.
+  * A network that is a chain of children named 0, 1, 2... is an
+    nn.Sequential subclass whose forward is nn.Sequential's.
   * forward bodies are straight-line: one line per layer or child call, with
     its name, output shape `[B, ...]` and .res location as a comment; no
     data-dependent control flow, so torch.fx and torch.export trace them.
@@ -34,7 +39,16 @@ spells them) and hooks, torch.fx, torchinfo and ONNX scope names see blocks.
     tensor for one output, a tuple in `output_names` order for several, or the
     list of `feature_info` maps when built with features (backends/features.py).
 
-Initialisation (generated `reset_parameters`, run by the constructor):
+Initialisation (generated `reset_parameters`, run by the constructor).  The constructor builds the modules
+under `torch.device("meta")` (allocating nothing), moves them to the default device with `to_empty`, and
+reset_parameters then initialises every parameter and buffer once, module by module in program order: torch's
+own `reset_parameters()` for modules whose `init` keeps torch's default (linear with init "default",
+embeddings), then the `init` statement.  So each conv weight is drawn once (torchvision draws it twice:
+nn.Conv2d's default uniform init, then kaiming_normal_), which makes construction faster than
+torchvision's.  Networks with a tied weight or with a module that has no reset_parameters() (e.g.
+nn.MultiheadAttention) keep torch's default init from the constructor instead, and reset_parameters
+applies the `init` statements only.  Code generation is cached by content within the process
+(`generated`).
     init of conv / linear   weight                                        bias
     "default"               conv: kaiming_normal_(fan_out, relu)          0
                             (torchvision's ResNet); linear: torch's default
