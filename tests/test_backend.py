@@ -352,6 +352,47 @@ def test_generated_code_is_cached_by_content():
         assert torch.equal(v, m2.state_dict()[k])
 
 
+def test_crop_op_follows_the_input_size():
+    """crop(size) keeps its size and centres on whatever input arrives: offsets (L - M) // 2 from x.shape."""
+    net = _net("crop([4, 5])", "[3, 9, 9]")
+    m = net.to_torch(seed=0)
+    traced = torch.fx.symbolic_trace(m)
+    for h, w in ((9, 9), (12, 11), (4, 5)):
+        x = torch.randn(2, 3, h, w)
+        want = x[:, :, (h - 4) // 2:(h - 4) // 2 + 4, (w - 5) // 2:(w - 5) // 2 + 5]
+        assert torch.equal(m(x), want) and torch.equal(traced(x), want)
+
+
+def test_a_chain_of_numbered_blocks_is_an_nn_sequential():
+    """A network whose top level is blocks 0, 1, 2... is an nn.Sequential subclass, as one would write it:
+    same state_dict keys, every block's hook fires, indexing works, FX traces it, values = a plain loop."""
+    net = resdsl.loads("""network mlp(blocks = 5, width = 8) {
+        input x: [width]
+        for i in range(blocks) {
+            {i}: residual { relu; linear(width) }
+        }
+        output y
+    }""")
+    m = net.to_torch(seed=0)
+    assert isinstance(m, torch.nn.Sequential) and len(m) == 5 and m[2] is m.get_submodule("2")
+    assert list(m.state_dict()) == [f"{i}.linear.{w}" for i in range(5) for w in ("weight", "bias")]
+    fired = []
+    hooks = [m.get_submodule(str(i)).register_forward_hook(lambda *a, i=i: fired.append(i)) for i in range(5)]
+    x = torch.randn(3, 8)
+    with torch.no_grad():
+        y = m(x)
+        want = x
+        for i in range(5):
+            lin = m.get_submodule(f"{i}.linear")
+            want = want + F.linear(F.relu(want), lin.weight, lin.bias)
+    for h in hooks:
+        h.remove()
+    assert fired == [0, 1, 2, 3, 4]
+    torch.testing.assert_close(y, want, rtol=0, atol=1e-6)
+    assert torch.equal(torch.fx.symbolic_trace(m)(x), y)
+    assert "class Mlp(nn.Sequential)" in net.torch_source() and "getattr(self, '0')" not in net.torch_source()
+
+
 # ----------------------------------------------------------------- the generated class
 
 def test_constructor_guards_the_compiled_parameters():
