@@ -466,6 +466,25 @@ def test_traced_unets_run_at_another_size(unet, tmp_path):
             torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-4)
 
 
+def test_torch_compile_reuses_unet_graphs_across_sizes(unet):
+    """torch.compile (dynamic shapes, fullgraph: no graph breaks) captures the U-Net with the crops as symbolic
+    shape arithmetic and reuses a graph across sizes (aot_eager: dynamo + AOT autograd without inductor's
+    C++ build, which takes ~40 s here).  Not one graph for all five: torch's own conv shape rule guards
+    on an output size (`... <= 20480` in fake_impls' conv), which 236 crosses -- a recompile, not ours."""
+    import torch._dynamo
+
+    _, m = unet
+    torch._dynamo.reset()
+    torch._dynamo.utils.counters.clear()
+    compiled = torch.compile(m, backend="aot_eager", fullgraph=True, dynamic=True)
+    with torch.no_grad():
+        for s in SIZES:
+            x = torch.randn(1, 1, s, s, generator=torch.Generator().manual_seed(s))
+            assert torch.equal(compiled(x), m(x))
+    assert torch._dynamo.utils.counters["stats"]["unique_graphs"] <= 2  # static shapes would need 5
+    torch._dynamo.reset()
+
+
 @pytest.mark.parametrize("path,network", EXAMPLE_NETS)
 def test_every_parameter_and_buffer_is_initialised(path, network):
     """Built with deterministic algorithms, torch fills uninitialised memory with NaN (and integers with their
