@@ -78,6 +78,7 @@ import keyword
 import linecache
 import math
 import re
+import threading
 import weakref
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -828,14 +829,21 @@ _GENERATED: "OrderedDict[bytes, Generated]" = OrderedDict()
 _CODE: "OrderedDict[str, object]" = OrderedDict()
 
 
+_CACHE_LOCK = threading.Lock()  # builds in several threads: lookup, insertion and eviction stay consistent
+
+
 def _remember(cache: OrderedDict, key, make: Callable[[], object]):
     """cache[key], made by `make()` on a miss; keeps the _CACHED most recently used entries."""
-    value = cache.get(key)
-    if value is None:
-        value = cache[key] = make()
+    with _CACHE_LOCK:
+        value = cache.get(key)
+        if value is not None:
+            cache.move_to_end(key)
+            return value
+    value = make()  # outside the lock: two threads may both make it, and either result is the same
+    with _CACHE_LOCK:
+        cache[key] = value
         while len(cache) > _CACHED:
             cache.popitem(last=False)
-    cache.move_to_end(key)
     return value
 
 
