@@ -360,19 +360,20 @@ def costs(torchvision: MacRule = zero, *, fvcore: MacRule = zero, torchinfo: Mac
                              "resdsl": resdsl})
 
 
-def center_slice(x: str, spatial: int, to) -> str:
-    """Indexing text that center-crops the spatial dims of the tensor `x` (a template field such as "{x0}",
-    batch first) to the sizes `to`: per dim an int, or the template field of the tensor whose size it takes
-    (None: keep the dim).  Offsets follow the input, (L - M) // 2 as torchvision's center_crop, so one
-    compiled network crops right at every input size; the shape arithmetic is straight-line
-    (`x.shape[2]`, no branches), which torch.fx records as nodes and torch.export / ONNX trace."""
+def center_slice(x: Shape, to, field: str = "{x}") -> str:
+    """Indexing text that center-crops the spatial dims of the tensor `field` (a template field such as
+    "{x0}", batch first, of compiled shape `x` [C, *spatial]) to the sizes `to`: per dim an int, or the
+    template field of the tensor whose size it takes (None: keep the dim).  Offsets follow the input,
+    (L - M) // 2 as torchvision's center_crop, so one compiled network crops right at every input size; the
+    shape arithmetic is straight-line (`x.shape[2]`, no branches), which torch.fx records as nodes and
+    torch.export / ONNX trace."""
     cuts = []
-    for d, m in zip(range(2, 2 + spatial), to):
+    for d, m in zip(range(2, 1 + len(x)), to):
         if m is None:
             cuts.append(":")
             continue
         size = f"{m}.shape[{d}]" if isinstance(m, str) else str(int(m))
-        cuts.append(f"({x}.shape[{d}] - {size}) // 2:({x}.shape[{d}] + {size}) // 2")
+        cuts.append(f"({field}.shape[{d}] - {size}) // 2:({field}.shape[{d}] + {size}) // 2")
     if all(c == ":" for c in cuts):
         return ""
     return "[:, :, " + ", ".join(cuts) + "]"

@@ -25,10 +25,9 @@ def _cropped_cat(xs) -> str:
     """torch.cat of the inputs, each center-cropped to the smallest one (per dim, the first input of the
     least size at the compiled shapes; which input is smallest is a fact of the network, and every other
     input is cropped to its size as the input size changes)."""
-    spatial = len(xs[0]) - 1
-    ref = [min(range(len(xs)), key=lambda i: xs[i][d]) for d in range(1, spatial + 1)]
-    parts = [f"{{x{i}}}" + center_slice(f"{{x{i}}}", spatial, [None if r == i else f"{{x{r}}}" for r in ref])
-             for i in range(len(xs))]
+    ref = [min(range(len(xs)), key=lambda i: xs[i][d]) for d in range(1, len(xs[0]))]
+    parts = [f"{{x{i}}}" + center_slice(x, [None if r == i else f"{{x{r}}}" for r in ref], f"{{x{i}}}")
+             for i, x in enumerate(xs)]
     return "torch.cat([" + ", ".join(parts) + "], 1)"
 
 

@@ -146,7 +146,7 @@ def _crop_infer(a, xs) -> Inferred:
 
 register(OpDef(
     "crop", Family.RESHAPE, (Param("size", "ints"),), _crop_infer, no_params, costs(), Saves.NOTHING, Spatial.CROP,
-    lambda a, xs, y: Expr("{x}" + center_slice("{x}", len(xs[0]) - 1, a["size"])),
+    lambda a, xs, y: Expr("{x}" + center_slice(xs[0], a["size"])),
     lambda a, y: f"crop → {fmt_shape(y[1:])}", "center crop to a spatial size", derived=("size",)))
 
 
