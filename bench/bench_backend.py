@@ -16,6 +16,10 @@
    network hand-written as an nn.ModuleList with a for-loop forward, and as one
    nn.Module per block in an nn.Sequential (torchvision's style, which the generated
    module tree follows); batch 64.
+3. With a CUDA GPU (`--only device`): ResNet-50 forward and training step on the device, eager
+   float32, AMP (autocast bfloat16) and torch.compile (inductor), batch 64, wall time around
+   torch.cuda.synchronize().  Skipped, with a message, without one (`--device cpu --no-compile` is a
+   dry run of that code).
 
 Timings are interleaved (A, B, A, B, ... with alternating order) in one process, by
 default in process CPU time with one thread (the machine is shared; wall time with
@@ -134,11 +138,14 @@ def main() -> None:
     p.add_argument("--wall", action="store_true",
                    help="measure wall time instead of process CPU time (CPU time is less sensitive to other "
                         "jobs on a shared machine)")
-    p.add_argument("--only", choices=["resnet", "build", "mlp"], action="append",
-                   help="run only these parts (default: all)")
+    p.add_argument("--only", choices=["resnet", "build", "mlp", "device"], action="append",
+                   help="run only these parts (default: all; `device` = the CUDA rows, run when a GPU is present)")
+    p.add_argument("--device", default="cuda", help="device of the `device` rows (cpu: a dry run of that code)")
+    p.add_argument("--device-batch", type=int, default=64, help="batch of the `device` rows")
+    p.add_argument("--no-compile", action="store_true", help="leave the torch.compile rows out of the `device` rows")
     args = p.parse_args()
     args.cpu_time = not args.wall
-    parts = set(args.only or ["resnet", "build", "mlp"])
+    parts = set(args.only or ["resnet", "build", "mlp", "device"])
     torch.set_num_threads(args.threads)
     global CLOCK
     CLOCK = time.process_time if args.cpu_time else time.perf_counter
@@ -155,6 +162,11 @@ def main() -> None:
         build_rows(args, lines)
     if "mlp" in parts:
         mlp_rows(args, lines)
+    if "device" in parts:
+        if args.device == "cuda" and not torch.cuda.is_available():
+            print("no CUDA device: the eager / AMP / torch.compile device rows are skipped", flush=True)
+        else:
+            device_rows(args, lines)
     print(f"load average after {os.getloadavg()} (before {load0})")
     print("\n".join(lines))
 
@@ -199,6 +211,49 @@ def build_rows(args, lines: list[str]) -> None:
                      "torchvision": torchvision.models.resnet50}, reps)
     report("ResNet-50 from the .res file: load + check + build (vs torchvision.models.resnet50())", t, "resdsl",
            "torchvision", lines)
+
+
+def device_rows(args, lines: list[str]) -> None:
+    """ResNet-50 on the device (CUDA): eager float32, AMP (autocast bfloat16) and torch.compile (inductor),
+    forward and training step, batch --device-batch; wall time around a device synchronisation."""
+    import torchvision
+
+    global CLOCK
+    clock, CLOCK = CLOCK, time.perf_counter  # kernels run asynchronously: CPU time says nothing here
+    dev = torch.device(args.device)
+    sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
+    torch.manual_seed(0)
+    tv = torchvision.models.resnet50().to(dev)
+    ours = resdsl.compile(str(ROOT / "examples" / "resnet.res"), depth=50).to(dev)
+    ours.load_state_dict(tv.state_dict(), strict=True)
+    x = torch.randn(args.device_batch, 3, 224, 224, device=dev)
+    y = torch.randint(1000, (args.device_batch,), device=dev)
+    b = args.device_batch
+
+    def synced(fn, amp: bool):
+        def run():
+            with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=amp):
+                fn()
+            sync()
+        return run
+    variants = [("eager float32", False, None), ("AMP bfloat16", True, None)]
+    if not args.no_compile:
+        variants.append(("torch.compile", False, torch.compile))
+    for label, amp, wrap in variants:
+        a, t = (wrap(ours), wrap(tv)) if wrap else (ours, tv)
+        warm = 3 if wrap else 1
+        a.eval(), t.eval()
+        times = interleaved({"resdsl": synced(forward(a, x), amp), "torchvision": synced(forward(t, x), amp)},
+                            args.reps, warm)
+        report(f"ResNet-50 forward on {dev.type}, {label}, batch {b} (vs torchvision)", times, "resdsl",
+               "torchvision", lines)
+        a.train(), t.train()
+        times = interleaved({"resdsl": synced(train_step(a, torch.optim.SGD(ours.parameters(), lr=1e-3), x, y), amp),
+                             "torchvision": synced(train_step(t, torch.optim.SGD(tv.parameters(), lr=1e-3), x, y),
+                                                   amp)}, args.reps, warm)
+        report(f"ResNet-50 training step on {dev.type}, {label}, batch {b} (vs torchvision)", times, "resdsl",
+               "torchvision", lines)
+    CLOCK = clock
 
 
 def mlp_rows(args, lines: list[str]) -> None:
