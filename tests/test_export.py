@@ -506,3 +506,24 @@ def test_every_parameter_and_buffer_is_initialised(path, network):
     for name, mod in m.named_modules():
         if isinstance(mod, torch.nn.modules.batchnorm._BatchNorm) and mod.track_running_stats:
             assert (mod.running_mean == 0).all() and (mod.running_var == 1).all() and mod.num_batches_tracked == 0
+
+
+def test_cli_dynamic_size_exports_run_at_other_sizes(tmp_path):
+    """`compile --dynamic-size`: the ONNX file and the torch.export archive of a U-Net, traced at 188, compute
+    the eager module's values at 204 and 211 (H and W dynamic; without the flag only the batch is)."""
+    args = ["compile", str(ROOT / "examples" / "unet.res"), "--seed", "2", "--dynamic-size", "--batch", "2"]
+    args += [a for k, v in UNET.items() for a in ("--set", f"{k}={v}")]
+    onnx_path, pt2 = tmp_path / "unet.onnx", tmp_path / "unet.pt2"
+    assert cli_main(args + ["--onnx", str(onnx_path), "--export", str(pt2)]) == 0
+    ref = resdsl.compile(str(ROOT / "examples" / "unet.res"), seed=2, **UNET).eval()
+    program = torch.export.load(str(pt2)).module()
+    ort = pytest.importorskip("onnxruntime")
+    session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
+    assert [d for d in session.get_inputs()[0].shape] == ["batch", 1, "x_H", "x_W"]
+    for b, s in ((3, 204), (1, 211)):
+        x = torch.randn(b, 1, s, s, generator=torch.Generator().manual_seed(s))
+        with torch.no_grad():
+            want = ref(x)
+            torch.testing.assert_close(program(x), want)
+        torch.testing.assert_close(torch.from_numpy(session.run(None, {"x": x.numpy()})[0]), want,
+                                   rtol=1e-4, atol=1e-4)
