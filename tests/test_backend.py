@@ -393,6 +393,28 @@ def test_a_chain_of_numbered_blocks_is_an_nn_sequential():
     assert "class Mlp(nn.Sequential)" in net.torch_source() and "getattr(self, '0')" not in net.torch_source()
 
 
+def test_every_op_leaves_no_parameter_or_buffer_uninitialised():
+    """Every op's module, built the way networks are (meta device, then reset_parameters), under deterministic
+    algorithms, which fill uninitialised memory with NaN / the integer maximum: no such value survives."""
+    from test_ops_torch import VALUE_CASES
+
+    was = torch.are_deterministic_algorithms_enabled()
+    torch.use_deterministic_algorithms(True)
+    try:
+        models = [_net(body, shape).to_torch(seed=0) for _, shape, body, _, _ in OP_CASES + VALUE_CASES]
+    finally:
+        torch.use_deterministic_algorithms(was)
+    checked = 0
+    for m in models:
+        for name, v in m.state_dict().items():
+            checked += 1
+            if v.is_floating_point():
+                assert torch.isfinite(v).all(), name
+            else:
+                assert (v != torch.iinfo(v.dtype).max).all(), name
+    assert checked > 50
+
+
 # ----------------------------------------------------------------- the generated class
 
 def test_constructor_guards_the_compiled_parameters():
