@@ -2,18 +2,29 @@
 
 1. ResNet-50 compiled from examples/resnet.res vs torchvision.models.resnet50 (same
    weights), CPU eager: forward (eval, no_grad) and one training step (forward,
-   backward, SGD step), batch 8 at 224x224.
-   Construction: `Network.to_torch()` (generate the classes, exec them, build and
-   initialise the modules) vs `torchvision.models.resnet50()`, and the same from the
-   .res file (load + elaborate + check + build).
+   backward, SGD step), batch 8 at 224x224.  (tests/test_export.py checks that both run
+   the same aten ops in the same order and the same number of module calls, so these
+   two rows measure noise around 1.0.)
+   Construction vs `torchvision.models.resnet50()`:
+     - `Network.to_torch()` as a program calls it again: generated code cached (by content
+       hash), so it is exec + building the modules + initialising them;
+     - the same with the caches cleared before every build (code generation + compile too);
+     - from the .res file: load + elaborate + check + build.
+   resdsl allocates the modules on the meta device and initialises each weight once;
+   torchvision draws every conv weight twice (nn.Conv2d's default, then kaiming_normal_).
 2. A 1,000-block residual MLP of width 64 (x = x + linear(relu(x))) vs the same
    network hand-written as an nn.ModuleList with a for-loop forward, and as one
    nn.Module per block in an nn.Sequential (torchvision's style, which the generated
    module tree follows); batch 64.
+3. With a CUDA GPU (`--only device`): ResNet-50 forward and training step on the device, eager
+   float32, AMP (autocast bfloat16) and torch.compile (inductor), batch 64, wall time around
+   torch.cuda.synchronize().  Skipped, with a message, without one (`--device cpu --no-compile` is a
+   dry run of that code).
 
-Timings are interleaved (A, B, A, B, ... with alternating order) in one process,
-and the median and minimum of each are reported; ratio = peer time / resdsl time,
-so > 1 means resdsl is faster (the minima are the better estimate on a busy machine).  Not a test: run `python bench/bench_backend.py [--threads 2]`.
+Timings are interleaved (A, B, A, B, ... with alternating order) in one process, by
+default in process CPU time with one thread (the machine is shared; wall time with
+--wall); the median and minimum of each are reported; ratio = peer time / resdsl time,
+so > 1 means resdsl is faster.  Not a test: run `python bench/bench_backend.py [--reps 15]`.
 """
 from __future__ import annotations
 
@@ -122,22 +133,46 @@ def report(title: str, times: dict[str, list[float]], ours: str, peer: str, line
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--reps", type=int, default=7)
-    p.add_argument("--cpu-time", action="store_true",
-                   help="measure process CPU time instead of wall time (less sensitive to other jobs on a "
-                        "shared machine; use with --threads 1)")
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--reps", type=int, default=15)
+    p.add_argument("--wall", action="store_true",
+                   help="measure wall time instead of process CPU time (CPU time is less sensitive to other "
+                        "jobs on a shared machine)")
+    p.add_argument("--only", choices=["resnet", "build", "mlp", "device"], action="append",
+                   help="run only these parts (default: all; `device` = the CUDA rows, run when a GPU is present)")
+    p.add_argument("--device", default="cuda", help="device of the `device` rows (cpu: a dry run of that code)")
+    p.add_argument("--device-batch", type=int, default=64, help="batch of the `device` rows")
+    p.add_argument("--no-compile", action="store_true", help="leave the torch.compile rows out of the `device` rows")
     args = p.parse_args()
+    args.cpu_time = not args.wall
+    parts = set(args.only or ["resnet", "build", "mlp", "device"])
     torch.set_num_threads(args.threads)
     global CLOCK
     CLOCK = time.process_time if args.cpu_time else time.perf_counter
-    import torchvision
 
     lines = ["| benchmark | peer (median) | resdsl (median) | ratio of medians | ratio of minima | reps |",
              "|---|---|---|---|---|---|"]
     print(f"torch {torch.__version__}, {platform.machine()}, {os.cpu_count()} cores, threads={args.threads}, "
           f"clock={'process CPU time' if args.cpu_time else 'wall'}, load average before {os.getloadavg()}", flush=True)
     load0 = os.getloadavg()
+
+    if "resnet" in parts:
+        resnet_rows(args, lines)
+    if "build" in parts:
+        build_rows(args, lines)
+    if "mlp" in parts:
+        mlp_rows(args, lines)
+    if "device" in parts:
+        if args.device == "cuda" and not torch.cuda.is_available():
+            print("no CUDA device: the eager / AMP / torch.compile device rows are skipped", flush=True)
+        else:
+            device_rows(args, lines)
+    print(f"load average after {os.getloadavg()} (before {load0})")
+    print("\n".join(lines))
+
+
+def resnet_rows(args, lines: list[str]) -> None:
+    import torchvision
 
     torch.manual_seed(0)
     tv = torchvision.models.resnet50()
@@ -151,19 +186,77 @@ def main() -> None:
     tv.train(), ours.train()
     t = interleaved({"resdsl": train_step(ours, torch.optim.SGD(ours.parameters(), lr=1e-3), x, y),
                      "torchvision": train_step(tv, torch.optim.SGD(tv.parameters(), lr=1e-3), x, y)},
-                    max(3, args.reps // 2))
+                    max(3, args.reps * 2 // 3))
     report("ResNet-50 training step, batch 8 (vs torchvision)", t, "resdsl", "torchvision", lines)
-    del tv, ours
+
+
+def build_rows(args, lines: list[str]) -> None:
+    import torchvision
+
+    from resdsl.backends import pytorch
 
     net50 = resdsl.load(ROOT / "examples" / "resnet.res", depth=50)
-    t = interleaved({"resdsl": net50.to_torch, "torchvision": torchvision.models.resnet50}, args.reps)
+
+    def cold():
+        pytorch._GENERATED.clear()
+        pytorch._CODE.clear()
+        net50.to_torch()
+    reps = args.reps * 2
+    t = interleaved({"resdsl": net50.to_torch, "cold": cold, "torchvision": torchvision.models.resnet50}, reps)
     report("ResNet-50 construction: Network.to_torch() (vs torchvision.models.resnet50())", t, "resdsl",
            "torchvision", lines)
+    report("ResNet-50 construction, code generated and compiled every time (vs torchvision.models.resnet50())",
+           t, "cold", "torchvision", lines)
     t = interleaved({"resdsl": lambda: resdsl.compile(str(ROOT / "examples" / "resnet.res"), depth=50),
-                     "torchvision": torchvision.models.resnet50}, args.reps)
+                     "torchvision": torchvision.models.resnet50}, reps)
     report("ResNet-50 from the .res file: load + check + build (vs torchvision.models.resnet50())", t, "resdsl",
            "torchvision", lines)
 
+
+def device_rows(args, lines: list[str]) -> None:
+    """ResNet-50 on the device (CUDA): eager float32, AMP (autocast bfloat16) and torch.compile (inductor),
+    forward and training step, batch --device-batch; wall time around a device synchronisation."""
+    import torchvision
+
+    global CLOCK
+    clock, CLOCK = CLOCK, time.perf_counter  # kernels run asynchronously: CPU time says nothing here
+    dev = torch.device(args.device)
+    sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
+    torch.manual_seed(0)
+    tv = torchvision.models.resnet50().to(dev)
+    ours = resdsl.compile(str(ROOT / "examples" / "resnet.res"), depth=50).to(dev)
+    ours.load_state_dict(tv.state_dict(), strict=True)
+    x = torch.randn(args.device_batch, 3, 224, 224, device=dev)
+    y = torch.randint(1000, (args.device_batch,), device=dev)
+    b = args.device_batch
+
+    def synced(fn, amp: bool):
+        def run():
+            with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=amp):
+                fn()
+            sync()
+        return run
+    variants = [("eager float32", False, None), ("AMP bfloat16", True, None)]
+    if not args.no_compile:
+        variants.append(("torch.compile", False, torch.compile))
+    for label, amp, wrap in variants:
+        a, t = (wrap(ours), wrap(tv)) if wrap else (ours, tv)
+        warm = 3 if wrap else 1
+        a.eval(), t.eval()
+        times = interleaved({"resdsl": synced(forward(a, x), amp), "torchvision": synced(forward(t, x), amp)},
+                            args.reps, warm)
+        report(f"ResNet-50 forward on {dev.type}, {label}, batch {b} (vs torchvision)", times, "resdsl",
+               "torchvision", lines)
+        a.train(), t.train()
+        times = interleaved({"resdsl": synced(train_step(a, torch.optim.SGD(ours.parameters(), lr=1e-3), x, y), amp),
+                             "torchvision": synced(train_step(t, torch.optim.SGD(tv.parameters(), lr=1e-3), x, y),
+                                                   amp)}, args.reps, warm)
+        report(f"ResNet-50 training step on {dev.type}, {label}, batch {b} (vs torchvision)", times, "resdsl",
+               "torchvision", lines)
+    CLOCK = clock
+
+
+def mlp_rows(args, lines: list[str]) -> None:
     torch.manual_seed(0)
     hand = HandMLP(1000, 64)
     mlp = resdsl.compile(resdsl.loads(MLP))
@@ -188,10 +281,10 @@ def main() -> None:
             model(x).square().mean().backward()
             opt.step()
         return run
-    t = interleaved({"resdsl": step(mlp), "hand": step(hand)}, args.reps * 2)
+    t = interleaved({"resdsl": step(mlp), "hand": step(hand), "blocks": step(blocks)}, args.reps * 2)
     report("1,000-block residual MLP training step (vs hand-written loop)", t, "resdsl", "hand", lines)
-    print(f"load average after {os.getloadavg()} (before {load0})")
-    print("\n".join(lines))
+    report("1,000-block residual MLP training step (vs hand-written, one nn.Module per block)", t, "resdsl",
+           "blocks", lines)
 
 
 if __name__ == "__main__":

@@ -289,6 +289,132 @@ def test_seed_is_deterministic_and_leaves_the_global_rng_alone():
     assert not torch.equal(a.state_dict()["conv1.weight"], c.state_dict()["conv1.weight"])
 
 
+def test_init_is_torchvisions_with_each_weight_drawn_once():
+    """The constructor allocates the modules on the meta device and reset_parameters initialises each once,
+    in module order: the same values as torchvision's ResNet-18 built on the meta device and initialised by
+    hand (kaiming_normal_ fan_out for convs, batch norm's and linear's own reset_parameters, linear bias 0)
+    from the same seed.  torchvision itself draws every conv weight twice (nn.Conv2d's default, then its own)."""
+    import torchvision
+
+    ours = resdsl.compile(str(ROOT / "examples" / "resnet.res"), depth=18, size=32, seed=11)
+    torch.manual_seed(11)
+    with torch.device("meta"):
+        tv = torchvision.models.resnet18()
+    tv.to_empty(device="cpu")
+    draws = 0
+    for mod in tv.modules():
+        if isinstance(mod, torch.nn.Conv2d):
+            torch.nn.init.kaiming_normal_(mod.weight, mode="fan_out", nonlinearity="relu")
+            draws += 1
+        elif isinstance(mod, (torch.nn.BatchNorm2d, torch.nn.Linear)):
+            mod.reset_parameters()
+        if isinstance(mod, torch.nn.Linear):
+            torch.nn.init.zeros_(mod.bias)
+    a, b = ours.state_dict(), tv.state_dict()
+    assert list(a) == list(b) and draws == 20
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+    assert ours.conv1.weight.device.type == "cpu"
+    assert all(torch.isfinite(v.float()).all() for v in a.values())
+
+
+def test_default_device_and_fallback_init():
+    """Built under `with torch.device(...)` the weights land there (meta: nothing is allocated); a network with
+    a tied weight keeps the default-init path (modules built normally, the tie made after), and the tie holds."""
+    net = resdsl.load(ROOT / "examples" / "resnet.res", depth=18, size=32)
+    with torch.device("meta"):
+        m = net.to_torch(seed=0)
+    assert {p.device.type for p in m.state_dict().values()} == {"meta"}
+    tied = resdsl.loads("""network lm() {
+        input ids: int[6]
+        wte: embedding(50, 8)
+        head: linear(50, pointwise=true, bias=false, tie="wte")
+        output y
+    }""")
+    src = tied.torch_source()
+    assert "torch.device('meta')" not in src
+    t = tied.to_torch(seed=0)
+    assert t.head.weight is t.wte.weight
+    assert abs(float(t.wte.weight.detach().std()) - 1.0) < 0.2  # the embedding's normal(0, 1), not the linear's uniform
+
+
+def test_generated_code_is_cached_by_content():
+    a = resdsl.load(ROOT / "examples" / "resnet.res", depth=18, size=32)
+    b = resdsl.load(ROOT / "examples" / "resnet.res", depth=18, size=32)  # another load, equal content
+    c = resdsl.load(ROOT / "examples" / "resnet.res", depth=18, size=64)  # other shapes: other comments
+    assert a is not b and pytorch.generated(a) is pytorch.generated(b)
+    assert pytorch.generated(c) is not pytorch.generated(a)
+    assert pytorch.generated(a).source == a.torch_source() and pytorch.generated(c).source == c.torch_source()
+    m1, m2 = a.to_torch(seed=0), b.to_torch(seed=0)
+    assert type(m1) is not type(m2) and m2.resdsl_network is b  # each build has its own class
+    assert type(m1).__init__.__code__ is type(m2).__init__.__code__  # compiled once
+    for k, v in m1.state_dict().items():
+        assert torch.equal(v, m2.state_dict()[k])
+
+
+def test_crop_op_follows_the_input_size():
+    """crop(size) keeps its size and centres on whatever input arrives: offsets (L - M) // 2 from x.shape."""
+    net = _net("crop([4, 5])", "[3, 9, 9]")
+    m = net.to_torch(seed=0)
+    traced = torch.fx.symbolic_trace(m)
+    for h, w in ((9, 9), (12, 11), (4, 5)):
+        x = torch.randn(2, 3, h, w)
+        want = x[:, :, (h - 4) // 2:(h - 4) // 2 + 4, (w - 5) // 2:(w - 5) // 2 + 5]
+        assert torch.equal(m(x), want) and torch.equal(traced(x), want)
+
+
+def test_a_chain_of_numbered_blocks_is_an_nn_sequential():
+    """A network whose top level is blocks 0, 1, 2... is an nn.Sequential subclass, as one would write it:
+    same state_dict keys, every block's hook fires, indexing works, FX traces it, values = a plain loop."""
+    net = resdsl.loads("""network mlp(blocks = 5, width = 8) {
+        input x: [width]
+        for i in range(blocks) {
+            {i}: residual { relu; linear(width) }
+        }
+        output y
+    }""")
+    m = net.to_torch(seed=0)
+    assert isinstance(m, torch.nn.Sequential) and len(m) == 5 and m[2] is m.get_submodule("2")
+    assert list(m.state_dict()) == [f"{i}.linear.{w}" for i in range(5) for w in ("weight", "bias")]
+    fired = []
+    hooks = [m.get_submodule(str(i)).register_forward_hook(lambda *a, i=i: fired.append(i)) for i in range(5)]
+    x = torch.randn(3, 8)
+    with torch.no_grad():
+        y = m(x)
+        want = x
+        for i in range(5):
+            lin = m.get_submodule(f"{i}.linear")
+            want = want + F.linear(F.relu(want), lin.weight, lin.bias)
+    for h in hooks:
+        h.remove()
+    assert fired == [0, 1, 2, 3, 4]
+    torch.testing.assert_close(y, want, rtol=0, atol=1e-6)
+    assert torch.equal(torch.fx.symbolic_trace(m)(x), y)
+    assert "class Mlp(nn.Sequential)" in net.torch_source() and "getattr(self, '0')" not in net.torch_source()
+
+
+def test_every_op_leaves_no_parameter_or_buffer_uninitialised():
+    """Every op's module, built the way networks are (meta device, then reset_parameters), under deterministic
+    algorithms, which fill uninitialised memory with NaN / the integer maximum: no such value survives."""
+    from test_ops_torch import VALUE_CASES
+
+    was = torch.are_deterministic_algorithms_enabled()
+    torch.use_deterministic_algorithms(True)
+    try:
+        models = [_net(body, shape).to_torch(seed=0) for _, shape, body, _, _ in OP_CASES + VALUE_CASES]
+    finally:
+        torch.use_deterministic_algorithms(was)
+    checked = 0
+    for m in models:
+        for name, v in m.state_dict().items():
+            checked += 1
+            if v.is_floating_point():
+                assert torch.isfinite(v).all(), name
+            else:
+                assert (v != torch.iinfo(v.dtype).max).all(), name
+    assert checked > 50
+
+
 # ----------------------------------------------------------------- the generated class
 
 def test_constructor_guards_the_compiled_parameters():

@@ -156,6 +156,7 @@ def test_cuda_autocast_and_compile(x):
 
 import math  # noqa: E402
 
+import torch.nn.functional as F  # noqa: E402
 import torchvision  # noqa: E402
 from torchvision.models.feature_extraction import create_feature_extractor  # noqa: E402
 
@@ -243,6 +244,50 @@ def test_torchinfo_resnet50_rows_match_torchvision():
     assert (mine[0][0], mine[0][2:]) == (theirs[0][0], theirs[0][2:])
 
 
+
+def _aten_ops(model, x, y):
+    """The aten ops that forward (training mode), backward and an eval forward dispatch, in order, and the
+    number of module calls: what the CPU runs, independent of timing."""
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    class Record(TorchDispatchMode):
+        def __init__(self):
+            super().__init__()
+            self.ops: list[str] = []
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            self.ops.append(str(func))
+            return func(*args, **(kwargs or {}))
+
+    fwd, bwd, ev = Record(), Record(), Record()
+    calls = []
+    hook = torch.nn.modules.module.register_module_forward_pre_hook(lambda m, a: calls.append(type(m).__name__))
+    try:
+        with fwd:
+            loss = torch.nn.functional.cross_entropy(model.train()(x), y)
+        with bwd:
+            loss.backward()
+        with torch.no_grad(), ev:
+            model.eval()(x)
+    finally:
+        hook.remove()
+    return fwd.ops, bwd.ops, ev.ops, len(calls)
+
+
+def test_resnet50_runs_torchvisions_aten_ops_call_for_call():
+    """The generated forward is torchvision's, op for op: the same aten ops in the same order in the training
+    forward (in-place ReLUs and `out += identity` included), in backward and in the eval forward, and the same
+    number of module calls -- so any timing difference is noise, not work (bench/bench_backend.py)."""
+    torch.manual_seed(0)
+    tv = torchvision.models.resnet50()
+    ours = resdsl.compile(str(ROOT / "examples" / "resnet.res"), depth=50, size=64)
+    ours.load_state_dict(tv.state_dict(), strict=True)
+    x, y = torch.randn(2, 3, 64, 64), torch.tensor([1, 2])
+    mine, theirs = _aten_ops(ours, x, y), _aten_ops(tv, x, y)
+    assert [len(t) for t in theirs[:3]] == [334, 397, 229] and theirs[3] == 2 * 183  # 183 module calls per forward
+    assert mine == theirs
+    assert "aten.relu_.default" in theirs[0] and "aten.add_.Tensor" in theirs[0]
+
 def _onnx_names(model, x, path):
     import onnx
     import warnings
@@ -326,3 +371,159 @@ def test_torch_export_of_a_u_net_and_a_feature_backbone():
             got, want = program.module()(x), m(x)
         for a, b in zip(got if isinstance(got, (list, tuple)) else [got], want if isinstance(want, list) else [want]):
             torch.testing.assert_close(a, b)
+
+
+# ----------------------------------------------------------------- crops that follow the input size
+
+UNET = dict(size=188, base=4, classes=2, channels=1)
+
+
+def _unet_by_hand(p, x):
+    """The U-Net of examples/unet.res written in plain torch ops (valid convs, 2x2 pools and up-convs, the
+    encoder map center-cropped by hand with offset (L - M) // 2 before each concat), weights by name."""
+    def double_conv(name, h):
+        h = F.relu(F.conv2d(h, p[f"{name}.conv1.weight"], p[f"{name}.conv1.bias"]))
+        return F.relu(F.conv2d(h, p[f"{name}.conv2.weight"], p[f"{name}.conv2.bias"]))
+    skips, h = [], x
+    for i in range(1, 5):
+        h = double_conv(f"down{i}", h)
+        skips.append(h)
+        h = F.max_pool2d(h, 2)
+    h = double_conv("bottom", h)
+    for i in range(1, 5):
+        h = F.conv_transpose2d(h, p[f"up{i}.upconv.weight"], p[f"up{i}.upconv.bias"], stride=2)
+        s = skips[4 - i]
+        top, left = (s.shape[2] - h.shape[2]) // 2, (s.shape[3] - h.shape[3]) // 2
+        h = torch.cat([h, s[:, :, top:top + h.shape[2], left:left + h.shape[3]]], 1)
+        h = double_conv(f"up{i}.conv", h)
+    return F.conv2d(h, p["final.weight"], p["final.bias"])
+
+
+@pytest.fixture(scope="module")
+def unet():
+    net = resdsl.load(ROOT / "examples" / "unet.res", **UNET)
+    m = net.to_torch(seed=0).eval()
+    with torch.no_grad():  # biases start at 0: draw them too, so a misplaced crop or bias cannot match by chance
+        for w in m.parameters():
+            w.uniform_(-0.3, 0.3, generator=torch.Generator().manual_seed(w.numel()))
+    return net, m
+
+
+# Valid sizes from the size analysis: every H >= 188 runs (net.valid_sizes()), without rounding at 188 + 16k;
+# 197 and 211 round in the pools, so the skips are cropped by odd amounts.
+SIZES = (188, 197, 204, 211, 236)
+
+
+def test_unet_crops_follow_the_input_size(unet):
+    net, m = unet
+    report = net.valid_sizes()
+    (dim, *_) = [d for d in report.dims if d.dim == 1]
+    assert all(s in dim.valid for s in SIZES) and 204 in dim.unrounded and 236 in dim.unrounded
+    assert 197 not in dim.unrounded and 187 not in dim.valid
+    p = dict(m.state_dict())
+    for s in SIZES:
+        x = torch.randn(1, 1, s, s, generator=torch.Generator().manual_seed(s))
+        with torch.no_grad():
+            got, want = m(x), _unet_by_hand(p, x)
+        static = resdsl.load(ROOT / "examples" / "unet.res", **{**UNET, "size": s}).outputs["logits"]
+        assert tuple(got.shape[1:]) == static == tuple(want.shape[1:])
+        assert static[1] == 16 * ((s - 12) // 16) - 172  # the symbolic shape: 16*floor((H - 12)/16) - 172
+        torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
+
+
+def test_traced_unets_run_at_another_size(unet, tmp_path):
+    """torch.fx, create_feature_extractor, torch.export (dynamic H, W) and ONNX (dynamic axes) record the crop
+    offsets as shape arithmetic: traced at 188, they compute eager's values at the other valid sizes."""
+    net, m = unet
+    traced = torch.fx.symbolic_trace(m)
+    assert any(n.op == "call_function" and "floordiv" in str(n.target) for n in traced.graph.nodes)
+    fe = create_feature_extractor(m, return_nodes=["up1", "up4"])
+    x0 = torch.randn(1, 1, 188, 188)
+    program = torch.export.export(m, (x0,), dynamic_shapes={"x": {2: torch.export.Dim.AUTO,
+                                                                   3: torch.export.Dim.AUTO}})
+    sess = None
+    try:
+        import onnxruntime
+        import warnings
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            torch.onnx.export(m, (x0,), str(tmp_path / "unet.onnx"), dynamo=False, opset_version=17,
+                              input_names=["x"], dynamic_axes={"x": {2: "H", 3: "W"}})
+        sess = onnxruntime.InferenceSession(str(tmp_path / "unet.onnx"))
+    except ImportError:
+        pass
+    for s in SIZES[1:]:
+        x = torch.randn(1, 1, s, s, generator=torch.Generator().manual_seed(s))
+        with torch.no_grad():
+            want = m(x)
+            assert torch.equal(traced(x), want)
+            assert torch.equal(program.module()(x), want)
+            feats = fe(x)
+        assert tuple(feats["up4"].shape[1:]) == (4, want.shape[2], want.shape[3])
+        assert tuple(feats["up1"].shape[2:]) == (2 * ((s - 124) // 16) - 4,) * 2  # after up1's double conv
+        if sess is not None:
+            got = torch.from_numpy(sess.run(None, {"x": x.numpy()})[0])
+            torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-4)
+
+
+def test_torch_compile_reuses_unet_graphs_across_sizes(unet):
+    """torch.compile (dynamic shapes, fullgraph: no graph breaks) captures the U-Net with the crops as symbolic
+    shape arithmetic and reuses a graph across sizes (aot_eager: dynamo + AOT autograd without inductor's
+    C++ build, which takes ~40 s here).  Not one graph for all five: torch's own conv shape rule guards
+    on an output size (`... <= 20480` in fake_impls' conv), which 236 crosses -- a recompile, not ours."""
+    import torch._dynamo
+
+    _, m = unet
+    torch._dynamo.reset()
+    torch._dynamo.utils.counters.clear()
+    compiled = torch.compile(m, backend="aot_eager", fullgraph=True, dynamic=True)
+    with torch.no_grad():
+        for s in SIZES:
+            x = torch.randn(1, 1, s, s, generator=torch.Generator().manual_seed(s))
+            assert torch.equal(compiled(x), m(x))
+    assert torch._dynamo.utils.counters["stats"]["unique_graphs"] <= 2  # static shapes would need 5
+    torch._dynamo.reset()
+
+
+@pytest.mark.parametrize("path,network", EXAMPLE_NETS)
+def test_every_parameter_and_buffer_is_initialised(path, network):
+    """Built with deterministic algorithms, torch fills uninitialised memory with NaN (and integers with their
+    maximum): a parameter or buffer that the meta-device construction left uninitialised would show."""
+    net = _small(path, network)
+    was = torch.are_deterministic_algorithms_enabled()
+    torch.use_deterministic_algorithms(True)
+    try:
+        assert torch.utils.deterministic.fill_uninitialized_memory
+        assert torch.isnan(torch.empty(3)).all()  # the sentinel works
+        m = net.to_torch(seed=0)
+    finally:
+        torch.use_deterministic_algorithms(was)
+    for name, v in m.state_dict().items():
+        if v.is_floating_point():
+            assert torch.isfinite(v).all(), name
+        else:
+            assert (v != torch.iinfo(v.dtype).max).all(), name
+    for name, mod in m.named_modules():
+        if isinstance(mod, torch.nn.modules.batchnorm._BatchNorm) and mod.track_running_stats:
+            assert (mod.running_mean == 0).all() and (mod.running_var == 1).all() and mod.num_batches_tracked == 0
+
+
+def test_cli_dynamic_size_exports_run_at_other_sizes(tmp_path):
+    """`compile --dynamic-size`: the ONNX file and the torch.export archive of a U-Net, traced at 188, compute
+    the eager module's values at 204 and 211 (H and W dynamic; without the flag only the batch is)."""
+    args = ["compile", str(ROOT / "examples" / "unet.res"), "--seed", "2", "--dynamic-size", "--batch", "2"]
+    args += [a for k, v in UNET.items() for a in ("--set", f"{k}={v}")]
+    onnx_path, pt2 = tmp_path / "unet.onnx", tmp_path / "unet.pt2"
+    assert cli_main(args + ["--onnx", str(onnx_path), "--export", str(pt2)]) == 0
+    ref = resdsl.compile(str(ROOT / "examples" / "unet.res"), seed=2, **UNET).eval()
+    program = torch.export.load(str(pt2)).module()
+    ort = pytest.importorskip("onnxruntime")
+    session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
+    assert [d for d in session.get_inputs()[0].shape] == ["batch", 1, "x_H", "x_W"]
+    for b, s in ((3, 204), (1, 211)):
+        x = torch.randn(b, 1, s, s, generator=torch.Generator().manual_seed(s))
+        with torch.no_grad():
+            want = ref(x)
+            torch.testing.assert_close(program(x), want)
+        torch.testing.assert_close(torch.from_numpy(session.run(None, {"x": x.numpy()})[0]), want,
+                                   rtol=1e-4, atol=1e-4)

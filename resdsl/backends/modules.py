@@ -19,7 +19,7 @@ What is in it:
   ScalarBias       x + b, one learnable scalar b (Fixup, Zhang et al. 2019)
   ZeroPad          option-A shortcut: subsample by stride, append zero channels
   init_weight      the weight initialisations of conv/linear layers (see pytorch.py)
-  init_norm        gamma = 1 or 0, beta = 0
+  init_norm        gamma = 1 or 0, beta = 0, running statistics reset
 """
 from __future__ import annotations
 
@@ -252,7 +252,10 @@ def init_weight(module, how, gain=1.0):
 
 
 def init_norm(module, how):
-    """gamma = 1 ("ones") or 0 ("zeros", e.g. zero_init_last); beta = 0."""
+    """gamma = 1 ("ones") or 0 ("zeros", e.g. zero_init_last); beta = 0; batch norm's running statistics
+    reset (mean 0, variance 1, no batches seen), as its constructor leaves them."""
+    if hasattr(module, "reset_running_stats"):
+        module.reset_running_stats()
     with torch.no_grad():
         if getattr(module, "weight", None) is not None:
             module.weight.fill_(0.0 if how == "zeros" else 1.0)

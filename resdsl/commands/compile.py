@@ -22,7 +22,12 @@ The .py file needs only torch: `from resnet50 import Resnet; model = Resnet()`.
 Its constructor accepts the network parameters only at the compiled values;
 for another configuration compile again with --set NAME=VALUE.
 --onnx and --export trace the module (initialised with --seed) on a zero input
-of batch size --batch; the ONNX file has a dynamic batch dimension."""
+of batch size --batch; the ONNX file has a dynamic batch dimension.  With
+--dynamic-size the spatial dims of image inputs ([C, H, W], [C, D, H, W]) are
+dynamic too (ONNX axes H, W...; torch.export Dim.AUTO, with the batch when
+--batch is 2 or more), so one exported U-Net runs at every valid input size
+(`resdsl check FILE --sizes` lists them):
+  resdsl compile examples/unet.res --onnx unet.onnx --dynamic-size"""
 
 
 def register(subs) -> None:
@@ -38,6 +43,8 @@ def register(subs) -> None:
                    help="seed for the initial weights of exported models (default: torch's global RNG)")
     p.add_argument("--batch", type=int, default=1, metavar="N", help="batch size of the example input (default 1)")
     p.add_argument("--opset", type=int, default=17, metavar="N", help="ONNX opset version (default 17)")
+    p.add_argument("--dynamic-size", action="store_true",
+                   help="--onnx/--export: the spatial dims of image inputs are dynamic, not only the batch")
     p.add_argument("--json", action="store_true", help="print what was written as JSON")
     p.set_defaults(func=run)
 
@@ -76,7 +83,13 @@ def run(args) -> int:
         example = tuple(torch.zeros((args.batch,) + shape) for shape in net.inputs.values())
         if args.export:
             _progress("running torch.export")
-            program = torch.export.export(model, example)
+            dynamic = None
+            if args.dynamic_size:
+                # one entry per forward argument: batch and spatial dims (torch specialises a size-1 example
+                # dim, so the batch is dynamic only when --batch is 2 or more)
+                dynamic = tuple({d: torch.export.Dim.AUTO for d in [0] + _spatial(shape)}
+                                for shape in net.inputs.values())
+            program = torch.export.export(model, example, dynamic_shapes=dynamic)
             buf = io.BytesIO()  # torch's archive writer aborts the process on a failing file: write it ourselves
             torch.export.save(program, buf)
             _write(args.export, buf.getvalue())
@@ -110,10 +123,27 @@ def _onnx(model, example, net, args) -> int:
         try:
             torch.onnx.export(model, example, args.onnx, dynamo=False, opset_version=args.opset,
                               input_names=names_in, output_names=names_out,
-                              dynamic_axes={n: {0: "batch"} for n in names_in + names_out})
+                              dynamic_axes=_onnx_axes(net, args.dynamic_size))
         except OSError as e:  # its write error names no file
             raise UsageError(f"cannot write {args.onnx}: {e.strerror or e}")
     return 0
+
+
+def _spatial(shape: tuple[int, ...]) -> list[int]:
+    """The batched tensor's spatial dims of an image input [C, *spatial] (rank >= 3); none for other inputs."""
+    return list(range(2, len(shape) + 1)) if len(shape) >= 3 else []
+
+
+def _onnx_axes(net, sizes: bool) -> dict[str, dict[int, str]]:
+    """ONNX dynamic axes: the batch of every input and output, and with `sizes` each image's spatial dims
+    (named after the tensor: `x_H`, `x_W`; outputs too, since their sizes follow the input's)."""
+    axes = {}
+    for group in (net.inputs, net.outputs):
+        for name, shape in group.items():
+            spatial = _spatial(shape) if sizes else []
+            labels = {2: "HW", 3: "DHW"}.get(len(spatial)) or [f"d{d}" for d in spatial]
+            axes[name] = {0: "batch", **{d: f"{name}_{lab}" for d, lab in zip(spatial, labels)}}
+    return axes
 
 
 def _write(path: str, data: bytes) -> None:

@@ -214,6 +214,9 @@ class Module:
     init_args: tuple[tuple[str, object], ...] = ()
     call: str = "{m}({x})"
     inplace: tuple[tuple[str, object], ...] = ()  # extra kwargs of the in-place variant (nn.ReLU(inplace=True))
+    # `init` overwrites every parameter and buffer of the module, so torch's default initialisation (run by
+    # its constructor) is wasted work: the generated network builds it without one (backends/pytorch.py).
+    complete: bool = False
 
 
 @dataclass(frozen=True)
@@ -357,13 +360,22 @@ def costs(torchvision: MacRule = zero, *, fvcore: MacRule = zero, torchinfo: Mac
                              "resdsl": resdsl})
 
 
-def center_slice(x: Shape, size) -> str:
-    """Fixed indexing text that center-crops the spatial dims of a [C, *spatial] tensor (batch first) to
-    `size`, offset (L - M) // 2 as torchvision's center_crop; "" when nothing is cut.  Constants only, so
-    tracers (FX, torch.export, ONNX) see no shape arithmetic."""
-    if all(int(m) == int(n) for n, m in zip(x[1:], size)):
+def center_slice(x: Shape, to, field: str = "{x}") -> str:
+    """Indexing text that center-crops the spatial dims of the tensor `field` (a template field such as
+    "{x0}", batch first, of compiled shape `x` [C, *spatial]) to the sizes `to`: per dim an int, or the
+    template field of the tensor whose size it takes (None: keep the dim).  Offsets follow the input,
+    (L - M) // 2 as torchvision's center_crop, so one compiled network crops right at every input size; the
+    shape arithmetic is straight-line (`x.shape[2]`, no branches), which torch.fx records as nodes and
+    torch.export / ONNX trace."""
+    cuts = []
+    for d, m in zip(range(2, 1 + len(x)), to):
+        if m is None:
+            cuts.append(":")
+            continue
+        size = f"{m}.shape[{d}]" if isinstance(m, str) else str(int(m))
+        cuts.append(f"({field}.shape[{d}] - {size}) // 2:({field}.shape[{d}] + {size}) // 2")
+    if all(c == ":" for c in cuts):
         return ""
-    cuts = [f"{(int(n) - int(m)) // 2}:{(int(n) - int(m)) // 2 + int(m)}" for n, m in zip(x[1:], size)]
     return "[:, :, " + ", ".join(cuts) + "]"
 
 

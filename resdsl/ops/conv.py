@@ -36,9 +36,12 @@ def _check_groups(name: str, x, a) -> None:
                                hint=f"choose groups dividing both {x[0]} and {a['out_channels']}")
 
 
-def weight_init(a) -> dict:
+def weight_init(a, keeps_default: bool = False) -> dict:
+    """The init facet of a conv/linear lowering.  init_weight replaces the weight and zeroes the bias, except
+    where `keeps_default` (linear's "default" init is torch's own): then the module's default init must run."""
     return dict(init="init_weight({m}, {how}, {gain})",
-                init_args=(("how", str(a["init"])), ("gain", float(a["init_gain"]))))
+                init_args=(("how", str(a["init"])), ("gain", float(a["init_gain"]))),
+                complete=not (keeps_default and a["init"] == "default"))
 
 
 # ----------------------------------------------------------------- conv

@@ -39,7 +39,8 @@ register(OpDef(
           ptflops=lambda a, xs, y, p: _core(a, xs, y, p) + (numel(y) if a["bias"] else 0),
           resdsl=lambda a, xs, y, p: _core(a, xs, y, p) + (numel(y) if a["bias"] else 0)),
     Saves.INPUT, Spatial.POINT,
-    lambda a, xs, y: Module("nn.Linear", (xs[0][-1], a["out_features"]), (("bias", a["bias"]),), **weight_init(a)),
+    lambda a, xs, y: Module("nn.Linear", (xs[0][-1], a["out_features"]), (("bias", a["bias"]),),
+                              **weight_init(a, keeps_default=True)),
     lambda a, y: f"fc, {a['out_features']}" + (f" (tied to {a['tie']})" if a.get("tie") else ""),
     "fully connected layer on a [features] input (pointwise=true: on the last dim of any shape, e.g. per token "
     "of [N, D]; tie=\"LAYER\": share that layer's weight, e.g. GPT-2's lm_head and token embedding)",

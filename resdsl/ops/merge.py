@@ -21,6 +21,16 @@ def _crop_to(xs) -> tuple[int, ...]:
     return tuple(min(x[i] for x in xs) for i in range(1, len(xs[0])))
 
 
+def _cropped_cat(xs) -> str:
+    """torch.cat of the inputs, each center-cropped to the smallest one (per dim, the first input of the
+    least size at the compiled shapes; which input is smallest is a fact of the network, and every other
+    input is cropped to its size as the input size changes)."""
+    ref = [min(range(len(xs)), key=lambda i: xs[i][d]) for d in range(1, len(xs[0]))]
+    parts = [f"{{x{i}}}" + center_slice(x, [None if r == i else f"{{x{r}}}" for r in ref], f"{{x{i}}}")
+             for i, x in enumerate(xs)]
+    return "torch.cat([" + ", ".join(parts) + "], 1)"
+
+
 def _concat_infer(a, xs):
     ranks = {len(x) for x in xs}
     if len(ranks) != 1:
@@ -42,8 +52,7 @@ register(OpDef(
 register(OpDef(
     "concat", Family.MERGE, (_TENSORS, Param("crop", "bool", False, positional=False)), _concat_infer, no_params,
     costs(), Saves.NOTHING, Spatial.MERGE,
-    lambda a, xs, y: Expr("torch.cat([" + ", ".join(f"{{x{i}}}" + center_slice(x, y[1:]) for i, x in enumerate(xs))
-                          + "], 1)" if a.get("crop") else "torch.cat([{xs}], 1)"),
+    lambda a, xs, y: Expr(_cropped_cat(xs) if a.get("crop") else "torch.cat([{xs}], 1)"),
     const_label("C"), "concatenate along channels, optionally center-cropping", arity=(2, -1), merge=True))
 
 # ----------------------------------------------------------------- multiply

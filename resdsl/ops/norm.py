@@ -16,7 +16,8 @@ _EPS = Param("eps", "float", 1e-5, lo=0, torch_exact=False,
 
 
 def norm_init(a) -> dict:
-    return dict(init="init_norm({m}, {how})", init_args=(("how", str(a["init"])),))
+    # init_norm sets gamma and beta and resets the running statistics: the whole module (complete)
+    return dict(init="init_norm({m}, {how})", init_args=(("how", str(a["init"])),), complete=True)
 
 
 def _affine(a) -> bool:
