@@ -770,3 +770,33 @@ def test_a_3000_operand_add_is_chunked_and_exact():
         want = want + x * float(k)  # the same order of additions
     assert torch.equal(m(x), want)
     assert max(line.count(" + ") for line in m.code.splitlines()) <= 32
+
+
+# ----------------------------------------------------------------- the standalone file carries what it uses
+
+@pytest.mark.parametrize("path,name", [pytest.param(p, n, id=f"{p.stem}:{n}") for p in EXAMPLES
+                                       for n in load_file(p).networks])
+def test_standalone_file_has_only_the_helpers_it_uses_and_runs(path, name):
+    net = resdsl.load(path, network=name)
+    src = net.torch_source()
+    tree = ast.parse(src)
+    helpers = {n.name: n for n in tree.body if isinstance(n, (ast.FunctionDef, ast.ClassDef))
+               and n.name in pytorch.modules.EXPORTS + ("_as_tuple",)}
+    used = {}
+    for n in tree.body:  # a helper counts as used when another top-level definition names it
+        for x in ast.walk(n):
+            if isinstance(x, ast.Name) and x.id in helpers and x.id != getattr(n, "name", None):
+                used[x.id] = True
+    assert set(helpers) == set(used), f"unused helpers in the standalone file: {set(helpers) - set(used)}"
+    assert "check_params" in helpers  # every generated constructor guards its parameters
+    ns: dict = {"__name__": "standalone"}
+    exec(compile(src, f"<{path.stem}.py>", "exec"), ns)  # our own generated text, nothing from the .res file
+    torch.manual_seed(0)
+    built = net.to_torch().eval()
+    again = ns[type(built).__name__]().eval()
+    again.load_state_dict(built.state_dict(), strict=True)
+    xs = random_inputs(net, batch=2)
+    with torch.no_grad():
+        a, b = built(*xs), again(*xs)
+    for u, v in zip(a if isinstance(a, tuple) else (a,), b if isinstance(b, tuple) else (b,)):
+        assert torch.equal(u, v)

@@ -273,4 +273,38 @@ EXPORTS = tuple(k for k, v in _namespace.items()
 globals().update({k: _namespace[k] for k in EXPORTS})
 globals().update({k: _namespace[k] for k in ("torch", "nn", "F")})
 
-__all__ = list(EXPORTS) + ["SOURCE", "EXPORTS"]
+__all__ = list(EXPORTS) + ["SOURCE", "EXPORTS", "source_for"]
+
+
+def _definitions() -> tuple[str, list[tuple[str, str, frozenset[str]]]]:
+    """SOURCE split into its import lines and its top-level definitions: (name, text, names it uses)."""
+    import ast
+
+    tree = ast.parse(SOURCE)
+    lines = SOURCE.split("\n")
+    imports = "\n".join(ast.get_source_segment(SOURCE, n) for n in tree.body if isinstance(n, (ast.Import, ast.ImportFrom)))
+    defs = []
+    for n in tree.body:
+        if isinstance(n, (ast.FunctionDef, ast.ClassDef)):
+            first = min([n.lineno] + [d.lineno for d in n.decorator_list])
+            uses = frozenset(x.id for x in ast.walk(n) if isinstance(x, ast.Name))
+            defs.append((n.name, "\n".join(lines[first - 1:n.end_lineno]), uses))
+    return imports, defs
+
+
+def source_for(code: str) -> str:
+    """The part of SOURCE that `code` (a generated network's classes) needs: the imports and the helper
+    definitions it names, with the helpers those name in turn, in SOURCE's order -- a standalone file
+    carries no code its network never runs."""
+    import re
+
+    imports, defs = _definitions()
+    by_name = {name: uses for name, _, uses in defs}
+    wanted = set(re.findall(r"[A-Za-z_]\w*", code)) & set(by_name)
+    todo = list(wanted)
+    while todo:
+        for used in by_name[todo.pop()] & set(by_name):
+            if used not in wanted:
+                wanted.add(used)
+                todo.append(used)
+    return "\n\n\n".join([imports] + [text for name, text, _ in defs if name in wanted])
