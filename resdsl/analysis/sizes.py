@@ -4,16 +4,8 @@ Reads a `Network`; writes a `SizeReport`.  The sets are derived exactly by `symb
 (shapes as affine functions of the size on residue classes; docs/sizes.md), not by sampling:
 no time budget, and the same answer on a busy machine as on a quiet one.
 
-"Rounding" means an op drops or pads pixels a perfect fit would not:
-
-  conv / pool with stride s > 1   the input length must be divisible by s, and
-                                  no input pixel may be left out by the last window
-  any conv / pool                 no input pixel left out at the end (when the kernel spans at least
-                                  the stride; a 1x1 stride-2 conv skips pixels by design)
-  crop, concat(crop=true)         the size difference must be even (a centered crop)
-  adaptive pooling                the input length must be divisible by the output length
-  upsample(size=...)              the output length must be a multiple of the input length
-  zeropad shortcut                the input length must be divisible by the stride
+"Rounding" means an op drops or pads pixels a perfect fit would not; each op says where in its
+`rounding` facet (the rules are listed in resdsl/ops/rounding.py).
 """
 from __future__ import annotations
 
@@ -21,7 +13,6 @@ import re
 from dataclasses import dataclass, field
 
 from ..ir import Graph, Node
-from ..ops import Spatial
 
 
 @dataclass
@@ -33,60 +24,20 @@ class Rounding:
     source: str  # file:line
 
 
-def _dropped(L: int, k: int, s: int, p: int, d: int) -> int:
-    """Input pixels at the far end that no window reads (padding excluded)."""
-    from .symbolic import nonneg
-
-    eff = d * (k - 1) + 1
-    if L + 2 * p < eff:
-        return 0
-    return nonneg((L + 2 * p - eff) % s - p)
-
-
-def d_eff(k: int, d: int) -> int:
-    return d * (k - 1) + 1
-
-
 def node_problems(g: Graph, n: Node) -> list[Rounding]:
+    """Where node `n` rounds at its concrete sizes, through its op's `rounding` facet (ops/rounding.py)."""
+    rule = n.spec.rounding
+    if rule is None:
+        return []
     out: list[Rounding] = []
-    xs = [g.nodes[i].shape for i in n.inputs]
     src = f"{n.span.file}:{n.span.line}"
-    a = n.attrs
-
-    def add(dim: int, msg: str) -> None:
-        out.append(Rounding(n.name, n.op, dim, msg, src))
-
-    kind = n.spec.spatial
-    if kind is Spatial.WINDOW:
-        if a.get("padding") == "same":
-            return out
-        x = xs[0]
-        d = a.get("dilation") or (1,) * len(a["kernel_size"])
-        for i, (L, k, s, p, di) in enumerate(zip(x[1:], a["kernel_size"], a["stride"], a["padding"], d)):
-            lost = _dropped(L, k, s, p, di)
-            if s > 1 and L % s:
-                add(i, f"input length {L} is not divisible by the stride {s} (output {n.shape[1 + i]} = "
-                       f"{'ceil' if n.shape[1 + i] * s > L else 'floor'}({L}/{s}))")
-            elif lost and d_eff(k, di) >= s:  # with kernel < stride pixels are skipped by design anyway
-                add(i, f"the last {lost} input pixel(s) of {L} are never read (kernel {k}, stride {s}, padding {p})")
-    elif kind is Spatial.CROP or (kind is Spatial.MERGE and a.get("crop")):
-        target = n.shape[1:]
-        for x in xs:
-            for i, (L, M) in enumerate(zip(x[1:], target)):
-                if (L - M) % 2:
-                    add(i, f"cropping {L} to {M} cannot be centered (odd difference {L - M})")
-    elif kind is Spatial.ADAPTIVE:
-        for i, (L, M) in enumerate(zip(xs[0][1:], n.shape[1:])):
-            if L % M:
-                add(i, f"adaptive pooling from {L} to {M}: windows of unequal size ({L} is not a multiple of {M})")
-    elif kind is Spatial.RESAMPLE and a.get("size") is not None:
-        for i, (L, M) in enumerate(zip(xs[0][1:], n.shape[1:])):
-            if M % L:
-                add(i, f"upsampling {L} to {M} is not an integer scale")
-    elif kind is Spatial.SUBSAMPLE:
-        for i, (L, s) in enumerate(zip(xs[0][1:], a["stride"])):
-            if L % s:
-                add(i, f"input length {L} is not divisible by the shortcut's stride {s}")
+    hit: dict[int, bool] = {}  # dim -> did the previous entry round (an alternative is reported only if not)
+    for r in rule(n.attrs, [g.nodes[i].shape for i in n.inputs], n.shape):
+        if r.alternative and hit.get(r.dim):
+            continue
+        hit[r.dim] = bool(r.amount)
+        if r.amount:
+            out.append(Rounding(n.name, n.op, r.dim, r.why(), src))
     return out
 
 
@@ -97,29 +48,9 @@ def problems(g: Graph) -> list[Rounding]:
 
 def rounding_terms(n: Node, xs: list, y: tuple) -> list[tuple[int, object]]:
     """(spatial index, expression) pairs; an expression (an int, or a symbolic `Dim`) is non-zero
-    exactly where `n` rounds in that spatial dimension.  Dispatches on the op's `spatial` facet."""
-    a = n.attrs
-    kind = n.spec.spatial
-    out: list = []
-    if kind is Spatial.WINDOW:
-        if a.get("padding") == "same":
-            return out
-        d = a.get("dilation") or (1,) * len(a["kernel_size"])
-        for i, (L, k, s, p, di) in enumerate(zip(xs[0][1:], a["kernel_size"], a["stride"], a["padding"], d)):
-            if s > 1:
-                out.append((i, L % s))
-            if d_eff(k, di) >= s:
-                out.append((i, _dropped(L, k, s, p, di)))
-    elif kind is Spatial.CROP or (kind is Spatial.MERGE and a.get("crop")):
-        for x in xs:
-            out += [(i, (L - M) % 2) for i, (L, M) in enumerate(zip(x[1:], y[1:]))]
-    elif kind is Spatial.ADAPTIVE:
-        out += [(i, L % M) for i, (L, M) in enumerate(zip(xs[0][1:], y[1:]))]
-    elif kind is Spatial.RESAMPLE and a.get("size") is not None:
-        out += [(i, M % L) for i, (L, M) in enumerate(zip(xs[0][1:], y[1:]))]
-    elif kind is Spatial.SUBSAMPLE:
-        out += [(i, L % s) for i, (L, s) in enumerate(zip(xs[0][1:], a["stride"]))]
-    return out
+    exactly where `n` rounds in that spatial dimension.  Dispatches through the op's `rounding` facet."""
+    rule = n.spec.rounding
+    return [] if rule is None else [(r.dim, r.amount) for r in rule(n.attrs, xs, y)]
 
 
 @dataclass

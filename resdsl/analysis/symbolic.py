@@ -192,18 +192,17 @@ class Dim:
     def __bool__(self):
         return self._decide(0, lambda x, y: x != y)
 
+    def clip0(self):
+        """max(0, self) that does not split cases (ops/rounding.py): elementwise on a vector of constants."""
+        if self.a == 0:
+            return Dim.make(0, np.maximum(self.b, 0))
+        return max(0, self)
+
     def __hash__(self):
         return hash((self.a, self.b.tobytes()))
 
     def __repr__(self):
         return f"Dim({self.a}k + {self.b.tolist()})"
-
-
-def nonneg(x):
-    """max(0, x) that does not split cases: elementwise on a vector of constants."""
-    if isinstance(x, Dim) and x.a == 0:
-        return Dim.make(0, np.maximum(x.b, 0))
-    return max(0, x)
 
 
 def _divisor(s) -> int:

@@ -2,6 +2,7 @@
 and the reparameterised sample of a VAE."""
 from __future__ import annotations
 
+from . import rounding
 from .base import (center_slice, Expr, Family, Module, Param, Saves, ShapeProblem, Spatial, OpDef, const_label, costs, no_params,
                    numel, out_numel, register)
 
@@ -44,7 +45,8 @@ register(OpDef(
     costs(), Saves.NOTHING, Spatial.MERGE,
     lambda a, xs, y: Expr("torch.cat([" + ", ".join(f"{{x{i}}}" + center_slice(x, y[1:]) for i, x in enumerate(xs))
                           + "], 1)" if a.get("crop") else "torch.cat([{xs}], 1)"),
-    const_label("C"), "concatenate along channels, optionally center-cropping", arity=(2, -1), merge=True))
+    const_label("C"), "concatenate along channels, optionally center-cropping", arity=(2, -1), merge=True,
+    rounding=rounding.centered_if_crop))
 
 # ----------------------------------------------------------------- multiply
 
