@@ -55,11 +55,14 @@ def rounding_terms(n: Node, xs: list, y: tuple) -> list[tuple[int, object]]:
 
 @dataclass
 class SizeReport:
-    dims: list  # one symbolic.DimAnalysis per spatial dim of each input
+    dims: list  # one symbolic.DimAnalysis per size that is analysed on its own (its tied dims follow it)
     current: list[Rounding] = field(default_factory=list)  # problems at the network's own size
+    joint: list = field(default_factory=list)  # one JointAnalysis per group of sizes that meet (not affine ties)
+    notes: list[str] = field(default_factory=list)  # what was not checked, and why
 
     def to_json(self) -> dict:
-        return {"dims": [dim_json(d) for d in self.dims],
+        return {"dims": [dim_json(d) for d in self.dims], "joint": [j.to_json() for j in self.joint],
+                "notes": self.notes,
                 "current_size_problems": [{"node": p.node, "op": p.op, "dim": p.dim, "message": p.message,
                                            "source": p.source} for p in self.current]}
 
@@ -68,28 +71,261 @@ def dim_json(d) -> dict:
     return {"input": d.input, "dim": d.dim, "symbol": d.symbol, "exact": d.exact, "why": d.why or None,
             "period": d.period, "threshold": d.threshold, "runs": d.runs,
             "valid": d.valid.to_json(), "unrounded": d.unrounded.to_json(),
-            "valid_rule": str(d.valid), "unrounded_rule": str(d.unrounded)}
+            "valid_rule": str(d.valid), "unrounded_rule": str(d.unrounded),
+            "tied": [{"input": i, "dim": k, "c": c, "e": e, "rule": _affine(c, e, d.symbol)}
+                     for i, k, c, e in getattr(d, "tied", ())]}
 
 
-def valid_sizes(net, symbols: dict | None = None) -> SizeReport:
-    """Exact valid and unrounded size sets per input dimension (the others held at their sizes).
+def _affine(c: int, e: int, X: str) -> str:
+    s = X if c == 1 else f"{c}{X}"
+    return s + (f" + {e}" if e > 0 else f" - {-e}" if e < 0 else "")
 
-    `symbols` maps (input, dim) to a `Symbol` (its name and constraint, e.g. H%32 for H = 0 mod 32);
-    without it every spatial dim of every input is analysed, named H, W, D (suffixed per input).
-    """
-    from .symbolic import SYMBOLS, analyze_dim
 
-    g = net.graph
-    if symbols is None:
+@dataclass(frozen=True)
+class SizeVar:
+    """A named input size X and the input dimensions that follow it: (input, dim, c, e) means that
+    dimension is c*X + e (the first entry is X itself).  X is restricted to the residues mod
+    `modulus` and to lo <= X <= hi (`where H % 32 == 0, H >= 64`, or `--input x=3,H%32,W`)."""
+
+    name: str
+    dims: tuple[tuple[str, int, int, int], ...]
+    modulus: int = 1
+    residues: tuple[int, ...] = (0,)
+    lo: int = 1
+    hi: int | None = None
+
+
+def vars_from_symbols(g: Graph, symbols: dict | None) -> list[SizeVar]:
+    """One SizeVar per symbol name: `--input x=3,H,H` ties W to H, and a name used for two inputs ties
+    them.  Without symbols every spatial dim of every input is its own size, named H, W, D (suffixed
+    per input)."""
+    from .symbolic import SYMBOLS
+
+    if not symbols:
         symbols = {}
         for name, nid in g.inputs.items():
             rank = len(g.nodes[nid].shape)
             for d in range(1, rank):
                 sym = SYMBOLS[d - 1] if rank - 1 <= 3 else f"S{d}"
                 symbols[(name, d)] = Symbol(sym if len(g.inputs) == 1 else f"{sym}_{name}")
-    dims = [analyze_dim(g, g.inputs[name], d, s.name, s.modulus, s.residue)
-            for (name, d), s in sorted(symbols.items(), key=lambda kv: (list(g.inputs).index(kv[0][0]), kv[0][1]))]
-    return SizeReport(dims, problems(g))
+    order = list(g.inputs)
+    by_name: dict[str, list] = {}
+    for (inp, d), sym in sorted(symbols.items(), key=lambda kv: (order.index(kv[0][0]), kv[0][1])):
+        by_name.setdefault(sym.name, []).append(((inp, d, 1, 0), sym))
+    out = []
+    for name, uses in by_name.items():
+        mod = [s for _, s in uses if s.modulus > 1]
+        m, r = (mod[0].modulus, mod[0].residue) if mod else (1, 0)
+        out.append(SizeVar(name, tuple(u for u, _ in uses), m, (r,)))
+    return out
+
+
+def from_declared(g: Graph) -> tuple[list[SizeVar], dict]:
+    """The named sizes of the file (`input x: [3, H, W] where ...`, sizevars.Sizes on the graph) as
+    SizeVars, and per (input, dim) a Symbol for display; nothing when every size was given."""
+    sz = g.sizes
+    if sz is None:
+        return [], {}
+    out, shown = [], {}
+    for root in sz.symbolic_roots():
+        dims = sorted(((i, d, c, e) for i, d, r, c, e in sz.dims if r == root), key=lambda t: (t[2], t[3]) != (1, 0))
+        m, res = sz.mods.get(root, (1, (0,)))
+        lo, hi = sz.bounds.get(root, (1, None))
+        out.append(SizeVar(root, tuple(dims), m, res, lo, hi))
+        for i, d, c, e in dims:
+            shown[(i, d)] = Symbol(_affine(c, e, root), m if (c, e) == (1, 0) and len(res) == 1 else 1,
+                                   res[0] if (c, e) == (1, 0) and len(res) == 1 else 0)
+    return out, shown
+
+
+def params_by_size(net) -> str:
+    """Do the parameter counts depend on the named sizes?  "no" (checked exactly: every op's count
+    facet, run on the symbolic shapes, gives a number), "yes: NODE" (a count is a formula of a size,
+    e.g. a linear layer after a flatten) or "unknown: why"."""
+    from .symbolic import Dim
+
+    rep = net.valid_sizes()
+    if not rep.dims or rep.joint or any(not d.exact for d in rep.dims):
+        return "unknown: the sizes are not analysed exactly"
+    sources = set(net.graph.inputs.values())
+    for d in rep.dims:
+        shapes = {nid: groups[0][1] for nid, groups in d.generic.items() if groups}
+        for n in net.graph.nodes:
+            if n.id in sources or n.id not in shapes:
+                continue
+            try:
+                p, b = n.spec.count(n.attrs, [shapes[i] for i in n.inputs], shapes[n.id])
+            except Exception as e:  # a count rule that needs plain ints
+                return f"unknown: {n.op} ({type(e).__name__})"
+            if isinstance(p, Dim) or isinstance(b, Dim):
+                return f"yes: {n.name} ({n.span.file}:{n.span.line})"
+    return "no"
+
+
+BUILD_BOUND = 128  # sizes built one by one when the structure reads a named size
+
+
+def by_building(net, v: SizeVar, uses) -> "DimAnalysis":
+    """When the body reads a named size (`if H > 64`, `conv(H // 8)`) the structure itself may change
+    with it: decide sizes 1..BUILD_BOUND by building the network at each (the ordinary concrete path)."""
+    from ..diagnostics import ResdslError
+    from .symbolic import DimAnalysis, SizeSet
+
+    base = {k: list(s) for k, s in net.inputs.items()}
+    ok, unround, first_error = set(), set(), {}
+    for X in range(max(1, v.lo), (BUILD_BOUND if v.hi is None else min(v.hi, BUILD_BOUND)) + 1):
+        if X % v.modulus not in v.residues:
+            continue
+        shapes = {k: list(s) for k, s in base.items()}
+        for i, d, c, e in v.dims:
+            shapes[i][d] = c * X + e
+        try:
+            g = net._rebuild({k: tuple(s) for k, s in shapes.items()})
+        except ResdslError as err:
+            first_error[X] = (-1, err.first.message)
+            continue
+        ok.add(X)
+        watch = {d - 1 for _, d, _, _ in v.dims}
+        if not [p for p in problems(g) if p.dim in watch]:
+            unround.add(X)
+    name, span = uses[0]
+    why = (f"the structure reads {name} at {span.file}:{span.line}:{span.col}: sizes decided by building the "
+           f"network at each size up to {BUILD_BOUND}")
+    i, d = v.dims[0][0], v.dims[0][1]
+    a = DimAnalysis(i, d, v.name, False, why, 1, BUILD_BOUND + 1, len(ok) + len(first_error),
+                    SizeSet([], sorted(ok)), SizeSet([], sorted(unround)), first_error, {})
+    a.tied = tuple(v.dims[1:])
+    return a
+
+
+def valid_sizes(net, symbols: dict | None = None, size_vars: list | None = None) -> SizeReport:
+    """Exact valid and unrounded size sets per named input size (the unnamed dims held at their sizes).
+
+    `size_vars` (SizeVar) name the sizes and tie dimensions to them; `symbols` maps (input, dim) to a
+    `Symbol` (`--input x=3,H%32,W`); with neither every spatial dim of every input is analysed.  Sizes
+    that meet in a rule other than through a declared tie (a merge after a transpose, a product with a
+    fixed length) are decided together on a grid (`JointAnalysis`), and the report says so.
+    """
+    from .symbolic import Binding, analyze_group, ties
+
+    g = net.graph
+    vars_ = size_vars if size_vars is not None else vars_from_symbols(g, symbols)
+    uses = [u for u in (g.sizes.uses if g.sizes is not None else []) if u[0] in {v.name for v in vars_} or
+            u[0] in getattr(g.sizes, "alias", {})]
+    if uses and size_vars and getattr(net, "_rebuild", None) is not None:
+        return SizeReport([by_building(net, v, uses) for v in vars_], problems(g), [],
+                          [f"{uses[0][0]} is read by the network body at {uses[0][1].file}:{uses[0][1].line}: "
+                           f"the layers may change with it, so no formula is claimed"])
+    binds = [[Binding(g.inputs[i], d, c, e) for i, d, c, e in v.dims] for v in vars_]
+    found, why = ties(g, binds)
+    notes = [f"whether the sizes meet was not checked: {why}"] if why else []
+    comp = list(range(len(vars_)))  # union-find over the sizes that meet
+
+    def root(i: int) -> int:
+        while comp[i] != i:
+            i = comp[i]
+        return i
+
+    where: dict[int, int] = {}
+    for i, j, nid in found:
+        ri, rj = root(i), root(j)
+        if ri != rj:
+            comp[max(ri, rj)] = min(ri, rj)
+            where[min(ri, rj)] = nid
+    dims, joint = [], []
+    for i, v in enumerate(vars_):
+        members = [j for j in range(len(vars_)) if root(j) == i]
+        if root(i) != i:
+            continue
+        if len(members) == 1:
+            a = analyze_group(g, v.name, binds[i], v.modulus, v.residues, v.lo, v.hi)
+            a.tied = tuple(v.dims[1:])
+            dims.append(a)
+        else:
+            joint.append(joint_grid(g, [vars_[j] for j in members], [binds[j] for j in members], where.get(i)))
+    return SizeReport(dims, problems(g), joint, notes)
+
+
+@dataclass
+class JointAnalysis:
+    """Sizes that meet in a way the per-size analysis cannot follow exactly, decided together on a grid."""
+
+    names: list[str]
+    node: str  # where they meet (name, file:line)
+    bound: int  # every size from 1 to bound was tried
+    valid: list[tuple[int, ...]]  # the valid combinations on the grid, smallest first
+    unrounded: list[tuple[int, ...]]
+    relation: str  # the valid pairs as a relation, when one fits ("W = H"), else ""
+    why: str = ""  # when the grid could not be decided
+
+    def __str__(self) -> str:
+        names = ", ".join(self.names)
+        if self.why:
+            return f"{names} meet at {self.node}; not decided: {self.why}"
+        if not self.valid:
+            return f"{names} meet at {self.node}: no combination up to {self.bound} runs"
+        head = f"{names} meet at {self.node} (not exact: decided together for every size up to {self.bound})"
+        rel = f"; every valid combination has {self.relation}" if self.relation else ""
+        few = ", ".join("(" + ", ".join(map(str, t)) + ")" for t in self.valid[:6])
+        return f"{head}: {len(self.valid)} valid combinations{rel}; smallest: {few}"
+
+    def to_json(self) -> dict:
+        return {"names": self.names, "node": self.node, "exact": False, "bound": self.bound, "why": self.why or None,
+                "valid": [list(t) for t in self.valid[:256]], "valid_count": len(self.valid),
+                "unrounded": [list(t) for t in self.unrounded[:256]], "unrounded_count": len(self.unrounded),
+                "relation": self.relation or None}
+
+
+JOINT_POINTS = 1 << 18  # grid points decided together (one vector of cases)
+
+
+def joint_grid(g: Graph, vars_: list, binds: list[list], nid: int | None) -> JointAnalysis:
+    """Decide every combination of the sizes up to a bound at once (bounded: JOINT_POINTS cases)."""
+    import numpy as np
+
+    from .symbolic import MAX_RUNS, NotSymbolic, Table, _drive, rounding
+
+    n = len(vars_)
+    bound = max(2, int(JOINT_POINTS ** (1 / n)))
+    axes = []
+    for v in vars_:
+        xs = np.arange(max(1, v.lo), (bound if v.hi is None else min(bound, v.hi)) + 1, dtype=np.int64)
+        axes.append(xs[np.isin(xs % v.modulus, np.array(v.residues) % v.modulus)])
+    grid = np.stack([m.ravel() for m in np.meshgrid(*axes, indexing="ij")]) if all(len(a) for a in axes) \
+        else np.zeros((n, 0), dtype=np.int64)
+    tables = [Table(b.node, b.dim, b.c * grid[i] + b.e) for i, bs in enumerate(binds) for b in bs]
+    watch = {b.dim - 1 for bs in binds for b in bs}
+    valid, unrounded, why = [], [], ""
+    outcomes = []
+    if grid.shape[1]:
+        try:
+            outcomes, _ = _drive(g, tables, False, 1, np.arange(grid.shape[1]), rounding(watch), [MAX_RUNS * 4])
+        except NotSymbolic as e:  # rules that vary too much to decide in bounded work: no claim
+            bound, outcomes = 0, []
+            why = str(e)
+        for out in outcomes:
+            if out.error is None:
+                valid += [tuple(int(x) for x in grid[:, c]) for c in out.cases]
+                unrounded += [tuple(int(x) for x in grid[:, c]) for c, r in zip(out.cases, out.rounds) if not r]
+    node = g.nodes[nid] if nid is not None else None
+    where = f"{node.name} ({node.span.file}:{node.span.line})" if node else "a shape rule"
+    return JointAnalysis([v.name for v in vars_], where, bound, sorted(valid), sorted(unrounded),
+                         _relation([v.name for v in vars_], sorted(valid)), why)
+
+
+def _relation(names: list[str], pts: list[tuple[int, ...]]) -> str:
+    """`B = cA + e` (or `... or ...` for up to 3 offsets) when every valid pair lies on such lines."""
+    if len(names) != 2 or len(pts) < 2:
+        return ""
+    best = None
+    for c in (1, 2, 3, 4):
+        offs = sorted({b - c * a for a, b in pts})
+        if len(offs) <= 3 and (best is None or len(offs) < len(best[1])):
+            best = (c, offs)
+    if best is None:
+        return ""
+    c, offs = best
+    return " or ".join(f"{names[1]} = {_affine(c, e, names[0])}" for e in offs)
 
 
 # ----------------------------------------------------------------- symbolic input dims (--input x=3,H,W)

@@ -244,10 +244,41 @@ def _refine(M: int, f: int, cs: np.ndarray, shapes: list, rounds: np.ndarray):
             [None if s is None else tuple(_refine_value(v, f) for v in s) for s in shapes], np.tile(rounds, f))
 
 
-def _drive(g: Graph, inp: int, dim: int, generic: bool, M: int, cases: np.ndarray, rounding,
+@dataclass(frozen=True)
+class Binding:
+    """Input node `node`'s dimension `dim` is c*X + e, X the analysed size (W = H: c = 1, e = 0)."""
+
+    node: int
+    dim: int
+    c: int = 1
+    e: int = 0
+
+    def at(self, generic: bool, M: int, cs: np.ndarray):
+        """The value for the cases: residues of X mod M (generic, X = M*k + r) or concrete sizes X."""
+        if generic:
+            return Dim(self.c * M, self.c * cs + self.e)
+        v = self.c * cs + self.e
+        return Dim(0, v) if len(cs) > 1 else int(v[0])
+
+
+@dataclass(frozen=True)
+class Table:
+    """Input node `node`'s dimension `dim` takes values[i] in concrete case i (a grid of several sizes)."""
+
+    node: int
+    dim: int
+    values: np.ndarray
+
+    def at(self, generic: bool, M: int, cs: np.ndarray):
+        v = self.values[cs]
+        return Dim(0, v) if len(cs) > 1 else int(v[0])
+
+
+def _drive(g: Graph, bindings: list, generic: bool, M: int, cases: np.ndarray, rounding,
            budget: list[int]) -> tuple[list[_Outcome], int]:
-    """Run every shape rule with input `inp`'s dimension `dim` set to the cases (residues mod M
-    with k -> infinity when `generic`, else concrete sizes), splitting where the cases disagree.
+    """Run every shape rule with the bound input dimensions set from the cases (residues mod M
+    with k -> infinity when `generic`, else concrete sizes or grid points), splitting where the
+    cases disagree.
 
     A split resumes both halves at the node that split (their shapes so far are the parent's,
     restricted to the half), and a division that needs a finer period refines the state in place,
@@ -261,7 +292,9 @@ def _drive(g: Graph, inp: int, dim: int, generic: bool, M: int, cases: np.ndarra
     for n in g.nodes:
         for i in n.inputs:
             last_use[i] = n.id
-    shape0 = list(g.nodes[inp].shape)
+    bound: dict[int, list] = {}
+    for b in bindings:
+        bound.setdefault(b.node, []).append(b)
     todo = [(0, M, [], np.zeros(len(cases), dtype=bool), cases)]
     done: list[_Outcome] = []
     threshold = 1
@@ -277,10 +310,19 @@ def _drive(g: Graph, inp: int, dim: int, generic: bool, M: int, cases: np.ndarra
                 for n in g.nodes[start:]:
                     xs = [shapes[i] for i in n.inputs]
                     if rules[n.id] is None:
-                        y = tuple(n.shape)
-                        if n.id == inp:
-                            v = Dim(M, cs.copy()) if generic else (Dim(0, cs.copy()) if len(cs) > 1 else int(cs[0]))
-                            y = tuple(shape0[:dim]) + (v,) + tuple(shape0[dim + 1:])
+                        y = list(n.shape)
+                        for b in bound.get(n.id, ()):
+                            y[b.dim] = b.at(generic, M, cs)
+                        y = tuple(y)
+                        try:
+                            for d in y:
+                                if isinstance(d, Dim):
+                                    _check_positive(d)
+                                elif d < 1:
+                                    raise ops.ShapeProblem("E036", f"input sizes must be positive, got {list(y)}")
+                        except ops.ShapeProblem as p:
+                            error = (n.id, p.message)
+                            break
                     else:
                         try:
                             y = rules[n.id](n.attrs, xs)
@@ -351,20 +393,17 @@ def _as_mask(v):
     return bool(v)
 
 
-def rounding(spatial: int):
-    """A predicate: where does a node round in spatial dimension `spatial` (per case)?
+def rounding(spatial: set[int]):
+    """A predicate: where does a node round in the spatial dimensions `spatial` (per case)?
 
-    The rules (the same as `resdsl check --sizes` has always used): a strided window op needs its
-    input length divisible by the stride and no pixel left unread at the far end; a centered crop
-    needs an even difference; adaptive pooling needs the input to be a multiple of the output;
-    upsampling to a size needs an integer scale; the zero-pad shortcut needs divisibility.
+    Dispatches through each op's `rounding` facet (resdsl/ops/rounding.py lists the rules).
     """
     from .sizes import rounding_terms
 
     def rounds(n, xs, y):
         out = False
         for i, term in rounding_terms(n, xs, y):
-            if i == spatial:
+            if i in spatial:
                 out = out | _as_mask(term)
         return out
 
@@ -398,9 +437,21 @@ class SizeSet:
 
     progressions: list[Progression]
     extra: list[int]
+    upper: int | None = None  # no size above this (a constraint such as `H <= 1024`)
 
     def __contains__(self, v: int) -> bool:
+        if self.upper is not None and v > self.upper:
+            return False
         return v in self.extra or any(v >= p.start and (v - p.start) % p.step == 0 for p in self.progressions)
+
+    def within(self, lo: int = 1, hi: int | None = None) -> "SizeSet":
+        """The sizes of this set from lo to hi."""
+        if lo <= 1 and hi is None:
+            return self
+        progs = [Progression(p.start + max(0, -(-(lo - p.start) // p.step)) * p.step, p.step) for p in self.progressions]
+        upper = hi if self.upper is None else (self.upper if hi is None else min(hi, self.upper))
+        progs = [p for p in progs if upper is None or p.start <= upper]
+        return SizeSet(progs, [e for e in self.extra if e >= lo and (upper is None or e <= upper)], upper)
 
     def smallest(self, count: int = 6) -> list[int]:
         out, v = [], 1
@@ -411,21 +462,25 @@ class SizeSet:
         return out
 
     def nearest(self, v: int) -> tuple[int | None, int | None]:
-        below = max([e for e in self.extra if e <= v] +
-                    [p.start + ((v - p.start) // p.step) * p.step for p in self.progressions if v >= p.start],
+        top = v if self.upper is None else min(v, self.upper)
+        below = max([e for e in self.extra if e <= top] +
+                    [p.start + ((top - p.start) // p.step) * p.step for p in self.progressions if top >= p.start],
                     default=None)
         above = min([e for e in self.extra if e >= v] +
                     [max(p.start, p.start + -(-(v - p.start) // p.step) * p.step) for p in self.progressions],
                     default=None)
+        if above is not None and self.upper is not None and above > self.upper:
+            above = None
         return below, above
 
     def __str__(self) -> str:
         parts = [str(p) for p in self.progressions] + [str(e) for e in self.extra]
-        return ", ".join(parts) if parts else "none"
+        text = ", ".join(parts) if parts else "none"
+        return text + (f" (up to {self.upper})" if self.upper is not None and self.progressions else "")
 
     def to_json(self) -> dict:
         return {"progressions": [p.to_json() for p in self.progressions], "extra": self.extra,
-                "smallest": self.smallest()}
+                "upper": self.upper, "smallest": self.smallest()}
 
 
 @dataclass
@@ -442,6 +497,7 @@ class DimAnalysis:
     unrounded: SizeSet  # ... and no op rounds
     first_error: dict[int, tuple[int, str]] = field(default_factory=dict)  # size -> (node, message), small sizes
     generic: dict[int, list] = field(default_factory=dict)  # node id -> [(residues, shape of ints and Dims)]
+    tied: tuple = ()  # (input, dim, c, e): the input dimensions that follow this size as c*X + e (W = X)
 
     @functools.cached_property
     def formulas(self) -> dict[int, tuple]:
@@ -506,7 +562,21 @@ def analyze_dim(g: Graph, inp: int, dim: int, symbol: str, modulus: int = 1, res
     `modulus`/`residue` restrict the sizes to residue (mod modulus), e.g. 0 mod 32, which is how
     a constraint such as `H % 32 == 0` makes formulas like H/32 exact.
     """
-    name = next(k for k, v in g.inputs.items() if v == inp)
+    return analyze_group(g, symbol, [Binding(inp, dim)], modulus, (residue,))
+
+
+def analyze_group(g: Graph, symbol: str, bindings: list[Binding], modulus: int = 1, residues=(0,),
+                  lo: int = 1, hi: int | None = None) -> DimAnalysis:
+    """Exact valid sets of one size X that every binding's input dimension follows (c*X + e: the
+    first binding is X itself, the others are tied to it, e.g. W = X or H2 = 2X - 1); the input
+    dimensions not bound are held at their sizes in `g`.
+
+    X is restricted to the `residues` mod `modulus` (a constraint such as `H % 32 == 0`) and to
+    lo <= X <= hi (a bound such as `H >= 64`).  Reads `g`; writes nothing.
+    """
+    first = bindings[0]
+    name = next(k for k, v in g.inputs.items() if v == first.node)
+    watch = {b.dim - 1 for b in bindings}
     budget, used = [MAX_RUNS], [0]
     # ---- generic runs over residue classes; refine the period until every division is exact
     M = max(1, modulus)
@@ -514,9 +584,9 @@ def analyze_dim(g: Graph, inp: int, dim: int, symbol: str, modulus: int = 1, res
     unround: dict[int, bool] = {}
     formulas: dict[int, list] = {}
     threshold, why, exact = 1, "", True
-    residues = np.array([residue % M], dtype=np.int64)
+    allowed = np.array(sorted({r % M for r in residues}), dtype=np.int64)
     try:
-        outcomes, threshold = _drive(g, inp, dim, True, M, residues, rounding(dim - 1), budget)
+        outcomes, threshold = _drive(g, bindings, True, M, allowed, rounding(watch), budget)
         M = outcomes[0].M if outcomes else M
         used[0] = MAX_RUNS - budget[0]
         for out in outcomes:
@@ -534,11 +604,11 @@ def analyze_dim(g: Graph, inp: int, dim: int, symbol: str, modulus: int = 1, res
         exact, why, top = False, f"sizes below {threshold} follow no rule; decided up to {MAX_CONCRETE}", MAX_CONCRETE + 1
     sizes = np.arange(1, top, dtype=np.int64)
     if modulus > 1:
-        sizes = sizes[sizes % modulus == residue % modulus]
+        sizes = sizes[np.isin(sizes % modulus, allowed)]
     small_ok, small_unround, first_error = set(), set(), {}
     if len(sizes):
         budget = [MAX_RUNS * 4]
-        outcomes, _ = _drive(g, inp, dim, False, 1, sizes, rounding(dim - 1), budget)
+        outcomes, _ = _drive(g, bindings, False, 1, sizes, rounding(watch), budget)
         for out in outcomes:
             if out.error is None:
                 small_ok.update(out.cases.tolist())
@@ -549,9 +619,9 @@ def analyze_dim(g: Graph, inp: int, dim: int, symbol: str, modulus: int = 1, res
     runs = used[0] + (MAX_RUNS * 4 - budget[0] if len(sizes) else 0)
     if not exact:
         ok, unround, threshold, M = {}, {}, top, 1
-    valid = _periodic_set(M, ok, threshold, small_ok)
-    unrounded = _periodic_set(M, unround, threshold, small_unround)
-    return DimAnalysis(name, dim, symbol, exact, why, M, threshold, runs, valid, unrounded, first_error,
+    valid = _periodic_set(M, ok, threshold, small_ok).within(lo, hi)
+    unrounded = _periodic_set(M, unround, threshold, small_unround).within(lo, hi)
+    return DimAnalysis(name, first.dim, symbol, exact, why, M, threshold, runs, valid, unrounded, first_error,
                        formulas if exact else {})
 
 
@@ -628,3 +698,134 @@ def _lin(alpha: int, beta: int, X: str) -> str:
     if beta < 0:
         return f"{s} - {-beta}"
     return s
+
+
+# ----------------------------------------------------------------- which analysed sizes meet (joint analysis)
+
+
+class _Tr:
+    """A concrete size that remembers, as a bit mask, which analysed sizes it was computed from.
+
+    The shape rules run once on these at the network's own sizes.  A comparison or remainder whose
+    operands together depend on two or more sizes ties them (a merge of H with W after a transpose,
+    a flatten of H*W compared with a fixed length); arithmetic only carries the masks along.
+    """
+
+    __slots__ = ("v", "m")
+    _seen: list = []  # masks met at comparisons in the run in progress
+
+    def __init__(self, v, m: int):
+        self.v, self.m = v, m
+
+    def _meet(self, o) -> tuple:
+        if isinstance(o, _Tr):
+            return o.v, self.m | o.m
+        return o, self.m
+
+    def _bin(op, meet=False):  # noqa: N805 - a method factory
+        def f(self, o):
+            ov, m = self._meet(o)
+            if meet and m & (m - 1):
+                _Tr._seen.append(m)
+            r = op(self.v, ov)
+            return r if isinstance(r, bool) or r is NotImplemented else _Tr(r, m)
+
+        def rf(self, o):
+            ov, m = self._meet(o)
+            if meet and m & (m - 1):
+                _Tr._seen.append(m)
+            return _Tr(op(ov, self.v), m)
+        return f, rf
+
+    import operator as _o
+    __add__, __radd__ = _bin(_o.add)
+    __sub__, __rsub__ = _bin(_o.sub)
+    __mul__, __rmul__ = _bin(_o.mul)
+    __floordiv__, __rfloordiv__ = _bin(_o.floordiv)
+    __truediv__, __rtruediv__ = _bin(_o.truediv)
+    __mod__, __rmod__ = _bin(_o.mod, True)
+    __pow__, __rpow__ = _bin(_o.pow)
+    __lt__ = _bin(_o.lt, True)[0]
+    __le__ = _bin(_o.le, True)[0]
+    __gt__ = _bin(_o.gt, True)[0]
+    __ge__ = _bin(_o.ge, True)[0]
+    __eq__ = _bin(_o.eq, True)[0]
+    __ne__ = _bin(_o.ne, True)[0]
+    del _o, _bin
+
+    def __neg__(self):
+        return _Tr(-self.v, self.m)
+
+    def __pos__(self):
+        return self
+
+    def __abs__(self):
+        return _Tr(abs(self.v), self.m)
+
+    def __floor__(self):
+        return _Tr(math.floor(self.v), self.m)
+
+    def __ceil__(self):
+        return _Tr(math.ceil(self.v), self.m)
+
+    def __round__(self, n=None):
+        return _Tr(round(self.v, n), self.m)
+
+    def __int__(self):
+        return int(self.v)
+
+    def __index__(self):
+        return int(self.v)
+
+    def __float__(self):
+        return float(self.v)
+
+    def __bool__(self):
+        return bool(self.v)
+
+    def __hash__(self):
+        return hash(self.v)
+
+    def clip0(self):
+        return _Tr(max(0, self.v), self.m)
+
+    def __repr__(self):
+        return repr(self.v)
+
+    __str__ = __format__ = None  # set below: printed like the number
+
+
+_Tr.__str__ = lambda self: str(self.v)
+_Tr.__format__ = lambda self, spec: format(self.v, spec)
+
+
+def ties(g: Graph, dims: list[list[Binding]]) -> tuple[list[tuple[int, int, int]], str]:
+    """Which analysed sizes meet: ([(size i, size j, node id)], why-not) where size i's bindings are
+    dims[i].  Runs every shape rule once at the graph's own sizes on `_Tr` values (bounded: one pass).
+    `why-not` is non-empty when some rule could not run on them (then nothing is claimed)."""
+    bound: dict[int, list] = {}
+    for i, bs in enumerate(dims):
+        for b in bs:
+            bound.setdefault(b.node, []).append((b, i))
+    sources = set(g.inputs.values())
+    shapes: list = []
+    found: list[tuple[int, int, int]] = []
+    for n in g.nodes:
+        if n.id in sources:
+            y = list(n.shape)
+            for b, i in bound.get(n.id, ()):
+                y[b.dim] = _Tr(y[b.dim], 1 << i)
+            shapes.append(tuple(y))
+            continue
+        _Tr._seen = []
+        try:
+            y = ops.OPS[n.op].infer(n.attrs, [shapes[i] for i in n.inputs])
+            y = tuple(y.shape if isinstance(y, ops.Inferred) else y)
+        except Exception as e:  # a rule that needs plain ints: say so rather than guess
+            return [], f"{n.op} at {n.span.file}:{n.span.line} could not be traced ({type(e).__name__})"
+        for m in _Tr._seen:
+            bits = [i for i in range(len(dims)) if m >> i & 1]
+            found += [(bits[0], j, n.id) for j in bits[1:]]
+        shapes.append(y)
+    _Tr._seen = []
+    return found, ""
