@@ -376,3 +376,253 @@ def test_random_networks_formulas_equal_torch_at_random_sizes():
                 printed += 1
             compared += 1
     assert compared >= 30 and printed >= 25
+
+
+# ----------------------------------------------------------------- named sizes in the file, ties, joint sets
+
+
+def brute_grid(text: str, names: dict, ranges: dict, base: dict | None = None) -> set[tuple]:
+    """Valid combinations by elaborating at each: names maps (input, dim) -> size name; ranges name -> sizes;
+    the other dims at the sizes of `base` (default: the file's)."""
+    from itertools import product
+
+    base = base or resdsl.loads(text).inputs
+    order = list(ranges)
+    out = set()
+    for combo in product(*(ranges[n] for n in order)):
+        val = dict(zip(order, combo))
+        shapes = {k: list(v) for k, v in base.items()}
+        for (inp, d), n in names.items():
+            shapes[inp][d] = val[n]
+        try:
+            resdsl.loads(text, input_shapes={k: tuple(v) for k, v in shapes.items()})
+        except ResdslError:
+            continue
+        out.add(combo)
+    return out
+
+
+def test_named_sizes_in_the_file_equal_the_command_line_form():
+    text = (ROOT / "examples/resnet.res").read_text().replace("input x: [3, size, size]",
+                                                              "input x: [3, H, W] where H % 32 == 0")
+    assert "where" in text
+    named = resdsl.loads(text, depth=50)
+    cli = resdsl.load(ROOT / "examples/resnet.res", depth=50, input_shapes={"x": (3, "H%32", "W")})
+    assert named.symbolic_shapes() == cli.symbolic_shapes()
+    assert [str(d.valid) for d in named.valid_sizes().dims] == [str(d.valid) for d in cli.valid_sizes().dims]
+    last = next(n.id for n in reversed(named.nodes) if n.shape == (2048, 7, 7))
+    assert named.symbolic_shapes()[last] == (2048, "H/32", "⌈W/32⌉")
+    assert named.inputs["x"] == (3, 224, 224)  # the documented example size (224, moved onto H % 32 == 0)
+
+
+TRANSPOSE = """network a() {{
+  input x: [3, H, W]{where}
+  conv(8, 3, padding=1) -> t
+  transpose(1, 2)
+  add(t)
+  output y
+}}
+"""
+
+
+def test_transpose_then_merge_ties_the_sizes():
+    # undeclared: H and W meet at the add; decided together on a grid, which brute force confirms
+    text = TRANSPOSE.format(where="")
+    rep = resdsl.loads(text).valid_sizes()
+    assert not rep.dims and len(rep.joint) == 1
+    j = rep.joint[0]
+    assert j.names == ["H", "W"] and j.relation == "W = H" and j.node.startswith("add")
+    sub = range(1, 13)
+    want = brute_grid(text, {("x", 1): "H", ("x", 2): "W"}, {"H": sub, "W": sub})
+    assert {p for p in j.valid if p[0] in sub and p[1] in sub} == want == {(h, h) for h in sub}
+    # declared: exact, one size
+    tied = resdsl.loads(TRANSPOSE.format(where=" where W == H"))
+    d, = tied.valid_sizes().dims
+    assert d.exact and str(d.valid) == "any size" and d.tied == (("x", 2, 1, 0),)
+    assert tied.symbolic_shapes()[-1] == (8, "H", "H")
+
+
+TWO_INPUTS = """network t() {
+  input x: [3, H, W]
+  input y: [3, H2, W2]
+  conv(8, 3, padding=1) -> a
+  from y
+  conv(8, 3, stride=2, padding=1)
+  upsample(scale_factor=2)
+  add(a)
+  output z
+}
+"""
+
+
+def test_two_inputs_meeting_after_a_stride_are_decided_together():
+    # by hand: the y path gives 2 * ceil(H2 / 2), which must equal H: H even and H2 in {H - 1, H}
+    rep = resdsl.loads(TWO_INPUTS).valid_sizes()
+    assert [j.names for j in rep.joint] == [["H", "H2"], ["W", "W2"]]
+    j = rep.joint[0]
+    assert j.relation == "H2 = H - 1 or H2 = H"
+    sub = range(1, 11)
+    want = brute_grid(TWO_INPUTS, {("x", 1): "H", ("y", 1): "H2"}, {"H": sub, "H2": sub})
+    assert {p for p in j.valid if p[0] in sub and p[1] in sub} == want == \
+        {(h, h2) for h in sub for h2 in sub if h % 2 == 0 and h2 in (h - 1, h)}
+
+
+def test_declared_affine_ties_are_exact_and_equal_torch():
+    import torch
+
+    text = TWO_INPUTS.replace("input y: [3, H2, W2]", "input y: [3, H2, W2] where H2 == H - 1, W2 == W")
+    net = resdsl.loads(text)
+    rep = net.valid_sizes()
+    assert not rep.joint and [d.symbol for d in rep.dims] == ["H", "W"]
+    h, w = rep.dims
+    # H2 = H - 1 needs 2 * ceil((H - 1) / 2) = H: H even (and H - 1 >= 1); W2 = W needs W even
+    assert str(h.valid) == "multiples of 2" and str(w.valid) == "multiples of 2"
+    assert h.tied == (("y", 1, 1, -1),) and w.tied == (("y", 2, 1, 0),)
+    sub = range(1, 15)
+    want = brute_grid(TWO_INPUTS, {("x", 1): "H", ("y", 1): "H2"}, {"H": sub, "H2": sub})
+    assert {H for H in sub if H in h.valid} == {H for H, H2 in want if H2 == H - 1}
+    out = net.graph.outputs["z"]
+    assert net.symbolic_shapes()[out] == (8, "H", "W")
+    for H, W in ((10, 14), (32, 6)):
+        m = resdsl.loads(text, input_shapes={"x": (3, H, W), "y": (3, H - 1, W)}).to_torch().to("meta")
+        got = m(torch.empty(1, 3, H, W, device="meta"), torch.empty(1, 3, H - 1, W, device="meta")).shape
+        assert tuple(got[1:]) == (8, h.shape_at(out, H)[1], w.shape_at(out, W)[2]) == (8, H, W)
+
+
+def test_an_input_dim_written_as_an_expression_ties_it():
+    text = """network e() {
+  input x: [3, H, W]
+  input y: [3, 2 * H, 2 * W]
+  conv(8, 3, padding=1) -> a
+  from y
+  conv(8, 3, stride=2, padding=1)
+  add(a)
+  output z
+}
+"""
+    net = resdsl.loads(text)
+    h, w = net.valid_sizes().dims
+    assert h.tied == (("y", 1, 2, 0),) and net.inputs["y"] == (3, 448, 448)
+    # by hand: floor((2H - 1) / 2) + 1 = H for every H; brute force over (H, H2) finds H2 in {2H - 1, 2H}
+    assert str(h.valid) == "any size" and str(h.unrounded) == "any size"
+    free = text.replace("[3, 2 * H, 2 * W]", "[3, H2, W2]")
+    base = {"x": (3, 10, 10), "y": (3, 20, 20)}
+    want = brute_grid(free, {("x", 1): "H", ("y", 1): "H2"}, {"H": range(1, 12), "H2": range(1, 25)}, base)
+    assert want == {(H, H2) for H in range(1, 12) for H2 in (2 * H - 1, 2 * H)}
+    # undeclared, the named sizes at their example (224 each) do not fit: a located error ...
+    with pytest.raises(ResdslError) as e:
+        resdsl.loads(free)
+    assert e.value.first.code == "E032" and e.value.first.span.line == 7
+    # ... and given sizes that fit, the four sizes are decided together on the grid
+    joint = resdsl.loads(free, input_shapes=base).valid_sizes().joint
+    assert [j.relation for j in joint] == ["H_y = 2H_x - 1 or H_y = 2H_x", "W_y = 2W_x - 1 or W_y = 2W_x"]
+    assert {p for p in joint[0].valid if p[0] < 12 and p[1] < 25} == want
+
+
+def test_a_product_of_sizes_is_said_and_enumerated():
+    text = """network b() {
+  input x: [3, H, W]
+  conv(8, 16, stride=16)
+  flatten(start_dim=1)
+  unflatten(1, [14, 14])
+  output y
+}
+"""
+    rep = resdsl.loads(text).valid_sizes()
+    j, = rep.joint
+    assert j.node.startswith("unflatten") and "not exact" in str(j) and j.bound == 512
+    # by hand: floor(H / 16) * floor(W / 16) = 196 = 2^2 * 7^2, each factor at most 32 on the grid
+    want = {(H, W) for H in range(1, 513) for W in range(1, 513) if (H // 16) * (W // 16) == 196}
+    assert set(j.valid) == want and len(want) == 3 * 256
+    # and elaborating a sample of them, and of their neighbours, agrees
+    sample = brute_grid(text, {("x", 1): "H", ("x", 2): "W"}, {"H": range(222, 226), "W": range(222, 226)})
+    assert sample == {p for p in want if 222 <= p[0] < 226 and 222 <= p[1] < 226}
+
+
+STRUCTURE = """network s() {
+  input x: [3, H, 64]
+  if H > 64 {
+    conv(8, 3, stride=2, padding=1)
+  } else {
+    conv(8, 3)
+  }
+  conv(8, 3, stride=2, padding=1)
+  output y
+}
+"""
+
+
+def test_structure_that_reads_a_size_is_decided_by_building():
+    net = resdsl.loads(STRUCTURE)
+    d, = net.valid_sizes().dims
+    assert not d.exact and "the structure reads H at <string>:3:6" in d.why
+    sizes = range(1, 129)
+    valid, unrounded = set(), set()
+    for H in sizes:
+        try:
+            g = resdsl.loads(STRUCTURE, input_shapes={"x": (3, H, 64)}).graph
+        except ResdslError:
+            continue
+        valid.add(H)
+        if not [p for p in problems(g) if p.dim == 0]:
+            unrounded.add(H)
+    assert {H for H in sizes if H in d.valid} == valid and {H for H in sizes if H in d.unrounded} == unrounded
+    # by hand: above 64 two stride-2 convs need H = 0 mod 4; up to 64 the 3x3 conv and one stride-2 conv need
+    # H - 2 even.  The structure built at the example (H = 224) alone would claim multiples of 4 everywhere.
+    assert all(v in d.unrounded for v in (6, 62, 64, 68, 128)) and not any(v in d.unrounded for v in (5, 66, 70))
+    naive = analyze_dim(net.graph, net.graph.inputs["x"], 1, "H")
+    assert str(naive.unrounded) == "multiples of 4" and 62 not in naive.unrounded
+
+
+def test_named_size_errors_are_located_with_hints():
+    bad = [("input x: [3, H, W] where H * W == 4", "E014", "product of two sizes"),
+           ("input x: [3, H, W] where H // 2 == 4", "E014", "a sum of sizes times whole numbers"),
+           ("input x: [C, H, W]", "E014", "channel count `C` cannot be a named size"),
+           ("input x: [3, H, W] where H % 0 == 1", "E014", "residue constraint")]
+    for line, code, text in bad:
+        with pytest.raises(ResdslError) as e:
+            resdsl.loads(f"network n() {{\n  {line}\n  conv(4, 3)\n  output y\n}}\n")
+        d = e.value.first
+        assert d.code == code and text in d.message and d.span.line == 2 and d.hint, (line, d)
+    src = "network n() {\n  input x: [3, H, W] where H % 32 == 0, W == H\n  conv(4, 3)\n  output y\n}\n"
+    with pytest.raises(ResdslError) as e:
+        resdsl.loads(src, input_shapes={"x": (3, 225, 225)})
+    d = e.value.first
+    assert d.code == "E042" and "H must be 0 mod 32" in d.message and d.span.line == 2 and d.span.col == 16
+    with pytest.raises(ResdslError) as e:
+        resdsl.loads(src, input_shapes={"x": (3, 224, 192)})
+    assert "it follows H = 224 as H = 224" in e.value.first.message
+    ok = resdsl.loads(src, input_shapes={"x": (3, 192, 192)})  # the hint's way out: sizes that satisfy them
+    assert ok.inputs["x"] == (3, 192, 192) and not ok.size_vars
+
+
+def test_named_sizes_format_and_expand_round_trip(tmp_path):
+    from resdsl.fmt import format_source
+
+    src = "network n() {\n  input x: [3,H,W]   where H%32==0,W==H\n  conv(8, 3, stride=2, padding=1)\n  output y\n}\n"
+    out = format_source(src)
+    assert "    input x: [3, H, W] where H % 32 == 0, W == H\n" in out and format_source(out) == out
+    net = resdsl.loads(out)
+    again = resdsl.loads(net.expand())
+    assert "input x: [3, H, W] where H % 32 == 0, W == H" in net.expand()
+    assert again.symbolic_shapes() == net.symbolic_shapes() == [(3, "H", "H"), (8, "H/2", "H/2")]
+    assert [str(d.valid) for d in again.valid_sizes().dims] == ["multiples of 32"]
+
+
+def test_check_on_named_sizes(capsys, tmp_path):
+    p = tmp_path / "n.res"
+    p.write_text("network n() {\n  input x: [1, H, W]\n  conv(4, 3, stride=2, padding=1)\n  flatten()\n"
+                 "  linear(10)\n  output y\n}\n")
+    assert main(["check", str(p)]) == 0
+    out = capsys.readouterr().out
+    # the linear layer's in_features is 4 * ceil(H/2) * ceil(W/2): its parameters depend on the size
+    assert "params at the example size; they depend on the size: linear" in out and "-> y: [10]" in out
+    assert "H: runs for any size" in out and "example x: [1, 224, 224]" in out
+    p.write_text("network n() {\n  input x: [1, H, W] where H % 8 == 0\n  conv(4, 3, stride=2, padding=1)\n"
+                 "  output y\n}\n")
+    assert main(["check", str(p)]) == 0
+    out = capsys.readouterr().out
+    assert "40 params for every size) -> y: [4, H/2, ⌈W/2⌉]" in out and "H: runs for multiples of 8" in out
+    assert main(["check", str(p), "--sizes", "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["dims"][0]["valid"]["progressions"] == [{"start": 8, "step": 8}] and data["joint"] == []
