@@ -232,7 +232,8 @@ def _constrain(c: ast.Expr, sizes: Sizes, ev) -> None:
     k = ka - kb  # the constraint: sum co[n] * n + k  (op)  0
     if not co:
         if not {"==": k == 0, "<": k < 0, ">": k > 0, "<=": k <= 0, ">=": k >= 0}.get(op, False):
-            raise error("E042", "this size constraint never holds", c.span)
+            raise error("E042", "this size constraint never holds", c.span,
+                        hint="check the precedence: `%` binds tighter than `+`, e.g. (2 * H + 1) % 4 == 1")
         return
     if len(co) == 2 and op == "==":  # a tie: the later-declared size follows the earlier one
         order = [r[0] for r in sizes.roots]
@@ -256,7 +257,8 @@ def _constrain(c: ast.Expr, sizes: Sizes, ev) -> None:
     (root, x), = co.items()
     if op == "==":  # x * root + k == 0: one size
         if (-k) % x or -k // x < 1:
-            raise error("E042", "this size constraint never holds", c.span)
+            raise error("E042", "this size constraint never holds for a size >= 1", c.span,
+                        hint="check the precedence: `%` binds tighter than `+`, e.g. (2 * H + 1) % 4 == 1")
         lo = hi = -k // x
     else:
         if x < 0:

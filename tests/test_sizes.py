@@ -465,6 +465,11 @@ def test_two_inputs_meeting_after_a_stride_are_decided_together():
     want = brute_grid(TWO_INPUTS, {("x", 1): "H", ("y", 1): "H2"}, {"H": sub, "H2": sub})
     assert {p for p in j.valid if p[0] in sub and p[1] in sub} == want == \
         {(h, h2) for h in sub for h2 in sub if h % 2 == 0 and h2 in (h - 1, h)}
+    # each line is then analysed exactly (beyond the grid too): brute force far out agrees
+    assert [(t, str(a.valid), a.exact) for t, a in j.lines] == [("H2 = H - 1", "multiples of 2", True),
+                                                                 ("H2 = H", "multiples of 2", True)]
+    far = brute_grid(TWO_INPUTS, {("x", 1): "H", ("y", 1): "H2"}, {"H": [1000, 1001], "H2": [999, 1000, 1001]})
+    assert far == {(1000, 999), (1000, 1000)}
 
 
 def test_declared_affine_ties_are_exact_and_equal_torch():

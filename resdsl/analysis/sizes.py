@@ -257,6 +257,7 @@ class JointAnalysis:
     unrounded: list[tuple[int, ...]]
     relation: str  # the valid pairs as a relation, when one fits ("W = H"), else ""
     why: str = ""  # when the grid could not be decided
+    lines: list = field(default_factory=list)  # per relation line: (text, DimAnalysis of the first size on it), exact
 
     def __str__(self) -> str:
         names = ", ".join(self.names)
@@ -267,13 +268,16 @@ class JointAnalysis:
         head = f"{names} meet at {self.node} (not exact: decided together for every size up to {self.bound})"
         rel = f"; every valid combination has {self.relation}" if self.relation else ""
         few = ", ".join("(" + ", ".join(map(str, t)) + ")" for t in self.valid[:6])
-        return f"{head}: {len(self.valid)} valid combinations{rel}; smallest: {few}"
+        on = "".join(f"; on {text} (exact): {self.names[0]} runs for {a.valid}, nothing rounded for {a.unrounded}"
+                     for text, a in self.lines if a.exact)
+        return f"{head}: {len(self.valid)} valid combinations{rel}; smallest: {few}{on}"
 
     def to_json(self) -> dict:
         return {"names": self.names, "node": self.node, "exact": False, "bound": self.bound, "why": self.why or None,
                 "valid": [list(t) for t in self.valid[:256]], "valid_count": len(self.valid),
                 "unrounded": [list(t) for t in self.unrounded[:256]], "unrounded_count": len(self.unrounded),
-                "relation": self.relation or None}
+                "relation": self.relation or None,
+                "lines": [{"relation": text, **dim_json(a)} for text, a in self.lines]}
 
 
 JOINT_POINTS = 1 << 18  # grid points decided together (one vector of cases)
@@ -309,23 +313,38 @@ def joint_grid(g: Graph, vars_: list, binds: list[list], nid: int | None) -> Joi
                 unrounded += [tuple(int(x) for x in grid[:, c]) for c, r in zip(out.cases, out.rounds) if not r]
     node = g.nodes[nid] if nid is not None else None
     where = f"{node.name} ({node.span.file}:{node.span.line})" if node else "a shape rule"
-    return JointAnalysis([v.name for v in vars_], where, bound, sorted(valid), sorted(unrounded),
-                         _relation([v.name for v in vars_], sorted(valid)), why)
+    names = [v.name for v in vars_]
+    rel = _relation(names, sorted(valid))
+    return JointAnalysis(names, where, bound, sorted(valid), sorted(unrounded), rel[0], why,
+                         [(text, _on_line(g, vars_, binds, c, e)) for text, c, e in rel[1]])
 
 
-def _relation(names: list[str], pts: list[tuple[int, ...]]) -> str:
-    """`B = cA + e` (or `... or ...` for up to 3 offsets) when every valid pair lies on such lines."""
+def _on_line(g: Graph, vars_: list, binds: list, c: int, e: int):
+    """The exact analysis of the first size with the second tied to it as c*X + e (one relation line)."""
+    from dataclasses import replace
+
+    from .symbolic import analyze_group
+
+    a, b = vars_
+    tied = [replace(x, c=x.c * c, e=x.c * e + x.e) for x in binds[1]]  # B = c*A + e: B's dims follow A
+    return analyze_group(g, a.name, binds[0] + tied, a.modulus, a.residues, a.lo, a.hi)
+
+
+def _relation(names: list[str], pts: list[tuple[int, ...]]) -> tuple[str, list]:
+    """`B = cA + e` (or `... or ...` for up to 3 offsets) when every valid pair lies on such lines,
+    with the lines as (text, c, e)."""
     if len(names) != 2 or len(pts) < 2:
-        return ""
+        return "", []
     best = None
     for c in (1, 2, 3, 4):
         offs = sorted({b - c * a for a, b in pts})
         if len(offs) <= 3 and (best is None or len(offs) < len(best[1])):
             best = (c, offs)
     if best is None:
-        return ""
+        return "", []
     c, offs = best
-    return " or ".join(f"{names[1]} = {_affine(c, e, names[0])}" for e in offs)
+    lines = [(f"{names[1]} = {_affine(c, e, names[0])}", c, e) for e in offs]
+    return " or ".join(t for t, _, _ in lines), lines
 
 
 # ----------------------------------------------------------------- symbolic input dims (--input x=3,H,W)
