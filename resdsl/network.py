@@ -223,9 +223,24 @@ def _build(program, network, params, limits, input_shapes, source: str) -> Netwo
         net._rebuild = elab  # the size analysis builds other sizes when the structure reads a named size
         return net
     except ResdslError as e:
-        if getattr(e, "partial_sizes", None) is not None and e.first.code in SIZE_CODES:
-            raise e from None  # _named already tried larger examples
+        sizes = getattr(e, "partial_sizes", None)
+        if sizes is not None and e.first.code in SIZE_CODES and sizes.symbolic_roots():
+            raise _at_example(e, sizes) from None  # _named already tried larger examples
         raise explain_invalid_size(e, elab, input_shapes) from None
+
+
+def _at_example(e: ResdslError, sizes) -> ResdslError:
+    """Say that the sizes in the message are the example values of named sizes, and how to pick others."""
+    from dataclasses import replace
+
+    from .sizevars import EXAMPLE
+
+    at = ", ".join(f"{n} = {sizes.values[n]}" for n in sizes.symbolic_roots())
+    first = e.first
+    note = (f"the named sizes were built at the example {at} (and at {2 * EXAMPLE}, {4 * EXAMPLE}, ...): give sizes "
+            f"that fit with --input (e.g. --input {sizes.roots[0][1]}=...), or tie the sizes with `where` "
+            f"(e.g. where H2 == 2 * H)")
+    return ResdslError((replace(first, hint=f"{first.hint}; {note}" if first.hint else note),) + e.diagnostics[1:])
 
 
 def _named(elab, input_shapes):

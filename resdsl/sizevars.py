@@ -151,6 +151,15 @@ def declare(s: ast.Input, shape: ast.Expr, is_bound: Callable[[str], bool], ev: 
     # ---- constraints
     for c in _flatten(s.where):
         _constrain(c, sizes, ev)
+    for root, (m, res) in sizes.mods.items():
+        lo, hi = sizes.bounds.get(root, (1, None))
+        if not res or (hi is not None and not any(x % m in res for x in range(lo, min(hi, lo + m - 1) + 1))):
+            raise error("E042", f"the size constraints leave no value for {root}", s.where[0].span if s.where else s.span,
+                        hint="drop or loosen one of the `where` constraints")
+    for root, (lo, hi) in sizes.bounds.items():
+        if hi is not None and hi < lo:
+            raise error("E042", f"the size constraints leave no value for {root} ({lo} <= {root} <= {hi})",
+                        s.where[0].span if s.where else s.span, hint="drop or loosen one of the `where` constraints")
     # ---- example values, root by root in order of declaration
     out: dict[str, int] = {}
     for name, d, span in fresh:

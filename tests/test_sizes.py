@@ -518,6 +518,8 @@ def test_an_input_dim_written_as_an_expression_ties_it():
     with pytest.raises(ResdslError) as e:
         resdsl.loads(free)
     assert e.value.first.code == "E032" and e.value.first.span.line == 7
+    assert "named sizes were built at the example H = 224, W = 224, H2 = 224, W2 = 224" in e.value.first.hint
+    assert resdsl.loads(free.replace("[3, H2, W2]", "[3, H2, W2] where H2 == 2 * H, W2 == 2 * W")).valid_sizes().dims
     # ... and given sizes that fit, the four sizes are decided together on the grid
     joint = resdsl.loads(free, input_shapes=base).valid_sizes().joint
     assert [j.relation for j in joint] == ["H_y = 2H_x - 1 or H_y = 2H_x", "W_y = 2W_x - 1 or W_y = 2W_x"]
@@ -583,7 +585,10 @@ def test_named_size_errors_are_located_with_hints():
     bad = [("input x: [3, H, W] where H * W == 4", "E014", "product of two sizes"),
            ("input x: [3, H, W] where H // 2 == 4", "E014", "a sum of sizes times whole numbers"),
            ("input x: [C, H, W]", "E014", "channel count `C` cannot be a named size"),
-           ("input x: [3, H, W] where H % 0 == 1", "E014", "residue constraint")]
+           ("input x: [3, H, W] where H % 0 == 1", "E014", "residue constraint"),
+           ("input x: [3, H, W] where W == 2 * H + 1, W % 4 == 0", "E042", "leave no value for H"),
+           ("input x: [3, H, W] where H >= 100, H < 50", "E042", "leave no value for H (100 <= H <= 49)"),
+           ("input x: [3, H, W] where 2 * H + 1 % 4 == 1", "E042", "never holds")]
     for line, code, text in bad:
         with pytest.raises(ResdslError) as e:
             resdsl.loads(f"network n() {{\n  {line}\n  conv(4, 3)\n  output y\n}}\n")
