@@ -61,13 +61,13 @@ def main() -> None:
               f"   {peer:>13.2f} s{top:>6}{peer / med:>7.0f}x")
 
 
-TWO_INPUTS = """network t() {
+TWO_INPUTS = """network two() {
   input x: [3, 32, 32]
-  input y: [3, 32, 32]
-  conv(8, 3, padding=1) -> a
+  input y: [3, 64, 64]
+  conv(8, 1) -> a
   from y
-  conv(8, 3, stride=2, padding=1)
-  upsample(scale_factor=2)
+  maxpool(2)
+  conv(8, 1)
   add(a)
   output z
 }

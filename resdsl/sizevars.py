@@ -23,6 +23,7 @@ from typing import Callable
 
 from . import syntax as ast
 from .diagnostics import error
+from .evaluate import names_in
 from .span import Span
 
 EXAMPLE = 224  # the example size of a named size nobody gave a value for (documented in docs/sizes.md)
@@ -51,37 +52,15 @@ class Sizes:
 def _affine(e: ast.Expr, sizes: Sizes, ev: Callable[[ast.Expr], object]) -> tuple[dict[str, int], int] | None:
     """e as (coefficients per root, constant), or None when e mentions no named size.  Raises E014
     when e mentions one in a way that is not integer-affine (H // 2, H * W)."""
-    names = _names(e) & (set(sizes.alias) | {r[0] for r in sizes.roots})
+    names = names_in(e) & (set(sizes.alias) | {r[0] for r in sizes.roots})
     if not names:
         return None
     return _lin(e, sizes, ev)
 
 
-def _names(e) -> set[str]:
-    out: set[str] = set()
-    todo = [e]
-    while todo:
-        x = todo.pop()
-        if isinstance(x, ast.Name):
-            out.add(x.id)
-        elif isinstance(x, ast.BinOp):
-            todo += [x.left, x.right]
-        elif isinstance(x, ast.UnaryOp):
-            todo.append(x.operand)
-        elif isinstance(x, (ast.ListLit,)):
-            todo += list(x.items)
-        elif isinstance(x, ast.Cond):
-            todo += [x.test, x.then, x.other]
-        elif isinstance(x, ast.Call):
-            todo += [a.value for a in x.args]
-        elif isinstance(x, (ast.Index, ast.Attr)):
-            todo.append(x.obj)
-    return out
-
-
 def _lin(e: ast.Expr, sizes: Sizes, ev) -> tuple[dict[str, int], int]:
     known = set(sizes.alias) | {r[0] for r in sizes.roots}
-    if not (_names(e) & known):
+    if not (names_in(e) & known):
         v = ev(e)
         if isinstance(v, bool) or not isinstance(v, int):
             raise error("E014", f"a size expression takes whole numbers, got {v!r}", e.span, hint=f"write {FORMS}")
@@ -142,7 +121,7 @@ def declare(s: ast.Input, shape: ast.Expr, is_bound: Callable[[str], bool], ev: 
                 raise error("E014", f"the channel count `{it.id}` cannot be a named size", it.span,
                             hint="give the channels as a number or a network parameter, e.g. [3, H, W]")
             fresh.append((it.id, d, it.span))
-    if not fresh and not s.where and not any(_names(it) & (set(sizes.alias) | {r[0] for r in sizes.roots})
+    if not fresh and not s.where and not any(names_in(it) & (set(sizes.alias) | {r[0] for r in sizes.roots})
                                              for it in items):
         return {}
     for name, d, span in fresh:
@@ -353,7 +332,7 @@ def _where_text(c: ast.Expr, sizes: Sizes, ev) -> str:
 
 def _raw(x, sizes, ev) -> str:
     """An affine expression in the names as written (not resolved to roots)."""
-    names = _names(x) & (set(sizes.alias) | {r[0] for r in sizes.roots})
+    names = names_in(x) & (set(sizes.alias) | {r[0] for r in sizes.roots})
     if not names:
         return str(ev(x))
     if isinstance(x, ast.Name):

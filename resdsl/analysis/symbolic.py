@@ -315,11 +315,7 @@ def _drive(g: Graph, bindings: list, generic: bool, M: int, cases: np.ndarray, r
                             y[b.dim] = b.at(generic, M, cs)
                         y = tuple(y)
                         try:
-                            for d in y:
-                                if isinstance(d, Dim):
-                                    _check_positive(d)
-                                elif d < 1:
-                                    raise ops.ShapeProblem("E036", f"input sizes must be positive, got {list(y)}")
+                            _check_shape(y, "input sizes must be positive, got")
                         except ops.ShapeProblem as p:
                             error = (n.id, p.message)
                             break
@@ -327,11 +323,7 @@ def _drive(g: Graph, bindings: list, generic: bool, M: int, cases: np.ndarray, r
                         try:
                             y = rules[n.id](n.attrs, xs)
                             y = tuple(y.shape if isinstance(y, ops.Inferred) else y)
-                            for d in y:
-                                if isinstance(d, Dim):
-                                    _check_positive(d)
-                                elif d < 1:
-                                    raise ops.ShapeProblem("E036", f"{n.op} output would be {list(y)}")
+                            _check_shape(y, f"{n.op} output would be")
                         except ops.ShapeProblem as p:
                             error = (n.id, p.message)
                             break
@@ -374,6 +366,15 @@ def _drive(g: Graph, bindings: list, generic: bool, M: int, cases: np.ndarray, r
             cs2, shapes2, rounds2 = _refine(o.M, f, o.cases, o.shapes or [], o.rounds)
             done[i] = _Outcome(top, cs2, shapes2 if o.shapes is not None else None, o.error, rounds2)
     return done, threshold
+
+
+def _check_shape(y: tuple, what: str) -> None:
+    """Every size of `y` at least 1 (a Dim: in every case; splits where the cases disagree)."""
+    for d in y:
+        if isinstance(d, Dim):
+            _check_positive(d)
+        elif d < 1:
+            raise ops.ShapeProblem("E036", f"{what} {list(y)}")
 
 
 def _check_positive(d: Dim) -> None:
