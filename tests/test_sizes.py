@@ -636,3 +636,16 @@ def test_check_on_named_sizes(capsys, tmp_path):
     assert main(["check", str(p), "--sizes", "--json"]) == 0
     data = json.loads(capsys.readouterr().out)
     assert data["dims"][0]["valid"]["progressions"] == [{"start": 8, "step": 8}] and data["joint"] == []
+
+
+def test_sizes_that_meet_without_constraining_each_other_keep_their_sets():
+    # ViT: the token count (H/16)(W/16) meets the `token` op's index check, which any valid pair passes;
+    # by hand a 16x16 stride-16 patchify runs from 16 and rounds nothing at multiples of 16
+    program = ROOT / "examples/vit.res"
+    rep = resdsl.load(program).valid_sizes()
+    assert [(str(d.valid), str(d.unrounded), d.exact) for d in rep.dims] == [("any size >= 16", "multiples of 16", True)] * 2
+    j, = rep.joint
+    assert j.names == ["H", "W"] and j.node.startswith("token") and len(j.valid) == (512 - 15) ** 2
+    assert any("every combination of their valid sizes up to 512 is valid" in n for n in rep.notes)
+    want = brute_grid(program.read_text(), {("x", 1): "H", ("x", 2): "W"}, {"H": (15, 16, 40), "W": (15, 33)})
+    assert want == {(16, 33), (40, 33)}

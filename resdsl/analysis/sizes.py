@@ -9,6 +9,7 @@ no time budget, and the same answer on a busy machine as on a quiet one.
 """
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass, field
 
@@ -242,8 +243,33 @@ def valid_sizes(net, symbols: dict | None = None, size_vars: list | None = None)
             a.tied = tuple(v.dims[1:])
             dims.append(a)
         else:
-            joint.append(joint_grid(g, [vars_[j] for j in members], [binds[j] for j in members], where.get(i)))
+            j = joint_grid(g, [vars_[k] for k in members], [binds[k] for k in members], where.get(i))
+            apart = _apart(g, j, [vars_[k] for k in members], [binds[k] for k in members])
+            if apart:  # on the grid the sizes do not constrain each other: keep the per-size answers too
+                dims += apart
+                notes.append(f"{', '.join(j.names)} meet at {j.node}, but every combination of their valid sizes "
+                             f"up to {j.bound} is valid: the sets above hold together there (not proven beyond)")
+            joint.append(j)
     return SizeReport(dims, problems(g), joint, notes)
+
+
+def _apart(g: Graph, j, vars_: list, binds: list) -> list:
+    """Per-size analyses when the grid's valid set is the product of per-size sets that agree with them."""
+    from .symbolic import analyze_group
+
+    if j.why or not j.valid:
+        return []
+    proj = [sorted({p[i] for p in j.valid}) for i in range(len(vars_))]
+    if len(j.valid) != math.prod(len(x) for x in proj):
+        return []
+    out = []
+    for i, v in enumerate(vars_):
+        a = analyze_group(g, v.name, binds[i], v.modulus, v.residues, v.lo, v.hi)
+        if [x for x in range(1, j.bound + 1) if x in a.valid] != proj[i]:
+            return []
+        a.tied = tuple(v.dims[1:])
+        out.append(a)
+    return out
 
 
 @dataclass
