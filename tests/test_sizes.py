@@ -649,3 +649,18 @@ def test_sizes_that_meet_without_constraining_each_other_keep_their_sets():
     assert any("every combination of their valid sizes up to 512 is valid" in n for n in rep.notes)
     want = brute_grid(program.read_text(), {("x", 1): "H", ("x", 2): "W"}, {"H": (15, 16, 40), "W": (15, 33)})
     assert want == {(16, 33), (40, 33)}
+
+
+def test_one_name_for_two_dims_ties_them_on_the_command_line(capsys, tmp_path):
+    p = tmp_path / "two.res"
+    p.write_text(TWO_INPUTS.replace("[3, H, W]", "[3, 32, 32]").replace("[3, H2, W2]", "[3, 32, 32]"))
+    assert main(["check", str(p), "--sizes", "--input", "x=3,H,W", "--input", "y=3,H,W"]) == 0
+    out = capsys.readouterr().out
+    assert "x dim 1 (H, now 32): runs for multiples of 2" in out and "y dim 1 follows it: H" in out
+    assert "meet" not in out
+    assert main(["check", str(p), "--input", "x=3,H,H", "--input", "y=3,H,H", "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["symbolic_outputs"] == {"z": [8, "H", "H"]} and data["params_depend_on_size"] == "no"
+    d, = data["sizes"]["dims"]
+    assert d["valid_rule"] == "multiples of 2" and [(t["input"], t["dim"]) for t in d["tied"]] == [
+        ("x", 2), ("y", 1), ("y", 2)]

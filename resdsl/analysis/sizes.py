@@ -452,16 +452,19 @@ def concrete_for_symbols(elab, input_shapes: dict):
     if unknown:
         elab(concrete)  # raises the usual "no input named" diagnostic
     last = None
+    order = list(declared.inputs)
     for scale in (1, 2, 4, 8, 16):
         shapes = dict(plain)
-        for name in {k for k, _ in symbols}:
+        chosen: dict[str, int] = {}  # one value per size name: a name used twice is one size (a tie)
+        for name in sorted({k for k, _ in symbols}, key=order.index):
             base = declared.nodes[declared.inputs[name]].shape
             dims = list(concrete[name])
             if len(dims) != len(base):
                 return elab(concrete), symbols  # the elaborator reports the rank mismatch
             for d, v in enumerate(dims):
                 if v is None:
-                    dims[d] = representative(base[d] * scale, symbols[(name, d)])
+                    s = symbols[(name, d)]
+                    dims[d] = chosen.setdefault(s.name, representative(base[d] * scale, s))
             shapes[name] = tuple(dims)
         try:
             return elab(shapes), symbols

@@ -30,7 +30,7 @@ def run(args) -> int:
     if args.json:  # only JSON on stdout, nothing on stderr: warnings go inside
         print_json({"ok": True, "network": net.name, "inputs": {k: list(v) for k, v in net.inputs.items()},
                     "outputs": {k: list(v) for k, v in net.outputs.items()}, "params": net.param_count,
-                    "warnings": warnings})
+                    "warnings": warnings, **(_symbolic_json(net) if net.symbols or net.size_vars else {})})
     elif net.symbols or net.size_vars:
         _symbolic(net)
         for w in warnings:
@@ -41,6 +41,15 @@ def run(args) -> int:
         for w in warnings:
             print(f"warning: {w}", file=sys.stderr)
     return 0
+
+
+def _symbolic_json(net) -> dict:
+    """The symbolic part of `check --json`: outputs as formulas, the valid sets, what the counts hold for."""
+    from ..analysis.sizes import params_by_size
+
+    shapes = net.symbolic_shapes()
+    return {"symbolic_outputs": {k: list(shapes[i]) for k, i in net.graph.outputs.items()},
+            "params_depend_on_size": params_by_size(net), "sizes": net.valid_sizes().to_json()}
 
 
 def _symbolic(net) -> None:
