@@ -440,6 +440,14 @@ def test_transpose_then_merge_ties_the_sizes():
     d, = tied.valid_sizes().dims
     assert d.exact and str(d.valid) == "any size" and d.tied == (("x", 2, 1, 0),)
     assert tied.symbolic_shapes()[-1] == (8, "H", "H")
+    import torch
+
+    text = TRANSPOSE.format(where=" where W == H")
+    for H in (5, 17, 64):  # torch on the meta device agrees, and breaks off the line
+        model = resdsl.loads(text, input_shapes={"x": (3, H, H)}).to_torch().to("meta")
+        assert tuple(model(torch.empty(1, 3, H, H, device="meta")).shape[1:]) == d.shape_at(tied.nodes[-1].id, H)
+        with pytest.raises(RuntimeError):
+            model(torch.empty(1, 3, H, H + 1, device="meta"))
 
 
 TWO_INPUTS = """network t() {
