@@ -435,6 +435,9 @@ def test_transpose_then_merge_ties_the_sizes():
     sub = range(1, 13)
     want = brute_grid(text, {("x", 1): "H", ("x", 2): "W"}, {"H": sub, "W": sub})
     assert {p for p in j.valid if p[0] in sub and p[1] in sub} == want == {(h, h) for h in sub}
+    # they meet in an equality: the joint set is exact beyond the grid too
+    assert j.exact and j.rule() == "W = H, for H: any size" and "exact: they must agree there" in str(j)
+    assert (100_001, 100_001) in j and (100_001, 100_002) not in j
     # declared: exact, one size
     tied = resdsl.loads(TRANSPOSE.format(where=" where W == H"))
     d, = tied.valid_sizes().dims
@@ -476,8 +479,11 @@ def test_two_inputs_meeting_after_a_stride_are_decided_together():
     # each line is then analysed exactly (beyond the grid too): brute force far out agrees
     assert [(t, str(a.valid), a.exact) for t, a in j.lines] == [("H2 = H - 1", "multiples of 2", True),
                                                                  ("H2 = H", "multiples of 2", True)]
-    far = brute_grid(TWO_INPUTS, {("x", 1): "H", ("y", 1): "H2"}, {"H": [1000, 1001], "H2": [999, 1000, 1001]})
-    assert far == {(1000, 999), (1000, 1000)}
+    cand = {"H": [1000, 1001, 1002], "H2": [998, 999, 1000, 1001, 1002]}
+    far = brute_grid(TWO_INPUTS, {("x", 1): "H", ("y", 1): "H2"}, cand)
+    assert far == {(1000, 999), (1000, 1000), (1002, 1001), (1002, 1002)}
+    assert j.exact and {(a, b) for a in cand["H"] for b in cand["H2"] if (a, b) in j} == far
+    assert j.rule() == "H2 = H + D with D in {-1..0}, for H: multiples of 2"
 
 
 def test_declared_affine_ties_are_exact_and_equal_torch():
@@ -532,6 +538,9 @@ def test_an_input_dim_written_as_an_expression_ties_it():
     joint = resdsl.loads(free, input_shapes=base).valid_sizes().joint
     assert [j.relation for j in joint] == ["H_y = 2H_x - 1 or H_y = 2H_x", "W_y = 2W_x - 1 or W_y = 2W_x"]
     assert {p for p in joint[0].valid if p[0] < 12 and p[1] < 25} == want
+    j = joint[0]
+    assert j.exact and j.rule() == "H_y = 2H_x + D with D in {-1..0}, for H_x: any size"
+    assert (5000, 9999) in j and (5000, 10000) in j and (5000, 10001) not in j and (5001, 9999) not in j
 
 
 def test_a_product_of_sizes_is_said_and_enumerated():
@@ -672,3 +681,29 @@ def test_one_name_for_two_dims_ties_them_on_the_command_line(capsys, tmp_path):
     d, = data["sizes"]["dims"]
     assert d["valid_rule"] == "multiples of 2" and [(t["input"], t["dim"]) for t in d["tied"]] == [
         ("x", 2), ("y", 1), ("y", 2)]
+
+
+BAND = """network band() {
+  input x: [3, H, W]
+  conv(8, 3, stride=2, padding=1)
+  conv(8, 3, stride=2, padding=1)
+  conv(8, 3, stride=2, padding=1) -> t
+  transpose(1, 2)
+  add(t)
+  output y
+}
+"""
+
+
+def test_sizes_that_meet_after_strides_form_an_exact_band():
+    # by hand: three padded 3x3 stride-2 convs give ceil(L / 8); the transposed add needs ceil(H / 8) = ceil(W / 8)
+    j, = resdsl.loads(BAND).valid_sizes().joint
+    assert j.exact and sorted(j.pair.lines) == list(range(-7, 8))
+    sub = range(1, 30)
+    want = brute_grid(BAND, {("x", 1): "H", ("x", 2): "W"}, {"H": sub, "W": sub})
+    assert want == {(h, w) for h in sub for w in sub if -(-h // 8) == -(-w // 8)}
+    assert {(h, w) for h in sub for w in sub if (h, w) in j} == want
+    far = [(1001, 1003), (1000, 1001), (1000, 993), (992, 993), (8 * 10**6, 8 * 10**6 - 7)]
+    assert [p in j for p in far] == [-(-h // 8) == -(-w // 8) for h, w in far] == [True, False, True, False, True]
+    for h, w in far[:2]:  # and elaboration far from the grid agrees
+        assert bool(brute_grid(BAND, {("x", 1): "H", ("x", 2): "W"}, {"H": [h], "W": [w]})) == ((h, w) in j)

@@ -244,6 +244,8 @@ def valid_sizes(net, symbols: dict | None = None, size_vars: list | None = None)
             dims.append(a)
         else:
             j = joint_grid(g, [vars_[k] for k in members], [binds[k] for k in members], where.get(i))
+            if len(members) == 2 and where.get(i) is not None:
+                _exact_pair(g, j, [vars_[k] for k in members], [binds[k] for k in members], where[i])
             apart = _apart(g, j, [vars_[k] for k in members], [binds[k] for k in members])
             if apart:  # on the grid the sizes do not constrain each other: keep the per-size answers too
                 dims += apart
@@ -251,6 +253,30 @@ def valid_sizes(net, symbols: dict | None = None, size_vars: list | None = None)
                              f"up to {j.bound} is valid: the sets above hold together there (not proven beyond)")
             joint.append(j)
     return SizeReport(dims, problems(g), joint, notes)
+
+
+def _exact_pair(g: Graph, j, vars_: list, binds: list, m: int) -> None:
+    """Make `j` exact when the two sizes meet in an equality (symbolic.pair_analysis), and the exact
+    answer agrees with the grid on every combination there (the check of its one assumption)."""
+    from .symbolic import NotSymbolic, pair_analysis
+
+    if j.why or any(v.modulus != 1 or v.lo != 1 or v.hi is not None for v in vars_):
+        return
+    try:
+        pa = pair_analysis(g, binds[0], binds[1], m)
+    except NotSymbolic as e:
+        pa = str(e)
+    if isinstance(pa, str):
+        j.exact_why = pa
+        return
+    n = j.bound
+    on_grid = {p for p in pa.box if p[0] <= n and p[1] <= n}
+    for d, sset in pa.lines.items():
+        on_grid |= {(a, pa.c * a + d) for a in range(1, n + 1) if 1 <= pa.c * a + d <= n and a in sset}
+    if on_grid != set(j.valid):
+        j.exact_why = "the exact analysis and the grid disagree: the sizes meet in more than an equality"
+        return
+    j.pair = pa
 
 
 def _apart(g: Graph, j, vars_: list, binds: list) -> list:
@@ -284,14 +310,45 @@ class JointAnalysis:
     relation: str  # the valid pairs as a relation, when one fits ("W = H"), else ""
     why: str = ""  # when the grid could not be decided
     lines: list = field(default_factory=list)  # per relation line: (text, DimAnalysis of the first size on it), exact
+    pair: object = None  # symbolic.PairAnalysis: the exact joint set, when the sizes meet in an equality
+    exact_why: str = ""  # why there is no exact joint set
+
+    @property
+    def exact(self) -> bool:
+        return self.pair is not None
+
+    def __contains__(self, p: tuple) -> bool:
+        """Is the combination valid (exact everywhere when `exact`, else on the grid only)?"""
+        if self.pair is not None:
+            return tuple(p) in self.pair
+        if any(x > self.bound for x in p):
+            raise ValueError(f"not decided beyond {self.bound}")
+        return tuple(p) in set(self.valid)
+
+    def rule(self) -> str:
+        """The exact joint set as text: B = c*A + D per offset, grouped by A's set on the line."""
+        pa, (A, B) = self.pair, self.names
+        by: dict[str, list[int]] = {}
+        for d, sset in sorted(pa.lines.items()):
+            by.setdefault(str(sset), []).append(d)
+        parts = [(f"{B} = {_affine(pa.c, ds[0], A)}" if len(ds) == 1 else
+                  f"{B} = {_affine(pa.c, 0, A)} + D with D in {_ranges(ds)}") + f", for {A}: {rule}"
+                 for rule, ds in by.items()]
+        off = sorted(p for p in pa.box if (p[1] - pa.c * p[0]) not in pa.lines or p[0] not in pa.lines[p[1] - pa.c * p[0]])
+        if off:
+            parts.append("and " + ", ".join(f"({a}, {b})" for a, b in off[:8]) + (" ..." if len(off) > 8 else ""))
+        return "; ".join(parts) if parts else "none"
 
     def __str__(self) -> str:
         names = ", ".join(self.names)
+        if self.pair is not None:
+            return f"{names} meet at {self.node} (exact: they must agree there): {self.rule()}"
         if self.why:
             return f"{names} meet at {self.node}; not decided: {self.why}"
         if not self.valid:
             return f"{names} meet at {self.node}: no combination up to {self.bound} runs"
-        head = f"{names} meet at {self.node} (not exact: decided together for every size up to {self.bound})"
+        head = f"{names} meet at {self.node} (not exact: decided together for every size up to {self.bound}" + \
+            (f"; no exact joint set: {self.exact_why})" if self.exact_why else ")")
         rel = f"; every valid combination has {self.relation}" if self.relation else ""
         few = ", ".join("(" + ", ".join(map(str, t)) + ")" for t in self.valid[:6])
         on = "".join(f"; on {text} (exact): {self.names[0]} runs for {a.valid}, nothing rounded for {a.unrounded}"
@@ -299,7 +356,13 @@ class JointAnalysis:
         return f"{head}: {len(self.valid)} valid combinations{rel}; smallest: {few}{on}"
 
     def to_json(self) -> dict:
-        return {"names": self.names, "node": self.node, "exact": False, "bound": self.bound, "why": self.why or None,
+        pair = self.pair
+        exact = None if pair is None else {
+            "c": pair.c, "lines": [{"offset": d, "valid": v.to_json(), "unrounded": pair.unrounded[d].to_json()
+                                    if d in pair.unrounded else None} for d, v in sorted(pair.lines.items())],
+            "box": sorted(list(p) for p in pair.box), "rule": self.rule()}
+        return {"names": self.names, "node": self.node, "exact": self.exact, "exact_set": exact,
+                "exact_why": self.exact_why or None, "bound": self.bound, "why": self.why or None,
                 "valid": [list(t) for t in self.valid[:256]], "valid_count": len(self.valid),
                 "unrounded": [list(t) for t in self.unrounded[:256]], "unrounded_count": len(self.unrounded),
                 "relation": self.relation or None,
@@ -354,6 +417,18 @@ def _on_line(g: Graph, vars_: list, binds: list, c: int, e: int):
     a, b = vars_
     tied = [replace(x, c=x.c * c, e=x.c * e + x.e) for x in binds[1]]  # B = c*A + e: B's dims follow A
     return analyze_group(g, a.name, binds[0] + tied, a.modulus, a.residues, a.lo, a.hi)
+
+
+def _ranges(xs: list[int]) -> str:
+    """{-3..0, 2} for [-3, -2, -1, 0, 2]."""
+    out, i = [], 0
+    while i < len(xs):
+        k = i
+        while k + 1 < len(xs) and xs[k + 1] == xs[k] + 1:
+            k += 1
+        out.append(str(xs[i]) if k == i else f"{xs[i]}..{xs[k]}")
+        i = k + 1
+    return "{" + ", ".join(out) + "}"
 
 
 def _relation(names: list[str], pts: list[tuple[int, ...]]) -> tuple[str, list]:

@@ -225,6 +225,7 @@ class _Outcome:
     shapes: list[tuple] | None  # per node (ints and Dims), None on failure
     error: tuple[int, str] | None  # (node id, message) of the first problem
     rounds: np.ndarray  # per case: does some op round (drop or pad pixels)?
+    tags: np.ndarray | None = None  # per case: the index of the initial case it came from
 
 
 def _subset(v, mask: np.ndarray):
@@ -262,6 +263,22 @@ class Binding:
 
 
 @dataclass(frozen=True)
+class Offsets:
+    """Input node `node`'s dimension `dim` is c*X + e[i] in initial case i (generic runs only: the
+    cases of one run are the residues of X repeated once per offset, B = c*A + D for D in a window)."""
+
+    node: int
+    dim: int
+    c: int
+    e: np.ndarray
+
+    def at(self, generic: bool, M: int, cs: np.ndarray):
+        if not generic or len(cs) != len(self.e):
+            raise NotSymbolic("offsets outside their generic run")
+        return Dim(self.c * M, self.c * cs + self.e)
+
+
+@dataclass(frozen=True)
 class Table:
     """Input node `node`'s dimension `dim` takes values[i] in concrete case i (a grid of several sizes)."""
 
@@ -275,7 +292,7 @@ class Table:
 
 
 def _drive(g: Graph, bindings: list, generic: bool, M: int, cases: np.ndarray, rounding,
-           budget: list[int]) -> tuple[list[_Outcome], int]:
+           budget: list[int], stop: int | None = None) -> tuple[list[_Outcome], int]:
     """Run every shape rule with the bound input dimensions set from the cases (residues mod M
     with k -> infinity when `generic`, else concrete sizes or grid points), splitting where the
     cases disagree.
@@ -295,19 +312,19 @@ def _drive(g: Graph, bindings: list, generic: bool, M: int, cases: np.ndarray, r
     bound: dict[int, list] = {}
     for b in bindings:
         bound.setdefault(b.node, []).append(b)
-    todo = [(0, M, [], np.zeros(len(cases), dtype=bool), cases)]
+    todo = [(0, M, [], np.zeros(len(cases), dtype=bool), cases, np.arange(len(cases)))]
     done: list[_Outcome] = []
     threshold = 1
     try:
         while todo:
-            start, M, shapes, rounds, cs = todo.pop()
+            start, M, shapes, rounds, cs, tags = todo.pop()
             budget[0] -= 1
             if budget[0] < 0:
                 raise NotSymbolic(f"more than {MAX_RUNS} cases to tell apart")
             _RUN = run = _Run(generic, M, cs)
             error = None
             try:
-                for n in g.nodes[start:]:
+                for n in g.nodes[start:stop]:
                     xs = [shapes[i] for i in n.inputs]
                     if rules[n.id] is None:
                         y = list(n.shape)
@@ -339,24 +356,24 @@ def _drive(g: Graph, bindings: list, generic: bool, M: int, cases: np.ndarray, r
             except NotSymbolic:
                 if generic or len(cs) == 1:
                     raise
-                todo += [(0, 1, [], np.zeros(1, dtype=bool), cs[i:i + 1]) for i in range(len(cs))]
+                todo += [(0, 1, [], np.zeros(1, dtype=bool), cs[i:i + 1], tags[i:i + 1]) for i in range(len(cs))]
                 continue
             except _Split as sp:
                 j = len(shapes)  # the node that split is rerun by both halves
                 for m in (sp.mask, ~sp.mask):
                     kept = [None if last_use[i] < j and not generic else tuple(_subset(v, m) for v in shape)
                             for i, shape in enumerate(shapes)]  # generic: all kept, they become formulas
-                    todo.append((j, M, kept, rounds[m], cs[m]))
+                    todo.append((j, M, kept, rounds[m], cs[m], tags[m]))
                 continue
             except _Period as p:
                 if M * p.factor > MAX_PERIOD:
                     raise NotSymbolic(f"the sizes' period exceeds {MAX_PERIOD}") from None
                 cs2, shapes2, rounds2 = _refine(M, p.factor, cs, shapes, rounds)
-                todo.append((len(shapes), M * p.factor, shapes2, rounds2, cs2))
+                todo.append((len(shapes), M * p.factor, shapes2, rounds2, cs2, np.tile(tags, p.factor)))
                 continue
             finally:
                 threshold = max(threshold, run.threshold)
-            done.append(_Outcome(M, cs, None if error else shapes, error, rounds))
+            done.append(_Outcome(M, cs, None if error else shapes, error, rounds, tags))
     finally:
         _RUN = None
     top = math.lcm(*(o.M for o in done)) if done else 1
@@ -364,7 +381,7 @@ def _drive(g: Graph, bindings: list, generic: bool, M: int, cases: np.ndarray, r
         if o.M != top:
             f = top // o.M
             cs2, shapes2, rounds2 = _refine(o.M, f, o.cases, o.shapes or [], o.rounds)
-            done[i] = _Outcome(top, cs2, shapes2 if o.shapes is not None else None, o.error, rounds2)
+            done[i] = _Outcome(top, cs2, shapes2 if o.shapes is not None else None, o.error, rounds2, np.tile(o.tags, f))
     return done, threshold
 
 
@@ -830,3 +847,173 @@ def ties(g: Graph, dims: list[list[Binding]]) -> tuple[list[tuple[int, int, int]
         shapes.append(y)
     _Tr._seen = []
     return found, ""
+
+
+# ----------------------------------------------------------------- two sizes that meet in an equality
+
+
+@dataclass
+class PairAnalysis:
+    """Every valid (A, B) of two sizes that meet at a merge, exactly: the lines B = c*A + D for D in a
+    window (each with the exact valid set of A on it) and the finitely many valid pairs of two boxes
+    (A below its threshold, or B below its threshold) where the formulas do not hold yet."""
+
+    c: int
+    lines: dict[int, SizeSet]  # D -> the valid A on B = c*A + D (empty lines left out)
+    unrounded: dict[int, SizeSet]
+    box: set[tuple[int, int]]  # valid pairs found in the boxes
+    box_unrounded: set[tuple[int, int]]
+    bounds: tuple[int, int, int, int]  # box 1: A < T_A, B <= b1; box 2: B < T_B, A <= a1
+
+    def __contains__(self, p: tuple[int, int]) -> bool:
+        a, b = p
+        return p in self.box or (b - self.c * a) in self.lines and a in self.lines[b - self.c * a]
+
+    def unrounded_has(self, p: tuple[int, int]) -> bool:
+        a, b = p
+        return p in self.box_unrounded or (b - self.c * a) in self.unrounded and a in self.unrounded[b - self.c * a]
+
+
+def _side(g: Graph, binds: list, m: int, budget: list[int]):
+    """The generic run of one size up to node m (exclusive): (period, outcomes, threshold)."""
+    outs, t = _drive(g, binds, True, 1, np.array([0]), None, budget, stop=m)
+    return outs, t
+
+
+def _lin_dim(outs: list, op: int, j: int):
+    """(alpha, period, [(residue, beta)]) of operand `op`'s dim j on the valid outcomes; None if not affine."""
+    pts, alpha, M = [], None, None
+    for o in outs:
+        if o.error is not None:
+            continue
+        v = o.shapes[op][j]
+        if not isinstance(v, Dim) or v.a <= 0 or (alpha is not None and v.a != alpha):
+            return None
+        alpha, M = v.a, o.M
+        pts += list(zip(o.cases.tolist(), v.b.tolist()))
+    return (alpha, M, pts) if pts else None
+
+
+def pair_analysis(g: Graph, ba: list, bb: list, m: int, box_points: int = 1 << 18):
+    """Exact joint valid set of sizes A (bindings ba) and B (bb) that first meet at node m, assuming the
+    rule at m needs an equality f(A) = g(B) of one operand dim that depends on A only with one that
+    depends on B only (the caller checks that assumption on a grid).  Returns a PairAnalysis, or a
+    string saying why not.  Bounded: one generic run per size up to m, the window's lines in one run,
+    and at most `box_points` concrete pairs.
+
+    Why it is exact: for A >= T_A and B >= T_B (the thresholds of the two runs up to m) the operand dims
+    are f = alpha*k + beta_r (A = M_A*k + r) and g = gamma*k' + delta_s, so f(A) = (alpha/M_A)*A + eps_A
+    with eps_A in a finite range, and likewise g.  Equality then puts B - c*A, c = alpha*M_B/(gamma*M_A),
+    in a finite window of offsets D; each line B = c*A + D is a tie, analysed exactly in one generic run
+    over (residue, D) cases.  A < T_A gives finitely many values f(A), hence B <= b1; and symmetrically.
+    """
+    from fractions import Fraction as Fr
+
+    budget = [MAX_RUNS]
+    try:
+        oa, ta = _side(g, ba, m, budget)
+        ob, tb = _side(g, bb, m, budget)
+    except NotSymbolic as e:
+        return f"not affine before they meet ({e})"
+    node = g.nodes[m]
+    found = None
+    for ia, xa in enumerate(node.inputs):
+        for ib, xb in enumerate(node.inputs):
+            if ia == ib:
+                continue
+            for j in range(1, len(g.nodes[xa].shape)):
+                fa, fb = _lin_dim(oa, xa, j), _lin_dim(ob, xb, j)
+                if fa and fb and _lin_dim(ob, xa, j) is None and _lin_dim(oa, xb, j) is None:
+                    found = found or (xa, xb, j, fa, fb)
+    if found is None:
+        return "no operand dimension of one size meets one of the other"
+    xa, xb, j, (alpha, Ma, pa), (gamma, Mb, pb) = found
+    c = Fr(alpha * Mb, gamma * Ma)
+    if c.denominator != 1:
+        return f"the sizes meet with slope {c} (not a whole number)"
+    c = int(c)
+    ea = [Fr(b) - Fr(alpha * r, Ma) for r, b in pa]
+    eb = [Fr(b) - Fr(gamma * r, Mb) for r, b in pb]
+    scale = Fr(Mb, gamma)
+    dlo, dhi = math.floor(scale * (min(ea) - max(eb))), math.ceil(scale * (max(ea) - min(eb)))
+    if dhi - dlo > 256:
+        return f"too many offsets ({dhi - dlo + 1})"
+    # ---- the boxes where a formula does not hold yet: A < T_A (B bounded by the values f takes), and back
+    fvals = _values_below(g, ba, m, xa, j, ta, budget)
+    gvals = _values_below(g, bb, m, xb, j, tb, budget)
+    b1 = max(tb, math.floor(scale * (max(fvals, default=0) - min(eb))) + 1)
+    a1 = max(ta, math.floor(Fr(Ma, alpha) * (max(gvals, default=0) - min(ea))) + 1)
+    if (ta - 1) * b1 + (tb - 1) * a1 > box_points:
+        return f"the boxes below the thresholds are too large ({ta - 1} x {b1}, {a1} x {tb - 1})"
+    box, box_un = _boxes(g, ba, bb, [(ta - 1, b1), (a1, tb - 1)])
+    lines, unround = _window(g, ba, bb, c, list(range(dlo, dhi + 1)))
+    return PairAnalysis(c, lines, unround, box, box_un, (ta, b1, tb, a1))
+
+
+def _values_below(g: Graph, binds: list, m: int, op: int, j: int, top: int, budget) -> set[int]:
+    """The values of operand `op`'s dim j at node m for the sizes 1..top-1 (valid up to m)."""
+    if top <= 1:
+        return set()
+    outs, _ = _drive(g, binds, False, 1, np.arange(1, top, dtype=np.int64), None, budget, stop=m)
+    vals: set[int] = set()
+    for o in outs:
+        if o.error is None:
+            v = o.shapes[op][j]
+            vals |= set(v.b.tolist()) if isinstance(v, Dim) else {int(v)}
+    return vals
+
+
+def _boxes(g: Graph, ba: list, bb: list, boxes: list) -> tuple[set, set]:
+    """Valid (and unrounded) pairs in the boxes [1, na] x [1, nb], by one concrete run over all of them."""
+    pts = {(a, b) for na, nb in boxes for a in range(1, na + 1) for b in range(1, nb + 1)}
+    if not pts:
+        return set(), set()
+    grid = np.array(sorted(pts), dtype=np.int64).T
+    tables = [Table(x.node, x.dim, x.c * grid[0] + x.e) for x in ba] + [Table(x.node, x.dim, x.c * grid[1] + x.e) for x in bb]
+    watch = {x.dim - 1 for x in ba + bb}
+    outs, _ = _drive(g, tables, False, 1, np.arange(grid.shape[1]), rounding(watch), [MAX_RUNS * 4])
+    ok, un = set(), set()
+    for o in outs:
+        if o.error is None:
+            for cid, r in zip(o.cases.tolist(), o.rounds.tolist()):
+                p = (int(grid[0, cid]), int(grid[1, cid]))
+                ok.add(p)
+                if not r:
+                    un.add(p)
+    return ok, un
+
+
+def _window(g: Graph, ba: list, bb: list, c: int, offsets: list[int]) -> tuple[dict, dict]:
+    """The exact valid (and unrounded) set of A on each line B = c*A + D, D in `offsets`, in one generic
+    run over (residue, D) cases plus one concrete run below its threshold."""
+    n = len(offsets)
+    D = np.array(offsets, dtype=np.int64)
+    binds = list(ba) + [Offsets(x.node, x.dim, x.c * c, x.c * D + x.e) for x in bb]
+    watch = {x.dim - 1 for x in ba + bb}
+    budget = [MAX_RUNS]
+    outs, top = _drive(g, binds, True, 1, np.zeros(n, dtype=np.int64), rounding(watch), budget)
+    M = outs[0].M if outs else 1
+    ok = {d: {} for d in offsets}
+    un = {d: {} for d in offsets}
+    for o in outs:
+        for r, t, rd in zip(o.cases.tolist(), o.tags.tolist(), o.rounds.tolist()):
+            ok[offsets[t]][r] = o.error is None
+            un[offsets[t]][r] = o.error is None and not rd
+    small_ok = {d: set() for d in offsets}
+    small_un = {d: set() for d in offsets}
+    if top > 1:
+        xs = np.repeat(np.arange(1, top, dtype=np.int64), n)
+        ds = np.tile(D, top - 1)
+        tables = [Table(x.node, x.dim, x.c * xs + x.e) for x in ba] + \
+                 [Table(x.node, x.dim, x.c * (c * xs + ds) + x.e) for x in bb]
+        outs2, _ = _drive(g, tables, False, 1, np.arange(len(xs)), rounding(watch), [MAX_RUNS * 4])
+        for o in outs2:
+            if o.error is None:
+                for cid, rd in zip(o.cases.tolist(), o.rounds.tolist()):
+                    small_ok[int(ds[cid])].add(int(xs[cid]))
+                    if not rd:
+                        small_un[int(ds[cid])].add(int(xs[cid]))
+    lines = {d: _periodic_set(M, ok[d], top, small_ok[d]) for d in offsets}
+    unround = {d: _periodic_set(M, un[d], top, small_un[d]) for d in offsets}
+    return {d: v for d, v in lines.items() if v.progressions or v.extra}, \
+        {d: v for d, v in unround.items() if v.progressions or v.extra}

@@ -104,7 +104,7 @@ def _sizes(net, args) -> int:
             print(f"    {i} dim {k} follows it: {_affine(c, e, d.symbol)}")
     for j in rep.joint:
         print(f"  {j}")
-        if j.relation:
+        if j.relation and not j.exact:
             print("    declare the relation for an exact analysis (e.g. the same size name for both dims: "
                   "`--input x=3,H,W --input y=3,H,W`, or `where` in the file)")
     for note in rep.notes:
