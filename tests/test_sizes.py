@@ -707,3 +707,48 @@ def test_sizes_that_meet_after_strides_form_an_exact_band():
     assert [p in j for p in far] == [-(-h // 8) == -(-w // 8) for h, w in far] == [True, False, True, False, True]
     for h, w in far[:2]:  # and elaboration far from the grid agrees
         assert bool(brute_grid(BAND, {("x", 1): "H", ("x", 2): "W"}, {"H": [h], "W": [w]})) == ((h, w) in j)
+
+
+def random_pair_network(rng: random.Random) -> str:
+    """Two inputs, each through a few random layers, added: their sizes meet at the add."""
+    def path():
+        out = []
+        for _ in range(rng.randint(1, 3)):
+            k, st = rng.randint(1, 4), rng.randint(1, 3)
+            out.append(rng.choice(LAYERS[:6]).format(k=k, s=st, p=rng.randint(0, 2), hp=rng.randint(0, k // 2)))
+        return out
+    lines = ["conv(4, 1)"] + path() + ["-> a", "from y", "conv(4, 1)"] + path() + ["add(a)"]
+    return "network r() {\n  input x: [4, 40, 40]\n  input y: [4, 40, 40]\n  " + "\n  ".join(lines) + \
+        "\n  output z\n}\n"
+
+
+def test_random_pairs_meeting_at_an_add_agree_with_elaborating():
+    rng = random.Random(5)
+    checked = swapped = 0
+    for _ in range(40):
+        text = random_pair_network(rng)
+        base = None
+        for b in range(1, 160):  # any pair of declared sizes at which it builds (the analysis needs an IR)
+            try:
+                resdsl.loads(text, input_shapes={"x": (4, 40, 40), "y": (4, b, b)})
+                base = {"x": (4, 40, 40), "y": (4, b, b)}
+                break
+            except ResdslError:
+                continue
+        if base is None:
+            continue
+        rep = resdsl.loads(text, input_shapes=base).valid_sizes()
+        j = next((j for j in rep.joint if j.names == ["H_x", "H_y"]), None)
+        if j is None or not j.exact:
+            continue
+        names = {("x", 1): "H", ("y", 1): "H2"}
+        sub = {"H": range(1, 25), "H2": range(1, 25)}
+        want = brute_grid(text, names, sub, base)
+        assert {(a, b) for a in sub["H"] for b in sub["H2"] if (a, b) in j} == want, text
+        far = [(a, b) for a in (301, 302, 303, 304) for b in range(1, 1300) if (a, b) in j][:3]
+        far += [(a, b + 1) for a, b in far]
+        got = brute_grid(text, names, {"H": sorted({a for a, _ in far}), "H2": sorted({b for _, b in far})}, base)
+        assert {p for p in far if p in got} == {p for p in far if p in j}, text
+        checked += 1
+        swapped += j.pair.swapped
+    assert checked >= 15 and swapped >= 3

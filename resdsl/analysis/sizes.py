@@ -273,6 +273,8 @@ def _exact_pair(g: Graph, j, vars_: list, binds: list, m: int) -> None:
     on_grid = {p for p in pa.box if p[0] <= n and p[1] <= n}
     for d, sset in pa.lines.items():
         on_grid |= {(a, pa.c * a + d) for a in range(1, n + 1) if 1 <= pa.c * a + d <= n and a in sset}
+    if pa.swapped:
+        on_grid = {(b, a) for a, b in on_grid}
     if on_grid != set(j.valid):
         j.exact_why = "the exact analysis and the grid disagree: the sizes meet in more than an equality"
         return
@@ -328,13 +330,16 @@ class JointAnalysis:
     def rule(self) -> str:
         """The exact joint set as text: B = c*A + D per offset, grouped by A's set on the line."""
         pa, (A, B) = self.pair, self.names
+        if pa.swapped:
+            A, B = B, A
         by: dict[str, list[int]] = {}
         for d, sset in sorted(pa.lines.items()):
             by.setdefault(str(sset), []).append(d)
         parts = [(f"{B} = {_affine(pa.c, ds[0], A)}" if len(ds) == 1 else
                   f"{B} = {_affine(pa.c, 0, A)} + D with D in {_ranges(ds)}") + f", for {A}: {rule}"
                  for rule, ds in by.items()]
-        off = sorted(p for p in pa.box if (p[1] - pa.c * p[0]) not in pa.lines or p[0] not in pa.lines[p[1] - pa.c * p[0]])
+        off = sorted((p[::-1] if pa.swapped else p) for p in pa.box
+                     if (p[1] - pa.c * p[0]) not in pa.lines or p[0] not in pa.lines[p[1] - pa.c * p[0]])
         if off:
             parts.append("and " + ", ".join(f"({a}, {b})" for a, b in off[:8]) + (" ..." if len(off) > 8 else ""))
         return "; ".join(parts) if parts else "none"

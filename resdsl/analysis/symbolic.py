@@ -864,14 +864,15 @@ class PairAnalysis:
     box: set[tuple[int, int]]  # valid pairs found in the boxes
     box_unrounded: set[tuple[int, int]]
     bounds: tuple[int, int, int, int]  # box 1: A < T_A, B <= b1; box 2: B < T_B, A <= a1
+    swapped: bool = False  # the lines are A = c*B + D (B the first size on them): pairs are (B, A) inside
 
     def __contains__(self, p: tuple[int, int]) -> bool:
-        a, b = p
-        return p in self.box or (b - self.c * a) in self.lines and a in self.lines[b - self.c * a]
+        a, b = p[::-1] if self.swapped else p
+        return (a, b) in self.box or (b - self.c * a) in self.lines and a in self.lines[b - self.c * a]
 
     def unrounded_has(self, p: tuple[int, int]) -> bool:
-        a, b = p
-        return p in self.box_unrounded or (b - self.c * a) in self.unrounded and a in self.unrounded[b - self.c * a]
+        a, b = p[::-1] if self.swapped else p
+        return (a, b) in self.box_unrounded or (b - self.c * a) in self.unrounded and a in self.unrounded[b - self.c * a]
 
 
 def _side(g: Graph, binds: list, m: int, budget: list[int]):
@@ -894,7 +895,7 @@ def _lin_dim(outs: list, op: int, j: int):
     return (alpha, M, pts) if pts else None
 
 
-def pair_analysis(g: Graph, ba: list, bb: list, m: int, box_points: int = 1 << 18):
+def pair_analysis(g: Graph, ba: list, bb: list, m: int, box_points: int = 1 << 18, swapped: bool = False):
     """Exact joint valid set of sizes A (bindings ba) and B (bb) that first meet at node m, assuming the
     rule at m needs an equality f(A) = g(B) of one operand dim that depends on A only with one that
     depends on B only (the caller checks that assumption on a grid).  Returns a PairAnalysis, or a
@@ -929,8 +930,11 @@ def pair_analysis(g: Graph, ba: list, bb: list, m: int, box_points: int = 1 << 1
         return "no operand dimension of one size meets one of the other"
     xa, xb, j, (alpha, Ma, pa), (gamma, Mb, pb) = found
     c = Fr(alpha * Mb, gamma * Ma)
+    if c.denominator != 1 and c.numerator == 1 and not swapped:  # B = A / n: analyse A = n*B + D instead
+        out = pair_analysis(g, bb, ba, m, box_points, swapped=True)
+        return out
     if c.denominator != 1:
-        return f"the sizes meet with slope {c} (not a whole number)"
+        return f"the sizes meet with slope {c if not swapped else 1 / c} (not a whole number or its inverse)"
     c = int(c)
     ea = [Fr(b) - Fr(alpha * r, Ma) for r, b in pa]
     eb = [Fr(b) - Fr(gamma * r, Mb) for r, b in pb]
@@ -947,7 +951,7 @@ def pair_analysis(g: Graph, ba: list, bb: list, m: int, box_points: int = 1 << 1
         return f"the boxes below the thresholds are too large ({ta - 1} x {b1}, {a1} x {tb - 1})"
     box, box_un = _boxes(g, ba, bb, [(ta - 1, b1), (a1, tb - 1)])
     lines, unround = _window(g, ba, bb, c, list(range(dlo, dhi + 1)))
-    return PairAnalysis(c, lines, unround, box, box_un, (ta, b1, tb, a1))
+    return PairAnalysis(c, lines, unround, box, box_un, (ta, b1, tb, a1), swapped)
 
 
 def _values_below(g: Graph, binds: list, m: int, op: int, j: int, top: int, budget) -> set[int]:
