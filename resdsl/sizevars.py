@@ -102,7 +102,8 @@ def _text(co: dict[str, int], k: int) -> str:
 
 
 def declare(s: ast.Input, shape: ast.Expr, is_bound: Callable[[str], bool], ev: Callable[[ast.Expr], object],
-            given: tuple | None, sizes: Sizes, scale: int = 1) -> dict[str, int]:
+            given: tuple | None, sizes: Sizes, scale: int = 1, near: Callable[[str], str | None] = lambda n: None
+            ) -> dict[str, int]:
     """Record the named sizes of input statement `s` (shape expression `shape`) in `sizes`, and return
     the values to bind them to: the caller's (`given`, the --input shape) or an example that satisfies
     the constraints (EXAMPLE * scale, moved onto them).  Raises E014 for a constraint of another form
@@ -117,9 +118,15 @@ def declare(s: ast.Input, shape: ast.Expr, is_bound: Callable[[str], bool], ev: 
     for d, it in enumerate(items):
         if isinstance(it, ast.Name) and not is_bound(it.id) and it.id not in sizes.alias and \
                 it.id not in {r[0] for r in sizes.roots} and it.id not in {f[0] for f in fresh}:
+            hint = near(it.id) if len(it.id) >= 3 or d == 0 else None  # `sise` for `size`: a typo, not a size
             if d == 0:
-                raise error("E014", f"the channel count `{it.id}` cannot be a named size", it.span,
-                            hint="give the channels as a number or a network parameter, e.g. [3, H, W]")
+                raise error("E010", f"undefined name `{it.id}`", it.span,
+                            hint=(hint + "; " if hint else "") + "the channel count is a number or a network "
+                            "parameter: only the spatial sizes can be named sizes")
+            if hint:
+                raise error("E010", f"undefined name `{it.id}`", it.span,
+                            hint=f"{hint} (a name bound to nothing in an input shape is a named size; "
+                                 f"this one looks like a typo)")
             fresh.append((it.id, d, it.span))
     if not fresh and not s.where and not any(names_in(it) & (set(sizes.alias) | {r[0] for r in sizes.roots})
                                              for it in items):

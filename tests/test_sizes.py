@@ -601,7 +601,7 @@ def test_structure_that_reads_a_size_is_decided_by_building():
 def test_named_size_errors_are_located_with_hints():
     bad = [("input x: [3, H, W] where H * W == 4", "E014", "product of two sizes"),
            ("input x: [3, H, W] where H // 2 == 4", "E014", "a sum of sizes times whole numbers"),
-           ("input x: [C, H, W]", "E014", "channel count `C` cannot be a named size"),
+           ("input x: [C, H, W]", "E010", "undefined name `C`"),
            ("input x: [3, H, W] where H % 0 == 1", "E014", "residue constraint"),
            ("input x: [3, H, W] where W == 2 * H + 1, W % 4 == 0", "E042", "leave no value for H"),
            ("input x: [3, H, W] where H >= 100, H < 50", "E042", "leave no value for H (100 <= H <= 49)"),
@@ -611,6 +611,9 @@ def test_named_size_errors_are_located_with_hints():
             resdsl.loads(f"network n() {{\n  {line}\n  conv(4, 3)\n  output y\n}}\n")
         d = e.value.first
         assert d.code == code and text in d.message and d.span.line == 2 and d.hint, (line, d)
+    with pytest.raises(ResdslError) as e:  # a typo of a parameter is not a new size
+        resdsl.loads("network n(size = 32) {\n  input x: [3, sise, size]\n  conv(4, 3)\n  output y\n}\n")
+    assert e.value.first.code == "E010" and "did you mean `size`?" in e.value.first.hint
     src = "network n() {\n  input x: [3, H, W] where H % 32 == 0, W == H\n  conv(4, 3)\n  output y\n}\n"
     with pytest.raises(ResdslError) as e:
         resdsl.loads(src, input_shapes={"x": (3, 225, 225)})
