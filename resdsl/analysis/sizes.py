@@ -146,7 +146,9 @@ def params_by_size(net) -> str:
     from .symbolic import Dim
 
     rep = net.valid_sizes()
-    if not rep.dims or rep.joint or any(not d.exact for d in rep.dims):
+    if rep.joint:
+        return "unknown: some sizes meet and are analysed together"
+    if not rep.dims or any(not d.exact for d in rep.dims):
         return "unknown: the sizes are not analysed exactly"
     sources = set(net.graph.inputs.values())
     for d in rep.dims:
