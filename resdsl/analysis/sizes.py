@@ -367,7 +367,8 @@ class JointAnalysis:
         exact = None if pair is None else {
             "c": pair.c, "lines": [{"offset": d, "valid": v.to_json(), "unrounded": pair.unrounded[d].to_json()
                                     if d in pair.unrounded else None} for d, v in sorted(pair.lines.items())],
-            "box": sorted(list(p) for p in pair.box), "rule": self.rule()}
+            "swapped": pair.swapped,  # the lines are then names[0] = c * names[1] + offset
+            "box": sorted(list(p[::-1] if pair.swapped else p) for p in pair.box), "rule": self.rule()}
         return {"names": self.names, "node": self.node, "exact": self.exact, "exact_set": exact,
                 "exact_why": self.exact_why or None, "bound": self.bound, "why": self.why or None,
                 "valid": [list(t) for t in self.valid[:256]], "valid_count": len(self.valid),
