@@ -106,52 +106,70 @@ def declare(s: ast.Input, shape: ast.Expr, is_bound: Callable[[str], bool], ev: 
             ) -> dict[str, int]:
     """Record the named sizes of input statement `s` (shape expression `shape`) in `sizes`, and return
     the values to bind them to: the caller's (`given`, the --input shape) or an example that satisfies
-    the constraints (EXAMPLE * scale, moved onto them).  Raises E014 for a constraint of another form
-    and E042 when a given size breaks a constraint."""
+    the constraints (EXAMPLE * scale, moved onto them).  Raises E010 for a name that looks like a typo,
+    E014 for a constraint of another form and E042 when the constraints or a given size fail."""
     if not isinstance(shape, ast.ListLit):
         if s.where:
             raise error("E014", "`where` constrains named sizes: write the shape as a list, e.g. [3, H, W]",
                         s.where[0].span)
         return {}
     items = shape.items
-    fresh = []
-    for d, it in enumerate(items):
-        if isinstance(it, ast.Name) and not is_bound(it.id) and it.id not in sizes.alias and \
-                it.id not in {r[0] for r in sizes.roots} and it.id not in {f[0] for f in fresh}:
-            hint = near(it.id) if len(it.id) >= 3 or d == 0 else None  # `sise` for `size`: a typo, not a size
-            if d == 0:
-                raise error("E010", f"undefined name `{it.id}`", it.span,
-                            hint=(hint + "; " if hint else "") + "the channel count is a number or a network "
-                            "parameter: only the spatial sizes can be named sizes")
-            if hint:
-                raise error("E010", f"undefined name `{it.id}`", it.span,
-                            hint=f"{hint} (a name bound to nothing in an input shape is a named size; "
-                                 f"this one looks like a typo)")
-            fresh.append((it.id, d, it.span))
-    if not fresh and not s.where and not any(names_in(it) & (set(sizes.alias) | {r[0] for r in sizes.roots})
-                                             for it in items):
+    fresh = _fresh(items, is_bound, sizes, near)
+    known = set(sizes.alias) | {r[0] for r in sizes.roots}
+    if not fresh and not s.where and not any(names_in(it) & known for it in items):
         return {}
     for name, d, span in fresh:
         sizes.roots.append((name, s.name, d, span))
         sizes.alias[name] = (name, 1, 0)
-    # ---- constraints
     for c in _flatten(s.where):
         _constrain(c, sizes, ev)
+    _satisfiable(s, sizes)
+    out = _examples(fresh, given, sizes, scale)
+    texts = _input_dims(s, items, sizes, ev)
+    _check_given(s, items, given, sizes, ev)
+    sizes.text[s.name] = (texts, ", ".join(_where_text(c, sizes, ev) for c in _flatten(s.where)))
+    return out
+
+
+def _fresh(items, is_bound, sizes: Sizes, near) -> list[tuple[str, int, Span]]:
+    """The new named sizes of a shape list: bare names bound to nothing, in spatial positions."""
+    fresh: list[tuple[str, int, Span]] = []
+    for d, it in enumerate(items):
+        if not isinstance(it, ast.Name) or is_bound(it.id) or it.id in sizes.alias or \
+                it.id in {f[0] for f in fresh}:
+            continue
+        hint = near(it.id) if len(it.id) >= 3 or d == 0 else None  # `sise` for `size`: a typo, not a size
+        if d == 0:
+            raise error("E010", f"undefined name `{it.id}`", it.span,
+                        hint=(hint + "; " if hint else "") + "the channel count is a number or a network "
+                        "parameter: only the spatial sizes can be named sizes")
+        if hint:
+            raise error("E010", f"undefined name `{it.id}`", it.span,
+                        hint=f"{hint} (a name bound to nothing in an input shape is a named size; "
+                             f"this one looks like a typo)")
+        fresh.append((it.id, d, it.span))
+    return fresh
+
+
+def _satisfiable(s: ast.Input, sizes: Sizes) -> None:
+    """E042 when the constraints leave a size no value at all."""
+    span = s.where[0].span if s.where else s.span
     for root, (m, res) in sizes.mods.items():
         lo, hi = sizes.bounds.get(root, (1, None))
         if not res or (hi is not None and not any(x % m in res for x in range(lo, min(hi, lo + m - 1) + 1))):
-            raise error("E042", f"the size constraints leave no value for {root}", s.where[0].span if s.where else s.span,
+            raise error("E042", f"the size constraints leave no value for {root}", span,
                         hint="drop or loosen one of the `where` constraints")
     for root, (lo, hi) in sizes.bounds.items():
         if hi is not None and hi < lo:
-            raise error("E042", f"the size constraints leave no value for {root} ({lo} <= {root} <= {hi})",
-                        s.where[0].span if s.where else s.span, hint="drop or loosen one of the `where` constraints")
-    # ---- example values, root by root in order of declaration
-    out: dict[str, int] = {}
-    for name, d, span in fresh:
-        root, c0, e0 = sizes.alias[name]
-        if root != name:
-            continue
+            raise error("E042", f"the size constraints leave no value for {root} ({lo} <= {root} <= {hi})", span,
+                        hint="drop or loosen one of the `where` constraints")
+
+
+def _examples(fresh, given, sizes: Sizes, scale: int) -> dict[str, int]:
+    """The value of every named size: given by the caller, or the example moved onto the constraints."""
+    for name, d, _ in fresh:
+        if sizes.alias[name][0] != name:
+            continue  # tied to another size: follows its value
         g = given[d] if given and d < len(given) and isinstance(given[d], int) and not isinstance(given[d], bool) else None
         if g is not None:
             sizes.given.add(name)
@@ -159,12 +177,16 @@ def declare(s: ast.Input, shape: ast.Expr, is_bound: Callable[[str], bool], ev: 
         else:
             sizes.values[name] = _example(EXAMPLE * scale, *sizes.mods.get(name, (1, (0,))),
                                           *sizes.bounds.get(name, (1, None)))
+    out: dict[str, int] = {}
     for name, (root, c, e) in sizes.alias.items():
         if root in sizes.values:
-            out[name] = c * sizes.values[root] + e
-            sizes.values[name] = out[name]
-    # ---- the dims of this input: roots, ties and expressions of known sizes
-    texts = []
+            out[name] = sizes.values[name] = c * sizes.values[root] + e
+    return out
+
+
+def _input_dims(s: ast.Input, items, sizes: Sizes, ev) -> list:
+    """Record which dims of this input follow a named size (c * H + e); their texts for expand."""
+    texts: list = []
     for d, it in enumerate(items):
         lin = _affine(it, sizes, ev) if d > 0 else None
         if lin is None:
@@ -177,9 +199,7 @@ def declare(s: ast.Input, shape: ast.Expr, is_bound: Callable[[str], bool], ev: 
         (root, c), = co.items()
         sizes.dims.append((s.name, d, root, c, k))
         texts.append(_text(co, k) if not isinstance(it, ast.Name) else it.id)
-    _check_given(s, items, given, sizes, ev)
-    sizes.text[s.name] = (texts, ", ".join(_where_text(c, sizes, ev) for c in _flatten(s.where)))
-    return out
+    return texts
 
 
 def _flatten(cs) -> list:
@@ -326,30 +346,30 @@ def _root_dim(sizes: Sizes, root: str):
 
 
 def _where_text(c: ast.Expr, sizes: Sizes, ev) -> str:
-    """A constraint as normalised source text (expand prints it)."""
-    if isinstance(c, ast.BinOp):
-        def side(x):
-            if isinstance(x, ast.BinOp) and x.op == "%":
-                a, m = _lin(x.left, sizes, ev), _lin(x.right, sizes, ev)
-                return f"{_raw(x.left, sizes, ev)} % {m[1]}"
-            return _raw(x, sizes, ev)
-        return f"{side(c.left)} {c.op} {side(c.right)}"
-    return "?"
+    """A constraint as normalised source text (expand prints it; it parses back to the same constraint)."""
+    def side(x):
+        if isinstance(x, ast.BinOp) and x.op == "%":
+            return f"{_raw(x.left, sizes, ev, 3)} % {_lin(x.right, sizes, ev)[1]}"
+        return _raw(x, sizes, ev)
+    return f"{side(c.left)} {c.op} {side(c.right)}" if isinstance(c, ast.BinOp) else "?"
 
 
-def _raw(x, sizes, ev) -> str:
-    """An affine expression in the names as written (not resolved to roots)."""
-    names = names_in(x) & (set(sizes.alias) | {r[0] for r in sizes.roots})
-    if not names:
-        return str(ev(x))
+_PREC = {"+": 1, "-": 1, "*": 2}
+
+
+def _raw(x, sizes, ev, outer: int = 0, right: bool = False) -> str:
+    """An affine expression in the names as written (not resolved to roots), parenthesised as needed
+    inside an operator of precedence `outer` (3: the left of `%`)."""
+    if not (names_in(x) & (set(sizes.alias) | {r[0] for r in sizes.roots})):
+        v = ev(x)
+        return f"({v})" if v < 0 and outer else str(v)
     if isinstance(x, ast.Name):
         return x.id
     if isinstance(x, ast.UnaryOp):
-        return f"{x.op}{_raw(x.operand, sizes, ev)}"
-    if isinstance(x, ast.BinOp):
-        inner = f"{_raw(x.left, sizes, ev)} {x.op} {_raw(x.right, sizes, ev)}"
-        return inner
-    return "?"
+        return f"{x.op}{_raw(x.operand, sizes, ev, 3)}"
+    p = _PREC.get(x.op, 0)
+    text = f"{_raw(x.left, sizes, ev, p)} {x.op} {_raw(x.right, sizes, ev, p, True)}"
+    return f"({text})" if p < outer or (right and p == outer and p == 1) else text
 
 
 def body_uses(stmts, names: set[str], skip: ast.Input | None = None) -> list[tuple[str, Span]]:

@@ -637,6 +637,10 @@ def test_named_sizes_format_and_expand_round_trip(tmp_path):
     assert "input x: [3, H, W] where H % 32 == 0, W == H" in net.expand()
     assert again.symbolic_shapes() == net.symbolic_shapes() == [(3, "H", "H"), (8, "H/2", "H/2")]
     assert [str(d.valid) for d in again.valid_sizes().dims] == ["multiples of 32"]
+    for where in ("(2 * H + 1) % 4 == 3, H >= 64", "W == 2 * (H - 1) + 3, H < 100"):  # precedence survives
+        net = resdsl.loads(f"network n() {{\n  input x: [3, H, W] where {where}\n  conv(4, 3)\n  output y\n}}\n")
+        assert f"input x: [3, H, W] where {where}" in net.expand()
+        assert resdsl.loads(net.expand()).size_vars == net.size_vars
 
 
 def test_check_on_named_sizes(capsys, tmp_path):
