@@ -329,20 +329,27 @@ def _check_given(s: ast.Input, items, given, sizes: Sizes, ev) -> None:
         lo, hi = sizes.bounds.get(root, (1, None))
         why = None
         if v != c * X + e:
-            why = f"it follows {root} = {X} as {_text({root: c}, e)} = {c * X + e}"
+            why = (f"it must equal {root} = {X}" if (c, e) == (1, 0) else
+                   f"it must be {_text({root: c}, e)} = {c * X + e} with {root} = {X}")
         elif X % m not in res:
             why = f"{root} must be {' or '.join(map(str, res))} mod {m}"
         elif X < lo or (hi is not None and X > hi):
             why = f"{root} must be at least {lo}" + (f" and at most {hi}" if hi is not None else "")
         if why:
+            ok = [x for x in range(max(lo, X - m), X + m + 1) if x % m in res and (hi is None or x <= hi)]
+            near = [x for x in (max((x for x in ok if x < X), default=None), min((x for x in ok if x > X), default=None))
+                    if x is not None]
             raise error("E042", f"input `{s.name}` dimension {d} = {v} breaks its size constraints: {why}",
                         items[d].span if d < len(items) else s.span,
-                        hint="give sizes that satisfy the `where` constraints, or leave them named "
-                             "(`resdsl check FILE --sizes` lists the valid ones)")
+                        hint=(f"the nearest values of {root} that satisfy them: {' and '.join(map(str, near))}; "
+                              if near and _follows(v, c, X, e) else "") +
+                        "give sizes that satisfy the `where` constraints, or leave them named "
+                        "(`resdsl check FILE --sizes` lists the valid ones)")
 
 
-def _root_dim(sizes: Sizes, root: str):
-    return next(((i, d) for n, i, d, _ in sizes.roots if n == root), None)
+def _follows(v: int, c: int, X: int, e: int) -> bool:
+    """The given size follows its tie (only the root's own constraints are broken)."""
+    return v == c * X + e
 
 
 def _where_text(c: ast.Expr, sizes: Sizes, ev) -> str:

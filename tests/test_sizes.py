@@ -621,7 +621,10 @@ def test_named_size_errors_are_located_with_hints():
     assert d.code == "E042" and "H must be 0 mod 32" in d.message and d.span.line == 2 and d.span.col == 16
     with pytest.raises(ResdslError) as e:
         resdsl.loads(src, input_shapes={"x": (3, 224, 192)})
-    assert "it follows H = 224 as H = 224" in e.value.first.message
+    assert "it must equal H = 224" in e.value.first.message
+    with pytest.raises(ResdslError) as e:
+        resdsl.loads(src, input_shapes={"x": (3, 225, 225)})
+    assert "the nearest values of H that satisfy them: 224 and 256" in e.value.first.hint
     ok = resdsl.loads(src, input_shapes={"x": (3, 192, 192)})  # the hint's way out: sizes that satisfy them
     assert ok.inputs["x"] == (3, 192, 192) and not ok.size_vars
 
