@@ -734,7 +734,7 @@ def random_pair_network(rng: random.Random) -> str:
 
 def test_random_pairs_meeting_at_an_add_agree_with_elaborating():
     rng = random.Random(5)
-    checked = swapped = 0
+    checked = swapped = fractional = 0
     for _ in range(40):
         text = random_pair_network(rng)
         base = None
@@ -761,4 +761,26 @@ def test_random_pairs_meeting_at_an_add_agree_with_elaborating():
         assert {p for p in far if p in got} == {p for p in far if p in j}, text
         checked += 1
         swapped += j.pair.swapped
-    assert checked >= 15 and swapped >= 3
+        fractional += j.pair.q > 1
+    assert checked >= 30 and swapped >= 3 and fractional >= 3
+
+
+def test_sizes_that_meet_with_a_fractional_slope_are_exact():
+    # by hand: a padded 3x3 stride-2 conv gives ceil(H / 2), a stride-3 one ceil(H2 / 3); the add needs them equal
+    text = """network r() {
+  input x: [3, 40, 40]
+  input y: [3, 60, 60]
+  conv(8, 3, stride=2, padding=1) -> a
+  from y
+  conv(8, 3, stride=3, padding=1)
+  add(a)
+  output z
+}
+"""
+    j = resdsl.loads(text).valid_sizes().joint[0]
+    assert j.exact and (j.pair.p, j.pair.q) == (3, 2)
+    assert all(((a, b) in j) == (-(-a // 2) == -(-b // 3)) for a in range(1, 120) for b in range(1, 180))
+    far = [(a, b) for a in (10**6 + 1, 10**6 + 2) for b in range(1_499_995, 1_500_006)]
+    assert all(((a, b) in j) == (-(-a // 2) == -(-b // 3)) for a, b in far)
+    want = brute_grid(text, {("x", 1): "H", ("y", 1): "H2"}, {"H": range(1, 13), "H2": range(1, 19)})
+    assert want == {(a, b) for a in range(1, 13) for b in range(1, 19) if -(-a // 2) == -(-b // 3)}

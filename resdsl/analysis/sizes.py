@@ -271,13 +271,7 @@ def _exact_pair(g: Graph, j, vars_: list, binds: list, m: int) -> None:
     if isinstance(pa, str):
         j.exact_why = pa
         return
-    n = j.bound
-    on_grid = {p for p in pa.box if p[0] <= n and p[1] <= n}
-    for d, sset in pa.lines.items():
-        on_grid |= {(a, pa.c * a + d) for a in range(1, n + 1) if 1 <= pa.c * a + d <= n and a in sset}
-    if pa.swapped:
-        on_grid = {(b, a) for a, b in on_grid}
-    if on_grid != set(j.valid):
+    if pa.points(j.bound) != set(j.valid):
         j.exact_why = "the exact analysis and the grid disagree: the sizes meet in more than an equality"
         return
     j.pair = pa
@@ -330,18 +324,18 @@ class JointAnalysis:
         return tuple(p) in set(self.valid)
 
     def rule(self) -> str:
-        """The exact joint set as text: B = c*A + D per offset, grouped by A's set on the line."""
+        """The exact joint set as text: B = c*A + D (or q*B = p*A + E) per offset, grouped by A's set."""
         pa, (A, B) = self.pair, self.names
         if pa.swapped:
             A, B = B, A
         by: dict[str, list[int]] = {}
         for d, sset in sorted(pa.lines.items()):
             by.setdefault(str(sset), []).append(d)
-        parts = [(f"{B} = {_affine(pa.c, ds[0], A)}" if len(ds) == 1 else
-                  f"{B} = {_affine(pa.c, 0, A)} + D with D in {_ranges(ds)}") + f", for {A}: {rule}"
+        lhs = B if pa.q == 1 else f"{pa.q}{B}"
+        parts = [(f"{lhs} = {_affine(pa.p, ds[0], A)}" if len(ds) == 1 else
+                  f"{lhs} = {_affine(pa.p, 0, A)} + D with D in {_ranges(ds)}") + f", for {A}: {rule}"
                  for rule, ds in by.items()]
-        off = sorted((p[::-1] if pa.swapped else p) for p in pa.box
-                     if (p[1] - pa.c * p[0]) not in pa.lines or p[0] not in pa.lines[p[1] - pa.c * p[0]])
+        off = sorted((q[::-1] if pa.swapped else q) for q in pa.box if not pa._on(pa.lines, *q))
         if off:
             parts.append("and " + ", ".join(f"({a}, {b})" for a, b in off[:8]) + (" ..." if len(off) > 8 else ""))
         return "; ".join(parts) if parts else "none"
@@ -365,9 +359,9 @@ class JointAnalysis:
     def to_json(self) -> dict:
         pair = self.pair
         exact = None if pair is None else {
-            "c": pair.c, "lines": [{"offset": d, "valid": v.to_json(), "unrounded": pair.unrounded[d].to_json()
+            "p": pair.p, "q": pair.q, "lines": [{"offset": d, "valid": v.to_json(), "unrounded": pair.unrounded[d].to_json()
                                     if d in pair.unrounded else None} for d, v in sorted(pair.lines.items())],
-            "swapped": pair.swapped,  # the lines are then names[0] = c * names[1] + offset
+            "swapped": pair.swapped,  # lines: q * names[1] = p * names[0] + offset (swapped: the other way)
             "box": sorted(list(p[::-1] if pair.swapped else p) for p in pair.box), "rule": self.rule()}
         return {"names": self.names, "node": self.node, "exact": self.exact, "exact_set": exact,
                 "exact_why": self.exact_why or None, "bound": self.bound, "why": self.why or None,

@@ -462,6 +462,13 @@ class SizeSet:
             return False
         return v in self.extra or any(v >= p.start and (v - p.start) % p.step == 0 for p in self.progressions)
 
+    def affine(self, q: int, off: int) -> "SizeSet":
+        """The set {q*x + off : x in self}."""
+        if (q, off) == (1, 0):
+            return self
+        return SizeSet([Progression(q * p.start + off, q * p.step) for p in self.progressions],
+                       [q * e + off for e in self.extra], None if self.upper is None else q * self.upper + off)
+
     def within(self, lo: int = 1, hi: int | None = None) -> "SizeSet":
         """The sizes of this set from lo to hi."""
         if lo <= 1 and hi is None:
@@ -854,25 +861,57 @@ def ties(g: Graph, dims: list[list[Binding]]) -> tuple[list[tuple[int, int, int]
 
 @dataclass
 class PairAnalysis:
-    """Every valid (A, B) of two sizes that meet at a merge, exactly: the lines B = c*A + D for D in a
+    """Every valid (A, B) of two sizes that meet at a merge, exactly: the lines q*B = p*A + E for E in a
     window (each with the exact valid set of A on it) and the finitely many valid pairs of two boxes
-    (A below its threshold, or B below its threshold) where the formulas do not hold yet."""
+    (A below its threshold, or B below its threshold) where the formulas do not hold yet.
 
-    c: int
-    lines: dict[int, SizeSet]  # D -> the valid A on B = c*A + D (empty lines left out)
+    On line E, A = q*(X - 1) + ra and B = p*(X - 1) + db for X >= 1 (`ra` in 1..q fixed by E): `lines[E]`
+    is the set of A, already translated from X."""
+
+    p: int
+    q: int
+    lines: dict[int, SizeSet]  # E -> the valid A on q*B = p*A + E (empty lines left out)
     unrounded: dict[int, SizeSet]
     box: set[tuple[int, int]]  # valid pairs found in the boxes
     box_unrounded: set[tuple[int, int]]
     bounds: tuple[int, int, int, int]  # box 1: A < T_A, B <= b1; box 2: B < T_B, A <= a1
-    swapped: bool = False  # the lines are A = c*B + D (B the first size on them): pairs are (B, A) inside
+    swapped: bool = False  # the lines are q*A = p*B + E (B the first size on them): pairs are (B, A) inside
 
-    def __contains__(self, p: tuple[int, int]) -> bool:
-        a, b = p[::-1] if self.swapped else p
-        return (a, b) in self.box or (b - self.c * a) in self.lines and a in self.lines[b - self.c * a]
+    @property
+    def c(self) -> int | None:
+        """The whole slope B = c*A + E, when q = 1."""
+        return self.p if self.q == 1 else None
 
-    def unrounded_has(self, p: tuple[int, int]) -> bool:
-        a, b = p[::-1] if self.swapped else p
-        return (a, b) in self.box_unrounded or (b - self.c * a) in self.unrounded and a in self.unrounded[b - self.c * a]
+    def _on(self, table: dict, a: int, b: int) -> bool:
+        e = self.q * b - self.p * a
+        return e in table and a in table[e]
+
+    def __contains__(self, pair: tuple[int, int]) -> bool:
+        a, b = pair[::-1] if self.swapped else pair
+        return (a, b) in self.box or self._on(self.lines, a, b)
+
+    def unrounded_has(self, pair: tuple[int, int]) -> bool:
+        a, b = pair[::-1] if self.swapped else pair
+        return (a, b) in self.box_unrounded or self._on(self.unrounded, a, b)
+
+    def points(self, bound: int) -> set[tuple[int, int]]:
+        """The valid pairs with both sizes <= bound, in the caller's order."""
+        out = {pt for pt in self.box if max(pt) <= bound}
+        for e, sset in self.lines.items():
+            ra = _ra(e, self.p, self.q)
+            for a in range(ra, bound + 1, self.q):
+                b = (self.p * a + e) // self.q
+                if 1 <= b <= bound and a in sset:
+                    out.add((a, b))
+        return {pt[::-1] for pt in out} if self.swapped else out
+
+
+def _ra(e: int, p: int, q: int) -> int:
+    """The residue of A (in 1..q) on line q*B = p*A + E: p*A = -E mod q."""
+    if q == 1:
+        return 1
+    r = (-e * pow(p, -1, q)) % q
+    return r or q
 
 
 def _side(g: Graph, binds: list, m: int, budget: list[int]):
@@ -931,15 +970,13 @@ def pair_analysis(g: Graph, ba: list, bb: list, m: int, box_points: int = 1 << 1
     xa, xb, j, (alpha, Ma, pa), (gamma, Mb, pb) = found
     c = Fr(alpha * Mb, gamma * Ma)
     if c.denominator != 1 and c.numerator == 1 and not swapped:  # B = A / n: analyse A = n*B + D instead
-        out = pair_analysis(g, bb, ba, m, box_points, swapped=True)
-        return out
-    if c.denominator != 1:
-        return f"the sizes meet with slope {c if not swapped else 1 / c} (not a whole number or its inverse)"
-    c = int(c)
+        return pair_analysis(g, bb, ba, m, box_points, swapped=True)
+    P, Q = c.numerator, c.denominator
     ea = [Fr(b) - Fr(alpha * r, Ma) for r, b in pa]
     eb = [Fr(b) - Fr(gamma * r, Mb) for r, b in pb]
     scale = Fr(Mb, gamma)
-    dlo, dhi = math.floor(scale * (min(ea) - max(eb))), math.ceil(scale * (max(ea) - min(eb)))
+    # E = Q*B - P*A = Q*(B - c*A) lies between Q*scale*(eps_A - eps_B) at the extremes
+    dlo, dhi = math.floor(Q * scale * (min(ea) - max(eb))), math.ceil(Q * scale * (max(ea) - min(eb)))
     if dhi - dlo > 256:
         return f"too many offsets ({dhi - dlo + 1})"
     # ---- the boxes where a formula does not hold yet: A < T_A (B bounded by the values f takes), and back
@@ -950,8 +987,8 @@ def pair_analysis(g: Graph, ba: list, bb: list, m: int, box_points: int = 1 << 1
     if (ta - 1) * b1 + (tb - 1) * a1 > box_points:
         return f"the boxes below the thresholds are too large ({ta - 1} x {b1}, {a1} x {tb - 1})"
     box, box_un = _boxes(g, ba, bb, [(ta - 1, b1), (a1, tb - 1)])
-    lines, unround = _window(g, ba, bb, c, list(range(dlo, dhi + 1)))
-    return PairAnalysis(c, lines, unround, box, box_un, (ta, b1, tb, a1), swapped)
+    lines, unround = _window(g, ba, bb, P, Q, list(range(dlo, dhi + 1)))
+    return PairAnalysis(P, Q, lines, unround, box, box_un, (ta, b1, tb, a1), swapped)
 
 
 def _values_below(g: Graph, binds: list, m: int, op: int, j: int, top: int, budget) -> set[int]:
@@ -987,37 +1024,42 @@ def _boxes(g: Graph, ba: list, bb: list, boxes: list) -> tuple[set, set]:
     return ok, un
 
 
-def _window(g: Graph, ba: list, bb: list, c: int, offsets: list[int]) -> tuple[dict, dict]:
-    """The exact valid (and unrounded) set of A on each line B = c*A + D, D in `offsets`, in one generic
-    run over (residue, D) cases plus one concrete run below its threshold."""
+def _window(g: Graph, ba: list, bb: list, P: int, Q: int, offsets: list[int]) -> tuple[dict, dict]:
+    """The exact valid (and unrounded) set of A on each line Q*B = P*A + E, E in `offsets`, in one
+    generic run over (residue, E) cases plus one concrete run below its threshold.  On line E the run's
+    size X >= 1 gives A = Q*(X - 1) + ra, B = P*(X - 1) + db."""
     n = len(offsets)
-    D = np.array(offsets, dtype=np.int64)
-    binds = list(ba) + [Offsets(x.node, x.dim, x.c * c, x.c * D + x.e) for x in bb]
+    ra = np.array([_ra(e, P, Q) for e in offsets], dtype=np.int64)
+    db = (np.array(offsets, dtype=np.int64) + P * ra) // Q
+    binds = [Offsets(x.node, x.dim, x.c * Q, x.c * (ra - Q) + x.e) for x in ba] + \
+            [Offsets(x.node, x.dim, x.c * P, x.c * (db - P) + x.e) for x in bb]
     watch = {x.dim - 1 for x in ba + bb}
-    budget = [MAX_RUNS]
-    outs, top = _drive(g, binds, True, 1, np.zeros(n, dtype=np.int64), rounding(watch), budget)
+    outs, top = _drive(g, binds, True, 1, np.zeros(n, dtype=np.int64), rounding(watch), [MAX_RUNS])
     M = outs[0].M if outs else 1
-    ok = {d: {} for d in offsets}
-    un = {d: {} for d in offsets}
+    ok = [{} for _ in offsets]
+    un = [{} for _ in offsets]
     for o in outs:
         for r, t, rd in zip(o.cases.tolist(), o.tags.tolist(), o.rounds.tolist()):
-            ok[offsets[t]][r] = o.error is None
-            un[offsets[t]][r] = o.error is None and not rd
-    small_ok = {d: set() for d in offsets}
-    small_un = {d: set() for d in offsets}
+            ok[t][r] = o.error is None
+            un[t][r] = o.error is None and not rd
+    small_ok = [set() for _ in offsets]
+    small_un = [set() for _ in offsets]
     if top > 1:
         xs = np.repeat(np.arange(1, top, dtype=np.int64), n)
-        ds = np.tile(D, top - 1)
-        tables = [Table(x.node, x.dim, x.c * xs + x.e) for x in ba] + \
-                 [Table(x.node, x.dim, x.c * (c * xs + ds) + x.e) for x in bb]
+        ti = np.tile(np.arange(n), top - 1)
+        tables = [Table(x.node, x.dim, x.c * (Q * (xs - 1) + ra[ti]) + x.e) for x in ba] + \
+                 [Table(x.node, x.dim, x.c * (P * (xs - 1) + db[ti]) + x.e) for x in bb]
         outs2, _ = _drive(g, tables, False, 1, np.arange(len(xs)), rounding(watch), [MAX_RUNS * 4])
         for o in outs2:
             if o.error is None:
                 for cid, rd in zip(o.cases.tolist(), o.rounds.tolist()):
-                    small_ok[int(ds[cid])].add(int(xs[cid]))
+                    small_ok[ti[cid]].add(int(xs[cid]))
                     if not rd:
-                        small_un[int(ds[cid])].add(int(xs[cid]))
-    lines = {d: _periodic_set(M, ok[d], top, small_ok[d]) for d in offsets}
-    unround = {d: _periodic_set(M, un[d], top, small_un[d]) for d in offsets}
-    return {d: v for d, v in lines.items() if v.progressions or v.extra}, \
-        {d: v for d, v in unround.items() if v.progressions or v.extra}
+                        small_un[ti[cid]].add(int(xs[cid]))
+    lines, unround = {}, {}
+    for i, e in enumerate(offsets):
+        for out, table, small in ((lines, ok, small_ok), (unround, un, small_un)):
+            sset = _periodic_set(M, table[i], top, small[i])
+            if sset.progressions or sset.extra:
+                out[e] = sset.affine(Q, int(ra[i]) - Q)  # X -> A = Q*X + (ra - Q)
+    return lines, unround
