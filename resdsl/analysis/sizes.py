@@ -1,8 +1,11 @@
 """Valid input sizes: for which spatial sizes does the network run, and run without rounding?
 
-Reads a `Network`; writes a `SizeReport`.  The sets are derived exactly by `symbolic.analyze_dim`
+Reads a `Network`; writes a `SizeReport`.  The sets are derived exactly by `symbolic.analyze_group`
 (shapes as affine functions of the size on residue classes; docs/sizes.md), not by sampling:
-no time budget, and the same answer on a busy machine as on a quiet one.
+no time budget, and the same answer on a busy machine as on a quiet one.  One `SizeVar` per named
+size (the file's `input x: [3, H, W] where ...`, or `--input x=3,H,W`) with the dims tied to it;
+sizes that meet in a rule (`symbolic.ties`) are decided together: on a grid, and exactly for two
+sizes that meet in a merge (`symbolic.pair_analysis`).
 
 "Rounding" means an op drops or pads pixels a perfect fit would not; each op says where in its
 `rounding` facet (the rules are listed in resdsl/ops/rounding.py).

@@ -1,6 +1,8 @@
 """Exact symbolic input sizes: shapes as functions of H, W and the sets of sizes that work.
 
-Reads a `Graph` (its ops, attributes and wiring — not its concrete shapes); writes a `SymbolicReport`.
+Reads a `Graph` (its ops, attributes and wiring — not its concrete shapes); writes `DimAnalysis`
+(one size and the dims tied to it), `PairAnalysis` (two sizes that meet in a merge) and the ties
+between sizes (`ties`).
 
 The method (docs/sizes.md has the maths).  Every shape rule in the op table is integer
 arithmetic: `+`, `-`, `*` by a constant, `//` and `%` by a constant, comparisons.  Fix one input
@@ -22,6 +24,10 @@ current slope, `(a*k + b) // s = (a/s)*k + b // s` exactly, so every dimension o
 So the valid sets are exact — no sampling, no time budget.  What is not affine (a product of two
 sizes, as `flatten` of a feature map makes) ends the generic run with `NotSymbolic`; the sizes are
 then decided concretely up to a bound, and the report says so.
+
+Several input dims can follow one size (`Binding`: c*X + e, a tie such as W = H); `Offsets` gives
+each case its own offset, which is how the lines q*B = p*A + E of two sizes that meet are decided in
+one run (`pair_analysis`).
 """
 from __future__ import annotations
 
