@@ -386,10 +386,10 @@ class Elaborator:
                         hint="a block's input is the tensor flowing into its call")
         dtype, shape_expr = _input_dtype(s.shape)
         sizes = self.graph.sizes or sizevars.Sizes()  # named sizes: input x: [3, H, W] where ... (sizevars.py)
-        values = [k for k, v in {**self.globals, **ctx.env}.items() if isinstance(v, int) and k not in sizes.alias]
         ctx.env.update(sizevars.declare(s, shape_expr, lambda n: n in ctx.env or n in self.globals or n in (
             "in_channels", "in_shape"), lambda e: self.eval(e, ctx), self.input_shapes.get(s.name), sizes,
-            self.size_scale, lambda n: did_you_mean(n, values)))
+            self.size_scale, lambda n: did_you_mean(n, [k for k, v in {**self.globals, **ctx.env}.items()
+                                                        if isinstance(v, int) and k not in sizes.alias])))
         if sizes.roots:
             self.graph.sizes = sizes
         shape = self.eval(shape_expr, ctx)
