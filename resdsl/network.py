@@ -237,9 +237,9 @@ def _at_example(e: ResdslError, sizes) -> ResdslError:
 
     at = ", ".join(f"{n} = {sizes.values[n]}" for n in sizes.symbolic_roots())
     first = e.first
-    note = (f"the named sizes were built at the example {at} (and at {2 * EXAMPLE}, {4 * EXAMPLE} and {8 * EXAMPLE}): give sizes "
-            f"that fit with --input (e.g. --input {sizes.roots[0][1]}=...), or tie the sizes with `where` "
-            f"(e.g. where H2 == 2 * H)")
+    note = (f"the named sizes were built at the example {at} (and at {2 * EXAMPLE}, {4 * EXAMPLE} and "
+            f"{8 * EXAMPLE}): give sizes that fit with --input (e.g. --input {sizes.roots[0][1]}=...), "
+            f"or tie the sizes with `where` (e.g. where H2 == 2 * H)")
     return ResdslError((replace(first, hint=f"{first.hint}; {note}" if first.hint else note),) + e.diagnostics[1:])
 
 

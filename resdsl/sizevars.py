@@ -170,7 +170,8 @@ def _examples(fresh, given, sizes: Sizes, scale: int) -> dict[str, int]:
     for name, d, _ in fresh:
         if sizes.alias[name][0] != name:
             continue  # tied to another size: follows its value
-        g = given[d] if given and d < len(given) and isinstance(given[d], int) and not isinstance(given[d], bool) else None
+        g = given[d] if given and d < len(given) else None
+        g = g if isinstance(g, int) and not isinstance(g, bool) else None
         if g is not None:
             sizes.given.add(name)
             sizes.values[name] = g
@@ -302,7 +303,8 @@ def _move_constraints(sizes: Sizes, later: str, earlier: str, f: int, e: int) ->
         lo2 = -((e - lo) // f)  # f * X + e >= lo
         hi2 = None if hi is None else (hi - e) // f
         old_lo, old_hi = sizes.bounds.get(earlier, (1, None))
-        sizes.bounds[earlier] = (max(old_lo, lo2), hi2 if old_hi is None else (old_hi if hi2 is None else min(hi2, old_hi)))
+        new_hi = hi2 if old_hi is None else (old_hi if hi2 is None else min(hi2, old_hi))
+        sizes.bounds[earlier] = (max(old_lo, lo2), new_hi)
 
 
 def _example(v: int, m: int, residues: tuple[int, ...], lo: int, hi: int | None) -> int:
@@ -337,8 +339,8 @@ def _check_given(s: ast.Input, items, given, sizes: Sizes, ev) -> None:
             why = f"{root} must be at least {lo}" + (f" and at most {hi}" if hi is not None else "")
         if why:
             ok = [x for x in range(max(lo, X - m), X + m + 1) if x % m in res and (hi is None or x <= hi)]
-            near = [x for x in (max((x for x in ok if x < X), default=None), min((x for x in ok if x > X), default=None))
-                    if x is not None]
+            near = [x for x in (max((x for x in ok if x < X), default=None),
+                                min((x for x in ok if x > X), default=None)) if x is not None]
             raise error("E042", f"input `{s.name}` dimension {d} = {v} breaks its size constraints: {why}",
                         items[d].span if d < len(items) else s.span,
                         hint=(f"the nearest values of {root} that satisfy them: {' and '.join(map(str, near))}; "

@@ -362,8 +362,10 @@ class JointAnalysis:
     def to_json(self) -> dict:
         pair = self.pair
         exact = None if pair is None else {
-            "p": pair.p, "q": pair.q, "lines": [{"offset": d, "valid": v.to_json(), "unrounded": pair.unrounded[d].to_json()
-                                    if d in pair.unrounded else None} for d, v in sorted(pair.lines.items())],
+            "p": pair.p, "q": pair.q,
+            "lines": [{"offset": d, "valid": v.to_json(),
+                       "unrounded": pair.unrounded[d].to_json() if d in pair.unrounded else None}
+                      for d, v in sorted(pair.lines.items())],
             "swapped": pair.swapped,  # lines: q * names[1] = p * names[0] + offset (swapped: the other way)
             "box": sorted(list(p[::-1] if pair.swapped else p) for p in pair.box), "rule": self.rule()}
         return {"names": self.names, "node": self.node, "exact": self.exact, "exact_set": exact,

@@ -1016,7 +1016,8 @@ def _boxes(g: Graph, ba: list, bb: list, boxes: list) -> tuple[set, set]:
     if not pts:
         return set(), set()
     grid = np.array(sorted(pts), dtype=np.int64).T
-    tables = [Table(x.node, x.dim, x.c * grid[0] + x.e) for x in ba] + [Table(x.node, x.dim, x.c * grid[1] + x.e) for x in bb]
+    tables = [Table(x.node, x.dim, x.c * grid[0] + x.e) for x in ba] + \
+        [Table(x.node, x.dim, x.c * grid[1] + x.e) for x in bb]
     watch = {x.dim - 1 for x in ba + bb}
     outs, _ = _drive(g, tables, False, 1, np.arange(grid.shape[1]), rounding(watch), [MAX_RUNS * 4])
     ok, un = set(), set()
