@@ -61,5 +61,33 @@ def main() -> None:
               f"   {peer:>13.2f} s{top:>6}{peer / med:>7.0f}x")
 
 
+TWO_INPUTS = """network two() {
+  input x: [3, 32, 32]
+  input y: [3, 64, 64]
+  conv(8, 1) -> a
+  from y
+  maxpool(2)
+  conv(8, 1)
+  add(a)
+  output z
+}
+"""
+
+
+def joint() -> None:
+    """Named sizes in the file, and sizes that meet (decided together on a grid, then each line exactly)."""
+    print(f"\n{'case':<44}{'median':>10}{'best':>10}")
+    text = (ROOT / "examples/resnet.res").read_text().replace("input x: [3, size, size]",
+                                                              "input x: [3, H, W] where H % 32 == 0, W == H")
+    cases = [("ResNet-50, input x: [3, H, W] where ..., W == H", lambda: resdsl.loads(text, depth=50)),
+             ("two inputs meeting at an add: 2 x 512^2 grid", lambda: resdsl.loads(TWO_INPUTS))]
+    for name, load in cases:
+        net = load()
+        valid_sizes(net, net.symbols or None, net.size_vars or None)
+        med, low, _ = timed(lambda: valid_sizes(net, net.symbols or None, net.size_vars or None), 5)
+        print(f"{name:<44}{med * 1000:>7.1f} ms{low * 1000:>7.1f} ms")
+
+
 if __name__ == "__main__":
     main()
+    joint()

@@ -18,7 +18,7 @@ import sys
 from dataclasses import dataclass, replace
 from types import MappingProxyType
 
-from . import lowerable, ops
+from . import lowerable, ops, sizevars
 from . import syntax as ast
 from .diagnostics import Diagnostic, Note, ResdslError, did_you_mean, error
 from .evaluate import Evaluator, FrozenDict, Tensor, _Poisoned, check_assertion, names_in, show, type_name
@@ -77,8 +77,10 @@ def _check_module_depth(g: Graph) -> None:
 
 
 class Elaborator:
-    def __init__(self, program: Program, limits: Limits = DEFAULT, input_shapes: dict | None = None):
+    def __init__(self, program: Program, limits: Limits = DEFAULT, input_shapes: dict | None = None,
+                 size_scale: int = 1):
         self.input_shapes = {k: tuple(v) for k, v in (input_shapes or {}).items()}  # --input x=3,450,600
+        self.size_scale = size_scale  # named sizes nobody gave are built at sizevars.EXAMPLE * size_scale
         self.program = program
         self.limits = limits
         self.diags: list[Diagnostic] = []
@@ -134,6 +136,8 @@ class Elaborator:
             pass
         finally:
             sys.setrecursionlimit(old)
+        if g.sizes is not None:  # does the structure read a named size? (the size analysis must know)
+            g.sizes.uses = sizevars.body_uses(net.body, set(g.sizes.alias))
         if not self.diags:
             if not g.inputs:
                 self.diags.append(Diagnostic("E037", f"network `{net.name}` has no input", net.span,
@@ -406,6 +410,13 @@ class Elaborator:
             raise error("E021", "`input` belongs in a network body, not in a block", s.span,
                         hint="a block's input is the tensor flowing into its call")
         dtype, shape_expr = _input_dtype(s.shape)
+        sizes = self.graph.sizes or sizevars.Sizes()  # named sizes: input x: [3, H, W] where ... (sizevars.py)
+        ctx.env.update(sizevars.declare(s, shape_expr, lambda n: n in ctx.env or n in self.globals or n in (
+            "in_channels", "in_shape"), lambda e: self.eval(e, ctx), self.input_shapes.get(s.name), sizes,
+            self.size_scale, lambda n: did_you_mean(n, [k for k, v in {**self.globals, **ctx.env}.items()
+                                                        if isinstance(v, int) and k not in sizes.alias])))
+        if sizes.roots:
+            self.graph.sizes = sizes
         shape = self.eval(shape_expr, ctx)
         if dtype == "int" and isinstance(shape, int) and not isinstance(shape, bool):
             shape = (shape,)  # int[N]: N token ids
@@ -1157,12 +1168,13 @@ def _coerce_override(name: str, value: object, default: object, span: Span) -> o
 
 
 def elaborate(program: Program, network: str | None = None, overrides: dict | None = None,
-              limits: Limits = DEFAULT, input_shapes: dict | None = None) -> Graph:
+              limits: Limits = DEFAULT, input_shapes: dict | None = None, size_scale: int = 1) -> Graph:
     """Build the IR graph of one network of a loaded program.
 
-    `overrides` set network parameters; `input_shapes` replace declared input shapes (name -> shape).
+    `overrides` set network parameters; `input_shapes` replace declared input shapes (name -> shape);
+    named sizes (`input x: [3, H, W]`) that no shape gives are built at sizevars.EXAMPLE * `size_scale`.
     """
-    el = Elaborator(program, limits, input_shapes)
+    el = Elaborator(program, limits, input_shapes, size_scale)
     old = sys.getrecursionlimit()
     sys.setrecursionlimit(max(old, 20 * limits.max_call_depth + 8 * limits.max_nesting + 2000))
     try:
@@ -1171,6 +1183,7 @@ def elaborate(program: Program, network: str | None = None, overrides: dict | No
     except ResdslError as e:  # keep the inputs declared before the error: the size analysis explains it
         g = el.graph
         e.partial_inputs = {k: g.nodes[i].shape for k, i in g.inputs.items()} if g is not None else {}
+        e.partial_sizes = g.sizes if g is not None else None  # named sizes met: retry at a larger example
         raise
     except _Abort:  # raised outside the network body (e.g. while evaluating top-level constants)
         raise ResdslError(el.diags) from None

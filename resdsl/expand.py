@@ -161,7 +161,15 @@ class _Writer:
         if n.op == "input":
             shape = ", ".join(str(d) for d in n.shape)
             ids = "int" if n.attrs.get("dtype") == "int" else ""  # token ids: int[N]
-            self.put(f"input {self.input_names[n.id]}: {ids}[{shape}]")
+            named = self.g.sizes.text.get(self.input_names[n.id]) if self.g.sizes is not None else None
+            if named and self.g.sizes.symbolic_roots() and not self.g.sizes.uses:  # named sizes stay named
+                # (sizevars.py); a body that reads them was expanded at the example: that one stays concrete
+                dims, where = named
+                shape = ", ".join(str(d) if t is None else t for d, t in zip(n.shape, dims))
+                shape += "]" + (f" where {where}" if where else "")
+                self.put(f"input {self.input_names[n.id]}: {ids}[{shape}")
+            else:
+                self.put(f"input {self.input_names[n.id]}: {ids}[{shape}]")
             if self.current is None:
                 self.current = n.id
             return

@@ -118,6 +118,7 @@ class Graph:
     # where a part id is the branch index, or -1 for a residual's shortcut.
     structure: list[tuple[int, str, str, int]] = field(default_factory=list)
     contracts: list[Contract] = field(default_factory=list)
+    sizes: object = None  # sizevars.Sizes: the named input sizes (input x: [3, H, W]), None when there are none
 
     # -- queries
     def successors(self) -> list[list[int]]:

@@ -16,7 +16,7 @@ from .evaluate import BUILTINS
 from .ops import ALIASES, OPS
 
 KEYWORDS = ("import", "block", "network", "input", "output", "from", "for", "in", "if", "else", "and", "or", "not",
-            "assert")
+            "assert", "where")
 CONSTANTS = ("true", "false", "none")
 STRUCTURAL = ("residual", "dense", "parallel", "group", "branch", "shortcut", "split")
 OP_NAMES = tuple(sorted((set(OPS) | set(ALIASES)) - {"input"}))

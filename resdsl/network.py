@@ -23,6 +23,7 @@ class Network:
     source: str  # file name the network came from
     limits: Limits = DEFAULT  # the resource limits it was loaded with (compile honours max_params)
     symbols: dict = field(default_factory=dict)  # (input, dim) -> sizes.Symbol for --input x=3,H,W
+    size_vars: list = field(default_factory=list)  # sizes.SizeVar: named sizes and their ties (input x: [3, H, W])
 
     # ---------------------------------------------------------------- facts
     @property
@@ -127,7 +128,7 @@ class Network:
         """
         from .analysis.sizes import valid_sizes
         if getattr(self, "_sizes", None) is None:
-            self._sizes = valid_sizes(self, self.symbols or None)
+            self._sizes = valid_sizes(self, self.symbols or None, self.size_vars or None)
         return self._sizes
 
     def symbolic_shapes(self) -> list[tuple]:
@@ -204,18 +205,57 @@ def loads(text: str, network: str | None = None, limits: Limits = DEFAULT, name:
 
 
 def _build(program, network, params, limits, input_shapes, source: str) -> Network:
-    """Elaborate; symbolic input dims (strings such as "H" or "H%32") are built at a representative size."""
-    from .analysis.sizes import concrete_for_symbols, explain_invalid_size
+    """Elaborate; symbolic input dims (strings such as "H" or "H%32", or names in the file's
+    `input x: [3, H, W]`) are built at a representative size and analysed as symbols."""
+    from .analysis.sizes import SIZE_CODES, concrete_for_symbols, explain_invalid_size, from_declared
 
-    def elab(shapes):
-        return elaborate(program, network, params, limits, shapes)
+    def elab(shapes, scale: int = 1):
+        return elaborate(program, network, params, limits, shapes, scale)
 
     try:
         if not any(isinstance(d, str) or not isinstance(d, int) for s in (input_shapes or {}).values() for d in s):
-            graph, symbols = elab(input_shapes), {}
+            graph, symbols = _named(elab, input_shapes), {}
         else:
             graph, symbols = concrete_for_symbols(elab, input_shapes)
         check_contracts(graph)  # asserts on params / buffers / macs, once the whole network is built
-        return Network(graph, source, limits, symbols)
+        size_vars, named = from_declared(graph)
+        net = Network(graph, source, limits, {**named, **symbols}, size_vars)
+        net._rebuild = elab  # the size analysis builds other sizes when the structure reads a named size
+        return net
     except ResdslError as e:
+        sizes = getattr(e, "partial_sizes", None)
+        if sizes is not None and e.first.code in SIZE_CODES and sizes.symbolic_roots():
+            raise _at_example(e, sizes) from None  # _named already tried larger examples
         raise explain_invalid_size(e, elab, input_shapes) from None
+
+
+def _at_example(e: ResdslError, sizes) -> ResdslError:
+    """Say that the sizes in the message are the example values of named sizes, and how to pick others."""
+    from dataclasses import replace
+
+    from .sizevars import EXAMPLE
+
+    at = ", ".join(f"{n} = {sizes.values[n]}" for n in sizes.symbolic_roots())
+    first = e.first
+    note = (f"the named sizes were built at the example {at} (and at {2 * EXAMPLE}, {4 * EXAMPLE} and "
+            f"{8 * EXAMPLE}): give sizes that fit with --input (e.g. --input {sizes.roots[0][1]}=...), "
+            f"or tie the sizes with `where` (e.g. where H2 == 2 * H)")
+    return ResdslError((replace(first, hint=f"{first.hint}; {note}" if first.hint else note),) + e.diagnostics[1:])
+
+
+def _named(elab, input_shapes):
+    """Elaborate; when named sizes at the example size (224) do not fit, try 448, 896, ... (bounded)."""
+    from .analysis.sizes import SIZE_CODES, TRIAL_SCALES
+
+    try:
+        return elab(input_shapes)
+    except ResdslError as e:
+        if getattr(e, "partial_sizes", None) is None or e.first.code not in SIZE_CODES:
+            raise
+        first = e
+    for scale in TRIAL_SCALES:
+        try:
+            return elab(input_shapes, scale)
+        except ResdslError:
+            continue
+    raise first

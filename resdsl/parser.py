@@ -273,7 +273,10 @@ class _ToAst:
         label = self._label(c[0])
         if len(label.parts) != 1 or not isinstance(label.parts[0], str) or not label.parts[0].isidentifier():
             raise error("E019", "an input needs a plain name", label.span, hint="write `input x: [3, 224, 224]`")
-        return ast.Input(label.parts[0], c[1], self._span(meta))
+        return ast.Input(label.parts[0], c[1], self._span(meta), c[2] or ())
+
+    def where(self, meta, c):
+        return tuple(c)  # the constraints on an input's named sizes
 
     def output_stmt(self, meta, c):
         return ast.Output(tuple(self._label(t, colon=False) for t in c), self._span(meta))

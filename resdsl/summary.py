@@ -110,6 +110,7 @@ def summary_table(net, depth: int | None = None, convention: str = "torchvision"
         for d in rep.dims:
             out.append(f"{d.symbol}: runs for {d.valid}; nothing rounded for {d.unrounded}"
                        + ("" if d.exact else f" (not exact: {d.why})"))
+        out += [str(j) for j in rep.joint] + [f"note: {n}" for n in rep.notes]
         out.append(f"counts are at {at}")
     out.append(f"params: {net.param_count:,}    trainable: {net.trainable_param_count:,}    "
                f"buffers: {net.buffer_count:,}    ops: {len(g.nodes)}")

@@ -171,6 +171,7 @@ class Input:
     name: str
     shape: Expr
     span: Span
+    where: tuple[Expr, ...] = ()  # `where H % 32 == 0, W == H`: constraints on the named sizes
 
 
 @dataclass(frozen=True)

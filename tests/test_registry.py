@@ -64,6 +64,11 @@ def test_every_facet_is_declared(name):
     assert op.merge == (op.family is Family.MERGE) and op.merge == (op.spatial is Spatial.MERGE)
     assert op.transposed == (op.spatial is Spatial.TRANSPOSED)
     assert all(isinstance(p, ops.Param) for p in op.params)
+    # the rounding facet (ops/rounding.py): every op that windows, crops, resamples or subsamples says where
+    # it rounds; only position-wise, global and transposed ops and plain merges may have none
+    may_skip = op.spatial in (Spatial.POINT, Spatial.GLOBAL, Spatial.TRANSPOSED) or \
+        (op.spatial is Spatial.MERGE and "crop" not in {p.name for p in op.params})
+    assert callable(op.rounding) or (op.rounding is None and may_skip), f"{name} has no rounding facet"
 
 
 @pytest.mark.parametrize("name", USER_OPS)
@@ -122,8 +127,8 @@ def test_every_user_op_has_a_torch_case():
 def test_passes_never_name_an_op():
     """The passes reach ops only through their facets (the registry is the one place that names them)."""
     names = set(ops.OPS) - {"input"}
-    for path in ("resdsl/analysis/cost.py", "resdsl/analysis/sizes.py", "resdsl/render/labels.py",
-                 "resdsl/ir.py"):
+    for path in ("resdsl/analysis/cost.py", "resdsl/analysis/sizes.py", "resdsl/analysis/symbolic.py",
+                 "resdsl/render/labels.py", "resdsl/ir.py"):
         text = re.sub(r'(get\(|\[)"\w+"', "", (ROOT / path).read_text())  # attribute reads, e.g. a.get("crop")
         named = sorted(o for o in names if f'"{o}"' in text or f"'{o}'" in text)
         assert not named, f"{path} names ops {named}"

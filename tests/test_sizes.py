@@ -376,3 +376,411 @@ def test_random_networks_formulas_equal_torch_at_random_sizes():
                 printed += 1
             compared += 1
     assert compared >= 30 and printed >= 25
+
+
+# ----------------------------------------------------------------- named sizes in the file, ties, joint sets
+
+
+def brute_grid(text: str, names: dict, ranges: dict, base: dict | None = None) -> set[tuple]:
+    """Valid combinations by elaborating at each: names maps (input, dim) -> size name; ranges name -> sizes;
+    the other dims at the sizes of `base` (default: the file's)."""
+    from itertools import product
+
+    base = base or resdsl.loads(text).inputs
+    order = list(ranges)
+    out = set()
+    for combo in product(*(ranges[n] for n in order)):
+        val = dict(zip(order, combo))
+        shapes = {k: list(v) for k, v in base.items()}
+        for (inp, d), n in names.items():
+            shapes[inp][d] = val[n]
+        try:
+            resdsl.loads(text, input_shapes={k: tuple(v) for k, v in shapes.items()})
+        except ResdslError:
+            continue
+        out.add(combo)
+    return out
+
+
+def test_named_sizes_in_the_file_equal_the_command_line_form():
+    text = (ROOT / "examples/resnet.res").read_text().replace("input x: [3, size, size]",
+                                                              "input x: [3, H, W] where H % 32 == 0")
+    assert "where" in text
+    named = resdsl.loads(text, depth=50)
+    cli = resdsl.load(ROOT / "examples/resnet.res", depth=50, input_shapes={"x": (3, "H%32", "W")})
+    assert named.symbolic_shapes() == cli.symbolic_shapes()
+    assert [str(d.valid) for d in named.valid_sizes().dims] == [str(d.valid) for d in cli.valid_sizes().dims]
+    last = next(n.id for n in reversed(named.nodes) if n.shape == (2048, 7, 7))
+    assert named.symbolic_shapes()[last] == (2048, "H/32", "⌈W/32⌉")
+    assert named.inputs["x"] == (3, 224, 224)  # the documented example size (224, moved onto H % 32 == 0)
+
+
+TRANSPOSE = """network a() {{
+  input x: [3, H, W]{where}
+  conv(8, 3, padding=1) -> t
+  transpose(1, 2)
+  add(t)
+  output y
+}}
+"""
+
+
+def test_transpose_then_merge_ties_the_sizes():
+    # undeclared: H and W meet at the add; decided together on a grid, which brute force confirms
+    text = TRANSPOSE.format(where="")
+    rep = resdsl.loads(text).valid_sizes()
+    assert not rep.dims and len(rep.joint) == 1
+    j = rep.joint[0]
+    assert j.names == ["H", "W"] and j.relation == "W = H" and j.node.startswith("add")
+    sub = range(1, 13)
+    want = brute_grid(text, {("x", 1): "H", ("x", 2): "W"}, {"H": sub, "W": sub})
+    assert {p for p in j.valid if p[0] in sub and p[1] in sub} == want == {(h, h) for h in sub}
+    # they meet in an equality: the joint set is exact beyond the grid too
+    assert j.exact and j.rule() == "W = H, for H: any size" and "exact: they must agree there" in str(j)
+    assert (100_001, 100_001) in j and (100_001, 100_002) not in j
+    # declared: exact, one size
+    tied = resdsl.loads(TRANSPOSE.format(where=" where W == H"))
+    d, = tied.valid_sizes().dims
+    assert d.exact and str(d.valid) == "any size" and d.tied == (("x", 2, 1, 0),)
+    assert tied.symbolic_shapes()[-1] == (8, "H", "H")
+    import torch
+
+    text = TRANSPOSE.format(where=" where W == H")
+    for H in (5, 17, 64):  # torch on the meta device agrees, and breaks off the line
+        model = resdsl.loads(text, input_shapes={"x": (3, H, H)}).to_torch().to("meta")
+        assert tuple(model(torch.empty(1, 3, H, H, device="meta")).shape[1:]) == d.shape_at(tied.nodes[-1].id, H)
+        with pytest.raises(RuntimeError):
+            model(torch.empty(1, 3, H, H + 1, device="meta"))
+
+
+TWO_INPUTS = """network t() {
+  input x: [3, H, W]
+  input y: [3, H2, W2]
+  conv(8, 3, padding=1) -> a
+  from y
+  conv(8, 3, stride=2, padding=1)
+  upsample(scale_factor=2)
+  add(a)
+  output z
+}
+"""
+
+
+def test_two_inputs_meeting_after_a_stride_are_decided_together():
+    # by hand: the y path gives 2 * ceil(H2 / 2), which must equal H: H even and H2 in {H - 1, H}
+    rep = resdsl.loads(TWO_INPUTS).valid_sizes()
+    assert [j.names for j in rep.joint] == [["H", "H2"], ["W", "W2"]]
+    j = rep.joint[0]
+    assert j.relation == "H2 = H - 1 or H2 = H"
+    sub = range(1, 11)
+    want = brute_grid(TWO_INPUTS, {("x", 1): "H", ("y", 1): "H2"}, {"H": sub, "H2": sub})
+    assert {p for p in j.valid if p[0] in sub and p[1] in sub} == want == \
+        {(h, h2) for h in sub for h2 in sub if h % 2 == 0 and h2 in (h - 1, h)}
+    # each line is then analysed exactly (beyond the grid too): brute force far out agrees
+    assert [(t, str(a.valid), a.exact) for t, a in j.lines] == [("H2 = H - 1", "multiples of 2", True),
+                                                                 ("H2 = H", "multiples of 2", True)]
+    cand = {"H": [1000, 1001, 1002], "H2": [998, 999, 1000, 1001, 1002]}
+    far = brute_grid(TWO_INPUTS, {("x", 1): "H", ("y", 1): "H2"}, cand)
+    assert far == {(1000, 999), (1000, 1000), (1002, 1001), (1002, 1002)}
+    assert j.exact and {(a, b) for a in cand["H"] for b in cand["H2"] if (a, b) in j} == far
+    assert j.rule() == "H2 = H + D with D in {-1..0}, for H: multiples of 2"
+
+
+def test_declared_affine_ties_are_exact_and_equal_torch():
+    import torch
+
+    text = TWO_INPUTS.replace("input y: [3, H2, W2]", "input y: [3, H2, W2] where H2 == H - 1, W2 == W")
+    net = resdsl.loads(text)
+    rep = net.valid_sizes()
+    assert not rep.joint and [d.symbol for d in rep.dims] == ["H", "W"]
+    h, w = rep.dims
+    # H2 = H - 1 needs 2 * ceil((H - 1) / 2) = H: H even (and H - 1 >= 1); W2 = W needs W even
+    assert str(h.valid) == "multiples of 2" and str(w.valid) == "multiples of 2"
+    assert h.tied == (("y", 1, 1, -1),) and w.tied == (("y", 2, 1, 0),)
+    sub = range(1, 15)
+    want = brute_grid(TWO_INPUTS, {("x", 1): "H", ("y", 1): "H2"}, {"H": sub, "H2": sub})
+    assert {H for H in sub if H in h.valid} == {H for H, H2 in want if H2 == H - 1}
+    out = net.graph.outputs["z"]
+    assert net.symbolic_shapes()[out] == (8, "H", "W")
+    for H, W in ((10, 14), (32, 6)):
+        m = resdsl.loads(text, input_shapes={"x": (3, H, W), "y": (3, H - 1, W)}).to_torch().to("meta")
+        got = m(torch.empty(1, 3, H, W, device="meta"), torch.empty(1, 3, H - 1, W, device="meta")).shape
+        assert tuple(got[1:]) == (8, h.shape_at(out, H)[1], w.shape_at(out, W)[2]) == (8, H, W)
+
+
+def test_an_input_dim_written_as_an_expression_ties_it():
+    text = """network e() {
+  input x: [3, H, W]
+  input y: [3, 2 * H, 2 * W]
+  conv(8, 3, padding=1) -> a
+  from y
+  conv(8, 3, stride=2, padding=1)
+  add(a)
+  output z
+}
+"""
+    net = resdsl.loads(text)
+    h, w = net.valid_sizes().dims
+    assert h.tied == (("y", 1, 2, 0),) and net.inputs["y"] == (3, 448, 448)
+    # by hand: floor((2H - 1) / 2) + 1 = H for every H; brute force over (H, H2) finds H2 in {2H - 1, 2H}
+    assert str(h.valid) == "any size" and str(h.unrounded) == "any size"
+    free = text.replace("[3, 2 * H, 2 * W]", "[3, H2, W2]")
+    base = {"x": (3, 10, 10), "y": (3, 20, 20)}
+    want = brute_grid(free, {("x", 1): "H", ("y", 1): "H2"}, {"H": range(1, 12), "H2": range(1, 25)}, base)
+    assert want == {(H, H2) for H in range(1, 12) for H2 in (2 * H - 1, 2 * H)}
+    # undeclared, the named sizes at their example (224 each) do not fit: a located error ...
+    with pytest.raises(ResdslError) as e:
+        resdsl.loads(free)
+    assert e.value.first.code == "E032" and e.value.first.span.line == 7
+    assert "named sizes were built at the example H = 224, W = 224, H2 = 224, W2 = 224" in e.value.first.hint
+    assert resdsl.loads(free.replace("[3, H2, W2]", "[3, H2, W2] where H2 == 2 * H, W2 == 2 * W")).valid_sizes().dims
+    # ... and given sizes that fit, the four sizes are decided together on the grid
+    joint = resdsl.loads(free, input_shapes=base).valid_sizes().joint
+    assert [j.relation for j in joint] == ["H_y = 2H_x - 1 or H_y = 2H_x", "W_y = 2W_x - 1 or W_y = 2W_x"]
+    assert {p for p in joint[0].valid if p[0] < 12 and p[1] < 25} == want
+    j = joint[0]
+    assert j.exact and j.rule() == "H_y = 2H_x + D with D in {-1..0}, for H_x: any size"
+    assert (5000, 9999) in j and (5000, 10000) in j and (5000, 10001) not in j and (5001, 9999) not in j
+
+
+def test_a_product_of_sizes_is_said_and_enumerated():
+    text = """network b() {
+  input x: [3, H, W]
+  conv(8, 16, stride=16)
+  flatten(start_dim=1)
+  unflatten(1, [14, 14])
+  output y
+}
+"""
+    rep = resdsl.loads(text).valid_sizes()
+    j, = rep.joint
+    assert j.node.startswith("unflatten") and "not exact" in str(j) and j.bound == 512
+    # by hand: floor(H / 16) * floor(W / 16) = 196 = 2^2 * 7^2, each factor at most 32 on the grid
+    want = {(H, W) for H in range(1, 513) for W in range(1, 513) if (H // 16) * (W // 16) == 196}
+    assert set(j.valid) == want and len(want) == 3 * 256
+    # and elaborating a sample of them, and of their neighbours, agrees
+    sample = brute_grid(text, {("x", 1): "H", ("x", 2): "W"}, {"H": range(222, 226), "W": range(222, 226)})
+    assert sample == {p for p in want if 222 <= p[0] < 226 and 222 <= p[1] < 226}
+
+
+STRUCTURE = """network s() {
+  input x: [3, H, 64]
+  if H > 64 {
+    conv(8, 3, stride=2, padding=1)
+  } else {
+    conv(8, 3)
+  }
+  conv(8, 3, stride=2, padding=1)
+  output y
+}
+"""
+
+
+def test_structure_that_reads_a_size_is_decided_by_building():
+    net = resdsl.loads(STRUCTURE)
+    d, = net.valid_sizes().dims
+    assert not d.exact and "the structure reads H at <string>:3:6" in d.why
+    sizes = range(1, 129)
+    valid, unrounded = set(), set()
+    for H in sizes:
+        try:
+            g = resdsl.loads(STRUCTURE, input_shapes={"x": (3, H, 64)}).graph
+        except ResdslError:
+            continue
+        valid.add(H)
+        if not [p for p in problems(g) if p.dim == 0]:
+            unrounded.add(H)
+    assert {H for H in sizes if H in d.valid} == valid and {H for H in sizes if H in d.unrounded} == unrounded
+    # by hand: above 64 two stride-2 convs need H = 0 mod 4; up to 64 the 3x3 conv and one stride-2 conv need
+    # H - 2 even.  The structure built at the example (H = 224) alone would claim multiples of 4 everywhere.
+    assert all(v in d.unrounded for v in (6, 62, 64, 68, 128)) and not any(v in d.unrounded for v in (5, 66, 70))
+    naive = analyze_dim(net.graph, net.graph.inputs["x"], 1, "H")
+    assert str(naive.unrounded) == "multiples of 4" and 62 not in naive.unrounded
+
+
+def test_named_size_errors_are_located_with_hints():
+    bad = [("input x: [3, H, W] where H * W == 4", "E014", "product of two sizes"),
+           ("input x: [3, H, W] where H // 2 == 4", "E014", "a sum of sizes times whole numbers"),
+           ("input x: [C, H, W]", "E010", "undefined name `C`"),
+           ("input x: [3, H, W] where H % 0 == 1", "E014", "residue constraint"),
+           ("input x: [3, H, W] where W == 2 * H + 1, W % 4 == 0", "E042", "leave no value for H"),
+           ("input x: [3, H, W] where H >= 100, H < 50", "E042", "leave no value for H (100 <= H <= 49)"),
+           ("input x: [3, H, W] where 2 * H + 1 % 4 == 1", "E042", "never holds")]
+    for line, code, text in bad:
+        with pytest.raises(ResdslError) as e:
+            resdsl.loads(f"network n() {{\n  {line}\n  conv(4, 3)\n  output y\n}}\n")
+        d = e.value.first
+        assert d.code == code and text in d.message and d.span.line == 2 and d.hint, (line, d)
+    with pytest.raises(ResdslError) as e:  # a typo of a parameter is not a new size
+        resdsl.loads("network n(size = 32) {\n  input x: [3, sise, size]\n  conv(4, 3)\n  output y\n}\n")
+    assert e.value.first.code == "E010" and "did you mean `size`?" in e.value.first.hint
+    src = "network n() {\n  input x: [3, H, W] where H % 32 == 0, W == H\n  conv(4, 3)\n  output y\n}\n"
+    with pytest.raises(ResdslError) as e:
+        resdsl.loads(src, input_shapes={"x": (3, 225, 225)})
+    d = e.value.first
+    assert d.code == "E042" and "H must be 0 mod 32" in d.message and d.span.line == 2 and d.span.col == 16
+    with pytest.raises(ResdslError) as e:
+        resdsl.loads(src, input_shapes={"x": (3, 224, 192)})
+    assert "it must equal H = 224" in e.value.first.message
+    with pytest.raises(ResdslError) as e:
+        resdsl.loads(src, input_shapes={"x": (3, 225, 225)})
+    assert "the nearest values of H that satisfy them: 224 and 256" in e.value.first.hint
+    ok = resdsl.loads(src, input_shapes={"x": (3, 192, 192)})  # the hint's way out: sizes that satisfy them
+    assert ok.inputs["x"] == (3, 192, 192) and not ok.size_vars
+
+
+def test_named_sizes_format_and_expand_round_trip(tmp_path):
+    from resdsl.fmt import format_source
+
+    src = "network n() {\n  input x: [3,H,W]   where H%32==0,W==H\n  conv(8, 3, stride=2, padding=1)\n  output y\n}\n"
+    out = format_source(src)
+    assert "    input x: [3, H, W] where H % 32 == 0, W == H\n" in out and format_source(out) == out
+    net = resdsl.loads(out)
+    again = resdsl.loads(net.expand())
+    assert "input x: [3, H, W] where H % 32 == 0, W == H" in net.expand()
+    assert again.symbolic_shapes() == net.symbolic_shapes() == [(3, "H", "H"), (8, "H/2", "H/2")]
+    assert [str(d.valid) for d in again.valid_sizes().dims] == ["multiples of 32"]
+    for where in ("(2 * H + 1) % 4 == 3, H >= 64", "W == 2 * (H - 1) + 3, H < 100"):  # precedence survives
+        net = resdsl.loads(f"network n() {{\n  input x: [3, H, W] where {where}\n  conv(4, 3)\n  output y\n}}\n")
+        assert f"input x: [3, H, W] where {where}" in net.expand()
+        assert resdsl.loads(net.expand()).size_vars == net.size_vars
+
+
+def test_check_on_named_sizes(capsys, tmp_path):
+    p = tmp_path / "n.res"
+    p.write_text("network n() {\n  input x: [1, H, W]\n  conv(4, 3, stride=2, padding=1)\n  flatten()\n"
+                 "  linear(10)\n  output y\n}\n")
+    assert main(["check", str(p)]) == 0
+    out = capsys.readouterr().out
+    # the linear layer's in_features is 4 * ceil(H/2) * ceil(W/2): its parameters depend on the size
+    assert "params at the example size; they depend on the size: linear" in out and "-> y: [10]" in out
+    assert "H: runs for any size" in out and "example x: [1, 224, 224]" in out
+    p.write_text("network n() {\n  input x: [1, H, W] where H % 8 == 0\n  conv(4, 3, stride=2, padding=1)\n"
+                 "  output y\n}\n")
+    assert main(["check", str(p)]) == 0
+    out = capsys.readouterr().out
+    assert "40 params for every size) -> y: [4, H/2, ⌈W/2⌉]" in out and "H: runs for multiples of 8" in out
+    assert main(["check", str(p), "--sizes", "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["dims"][0]["valid"]["progressions"] == [{"start": 8, "step": 8}] and data["joint"] == []
+
+
+def test_sizes_that_meet_without_constraining_each_other_keep_their_sets():
+    # ViT: the token count (H/16)(W/16) meets the `token` op's index check, which any valid pair passes;
+    # by hand a 16x16 stride-16 patchify runs from 16 and rounds nothing at multiples of 16
+    program = ROOT / "examples/vit.res"
+    rep = resdsl.load(program).valid_sizes()
+    assert [(str(d.valid), str(d.unrounded), d.exact) for d in rep.dims] == [("any size >= 16", "multiples of 16", True)] * 2
+    j, = rep.joint
+    assert j.names == ["H", "W"] and j.node.startswith("token") and len(j.valid) == (512 - 15) ** 2
+    assert any("every combination of their valid sizes up to 512 is valid" in n for n in rep.notes)
+    want = brute_grid(program.read_text(), {("x", 1): "H", ("x", 2): "W"}, {"H": (15, 16, 40), "W": (15, 33)})
+    assert want == {(16, 33), (40, 33)}
+
+
+def test_one_name_for_two_dims_ties_them_on_the_command_line(capsys, tmp_path):
+    p = tmp_path / "two.res"
+    p.write_text(TWO_INPUTS.replace("[3, H, W]", "[3, 32, 32]").replace("[3, H2, W2]", "[3, 32, 32]"))
+    assert main(["check", str(p), "--sizes", "--input", "x=3,H,W", "--input", "y=3,H,W"]) == 0
+    out = capsys.readouterr().out
+    assert "x dim 1 (H, now 32): runs for multiples of 2" in out and "y dim 1 follows it: H" in out
+    assert "meet" not in out
+    assert main(["check", str(p), "--input", "x=3,H,H", "--input", "y=3,H,H", "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["symbolic_outputs"] == {"z": [8, "H", "H"]} and data["params_depend_on_size"] == "no"
+    d, = data["sizes"]["dims"]
+    assert d["valid_rule"] == "multiples of 2" and [(t["input"], t["dim"]) for t in d["tied"]] == [
+        ("x", 2), ("y", 1), ("y", 2)]
+
+
+BAND = """network band() {
+  input x: [3, H, W]
+  conv(8, 3, stride=2, padding=1)
+  conv(8, 3, stride=2, padding=1)
+  conv(8, 3, stride=2, padding=1) -> t
+  transpose(1, 2)
+  add(t)
+  output y
+}
+"""
+
+
+def test_sizes_that_meet_after_strides_form_an_exact_band():
+    # by hand: three padded 3x3 stride-2 convs give ceil(L / 8); the transposed add needs ceil(H / 8) = ceil(W / 8)
+    j, = resdsl.loads(BAND).valid_sizes().joint
+    assert j.exact and sorted(j.pair.lines) == list(range(-7, 8))
+    sub = range(1, 30)
+    want = brute_grid(BAND, {("x", 1): "H", ("x", 2): "W"}, {"H": sub, "W": sub})
+    assert want == {(h, w) for h in sub for w in sub if -(-h // 8) == -(-w // 8)}
+    assert {(h, w) for h in sub for w in sub if (h, w) in j} == want
+    far = [(1001, 1003), (1000, 1001), (1000, 993), (992, 993), (8 * 10**6, 8 * 10**6 - 7)]
+    assert [p in j for p in far] == [-(-h // 8) == -(-w // 8) for h, w in far] == [True, False, True, False, True]
+    for h, w in far[:2]:  # and elaboration far from the grid agrees
+        assert bool(brute_grid(BAND, {("x", 1): "H", ("x", 2): "W"}, {"H": [h], "W": [w]})) == ((h, w) in j)
+
+
+def random_pair_network(rng: random.Random) -> str:
+    """Two inputs, each through a few random layers, added: their sizes meet at the add."""
+    def path():
+        out = []
+        for _ in range(rng.randint(1, 3)):
+            k, st = rng.randint(1, 4), rng.randint(1, 3)
+            out.append(rng.choice(LAYERS[:6]).format(k=k, s=st, p=rng.randint(0, 2), hp=rng.randint(0, k // 2)))
+        return out
+    lines = ["conv(4, 1)"] + path() + ["-> a", "from y", "conv(4, 1)"] + path() + ["add(a)"]
+    return "network r() {\n  input x: [4, 40, 40]\n  input y: [4, 40, 40]\n  " + "\n  ".join(lines) + \
+        "\n  output z\n}\n"
+
+
+def test_random_pairs_meeting_at_an_add_agree_with_elaborating():
+    rng = random.Random(5)
+    checked = swapped = fractional = 0
+    for _ in range(40):
+        text = random_pair_network(rng)
+        base = None
+        for b in range(1, 160):  # any pair of declared sizes at which it builds (the analysis needs an IR)
+            try:
+                resdsl.loads(text, input_shapes={"x": (4, 40, 40), "y": (4, b, b)})
+                base = {"x": (4, 40, 40), "y": (4, b, b)}
+                break
+            except ResdslError:
+                continue
+        if base is None:
+            continue
+        rep = resdsl.loads(text, input_shapes=base).valid_sizes()
+        j = next((j for j in rep.joint if j.names == ["H_x", "H_y"]), None)
+        if j is None or not j.exact:
+            continue
+        names = {("x", 1): "H", ("y", 1): "H2"}
+        sub = {"H": range(1, 25), "H2": range(1, 25)}
+        want = brute_grid(text, names, sub, base)
+        assert {(a, b) for a in sub["H"] for b in sub["H2"] if (a, b) in j} == want, text
+        far = [(a, b) for a in (301, 302, 303, 304) for b in range(1, 1300) if (a, b) in j][:3]
+        far += [(a, b + 1) for a, b in far]
+        got = brute_grid(text, names, {"H": sorted({a for a, _ in far}), "H2": sorted({b for _, b in far})}, base)
+        assert {p for p in far if p in got} == {p for p in far if p in j}, text
+        checked += 1
+        swapped += j.pair.swapped
+        fractional += j.pair.q > 1
+    assert checked >= 30 and swapped >= 3 and fractional >= 3
+
+
+def test_sizes_that_meet_with_a_fractional_slope_are_exact():
+    # by hand: a padded 3x3 stride-2 conv gives ceil(H / 2), a stride-3 one ceil(H2 / 3); the add needs them equal
+    text = """network r() {
+  input x: [3, 40, 40]
+  input y: [3, 60, 60]
+  conv(8, 3, stride=2, padding=1) -> a
+  from y
+  conv(8, 3, stride=3, padding=1)
+  add(a)
+  output z
+}
+"""
+    j = resdsl.loads(text).valid_sizes().joint[0]
+    assert j.exact and (j.pair.p, j.pair.q) == (3, 2)
+    assert all(((a, b) in j) == (-(-a // 2) == -(-b // 3)) for a in range(1, 120) for b in range(1, 180))
+    far = [(a, b) for a in (10**6 + 1, 10**6 + 2) for b in range(1_499_995, 1_500_006)]
+    assert all(((a, b) in j) == (-(-a // 2) == -(-b // 3)) for a, b in far)
+    want = brute_grid(text, {("x", 1): "H", ("y", 1): "H2"}, {"H": range(1, 13), "H2": range(1, 19)})
+    assert want == {(a, b) for a in range(1, 13) for b in range(1, 19) if -(-a // 2) == -(-b // 3)}

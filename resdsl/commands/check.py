@@ -30,13 +30,48 @@ def run(args) -> int:
     if args.json:  # only JSON on stdout, nothing on stderr: warnings go inside
         print_json({"ok": True, "network": net.name, "inputs": {k: list(v) for k, v in net.inputs.items()},
                     "outputs": {k: list(v) for k, v in net.outputs.items()}, "params": net.param_count,
-                    "warnings": warnings})
+                    "warnings": warnings, **(_symbolic_json(net) if net.symbols or net.size_vars else {})})
+    elif net.symbols or net.size_vars:
+        _symbolic(net)
+        for w in warnings:
+            print(f"warning: {w}", file=sys.stderr)
     else:
         outs = ", ".join(f"{k}: {list(v)}" for k, v in net.outputs.items())
         print(f"ok: {net.name} ({len(net.nodes)} ops, {net.param_count:,} params) -> {outs}")
         for w in warnings:
             print(f"warning: {w}", file=sys.stderr)
     return 0
+
+
+def _symbolic_json(net) -> dict:
+    """The symbolic part of `check --json`: outputs as formulas, the valid sets, what the counts hold for."""
+    from ..analysis.sizes import params_by_size
+
+    shapes = net.symbolic_shapes()
+    return {"symbolic_outputs": {k: list(shapes[i]) for k, i in net.graph.outputs.items()},
+            "params_depend_on_size": params_by_size(net), "sizes": net.valid_sizes().to_json()}
+
+
+def _symbolic(net) -> None:
+    """A network with named sizes: its outputs as formulas, the valid sets, and what the counts hold for."""
+    from ..analysis.sizes import params_by_size
+
+    shapes = net.symbolic_shapes()
+    outs = ", ".join(f"{k}: [{', '.join(map(str, shapes[i]))}]" for k, i in net.graph.outputs.items())
+    dep = params_by_size(net)
+    how = {"no": "for every size"}.get(dep, f"at the example size; they depend on the size: {dep[5:]}"
+                                       if dep.startswith("yes") else f"at the example size ({dep})")
+    print(f"ok: {net.name} ({len(net.nodes)} ops, {net.param_count:,} params {how}) -> {outs}")
+    rep = net.valid_sizes()
+    for d in rep.dims:
+        print(f"  {d.symbol}: runs for {d.valid}; nothing rounded for {d.unrounded}"
+              + ("" if d.exact else f" (not exact: {d.why})"))
+    for j in rep.joint:
+        print(f"  {j}")
+    for note in rep.notes:
+        print(f"  note: {note}")
+    ins = ", ".join(f"{k}: {list(v)}" for k, v in net.inputs.items())
+    print(f"  shapes and MACs at a concrete size are those of the example {ins} (--input x=... picks another)")
 
 
 def _rounding_warnings(net) -> list[str]:
@@ -54,16 +89,26 @@ def _rounding_warnings(net) -> list[str]:
 
 def _sizes(net, args) -> int:
     """Exact valid sizes (analysis/sizes.py); the answer never depends on time or machine load."""
+    from ..analysis.sizes import _affine
     rep = net.valid_sizes()
     if args.json:
         print_json({"ok": True, "network": net.name, **rep.to_json()})
         return 0
-    print(f"{net.name}: valid input sizes, each dimension with the others at their current sizes")
+    print(f"{net.name}: valid input sizes, each named size with the others at their current sizes")
     for d in rep.dims:
         now = net.inputs[d.input][d.dim]
         how = "exact" if d.exact else f"not exact ({d.why}): sizes decided one by one up to {d.threshold - 1}"
         print(f"  {d.input} dim {d.dim} ({d.symbol}, now {now}): runs for {d.valid}; nothing rounded for "
               f"{d.unrounded}; smallest: {', '.join(map(str, d.unrounded.smallest(6))) or 'none'}  [{how}]")
+        for i, k, c, e in d.tied:
+            print(f"    {i} dim {k} follows it: {_affine(c, e, d.symbol)}")
+    for j in rep.joint:
+        print(f"  {j}")
+        if j.relation and not j.exact:
+            print("    declare the relation for an exact analysis (e.g. the same size name for both dims: "
+                  "`--input x=3,H,W --input y=3,H,W`, or `where` in the file)")
+    for note in rep.notes:
+        print(f"  note: {note}")
     if rep.current:
         first = rep.current[0]
         ins = ", ".join(f"{k}: {list(v)}" for k, v in net.inputs.items())

@@ -281,6 +281,7 @@ class OpDef:
     fresh_output: bool = False  # output is a new tensor its backward does not read: a later ReLU/add may overwrite it
     ids: Callable[[Mapping], int] | None = None  # reads integer token ids (`input ids: int[N]`): how many it knows
     weight: Callable[[Mapping, list], Shape] | None = None  # shape of its `.weight`, for `tie=` (weight tying)
+    rounding: Callable[[Mapping, list, Shape], list] | None = None  # ops/rounding.py: where it drops or pads pixels
 
     def elaborate(self, attrs: Mapping, xs: list[Shape]) -> tuple[Shape, dict]:
         """Check argument ranges, run the shape rule; returns (shape, attrs with the defaults of omitted

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import math
 
+from . import rounding
 from .base import (ArgProblem, Family, Inferred, Module, Param, Saves, ShapeProblem, Spatial, OpDef, as_tuple,
                    costs, kernel_text, nonneg, numel, pos, register, spatial, stride_suffix, uniform)
 
@@ -132,7 +133,8 @@ def _conv_label(a, y) -> str:
 def _conv(name: str, rank: int | None, doc: str) -> OpDef:
     return OpDef(name, Family.CONV, CONV_PARAMS, _conv_infer(rank, name), _conv_count, _conv_costs(_conv_macs),
                  Saves.INPUT, Spatial.WINDOW, _conv_lower, _conv_label, doc,
-                 derived=("kernel_size", "stride", "dilation", "padding"), weighted=True, fresh_output=True)
+                 derived=("kernel_size", "stride", "dilation", "padding"), weighted=True, fresh_output=True,
+                 rounding=rounding.window)
 
 
 register(_conv("conv", None, "convolution; 1d/2d/3d follows the input's rank"))

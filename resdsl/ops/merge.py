@@ -2,6 +2,7 @@
 and the reparameterised sample of a VAE."""
 from __future__ import annotations
 
+from . import rounding
 from .base import (center_slice, Expr, Family, Module, Param, Saves, ShapeProblem, Spatial, OpDef, const_label, costs, no_params,
                    numel, out_numel, register)
 
@@ -53,7 +54,8 @@ register(OpDef(
     "concat", Family.MERGE, (_TENSORS, Param("crop", "bool", False, positional=False)), _concat_infer, no_params,
     costs(), Saves.NOTHING, Spatial.MERGE,
     lambda a, xs, y: Expr(_cropped_cat(xs) if a.get("crop") else "torch.cat([{xs}], 1)"),
-    const_label("C"), "concatenate along channels, optionally center-cropping", arity=(2, -1), merge=True))
+    const_label("C"), "concatenate along channels, optionally center-cropping", arity=(2, -1), merge=True,
+    rounding=rounding.centered_if_crop))
 
 # ----------------------------------------------------------------- multiply
 

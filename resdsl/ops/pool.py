@@ -4,6 +4,8 @@ from __future__ import annotations
 import math
 from fractions import Fraction
 
+from . import rounding
+
 from .base import (Module, ArgProblem, Expr, Family, Inferred, Param, Saves, ShapeProblem, Spatial, OpDef, as_tuple, const_label,
                    costs, fmt_shape, in_numel, kernel_text, no_params, nonneg, numel, out_numel, pos, register,
                    spatial, stride_suffix, times, uniform, zero)
@@ -53,7 +55,8 @@ register(OpDef(
     lambda a, xs, y: Module(f"nn.MaxPool{len(xs[0]) - 1}d", (), (
         ("kernel_size", tuple(a["kernel_size"])), ("stride", tuple(a["stride"])), ("padding", tuple(a["padding"])),
         ("dilation", tuple(a["dilation"])), ("ceil_mode", a["ceil_mode"]))),
-    _pool_label("max"), "max pooling", derived=("kernel_size", "stride", "padding", "dilation")))
+    _pool_label("max"), "max pooling", derived=("kernel_size", "stride", "padding", "dilation"),
+    rounding=rounding.window))
 register(OpDef(
     "avgpool", Family.POOL,
     (pos("kernel_size"), pos("stride", default=None), nonneg("padding", default=0), Param("ceil_mode", "bool", False),
@@ -63,7 +66,7 @@ register(OpDef(
     lambda a, xs, y: Module(f"nn.AvgPool{len(xs[0]) - 1}d", (), (
         ("kernel_size", tuple(a["kernel_size"])), ("stride", tuple(a["stride"])), ("padding", tuple(a["padding"])),
         ("ceil_mode", a["ceil_mode"]), ("count_include_pad", a["count_include_pad"]))),
-    _pool_label("avg"), "average pooling", derived=("kernel_size", "stride", "padding")))
+    _pool_label("avg"), "average pooling", derived=("kernel_size", "stride", "padding"), rounding=rounding.window))
 
 # ----------------------------------------------------------------- adaptive / global
 
@@ -106,7 +109,7 @@ for _kind, _saves, _fv, _th in (("avg", Saves.NOTHING, _fvcore_avg, _thop_adapti
         (lambda k: lambda a, xs, y: Module(f"nn.Adaptive{k.capitalize()}Pool{len(xs[0]) - 1}d",
                                            (_resolved(a["output_size"], xs[0]),)))(_kind),
         (lambda k: lambda a, y: f"adaptive {k} pool → {kernel_text(y[1:]) or '1'}")(_kind),
-        "adaptive pooling", derived=("output_size",)))
+        "adaptive pooling", derived=("output_size",), rounding=rounding.adaptive))
 
 
 def _global_infer(a, xs):
@@ -189,4 +192,4 @@ register(OpDef(
           ptflops=times(2, out_numel),  # upsample hook (output numel) + F.interpolate patch (output numel)
           resdsl=_per_mode(1, 4)),
     Saves.NOTHING, Spatial.RESAMPLE, _upsample_lower, _upsample_label, "nearest or bilinear upsampling",
-    derived=("size", "scale_factor")))
+    derived=("size", "scale_factor"), rounding=rounding.resample))

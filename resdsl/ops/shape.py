@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+from . import rounding
 from .base import (center_slice, ArgProblem, Expr, Family, Inferred, Module, Param, Saves, ShapeProblem, Spatial, OpDef, as_tuple,
                    const_label, costs, fmt_shape, no_params, nonneg, pos, register, same, spatial, stride_suffix, tdim)
 
@@ -147,7 +148,8 @@ def _crop_infer(a, xs) -> Inferred:
 register(OpDef(
     "crop", Family.RESHAPE, (Param("size", "ints"),), _crop_infer, no_params, costs(), Saves.NOTHING, Spatial.CROP,
     lambda a, xs, y: Expr("{x}" + center_slice(xs[0], a["size"])),
-    lambda a, y: f"crop → {fmt_shape(y[1:])}", "center crop to a spatial size", derived=("size",)))
+    lambda a, y: f"crop → {fmt_shape(y[1:])}", "center crop to a spatial size", derived=("size",),
+    rounding=rounding.centered))
 
 
 def _zeropad_infer(a, xs) -> Inferred:
@@ -164,4 +166,5 @@ register(OpDef(
     costs(), Saves.NOTHING, Spatial.SUBSAMPLE,
     lambda a, xs, y: Module("ZeroPad", (xs[0][0], a["out_channels"], tuple(a["stride"]))),
     lambda a, y: f"zero-pad, {a['out_channels']}{stride_suffix(a)}",
-    "option-A shortcut: subsample by stride, append zero channels", derived=("stride",)))
+    "option-A shortcut: subsample by stride, append zero channels", derived=("stride",),
+    rounding=rounding.subsample))
