@@ -85,6 +85,7 @@ def summary_rows(net, depth: int | None = None, convention: str = "torchvision")
 
 
 def summary_table(net, depth: int | None = None, convention: str = "torchvision") -> str:
+    from .analysis.symbolic import nothing_rounded
     g = net.graph
     rows, cost = summary_rows(net, depth, convention)
     shapes = net.symbolic_shapes() if net.symbols else [n.shape for n in g.nodes]
@@ -108,7 +109,7 @@ def summary_table(net, depth: int | None = None, convention: str = "torchvision"
         rep = net.valid_sizes()
         at = ", ".join(f"{k}: {_fmt_shape(v)}" for k, v in net.inputs.items())
         for d in rep.dims:
-            out.append(f"{d.symbol}: runs for {d.valid}; nothing rounded for {d.unrounded}"
+            out.append(f"{d.symbol}: runs for {d.valid}; {nothing_rounded(d.unrounded)}"
                        + ("" if d.exact else f" (not exact: {d.why})"))
         out += [str(j) for j in rep.joint] + [f"note: {n}" for n in rep.notes]
         out.append(f"counts are at {at}")

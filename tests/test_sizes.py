@@ -378,6 +378,43 @@ def test_random_networks_formulas_equal_torch_at_random_sizes():
     assert compared >= 30 and printed >= 25
 
 
+def test_constrained_formulas_are_simplified_and_equal_torch():
+    """Under a residue class a floor with one offset on every valid size is an exact division and is
+    printed as one (H/8 - 1, not the equal but opaque floor of (H - 1)/8); random networks under random
+    classes: every printed formula, evaluated with exact-division checks, equals torch's meta shapes."""
+    import torch
+
+    text = ("network n() {\n    input x: [3, 224, 224]\n    conv(16, 3, stride=2, padding=1)\n"
+            "    maxpool(3, stride=2, padding=1)\n    conv(32, 3, stride=2)\n    output y\n}\n")
+    at = {"H%32": "H/8 - 1", "H%16=12": "(H - 4)/8", "H": "⌊(H - 1)/8⌋"}
+    for spec, want in at.items():
+        net = resdsl.loads(text, input_shapes={"x": (3, spec, 64)})
+        assert net.symbolic_shapes()[net.graph.outputs["y"]][1] == want
+    rng = random.Random(5)
+    printed = 0
+    for _ in range(40):
+        text = random_network(rng)
+        m = rng.choice([2, 4, 8, 16])
+        r = rng.randrange(m)
+        try:
+            net = resdsl.loads(text, input_shapes={"x": (4, f"H%{m}={r}" if r else f"H%{m}", 40)})
+        except ResdslError:
+            continue
+        d = net.valid_sizes().dims[0]
+        if not d.exact:
+            continue
+        sizes = [v for v in range(d.threshold, d.threshold + 4 * d.period) if v in d.valid and v % m == r][:2]
+        out = net.graph.outputs["y"]
+        formula = str(net.symbolic_shapes()[out][1])
+        for H in sizes:
+            model = resdsl.loads(text, input_shapes={"x": (4, H, 40)}).to_torch().to("meta").eval()
+            got = model(torch.empty(2, 4, H, 40, device="meta")).shape[2]
+            if "depends on" not in formula:
+                assert got == _eval_formula(formula, H=H), (text, m, r, H, formula)
+                printed += 1
+    assert printed >= 20
+
+
 # ----------------------------------------------------------------- named sizes in the file, ties, joint sets
 
 
@@ -784,3 +821,16 @@ def test_sizes_that_meet_with_a_fractional_slope_are_exact():
     assert all(((a, b) in j) == (-(-a // 2) == -(-b // 3)) for a, b in far)
     want = brute_grid(text, {("x", 1): "H", ("y", 1): "H2"}, {"H": range(1, 13), "H2": range(1, 19)})
     assert want == {(a, b) for a in range(1, 13) for b in range(1, 19) if -(-a // 2) == -(-b // 3)}
+
+
+def test_cli_says_when_every_size_rounds(tmp_path, capsys):
+    # The stride-2 conv and pool round odd sizes up, and then the unpadded stride-2 conv drops a pixel on
+    # every size that reaches it even: some op rounds at every size.
+    f = tmp_path / "r.res"
+    f.write_text("network n() {\n    input x: [3, 64, 64]\n    conv(8, 3, stride=2, padding=1)\n"
+                 "    maxpool(3, stride=2, padding=1)\n    conv(8, 3, stride=2)\n    output y\n}\n")
+    assert main(["check", str(f), "--sizes"]) == 0
+    out = capsys.readouterr().out
+    assert "some op rounds at every size  [exact]" in out and "smallest: none" not in out
+    net = resdsl.load(f, input_shapes={"x": (3, "H", 64)})
+    assert net.valid_sizes().dims[0].unrounded.empty()

@@ -344,6 +344,7 @@ class JointAnalysis:
         return "; ".join(parts) if parts else "none"
 
     def __str__(self) -> str:
+        from .symbolic import nothing_rounded
         names = ", ".join(self.names)
         if self.pair is not None:
             return f"{names} meet at {self.node} (exact: they must agree there): {self.rule()}"
@@ -355,7 +356,7 @@ class JointAnalysis:
             (f"; no exact joint set: {self.exact_why})" if self.exact_why else ")")
         rel = f"; every valid combination has {self.relation}" if self.relation else ""
         few = ", ".join("(" + ", ".join(map(str, t)) + ")" for t in self.valid[:6])
-        on = "".join(f"; on {text} (exact): {self.names[0]} runs for {a.valid}, nothing rounded for {a.unrounded}"
+        on = "".join(f"; on {text} (exact): {self.names[0]} runs for {a.valid}, {nothing_rounded(a.unrounded)}"
                      for text, a in self.lines if a.exact)
         return f"{head}: {len(self.valid)} valid combinations{rel}; smallest: {few}{on}"
 

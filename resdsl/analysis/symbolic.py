@@ -509,9 +509,17 @@ class SizeSet:
         text = ", ".join(parts) if parts else "none"
         return text + (f" (up to {self.upper})" if self.upper is not None and self.progressions else "")
 
+    def empty(self) -> bool:
+        return not self.progressions and not self.extra
+
     def to_json(self) -> dict:
         return {"progressions": [p.to_json() for p in self.progressions], "extra": self.extra,
                 "upper": self.upper, "smallest": self.smallest()}
+
+
+def nothing_rounded(s: SizeSet) -> str:
+    """The sentence about the sizes at which no op rounds a size away."""
+    return "some op rounds at every size" if s.empty() else f"nothing rounded for {s}"
 
 
 @dataclass
@@ -692,8 +700,11 @@ def _floor_form(M: int, a: int, b: np.ndarray, r: np.ndarray, X: str) -> str:
     ax = _lin(alpha, 0, X)
     if gamma == 1:
         return _lin(alpha, lo, X)
-    if (c == 0).all():  # exact division on every valid size (e.g. H/32 under H%32)
-        return f"{ax}/{gamma}" if alpha == 1 else f"({ax})/{gamma}"
+    if (c == c[0]).all():  # one offset on every valid size: the division is exact (H/32, H/8 - 1 under H%32)
+        c0 = int(c[0])
+        if c0 % gamma:
+            return f"({_lin(alpha, c0, X)})/{gamma}"
+        return _lin_term(1, f"{ax}/{gamma}" if alpha == 1 else f"({ax})/{gamma}", c0 // gamma)
     if lo <= 0 <= hi:
         return f"⌊{ax}/{gamma}⌋"
     if lo <= gamma - 1 <= hi:

@@ -54,6 +54,7 @@ def _symbolic_json(net) -> dict:
 
 def _symbolic(net) -> None:
     """A network with named sizes: its outputs as formulas, the valid sets, and what the counts hold for."""
+    from ..analysis.symbolic import nothing_rounded
     from ..analysis.sizes import params_by_size
 
     shapes = net.symbolic_shapes()
@@ -64,7 +65,7 @@ def _symbolic(net) -> None:
     print(f"ok: {net.name} ({len(net.nodes)} ops, {net.param_count:,} params {how}) -> {outs}")
     rep = net.valid_sizes()
     for d in rep.dims:
-        print(f"  {d.symbol}: runs for {d.valid}; nothing rounded for {d.unrounded}"
+        print(f"  {d.symbol}: runs for {d.valid}; {nothing_rounded(d.unrounded)}"
               + ("" if d.exact else f" (not exact: {d.why})"))
     for j in rep.joint:
         print(f"  {j}")
@@ -89,6 +90,7 @@ def _rounding_warnings(net) -> list[str]:
 
 def _sizes(net, args) -> int:
     """Exact valid sizes (analysis/sizes.py); the answer never depends on time or machine load."""
+    from ..analysis.symbolic import nothing_rounded
     from ..analysis.sizes import _affine
     rep = net.valid_sizes()
     if args.json:
@@ -98,8 +100,10 @@ def _sizes(net, args) -> int:
     for d in rep.dims:
         now = net.inputs[d.input][d.dim]
         how = "exact" if d.exact else f"not exact ({d.why}): sizes decided one by one up to {d.threshold - 1}"
-        print(f"  {d.input} dim {d.dim} ({d.symbol}, now {now}): runs for {d.valid}; nothing rounded for "
-              f"{d.unrounded}; smallest: {', '.join(map(str, d.unrounded.smallest(6))) or 'none'}  [{how}]")
+        print(f"  {d.input} dim {d.dim} ({d.symbol}, now {now}): runs for {d.valid}; "
+              f"{nothing_rounded(d.unrounded)}"
+              + ("" if d.unrounded.empty() else f"; smallest: {', '.join(map(str, d.unrounded.smallest(6)))}")
+              + f"  [{how}]")
         for i, k, c, e in d.tied:
             print(f"    {i} dim {k} follows it: {_affine(c, e, d.symbol)}")
     for j in rep.joint:
