@@ -22,6 +22,8 @@ from pathlib import Path
 
 from lark import Lark, Token, Tree
 from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken
+from lark.lexer import UnlessCallback
+from lark.parsers.lalr_analysis import Shift
 from lark.parse_tree_builder import maybe_create_child_filter
 
 from . import syntax as ast
@@ -42,37 +44,55 @@ def grammar_path() -> Path:
     raise FileNotFoundError("internal error: grammar/resdsl.lark is missing from the installation")
 
 
-class _Newlines:
-    """Post-lexer: drop newlines inside (), [] and dict literals.
+_BODY_AFTER = frozenset({"NAME", "TNAME", "RPAR", "RSQB", "INT", "FLOAT", "STRING", "TRUE", "FALSE", "NONE"})
+
+
+class _Brackets:
+    """The post-lexer's rule for one parse: drop newlines inside (), [] and dict literals.
 
     A '{' opens a body when it follows something that can end an expression or
     a header (a name, a literal, ')', ']' or `} else`); otherwise it opens a
-    dict literal, inside which newlines are insignificant.
+    dict literal, inside which newlines are insignificant.  Shared by lark's
+    post-lexer (`_Newlines`) and the lean driver (`_Driver`).
     """
 
+    __slots__ = ("stack", "prev", "last", "limit")
+
+    def __init__(self, limit: int):
+        self.stack: list[str] = []
+        self.prev = self.last = ""  # the types of the two tokens before this one
+        self.limit = limit
+
+    def keep(self, t: str, tok: Token | None = None) -> bool:
+        """Whether a token of type `t` reaches the parser; `_TooDeep` past the nesting limit."""
+        stack = self.stack
+        if t == "_NL":
+            if stack and stack[-1] != "body":
+                return False
+        elif t == "LPAR" or t == "LSQB":
+            stack.append(t)
+        elif t == "LBRACE":
+            body = self.last in _BODY_AFTER or (self.last == "ELSE" and self.prev == "RBRACE")
+            stack.append("body" if body else "dict")
+        if len(stack) > self.limit:  # refuse before the parser builds a tree this deep
+            raise _TooDeep(tok)
+        if stack and (t == "RPAR" or t == "RSQB" or t == "RBRACE"):
+            stack.pop()
+        self.prev, self.last = self.last, t
+        return True
+
+
+class _Newlines:
+    """Post-lexer for lark: the tokens `_Brackets` keeps."""
+
     always_accept = ("_NL",)
-    _BODY_AFTER = {"NAME", "TNAME", "RPAR", "RSQB", "INT", "FLOAT", "STRING", "TRUE", "FALSE", "NONE"}
     max_depth = 200  # set from Limits.max_nesting by `_Builder.run` for each parse
 
     def process(self, stream):
-        stack: list[str] = []
-        prev: list[str] = ["", ""]
+        brackets = _Brackets(self.max_depth)
         for tok in stream:
-            t = tok.type
-            if t == "_NL":
-                if stack and stack[-1] != "body":
-                    continue
-            elif t in ("LPAR", "LSQB"):
-                stack.append(t)
-            elif t == "LBRACE":
-                body = prev[-1] in self._BODY_AFTER or (prev[-1] == "ELSE" and prev[-2] == "RBRACE")
-                stack.append("body" if body else "dict")
-            if len(stack) > self.max_depth:  # refuse before the parser builds a tree this deep
-                raise _TooDeep(tok)
-            if t in ("RPAR", "RSQB", "RBRACE") and stack:
-                stack.pop()
-            prev = [prev[-1], t]
-            yield tok
+            if brackets.keep(tok.type, tok):
+                yield tok
 
 
 class _TooDeep(Exception):
@@ -423,6 +443,195 @@ def _meta(extent: tuple | None) -> _Meta:
     return meta
 
 
+def _same(children: list) -> list:
+    return children
+
+
+_new_token = getattr(Token, "_future_new", Token)  # Token() without its check for a deprecated keyword
+
+
+class _Fail(Exception):
+    """The lean driver met input it does not handle itself (a syntax error): lark's parser reports it."""
+
+
+class _Splice:
+    """The value of a `_rule`: its children, spliced into the parent by lark's child filter."""
+
+    __slots__ = ("children",)
+
+    def __init__(self, children: list):
+        self.children = children
+
+
+_UNIT = object()  # a reduction that passes its only child up unchanged (`expr: or_expr`, ...)
+
+
+class _Driver:
+    """A lean LALR(1) driver over the tables, lexers and child filters lark built for the grammar.
+
+    It does what `lark.parse` with `_Newlines` and `_Builder` does -- the contextual lexer's
+    matches (the same compiled patterns per parser state, the same keyword table), the post-lexer's
+    newline rule, the LALR actions, lark's child filters, the `_ToAst` methods with the positions
+    propagate_positions gives -- in one loop, with the positions kept on a stack beside the values
+    instead of in Token and Meta objects.  It only takes valid input: at any error it raises
+    `_Fail` (or the error itself) and `_Builder` parses the text again, so every diagnostic is the
+    one lark gives.  tests/test_parser_builder.py checks its ASTs and spans against the parse tree.
+    """
+
+    def __init__(self, lark: Lark):
+        frontend = lark.parser
+        contextual = frontend.lexer.lexer
+        table = frontend.parser.parser.parse_table
+        self.start_states, self.end_states = table.start_states, table.end_states
+        kept = {s.name for r in lark.rules for s in r.expansion
+                if s.is_term and (r.options.keep_all_tokens or not s.filter_out)}
+        rules = {rule: self._rule(rule) for rule in lark.rules}
+        self.actions = {
+            state: {t: (arg if action is Shift else rules[arg]) for t, (action, arg) in acts.items()}
+            for state, acts in table.states.items()}
+        scanners: dict[int, tuple] = {}
+        self.lexers = {}
+        for state, lexer in contextual.lexers.items():
+            if id(lexer) not in scanners:
+                scanner = lexer.scanner  # builds lexer.callback too
+                keywords = {}
+                for type_, callback in lexer.callback.items():
+                    if not isinstance(callback, UnlessCallback) or any(
+                            t.pattern.flags or t.pattern.type != "str" for t in callback.scanner.terminals):
+                        raise TypeError(f"unexpected lexer callback for {type_}")  # pragma: no cover
+                    keywords[type_] = {t.pattern.value: t.name for t in callback.scanner.terminals}
+                if lexer.ignore_types & set(lexer.callback):
+                    raise TypeError("callbacks on ignored terminals")  # pragma: no cover
+                scanners[id(lexer)] = (tuple(scanner._mres), keywords, lexer.ignore_types, lexer.newline_types)
+            self.lexers[state] = scanners[id(lexer)]
+        self.kept = frozenset(kept)
+
+    @staticmethod
+    def _rule(rule) -> tuple:
+        """(size, goto symbol, kind, method or None, child filter, expand1, nesting) for one reduction."""
+        name = rule.alias or rule.options.template_source or rule.origin.name
+        expand1 = bool(rule.options.expand1 and not rule.alias)
+        size = len(rule.expansion)
+        if expand1 and size == 1 and not rule.expansion[0].is_term and not rule.expansion[0].name.startswith("_"):
+            return (size, rule.origin.name, _UNIT, None, None, True, False)
+        child_filter = maybe_create_child_filter(rule.expansion, rule.options.keep_all_tokens, False,
+                                                 rule.options.empty_indices)
+        filt = child_filter(_same) if child_filter is not None else None
+        return (size, rule.origin.name, None, getattr(_ToAst, name, None), filt, expand1, name in _NESTING_RULES)
+
+    def run(self, text: str, start: str, to_ast: "_ToAst", limit: int):
+        """The value `start` reduces to for `text`; `_Fail` (or the method's error) when it is not valid.
+
+        One loop, everything inlined: it runs once per token and once per reduction."""
+        actions, lexers, kept, new_token, make_meta = self.actions, self.lexers, self.kept, _new_token, _meta
+        end_state = self.end_states[start]
+        state = self.start_states[start]
+        states, values, extents, depths = [state], [], [], []
+        keep_token = _Brackets(limit).keep
+        pos, line, line_start, n = 0, 1, 0, len(text)
+        tok = extent = None
+        while True:
+            if pos < n:  # the next token, as lark's contextual lexer and the post-lexer give it
+                mres, keywords, ignore, newlines = lexers[state]
+                for mre in mres:
+                    m = mre.match(text, pos)
+                    if m is not None:
+                        break
+                else:
+                    raise _Fail
+                value, type_, begin = m.group(), m.lastgroup, pos
+                first_line, col = line, pos - line_start + 1
+                if type_ in newlines:
+                    k = value.count("\n")
+                    if k:
+                        line += k
+                        line_start = pos + value.rindex("\n") + 1
+                pos = m.end()
+                if type_ in ignore:
+                    continue
+                if type_ in keywords:
+                    type_ = keywords[type_].get(value, type_)
+                if not keep_token(type_):
+                    continue
+                end_col = pos - line_start + 1
+                extent = (first_line, col, begin, line, end_col, pos)
+                tok = new_token(type_, value, begin, first_line, col, line, end_col, pos) if type_ in kept else None
+            else:
+                type_ = "$END"
+            while True:  # reduce until the token shifts
+                act = actions[state].get(type_)
+                if act is None:
+                    raise _Fail
+                if type(act) is int:  # shift
+                    if type_ == "$END":
+                        raise _Fail  # pragma: no cover - lark's tables never shift the end
+                    state = act
+                    states.append(state)
+                    values.append(tok)
+                    extents.append(extent)
+                    depths.append(0)
+                    break
+                size, goto, kind, method, filt, expand1, nesting = act
+                if kind is _UNIT:  # `expr: or_expr`: the value, its extent and depth pass up as they are
+                    del states[-1]
+                elif size == 1:  # one child: its extent and depth are the reduction's
+                    del states[-1]
+                    child = values[-1]
+                    kids = filt([child]) if filt is not None else [child]
+                    if expand1 and len(kids) == 1:
+                        pass
+                    elif method is None:
+                        values[-1] = _Splice(kids)
+                    else:
+                        res = values[-1] = method(to_ast, make_meta(extents[-1]), kids)
+                        if res is None:
+                            extents[-1], depths[-1] = None, 0
+                        elif nesting and res is not child:
+                            depths[-1] += 1
+                            if depths[-1] > limit:
+                                raise _TooDeep(None)
+                else:  # the extent from the first child's first token to the last child's last
+                    if size:
+                        children, exts, deps = values[-size:], extents[-size:], depths[-size:]
+                        del states[-size:], values[-size:], extents[-size:], depths[-size:]
+                        first = last = None
+                        for e in exts:
+                            if e is not None:
+                                if first is None:
+                                    first = e
+                                last = e
+                        ext = None if first is None else (first[0], first[1], first[2], last[3], last[4], last[5])
+                        depth = max(deps)
+                    else:
+                        children, deps, ext, depth = [], (), None, 0
+                    kids = filt(children) if filt is not None else children
+                    if expand1 and len(kids) == 1:
+                        res = kids[0]
+                    elif method is None:
+                        res = _Splice(kids)
+                    else:
+                        res = method(to_ast, make_meta(ext), kids)
+                    if res is None:
+                        ext, depth = None, 0
+                    else:
+                        for i, c in enumerate(children):
+                            if c is res:  # passed up (`?rule`, or `( expr )`): the child's depth, the wider extent
+                                depth = deps[i]
+                                break
+                        else:
+                            if nesting:
+                                depth += 1
+                                if depth > limit:
+                                    raise _TooDeep(None)
+                    values.append(res)
+                    extents.append(ext)
+                    depths.append(depth)
+                state = actions[states[-1]][goto]
+                states.append(state)
+                if type_ == "$END" and state == end_state:
+                    return values[-1]
+
+
 class _Builder:
     """Callbacks for lark's LALR parser that build the AST during the parse.
 
@@ -441,6 +650,7 @@ class _Builder:
         self.ext: dict[int, tuple] = {}  # id(value) -> (value, container extent or None, nesting depth)
         callbacks = {rule: self._callback(rule) for rule in lark.rules}
         lark.parser.parser.parser.callbacks.update(callbacks)  # the dict the LALR parser calls
+        self.driver = _Driver(lark)
 
     def _callback(self, rule):
         """The function lark calls to reduce `rule`: raw children -> AST value (or a Tree to splice)."""
@@ -517,6 +727,10 @@ class _Builder:
             collecting = gc.isenabled()
             gc.disable()  # an AST is acyclic: the cyclic collector's passes over a large one only cost time
             try:
+                try:
+                    return self.driver.run(text, start, to_ast, limit)
+                except (_Fail, _TooDeep, ResdslError):
+                    pass  # not valid: lark parses it again and reports the first error, as it always did
                 return lark.parse(text, start=start)
             finally:
                 self.ast, self.ext, self.limit, postlex.max_depth = saved

@@ -7,11 +7,16 @@ import re
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from lark import Lark, Transformer
+from lark.exceptions import UnexpectedInput
 
 import resdsl
 from resdsl import parser
-from resdsl.parser import _Newlines, _Seq, _ToAst, grammar_path, parse
+from resdsl.parser import _Fail, _Newlines, _Seq, _ToAst, _TooDeep, grammar_path, parse
+
+from fuzzgen import SOUP, mutant, program, valid_program
 
 ROOT = Path(__file__).resolve().parent.parent
 TEXTS = [p.read_text() for p in sorted((ROOT / "examples").glob("*.res")) + sorted((ROOT / "resdsl" / "stdlib").glob("*.res"))]
@@ -41,10 +46,31 @@ class _TreeThenTransform(Transformer):
         return getattr(_ToAst, data)(self.to_ast, meta, children)
 
 
+_REFERENCE = []
+
+
 def _reference(text: str, file: str):
-    lark = Lark(grammar_path().read_text(), parser="lalr", lexer="contextual", postlex=_Newlines(),
-                propagate_positions=True, maybe_placeholders=True, start=["start", "expr"])
-    return _TreeThenTransform(file).transform(lark.parse(text + "\n", start="start"))
+    if not _REFERENCE:
+        _REFERENCE.append(Lark(grammar_path().read_text(), parser="lalr", lexer="contextual", postlex=_Newlines(),
+                               propagate_positions=True, maybe_placeholders=True, start=["start", "expr"]))
+    return _TreeThenTransform(file).transform(_REFERENCE[0].parse(text + "\n", start="start"))
+
+
+def _lean(text: str, file: str):
+    """The lean driver alone (`parse` would quietly hand a text it fails on to lark)."""
+    return parser._builder().driver.run(text + "\n", "start", _ToAst(file), resdsl.Limits().max_nesting)
+
+
+def _both(text: str) -> tuple[str, str]:
+    """(reference, lean driver): the AST's repr, or "error" -- the driver must fail exactly where lark does."""
+    out = []
+    for how, errors in ((_reference, (UnexpectedInput, _TooDeep, resdsl.ResdslError)),
+                        (_lean, (_Fail, _TooDeep, resdsl.ResdslError))):
+        try:
+            out.append(repr(tuple(how(text, "f.res"))))
+        except errors:
+            out.append("error")
+    return out[0], out[1]
 
 
 @pytest.mark.parametrize("i", range(len(TEXTS)))
@@ -52,6 +78,28 @@ def test_ast_and_spans_equal_tree_then_transform(i):
     parser._CACHE.clear()
     built = parse(TEXTS[i], f"t{i}.res")
     assert repr(built.items) == repr(tuple(_reference(TEXTS[i], f"t{i}.res")))
+
+
+@pytest.mark.parametrize("i", range(len(TEXTS)))
+def test_the_lean_driver_builds_the_same_ast_and_spans(i):
+    assert repr(_lean(TEXTS[i], f"t{i}.res")) == repr(tuple(_reference(TEXTS[i], f"t{i}.res")))
+
+
+@settings(max_examples=150)
+@given(st.one_of(program(), valid_program(), mutant().map(lambda m: m[1].decode("utf-8", "replace")),
+                 st.lists(SOUP, max_size=40).map(" ".join)))
+def test_the_lean_driver_fails_exactly_where_lark_does(text):
+    # generated files, mutated examples and token soup: the same AST and spans when lark's parse
+    # succeeds, a failure (then lark parses again for the diagnostic) exactly when it does not
+    ref, lean = _both(text)
+    assert lean == ref
+
+
+def test_invalid_texts_fail_in_the_driver_and_get_lark_diagnostics():
+    texts = ["network n() {\n    conv(\n", "x = 1 +\n", "network n() { for = 1 }\n",
+             "network n() {\n    y = " + "(" * 300 + "1" + ")" * 300 + "\n}\n", "x = \"\\q\"\n"]
+    for text in texts:
+        assert _both(text) == ("error", "error"), text
 
 
 def test_brackets_and_keywords_are_in_the_spans():
