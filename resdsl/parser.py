@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import functools
 import gc
+import hashlib
 import re
 import threading
 from collections import OrderedDict
@@ -111,16 +112,23 @@ _NESTING_RULES = frozenset(
 )
 
 
+@functools.lru_cache(maxsize=1)
+def _tree_lark() -> Lark:
+    """Lark building its parse tree (propagate_positions): for `_first_too_deep` only."""
+    return Lark(grammar_path().read_text(), parser="lalr", lexer="contextual", postlex=_Newlines(),
+                propagate_positions=True, maybe_placeholders=True, start=["start", "expr"])
+
+
 def _first_too_deep(text: str, start: str, limit: int) -> _TooDeep:
     """Where a parse-tree walk finds the first value nested past `limit` (the place E040 has always
     named; the builder notices the depth bottom-up, at a node further in).  Error path only."""
-    lark = Lark(grammar_path().read_text(), parser="lalr", lexer="contextual", postlex=_Newlines(),
-                propagate_positions=True, maybe_placeholders=True, start=["start", "expr"], cache=True)
-    lark.options.postlex.max_depth = limit
-    try:
-        tree = lark.parse(text, start=start)
-    except _TooDeep as e:
-        return e
+    lark = _tree_lark()
+    with _builder().lock:  # the post-lexer's limit is shared
+        lark.options.postlex.max_depth = limit
+        try:
+            tree = lark.parse(text, start=start)
+        except _TooDeep as e:
+            return e
     stack = [(tree, 0)]
     while stack:
         node, depth = stack.pop()
@@ -155,7 +163,8 @@ def _lark() -> Lark:
         propagate_positions=True,
         maybe_placeholders=True,
         start=["start", "expr"],
-        cache=True,  # lark keeps the built LALR tables in the temp dir, keyed by the grammar's hash
+        # no cache=True: lark would unpickle a file of a fixed name in the shared temp dir, which
+        # another user of the machine could have written.  Valid text never needs this parser.
     )
 
 
@@ -184,8 +193,9 @@ class _Seq(tuple):
 class _ToAst:
     """One method per grammar rule (or alias): (positions, children) -> AST value."""
 
-    def __init__(self, file: str, dline: int = 0, dcol: int = 0, dpos: int = 0):
+    def __init__(self, file: str, dline: int = 0, dcol: int = 0, dpos: int = 0, limit: int = DEFAULT.max_nesting):
         self.file, self.dline, self.dcol, self.dpos = file, dline, dcol, dpos
+        self.limit = limit  # Limits.max_nesting, for the expressions in a label's braces
 
     # -- spans
     def _pos(self, line: int, col: int) -> tuple[int, int]:
@@ -325,10 +335,11 @@ class _ToAst:
                 rng = _RANGE.fullmatch(inner)
                 if rng:  # x{1..s}: the names x1 .. xs
                     lo, hi = (_parse_expr(rng.group(k), self.file, span.line - 1, col - 1 + rng.start(k),
-                                          span.start + m.start(1) + rng.start(k)) for k in (1, 2))
+                                          span.start + m.start(1) + rng.start(k), self.limit) for k in (1, 2))
                     parts.append(ast.RangePart(lo, hi, span))
                     continue
-                parts.append(_parse_expr(inner, self.file, span.line - 1, col - 1, span.start + m.start(1)))
+                parts.append(_parse_expr(inner, self.file, span.line - 1, col - 1, span.start + m.start(1),
+                                         self.limit))
             except _TooDeep:  # positions inside the label are relative to it: report the label itself
                 raise error("E040", "the label's expression is nested too deeply", span,
                             hint="compute the value into a variable first") from None
@@ -443,10 +454,6 @@ def _meta(extent: tuple | None) -> _Meta:
     return meta
 
 
-def _same(children: list) -> list:
-    return children
-
-
 _new_token = getattr(Token, "_future_new", Token)  # Token() without its check for a deprecated keyword
 
 
@@ -466,6 +473,111 @@ class _Splice:
 _UNIT = object()  # a reduction that passes its only child up unchanged (`expr: or_expr`, ...)
 
 
+class _Lazy:
+    """A regular expression compiled when it is first needed (most parser states never are)."""
+
+    __slots__ = ("pattern", "compiled")
+
+    def __init__(self, pattern: str):
+        self.pattern, self.compiled = pattern, None
+
+    def compile(self) -> re.Pattern:
+        self.compiled = re.compile(self.pattern)
+        return self.compiled
+
+
+def _child_filter(include: tuple, nones_after: int):
+    """Lark's child filter for one rule (ChildFilterLALR): drop filtered tokens, splice `_rule`
+    values, put None where an optional [item] is missing."""
+    def filt(children: list) -> list:
+        out: list = []
+        for i, splice, nones in include:
+            if nones:
+                out += [None] * nones
+            if splice:
+                out += children[i].children
+            else:
+                out.append(children[i])
+        if nones_after:
+            out += [None] * nones_after
+        return out
+    return filt
+
+
+def _tables(lark: Lark) -> dict:
+    """What `_Driver` needs from lark, as plain data (ints, strings, tuples, dicts): the LALR
+    actions, each rule's reduction, and each parser state's lexer.  grammar/make_tables.py writes
+    it into resdsl/lalr_tables.py, so a process parses without building lark's parser first.
+
+    Lexing: lark matches, in each state, the union of the terminals the state accepts (in lark's
+    order).  Compiling 30 such unions costs more than parsing a file, so each state also names a
+    shared union (all terminals, or all but OUTNAME) that holds all of its own terminals but the
+    keywords lark folds into NAME (`extra`).  Where the shared union's first match is one of the
+    state's terminals and no `extra` keyword starts there, it is the state's own first match; else
+    the driver compiles the state's own union."""
+    frontend = lark.parser
+    contextual = frontend.lexer.lexer
+    table = frontend.parser.parser.parse_table
+    rules = list(lark.rules)
+    index = {rule: i for i, rule in enumerate(rules)}
+    root = contextual.root_lexer.scanner
+    assert len(root._mres) == 1, "one pattern per scanner"
+    unions = [[t for t in root.terminals], [t for t in root.terminals if t.name != "OUTNAME"]]
+    patterns = ["|".join(f"(?P<{t.name}>{t.pattern.to_regexp()})" for t in u) for u in unions]
+    assert patterns[0] == root._mres[0].pattern
+    lexers: list = []
+    state_lexer: dict[int, int] = {}
+    seen: dict[int, int] = {}
+    for state, lexer in sorted(contextual.lexers.items()):
+        if id(lexer) not in seen:
+            seen[id(lexer)] = len(lexers)
+            lexers.append(_lexer_entry(lexer, unions))
+        state_lexer[state] = seen[id(lexer)]
+    return {
+        "start": dict(table.start_states), "end": dict(table.end_states),
+        "actions": {state: {sym: (arg if action is Shift else ~index[arg]) for sym, (action, arg) in sorted(acts.items())}
+                    for state, acts in sorted(table.states.items())},
+        "rules": [_rule_entry(rule) for rule in rules],
+        "kept": sorted({s.name for r in rules for s in r.expansion
+                        if s.is_term and (r.options.keep_all_tokens or not s.filter_out)}),
+        "unions": patterns, "lexers": lexers, "state_lexer": state_lexer,
+    }
+
+
+def _lexer_entry(lexer, unions: list) -> tuple:
+    """(own pattern, its terminals, shared union, extra keywords, keyword table, ignored, multi-line)."""
+    scanner = lexer.scanner  # builds lexer.callback too
+    assert len(scanner._mres) == 1, "one pattern per scanner"
+    alts = [t.name for t in scanner.terminals]
+    union = 0 if "OUTNAME" in alts else 1
+    shared = {t.name for t in unions[union]}
+    extra = [t for t in scanner.terminals if t.name not in shared]
+    assert all(t.pattern.type == "str" and not t.pattern.flags for t in extra), extra
+    keywords = {}
+    for type_, callback in sorted(lexer.callback.items()):
+        assert isinstance(callback, UnlessCallback) and type_ not in lexer.ignore_types, type_
+        assert all(t.pattern.type == "str" and not t.pattern.flags for t in callback.scanner.terminals)
+        keywords[type_] = {t.pattern.value: t.name for t in sorted(callback.scanner.terminals, key=lambda t: t.name)}
+    return (scanner._mres[0].pattern, tuple(sorted(alts)), union, tuple(t.pattern.value for t in extra), keywords,
+            tuple(sorted(lexer.ignore_types)), tuple(sorted(lexer.newline_types)))
+
+
+def _rule_entry(rule) -> tuple:
+    """(size, goto symbol, passes its child up, name, child filter, expand1) of one rule: the name picks
+    the `_ToAst` method (none: a `_rule`, spliced) and says whether the rule nests."""
+    name = rule.alias or rule.options.template_source or rule.origin.name
+    expand1 = bool(rule.options.expand1 and not rule.alias)
+    size = len(rule.expansion)
+    only = rule.expansion[0] if size == 1 else None
+    unit = expand1 and only is not None and not only.is_term and not only.name.startswith("_")
+    made = maybe_create_child_filter(rule.expansion, rule.options.keep_all_tokens, False, rule.options.empty_indices)
+    filt = None
+    if made is not None and not unit:
+        include, *nones = made.args
+        filt = (tuple((i, bool(x), int(rest[0]) if rest else 0) for i, x, *rest in include), int(nones[0]) if nones else 0)
+    return (size, str(rule.origin.name), unit, str(name), filt, expand1)
+
+
 class _Driver:
     """A lean LALR(1) driver over the tables, lexers and child filters lark built for the grammar.
 
@@ -478,52 +590,25 @@ class _Driver:
     one lark gives.  tests/test_parser_builder.py checks its ASTs and spans against the parse tree.
     """
 
-    def __init__(self, lark: Lark):
-        frontend = lark.parser
-        contextual = frontend.lexer.lexer
-        table = frontend.parser.parser.parse_table
-        self.start_states, self.end_states = table.start_states, table.end_states
-        kept = {s.name for r in lark.rules for s in r.expansion
-                if s.is_term and (r.options.keep_all_tokens or not s.filter_out)}
-        rules = {rule: self._rule(rule) for rule in lark.rules}
-        self.actions = {
-            state: {t: (arg if action is Shift else rules[arg]) for t, (action, arg) in acts.items()}
-            for state, acts in table.states.items()}
-        scanners: dict[int, tuple] = {}
-        self.lexers = {}
-        for state, lexer in contextual.lexers.items():
-            if id(lexer) not in scanners:
-                scanner = lexer.scanner  # builds lexer.callback too
-                keywords = {}
-                for type_, callback in lexer.callback.items():
-                    if not isinstance(callback, UnlessCallback) or any(
-                            t.pattern.flags or t.pattern.type != "str" for t in callback.scanner.terminals):
-                        raise TypeError(f"unexpected lexer callback for {type_}")  # pragma: no cover
-                    keywords[type_] = {t.pattern.value: t.name for t in callback.scanner.terminals}
-                if lexer.ignore_types & set(lexer.callback):
-                    raise TypeError("callbacks on ignored terminals")  # pragma: no cover
-                scanners[id(lexer)] = (tuple(scanner._mres), keywords, lexer.ignore_types, lexer.newline_types)
-            self.lexers[state] = scanners[id(lexer)]
-        self.kept = frozenset(kept)
-
-    @staticmethod
-    def _rule(rule) -> tuple:
-        """(size, goto symbol, kind, method or None, child filter, expand1, nesting) for one reduction."""
-        name = rule.alias or rule.options.template_source or rule.origin.name
-        expand1 = bool(rule.options.expand1 and not rule.alias)
-        size = len(rule.expansion)
-        if expand1 and size == 1 and not rule.expansion[0].is_term and not rule.expansion[0].name.startswith("_"):
-            return (size, rule.origin.name, _UNIT, None, None, True, False)
-        child_filter = maybe_create_child_filter(rule.expansion, rule.options.keep_all_tokens, False,
-                                                 rule.options.empty_indices)
-        filt = child_filter(_same) if child_filter is not None else None
-        return (size, rule.origin.name, None, getattr(_ToAst, name, None), filt, expand1, name in _NESTING_RULES)
+    def __init__(self, tables: dict):
+        self.start_states, self.end_states = tables["start"], tables["end"]
+        self.actions = tables["actions"]  # state -> symbol -> next state (>= 0) or ~rule
+        self.rules = [(size, goto, _UNIT if unit else None, getattr(_ToAst, name, None),
+                       _child_filter(*filt) if filt is not None else None, expand1, name in _NESTING_RULES)
+                      for size, goto, unit, name, filt, expand1 in tables["rules"]]
+        self.kept = frozenset(tables["kept"])
+        self.unions = [_Lazy(p) for p in tables["unions"]]
+        lexers = [(_Lazy(pattern), frozenset(alts), self.unions[union], tuple(extra), keywords,
+                   frozenset(ignore), frozenset(newlines))
+                  for pattern, alts, union, extra, keywords, ignore, newlines in tables["lexers"]]
+        self.lexers = {state: lexers[i] for state, i in tables["state_lexer"].items()}
 
     def run(self, text: str, start: str, to_ast: "_ToAst", limit: int):
         """The value `start` reduces to for `text`; `_Fail` (or the method's error) when it is not valid.
 
         One loop, everything inlined: it runs once per token and once per reduction."""
-        actions, lexers, kept, new_token, make_meta = self.actions, self.lexers, self.kept, _new_token, _meta
+        actions, rules, lexers, kept = self.actions, self.rules, self.lexers, self.kept
+        new_token, make_meta = _new_token, _meta
         end_state = self.end_states[start]
         state = self.start_states[start]
         states, values, extents, depths = [state], [], [], []
@@ -532,13 +617,13 @@ class _Driver:
         tok = extent = None
         while True:
             if pos < n:  # the next token, as lark's contextual lexer and the post-lexer give it
-                mres, keywords, ignore, newlines = lexers[state]
-                for mre in mres:
-                    m = mre.match(text, pos)
-                    if m is not None:
-                        break
-                else:
-                    raise _Fail
+                own, alts, union, extra, keywords, ignore, newlines = lexers[state]
+                m = (union.compiled or union.compile()).match(text, pos)
+                if m is None or m.lastgroup not in alts or (extra and text.startswith(extra, pos)):
+                    # the shared pattern cannot tell: the state's own pattern (compiled at first use)
+                    m = (own.compiled or own.compile()).match(text, pos)
+                    if m is None:
+                        raise _Fail
                 value, type_, begin = m.group(), m.lastgroup, pos
                 first_line, col = line, pos - line_start + 1
                 if type_ in newlines:
@@ -562,7 +647,7 @@ class _Driver:
                 act = actions[state].get(type_)
                 if act is None:
                     raise _Fail
-                if type(act) is int:  # shift
+                if act >= 0:  # shift
                     if type_ == "$END":
                         raise _Fail  # pragma: no cover - lark's tables never shift the end
                     state = act
@@ -571,7 +656,7 @@ class _Driver:
                     extents.append(extent)
                     depths.append(0)
                     break
-                size, goto, kind, method, filt, expand1, nesting = act
+                size, goto, kind, method, filt, expand1, nesting = rules[~act]
                 if kind is _UNIT:  # `expr: or_expr`: the value, its extent and depth pass up as they are
                     del states[-1]
                 elif size == 1:  # one child: its extent and depth are the reduction's
@@ -650,7 +735,6 @@ class _Builder:
         self.ext: dict[int, tuple] = {}  # id(value) -> (value, container extent or None, nesting depth)
         callbacks = {rule: self._callback(rule) for rule in lark.rules}
         lark.parser.parser.parser.callbacks.update(callbacks)  # the dict the LALR parser calls
-        self.driver = _Driver(lark)
 
     def _callback(self, rule):
         """The function lark calls to reduce `rule`: raw children -> AST value (or a Tree to splice)."""
@@ -727,10 +811,6 @@ class _Builder:
             collecting = gc.isenabled()
             gc.disable()  # an AST is acyclic: the cyclic collector's passes over a large one only cost time
             try:
-                try:
-                    return self.driver.run(text, start, to_ast, limit)
-                except (_Fail, _TooDeep, ResdslError):
-                    pass  # not valid: lark parses it again and reports the first error, as it always did
                 return lark.parse(text, start=start)
             finally:
                 self.ast, self.ext, self.limit, postlex.max_depth = saved
@@ -741,6 +821,42 @@ class _Builder:
 @functools.lru_cache(maxsize=1)
 def _builder() -> _Builder:
     return _Builder(_lark())
+
+
+def _shipped_tables() -> dict | None:
+    """resdsl/lalr_tables.py when it was made from this grammar (grammar/make_tables.py writes it)."""
+    try:
+        from . import lalr_tables
+    except ImportError:  # pragma: no cover - the file is shipped
+        return None
+    return lalr_tables.TABLES if lalr_tables.GRAMMAR_SHA256 == grammar_digest() else None
+
+
+def grammar_digest() -> str:
+    """The SHA-256 of the grammar's text: which grammar resdsl/lalr_tables.py was made from."""
+    return hashlib.sha256(grammar_path().read_text().encode()).hexdigest()
+
+
+@functools.lru_cache(maxsize=1)
+def _driver() -> _Driver:
+    return _Driver(_shipped_tables() or _tables(_lark()))
+
+
+def _run(text: str, start: str, to_ast: "_ToAst", limit: int):
+    """Parse `text` from `start` into AST values: the lean driver, or lark's parser where the driver
+    fails -- then lark reports the first error, exactly as it always did.  Re-entrant (labels parse
+    the expressions in their braces)."""
+    collecting = gc.isenabled()
+    gc.disable()  # an AST is acyclic: the cyclic collector's passes over a large one only cost time
+    try:
+        try:
+            return _driver().run(text, start, to_ast, limit)
+        except (_Fail, _TooDeep, ResdslError):
+            pass
+        return _builder().run(_lark(), text, start, to_ast, limit)
+    finally:
+        if collecting:
+            gc.enable()
 
 
 _DESCRIBE = {
@@ -837,10 +953,9 @@ def _unclosed(text: str, end: int) -> int | None:
     return stack[-1] if stack else None
 
 
-def _parse_expr(text: str, file: str, dline: int, dcol: int, dpos: int) -> ast.Expr:
+def _parse_expr(text: str, file: str, dline: int, dcol: int, dpos: int, limit: int) -> ast.Expr:
     """An expression inside a label's or name's braces; positions shifted to where it stands."""
-    lark = _lark()
-    return _builder().run(lark, text, "expr", _ToAst(file, dline, dcol, dpos), lark.options.postlex.max_depth)
+    return _run(text, "expr", _ToAst(file, dline, dcol, dpos, limit), limit)
 
 
 # Parsed modules by (file name, text, nesting limit), least recently used first.  Values are
@@ -867,9 +982,8 @@ def parse(text: str, file: str = "<string>", limits: Limits = DEFAULT) -> ast.Mo
         _CACHE.move_to_end(key)
         return hit
     limit = limits.max_nesting
-    lark = _lark()
     try:
-        items = _builder().run(lark, text + "\n", "start", _ToAst(file), limit)
+        items = _run(text + "\n", "start", _ToAst(file, limit=limit), limit)
     except UnexpectedInput as e:
         raise _syntax_error(e, source) from None
     except _TooDeep as e:
@@ -884,9 +998,8 @@ def parse(text: str, file: str = "<string>", limits: Limits = DEFAULT) -> ast.Mo
 def parse_expression(text: str) -> ast.Expr:
     """Parse a lone expression (used for `--set NAME=VALUE`)."""
     source = register(Source("<command line>", text))
-    lark = _lark()
     try:
-        return _builder().run(lark, text, "expr", _ToAst("<command line>"), DEFAULT.max_nesting)
+        return _run(text, "expr", _ToAst("<command line>"), DEFAULT.max_nesting)
     except UnexpectedInput as e:
         raise _syntax_error(e, source) from None
     except _TooDeep as e:

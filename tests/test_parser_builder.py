@@ -58,7 +58,7 @@ def _reference(text: str, file: str):
 
 def _lean(text: str, file: str):
     """The lean driver alone (`parse` would quietly hand a text it fails on to lark)."""
-    return parser._builder().driver.run(text + "\n", "start", _ToAst(file), resdsl.Limits().max_nesting)
+    return parser._driver().run(text + "\n", "start", _ToAst(file), resdsl.Limits().max_nesting)
 
 
 def _both(text: str) -> tuple[str, str]:
@@ -83,6 +83,26 @@ def test_ast_and_spans_equal_tree_then_transform(i):
 @pytest.mark.parametrize("i", range(len(TEXTS)))
 def test_the_lean_driver_builds_the_same_ast_and_spans(i):
     assert repr(_lean(TEXTS[i], f"t{i}.res")) == repr(tuple(_reference(TEXTS[i], f"t{i}.res")))
+
+
+def test_the_shipped_tables_are_current_and_equal_those_built_from_the_grammar():
+    # resdsl/lalr_tables.py is made by grammar/make_tables.py; a stale file would be ignored (and cost
+    # a lark build at the first parse of every process).  lark numbers its states differently from run
+    # to run, so the tables are compared by what they parse: the same ASTs and spans.
+    from resdsl import lalr_tables
+
+    assert lalr_tables.GRAMMAR_SHA256 == parser.grammar_digest()
+    assert parser._shipped_tables() is lalr_tables.TABLES
+    fresh = parser._Driver(parser._tables(parser._lark()))
+    for i, text in enumerate(TEXTS):
+        built = fresh.run(text + "\n", "start", _ToAst(f"t{i}.res"), 200)
+        assert repr(built) == repr(_lean(text, f"t{i}.res"))
+
+
+def test_no_parser_is_read_from_or_written_to_lark_s_cache_in_the_temp_dir():
+    # lark's cache=True unpickles /tmp/.lark_cache_<user>_<hash>_<python>.tmp, a name anyone can predict
+    assert parser._lark().options.cache is False and parser._tree_lark().options.cache is False
+    assert parser._token_lark()[0].options.cache is False
 
 
 @settings(max_examples=150)
