@@ -486,6 +486,28 @@ class _Lazy:
         return self.compiled
 
 
+class _StateLexer:
+    """One parser state's own lexer: its terminals tried one by one, in lark's order, until it has
+    been asked `COMPILE_AFTER` times; then their union, compiled (the same first match either way)."""
+
+    __slots__ = ("own", "terminals", "asked")
+    COMPILE_AFTER = 8
+
+    def __init__(self, pattern: str, terminals: tuple):
+        self.own, self.terminals, self.asked = _Lazy(pattern), terminals, 0
+
+    def match(self, text: str, pos: int) -> re.Match | None:
+        if self.own.compiled is None:
+            self.asked += 1
+            if self.asked <= self.COMPILE_AFTER:
+                for t in self.terminals:
+                    m = (t.compiled or t.compile()).match(text, pos)
+                    if m is not None:
+                        return m
+                return None
+        return (self.own.compiled or self.own.compile()).match(text, pos)
+
+
 def _child_filter(include: tuple, nones_after: int):
     """Lark's child filter for one rule (ChildFilterLALR): drop filtered tokens, splice `_rule`
     values, put None where an optional [item] is missing."""
@@ -509,12 +531,13 @@ def _tables(lark: Lark) -> dict:
     actions, each rule's reduction, and each parser state's lexer.  grammar/make_tables.py writes
     it into resdsl/lalr_tables.py, so a process parses without building lark's parser first.
 
-    Lexing: lark matches, in each state, the union of the terminals the state accepts (in lark's
-    order).  Compiling 30 such unions costs more than parsing a file, so each state also names a
-    shared union (all terminals, or all but OUTNAME) that holds all of its own terminals but the
-    keywords lark folds into NAME (`extra`).  Where the shared union's first match is one of the
-    state's terminals and no `extra` keyword starts there, it is the state's own first match; else
-    the driver compiles the state's own union."""
+    Lexing: lark matches, in each state, the union of the terminals the state accepts, the first
+    in lark's order that matches.  Compiling 30 such unions costs more than parsing a file, so the
+    driver first tries one shared union (all terminals but OUTNAME, in the same order).  Where it
+    holds all of a state's terminals but some keywords lark folds into NAME (`extra`), and its first
+    match is one of the state's terminals, and no `extra` keyword starts there, that is the state's
+    own first match (every terminal before it in the state's order failed).  Else the driver tries
+    the state's terminals one by one, in order, and after a few such tokens compiles its union."""
     frontend = lark.parser
     contextual = frontend.lexer.lexer
     table = frontend.parser.parser.parse_table
@@ -522,43 +545,64 @@ def _tables(lark: Lark) -> dict:
     index = {rule: i for i, rule in enumerate(rules)}
     root = contextual.root_lexer.scanner
     assert len(root._mres) == 1, "one pattern per scanner"
-    unions = [[t for t in root.terminals], [t for t in root.terminals if t.name != "OUTNAME"]]
-    patterns = ["|".join(f"(?P<{t.name}>{t.pattern.to_regexp()})" for t in u) for u in unions]
-    assert patterns[0] == root._mres[0].pattern
+    shared = [t for t in root.terminals if t.name != "OUTNAME"]  # OUTNAME would take every name
     lexers: list = []
     state_lexer: dict[int, int] = {}
     seen: dict[int, int] = {}
-    for state, lexer in sorted(contextual.lexers.items()):
+    number = _numbering(table)
+    for state in sorted(contextual.lexers, key=number.__getitem__):
+        lexer = contextual.lexers[state]
         if id(lexer) not in seen:
             seen[id(lexer)] = len(lexers)
-            lexers.append(_lexer_entry(lexer, unions))
-        state_lexer[state] = seen[id(lexer)]
+            lexers.append(_lexer_entry(lexer, {t.name for t in shared}))
+        state_lexer[number[state]] = seen[id(lexer)]
     return {
-        "start": dict(table.start_states), "end": dict(table.end_states),
-        "actions": {state: {sym: (arg if action is Shift else ~index[arg]) for sym, (action, arg) in sorted(acts.items())}
-                    for state, acts in sorted(table.states.items())},
+        "start": {k: number[v] for k, v in sorted(table.start_states.items())},
+        "end": {k: number[v] for k, v in sorted(table.end_states.items())},
+        "actions": {number[state]: {sym: (number[arg] if action is Shift else ~index[arg])
+                                    for sym, (action, arg) in sorted(table.states[state].items())}
+                    for state in sorted(table.states, key=number.__getitem__)},
         "rules": [_rule_entry(rule) for rule in rules],
         "kept": sorted({s.name for r in rules for s in r.expansion
                         if s.is_term and (r.options.keep_all_tokens or not s.filter_out)}),
-        "unions": patterns, "lexers": lexers, "state_lexer": state_lexer,
+        "shared": _union(shared), "lexers": lexers, "state_lexer": state_lexer,
+        "terminals": {t.name: _union([t]) for t in sorted(lark.terminals, key=lambda t: t.name)},
     }
 
 
-def _lexer_entry(lexer, unions: list) -> tuple:
-    """(own pattern, its terminals, shared union, extra keywords, keyword table, ignored, multi-line)."""
+def _numbering(table) -> dict[int, int]:
+    """lark's state -> the state's place in a breadth-first walk from the start states, symbols in
+    order: lark numbers its states differently from run to run, this file should not change."""
+    number: dict[int, int] = {}
+    queue = [table.start_states[k] for k in sorted(table.start_states)]
+    for state in queue:
+        if state not in number:
+            number[state] = len(number)
+            queue += [arg for _, (action, arg) in sorted(table.states[state].items()) if action is Shift]
+    assert len(number) == len(table.states), "every state is reachable"
+    return number
+
+
+def _union(terminals: list) -> str:
+    """The pattern lark's Scanner compiles for these terminals, in this order."""
+    return "|".join(f"(?P<{t.name}>{t.pattern.to_regexp()})" for t in terminals)
+
+
+def _lexer_entry(lexer, shared: set) -> tuple:
+    """(own pattern, its terminals in order, whether the shared pattern serves, extra keywords, keyword
+    table, ignored, multi-line) for one of the contextual lexer's scanners."""
     scanner = lexer.scanner  # builds lexer.callback too
     assert len(scanner._mres) == 1, "one pattern per scanner"
-    alts = [t.name for t in scanner.terminals]
-    union = 0 if "OUTNAME" in alts else 1
-    shared = {t.name for t in unions[union]}
+    assert scanner._mres[0].pattern == _union(scanner.terminals)
     extra = [t for t in scanner.terminals if t.name not in shared]
-    assert all(t.pattern.type == "str" and not t.pattern.flags for t in extra), extra
+    serves = all(t.pattern.type == "str" and not t.pattern.flags for t in extra)
     keywords = {}
     for type_, callback in sorted(lexer.callback.items()):
         assert isinstance(callback, UnlessCallback) and type_ not in lexer.ignore_types, type_
         assert all(t.pattern.type == "str" and not t.pattern.flags for t in callback.scanner.terminals)
         keywords[type_] = {t.pattern.value: t.name for t in sorted(callback.scanner.terminals, key=lambda t: t.name)}
-    return (scanner._mres[0].pattern, tuple(sorted(alts)), union, tuple(t.pattern.value for t in extra), keywords,
+    return (scanner._mres[0].pattern, tuple(t.name for t in scanner.terminals), serves,
+            tuple(t.pattern.value for t in extra) if serves else (), keywords,
             tuple(sorted(lexer.ignore_types)), tuple(sorted(lexer.newline_types)))
 
 
@@ -597,17 +641,32 @@ class _Driver:
                        _child_filter(*filt) if filt is not None else None, expand1, name in _NESTING_RULES)
                       for size, goto, unit, name, filt, expand1 in tables["rules"]]
         self.kept = frozenset(tables["kept"])
-        self.unions = [_Lazy(p) for p in tables["unions"]]
-        lexers = [(_Lazy(pattern), frozenset(alts), self.unions[union], tuple(extra), keywords,
-                   frozenset(ignore), frozenset(newlines))
-                  for pattern, alts, union, extra, keywords, ignore, newlines in tables["lexers"]]
+        # per start symbol: (state below, symbol, lookahead) -> the state a chain of unit reductions ends in
+        self.units: dict[str, dict[tuple, int]] = {start: {} for start in self.start_states}
+        self.shared = _Lazy(tables["shared"])
+        terminals = {name: _Lazy(pattern) for name, pattern in tables["terminals"].items()}
+        lexers = [(_StateLexer(pattern, tuple(terminals[n] for n in order)), frozenset(order), serves, tuple(extra),
+                   keywords, frozenset(ignore), frozenset(newlines))
+                  for pattern, order, serves, extra, keywords, ignore, newlines in tables["lexers"]]
         self.lexers = {state: lexers[i] for state, i in tables["state_lexer"].items()}
+
+    def _units(self, below: int, symbol: str, lookahead: str, end_state: int) -> int:
+        """The state a chain of unit reductions (`expr: or_expr`, `or_expr: and_expr`, ...) ends in: they
+        change only the state on top of `below`, so the chain depends on nothing else."""
+        state = self.actions[below][symbol]
+        while not (lookahead == "$END" and state == end_state):
+            act = self.actions[state].get(lookahead)
+            if act is None or act >= 0 or self.rules[~act][2] is not _UNIT:
+                break
+            state = self.actions[below][self.rules[~act][1]]
+        return state
 
     def run(self, text: str, start: str, to_ast: "_ToAst", limit: int):
         """The value `start` reduces to for `text`; `_Fail` (or the method's error) when it is not valid.
 
         One loop, everything inlined: it runs once per token and once per reduction."""
-        actions, rules, lexers, kept = self.actions, self.rules, self.lexers, self.kept
+        actions, rules, lexers, kept, shared = self.actions, self.rules, self.lexers, self.kept, self.shared
+        units = self.units[start]
         new_token, make_meta = _new_token, _meta
         end_state = self.end_states[start]
         state = self.start_states[start]
@@ -617,11 +676,10 @@ class _Driver:
         tok = extent = None
         while True:
             if pos < n:  # the next token, as lark's contextual lexer and the post-lexer give it
-                own, alts, union, extra, keywords, ignore, newlines = lexers[state]
-                m = (union.compiled or union.compile()).match(text, pos)
+                own, alts, serves, extra, keywords, ignore, newlines = lexers[state]
+                m = (shared.compiled or shared.compile()).match(text, pos) if serves else None
                 if m is None or m.lastgroup not in alts or (extra and text.startswith(extra, pos)):
-                    # the shared pattern cannot tell: the state's own pattern (compiled at first use)
-                    m = (own.compiled or own.compile()).match(text, pos)
+                    m = own.match(text, pos)  # the shared pattern cannot tell
                     if m is None:
                         raise _Fail
                 value, type_, begin = m.group(), m.lastgroup, pos
@@ -658,8 +716,15 @@ class _Driver:
                     break
                 size, goto, kind, method, filt, expand1, nesting = rules[~act]
                 if kind is _UNIT:  # `expr: or_expr`: the value, its extent and depth pass up as they are
-                    del states[-1]
-                elif size == 1:  # one child: its extent and depth are the reduction's
+                    key = (states[-2], goto, type_)
+                    state = units.get(key)
+                    if state is None:
+                        state = units[key] = self._units(states[-2], goto, type_, end_state)
+                    states[-1] = state
+                    if type_ == "$END" and state == end_state:
+                        return values[-1]
+                    continue
+                if size == 1:  # one child: its extent and depth are the reduction's
                     del states[-1]
                     child = values[-1]
                     kids = filt([child]) if filt is not None else [child]

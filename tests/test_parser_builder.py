@@ -86,17 +86,30 @@ def test_the_lean_driver_builds_the_same_ast_and_spans(i):
 
 
 def test_the_shipped_tables_are_current_and_equal_those_built_from_the_grammar():
-    # resdsl/lalr_tables.py is made by grammar/make_tables.py; a stale file would be ignored (and cost
-    # a lark build at the first parse of every process).  lark numbers its states differently from run
-    # to run, so the tables are compared by what they parse: the same ASTs and spans.
+    # resdsl/lalr_tables.py is made by grammar/make_tables.py (run it after editing the grammar); a stale
+    # file would be ignored, and cost a lark build at the first parse of every process
     from resdsl import lalr_tables
 
     assert lalr_tables.GRAMMAR_SHA256 == parser.grammar_digest()
     assert parser._shipped_tables() is lalr_tables.TABLES
+    assert parser._tables(parser._lark()) == lalr_tables.TABLES  # states renumbered: the same every run
     fresh = parser._Driver(parser._tables(parser._lark()))
     for i, text in enumerate(TEXTS):
         built = fresh.run(text + "\n", "start", _ToAst(f"t{i}.res"), 200)
         assert repr(built) == repr(_lean(text, f"t{i}.res"))
+
+
+@pytest.mark.parametrize("compile_after", [0, 10**9])
+def test_a_state_s_own_lexer_gives_the_same_tokens_one_terminal_at_a_time_or_compiled(monkeypatch, compile_after):
+    # where the shared pattern cannot decide, a state tries its terminals one by one, and after a few
+    # tokens compiles their union; both must give lark's tokens (the corpus has every kind of case)
+    monkeypatch.setattr(parser._StateLexer, "COMPILE_AFTER", compile_after)
+    fresh = parser._Driver(parser._shipped_tables())
+    for i, text in enumerate(TEXTS):
+        built = fresh.run(text + "\n", "start", _ToAst(f"t{i}.res"), 200)
+        assert repr(built) == repr(tuple(_reference(text, f"t{i}.res")))
+    asked = [lx[0] for lx in fresh.lexers.values() if lx[0].asked]
+    assert asked and all((lx.own.compiled is not None) == (compile_after == 0) for lx in asked)
 
 
 def test_no_parser_is_read_from_or_written_to_lark_s_cache_in_the_temp_dir():
