@@ -196,6 +196,7 @@ class _ToAst:
     def __init__(self, file: str, dline: int = 0, dcol: int = 0, dpos: int = 0, limit: int = DEFAULT.max_nesting):
         self.file, self.dline, self.dcol, self.dpos = file, dline, dcol, dpos
         self.limit = limit  # Limits.max_nesting, for the expressions in a label's braces
+        self.shifted = bool(dline or dcol or dpos)  # a label's expression: positions relative to the label
 
     # -- spans
     def _pos(self, line: int, col: int) -> tuple[int, int]:
@@ -204,11 +205,15 @@ class _ToAst:
     def _span(self, meta) -> Span:
         if getattr(meta, "empty", True):
             return Span(self.file, 0, 0, 0, 0)
+        if not self.shifted:
+            return Span(self.file, meta.line, meta.column, meta.end_line, meta.end_column, meta.start_pos, meta.end_pos)
         l1, c1 = self._pos(meta.line, meta.column)
         l2, c2 = self._pos(meta.end_line, meta.end_column)
         return Span(self.file, l1, c1, l2, c2, meta.start_pos + self.dpos, meta.end_pos + self.dpos)
 
     def tok_span(self, tok: Token) -> Span:
+        if not self.shifted:
+            return Span(self.file, tok.line, tok.column, tok.end_line, tok.end_column, tok.start_pos, tok.end_pos)
         l1, c1 = self._pos(tok.line, tok.column)
         l2, c2 = self._pos(tok.end_line, tok.end_column)
         return Span(self.file, l1, c1, l2, c2, tok.start_pos + self.dpos, tok.end_pos + self.dpos)
