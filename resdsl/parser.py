@@ -21,16 +21,16 @@ import threading
 from collections import OrderedDict
 from pathlib import Path
 
-from lark import Lark, Token, Tree
-from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken
-from lark.lexer import UnlessCallback
-from lark.parsers.lalr_analysis import Shift
-from lark.parse_tree_builder import maybe_create_child_filter
+from typing import TYPE_CHECKING
 
 from . import syntax as ast
 from .diagnostics import Note, ResdslError, error
 from .limits import DEFAULT, Limits, raise_hint
 from .span import Source, Span, register
+
+if TYPE_CHECKING:  # lark is imported where it is used: valid text is parsed without it (see `_Driver`)
+    from lark import Lark, Token
+    from lark.exceptions import UnexpectedInput
 
 RESERVED = frozenset(
     "and or not if else for in true false none input output from import block network assert".split()
@@ -115,6 +115,8 @@ _NESTING_RULES = frozenset(
 @functools.lru_cache(maxsize=1)
 def _tree_lark() -> Lark:
     """Lark building its parse tree (propagate_positions): for `_first_too_deep` only."""
+    from lark import Lark
+
     return Lark(grammar_path().read_text(), parser="lalr", lexer="contextual", postlex=_Newlines(),
                 propagate_positions=True, maybe_placeholders=True, start=["start", "expr"])
 
@@ -136,7 +138,7 @@ def _first_too_deep(text: str, start: str, limit: int) -> _TooDeep:
             depth += 1
             if depth > limit:
                 return _TooDeep(None, node.meta)
-        stack.extend((c, depth) for c in node.children if isinstance(c, Tree))
+        stack.extend((c, depth) for c in node.children if hasattr(c, "data"))  # subtrees, not tokens
     return _TooDeep(None)  # pragma: no cover - the builder found one
 
 
@@ -155,6 +157,8 @@ def _too_deep(e: _TooDeep, source: Source, limit: int) -> ResdslError:
 
 @functools.lru_cache(maxsize=1)
 def _lark() -> Lark:
+    from lark import Lark
+
     return Lark(
         grammar_path().read_text(),
         parser="lalr",
@@ -348,8 +352,8 @@ class _ToAst:
             except _TooDeep:  # positions inside the label are relative to it: report the label itself
                 raise error("E040", "the label's expression is nested too deeply", span,
                             hint="compute the value into a variable first") from None
-            except UnexpectedInput as e:  # locate the error inside the braces, not at the file's start
-                d = _syntax_error(e, Source(self.file, inner)).first
+            except _SyntaxFailure as failure:  # locate the error inside the braces, not at the file's start
+                d = _syntax_error(failure.error, Source(self.file, inner)).first
                 rel = len(inner) if "end of file" in d.message else d.span.start  # at the `}` when it ended early
                 width = max(1, min(d.span.end - d.span.start, len(inner) + 1 - rel))
                 at, col = span.start + m.start(1) + rel, span.col + m.start(1) + rel
@@ -459,7 +463,26 @@ def _meta(extent: tuple | None) -> _Meta:
     return meta
 
 
-_new_token = getattr(Token, "_future_new", Token)  # Token() without its check for a deprecated keyword
+class _Token(str):
+    """A token of the lean driver: the fields of lark's Token that the `_ToAst` methods read."""
+
+    __slots__ = ("type", "start_pos", "line", "column", "end_line", "end_column", "end_pos")
+
+
+def _new_token(type_: str, value: str, start_pos: int, line: int, column: int, end_line: int, end_column: int,
+               end_pos: int) -> _Token:
+    tok = _Token(value)
+    tok.type, tok.start_pos, tok.line, tok.column = type_, start_pos, line, column
+    tok.end_line, tok.end_column, tok.end_pos = end_line, end_column, end_pos
+    return tok
+
+
+class _SyntaxFailure(Exception):
+    """Lark's syntax error (an UnexpectedInput), carried past code that does not import lark."""
+
+    def __init__(self, error: "UnexpectedInput"):
+        super().__init__(str(error))
+        self.error = error
 
 
 class _Fail(Exception):
@@ -543,6 +566,8 @@ def _tables(lark: Lark) -> dict:
     match is one of the state's terminals, and no `extra` keyword starts there, that is the state's
     own first match (every terminal before it in the state's order failed).  Else the driver tries
     the state's terminals one by one, in order, and after a few such tokens compiles its union."""
+    from lark.parsers.lalr_analysis import Shift
+
     frontend = lark.parser
     contextual = frontend.lexer.lexer
     table = frontend.parser.parser.parse_table
@@ -578,6 +603,8 @@ def _tables(lark: Lark) -> dict:
 def _numbering(table) -> dict[int, int]:
     """lark's state -> the state's place in a breadth-first walk from the start states, symbols in
     order: lark numbers its states differently from run to run, this file should not change."""
+    from lark.parsers.lalr_analysis import Shift
+
     number: dict[int, int] = {}
     queue = [table.start_states[k] for k in sorted(table.start_states)]
     for state in queue:
@@ -596,6 +623,8 @@ def _union(terminals: list) -> str:
 def _lexer_entry(lexer, shared: set) -> tuple:
     """(own pattern, its terminals in order, whether the shared pattern serves, extra keywords, keyword
     table, ignored, multi-line) for one of the contextual lexer's scanners."""
+    from lark.lexer import UnlessCallback
+
     scanner = lexer.scanner  # builds lexer.callback too
     assert len(scanner._mres) == 1, "one pattern per scanner"
     assert scanner._mres[0].pattern == _union(scanner.terminals)
@@ -619,6 +648,8 @@ def _rule_entry(rule) -> tuple:
     size = len(rule.expansion)
     only = rule.expansion[0] if size == 1 else None
     unit = expand1 and only is not None and not only.is_term and not only.name.startswith("_")
+    from lark.parse_tree_builder import maybe_create_child_filter
+
     made = maybe_create_child_filter(rule.expansion, rule.options.keep_all_tokens, False, rule.options.empty_indices)
     filt = None
     if made is not None and not unit:
@@ -798,6 +829,9 @@ class _Builder:
     """
 
     def __init__(self, lark: Lark):
+        from lark import Token, Tree
+
+        self.token_type, self.tree_type = Token, Tree
         self.ast = _ToAst("<string>")
         self.meta = _Meta()  # the positions of the reduction being built
         self.lock = threading.RLock()
@@ -808,6 +842,9 @@ class _Builder:
 
     def _callback(self, rule):
         """The function lark calls to reduce `rule`: raw children -> AST value (or a Tree to splice)."""
+        from lark.parse_tree_builder import maybe_create_child_filter
+
+        tree = self.tree_type
         name = rule.alias or rule.options.template_source or rule.origin.name
         method = getattr(_ToAst, name, None)
         nesting = name in _NESTING_RULES
@@ -822,7 +859,7 @@ class _Builder:
             if expand1 and len(children) == 1:  # `?rule` with one child: pass it up
                 return children[0]
             if method is None:  # `_rule`: spliced into its parent by the parent's child filter
-                return Tree(name, children)
+                return tree(name, children)
             return method(self.ast, self.meta, children)
 
         child_filter = maybe_create_child_filter(rule.expansion, rule.options.keep_all_tokens, False,
@@ -850,11 +887,11 @@ class _Builder:
     def _extent(self, children: list) -> tuple[tuple | None, int]:
         """From the first token of the first child to the last of the last (None: no tokens), and
         the deepest child's nesting depth."""
-        table = self.ext
+        table, token = self.ext, self.token_type
         first = last = None
         depth = 0
         for c in children:
-            if type(c) is Token:
+            if type(c) is token:
                 e = (c.line, c.column, c.start_pos, c.end_line, c.end_column, c.end_pos)
             else:
                 entry = table.get(id(c))
@@ -923,7 +960,12 @@ def _run(text: str, start: str, to_ast: "_ToAst", limit: int):
             return _driver().run(text, start, to_ast, limit)
         except (_Fail, _TooDeep, ResdslError):
             pass
-        return _builder().run(_lark(), text, start, to_ast, limit)
+        from lark.exceptions import UnexpectedInput
+
+        try:
+            return _builder().run(_lark(), text, start, to_ast, limit)
+        except UnexpectedInput as e:
+            raise _SyntaxFailure(e) from None
     finally:
         if collecting:
             gc.enable()
@@ -944,6 +986,8 @@ def _describe(tok_type: str) -> str:
 
 
 def _syntax_error(e: UnexpectedInput, source: Source) -> ResdslError:
+    from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedToken
+
     line, col = getattr(e, "line", 0) or 0, getattr(e, "column", 0) or 0
     if isinstance(e, UnexpectedEOF) or line <= 0:
         line, col = source.position(len(source.text.rstrip()))
@@ -1054,8 +1098,8 @@ def parse(text: str, file: str = "<string>", limits: Limits = DEFAULT) -> ast.Mo
     limit = limits.max_nesting
     try:
         items = _run(text + "\n", "start", _ToAst(file, limit=limit), limit)
-    except UnexpectedInput as e:
-        raise _syntax_error(e, source) from None
+    except _SyntaxFailure as failure:
+        raise _syntax_error(failure.error, source) from None
     except _TooDeep as e:
         if e.tok is None:  # found by the builder: report it where the tree walk always did
             e = _first_too_deep(text + "\n", "start", limit)
@@ -1070,8 +1114,8 @@ def parse_expression(text: str) -> ast.Expr:
     source = register(Source("<command line>", text))
     try:
         return _run(text, "expr", _ToAst("<command line>"), DEFAULT.max_nesting)
-    except UnexpectedInput as e:
-        raise _syntax_error(e, source) from None
+    except _SyntaxFailure as failure:
+        raise _syntax_error(failure.error, source) from None
     except _TooDeep as e:
         if e.tok is None:
             e = _first_too_deep(text, "expr", DEFAULT.max_nesting)
@@ -1095,6 +1139,8 @@ class _Recorder(_Newlines):
 @functools.lru_cache(maxsize=1)
 def _token_lark() -> tuple[Lark, list]:
     """A second parser that records every token, comments and newlines included."""
+    from lark import Lark
+
     sink: list = []
     lark = Lark(grammar_path().read_text(), parser="lalr", lexer="contextual", postlex=_Recorder(sink),
                 propagate_positions=True, maybe_placeholders=True, start=["start", "expr"],
