@@ -206,3 +206,16 @@ def test_too_deep_is_reported_where_the_tree_walk_reports_it(expr, col):
         resdsl.loads(f"network n() {{\n    input x: [1]\n    y = {expr}\n}}\n")
     d = e.value.first
     assert (d.code, d.span.line, d.span.col) == ("E040", 3, col)
+
+
+def test_valid_text_is_parsed_without_importing_lark():
+    # lark (some 10-15 ms to import) is loaded for syntax errors, the formatter and the tables only
+    import subprocess
+    import sys
+
+    code = ("import sys, resdsl; n = resdsl.load('examples/resnet.res', depth=50); assert n.param_count == 25557032; "
+            "print('lark' in sys.modules); resdsl.loads('network n() {\\n  input x: [4]\\n  relu\\n}\\n'); "
+            "print('lark' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT,
+                         env={"PYTHONPATH": str(ROOT), "PATH": ""}).stdout.split()
+    assert out == ["False", "False"]
