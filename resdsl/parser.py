@@ -561,11 +561,13 @@ def _tables(lark: Lark) -> dict:
 
     Lexing: lark matches, in each state, the union of the terminals the state accepts, the first
     in lark's order that matches.  Compiling 30 such unions costs more than parsing a file, so the
-    driver first tries one shared union (all terminals but OUTNAME, in the same order).  Where it
-    holds all of a state's terminals but some keywords lark folds into NAME (`extra`), and its first
-    match is one of the state's terminals, and no `extra` keyword starts there, that is the state's
-    own first match (every terminal before it in the state's order failed).  Else the driver tries
-    the state's terminals one by one, in order, and after a few such tokens compiles its union."""
+    driver first tries one of three shared unions, in the same order: for states that take labels,
+    for those that take names but no labels, for those that take neither (after a value).  Where a
+    union holds all of a state's terminals but some keywords (`extra`, folded into NAME there), and
+    its first match is one of the state's terminals, and no `extra` keyword starts there, that is
+    the state's own first match: every terminal before it in the state's order failed.  Else the
+    driver tries the state's terminals one by one, in order, and after a few such tokens compiles
+    their union."""
     from lark.parsers.lalr_analysis import Shift
 
     frontend = lark.parser
@@ -575,7 +577,13 @@ def _tables(lark: Lark) -> dict:
     index = {rule: i for i, rule in enumerate(rules)}
     root = contextual.root_lexer.scanner
     assert len(root._mres) == 1, "one pattern per scanner"
-    shared = [t for t in root.terminals if t.name != "OUTNAME"]  # OUTNAME would take every name
+    # each union: the terminals of all the states of its kind, in lark's order
+    kinds: list[set] = [set(), set(), set()]
+    for lexer in contextual.lexers.values():
+        kind = _kind(lexer.scanner.terminals)
+        if kind is not None:
+            kinds[kind] |= {t.name for t in lexer.scanner.terminals}
+    unions = [[t for t in contextual.root_lexer.terminals if t.name in kind] for kind in kinds]
     lexers: list = []
     state_lexer: dict[int, int] = {}
     seen: dict[int, int] = {}
@@ -584,7 +592,7 @@ def _tables(lark: Lark) -> dict:
         lexer = contextual.lexers[state]
         if id(lexer) not in seen:
             seen[id(lexer)] = len(lexers)
-            lexers.append(_lexer_entry(lexer, {t.name for t in shared}))
+            lexers.append(_lexer_entry(lexer, [{t.name for t in u} for u in unions]))
         state_lexer[number[state]] = seen[id(lexer)]
     return {
         "start": {k: number[v] for k, v in sorted(table.start_states.items())},
@@ -595,7 +603,7 @@ def _tables(lark: Lark) -> dict:
         "rules": [_rule_entry(rule) for rule in rules],
         "kept": sorted({s.name for r in rules for s in r.expansion
                         if s.is_term and (r.options.keep_all_tokens or not s.filter_out)}),
-        "shared": _union(shared), "lexers": lexers, "state_lexer": state_lexer,
+        "unions": [_union(u) for u in unions], "lexers": lexers, "state_lexer": state_lexer,
         "terminals": {t.name: _union([t]) for t in sorted(lark.terminals, key=lambda t: t.name)},
     }
 
@@ -620,23 +628,35 @@ def _union(terminals: list) -> str:
     return "|".join(f"(?P<{t.name}>{t.pattern.to_regexp()})" for t in terminals)
 
 
-def _lexer_entry(lexer, shared: set) -> tuple:
-    """(own pattern, its terminals in order, whether the shared pattern serves, extra keywords, keyword
-    table, ignored, multi-line) for one of the contextual lexer's scanners."""
+_NAMES = ("TNAME", "LABEL", "OUTNAME", "NAME")  # the terminals that take names: the unions differ in them
+
+
+def _kind(terminals: list) -> int | None:
+    """Which shared union serves a state with these terminals: 0 labels, 1 names but no labels, 2 no
+    names (after a value); None for OUTNAME's states, which match names their own way."""
+    names = {t.name for t in terminals if t.name in _NAMES}
+    return None if "OUTNAME" in names else 2 if not names else 0 if "LABEL" in names else 1
+
+
+def _lexer_entry(lexer, unions: list[set]) -> tuple:
+    """(own pattern, its terminals in order, the shared union that serves or None, extra keywords,
+    keyword table, ignored, multi-line) for one of the contextual lexer's scanners."""
     from lark.lexer import UnlessCallback
 
     scanner = lexer.scanner  # builds lexer.callback too
     assert len(scanner._mres) == 1, "one pattern per scanner"
     assert scanner._mres[0].pattern == _union(scanner.terminals)
-    extra = [t for t in scanner.terminals if t.name not in shared]
-    serves = all(t.pattern.type == "str" and not t.pattern.flags for t in extra)
+    union = _kind(scanner.terminals)
+    extra = [t for t in scanner.terminals if union is not None and t.name not in unions[union]]
+    if not all(t.pattern.type == "str" and not t.pattern.flags for t in extra):
+        union, extra = None, []
     keywords = {}
     for type_, callback in sorted(lexer.callback.items()):
         assert isinstance(callback, UnlessCallback) and type_ not in lexer.ignore_types, type_
         assert all(t.pattern.type == "str" and not t.pattern.flags for t in callback.scanner.terminals)
         keywords[type_] = {t.pattern.value: t.name for t in sorted(callback.scanner.terminals, key=lambda t: t.name)}
-    return (scanner._mres[0].pattern, tuple(t.name for t in scanner.terminals), serves,
-            tuple(t.pattern.value for t in extra) if serves else (), keywords,
+    return (scanner._mres[0].pattern, tuple(t.name for t in scanner.terminals), union,
+            tuple(t.pattern.value for t in extra), keywords,
             tuple(sorted(lexer.ignore_types)), tuple(sorted(lexer.newline_types)))
 
 
@@ -679,11 +699,12 @@ class _Driver:
         self.kept = frozenset(tables["kept"])
         # per start symbol: (state below, symbol, lookahead) -> the state a chain of unit reductions ends in
         self.units: dict[str, dict[tuple, int]] = {start: {} for start in self.start_states}
-        self.shared = _Lazy(tables["shared"])
+        unions = [_Lazy(pattern) for pattern in tables["unions"]]
         terminals = {name: _Lazy(pattern) for name, pattern in tables["terminals"].items()}
-        lexers = [(_StateLexer(pattern, tuple(terminals[n] for n in order)), frozenset(order), serves, tuple(extra),
-                   keywords, frozenset(ignore), frozenset(newlines))
-                  for pattern, order, serves, extra, keywords, ignore, newlines in tables["lexers"]]
+        lexers = [(_StateLexer(pattern, tuple(terminals[n] for n in order)), frozenset(order),
+                   unions[union] if union is not None else None, tuple(extra), keywords, frozenset(ignore),
+                   frozenset(newlines))
+                  for pattern, order, union, extra, keywords, ignore, newlines in tables["lexers"]]
         self.lexers = {state: lexers[i] for state, i in tables["state_lexer"].items()}
 
     def _units(self, below: int, symbol: str, lookahead: str, end_state: int) -> int:
@@ -701,7 +722,7 @@ class _Driver:
         """The value `start` reduces to for `text`; `_Fail` (or the method's error) when it is not valid.
 
         One loop, everything inlined: it runs once per token and once per reduction."""
-        actions, rules, lexers, kept, shared = self.actions, self.rules, self.lexers, self.kept, self.shared
+        actions, rules, lexers, kept = self.actions, self.rules, self.lexers, self.kept
         units = self.units[start]
         new_token, make_meta = _new_token, _meta
         end_state = self.end_states[start]
@@ -712,8 +733,8 @@ class _Driver:
         tok = extent = None
         while True:
             if pos < n:  # the next token, as lark's contextual lexer and the post-lexer give it
-                own, alts, serves, extra, keywords, ignore, newlines = lexers[state]
-                m = (shared.compiled or shared.compile()).match(text, pos) if serves else None
+                own, alts, shared, extra, keywords, ignore, newlines = lexers[state]
+                m = (shared.compiled or shared.compile()).match(text, pos) if shared is not None else None
                 if m is None or m.lastgroup not in alts or (extra and text.startswith(extra, pos)):
                     m = own.match(text, pos)  # the shared pattern cannot tell
                     if m is None:
