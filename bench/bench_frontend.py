@@ -82,15 +82,22 @@ def chains(sizes, repeat: int) -> None:
         t_ct, _ = median(lambda: count(net), repeat)
         flat = net.expand()
 
+        limits = resdsl.Limits(max_source_bytes=10**8)  # 2 MB at 10,000 blocks
+
         def from_flat():
             parser._CACHE.clear()
-            return resdsl.loads(flat, limits=resdsl.Limits(max_source_bytes=10**8))  # 2 MB at 10,000 blocks
+            return resdsl.loads(flat, limits=limits)
 
-        t_flat, again = median(from_flat, max(1, repeat // 2))
+        def parse_flat():
+            parser._CACHE.clear()
+            return parser.parse(flat, "<flat>", limits)
+
+        t_flat, again = median(from_flat, repeat)
+        t_parse, _ = median(parse_flat, repeat)
         assert [n.name for n in again.nodes] == [n.name for n in net.nodes]
         timings[K] = t_el + t_ct
         print(f"chain K={K:>6,}: {len(net.nodes):>6,} ops  elaborate {t_el:6.3f}s  params+MACs {t_ct:6.3f}s  "
-              f"flat text ({flat.count(chr(10)):,} lines) parse+elaborate {t_flat:6.3f}s")
+              f"flat text ({flat.count(chr(10)):,} lines) parse+elaborate {t_flat:6.3f}s (the parse {t_parse:6.3f}s)")
     if len(sizes) > 1:
         a, b = sizes[-2], sizes[-1]
         print(f"  {b:,}/{a:,} time ratio: {timings[b] / timings[a]:.1f}")
