@@ -16,6 +16,7 @@ from __future__ import annotations
 import functools
 import gc
 import hashlib
+import operator
 import re
 import threading
 from collections import OrderedDict
@@ -539,6 +540,16 @@ class _StateLexer:
 def _child_filter(include: tuple, nones_after: int):
     """Lark's child filter for one rule (ChildFilterLALR): drop filtered tokens, splice `_rule`
     values, put None where an optional [item] is missing."""
+    if not nones_after and not any(splice or nones for _, splice, nones in include):  # the common cases
+        picked = [i for i, _, _ in include]
+        if not picked:
+            return lambda children: []
+        if len(picked) == 1:
+            only = picked[0]
+            return lambda children: [children[only]]
+        get = operator.itemgetter(*picked)
+        return lambda children: list(get(children))
+
     def filt(children: list) -> list:
         out: list = []
         for i, splice, nones in include:
