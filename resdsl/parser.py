@@ -116,10 +116,7 @@ _NESTING_RULES = frozenset(
 @functools.lru_cache(maxsize=1)
 def _tree_lark() -> Lark:
     """Lark building its parse tree (propagate_positions): for `_first_too_deep` only."""
-    from lark import Lark
-
-    return Lark(grammar_path().read_text(), parser="lalr", lexer="contextual", postlex=_Newlines(),
-                propagate_positions=True, maybe_placeholders=True, start=["start", "expr"])
+    return _new_lark(postlex=_Newlines())
 
 
 def _first_too_deep(text: str, start: str, limit: int) -> _TooDeep:
@@ -158,19 +155,29 @@ def _too_deep(e: _TooDeep, source: Source, limit: int) -> ResdslError:
 
 @functools.lru_cache(maxsize=1)
 def _lark() -> Lark:
-    from lark import Lark
+    """lark's parser, its callbacks replaced by `_Builder`'s: for text the lean driver fails on."""
+    return _new_lark(postlex=_Newlines())
 
-    return Lark(
-        grammar_path().read_text(),
-        parser="lalr",
-        lexer="contextual",
-        postlex=_Newlines(),
-        propagate_positions=True,
-        maybe_placeholders=True,
-        start=["start", "expr"],
-        # no cache=True: lark would unpickle a file of a fixed name in the shared temp dir, which
-        # another user of the machine could have written.  Valid text never needs this parser.
-    )
+
+_LARK_OPTIONS = dict(parser="lalr", lexer="contextual", maybe_placeholders=True, start=["start", "expr"])
+
+
+def _new_lark(**options) -> Lark:
+    """A lark parser for the grammar (with `options`: the post-lexer, lexer callbacks), loaded from
+    resdsl/lark_data.py -- lark's own serialized form, plain data -- when it was made from this
+    grammar by this version of lark (a few ms), else built from the grammar (about 50 ms).  Never
+    with lark's cache=True: that unpickles a file of a fixed name in the shared temp dir, which
+    another user of the machine could have written."""
+    import lark
+
+    try:
+        from . import lark_data
+    except ImportError:  # pragma: no cover - the file is shipped
+        lark_data = None
+    if lark_data is not None and (lark_data.LARK_VERSION, lark_data.GRAMMAR_SHA256) == (lark.__version__,
+                                                                                          grammar_digest()):
+        return lark.Lark._load_from_dict(lark_data.DATA, lark_data.MEMO, propagate_positions=True, **options)
+    return lark.Lark(grammar_path().read_text(), propagate_positions=True, **_LARK_OPTIONS, **options)
 
 
 _RANGE = re.compile(r"([^.]+)\.\.([^.]+)")  # the braces of x{1..s}: two expressions without dots
@@ -1171,13 +1178,8 @@ class _Recorder(_Newlines):
 @functools.lru_cache(maxsize=1)
 def _token_lark() -> tuple[Lark, list]:
     """A second parser that records every token, comments and newlines included."""
-    from lark import Lark
-
     sink: list = []
-    lark = Lark(grammar_path().read_text(), parser="lalr", lexer="contextual", postlex=_Recorder(sink),
-                propagate_positions=True, maybe_placeholders=True, start=["start", "expr"],
-                lexer_callbacks={"COMMENT": sink.append})
-    return lark, sink
+    return _new_lark(postlex=_Recorder(sink), lexer_callbacks={"COMMENT": sink.append}), sink
 
 
 def tokens(text: str, file: str = "<string>", limits: Limits = DEFAULT) -> list[Token]:

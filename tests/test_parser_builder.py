@@ -112,6 +112,26 @@ def test_a_state_s_own_lexer_gives_the_same_tokens_one_terminal_at_a_time_or_com
     assert asked and all((lx.own.compiled is not None) == (compile_after == 0) for lx in asked)
 
 
+def test_lark_s_parser_for_errors_is_loaded_from_the_shipped_data_and_parses_as_the_grammar_does(monkeypatch):
+    # resdsl/lark_data.py (grammar/make_tables.py) spares the first syntax error of a process lark's
+    # 50 ms table build; it must be current, be what _new_lark uses, and give the grammar's trees
+    import lark
+
+    from resdsl import lark_data
+
+    assert (lark_data.LARK_VERSION, lark_data.GRAMMAR_SHA256) == (lark.__version__, parser.grammar_digest())
+    _reference("x = 1", "warm.res")  # the reference parser is built from the grammar, before the patch
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("lark's parser was built from the grammar instead of loaded")
+
+    monkeypatch.setattr(lark.Lark, "__init__", refuse)
+    loaded = parser._new_lark(postlex=_Newlines())
+    for i, text in enumerate(TEXTS):
+        tree = loaded.parse(text + "\n", start="start")
+        assert repr(tuple(_TreeThenTransform(f"t{i}.res").transform(tree))) == repr(tuple(_reference(text, f"t{i}.res")))
+
+
 def test_no_parser_is_read_from_or_written_to_lark_s_cache_in_the_temp_dir():
     # lark's cache=True unpickles /tmp/.lark_cache_<user>_<hash>_<python>.tmp, a name anyone can predict
     assert parser._lark().options.cache is False and parser._tree_lark().options.cache is False
