@@ -15,6 +15,7 @@ import argparse
 import statistics
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -26,6 +27,19 @@ from bench_analysis import CHAIN  # noqa: E402  (bench/ is on sys.path when run 
 from common import median  # noqa: E402
 
 RESNET = ROOT / "examples" / "resnet.res"
+
+
+def median_unparsed(fn, repeat: int) -> tuple[float, object]:
+    """Median time of `fn` with the parse cache emptied before each call -- outside the clock, with the
+    previous result, so that freeing a large AST is not counted as parsing."""
+    times, out = [], None
+    for _ in range(repeat):
+        out = None
+        parser._CACHE.clear()
+        t = time.perf_counter()
+        out = fn()
+        times.append(time.perf_counter() - t)
+    return statistics.median(times), out
 
 
 def count(net: resdsl.Network) -> tuple[int, int]:
@@ -40,12 +54,8 @@ def resnet50(repeat: int) -> None:
     torch.set_num_threads(1)
     count(resdsl.load(RESNET, depth=50))  # imports and the grammar tables, once
 
-    def uncached():
-        parser._CACHE.clear()
-        return count(resdsl.load(RESNET, depth=50))
-
     t_warm, (params, macs) = median(lambda: count(resdsl.load(RESNET, depth=50)), repeat)
-    t_parse, _ = median(uncached, repeat)
+    t_parse, _ = median_unparsed(lambda: count(resdsl.load(RESNET, depth=50)), repeat)
     x = torch.randn(1, 3, 224, 224)
 
     def reference():
@@ -56,19 +66,22 @@ def resnet50(repeat: int) -> None:
 
     t_ref, ref = median(reference, max(3, repeat // 5))
     assert (params, macs) == ref, (params, macs, ref)
-    code = ("import time, resdsl; t = time.perf_counter(); n = resdsl.load({!r}, depth=50); "
-            "print(time.perf_counter() - t, n.param_count, n.costs().total)").format(str(RESNET))
-    colds = []
-    for _ in range(5):
+    code = ("import time; t0 = time.perf_counter(); import resdsl; t = time.perf_counter(); "
+            "n = resdsl.load({!r}, depth=50); p, m = n.param_count, n.costs().total; "
+            "print(time.perf_counter() - t, p, m, t - t0)").format(str(RESNET))
+    colds, imports = [], []
+    for _ in range(repeat // 2 + 1):  # bytecode is written (no PYTHONDONTWRITEBYTECODE), as an install has it
         out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                              env={"PYTHONPATH": str(ROOT)}).stdout.split()
         assert (int(out[1]), int(out[2])) == (params, macs)
         colds.append(float(out[0]))
-    t_cold = statistics.median(colds)
+        imports.append(float(out[3]))
+    t_cold, t_import = statistics.median(colds[1:]), statistics.median(imports[1:])  # the first may compile
     print(f"ResNet-50 text -> checked graph + {params:,} params + {macs:,} MACs (== torchvision + FlopCounterMode // 2)")
     print(f"  resdsl warm (parse cache hit): {t_warm * 1e3:7.2f} ms   ratio {t_ref / t_warm:6.1f}x faster")
     print(f"  resdsl with the parse:         {t_parse * 1e3:7.2f} ms   ratio {t_ref / t_parse:6.1f}x faster")
-    print(f"  resdsl cold (fresh process):   {t_cold * 1e3:7.2f} ms   ratio {t_ref / t_cold:6.1f}x faster")
+    print(f"  resdsl cold (fresh process):   {t_cold * 1e3:7.2f} ms   ratio {t_ref / t_cold:6.1f}x faster"
+          f"   (the first load after `import resdsl`, which took {t_import * 1e3:.1f} ms)")
     print(f"  torchvision resnet50() + FlopCounterMode forward: {t_ref * 1e3:7.1f} ms")
 
 
@@ -79,15 +92,15 @@ def chains(sizes, repeat: int) -> None:
         t_ct, _ = median(lambda: count(net), repeat)
         flat = net.expand()
 
-        def from_flat():
-            parser._CACHE.clear()
-            return resdsl.loads(flat, limits=resdsl.Limits(max_source_bytes=10**8))  # 2 MB at 10,000 blocks
+        limits = resdsl.Limits(max_source_bytes=10**8)  # 2 MB at 10,000 blocks
 
-        t_flat, again = median(from_flat, max(1, repeat // 2))
-        assert [n.name for n in again.nodes] == [n.name for n in net.nodes]
+        t_flat, again = median_unparsed(lambda: resdsl.loads(flat, limits=limits), repeat)
+        again = [n.name for n in again.nodes]
+        t_parse, _ = median_unparsed(lambda: parser.parse(flat, "<flat>", limits), repeat)
+        assert again == [n.name for n in net.nodes]
         timings[K] = t_el + t_ct
         print(f"chain K={K:>6,}: {len(net.nodes):>6,} ops  elaborate {t_el:6.3f}s  params+MACs {t_ct:6.3f}s  "
-              f"flat text ({flat.count(chr(10)):,} lines) parse+elaborate {t_flat:6.3f}s")
+              f"flat text ({flat.count(chr(10)):,} lines) parse+elaborate {t_flat:6.3f}s (the parse {t_parse:6.3f}s)")
     if len(sizes) > 1:
         a, b = sizes[-2], sizes[-1]
         print(f"  {b:,}/{a:,} time ratio: {timings[b] / timings[a]:.1f}")

@@ -15,19 +15,23 @@ from __future__ import annotations
 
 import functools
 import gc
+import hashlib
+import operator
 import re
 import threading
 from collections import OrderedDict
 from pathlib import Path
 
-from lark import Lark, Token, Tree
-from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken
-from lark.parse_tree_builder import maybe_create_child_filter
+from typing import TYPE_CHECKING
 
 from . import syntax as ast
 from .diagnostics import Note, ResdslError, error
 from .limits import DEFAULT, Limits, raise_hint
 from .span import Source, Span, register
+
+if TYPE_CHECKING:  # lark is imported where it is used: valid text is parsed without it (see `_Driver`)
+    from lark import Lark, Token
+    from lark.exceptions import UnexpectedInput
 
 RESERVED = frozenset(
     "and or not if else for in true false none input output from import block network assert".split()
@@ -42,37 +46,55 @@ def grammar_path() -> Path:
     raise FileNotFoundError("internal error: grammar/resdsl.lark is missing from the installation")
 
 
-class _Newlines:
-    """Post-lexer: drop newlines inside (), [] and dict literals.
+_BODY_AFTER = frozenset({"NAME", "TNAME", "RPAR", "RSQB", "INT", "FLOAT", "STRING", "TRUE", "FALSE", "NONE"})
+
+
+class _Brackets:
+    """The post-lexer's rule for one parse: drop newlines inside (), [] and dict literals.
 
     A '{' opens a body when it follows something that can end an expression or
     a header (a name, a literal, ')', ']' or `} else`); otherwise it opens a
-    dict literal, inside which newlines are insignificant.
+    dict literal, inside which newlines are insignificant.  Shared by lark's
+    post-lexer (`_Newlines`) and the lean driver (`_Driver`).
     """
 
+    __slots__ = ("stack", "prev", "last", "limit")
+
+    def __init__(self, limit: int):
+        self.stack: list[str] = []
+        self.prev = self.last = ""  # the types of the two tokens before this one
+        self.limit = limit
+
+    def keep(self, t: str, tok: Token | None = None) -> bool:
+        """Whether a token of type `t` reaches the parser; `_TooDeep` past the nesting limit."""
+        stack = self.stack
+        if t == "_NL":
+            if stack and stack[-1] != "body":
+                return False
+        elif t == "LPAR" or t == "LSQB":
+            stack.append(t)
+        elif t == "LBRACE":
+            body = self.last in _BODY_AFTER or (self.last == "ELSE" and self.prev == "RBRACE")
+            stack.append("body" if body else "dict")
+        if len(stack) > self.limit:  # refuse before the parser builds a tree this deep
+            raise _TooDeep(tok)
+        if stack and (t == "RPAR" or t == "RSQB" or t == "RBRACE"):
+            stack.pop()
+        self.prev, self.last = self.last, t
+        return True
+
+
+class _Newlines:
+    """Post-lexer for lark: the tokens `_Brackets` keeps."""
+
     always_accept = ("_NL",)
-    _BODY_AFTER = {"NAME", "TNAME", "RPAR", "RSQB", "INT", "FLOAT", "STRING", "TRUE", "FALSE", "NONE"}
     max_depth = 200  # set from Limits.max_nesting by `_Builder.run` for each parse
 
     def process(self, stream):
-        stack: list[str] = []
-        prev: list[str] = ["", ""]
+        brackets = _Brackets(self.max_depth)
         for tok in stream:
-            t = tok.type
-            if t == "_NL":
-                if stack and stack[-1] != "body":
-                    continue
-            elif t in ("LPAR", "LSQB"):
-                stack.append(t)
-            elif t == "LBRACE":
-                body = prev[-1] in self._BODY_AFTER or (prev[-1] == "ELSE" and prev[-2] == "RBRACE")
-                stack.append("body" if body else "dict")
-            if len(stack) > self.max_depth:  # refuse before the parser builds a tree this deep
-                raise _TooDeep(tok)
-            if t in ("RPAR", "RSQB", "RBRACE") and stack:
-                stack.pop()
-            prev = [prev[-1], t]
-            yield tok
+            if brackets.keep(tok.type, tok):
+                yield tok
 
 
 class _TooDeep(Exception):
@@ -91,16 +113,22 @@ _NESTING_RULES = frozenset(
 )
 
 
+@functools.lru_cache(maxsize=1)
+def _tree_lark() -> Lark:
+    """Lark building its parse tree (propagate_positions): for `_first_too_deep` only."""
+    return _new_lark(postlex=_Newlines())
+
+
 def _first_too_deep(text: str, start: str, limit: int) -> _TooDeep:
     """Where a parse-tree walk finds the first value nested past `limit` (the place E040 has always
     named; the builder notices the depth bottom-up, at a node further in).  Error path only."""
-    lark = Lark(grammar_path().read_text(), parser="lalr", lexer="contextual", postlex=_Newlines(),
-                propagate_positions=True, maybe_placeholders=True, start=["start", "expr"], cache=True)
-    lark.options.postlex.max_depth = limit
-    try:
-        tree = lark.parse(text, start=start)
-    except _TooDeep as e:
-        return e
+    lark = _tree_lark()
+    with _builder().lock:  # the post-lexer's limit is shared
+        lark.options.postlex.max_depth = limit
+        try:
+            tree = lark.parse(text, start=start)
+        except _TooDeep as e:
+            return e
     stack = [(tree, 0)]
     while stack:
         node, depth = stack.pop()
@@ -108,7 +136,7 @@ def _first_too_deep(text: str, start: str, limit: int) -> _TooDeep:
             depth += 1
             if depth > limit:
                 return _TooDeep(None, node.meta)
-        stack.extend((c, depth) for c in node.children if isinstance(c, Tree))
+        stack.extend((c, depth) for c in node.children if hasattr(c, "data"))  # subtrees, not tokens
     return _TooDeep(None)  # pragma: no cover - the builder found one
 
 
@@ -127,16 +155,29 @@ def _too_deep(e: _TooDeep, source: Source, limit: int) -> ResdslError:
 
 @functools.lru_cache(maxsize=1)
 def _lark() -> Lark:
-    return Lark(
-        grammar_path().read_text(),
-        parser="lalr",
-        lexer="contextual",
-        postlex=_Newlines(),
-        propagate_positions=True,
-        maybe_placeholders=True,
-        start=["start", "expr"],
-        cache=True,  # lark keeps the built LALR tables in the temp dir, keyed by the grammar's hash
-    )
+    """lark's parser, its callbacks replaced by `_Builder`'s: for text the lean driver fails on."""
+    return _new_lark(postlex=_Newlines())
+
+
+_LARK_OPTIONS = dict(parser="lalr", lexer="contextual", maybe_placeholders=True, start=["start", "expr"])
+
+
+def _new_lark(**options) -> Lark:
+    """A lark parser for the grammar (with `options`: the post-lexer, lexer callbacks), loaded from
+    resdsl/lark_data.py -- lark's own serialized form, plain data -- when it was made from this
+    grammar by this version of lark (a few ms), else built from the grammar (about 50 ms).  Never
+    with lark's cache=True: that unpickles a file of a fixed name in the shared temp dir, which
+    another user of the machine could have written."""
+    import lark
+
+    try:
+        from . import lark_data
+    except ImportError:  # pragma: no cover - the file is shipped
+        lark_data = None
+    if lark_data is not None and (lark_data.LARK_VERSION, lark_data.GRAMMAR_SHA256) == (lark.__version__,
+                                                                                          grammar_digest()):
+        return lark.Lark._load_from_dict(lark_data.DATA, lark_data.MEMO, propagate_positions=True, **options)
+    return lark.Lark(grammar_path().read_text(), propagate_positions=True, **_LARK_OPTIONS, **options)
 
 
 _RANGE = re.compile(r"([^.]+)\.\.([^.]+)")  # the braces of x{1..s}: two expressions without dots
@@ -164,8 +205,10 @@ class _Seq(tuple):
 class _ToAst:
     """One method per grammar rule (or alias): (positions, children) -> AST value."""
 
-    def __init__(self, file: str, dline: int = 0, dcol: int = 0, dpos: int = 0):
+    def __init__(self, file: str, dline: int = 0, dcol: int = 0, dpos: int = 0, limit: int = DEFAULT.max_nesting):
         self.file, self.dline, self.dcol, self.dpos = file, dline, dcol, dpos
+        self.limit = limit  # Limits.max_nesting, for the expressions in a label's braces
+        self.shifted = bool(dline or dcol or dpos)  # a label's expression: positions relative to the label
 
     # -- spans
     def _pos(self, line: int, col: int) -> tuple[int, int]:
@@ -174,11 +217,15 @@ class _ToAst:
     def _span(self, meta) -> Span:
         if getattr(meta, "empty", True):
             return Span(self.file, 0, 0, 0, 0)
+        if not self.shifted:
+            return Span(self.file, meta.line, meta.column, meta.end_line, meta.end_column, meta.start_pos, meta.end_pos)
         l1, c1 = self._pos(meta.line, meta.column)
         l2, c2 = self._pos(meta.end_line, meta.end_column)
         return Span(self.file, l1, c1, l2, c2, meta.start_pos + self.dpos, meta.end_pos + self.dpos)
 
     def tok_span(self, tok: Token) -> Span:
+        if not self.shifted:
+            return Span(self.file, tok.line, tok.column, tok.end_line, tok.end_column, tok.start_pos, tok.end_pos)
         l1, c1 = self._pos(tok.line, tok.column)
         l2, c2 = self._pos(tok.end_line, tok.end_column)
         return Span(self.file, l1, c1, l2, c2, tok.start_pos + self.dpos, tok.end_pos + self.dpos)
@@ -308,15 +355,16 @@ class _ToAst:
                 rng = _RANGE.fullmatch(inner)
                 if rng:  # x{1..s}: the names x1 .. xs
                     lo, hi = (_parse_expr(rng.group(k), self.file, span.line - 1, col - 1 + rng.start(k),
-                                          span.start + m.start(1) + rng.start(k)) for k in (1, 2))
+                                          span.start + m.start(1) + rng.start(k), self.limit) for k in (1, 2))
                     parts.append(ast.RangePart(lo, hi, span))
                     continue
-                parts.append(_parse_expr(inner, self.file, span.line - 1, col - 1, span.start + m.start(1)))
+                parts.append(_parse_expr(inner, self.file, span.line - 1, col - 1, span.start + m.start(1),
+                                         self.limit))
             except _TooDeep:  # positions inside the label are relative to it: report the label itself
                 raise error("E040", "the label's expression is nested too deeply", span,
                             hint="compute the value into a variable first") from None
-            except UnexpectedInput as e:  # locate the error inside the braces, not at the file's start
-                d = _syntax_error(e, Source(self.file, inner)).first
+            except _SyntaxFailure as failure:  # locate the error inside the braces, not at the file's start
+                d = _syntax_error(failure.error, Source(self.file, inner)).first
                 rel = len(inner) if "end of file" in d.message else d.span.start  # at the `}` when it ended early
                 width = max(1, min(d.span.end - d.span.start, len(inner) + 1 - rel))
                 at, col = span.start + m.start(1) + rel, span.col + m.start(1) + rel
@@ -426,6 +474,392 @@ def _meta(extent: tuple | None) -> _Meta:
     return meta
 
 
+class _Token(str):
+    """A token of the lean driver: the fields of lark's Token that the `_ToAst` methods read."""
+
+    __slots__ = ("type", "start_pos", "line", "column", "end_line", "end_column", "end_pos")
+
+
+def _new_token(type_: str, value: str, start_pos: int, line: int, column: int, end_line: int, end_column: int,
+               end_pos: int) -> _Token:
+    tok = _Token(value)
+    tok.type, tok.start_pos, tok.line, tok.column = type_, start_pos, line, column
+    tok.end_line, tok.end_column, tok.end_pos = end_line, end_column, end_pos
+    return tok
+
+
+class _SyntaxFailure(Exception):
+    """Lark's syntax error (an UnexpectedInput), carried past code that does not import lark."""
+
+    def __init__(self, error: "UnexpectedInput"):
+        super().__init__(str(error))
+        self.error = error
+
+
+class _Fail(Exception):
+    """The lean driver met input it does not handle itself (a syntax error): lark's parser reports it."""
+
+
+class _Splice:
+    """The value of a `_rule`: its children, spliced into the parent by lark's child filter."""
+
+    __slots__ = ("children",)
+
+    def __init__(self, children: list):
+        self.children = children
+
+
+_UNIT = object()  # a reduction that passes its only child up unchanged (`expr: or_expr`, ...)
+
+
+class _Lazy:
+    """A regular expression compiled when it is first needed (most parser states never are)."""
+
+    __slots__ = ("pattern", "compiled")
+
+    def __init__(self, pattern: str):
+        self.pattern, self.compiled = pattern, None
+
+    def compile(self) -> re.Pattern:
+        self.compiled = re.compile(self.pattern)
+        return self.compiled
+
+
+class _StateLexer:
+    """One parser state's own lexer: its terminals tried one by one, in lark's order, until it has
+    been asked `COMPILE_AFTER` times; then their union, compiled (the same first match either way)."""
+
+    __slots__ = ("own", "terminals", "asked")
+    COMPILE_AFTER = 8
+
+    def __init__(self, pattern: str, terminals: tuple):
+        self.own, self.terminals, self.asked = _Lazy(pattern), terminals, 0
+
+    def match(self, text: str, pos: int) -> re.Match | None:
+        if self.own.compiled is None:
+            self.asked += 1
+            if self.asked <= self.COMPILE_AFTER:
+                for t in self.terminals:
+                    m = (t.compiled or t.compile()).match(text, pos)
+                    if m is not None:
+                        return m
+                return None
+        return (self.own.compiled or self.own.compile()).match(text, pos)
+
+
+def _child_filter(include: tuple, nones_after: int):
+    """Lark's child filter for one rule (ChildFilterLALR): drop filtered tokens, splice `_rule`
+    values, put None where an optional [item] is missing."""
+    if not nones_after and not any(splice or nones for _, splice, nones in include):  # the common cases
+        picked = [i for i, _, _ in include]
+        if not picked:
+            return lambda children: []
+        if len(picked) == 1:
+            only = picked[0]
+            return lambda children: [children[only]]
+        get = operator.itemgetter(*picked)
+        return lambda children: list(get(children))
+
+    def filt(children: list) -> list:
+        out: list = []
+        for i, splice, nones in include:
+            if nones:
+                out += [None] * nones
+            if splice:
+                out += children[i].children
+            else:
+                out.append(children[i])
+        if nones_after:
+            out += [None] * nones_after
+        return out
+    return filt
+
+
+def _tables(lark: Lark) -> dict:
+    """What `_Driver` needs from lark, as plain data (ints, strings, tuples, dicts): the LALR
+    actions, each rule's reduction, and each parser state's lexer.  grammar/make_tables.py writes
+    it into resdsl/lalr_tables.py, so a process parses without building lark's parser first.
+
+    Lexing: lark matches, in each state, the union of the terminals the state accepts, the first
+    in lark's order that matches.  Compiling 30 such unions costs more than parsing a file, so the
+    driver first tries one of three shared unions, in the same order: for states that take labels,
+    for those that take names but no labels, for those that take neither (after a value).  Where a
+    union holds all of a state's terminals but some keywords (`extra`, folded into NAME there), and
+    its first match is one of the state's terminals, and no `extra` keyword starts there, that is
+    the state's own first match: every terminal before it in the state's order failed.  Else the
+    driver tries the state's terminals one by one, in order, and after a few such tokens compiles
+    their union."""
+    from lark.parsers.lalr_analysis import Shift
+
+    frontend = lark.parser
+    contextual = frontend.lexer.lexer
+    table = frontend.parser.parser.parse_table
+    rules = list(lark.rules)
+    index = {rule: i for i, rule in enumerate(rules)}
+    root = contextual.root_lexer.scanner
+    assert len(root._mres) == 1, "one pattern per scanner"
+    # each union: the terminals of all the states of its kind, in lark's order
+    kinds: list[set] = [set(), set(), set()]
+    for lexer in contextual.lexers.values():
+        kind = _kind(lexer.scanner.terminals)
+        if kind is not None:
+            kinds[kind] |= {t.name for t in lexer.scanner.terminals}
+    unions = [[t for t in contextual.root_lexer.terminals if t.name in kind] for kind in kinds]
+    lexers: list = []
+    state_lexer: dict[int, int] = {}
+    seen: dict[int, int] = {}
+    number = _numbering(table)
+    for state in sorted(contextual.lexers, key=number.__getitem__):
+        lexer = contextual.lexers[state]
+        if id(lexer) not in seen:
+            seen[id(lexer)] = len(lexers)
+            lexers.append(_lexer_entry(lexer, [{t.name for t in u} for u in unions]))
+        state_lexer[number[state]] = seen[id(lexer)]
+    return {
+        "start": {k: number[v] for k, v in sorted(table.start_states.items())},
+        "end": {k: number[v] for k, v in sorted(table.end_states.items())},
+        "actions": {number[state]: {sym: (number[arg] if action is Shift else ~index[arg])
+                                    for sym, (action, arg) in sorted(table.states[state].items())}
+                    for state in sorted(table.states, key=number.__getitem__)},
+        "rules": [_rule_entry(rule) for rule in rules],
+        "kept": sorted({s.name for r in rules for s in r.expansion
+                        if s.is_term and (r.options.keep_all_tokens or not s.filter_out)}),
+        "unions": [_union(u) for u in unions], "lexers": lexers, "state_lexer": state_lexer,
+        "terminals": {t.name: _union([t]) for t in sorted(lark.terminals, key=lambda t: t.name)},
+    }
+
+
+def _numbering(table) -> dict[int, int]:
+    """lark's state -> the state's place in a breadth-first walk from the start states, symbols in
+    order: lark numbers its states differently from run to run, this file should not change."""
+    from lark.parsers.lalr_analysis import Shift
+
+    number: dict[int, int] = {}
+    queue = [table.start_states[k] for k in sorted(table.start_states)]
+    for state in queue:
+        if state not in number:
+            number[state] = len(number)
+            queue += [arg for _, (action, arg) in sorted(table.states[state].items()) if action is Shift]
+    assert len(number) == len(table.states), "every state is reachable"
+    return number
+
+
+def _union(terminals: list) -> str:
+    """The pattern lark's Scanner compiles for these terminals, in this order."""
+    return "|".join(f"(?P<{t.name}>{t.pattern.to_regexp()})" for t in terminals)
+
+
+_NAMES = ("TNAME", "LABEL", "OUTNAME", "NAME")  # the terminals that take names: the unions differ in them
+
+
+def _kind(terminals: list) -> int | None:
+    """Which shared union serves a state with these terminals: 0 labels, 1 names but no labels, 2 no
+    names (after a value); None for OUTNAME's states, which match names their own way."""
+    names = {t.name for t in terminals if t.name in _NAMES}
+    return None if "OUTNAME" in names else 2 if not names else 0 if "LABEL" in names else 1
+
+
+def _lexer_entry(lexer, unions: list[set]) -> tuple:
+    """(own pattern, its terminals in order, the shared union that serves or None, extra keywords,
+    keyword table, ignored, multi-line) for one of the contextual lexer's scanners."""
+    from lark.lexer import UnlessCallback
+
+    scanner = lexer.scanner  # builds lexer.callback too
+    assert len(scanner._mres) == 1, "one pattern per scanner"
+    assert scanner._mres[0].pattern == _union(scanner.terminals)
+    union = _kind(scanner.terminals)
+    extra = [t for t in scanner.terminals if union is not None and t.name not in unions[union]]
+    if not all(t.pattern.type == "str" and not t.pattern.flags for t in extra):
+        union, extra = None, []
+    keywords = {}
+    for type_, callback in sorted(lexer.callback.items()):
+        assert isinstance(callback, UnlessCallback) and type_ not in lexer.ignore_types, type_
+        assert all(t.pattern.type == "str" and not t.pattern.flags for t in callback.scanner.terminals)
+        keywords[type_] = {t.pattern.value: t.name for t in sorted(callback.scanner.terminals, key=lambda t: t.name)}
+    return (scanner._mres[0].pattern, tuple(t.name for t in scanner.terminals), union,
+            tuple(t.pattern.value for t in extra), keywords,
+            tuple(sorted(lexer.ignore_types)), tuple(sorted(lexer.newline_types)))
+
+
+def _rule_entry(rule) -> tuple:
+    """(size, goto symbol, passes its child up, name, child filter, expand1) of one rule: the name picks
+    the `_ToAst` method (none: a `_rule`, spliced) and says whether the rule nests."""
+    name = rule.alias or rule.options.template_source or rule.origin.name
+    expand1 = bool(rule.options.expand1 and not rule.alias)
+    size = len(rule.expansion)
+    only = rule.expansion[0] if size == 1 else None
+    unit = expand1 and only is not None and not only.is_term and not only.name.startswith("_")
+    from lark.parse_tree_builder import maybe_create_child_filter
+
+    made = maybe_create_child_filter(rule.expansion, rule.options.keep_all_tokens, False, rule.options.empty_indices)
+    filt = None
+    if made is not None and not unit:
+        include, *nones = made.args
+        filt = (tuple((i, bool(x), int(rest[0]) if rest else 0) for i, x, *rest in include), int(nones[0]) if nones else 0)
+    return (size, str(rule.origin.name), unit, str(name), filt, expand1)
+
+
+class _Driver:
+    """A lean LALR(1) driver over the tables, lexers and child filters lark built for the grammar.
+
+    It does what `lark.parse` with `_Newlines` and `_Builder` does -- the contextual lexer's
+    matches (the same compiled patterns per parser state, the same keyword table), the post-lexer's
+    newline rule, the LALR actions, lark's child filters, the `_ToAst` methods with the positions
+    propagate_positions gives -- in one loop, with the positions kept on a stack beside the values
+    instead of in Token and Meta objects.  It only takes valid input: at any error it raises
+    `_Fail` (or the error itself) and `_Builder` parses the text again, so every diagnostic is the
+    one lark gives.  tests/test_parser_builder.py checks its ASTs and spans against the parse tree.
+    """
+
+    def __init__(self, tables: dict):
+        self.start_states, self.end_states = tables["start"], tables["end"]
+        self.actions = tables["actions"]  # state -> symbol -> next state (>= 0) or ~rule
+        self.rules = [(size, goto, _UNIT if unit else None, getattr(_ToAst, name, None),
+                       _child_filter(*filt) if filt is not None else None, expand1, name in _NESTING_RULES)
+                      for size, goto, unit, name, filt, expand1 in tables["rules"]]
+        self.kept = frozenset(tables["kept"])
+        # per start symbol: (state below, symbol, lookahead) -> the state a chain of unit reductions ends in
+        self.units: dict[str, dict[tuple, int]] = {start: {} for start in self.start_states}
+        unions = [_Lazy(pattern) for pattern in tables["unions"]]
+        terminals = {name: _Lazy(pattern) for name, pattern in tables["terminals"].items()}
+        lexers = [(_StateLexer(pattern, tuple(terminals[n] for n in order)), frozenset(order),
+                   unions[union] if union is not None else None, tuple(extra), keywords, frozenset(ignore),
+                   frozenset(newlines))
+                  for pattern, order, union, extra, keywords, ignore, newlines in tables["lexers"]]
+        self.lexers = {state: lexers[i] for state, i in tables["state_lexer"].items()}
+
+    def _units(self, below: int, symbol: str, lookahead: str, end_state: int) -> int:
+        """The state a chain of unit reductions (`expr: or_expr`, `or_expr: and_expr`, ...) ends in: they
+        change only the state on top of `below`, so the chain depends on nothing else."""
+        state = self.actions[below][symbol]
+        while not (lookahead == "$END" and state == end_state):
+            act = self.actions[state].get(lookahead)
+            if act is None or act >= 0 or self.rules[~act][2] is not _UNIT:
+                break
+            state = self.actions[below][self.rules[~act][1]]
+        return state
+
+    def run(self, text: str, start: str, to_ast: "_ToAst", limit: int):
+        """The value `start` reduces to for `text`; `_Fail` (or the method's error) when it is not valid.
+
+        One loop, everything inlined: it runs once per token and once per reduction."""
+        actions, rules, lexers, kept = self.actions, self.rules, self.lexers, self.kept
+        units = self.units[start]
+        new_token, make_meta = _new_token, _meta
+        end_state = self.end_states[start]
+        state = self.start_states[start]
+        states, values, extents, depths = [state], [], [], []
+        keep_token = _Brackets(limit).keep
+        pos, line, line_start, n = 0, 1, 0, len(text)
+        tok = extent = None
+        while True:
+            if pos < n:  # the next token, as lark's contextual lexer and the post-lexer give it
+                own, alts, shared, extra, keywords, ignore, newlines = lexers[state]
+                m = (shared.compiled or shared.compile()).match(text, pos) if shared is not None else None
+                if m is None or m.lastgroup not in alts or (extra and text.startswith(extra, pos)):
+                    m = own.match(text, pos)  # the shared pattern cannot tell
+                    if m is None:
+                        raise _Fail
+                value, type_, begin = m.group(), m.lastgroup, pos
+                first_line, col = line, pos - line_start + 1
+                if type_ in newlines:
+                    k = value.count("\n")
+                    if k:
+                        line += k
+                        line_start = pos + value.rindex("\n") + 1
+                pos = m.end()
+                if type_ in ignore:
+                    continue
+                if type_ in keywords:
+                    type_ = keywords[type_].get(value, type_)
+                if not keep_token(type_):
+                    continue
+                end_col = pos - line_start + 1
+                extent = (first_line, col, begin, line, end_col, pos)
+                tok = new_token(type_, value, begin, first_line, col, line, end_col, pos) if type_ in kept else None
+            else:
+                type_ = "$END"
+            while True:  # reduce until the token shifts
+                act = actions[state].get(type_)
+                if act is None:
+                    raise _Fail
+                if act >= 0:  # shift
+                    if type_ == "$END":
+                        raise _Fail  # pragma: no cover - lark's tables never shift the end
+                    state = act
+                    states.append(state)
+                    values.append(tok)
+                    extents.append(extent)
+                    depths.append(0)
+                    break
+                size, goto, kind, method, filt, expand1, nesting = rules[~act]
+                if kind is _UNIT:  # `expr: or_expr`: the value, its extent and depth pass up as they are
+                    key = (states[-2], goto, type_)
+                    state = units.get(key)
+                    if state is None:
+                        state = units[key] = self._units(states[-2], goto, type_, end_state)
+                    states[-1] = state
+                    if type_ == "$END" and state == end_state:
+                        return values[-1]
+                    continue
+                if size == 1:  # one child: its extent and depth are the reduction's
+                    del states[-1]
+                    child = values[-1]
+                    kids = filt([child]) if filt is not None else [child]
+                    if expand1 and len(kids) == 1:
+                        pass
+                    elif method is None:
+                        values[-1] = _Splice(kids)
+                    else:
+                        res = values[-1] = method(to_ast, make_meta(extents[-1]), kids)
+                        if res is None:
+                            extents[-1], depths[-1] = None, 0
+                        elif nesting and res is not child:
+                            depths[-1] += 1
+                            if depths[-1] > limit:
+                                raise _TooDeep(None)
+                else:  # the extent from the first child's first token to the last child's last
+                    if size:
+                        children, exts, deps = values[-size:], extents[-size:], depths[-size:]
+                        del states[-size:], values[-size:], extents[-size:], depths[-size:]
+                        first = last = None
+                        for e in exts:
+                            if e is not None:
+                                if first is None:
+                                    first = e
+                                last = e
+                        ext = None if first is None else (first[0], first[1], first[2], last[3], last[4], last[5])
+                        depth = max(deps)
+                    else:
+                        children, deps, ext, depth = [], (), None, 0
+                    kids = filt(children) if filt is not None else children
+                    if expand1 and len(kids) == 1:
+                        res = kids[0]
+                    elif method is None:
+                        res = _Splice(kids)
+                    else:
+                        res = method(to_ast, make_meta(ext), kids)
+                    if res is None:
+                        ext, depth = None, 0
+                    else:
+                        for i, c in enumerate(children):
+                            if c is res:  # passed up (`?rule`, or `( expr )`): the child's depth, the wider extent
+                                depth = deps[i]
+                                break
+                        else:
+                            if nesting:
+                                depth += 1
+                                if depth > limit:
+                                    raise _TooDeep(None)
+                    values.append(res)
+                    extents.append(ext)
+                    depths.append(depth)
+                state = actions[states[-1]][goto]
+                states.append(state)
+                if type_ == "$END" and state == end_state:
+                    return values[-1]
+
+
 class _Builder:
     """Callbacks for lark's LALR parser that build the AST during the parse.
 
@@ -437,6 +871,9 @@ class _Builder:
     """
 
     def __init__(self, lark: Lark):
+        from lark import Token, Tree
+
+        self.token_type, self.tree_type = Token, Tree
         self.ast = _ToAst("<string>")
         self.meta = _Meta()  # the positions of the reduction being built
         self.lock = threading.RLock()
@@ -447,6 +884,9 @@ class _Builder:
 
     def _callback(self, rule):
         """The function lark calls to reduce `rule`: raw children -> AST value (or a Tree to splice)."""
+        from lark.parse_tree_builder import maybe_create_child_filter
+
+        tree = self.tree_type
         name = rule.alias or rule.options.template_source or rule.origin.name
         method = getattr(_ToAst, name, None)
         nesting = name in _NESTING_RULES
@@ -461,7 +901,7 @@ class _Builder:
             if expand1 and len(children) == 1:  # `?rule` with one child: pass it up
                 return children[0]
             if method is None:  # `_rule`: spliced into its parent by the parent's child filter
-                return Tree(name, children)
+                return tree(name, children)
             return method(self.ast, self.meta, children)
 
         child_filter = maybe_create_child_filter(rule.expansion, rule.options.keep_all_tokens, False,
@@ -489,11 +929,11 @@ class _Builder:
     def _extent(self, children: list) -> tuple[tuple | None, int]:
         """From the first token of the first child to the last of the last (None: no tokens), and
         the deepest child's nesting depth."""
-        table = self.ext
+        table, token = self.ext, self.token_type
         first = last = None
         depth = 0
         for c in children:
-            if type(c) is Token:
+            if type(c) is token:
                 e = (c.line, c.column, c.start_pos, c.end_line, c.end_column, c.end_pos)
             else:
                 entry = table.get(id(c))
@@ -532,6 +972,47 @@ def _builder() -> _Builder:
     return _Builder(_lark())
 
 
+def _shipped_tables() -> dict | None:
+    """resdsl/lalr_tables.py when it was made from this grammar (grammar/make_tables.py writes it)."""
+    try:
+        from . import lalr_tables
+    except ImportError:  # pragma: no cover - the file is shipped
+        return None
+    return lalr_tables.TABLES if lalr_tables.GRAMMAR_SHA256 == grammar_digest() else None
+
+
+def grammar_digest() -> str:
+    """The SHA-256 of the grammar's text: which grammar resdsl/lalr_tables.py was made from."""
+    return hashlib.sha256(grammar_path().read_text().encode()).hexdigest()
+
+
+@functools.lru_cache(maxsize=1)
+def _driver() -> _Driver:
+    return _Driver(_shipped_tables() or _tables(_lark()))
+
+
+def _run(text: str, start: str, to_ast: "_ToAst", limit: int):
+    """Parse `text` from `start` into AST values: the lean driver, or lark's parser where the driver
+    fails -- then lark reports the first error, exactly as it always did.  Re-entrant (labels parse
+    the expressions in their braces)."""
+    collecting = gc.isenabled()
+    gc.disable()  # an AST is acyclic: the cyclic collector's passes over a large one only cost time
+    try:
+        try:
+            return _driver().run(text, start, to_ast, limit)
+        except (_Fail, _TooDeep, ResdslError):
+            pass
+        from lark.exceptions import UnexpectedInput
+
+        try:
+            return _builder().run(_lark(), text, start, to_ast, limit)
+        except UnexpectedInput as e:
+            raise _SyntaxFailure(e) from None
+    finally:
+        if collecting:
+            gc.enable()
+
+
 _DESCRIBE = {
     "_NL": "end of line", "LBRACE": "`{`", "RBRACE": "`}`", "LPAR": "`(`", "RPAR": "`)`", "LSQB": "`[`",
     "RSQB": "`]`", "COMMA": "`,`", "COLON": "`:`", "EQUAL": "`=`", "NAME": "a name", "LABEL": "a label",
@@ -547,6 +1028,8 @@ def _describe(tok_type: str) -> str:
 
 
 def _syntax_error(e: UnexpectedInput, source: Source) -> ResdslError:
+    from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedToken
+
     line, col = getattr(e, "line", 0) or 0, getattr(e, "column", 0) or 0
     if isinstance(e, UnexpectedEOF) or line <= 0:
         line, col = source.position(len(source.text.rstrip()))
@@ -626,10 +1109,9 @@ def _unclosed(text: str, end: int) -> int | None:
     return stack[-1] if stack else None
 
 
-def _parse_expr(text: str, file: str, dline: int, dcol: int, dpos: int) -> ast.Expr:
+def _parse_expr(text: str, file: str, dline: int, dcol: int, dpos: int, limit: int) -> ast.Expr:
     """An expression inside a label's or name's braces; positions shifted to where it stands."""
-    lark = _lark()
-    return _builder().run(lark, text, "expr", _ToAst(file, dline, dcol, dpos), lark.options.postlex.max_depth)
+    return _run(text, "expr", _ToAst(file, dline, dcol, dpos, limit), limit)
 
 
 # Parsed modules by (file name, text, nesting limit), least recently used first.  Values are
@@ -656,11 +1138,10 @@ def parse(text: str, file: str = "<string>", limits: Limits = DEFAULT) -> ast.Mo
         _CACHE.move_to_end(key)
         return hit
     limit = limits.max_nesting
-    lark = _lark()
     try:
-        items = _builder().run(lark, text + "\n", "start", _ToAst(file), limit)
-    except UnexpectedInput as e:
-        raise _syntax_error(e, source) from None
+        items = _run(text + "\n", "start", _ToAst(file, limit=limit), limit)
+    except _SyntaxFailure as failure:
+        raise _syntax_error(failure.error, source) from None
     except _TooDeep as e:
         if e.tok is None:  # found by the builder: report it where the tree walk always did
             e = _first_too_deep(text + "\n", "start", limit)
@@ -673,11 +1154,10 @@ def parse(text: str, file: str = "<string>", limits: Limits = DEFAULT) -> ast.Mo
 def parse_expression(text: str) -> ast.Expr:
     """Parse a lone expression (used for `--set NAME=VALUE`)."""
     source = register(Source("<command line>", text))
-    lark = _lark()
     try:
-        return _builder().run(lark, text, "expr", _ToAst("<command line>"), DEFAULT.max_nesting)
-    except UnexpectedInput as e:
-        raise _syntax_error(e, source) from None
+        return _run(text, "expr", _ToAst("<command line>"), DEFAULT.max_nesting)
+    except _SyntaxFailure as failure:
+        raise _syntax_error(failure.error, source) from None
     except _TooDeep as e:
         if e.tok is None:
             e = _first_too_deep(text, "expr", DEFAULT.max_nesting)
@@ -702,10 +1182,7 @@ class _Recorder(_Newlines):
 def _token_lark() -> tuple[Lark, list]:
     """A second parser that records every token, comments and newlines included."""
     sink: list = []
-    lark = Lark(grammar_path().read_text(), parser="lalr", lexer="contextual", postlex=_Recorder(sink),
-                propagate_positions=True, maybe_placeholders=True, start=["start", "expr"],
-                lexer_callbacks={"COMMENT": sink.append})
-    return lark, sink
+    return _new_lark(postlex=_Recorder(sink), lexer_callbacks={"COMMENT": sink.append}), sink
 
 
 def tokens(text: str, file: str = "<string>", limits: Limits = DEFAULT) -> list[Token]:

@@ -7,11 +7,16 @@ import re
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from lark import Lark, Transformer
+from lark.exceptions import UnexpectedInput
 
 import resdsl
 from resdsl import parser
-from resdsl.parser import _Newlines, _Seq, _ToAst, grammar_path, parse
+from resdsl.parser import _Fail, _Newlines, _Seq, _ToAst, _TooDeep, grammar_path, parse
+
+from fuzzgen import SOUP, mutant, program, valid_program
 
 ROOT = Path(__file__).resolve().parent.parent
 TEXTS = [p.read_text() for p in sorted((ROOT / "examples").glob("*.res")) + sorted((ROOT / "resdsl" / "stdlib").glob("*.res"))]
@@ -41,10 +46,31 @@ class _TreeThenTransform(Transformer):
         return getattr(_ToAst, data)(self.to_ast, meta, children)
 
 
+_REFERENCE = []
+
+
 def _reference(text: str, file: str):
-    lark = Lark(grammar_path().read_text(), parser="lalr", lexer="contextual", postlex=_Newlines(),
-                propagate_positions=True, maybe_placeholders=True, start=["start", "expr"])
-    return _TreeThenTransform(file).transform(lark.parse(text + "\n", start="start"))
+    if not _REFERENCE:
+        _REFERENCE.append(Lark(grammar_path().read_text(), parser="lalr", lexer="contextual", postlex=_Newlines(),
+                               propagate_positions=True, maybe_placeholders=True, start=["start", "expr"]))
+    return _TreeThenTransform(file).transform(_REFERENCE[0].parse(text + "\n", start="start"))
+
+
+def _lean(text: str, file: str):
+    """The lean driver alone (`parse` would quietly hand a text it fails on to lark)."""
+    return parser._driver().run(text + "\n", "start", _ToAst(file), resdsl.Limits().max_nesting)
+
+
+def _both(text: str) -> tuple[str, str]:
+    """(reference, lean driver): the AST's repr, or "error" -- the driver must fail exactly where lark does."""
+    out = []
+    for how, errors in ((_reference, (UnexpectedInput, _TooDeep, resdsl.ResdslError)),
+                        (_lean, (_Fail, _TooDeep, resdsl.ResdslError))):
+        try:
+            out.append(repr(tuple(how(text, "f.res"))))
+        except errors:
+            out.append("error")
+    return out[0], out[1]
 
 
 @pytest.mark.parametrize("i", range(len(TEXTS)))
@@ -52,6 +78,81 @@ def test_ast_and_spans_equal_tree_then_transform(i):
     parser._CACHE.clear()
     built = parse(TEXTS[i], f"t{i}.res")
     assert repr(built.items) == repr(tuple(_reference(TEXTS[i], f"t{i}.res")))
+
+
+@pytest.mark.parametrize("i", range(len(TEXTS)))
+def test_the_lean_driver_builds_the_same_ast_and_spans(i):
+    assert repr(_lean(TEXTS[i], f"t{i}.res")) == repr(tuple(_reference(TEXTS[i], f"t{i}.res")))
+
+
+def test_the_shipped_tables_are_current_and_equal_those_built_from_the_grammar():
+    # resdsl/lalr_tables.py is made by grammar/make_tables.py (run it after editing the grammar); a stale
+    # file would be ignored, and cost a lark build at the first parse of every process
+    from resdsl import lalr_tables
+
+    assert lalr_tables.GRAMMAR_SHA256 == parser.grammar_digest()
+    assert parser._shipped_tables() is lalr_tables.TABLES
+    assert parser._tables(parser._lark()) == lalr_tables.TABLES  # states renumbered: the same every run
+    fresh = parser._Driver(parser._tables(parser._lark()))
+    for i, text in enumerate(TEXTS):
+        built = fresh.run(text + "\n", "start", _ToAst(f"t{i}.res"), 200)
+        assert repr(built) == repr(_lean(text, f"t{i}.res"))
+
+
+@pytest.mark.parametrize("compile_after", [0, 10**9])
+def test_a_state_s_own_lexer_gives_the_same_tokens_one_terminal_at_a_time_or_compiled(monkeypatch, compile_after):
+    # where the shared pattern cannot decide, a state tries its terminals one by one, and after a few
+    # tokens compiles their union; both must give lark's tokens (the corpus has every kind of case)
+    monkeypatch.setattr(parser._StateLexer, "COMPILE_AFTER", compile_after)
+    fresh = parser._Driver(parser._shipped_tables())
+    for i, text in enumerate(TEXTS):
+        built = fresh.run(text + "\n", "start", _ToAst(f"t{i}.res"), 200)
+        assert repr(built) == repr(tuple(_reference(text, f"t{i}.res")))
+    asked = [lx[0] for lx in fresh.lexers.values() if lx[0].asked]
+    assert asked and all((lx.own.compiled is not None) == (compile_after == 0) for lx in asked)
+
+
+def test_lark_s_parser_for_errors_is_loaded_from_the_shipped_data_and_parses_as_the_grammar_does(monkeypatch):
+    # resdsl/lark_data.py (grammar/make_tables.py) spares the first syntax error of a process lark's
+    # 50 ms table build; it must be current, be what _new_lark uses, and give the grammar's trees
+    import lark
+
+    from resdsl import lark_data
+
+    assert (lark_data.LARK_VERSION, lark_data.GRAMMAR_SHA256) == (lark.__version__, parser.grammar_digest())
+    _reference("x = 1", "warm.res")  # the reference parser is built from the grammar, before the patch
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("lark's parser was built from the grammar instead of loaded")
+
+    monkeypatch.setattr(lark.Lark, "__init__", refuse)
+    loaded = parser._new_lark(postlex=_Newlines())
+    for i, text in enumerate(TEXTS):
+        tree = loaded.parse(text + "\n", start="start")
+        assert repr(tuple(_TreeThenTransform(f"t{i}.res").transform(tree))) == repr(tuple(_reference(text, f"t{i}.res")))
+
+
+def test_no_parser_is_read_from_or_written_to_lark_s_cache_in_the_temp_dir():
+    # lark's cache=True unpickles /tmp/.lark_cache_<user>_<hash>_<python>.tmp, a name anyone can predict
+    assert parser._lark().options.cache is False and parser._tree_lark().options.cache is False
+    assert parser._token_lark()[0].options.cache is False
+
+
+@settings(max_examples=150)
+@given(st.one_of(program(), valid_program(), mutant().map(lambda m: m[1].decode("utf-8", "replace")),
+                 st.lists(SOUP, max_size=40).map(" ".join)))
+def test_the_lean_driver_fails_exactly_where_lark_does(text):
+    # generated files, mutated examples and token soup: the same AST and spans when lark's parse
+    # succeeds, a failure (then lark parses again for the diagnostic) exactly when it does not
+    ref, lean = _both(text)
+    assert lean == ref
+
+
+def test_invalid_texts_fail_in_the_driver_and_get_lark_diagnostics():
+    texts = ["network n() {\n    conv(\n", "x = 1 +\n", "network n() { for = 1 }\n",
+             "network n() {\n    y = " + "(" * 300 + "1" + ")" * 300 + "\n}\n", "x = \"\\q\"\n"]
+    for text in texts:
+        assert _both(text) == ("error", "error"), text
 
 
 def test_brackets_and_keywords_are_in_the_spans():
@@ -125,3 +226,16 @@ def test_too_deep_is_reported_where_the_tree_walk_reports_it(expr, col):
         resdsl.loads(f"network n() {{\n    input x: [1]\n    y = {expr}\n}}\n")
     d = e.value.first
     assert (d.code, d.span.line, d.span.col) == ("E040", 3, col)
+
+
+def test_valid_text_is_parsed_without_importing_lark():
+    # lark (some 10-15 ms to import) is loaded for syntax errors, the formatter and the tables only
+    import subprocess
+    import sys
+
+    code = ("import sys, resdsl; n = resdsl.load('examples/resnet.res', depth=50); assert n.param_count == 25557032; "
+            "print('lark' in sys.modules); resdsl.loads('network n() {\\n  input x: [4]\\n  relu\\n}\\n'); "
+            "print('lark' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT,
+                         env={"PYTHONPATH": str(ROOT), "PATH": ""}).stdout.split()
+    assert out == ["False", "False"]
