@@ -48,6 +48,9 @@ class Node:
     region: int | None = None  # innermost Region this node belongs to
     name: str = ""  # qualified name, filled by `assign_names`
 
+    def __reduce__(self):  # pickle/deepcopy: the read-only attrs travel as a plain dict
+        return _rebuild, (Node, _fields_with_plain_attrs(self))
+
     @property
     def spec(self) -> ops.OpDef:
         return ops.OPS[self.op]
@@ -80,6 +83,20 @@ class Region:
     span: Span
     calls: tuple[CallSite, ...] = ()
     name: str = ""
+
+    def __reduce__(self):  # as Node's
+        return _rebuild, (Region, _fields_with_plain_attrs(self))
+
+
+def _fields_with_plain_attrs(v: Node | Region) -> tuple:
+    """A node's or region's fields in order, `attrs` as a dict: a mappingproxy cannot be pickled."""
+    return tuple(dict(getattr(v, f)) if f == "attrs" else getattr(v, f) for f in v.__slots__)
+
+
+def _rebuild(cls: type, values: tuple) -> Node | Region:
+    """Undo `_fields_with_plain_attrs` (for pickle and copy.deepcopy): attrs read-only again."""
+    names = cls.__slots__
+    return cls(*(MappingProxyType(v) if f == "attrs" else v for f, v in zip(names, values)))
 
 
 @dataclass(frozen=True, slots=True)
