@@ -75,6 +75,10 @@ network n(K = 5, c = 4) { input x: [4, 8, 8]
   for i in range(K) { w = c * 2; conv(w, 1); conv(c, 1) }
   conv(w, 1)
   output y }""",
+    "a name a replayed body changes, read after it": """
+network n() { input x: [4]
+  for j in range(3) { w = 4; for i in range(1) { w = w * 2; linear(w) }; linear(w); linear(4) }
+  output y }""",
     "tensors a loop binds, read after it": """
 network n(K = 5, c = 4) { input x: [4, 8, 8]
   for i in range(K) { conv(c, 1) -> last; relu }
@@ -142,6 +146,9 @@ def test_the_crafted_programs_replay_where_they_can():
     assert counts["block with its own skip and split"] == 5 * 6
     assert counts["templated names are run, not replayed"] == 0
     assert counts["token ids"] == 0
+    # the outer body runs twice (w unset, then 8), the third time it replays; the inner body replays
+    # at its second run: it must leave w = 8 behind, or the outer body's linear(w) would be 4 wide
+    assert counts["a name a replayed body changes, read after it"] == 1 + 3
     assert counts["tensors a loop binds, read after it"] == 0  # `last` holds a tensor: no key
     # w and last are set by the body: the first run sees neither, the second records, three replay
     assert counts["names a loop sets, read after it"] == 3 * 2
