@@ -22,7 +22,7 @@ from . import lowerable, ops, replay
 from . import syntax as ast
 from .diagnostics import Diagnostic, Note, ResdslError, did_you_mean, error
 from .evaluate import Evaluator, FrozenDict, Tensor, _Poisoned, check_assertion, names_in, show, type_name
-from .ir import CallSite, Contract, Graph, Node, Region, Scope, assign_names, cycle_collector_paused, freeze
+from .ir import CallSite, Contract, Graph, Node, Region, Scope, assign_names, cycle_collector_paused, freeze, new_node
 from .limits import DEFAULT, MODULE_DEPTH_CEILING, Limits, raise_hint
 from .loader import Program
 from .span import UNKNOWN, Span
@@ -722,8 +722,8 @@ class Elaborator:
         if attrs.get("tie"):
             self._tied.append(nid)  # read here, while attrs is at hand, not in a walk over every node later
         # `attrs` is the caller's fresh dict, handed over: wrapping it read-only needs no copy
-        g.nodes.append(Node(nid, op, tuple(inputs), MappingProxyType(attrs), shape, counts[0], counts[1], ctx.scope,
-                            label, span, ctx.calls, ctx.region))
+        g.nodes.append(new_node(nid, op, tuple(inputs), MappingProxyType(attrs), shape, counts[0], counts[1], ctx.scope,
+                                label, span, ctx.calls, ctx.region))
         return Tensor(nid, shape)
 
     def new_scope(self, label: str | None, hint: str, kind: str, span: Span, ctx: Ctx) -> int:

@@ -88,6 +88,36 @@ class Region:
         return _rebuild, (Region, _fields_with_plain_attrs(self))
 
 
+# Making a node without the dataclass __init__: it sets each of the 13 fields with object.__setattr__
+# (a frozen class), which costs twice as much as calling the slots' own descriptors.  The elaborator
+# makes every node through `new_node`; `Node(...)` stays the same value.
+assert Node.__slots__ == ("id", "op", "inputs", "attrs", "shape", "params", "buffers", "scope", "label", "span",
+                          "calls", "region", "name"), "new_node must set every field of Node, in this order"
+(_set_id, _set_op, _set_inputs, _set_attrs, _set_shape, _set_params, _set_buffers, _set_scope, _set_label, _set_span,
+ _set_calls, _set_region, _set_name) = (Node.__dict__[f].__set__ for f in Node.__slots__)
+
+
+def new_node(id: int, op: str, inputs: tuple[int, ...], attrs: Mapping[str, object], shape: Shape, params: int,
+             buffers: int, scope: int, label: str | None, span: Span, calls: tuple[CallSite, ...],
+             region: int | None) -> Node:
+    """`Node(...)` with every field given but the name (set by `assign_names`), made faster."""
+    n = object.__new__(Node)
+    _set_id(n, id)
+    _set_op(n, op)
+    _set_inputs(n, inputs)
+    _set_attrs(n, attrs)
+    _set_shape(n, shape)
+    _set_params(n, params)
+    _set_buffers(n, buffers)
+    _set_scope(n, scope)
+    _set_label(n, label)
+    _set_span(n, span)
+    _set_calls(n, calls)
+    _set_region(n, region)
+    _set_name(n, "")
+    return n
+
+
 def _fields_with_plain_attrs(v: Node | Region) -> tuple:
     """A node's or region's fields in order, `attrs` as a dict: a mappingproxy cannot be pickled."""
     return tuple(dict(getattr(v, f)) if f == "attrs" else getattr(v, f) for f in v.__slots__)

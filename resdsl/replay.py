@@ -16,7 +16,7 @@ from dataclasses import fields, is_dataclass
 
 from . import syntax as ast
 from .evaluate import FrozenDict, Tensor
-from .ir import Graph, Node, Region, Scope
+from .ir import Graph, Region, Scope, new_node
 from .span import Span
 
 OUTER = -1  # an id from outside the fragment: the tensor flowing in, the scope or region it runs in
@@ -189,9 +189,13 @@ def _relocatable(f: Fragment) -> tuple:
                      tuple(tuple([node(i) for i in b]) for b in r.branches), r.branch_slots,
                      tuple([node(i) for i in r.shortcut]), r.attrs, scope(r.scope), r.span, r.calls)
                     for r in raw_regions)
-    structure = tuple((count - n0, action, kind, _ref(kind, ref, s0, r0)) for count, action, kind, ref in raw_structure)
+    structure = tuple((count - n0, action, kind, _ref(kind, ref, s0, r0), _BASE[kind])
+                      for count, action, kind, ref in raw_structure)
     env = None if f.env is None else tuple((k, tensor(v)) for k, v in f.env)
     return nodes, scopes, regions, structure, tensor(f.current), env
+
+
+_BASE = {"part": 0, "scope": 1, "region": 2}  # which id a structure mark refers to: emit shifts it by that base
 
 
 def _ref(kind: str, ref: int, s0: int, r0: int) -> int:
@@ -213,21 +217,22 @@ def emit(g: Graph, f: tuple, x: Tensor | None, scope: int, region: int | None) -
     n0, s0, r0 = len(g.nodes), len(g.scopes), len(g.regions)
     xn = x.node if x is not None else None
     nodes = g.nodes
-    for op, ins, attrs, shape, params, buffers, sc, label, span, calls, rg in f_nodes:
-        nodes.append(Node(len(nodes), op, tuple([xn if i < 0 else i + n0 for i in ins]), attrs, shape, params, buffers,
-                          scope if sc < 0 else sc + s0, label, span, calls, region if rg < 0 else rg + r0))
+    append = nodes.append
+    for nid, (op, ins, attrs, shape, params, buffers, sc, label, span, calls, rg) in enumerate(f_nodes, n0):
+        append(new_node(nid, op, tuple([xn if i < 0 else i + n0 for i in ins]), attrs, shape, params, buffers,
+                        scope if sc < 0 else sc + s0, label, span, calls, region if rg < 0 else rg + r0))
     for i, (parent, label, hint, span, kind) in enumerate(f_scopes):
         g.scopes.append(Scope(s0 + i, scope if parent < 0 else parent + s0, label, hint, span, kind))
     for i, (kind, parent, inp, merge, branches, slots, shortcut, attrs, sc, span, calls) in enumerate(f_regions):
         g.regions.append(Region(r0 + i, kind, region if parent < 0 else parent + r0, xn if inp < 0 else inp + n0,
                                 merge + n0, tuple(tuple([i + n0 for i in b]) for b in branches), slots,
                                 tuple([i + n0 for i in shortcut]), attrs, scope if sc < 0 else sc + s0, span, calls))
-    for count, action, kind, ref in f_structure:
-        g.structure.append((count + n0, action, kind, ref if kind == "part" else ref + (s0 if kind == "scope" else r0)))
-
-    def tensor(t: object) -> object:
-        if isinstance(t, Tensor):
-            return x if t.node < 0 else Tensor(t.node + n0, t.shape)
-        return t
-
-    return tensor(f_current), tuple((k, tensor(v)) for k, v in f_env or ())
+    bases = (0, s0, r0)
+    g.structure.extend([(count + n0, action, kind, ref + bases[base]) for count, action, kind, ref, base in f_structure])
+    current = f_current
+    if type(current) is Tensor:
+        current = x if current.node < 0 else Tensor(current.node + n0, current.shape)
+    if not f_env:
+        return current, ()
+    return current, tuple((k, (x if v.node < 0 else Tensor(v.node + n0, v.shape)) if type(v) is Tensor else v)
+                          for k, v in f_env)
