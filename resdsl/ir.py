@@ -289,9 +289,21 @@ def assign_names(graph: Graph) -> None:
     # Naming finishes the construction of the nodes, scopes and regions the elaborator just made and
     # no one else has seen yet; setting the field in place avoids copying 10^5 of them.
     for n in graph.nodes:
-        own = n.label if n.label is not None else auto(n.scope, n.op)
+        own = n.label
+        if own is None:  # auto(n.scope, n.op) inline, its first try at once: most nodes are named so
+            key = (n.scope, n.op)
+            k = counters.get(key, 0)
+            used = taken.get(n.scope)
+            if used is None:
+                used = taken[n.scope] = set()
+            own = n.op if k == 0 else f"{n.op}_{k}"
+            if own in used:
+                own = auto(n.scope, n.op)
+            else:
+                counters[key] = k + 1
+                used.add(own)
         parent = scope_names[n.scope]
-        object.__setattr__(n, "name", f"{parent}.{own}" if parent else own)
+        _set_name(n, f"{parent}.{own}" if parent else own)
     for s in graph.scopes:
         object.__setattr__(s, "name", scope_names[s.id])
     seen: dict[str, int] = {}
