@@ -408,12 +408,14 @@ class Elaborator:
         """What a body sharing its context's variables can observe of where it runs, as a key for
         `_run_body`, and the names it sets; None if it may not be replayed.  The key is the values of
         the names it reads or sets (`replay.names_of`), the tensor flowing in (its shape; its node is
-        relocated, and so are the scope and region it runs in), the call chain (held by the fragment:
-        its identity is the key), whether it is in the network's own body, and how many variables exist
-        (so that the names it sets are new or old, and in the same order)."""
-        if ctx.branches is not None or not self.replay_bodies or self.diags or self._token_ids or \
+        relocated, and so are the scope and region it runs in) and whether it holds token ids (what
+        `_check_ids` says of the body's ops depends on that alone: a fragment refers to no other tensor
+        from outside and makes no token ids), the call chain (held by the fragment: its identity is the
+        key), whether it is in the network's own body, and how many variables exist (so that the names
+        it sets are new or old, and in the same order)."""
+        if ctx.branches is not None or not self.replay_bodies or self.diags or \
                 self._misses.get(id(stmts), 0) >= GIVE_UP:
-            return None  # inside parallel { } a body appends branches; errors and token ids: run as written
+            return None  # inside parallel { } a body appends branches; after an error: run as written
         names = replay.names_of(stmts)
         if names is None:
             return None
@@ -423,7 +425,7 @@ class Elaborator:
         except replay.Unkeyable:
             return None
         return ("shared", id(stmts), id(ctx.calls), ctx.in_network, len(env), None if cur is None else cur.shape,
-                values), names[1]
+                cur is not None and cur.node in self._token_ids, values), names[1]
 
     def assert_(self, s: ast.Assert, ctx: Ctx) -> None:
         """Check an `assert` now, or -- when it names a network total -- once the network is built."""
@@ -773,15 +775,16 @@ class Elaborator:
 
     def _block_key(self, s: ast.Layer, env: dict, x: Tensor, ctx: Ctx) -> tuple | None:
         """What a block's body can observe, as a key for `_run_body` (None: run it).  That is its
-        parameters' values (all it sees besides the file's constants), the tensor flowing in (its shape),
-        and the call chain: this call site (a statement object) under the caller's chain (its identity)."""
-        if not self.replay_bodies or self.diags or self._token_ids or self._misses.get(id(s), 0) >= GIVE_UP:
+        parameters' values (all it sees besides the file's constants), the tensor flowing in (its shape,
+        whether it holds token ids), and the call chain: this call site (a statement object) under the
+        caller's chain (its identity)."""
+        if not self.replay_bodies or self.diags or self._misses.get(id(s), 0) >= GIVE_UP:
             return None
         try:
             values = tuple([replay.key_of(v) for v in env.values()])
         except replay.Unkeyable:
             return None
-        return ("block", id(s), id(ctx.calls), x.shape, values)
+        return ("block", id(s), id(ctx.calls), x.shape, x.node in self._token_ids, values)
 
     def _run_body(self, key: tuple, anchors: tuple, body: tuple[ast.Stmt, ...], ctx: Ctx,
                   sets: tuple[str, ...] | None) -> None:
@@ -807,10 +810,10 @@ class Elaborator:
                 ctx.env[k] = v
             return
         at = replay.Start(g, self.steps, ctx.current, ctx.scope, ctx.region)
-        before = (len(g.contracts), len(g.inputs), len(g.outputs), len(self._tied))
+        before = (len(g.contracts), len(g.inputs), len(g.outputs), len(self._tied), len(self._token_ids))
         self.body(body, ctx)
-        if f is not None or self.diags or self._token_ids or \
-                before != (len(g.contracts), len(g.inputs), len(g.outputs), len(self._tied)):
+        if f is not None or self.diags or \
+                before != (len(g.contracts), len(g.inputs), len(g.outputs), len(self._tied), len(self._token_ids)):
             return  # (a fragment that cannot be replayed is not made again)
         env = ctx.env
         values = None if sets is None else tuple((k, env[k]) for k in sets if k in env)

@@ -145,7 +145,7 @@ def test_the_crafted_programs_replay_where_they_can():
     # conv, relu, add, two slices, concat: the loop body's first run records, the other five replay
     assert counts["block with its own skip and split"] == 5 * 6
     assert counts["templated names are run, not replayed"] == 0
-    assert counts["token ids"] == 0
+    assert counts["token ids"] == 3 * 3  # layernorm, linear, add; after the embedding no token ids flow
     # the outer body runs twice (w unset, then 8), the third time it replays; the inner body replays
     # at its second run: it must leave w = 8 behind, or the outer body's linear(w) would be 4 wide
     assert counts["a name a replayed body changes, read after it"] == 1 + 3
@@ -173,6 +173,12 @@ network n() { input x: [4, 8, 8]
 block unit(c) { conv(c, 1); relu }
 network n() { input x: [4, 8, 8]
   for i in range(5) { dup: unit(4) }
+  output y }""",
+    "token ids into a body replayed before on floats of the same shape": """
+block b() { relu }
+network n() { input ids: int[8]
+  input f: [8]
+  for i in range(3) { if i == 2 { from ids } else { from f }; b() }
   output y }""",
     "errors inside a block called many times": """
 block unit(c) { conv(c, 1); linear(c) }
