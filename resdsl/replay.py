@@ -26,18 +26,33 @@ class Unkeyable(Exception):
     """A value a body can read that is not plain data (a tensor, a poisoned name): no replay."""
 
 
+KEY_ITEMS = 256  # list and dict items one value's key may hold: a body that reads a bigger table is run, not
+# keyed (its key would cost more than running it, at every run: the body may only index the table)
+
+
 def key_of(v: object) -> object:
     """A hashable stand-in for a value that is equal only for values that behave the same: types are
-    part of it (1, 1.0 and true are equal in Python, not here), floats by their exact bits (-0.0)."""
+    part of it (1, 1.0 and true are equal in Python, not here), floats by their exact bits (-0.0).
+    Raises Unkeyable for tensors and other objects, and for lists and dicts of more than KEY_ITEMS items."""
+    t = type(v)
+    if t is int or t is str or t is bool or v is None:
+        return t, v
+    return _key(v, [KEY_ITEMS])
+
+
+def _key(v: object, budget: list[int]) -> object:
     t = type(v)
     if t is int or t is str or t is bool or v is None:
         return t, v
     if t is float:
         return t, v.hex()
-    if t is tuple:
-        return t, tuple([key_of(i) for i in v])
-    if t is FrozenDict:
-        return t, tuple([(key_of(k), key_of(i)) for k, i in v.items()])
+    if t is tuple or t is FrozenDict:
+        budget[0] -= len(v)
+        if budget[0] < 0:
+            raise Unkeyable()
+        if t is tuple:
+            return t, tuple([_key(i, budget) for i in v])
+        return t, tuple([(_key(k, budget), _key(i, budget)) for k, i in v.items()])
     raise Unkeyable()
 
 

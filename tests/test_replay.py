@@ -125,6 +125,13 @@ network n(K = 4) { input x: [4]
   for i in range(K) { from h{i}; linear(4) }
   concat(h{0..3})
   output y }""",
+    "a table read in a loop": """
+network n(K = 5) { input x: [4]
+  small = range(200)
+  big = range(300)
+  for i in range(K) { linear(small[4]) }
+  for i in range(K) { linear(big[4]) }
+  output y }""",
     "token ids": """
 network n() { input ids: int[8]
   embedding(100, 16)
@@ -145,6 +152,8 @@ def test_the_crafted_programs_replay_where_they_can():
     # conv, relu, add, two slices, concat: the loop body's first run records, the other five replay
     assert counts["block with its own skip and split"] == 5 * 6
     assert counts["templated names are run, not replayed"] == 0
+    # a key holds at most 256 list items: the big table's loop runs each time (it would cost more to key)
+    assert counts["a table read in a loop"] == 5 - 1
     assert counts["token ids"] == 3 * 3  # layernorm, linear, add; after the embedding no token ids flow
     # the outer body runs twice (w unset, then 8), the third time it replays; the inner body replays
     # at its second run: it must leave w = 8 behind, or the outer body's linear(w) would be 4 wide
