@@ -2,10 +2,11 @@
 
 1. A chain of K residual blocks (relu -> linear(16), He init; 3 IR ops per block) for K = 100, 1,000,
    10,000: time to elaborate (parse + build + shape-check the IR), count parameters, compute MACs, and
-   count paths exactly with the full length histogram (2**K paths).  Medians of repeated runs, in CPU
+   count paths exactly with the full length histogram (2**K paths).  Medians of repeated runs (the
+   sizes taken in turn in each round, so that load changes reach all of them), in CPU
    time (time.process_time: steadier on a shared machine) and wall time; elaboration per IR op; the
    10,000 / 1,000 ratios.
-2. Elaboration alone (the file parsed once beforehand) of ResNet-50, DenseNet-121 and ViT-B/16, per op.
+2. Elaboration alone (the file parsed once beforehand) of ResNet-50, ResNet-152, DenseNet-121 and ViT-B/16, per op.
 3. `count_paths` on 50,000 blocks: peak traced memory, the histogram's own size, the process's peak RSS.
 4. ResNet-50 MACs at 224x224: resdsl's static count vs torch's FlopCounterMode and torchinfo,
    which both build the module and run it -- side by side in one process, ratios printed.
@@ -59,9 +60,10 @@ def chains(sizes, repeat):
     print(f"CPU time, median of {repeat} runs (wall-clock total beside it):")
     print(f"{'blocks':>7}  {'ops':>7}  {'elaborate':>9}  {'us/op':>6}  {'params':>7}  {'MACs':>7}  {'paths':>7}  "
           f"{'total':>7}  {'wall':>7}  {'paths digits':>12}")
-    for K in sizes:
-        rows = []
-        for _ in range(repeat):
+    runs: dict[int, list] = {K: [] for K in sizes}
+    for _ in range(repeat):  # the sizes in turn, so that a change in the machine's load reaches them alike
+        for K in sizes:
+            rows = runs[K]
             el = timed(lambda: resdsl.loads(CHAIN, K=K))
             net = el[2]
             pa = timed(lambda: net.param_count)
@@ -70,12 +72,14 @@ def chains(sizes, repeat):
             rows.append((el[0], pa[0], ma[0], ph[0], el[1] + pa[1] + ma[1] + ph[1]))
             paths = ph[2]
             assert paths.total == 2 ** K and paths.by_length[K // 2] == math.comb(K, K // 2)
-            del net, el
+            del net, el, ph
+    for K in sizes:
+        rows = runs[K]
         t_el, t_pa, t_ma, t_ph, wall = (statistics.median(col) for col in zip(*rows))
         total = statistics.median(sum(r[:4]) for r in rows)
         ops = 3 * K + 1
         print(f"{K:>7,}  {ops:>7,}  {t_el:8.3f}s  {t_el / ops * 1e6:6.1f}  {t_pa:6.3f}s  {t_ma:6.3f}s  {t_ph:6.3f}s  "
-              f"{total:6.3f}s  {wall:6.3f}s  {len(str(paths.total)):>12,}")
+              f"{total:6.3f}s  {wall:6.3f}s  {len(str(2 ** K)):>12,}")
         out[K] = (total, wall, t_ph)
     if 1000 in out and 10_000 in out:
         (a, aw, pa), (b, bw, pb) = out[1000], out[10_000]
@@ -85,12 +89,12 @@ def chains(sizes, repeat):
 
 
 def zoo(repeat):
-    """Elaboration alone (parsing done once before) of three zoo networks, per IR op."""
+    """Elaboration alone (parsing done once before) of four zoo networks, per IR op."""
     from resdsl.elaborate import elaborate
     from resdsl.loader import load_file
 
-    cases = [("ResNet-50", "examples/resnet.res", {"depth": 50}), ("DenseNet-121", "examples/densenet.res", {}),
-             ("ViT-B/16", "examples/vit.res", {})]
+    cases = [("ResNet-50", "examples/resnet.res", {"depth": 50}), ("ResNet-152", "examples/resnet.res", {"depth": 152}),
+             ("DenseNet-121", "examples/densenet.res", {}), ("ViT-B/16", "examples/vit.res", {})]
     print(f"Elaboration alone (CPU time, median of {repeat * 5} runs):")
     for title, path, params in cases:
         program = load_file(ROOT / path)

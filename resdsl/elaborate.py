@@ -18,11 +18,11 @@ import sys
 from dataclasses import dataclass, replace
 from types import MappingProxyType
 
-from . import lowerable, ops, sizevars
+from . import lowerable, ops, replay, sizevars
 from . import syntax as ast
 from .diagnostics import Diagnostic, Note, ResdslError, did_you_mean, error
 from .evaluate import Evaluator, FrozenDict, Tensor, _Poisoned, check_assertion, names_in, show, type_name
-from .ir import CallSite, Contract, Graph, Node, Region, Scope, assign_names, cycle_collector_paused, freeze
+from .ir import CallSite, Contract, Graph, Node, Region, Scope, assign_names, cycle_collector_paused, freeze, new_node
 from .limits import DEFAULT, MODULE_DEPTH_CEILING, Limits, raise_hint
 from .loader import Program
 from .span import UNKNOWN, Span
@@ -33,6 +33,7 @@ TOTALS = ("params", "buffers", "macs")  # network totals, in scope at an `assert
 POISON = Tensor(-1, None)
 ANONYMOUS = "_"  # the label `_:` gives no name: `_: body(c)` opens no scope
 UNDEFINED = object()  # a variable whose assignment failed: uses are skipped quietly
+GIVE_UP = 8  # a body run this many times in a row without a replay is not keyed again (the keys cost time)
 KEEP = object()  # Ctx.child: this field stays as it is (None is a value: no current tensor, no region)
 _PLAIN_LABEL_RE = re.compile(r"[A-Za-z0-9_]+")  # used with fullmatch: `$` would let a trailing newline through
 _LABEL_RE = re.compile(r"[A-Za-z0-9_]+(?:\.[A-Za-z0-9_]+)*")  # fullmatch; dots nest module names: conv.0.0
@@ -77,6 +78,8 @@ def _check_module_depth(g: Graph) -> None:
 
 
 class Elaborator:
+    replay_bodies = True  # reuse what a repeated loop body or block call made (see _run_body); off: run every body
+
     def __init__(self, program: Program, limits: Limits = DEFAULT, input_shapes: dict | None = None,
                  size_scale: int = 1):
         self.input_shapes = {k: tuple(v) for k, v in (input_shapes or {}).items()}  # --input x=3,450,600
@@ -93,6 +96,9 @@ class Elaborator:
         self._token_ids: set[int] = set()  # nodes whose attrs say dtype="int": token-id inputs (_check_ids)
         self._tied: list[int] = []  # nodes whose attrs have a `tie` (_resolve_ties)
         self._last_evaluator: tuple[Ctx | None, Evaluator | None] = (None, None)  # see _evaluator
+        self._fragments: dict[tuple, replay.Fragment] = {}  # see _run_body
+        self._misses: dict[int, int] = {}  # id(body or call site) -> runs since it was last replayed (GIVE_UP)
+        self.replayed = 0  # nodes emitted from fragments rather than elaborated (counted by the tests)
 
     # ------------------------------------------------------------ errors
 
@@ -391,7 +397,39 @@ class Elaborator:
                     raise error("E015", f"cannot unpack {show(item)} into {len(s.names)} names", s.iterable.span)
                 for n, v in zip(s.names, item):
                     ctx.env[n] = v
-            self.body(s.body, ctx)
+            self._run_shared(s.body, ctx)
+
+    def _run_shared(self, stmts: tuple[ast.Stmt, ...], ctx: Ctx) -> None:
+        """Run a body that shares its context's variables (a loop's, a group's, a branch's): replayed
+        where it ran before under the same key (`_shared_key`)."""
+        key = self._shared_key(stmts, ctx) if stmts else None
+        if key is None:
+            self.body(stmts, ctx)
+        else:
+            self._run_body(key[0], (stmts, ctx.calls), stmts, ctx, key[1])
+
+    def _shared_key(self, stmts: tuple[ast.Stmt, ...], ctx: Ctx) -> tuple | None:
+        """What a body sharing its context's variables can observe of where it runs, as a key for
+        `_run_body`, and the names it sets; None if it may not be replayed.  The key is the values of
+        the names it reads or sets (`replay.names_of`), the tensor flowing in (its shape; its node is
+        relocated, and so are the scope and region it runs in) and whether it holds token ids (what
+        `_check_ids` says of the body's ops depends on that alone: a fragment refers to no other tensor
+        from outside and makes no token ids), the call chain (held by the fragment: its identity is the
+        key), whether it is in the network's own body, and how many variables exist (so that the names
+        it sets are new or old, and in the same order)."""
+        if ctx.branches is not None or not self.replay_bodies or self.diags or \
+                self._misses.get(id(stmts), 0) >= GIVE_UP:
+            return None  # inside parallel { } a body appends branches; after an error: run as written
+        names = replay.names_of(stmts)
+        if names is None:
+            return None
+        env, cur = ctx.env, ctx.current
+        try:
+            values = tuple([replay.key_of(env[n]) if n in env else replay.OUTER for n in names[0]])
+        except replay.Unkeyable:
+            return None
+        return ("shared", id(stmts), id(ctx.calls), ctx.in_network, len(env), None if cur is None else cur.shape,
+                cur is not None and cur.node in self._token_ids, values), names[1]
 
     def assert_(self, s: ast.Assert, ctx: Ctx) -> None:
         """Check an `assert` now, or -- when it names a network total -- once the network is built."""
@@ -697,8 +735,8 @@ class Elaborator:
         if attrs.get("tie"):
             self._tied.append(nid)  # read here, while attrs is at hand, not in a walk over every node later
         # `attrs` is the caller's fresh dict, handed over: wrapping it read-only needs no copy
-        g.nodes.append(Node(nid, op, tuple(inputs), MappingProxyType(attrs), shape, counts[0], counts[1], ctx.scope,
-                            label, span, ctx.calls, ctx.region))
+        g.nodes.append(new_node(nid, op, tuple(inputs), MappingProxyType(attrs), shape, counts[0], counts[1], ctx.scope,
+                                label, span, ctx.calls, ctx.region))
         return Tensor(nid, shape)
 
     def new_scope(self, label: str | None, hint: str, kind: str, span: Span, ctx: Ctx) -> int:
@@ -732,7 +770,11 @@ class Elaborator:
         before = len(self.diags)
         self._open_scope(sid, ctx)
         try:
-            self.body(bd.body, inner)
+            key = self._block_key(s, env, x, ctx)
+            if key is None:
+                self.body(bd.body, inner)
+            else:
+                self._run_body(key, (s, ctx.calls), bd.body, inner, None)
             self._close_scope(sid, ctx)
         finally:
             # Errors inside the block point back at this call site too.
@@ -741,6 +783,52 @@ class Elaborator:
                 if all(n.span != s.span for n in d.notes):  # E016 already lists the call chain
                     self.diags[i] = replace(d, notes=d.notes + (Note(s.span, f"in block `{s.op}` called here"),))
         ctx.current = inner.current if inner.current is not None else x
+
+    def _block_key(self, s: ast.Layer, env: dict, x: Tensor, ctx: Ctx) -> tuple | None:
+        """What a block's body can observe, as a key for `_run_body` (None: run it).  That is its
+        parameters' values (all it sees besides the file's constants), the tensor flowing in (its shape,
+        whether it holds token ids), and the call chain: this call site (a statement object) under the
+        caller's chain (its identity)."""
+        if not self.replay_bodies or self.diags or self._misses.get(id(s), 0) >= GIVE_UP:
+            return None
+        try:
+            values = tuple([replay.key_of(v) for v in env.values()])
+        except replay.Unkeyable:
+            return None
+        return ("block", id(s), id(ctx.calls), x.shape, x.node in self._token_ids, values)
+
+    def _run_body(self, key: tuple, anchors: tuple, body: tuple[ast.Stmt, ...], ctx: Ctx,
+                  sets: tuple[str, ...] | None) -> None:
+        """Run a body, or replay what it made when it ran before under the same key (`_shared_key`,
+        `_block_key`): every node, scope, region and structure mark, the steps it counted, the tensor it
+        left current and the variables `sets` names (a block's own variables are not kept) -- the same
+        as running it again.
+        A body is recorded only if it ran without any error anywhere so far and made no token ids, ties,
+        contracts, inputs or outputs; it is replayed only while there are still no errors and only where
+        its steps and nodes stay within the limits (else it runs, and reports the limit where it is hit)."""
+        g = self.graph
+        f = self._fragments.get(key)
+        made = f.compiled() if f is not None else None
+        self._misses[id(anchors[0])] = 0 if made is not None else self._misses.get(id(anchors[0]), 0) + 1
+        if made is not None and self.steps + f.steps <= self.limits.max_steps and \
+                len(g.nodes) + len(made[0]) <= self.limits.max_nodes:
+            current, sets = replay.emit(g, made, ctx.current, ctx.scope, ctx.region)
+            self.steps += f.steps
+            self.last_span = f.last_span
+            self.replayed += len(made[0])
+            ctx.current = current
+            for k, v in sets:
+                ctx.env[k] = v
+            return
+        at = replay.Start(g, self.steps, ctx.current, ctx.scope, ctx.region)
+        before = (len(g.contracts), len(g.inputs), len(g.outputs), len(self._tied), len(self._token_ids))
+        self.body(body, ctx)
+        if f is not None or self.diags or \
+                before != (len(g.contracts), len(g.inputs), len(g.outputs), len(self._tied), len(self._token_ids)):
+            return  # (a fragment that cannot be replayed is not made again)
+        env = ctx.env
+        values = None if sets is None else tuple((k, env[k]) for k in sets if k in env)
+        self._fragments[key] = replay.Fragment(anchors, at, g, self.steps, self.last_span, ctx.current, values)
 
     def _too_deep(self, s: ast.Layer, bd: ast.BlockDef, ctx: Ctx) -> None:
         """Block calls nested past max_call_depth: E016 with the call chain when a block recurs, else E040."""
@@ -776,7 +864,7 @@ class Elaborator:
         sid = self.new_scope(label, "group", "group", s.span, ctx) if label is not None else ctx.scope
         inner = ctx.child(scope=sid)
         self._open_scope(sid, ctx)
-        self.body(body, inner)
+        self._run_shared(body, inner)
         self._close_scope(sid, ctx)
         ctx.current = inner.current
 
@@ -799,7 +887,7 @@ class Elaborator:
         inner = ctx.child(scope=sid, current=ctx.env["__parallel_input__"])
         self.mark("open", "part", len(ctx.branches))
         self.mark("open", "scope", sid)
-        self.body(body, inner)
+        self._run_shared(body, inner)
         self.mark("close", "scope", sid)
         self.mark("close", "part", len(ctx.branches))
         ctx.branches.append((inner.current, tuple(range(start, len(self.graph.nodes))), s.span))
@@ -833,7 +921,7 @@ class Elaborator:
         self.mark("open", "part", part)
         start = len(self.graph.nodes)
         bctx = ctx.child(current=x, scope=sid, region=rid)
-        self.body(body, bctx)
+        self._run_shared(body, bctx)
         return bctx, start
 
     _RESIDUAL = (

@@ -39,6 +39,9 @@ class FrozenDict(dict):
 
     __setitem__ = __delitem__ = update = pop = clear = setdefault = _ro
 
+    def __reduce__(self):  # pickle's default refills a dict subclass item by item, which is refused here
+        return FrozenDict, (dict(self),)
+
 
 def type_name(v: object) -> str:
     if isinstance(v, bool):

@@ -48,6 +48,9 @@ class Node:
     region: int | None = None  # innermost Region this node belongs to
     name: str = ""  # qualified name, filled by `assign_names`
 
+    def __reduce__(self):  # pickle/deepcopy: the read-only attrs travel as a plain dict
+        return _rebuild, (Node, _fields_with_plain_attrs(self))
+
     @property
     def spec(self) -> ops.OpDef:
         return ops.OPS[self.op]
@@ -80,6 +83,50 @@ class Region:
     span: Span
     calls: tuple[CallSite, ...] = ()
     name: str = ""
+
+    def __reduce__(self):  # as Node's
+        return _rebuild, (Region, _fields_with_plain_attrs(self))
+
+
+# Making a node without the dataclass __init__: it sets each of the 13 fields with object.__setattr__
+# (a frozen class), which costs twice as much as calling the slots' own descriptors.  The elaborator
+# makes every node through `new_node`; `Node(...)` stays the same value.
+assert Node.__slots__ == ("id", "op", "inputs", "attrs", "shape", "params", "buffers", "scope", "label", "span",
+                          "calls", "region", "name"), "new_node must set every field of Node, in this order"
+(_set_id, _set_op, _set_inputs, _set_attrs, _set_shape, _set_params, _set_buffers, _set_scope, _set_label, _set_span,
+ _set_calls, _set_region, _set_name) = (Node.__dict__[f].__set__ for f in Node.__slots__)
+
+
+def new_node(id: int, op: str, inputs: tuple[int, ...], attrs: Mapping[str, object], shape: Shape, params: int,
+             buffers: int, scope: int, label: str | None, span: Span, calls: tuple[CallSite, ...],
+             region: int | None) -> Node:
+    """`Node(...)` with every field given but the name (set by `assign_names`), made faster."""
+    n = object.__new__(Node)
+    _set_id(n, id)
+    _set_op(n, op)
+    _set_inputs(n, inputs)
+    _set_attrs(n, attrs)
+    _set_shape(n, shape)
+    _set_params(n, params)
+    _set_buffers(n, buffers)
+    _set_scope(n, scope)
+    _set_label(n, label)
+    _set_span(n, span)
+    _set_calls(n, calls)
+    _set_region(n, region)
+    _set_name(n, "")
+    return n
+
+
+def _fields_with_plain_attrs(v: Node | Region) -> tuple:
+    """A node's or region's fields in order, `attrs` as a dict: a mappingproxy cannot be pickled."""
+    return tuple(dict(getattr(v, f)) if f == "attrs" else getattr(v, f) for f in v.__slots__)
+
+
+def _rebuild(cls: type, values: tuple) -> Node | Region:
+    """Undo `_fields_with_plain_attrs` (for pickle and copy.deepcopy): attrs read-only again."""
+    names = cls.__slots__
+    return cls(*(MappingProxyType(v) if f == "attrs" else v for f, v in zip(names, values)))
 
 
 @dataclass(frozen=True, slots=True)
@@ -243,9 +290,21 @@ def assign_names(graph: Graph) -> None:
     # Naming finishes the construction of the nodes, scopes and regions the elaborator just made and
     # no one else has seen yet; setting the field in place avoids copying 10^5 of them.
     for n in graph.nodes:
-        own = n.label if n.label is not None else auto(n.scope, n.op)
+        own = n.label
+        if own is None:  # auto(n.scope, n.op) inline, its first try at once: most nodes are named so
+            key = (n.scope, n.op)
+            k = counters.get(key, 0)
+            used = taken.get(n.scope)
+            if used is None:
+                used = taken[n.scope] = set()
+            own = n.op if k == 0 else f"{n.op}_{k}"
+            if own in used:
+                own = auto(n.scope, n.op)
+            else:
+                counters[key] = k + 1
+                used.add(own)
         parent = scope_names[n.scope]
-        object.__setattr__(n, "name", f"{parent}.{own}" if parent else own)
+        _set_name(n, f"{parent}.{own}" if parent else own)
     for s in graph.scopes:
         object.__setattr__(s, "name", scope_names[s.id])
     seen: dict[str, int] = {}

@@ -103,3 +103,66 @@ def test_power_by_miller_equals_repeated_multiplication():
         for n in range(9):
             assert P._power(list(p), n) == _naive_power(p, n), (p, n)
     assert P._power([1, 1], 2001) == [comb(2001, k) for k in range(2002)]
+
+
+# ---------------------------------------------------------------- pickling and copying a Network
+
+ROOT = __import__("pathlib").Path(__file__).resolve().parents[1]
+CONTRACT = """
+network small(c = 8) { input x: [3, 16, 16]
+  conv(c, 3, padding=1); batchnorm; relu
+  residual(shortcut="project") { conv(2 * c, 3, stride=2, padding=1) }
+  dense { conv(4, 3, padding=1) }
+  assert params == 3 * c * 9 + c + 2 * c + 2 * c * c * 9 + 2 * c + c * 2 * c + 2 * 2 * c + 2 * c * 9 * 4 + 4
+  output y }"""
+
+
+def _answers(net: resdsl.Network) -> tuple:
+    """What a sweep asks of a network: parameters, counts, costs in every convention, paths, names."""
+    from resdsl.analysis.cost import CONVENTIONS
+    costs = tuple(tuple((c.macs, c.rf_size, c.rf_jump) for c in net.costs(conv).layers) for conv in CONVENTIONS)
+    paths = net.paths()
+    return (net.name, net.params, net.inputs, net.outputs, net.param_count, net.buffer_count, costs,
+            paths.total, paths.by_length, [(n.name, n.op, n.shape, dict(n.attrs)) for n in net.nodes],
+            [r.name for r in net.graph.regions], [s.name for s in net.graph.scopes], net.graph.structure)
+
+
+def _roundtrips(net: resdsl.Network) -> list[resdsl.Network]:
+    import copy
+    import pickle
+    return [pickle.loads(pickle.dumps(net)), pickle.loads(pickle.dumps(net, protocol=0)), copy.deepcopy(net)]
+
+
+def test_network_pickles_and_deep_copies_with_the_same_answers():
+    import torch
+    cases = [resdsl.load(ROOT / "examples/resnet.res", depth=18), resdsl.load(ROOT / "examples/gpt2.res"),
+             resdsl.loads(CONTRACT), resdsl.load(ROOT / "examples/unet.res", input_shapes={"x": (1, "H", "W")})]
+    assert cases[2].graph.contracts and cases[3].symbols and any("tie" in n.attrs for n in cases[1].nodes)
+    for net in cases:
+        want = _answers(net)
+        for other in _roundtrips(net):
+            assert other is not net and other.graph.nodes[0] is not net.graph.nodes[0]
+            assert other.graph == net.graph and other.symbols == net.symbols and other.limits == net.limits
+            assert _answers(other) == want
+            other.graph.lint()  # attrs are read-only again, shapes and counts re-derive
+            assert type(other.graph.nodes[0].attrs) is type(net.graph.nodes[0].attrs)
+        assert [str(c.test) for c in _roundtrips(net)[0].graph.contracts] == [str(c.test) for c in net.graph.contracts]
+    net = cases[2]
+    m1, m2 = net.to_torch(seed=0), _roundtrips(net)[0].to_torch(seed=0)
+    x = torch.randn(2, 3, 16, 16)
+    s1, s2 = m1.state_dict(), m2.state_dict()
+    assert list(s1) == list(s2) and all(torch.equal(s1[k], s2[k]) for k in s1)
+    assert torch.equal(m1.eval()(x), m2.eval()(x))
+    assert sum(p.numel() for p in m2.parameters()) == net.param_count
+
+
+def _param_count_in_worker(net: resdsl.Network) -> tuple[int, int]:
+    return net.param_count, net.costs().total
+
+
+def test_network_travels_to_a_worker_process():
+    import multiprocessing
+    nets = [resdsl.loads(CHAIN, K=K) for K in (3, 5)]
+    with multiprocessing.get_context("spawn").Pool(1) as pool:
+        got = pool.map(_param_count_in_worker, nets)
+    assert got == [(n.param_count, n.costs().total) for n in nets] == [(3 * 272, 3 * 256), (5 * 272, 5 * 256)]

@@ -1,0 +1,220 @@
+"""Replayed bodies (resdsl/replay.py): a loop body, group, branch or block call that ran before under the
+same key is emitted again instead of run.  Every result must be the one running it gives: each test
+elaborates with replay on and off and compares the whole graph (every node, scope, region and structure
+field, names included), or the whole list of diagnostics; and the replayed nodes are counted, against
+closed forms, so that the tests also show replay happens where it should.
+"""
+import pytest
+
+import resdsl
+from resdsl.diagnostics import ResdslError
+from resdsl.elaborate import Elaborator
+from resdsl.loader import load_program
+from resdsl.models import get_network, list_models
+
+CHAIN = 'network chain(K = 10) { input x: [16]\n for i in range(K) { residual { relu; linear(16) } }\n output y }'
+
+
+def _graph(net: resdsl.Network) -> tuple:
+    g = net.graph
+    return (g.name, g.params, g.inputs, g.outputs, [repr(n) for n in g.nodes], [repr(r) for r in g.regions],
+            [repr(s) for s in g.scopes], list(g.structure),
+            [(repr(c.test), repr(c.message), sorted(c.env.items(), key=repr), c.span) for c in g.contracts])
+
+
+def _both(build) -> tuple:
+    """What `build()` gives (a graph, or the diagnostics it raises) with replay on, and with it off."""
+    out = []
+    for on in (True, False):
+        Elaborator.replay_bodies = on
+        try:
+            out.append(_graph(build()))
+        except ResdslError as e:
+            out.append(("error", e.diagnostics))
+        finally:
+            Elaborator.replay_bodies = True
+    return tuple(out)
+
+
+def _replayed(text: str, **params) -> int:
+    el = Elaborator(load_program(text, "t.res"))
+    el.network(None, params)
+    return el.replayed
+
+
+@pytest.mark.parametrize("name", list_models())
+def test_every_zoo_model_is_the_same_with_replay(name):
+    on, off = _both(lambda: get_network(name))
+    assert on == off
+
+
+def test_chain_replays_every_block_but_the_first_two():
+    for K in (1, 2, 3, 50):
+        on, off = _both(lambda: resdsl.loads(CHAIN, K=K))
+        assert on == off
+        # 3 nodes a block (relu, linear, add); the first run of the body records, the second replays
+        assert _replayed(CHAIN, K=K) == 3 * max(K - 1, 0)
+
+
+def test_resnet152_replays_the_repeated_bottlenecks():
+    from pathlib import Path
+    text = (Path(__file__).resolve().parents[1] / "examples/resnet.res").read_text()
+    # stages of 3, 8, 36, 3 bottlenecks; a stage's first differs (stride or projection), its second
+    # records, the rest replay: 10 nodes each (3 x conv-bn-relu minus the last relu, add, relu)
+    assert _replayed(text, depth=152) == 10 * ((3 - 2) + (8 - 2) + (36 - 2) + (3 - 2))
+
+
+CASES = {
+    "block with its own skip and split": """
+block unit(c) { conv(c, 3, padding=1) -> a; relu; add(a); split(2) -> p, q; from q; concat(p) }
+network n(K = 6) { input x: [4, 8, 8]
+  for i in range(K) { unit(4) }
+  output y }""",
+    "names a loop sets, read after it": """
+network n(K = 5, c = 4) { input x: [4, 8, 8]
+  for i in range(K) { w = c * 2; conv(w, 1); conv(c, 1) }
+  conv(w, 1)
+  output y }""",
+    "a name a replayed body changes, read after it": """
+network n() { input x: [4]
+  for j in range(3) { w = 4; for i in range(1) { w = w * 2; linear(w) }; linear(w); linear(4) }
+  output y }""",
+    "tensors a loop binds, read after it": """
+network n(K = 5, c = 4) { input x: [4, 8, 8]
+  for i in range(K) { conv(c, 1) -> last; relu }
+  conv(c, 1); add(last)
+  output y }""",
+    "a name set only when a test says so": """
+network n(K = 6) { input x: [4]
+  b = 4
+  for i in range(K) { linear(b); if i == 2 { b = 8 } }
+  for i in range(K) { linear(b) }
+  output y }""",
+    "floats that compare equal but are not the same": """
+block sc(v) { scale(v) }
+network n() { input x: [4]
+  for v in [0.0, 0.0, -0.0, -0.0, 0.0, 1, 1.0, 1] { group { sc(v) } }
+  output y }""",
+    "the same body in different scopes and regions": """
+block pair(c) { residual { conv(c, 3, padding=1); batchnorm } ; relu }
+network n() { input x: [8, 8, 8]
+  for s in range(3) { stage{s}: group { for i in range(3) { {i}: pair(8) } } }
+  residual { for i in range(3) { pair(8) } }
+  dense { for i in range(3) { pair(8) } }
+  parallel(merge="add") { branch { pair(16); pair(16); pair(16) }; branch { for i in range(3) { pair(16) } } }
+  output y }""",
+    "zero_init_last reaches into a replayed body": """
+network n() { input x: [8, 8, 8]
+  residual(zero_init_last=true) { for i in range(3) { conv(8, 3, padding=1); batchnorm } }
+  residual(zero_init_last=true) { for i in range(3) { conv(8, 3, padding=1); batchnorm } }
+  for i in range(3) { conv(8, 3, padding=1); batchnorm }
+  output y }""",
+    "shapes that change across iterations": """
+network n() { input x: [3, 64, 64]
+  for i in range(6) { conv(in_channels * 2, 3, stride=2 if in_shape[1] > 4 else 1, padding=1) }
+  output y }""",
+    "anonymous and interpolated labels": """
+block unit(c) { conv(c, 1); relu }
+network n(K = 4) { input x: [4, 8, 8]
+  for i in range(K) { _: unit(4); layer{i}: unit(4); unit(4) }
+  for i in range(K) { blk{i}: group { unit(4) } }
+  output y }""",
+    "templated names are run, not replayed": """
+network n(K = 4) { input x: [4]
+  for i in range(K) { linear(4) -> h{i} }
+  for i in range(K) { from h{i}; linear(4) }
+  concat(h{0..3})
+  output y }""",
+    "a table read in a loop": """
+network n(K = 5) { input x: [4]
+  small = range(200)
+  big = range(300)
+  for i in range(K) { linear(small[4]) }
+  for i in range(K) { linear(big[4]) }
+  output y }""",
+    "token ids": """
+network n() { input ids: int[8]
+  embedding(100, 16)
+  for i in range(4) { residual { layernorm(1); linear(16, pointwise=true) } }
+  output y }""",
+}
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_crafted_programs_are_the_same_with_replay(case):
+    text = CASES[case]
+    on, off = _both(lambda: resdsl.loads(text))
+    assert on == off and on[0] != "error", on
+
+
+def test_the_crafted_programs_replay_where_they_can():
+    counts = {case: _replayed(text) for case, text in CASES.items()}
+    # conv, relu, add, two slices, concat: the loop body's first run records, the other five replay
+    assert counts["block with its own skip and split"] == 5 * 6
+    assert counts["templated names are run, not replayed"] == 0
+    # a key holds at most 256 list items: the big table's loop runs each time (it would cost more to key)
+    assert counts["a table read in a loop"] == 5 - 1
+    assert counts["token ids"] == 3 * 3  # layernorm, linear, add; after the embedding no token ids flow
+    # the outer body runs twice (w unset, then 8), the third time it replays; the inner body replays
+    # at its second run: it must leave w = 8 behind, or the outer body's linear(w) would be 4 wide
+    assert counts["a name a replayed body changes, read after it"] == 1 + 3
+    assert counts["tensors a loop binds, read after it"] == 0  # `last` holds a tensor: no key
+    # w and last are set by the body: the first run sees neither, the second records, three replay
+    assert counts["names a loop sets, read after it"] == 3 * 2
+
+
+ERRORS = {
+    "an error in one iteration": """
+network n() { input x: [4, 8, 8]
+  for i in range(6) { conv(4, 3, padding=1); if i == 4 { conv(4, 3, padding=bad) } }
+  output y }""",
+    "a shape error once the shape has shrunk": """
+network n() { input x: [4, 16, 16]
+  for i in range(8) { residual { conv(4, 3, padding=1) } ; maxpool(2) }
+  output y }""",
+    "an undefined name after replayed iterations": """
+block unit(c) { conv(c, 1); relu }
+network n() { input x: [4, 8, 8]
+  for i in range(5) { unit(4); w1 = 3 }
+  conv(w2, 1)
+  output y }""",
+    "duplicate labels made by replayed bodies": """
+block unit(c) { conv(c, 1); relu }
+network n() { input x: [4, 8, 8]
+  for i in range(5) { dup: unit(4) }
+  output y }""",
+    "token ids into a body replayed before on floats of the same shape": """
+block b() { relu }
+network n() { input ids: int[8]
+  input f: [8]
+  for i in range(3) { if i == 2 { from ids } else { from f }; b() }
+  output y }""",
+    "errors inside a block called many times": """
+block unit(c) { conv(c, 1); linear(c) }
+network n() { input x: [4, 8, 8]
+  for i in range(5) { unit(4) }
+  output y }""",
+}
+
+
+@pytest.mark.parametrize("case", ERRORS)
+def test_diagnostics_are_the_same_with_replay(case):
+    on, off = _both(lambda: resdsl.loads(ERRORS[case]))
+    assert on == off and on[0] == "error", on
+
+
+@pytest.mark.parametrize("limit", ["max_steps", "max_nodes"])
+def test_limits_hit_inside_replayed_bodies_report_the_same(limit):
+    """Sweep the limit across the whole elaboration: wherever it is hit (a replay would cross it, or
+    not), the result is the one running every body gives -- the same E040 at the same statement."""
+    text = CASES["the same body in different scopes and regions"]
+    full = Elaborator(load_program(text, "t.res"))
+    full.network(None, {})
+    top = full.steps if limit == "max_steps" else len(full.graph.nodes)
+    assert top > 80
+    errors = 0
+    for value in range(1, top + 2, 3):
+        on, off = _both(lambda: resdsl.loads(text, limits=resdsl.Limits(**{limit: value})))
+        assert on == off
+        errors += on[0] == "error"
+    assert errors == sum(1 for value in range(1, top + 2, 3) if value < top)
