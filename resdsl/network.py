@@ -209,9 +209,7 @@ def _build(program, network, params, limits, input_shapes, source: str) -> Netwo
     `input x: [3, H, W]`) are built at a representative size and analysed as symbols."""
     from .analysis.sizes import SIZE_CODES, concrete_for_symbols, explain_invalid_size, from_declared
 
-    def elab(shapes, scale: int = 1):
-        return elaborate(program, network, params, limits, shapes, scale)
-
+    elab = _Elab(program, network, params, limits)
     try:
         if not any(isinstance(d, str) or not isinstance(d, int) for s in (input_shapes or {}).values() for d in s):
             graph, symbols = _named(elab, input_shapes), {}
@@ -227,6 +225,17 @@ def _build(program, network, params, limits, input_shapes, source: str) -> Netwo
         if sizes is not None and e.first.code in SIZE_CODES and sizes.symbolic_roots():
             raise _at_example(e, sizes) from None  # _named already tried larger examples
         raise explain_invalid_size(e, elab, input_shapes) from None
+
+
+class _Elab:
+    """Elaborate this program's network at other input shapes (a class, not a closure: a Network
+    keeps one for the size analysis, and a Network must pickle)."""
+
+    def __init__(self, program, network, params, limits):
+        self.program, self.network, self.params, self.limits = program, network, params, limits
+
+    def __call__(self, shapes, scale: int = 1):
+        return elaborate(self.program, self.network, self.params, self.limits, shapes, scale)
 
 
 def _at_example(e: ResdslError, sizes) -> ResdslError:
