@@ -18,6 +18,7 @@ import gc
 import hashlib
 import operator
 import re
+import sys
 import threading
 from collections import OrderedDict
 from pathlib import Path
@@ -180,12 +181,17 @@ def _new_lark(**options) -> Lark:
     return lark.Lark(grammar_path().read_text(), propagate_positions=True, **_LARK_OPTIONS, **options)
 
 
-_RANGE = re.compile(r"([^.]+)\.\.([^.]+)")  # the braces of x{1..s}: two expressions without dots
+_RANGE = r"([^.]+)\.\.([^.]+)"  # the braces of x{1..s}: two expressions without dots
+_LABEL_PARTS = r"\{([^{}]*)\}|[^{}]+"  # a label's literal text and its {expressions}
+_ESCAPE = r"\\(.)"
+_PATTERNS = (_RANGE, _LABEL_PARTS, _ESCAPE)  # shipped compiled, as the lexers are (`_regex`)
 _ESCAPES = {"n": "\n", "t": "\t", "\\": "\\", '"': '"', "'": "'"}
 
 
 def _unescape(tok: Token, span: Span) -> str:
     body = tok[1:-1]
+    if "\\" not in body:
+        return body
 
     def sub(m: re.Match) -> str:
         c = m.group(1)
@@ -193,7 +199,7 @@ def _unescape(tok: Token, span: Span) -> str:
             raise error("E004", f"unknown escape `\\{c}` in string", span, hint="use \\\\, \\\", \\', \\n or \\t")
         return _ESCAPES[c]
 
-    return re.sub(r"\\(.)", sub, body)
+    return _regex(_ESCAPE).sub(sub, body)
 
 
 class _Seq(tuple):
@@ -344,15 +350,17 @@ class _ToAst:
         if not colon and text in RESERVED:
             raise error("E001", f"`{text}` is a keyword and cannot be used as a name", span,
                         hint=f"rename it, e.g. `{text}_`")
+        if "{" not in text and "}" not in text:  # one literal part (a label is never empty)
+            return ast.Label((text,) if text else (), span)
         parts: list = []
-        for m in re.finditer(r"\{([^{}]*)\}|[^{}]+", text):
+        for m in _regex(_LABEL_PARTS).finditer(text):
             if m.group(1) is None:
                 parts.append(m.group(0))
                 continue
             inner = m.group(1)
             col = span.col + m.start(1)
             try:
-                rng = _RANGE.fullmatch(inner)
+                rng = _regex(_RANGE).fullmatch(inner)
                 if rng:  # x{1..s}: the names x1 .. xs
                     lo, hi = (_parse_expr(rng.group(k), self.file, span.line - 1, col - 1 + rng.start(k),
                                           span.start + m.start(1) + rng.start(k), self.limit) for k in (1, 2))
@@ -711,7 +719,7 @@ class _Driver:
     one lark gives.  tests/test_parser_builder.py checks its ASTs and spans against the parse tree.
     """
 
-    def __init__(self, tables: dict):
+    def __init__(self, tables: dict, compiled: dict[str, re.Pattern] | None = None):
         self.start_states, self.end_states = tables["start"], tables["end"]
         self.actions = tables["actions"]  # state -> symbol -> next state (>= 0) or ~rule
         self.rules = [(size, goto, _UNIT if unit else None, getattr(_ToAst, name, None),
@@ -722,10 +730,17 @@ class _Driver:
         self.units: dict[str, dict[tuple, int]] = {start: {} for start in self.start_states}
         unions = [_Lazy(pattern) for pattern in tables["unions"]]
         terminals = {name: _Lazy(pattern) for name, pattern in tables["terminals"].items()}
-        lexers = [(_StateLexer(pattern, tuple(terminals[n] for n in order)), frozenset(order),
-                   unions[union] if union is not None else None, tuple(extra), keywords, frozenset(ignore),
-                   frozenset(newlines))
-                  for pattern, order, union, extra, keywords, ignore, newlines in tables["lexers"]]
+        compiled = compiled or {}
+        lexers = []
+        for pattern, order, union, extra, keywords, ignore, newlines in tables["lexers"]:
+            own = _StateLexer(pattern, tuple(terminals[n] for n in order))
+            if pattern in compiled:  # made from shipped code: the state's own pattern decides at once
+                own.own.compiled = compiled[pattern]
+                shared, extra = own.own, ()
+            else:
+                shared = unions[union] if union is not None else None
+            lexers.append((own, frozenset(order), shared, tuple(extra), keywords, frozenset(ignore),
+                           frozenset(newlines)))
         self.lexers = {state: lexers[i] for state, i in tables["state_lexer"].items()}
 
     def _units(self, below: int, symbol: str, lookahead: str, end_state: int) -> int:
@@ -988,7 +1003,56 @@ def grammar_digest() -> str:
 
 @functools.lru_cache(maxsize=1)
 def _driver() -> _Driver:
-    return _Driver(_shipped_tables() or _tables(_lark()))
+    return _Driver(_shipped_tables() or _tables(_lark()), _precompiled())
+
+
+@functools.lru_cache(maxsize=None)
+def _regex(pattern: str) -> re.Pattern:
+    """`re.compile(pattern)`, from the shipped code where there is some (see `_precompiled`)."""
+    return _precompiled().get(pattern) or re.compile(pattern)
+
+
+def _sre_key() -> tuple:
+    """What compiled regular-expression code depends on: the interpreter and its `_sre` engine."""
+    import _sre
+
+    return (sys.implementation.name, sys.version_info[:2], _sre.MAGIC, _sre.CODESIZE)
+
+
+def _sre_code(patterns: list[str]) -> dict:
+    """The compiled form of each state's own lexer pattern, as `re.compile` hands it to `_sre.compile`
+    (grammar/make_tables.py ships it in resdsl/lalr_tables.py): a process then makes the ~40
+    per-state patterns in microseconds instead of running Python's regex compiler (milliseconds)."""
+    from re import _compiler, _parser
+
+    out = {}
+    for pattern in patterns:
+        parsed = _parser.parse(pattern, 0)
+        names = [None] * parsed.state.groups
+        for name, i in parsed.state.groupdict.items():
+            names[i] = name
+        out[pattern] = (parsed.state.flags, tuple(map(int, _compiler._code(parsed, 0))), parsed.state.groups - 1,
+                        dict(parsed.state.groupdict), tuple(names))
+    return {"key": _sre_key(), "code": out}
+
+
+@functools.lru_cache(maxsize=1)
+def _precompiled() -> dict[str, re.Pattern]:
+    """Each state's own lexer pattern (and `_PATTERNS`), made from the shipped code when it was made
+    by this interpreter's regex engine (else {}: the driver compiles what it needs, lazily).  The
+    same `re.Pattern` as `re.compile` gives (tests/test_parser_builder.py compares them)."""
+    import _sre
+
+    from . import lalr_tables
+
+    shipped = getattr(lalr_tables, "SRE", None)
+    if shipped is None or shipped["key"] != _sre_key():
+        return {}
+    try:
+        return {pattern: _sre.compile(pattern, flags, list(code), groups, groupindex, names)
+                for pattern, (flags, code, groups, groupindex, names) in shipped["code"].items()}
+    except (TypeError, RuntimeError, ValueError):  # pragma: no cover - an engine that takes other arguments
+        return {}
 
 
 def _run(text: str, start: str, to_ast: "_ToAst", limit: int):

@@ -239,3 +239,36 @@ def test_valid_text_is_parsed_without_importing_lark():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT,
                          env={"PYTHONPATH": str(ROOT), "PATH": ""}).stdout.split()
     assert out == ["False", "False"]
+
+
+def test_the_shipped_compiled_patterns_are_re_compile_s_for_every_lexer_and_are_what_the_driver_uses():
+    # resdsl/lalr_tables.py carries each pattern compiled by this interpreter's regex engine (a process
+    # would otherwise spend milliseconds in Python's regex compiler at its first parse); it must be
+    # exactly what re.compile makes, cover every state's lexer, and be what the driver matches with
+    import re as re_
+
+    from resdsl import lalr_tables
+
+    wanted = list(dict.fromkeys([lx[0] for lx in lalr_tables.TABLES["lexers"]] + list(parser._PATTERNS)))
+    assert list(lalr_tables.SRE["code"]) == wanted
+    if lalr_tables.SRE["key"] != parser._sre_key():  # made by another interpreter: not used, nothing to compare
+        assert parser._precompiled() == {}
+        return
+    assert lalr_tables.SRE == parser._sre_code(wanted)
+    compiled = parser._precompiled()
+    assert list(compiled) == wanted
+    for pattern, made in compiled.items():
+        fresh = re_.compile(pattern)
+        assert made == fresh and (made.groups, made.groupindex, made.flags) == (fresh.groups, fresh.groupindex,
+                                                                                fresh.flags)
+    for own, *_ in parser._driver().lexers.values():
+        assert own.own.compiled is compiled[own.own.pattern]
+    assert all(parser._regex(p) is compiled[p] for p in parser._PATTERNS)
+
+
+def test_without_shipped_compiled_patterns_the_driver_compiles_its_own_and_builds_the_same(monkeypatch):
+    fresh = parser._Driver(parser._shipped_tables(), {})
+    for i, text in enumerate(TEXTS):
+        built = fresh.run(text + "\n", "start", _ToAst(f"t{i}.res"), 200)
+        assert repr(built) == repr(_lean(text, f"t{i}.res"))
+    assert not any(lx[0].own.compiled is parser._precompiled().get(lx[0].own.pattern) for lx in fresh.lexers.values())
