@@ -34,6 +34,7 @@ def render() -> str:
             f'grammar/make_tables.py: do not edit."""\n'
             f"# ruff: noqa\n"
             f"GRAMMAR_SHA256 = {digest!r}\n"
+            f"GRAMMAR = {grammar_path().read_text()!r}  # what a process checks the tables against\n"
             f"TABLES = {pprint.pformat(tables, width=120, sort_dicts=False)}\n"
             f"# each state's lexer pattern compiled by {sre['key'][0]} {'.'.join(map(str, sre['key'][1]))}'s regex "
             f"engine (used only by that engine)\n"

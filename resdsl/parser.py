@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import functools
 import gc
-import hashlib
 import operator
 import re
 import sys
@@ -221,13 +220,18 @@ class _ToAst:
         return line + self.dline, col + (self.dcol if line == 1 else 0)
 
     def _span(self, meta) -> Span:
-        if getattr(meta, "empty", True):
-            return Span(self.file, 0, 0, 0, 0)
+        """The span of a reduction's positions: the lean driver's extent -- a tuple in `Span`'s order
+        (line, col, end_line, end_col, start, end), or None without tokens -- or lark's `meta`."""
+        if type(meta) is not tuple:
+            if getattr(meta, "empty", True):
+                return Span(self.file, 0, 0, 0, 0)
+            meta = (meta.line, meta.column, meta.end_line, meta.end_column, meta.start_pos, meta.end_pos)
         if not self.shifted:
-            return Span(self.file, meta.line, meta.column, meta.end_line, meta.end_column, meta.start_pos, meta.end_pos)
-        l1, c1 = self._pos(meta.line, meta.column)
-        l2, c2 = self._pos(meta.end_line, meta.end_column)
-        return Span(self.file, l1, c1, l2, c2, meta.start_pos + self.dpos, meta.end_pos + self.dpos)
+            return Span(self.file, *meta)
+        line, col, end_line, end_col, start, end = meta
+        l1, c1 = self._pos(line, col)
+        l2, c2 = self._pos(end_line, end_col)
+        return Span(self.file, l1, c1, l2, c2, start + self.dpos, end + self.dpos)
 
     def tok_span(self, tok: Token) -> Span:
         if not self.shifted:
@@ -555,6 +559,17 @@ class _StateLexer:
         return (self.own.compiled or self.own.compile()).match(text, pos)
 
 
+def _match(own: _StateLexer, alts: frozenset, shared: _Lazy | None, extra: tuple):
+    """A state's lexer without its own pattern compiled: the shared union where it can tell (see
+    `_tables`), else the state's terminals (`_StateLexer`)."""
+    def match(text: str, pos: int) -> re.Match | None:
+        m = (shared.compiled or shared.compile()).match(text, pos) if shared is not None else None
+        if m is None or m.lastgroup not in alts or (extra and text.startswith(extra, pos)):
+            return own.match(text, pos)  # the shared pattern cannot tell
+        return m
+    return match
+
+
 def _child_filter(include: tuple, nones_after: int):
     """Lark's child filter for one rule (ChildFilterLALR): drop filtered tokens, splice `_rule`
     values, put None where an optional [item] is missing."""
@@ -736,11 +751,10 @@ class _Driver:
             own = _StateLexer(pattern, tuple(terminals[n] for n in order))
             if pattern in compiled:  # made from shipped code: the state's own pattern decides at once
                 own.own.compiled = compiled[pattern]
-                shared, extra = own.own, ()
+                match = own.own.compiled.match
             else:
-                shared = unions[union] if union is not None else None
-            lexers.append((own, frozenset(order), shared, tuple(extra), keywords, frozenset(ignore),
-                           frozenset(newlines)))
+                match = _match(own, frozenset(order), unions[union] if union is not None else None, tuple(extra))
+            lexers.append((own, match, keywords, frozenset(ignore), frozenset(newlines)))
         self.lexers = {state: lexers[i] for state, i in tables["state_lexer"].items()}
 
     def _units(self, below: int, symbol: str, lookahead: str, end_state: int) -> int:
@@ -760,7 +774,7 @@ class _Driver:
         One loop, everything inlined: it runs once per token and once per reduction."""
         actions, rules, lexers, kept = self.actions, self.rules, self.lexers, self.kept
         units = self.units[start]
-        new_token, make_meta = _new_token, _meta
+        new_token = _new_token
         end_state = self.end_states[start]
         state = self.start_states[start]
         states, values, extents, depths = [state], [], [], []
@@ -769,12 +783,10 @@ class _Driver:
         tok = extent = None
         while True:
             if pos < n:  # the next token, as lark's contextual lexer and the post-lexer give it
-                own, alts, shared, extra, keywords, ignore, newlines = lexers[state]
-                m = (shared.compiled or shared.compile()).match(text, pos) if shared is not None else None
-                if m is None or m.lastgroup not in alts or (extra and text.startswith(extra, pos)):
-                    m = own.match(text, pos)  # the shared pattern cannot tell
-                    if m is None:
-                        raise _Fail
+                _, match, keywords, ignore, newlines = lexers[state]
+                m = match(text, pos)
+                if m is None:
+                    raise _Fail
                 value, type_, begin = m.group(), m.lastgroup, pos
                 first_line, col = line, pos - line_start + 1
                 if type_ in newlines:
@@ -790,7 +802,7 @@ class _Driver:
                 if not keep_token(type_):
                     continue
                 end_col = pos - line_start + 1
-                extent = (first_line, col, begin, line, end_col, pos)
+                extent = (first_line, col, line, end_col, begin, pos)  # in Span's order
                 tok = new_token(type_, value, begin, first_line, col, line, end_col, pos) if type_ in kept else None
             else:
                 type_ = "$END"
@@ -826,7 +838,7 @@ class _Driver:
                     elif method is None:
                         values[-1] = _Splice(kids)
                     else:
-                        res = values[-1] = method(to_ast, make_meta(extents[-1]), kids)
+                        res = values[-1] = method(to_ast, extents[-1], kids)
                         if res is None:
                             extents[-1], depths[-1] = None, 0
                         elif nesting and res is not child:
@@ -843,7 +855,7 @@ class _Driver:
                                 if first is None:
                                     first = e
                                 last = e
-                        ext = None if first is None else (first[0], first[1], first[2], last[3], last[4], last[5])
+                        ext = None if first is None else (first[0], first[1], last[2], last[3], first[4], last[5])
                         depth = max(deps)
                     else:
                         children, deps, ext, depth = [], (), None, 0
@@ -853,7 +865,7 @@ class _Driver:
                     elif method is None:
                         res = _Splice(kids)
                     else:
-                        res = method(to_ast, make_meta(ext), kids)
+                        res = method(to_ast, ext, kids)
                     if res is None:
                         ext, depth = None, 0
                     else:
@@ -993,11 +1005,14 @@ def _shipped_tables() -> dict | None:
         from . import lalr_tables
     except ImportError:  # pragma: no cover - the file is shipped
         return None
-    return lalr_tables.TABLES if lalr_tables.GRAMMAR_SHA256 == grammar_digest() else None
+    # the grammar's own text, compared: a digest would import hashlib (OpenSSL), some ms of a cold start
+    return lalr_tables.TABLES if getattr(lalr_tables, "GRAMMAR", None) == grammar_path().read_text() else None
 
 
 def grammar_digest() -> str:
     """The SHA-256 of the grammar's text: which grammar resdsl/lalr_tables.py was made from."""
+    import hashlib
+
     return hashlib.sha256(grammar_path().read_text().encode()).hexdigest()
 
 

@@ -91,6 +91,7 @@ def test_the_shipped_tables_are_current_and_equal_those_built_from_the_grammar()
     from resdsl import lalr_tables
 
     assert lalr_tables.GRAMMAR_SHA256 == parser.grammar_digest()
+    assert lalr_tables.GRAMMAR == grammar_path().read_text()
     assert parser._shipped_tables() is lalr_tables.TABLES
     assert parser._tables(parser._lark()) == lalr_tables.TABLES  # states renumbered: the same every run
     fresh = parser._Driver(parser._tables(parser._lark()))
@@ -229,16 +230,17 @@ def test_too_deep_is_reported_where_the_tree_walk_reports_it(expr, col):
 
 
 def test_valid_text_is_parsed_without_importing_lark():
-    # lark (some 10-15 ms to import) is loaded for syntax errors, the formatter and the tables only
+    # lark (some 10-15 ms to import) is loaded for syntax errors, the formatter and the tables only; nor
+    # hashlib (OpenSSL, a few ms): the shipped tables are checked against the grammar's text itself
     import subprocess
     import sys
 
     code = ("import sys, resdsl; n = resdsl.load('examples/resnet.res', depth=50); assert n.param_count == 25557032; "
             "print('lark' in sys.modules); resdsl.loads('network n() {\\n  input x: [4]\\n  relu\\n}\\n'); "
-            "print('lark' in sys.modules)")
+            "print('lark' in sys.modules, 'hashlib' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT,
                          env={"PYTHONPATH": str(ROOT), "PATH": ""}).stdout.split()
-    assert out == ["False", "False"]
+    assert out == ["False", "False", "False"]
 
 
 def test_the_shipped_compiled_patterns_are_re_compile_s_for_every_lexer_and_are_what_the_driver_uses():
@@ -272,3 +274,10 @@ def test_without_shipped_compiled_patterns_the_driver_compiles_its_own_and_build
         built = fresh.run(text + "\n", "start", _ToAst(f"t{i}.res"), 200)
         assert repr(built) == repr(_lean(text, f"t{i}.res"))
     assert not any(lx[0].own.compiled is parser._precompiled().get(lx[0].own.pattern) for lx in fresh.lexers.values())
+
+
+def test_tables_made_from_another_grammar_are_not_used(monkeypatch):
+    from resdsl import lalr_tables
+
+    monkeypatch.setattr(lalr_tables, "GRAMMAR", lalr_tables.GRAMMAR + "\n// edited")
+    assert parser._shipped_tables() is None
