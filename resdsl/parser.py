@@ -521,6 +521,8 @@ class _Splice:
         self.children = children
 
 
+_NOTHING = _Splice([])  # a `_rule` whose children are all filtered out (`_sep`): nothing to splice; never changed
+_BRACKETING = frozenset({"_NL", "LPAR", "LSQB", "LBRACE", "RPAR", "RSQB", "RBRACE"})  # `_Brackets.keep`'s cases
 _UNIT = object()  # a reduction that passes its only child up unchanged (`expr: or_expr`, ...)
 
 
@@ -778,7 +780,8 @@ class _Driver:
         end_state = self.end_states[start]
         state = self.start_states[start]
         states, values, extents, depths = [state], [], [], []
-        keep_token = _Brackets(limit).keep
+        brackets = _Brackets(limit)
+        keep_token = brackets.keep
         pos, line, line_start, n = 0, 1, 0, len(text)
         tok = extent = None
         while True:
@@ -799,8 +802,11 @@ class _Driver:
                     continue
                 if type_ in keywords:
                     type_ = keywords[type_].get(value, type_)
-                if not keep_token(type_):
-                    continue
+                if type_ in _BRACKETING:
+                    if not keep_token(type_):
+                        continue
+                else:  # what `_Brackets.keep` does with any other token: remember its type
+                    brackets.prev, brackets.last = brackets.last, type_
                 end_col = pos - line_start + 1
                 extent = (first_line, col, line, end_col, begin, pos)  # in Span's order
                 tok = new_token(type_, value, begin, first_line, col, line, end_col, pos) if type_ in kept else None
@@ -836,7 +842,7 @@ class _Driver:
                     if expand1 and len(kids) == 1:
                         pass
                     elif method is None:
-                        values[-1] = _Splice(kids)
+                        values[-1] = _Splice(kids) if kids else _NOTHING
                     else:
                         res = values[-1] = method(to_ast, extents[-1], kids)
                         if res is None:
@@ -863,7 +869,7 @@ class _Driver:
                     if expand1 and len(kids) == 1:
                         res = kids[0]
                     elif method is None:
-                        res = _Splice(kids)
+                        res = _Splice(kids) if kids else _NOTHING
                     else:
                         res = method(to_ast, ext, kids)
                     if res is None:
