@@ -234,11 +234,9 @@ class _ToAst:
         return Span(self.file, l1, c1, l2, c2, start + self.dpos, end + self.dpos)
 
     def tok_span(self, tok: Token) -> Span:
-        if not self.shifted:
-            return Span(self.file, tok.line, tok.column, tok.end_line, tok.end_column, tok.start_pos, tok.end_pos)
-        l1, c1 = self._pos(tok.line, tok.column)
-        l2, c2 = self._pos(tok.end_line, tok.end_column)
-        return Span(self.file, l1, c1, l2, c2, tok.start_pos + self.dpos, tok.end_pos + self.dpos)
+        if type(tok) is _Token:
+            return self._span(tok.ext)
+        return self._span((tok.line, tok.column, tok.end_line, tok.end_column, tok.start_pos, tok.end_pos))
 
     def _ident(self, tok: Token) -> str:
         if str(tok) in RESERVED:
@@ -487,17 +485,9 @@ def _meta(extent: tuple | None) -> _Meta:
 
 
 class _Token(str):
-    """A token of the lean driver: the fields of lark's Token that the `_ToAst` methods read."""
+    """A token of the lean driver: its text, and its extent in `Span`'s order (`_ToAst.tok_span`)."""
 
-    __slots__ = ("type", "start_pos", "line", "column", "end_line", "end_column", "end_pos")
-
-
-def _new_token(type_: str, value: str, start_pos: int, line: int, column: int, end_line: int, end_column: int,
-               end_pos: int) -> _Token:
-    tok = _Token(value)
-    tok.type, tok.start_pos, tok.line, tok.column = type_, start_pos, line, column
-    tok.end_line, tok.end_column, tok.end_pos = end_line, end_column, end_pos
-    return tok
+    __slots__ = ("ext",)
 
 
 class _SyntaxFailure(Exception):
@@ -776,7 +766,7 @@ class _Driver:
         One loop, everything inlined: it runs once per token and once per reduction."""
         actions, rules, lexers, kept = self.actions, self.rules, self.lexers, self.kept
         units = self.units[start]
-        new_token = _new_token
+        token = _Token
         end_state = self.end_states[start]
         state = self.start_states[start]
         states, values, extents, depths = [state], [], [], []
@@ -809,7 +799,11 @@ class _Driver:
                     brackets.prev, brackets.last = brackets.last, type_
                 end_col = pos - line_start + 1
                 extent = (first_line, col, line, end_col, begin, pos)  # in Span's order
-                tok = new_token(type_, value, begin, first_line, col, line, end_col, pos) if type_ in kept else None
+                if type_ in kept:
+                    tok = token(value)
+                    tok.ext = extent
+                else:
+                    tok = None
             else:
                 type_ = "$END"
             while True:  # reduce until the token shifts
