@@ -18,7 +18,6 @@ import gc
 import operator
 import re
 import sys
-import threading
 from collections import OrderedDict
 from pathlib import Path
 
@@ -903,6 +902,8 @@ class _Builder:
         self.token_type, self.tree_type = Token, Tree
         self.ast = _ToAst("<string>")
         self.meta = _Meta()  # the positions of the reduction being built
+        import threading  # here, not at the top: valid text never gets this far
+
         self.lock = threading.RLock()
         self.limit = 200
         self.ext: dict[int, tuple] = {}  # id(value) -> (value, container extent or None, nesting depth)
