@@ -98,6 +98,34 @@ def resnet50(repeat: int) -> None:
     print(f"  torchvision resnet50() + FlopCounterMode forward: {t_ref * 1e3:7.1f} ms")
 
 
+COLD_PARTS = """
+import time
+c = time.{clock}
+t0 = c(); import resdsl; from resdsl import parser; t1 = c()
+text = open({file!r}).read()
+parser.parse(text, {file!r}); t2 = c()
+parser._CACHE.clear(); parser.parse(text, {file!r}); t3 = c()
+parser._CACHE.clear()
+n = resdsl.load({file!r}, depth=50); t4 = c()
+p, m = n.param_count, n.costs().total; t5 = c()
+n = resdsl.load({file!r}, depth=50); t6 = c()
+p, m = n.param_count, n.costs().total; t7 = c()
+print(t1 - t0, t2 - t1, t3 - t2, t4 - t3, t5 - t4, t6 - t5, t7 - t6)
+"""
+
+
+def cold_parts(processes: int) -> None:
+    """Where a fresh process's first load goes: each step's median over `processes` fresh processes."""
+    names = ["import resdsl", "first parse of resnet.res", "a second parse", "first load after that parse",
+             "first count", "a warm load", "a warm count"]
+    code = COLD_PARTS.format(clock=CLOCK, file=str(RESNET))
+    runs = [subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                           env={"PYTHONPATH": str(ROOT)}).stdout.split() for _ in range(processes + 1)][1:]
+    print(f"cold, step by step (medians of {processes} fresh processes):")
+    for i, name in enumerate(names):
+        print(f"  {name:<30} {statistics.median(float(r[i]) for r in runs) * 1e3:7.2f} ms")
+
+
 def chains(sizes, repeat: int) -> None:
     timings = {}
     for K in sizes:
@@ -129,6 +157,7 @@ def main() -> None:
     repeat = 5 if args.quick else 21
     print(f"python {sys.version.split()[0]}, lark {__import__('lark').__version__}")
     resnet50(repeat)
+    cold_parts(repeat // 2)
     chains([100, 1000] if args.quick else [1000, 10000], 1 if args.quick else 3)
 
 
