@@ -183,7 +183,7 @@ def test_the_cache_is_bounded_by_source_size(monkeypatch):
     for i in range(50):
         parse(f"x{i} = {'1 + ' * 100}1\n", f"f{i}.res")
     assert sum(len(k[1]) for k in parser._CACHE) <= 1000 and len(parser._CACHE) >= 1
-    assert (f"f49.res", f"x49 = {'1 + ' * 100}1\n", 200) in parser._CACHE   # the newest stays
+    assert ("f49.res", f"x49 = {'1 + ' * 100}1\n", 200) in parser._CACHE   # the newest stays
 
 
 def test_empty_bodies_are_distinct_values():
