@@ -8,7 +8,6 @@
 from .diagnostics import Diagnostic, ResdslError
 from .limits import Limits
 from .network import Network, load, loads
-from .models import create, get_network, list_models
 
 __version__ = "0.1.0"
 
@@ -33,5 +32,22 @@ def compile(source, network: str | None = None, seed: int | None = None, feature
     from .backends import features, pytorch
     graph, feats = features.plan(net.graph, out_indices)
     return pytorch.build(dataclasses.replace(net, graph=graph), seed=seed, features=feats)
+
+_ZOO = frozenset({"create", "get_network", "list_models"})
+
+
+def __getattr__(name: str):
+    """The model zoo (`resdsl.create`, ...) is imported when first asked for: loading a file does not need
+    it, and it would add its imports (difflib, the variants table) to every `import resdsl`."""
+    if name in _ZOO:
+        from . import models
+
+        return getattr(models, name)
+    raise AttributeError(f"module 'resdsl' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | _ZOO)
+
 
 __all__ = ["load", "loads", "compile", "create", "get_network", "list_models", "Network", "ResdslError", "Diagnostic", "Limits", "__version__"]

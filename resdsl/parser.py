@@ -15,10 +15,9 @@ from __future__ import annotations
 
 import functools
 import gc
-import hashlib
 import operator
 import re
-import threading
+import sys
 from collections import OrderedDict
 from pathlib import Path
 
@@ -180,12 +179,17 @@ def _new_lark(**options) -> Lark:
     return lark.Lark(grammar_path().read_text(), propagate_positions=True, **_LARK_OPTIONS, **options)
 
 
-_RANGE = re.compile(r"([^.]+)\.\.([^.]+)")  # the braces of x{1..s}: two expressions without dots
+_RANGE = r"([^.]+)\.\.([^.]+)"  # the braces of x{1..s}: two expressions without dots
+_LABEL_PARTS = r"\{([^{}]*)\}|[^{}]+"  # a label's literal text and its {expressions}
+_ESCAPE = r"\\(.)"
+_PATTERNS = (_RANGE, _LABEL_PARTS, _ESCAPE)  # shipped compiled, as the lexers are (`_regex`)
 _ESCAPES = {"n": "\n", "t": "\t", "\\": "\\", '"': '"', "'": "'"}
 
 
 def _unescape(tok: Token, span: Span) -> str:
     body = tok[1:-1]
+    if "\\" not in body:
+        return body
 
     def sub(m: re.Match) -> str:
         c = m.group(1)
@@ -193,7 +197,7 @@ def _unescape(tok: Token, span: Span) -> str:
             raise error("E004", f"unknown escape `\\{c}` in string", span, hint="use \\\\, \\\", \\', \\n or \\t")
         return _ESCAPES[c]
 
-    return re.sub(r"\\(.)", sub, body)
+    return _regex(_ESCAPE).sub(sub, body)
 
 
 class _Seq(tuple):
@@ -215,20 +219,23 @@ class _ToAst:
         return line + self.dline, col + (self.dcol if line == 1 else 0)
 
     def _span(self, meta) -> Span:
-        if getattr(meta, "empty", True):
-            return Span(self.file, 0, 0, 0, 0)
+        """The span of a reduction's positions: the lean driver's extent -- a tuple in `Span`'s order
+        (line, col, end_line, end_col, start, end), or None without tokens -- or lark's `meta`."""
+        if type(meta) is not tuple:
+            if getattr(meta, "empty", True):
+                return Span(self.file, 0, 0, 0, 0)
+            meta = (meta.line, meta.column, meta.end_line, meta.end_column, meta.start_pos, meta.end_pos)
         if not self.shifted:
-            return Span(self.file, meta.line, meta.column, meta.end_line, meta.end_column, meta.start_pos, meta.end_pos)
-        l1, c1 = self._pos(meta.line, meta.column)
-        l2, c2 = self._pos(meta.end_line, meta.end_column)
-        return Span(self.file, l1, c1, l2, c2, meta.start_pos + self.dpos, meta.end_pos + self.dpos)
+            return Span(self.file, *meta)
+        line, col, end_line, end_col, start, end = meta
+        l1, c1 = self._pos(line, col)
+        l2, c2 = self._pos(end_line, end_col)
+        return Span(self.file, l1, c1, l2, c2, start + self.dpos, end + self.dpos)
 
     def tok_span(self, tok: Token) -> Span:
-        if not self.shifted:
-            return Span(self.file, tok.line, tok.column, tok.end_line, tok.end_column, tok.start_pos, tok.end_pos)
-        l1, c1 = self._pos(tok.line, tok.column)
-        l2, c2 = self._pos(tok.end_line, tok.end_column)
-        return Span(self.file, l1, c1, l2, c2, tok.start_pos + self.dpos, tok.end_pos + self.dpos)
+        if type(tok) is _Token:
+            return self._span(tok.ext)
+        return self._span((tok.line, tok.column, tok.end_line, tok.end_column, tok.start_pos, tok.end_pos))
 
     def _ident(self, tok: Token) -> str:
         if str(tok) in RESERVED:
@@ -344,15 +351,17 @@ class _ToAst:
         if not colon and text in RESERVED:
             raise error("E001", f"`{text}` is a keyword and cannot be used as a name", span,
                         hint=f"rename it, e.g. `{text}_`")
+        if "{" not in text and "}" not in text:  # one literal part (a label is never empty)
+            return ast.Label((text,) if text else (), span)
         parts: list = []
-        for m in re.finditer(r"\{([^{}]*)\}|[^{}]+", text):
+        for m in _regex(_LABEL_PARTS).finditer(text):
             if m.group(1) is None:
                 parts.append(m.group(0))
                 continue
             inner = m.group(1)
             col = span.col + m.start(1)
             try:
-                rng = _RANGE.fullmatch(inner)
+                rng = _regex(_RANGE).fullmatch(inner)
                 if rng:  # x{1..s}: the names x1 .. xs
                     lo, hi = (_parse_expr(rng.group(k), self.file, span.line - 1, col - 1 + rng.start(k),
                                           span.start + m.start(1) + rng.start(k), self.limit) for k in (1, 2))
@@ -475,17 +484,9 @@ def _meta(extent: tuple | None) -> _Meta:
 
 
 class _Token(str):
-    """A token of the lean driver: the fields of lark's Token that the `_ToAst` methods read."""
+    """A token of the lean driver: its text, and its extent in `Span`'s order (`_ToAst.tok_span`)."""
 
-    __slots__ = ("type", "start_pos", "line", "column", "end_line", "end_column", "end_pos")
-
-
-def _new_token(type_: str, value: str, start_pos: int, line: int, column: int, end_line: int, end_column: int,
-               end_pos: int) -> _Token:
-    tok = _Token(value)
-    tok.type, tok.start_pos, tok.line, tok.column = type_, start_pos, line, column
-    tok.end_line, tok.end_column, tok.end_pos = end_line, end_column, end_pos
-    return tok
+    __slots__ = ("ext",)
 
 
 class _SyntaxFailure(Exception):
@@ -509,6 +510,8 @@ class _Splice:
         self.children = children
 
 
+_NOTHING = _Splice([])  # a `_rule` whose children are all filtered out (`_sep`): nothing to splice; never changed
+_BRACKETING = frozenset({"_NL", "LPAR", "LSQB", "LBRACE", "RPAR", "RSQB", "RBRACE"})  # `_Brackets.keep`'s cases
 _UNIT = object()  # a reduction that passes its only child up unchanged (`expr: or_expr`, ...)
 
 
@@ -545,6 +548,17 @@ class _StateLexer:
                         return m
                 return None
         return (self.own.compiled or self.own.compile()).match(text, pos)
+
+
+def _match(own: _StateLexer, alts: frozenset, shared: _Lazy | None, extra: tuple):
+    """A state's lexer without its own pattern compiled: the shared union where it can tell (see
+    `_tables`), else the state's terminals (`_StateLexer`)."""
+    def match(text: str, pos: int) -> re.Match | None:
+        m = (shared.compiled or shared.compile()).match(text, pos) if shared is not None else None
+        if m is None or m.lastgroup not in alts or (extra and text.startswith(extra, pos)):
+            return own.match(text, pos)  # the shared pattern cannot tell
+        return m
+    return match
 
 
 def _child_filter(include: tuple, nones_after: int):
@@ -711,7 +725,7 @@ class _Driver:
     one lark gives.  tests/test_parser_builder.py checks its ASTs and spans against the parse tree.
     """
 
-    def __init__(self, tables: dict):
+    def __init__(self, tables: dict, compiled: dict[str, re.Pattern] | None = None):
         self.start_states, self.end_states = tables["start"], tables["end"]
         self.actions = tables["actions"]  # state -> symbol -> next state (>= 0) or ~rule
         self.rules = [(size, goto, _UNIT if unit else None, getattr(_ToAst, name, None),
@@ -722,10 +736,16 @@ class _Driver:
         self.units: dict[str, dict[tuple, int]] = {start: {} for start in self.start_states}
         unions = [_Lazy(pattern) for pattern in tables["unions"]]
         terminals = {name: _Lazy(pattern) for name, pattern in tables["terminals"].items()}
-        lexers = [(_StateLexer(pattern, tuple(terminals[n] for n in order)), frozenset(order),
-                   unions[union] if union is not None else None, tuple(extra), keywords, frozenset(ignore),
-                   frozenset(newlines))
-                  for pattern, order, union, extra, keywords, ignore, newlines in tables["lexers"]]
+        compiled = compiled or {}
+        lexers = []
+        for pattern, order, union, extra, keywords, ignore, newlines in tables["lexers"]:
+            own = _StateLexer(pattern, tuple(terminals[n] for n in order))
+            if pattern in compiled:  # made from shipped code: the state's own pattern decides at once
+                own.own.compiled = compiled[pattern]
+                match = own.own.compiled.match
+            else:
+                match = _match(own, frozenset(order), unions[union] if union is not None else None, tuple(extra))
+            lexers.append((own, match, keywords, frozenset(ignore), frozenset(newlines)))
         self.lexers = {state: lexers[i] for state, i in tables["state_lexer"].items()}
 
     def _units(self, below: int, symbol: str, lookahead: str, end_state: int) -> int:
@@ -745,21 +765,20 @@ class _Driver:
         One loop, everything inlined: it runs once per token and once per reduction."""
         actions, rules, lexers, kept = self.actions, self.rules, self.lexers, self.kept
         units = self.units[start]
-        new_token, make_meta = _new_token, _meta
+        token = _Token
         end_state = self.end_states[start]
         state = self.start_states[start]
         states, values, extents, depths = [state], [], [], []
-        keep_token = _Brackets(limit).keep
+        brackets = _Brackets(limit)
+        keep_token = brackets.keep
         pos, line, line_start, n = 0, 1, 0, len(text)
         tok = extent = None
         while True:
             if pos < n:  # the next token, as lark's contextual lexer and the post-lexer give it
-                own, alts, shared, extra, keywords, ignore, newlines = lexers[state]
-                m = (shared.compiled or shared.compile()).match(text, pos) if shared is not None else None
-                if m is None or m.lastgroup not in alts or (extra and text.startswith(extra, pos)):
-                    m = own.match(text, pos)  # the shared pattern cannot tell
-                    if m is None:
-                        raise _Fail
+                _, match, keywords, ignore, newlines = lexers[state]
+                m = match(text, pos)
+                if m is None:
+                    raise _Fail
                 value, type_, begin = m.group(), m.lastgroup, pos
                 first_line, col = line, pos - line_start + 1
                 if type_ in newlines:
@@ -772,11 +791,18 @@ class _Driver:
                     continue
                 if type_ in keywords:
                     type_ = keywords[type_].get(value, type_)
-                if not keep_token(type_):
-                    continue
+                if type_ in _BRACKETING:
+                    if not keep_token(type_):
+                        continue
+                else:  # what `_Brackets.keep` does with any other token: remember its type
+                    brackets.prev, brackets.last = brackets.last, type_
                 end_col = pos - line_start + 1
-                extent = (first_line, col, begin, line, end_col, pos)
-                tok = new_token(type_, value, begin, first_line, col, line, end_col, pos) if type_ in kept else None
+                extent = (first_line, col, line, end_col, begin, pos)  # in Span's order
+                if type_ in kept:
+                    tok = token(value)
+                    tok.ext = extent
+                else:
+                    tok = None
             else:
                 type_ = "$END"
             while True:  # reduce until the token shifts
@@ -809,9 +835,9 @@ class _Driver:
                     if expand1 and len(kids) == 1:
                         pass
                     elif method is None:
-                        values[-1] = _Splice(kids)
+                        values[-1] = _Splice(kids) if kids else _NOTHING
                     else:
-                        res = values[-1] = method(to_ast, make_meta(extents[-1]), kids)
+                        res = values[-1] = method(to_ast, extents[-1], kids)
                         if res is None:
                             extents[-1], depths[-1] = None, 0
                         elif nesting and res is not child:
@@ -828,7 +854,7 @@ class _Driver:
                                 if first is None:
                                     first = e
                                 last = e
-                        ext = None if first is None else (first[0], first[1], first[2], last[3], last[4], last[5])
+                        ext = None if first is None else (first[0], first[1], last[2], last[3], first[4], last[5])
                         depth = max(deps)
                     else:
                         children, deps, ext, depth = [], (), None, 0
@@ -836,9 +862,9 @@ class _Driver:
                     if expand1 and len(kids) == 1:
                         res = kids[0]
                     elif method is None:
-                        res = _Splice(kids)
+                        res = _Splice(kids) if kids else _NOTHING
                     else:
-                        res = method(to_ast, make_meta(ext), kids)
+                        res = method(to_ast, ext, kids)
                     if res is None:
                         ext, depth = None, 0
                     else:
@@ -876,6 +902,8 @@ class _Builder:
         self.token_type, self.tree_type = Token, Tree
         self.ast = _ToAst("<string>")
         self.meta = _Meta()  # the positions of the reduction being built
+        import threading  # here, not at the top: valid text never gets this far
+
         self.lock = threading.RLock()
         self.limit = 200
         self.ext: dict[int, tuple] = {}  # id(value) -> (value, container extent or None, nesting depth)
@@ -978,17 +1006,69 @@ def _shipped_tables() -> dict | None:
         from . import lalr_tables
     except ImportError:  # pragma: no cover - the file is shipped
         return None
-    return lalr_tables.TABLES if lalr_tables.GRAMMAR_SHA256 == grammar_digest() else None
+    # the grammar's own text, compared: a digest would import hashlib (OpenSSL), some ms of a cold start
+    return lalr_tables.TABLES if getattr(lalr_tables, "GRAMMAR", None) == grammar_path().read_text() else None
 
 
 def grammar_digest() -> str:
     """The SHA-256 of the grammar's text: which grammar resdsl/lalr_tables.py was made from."""
+    import hashlib
+
     return hashlib.sha256(grammar_path().read_text().encode()).hexdigest()
 
 
 @functools.lru_cache(maxsize=1)
 def _driver() -> _Driver:
-    return _Driver(_shipped_tables() or _tables(_lark()))
+    return _Driver(_shipped_tables() or _tables(_lark()), _precompiled())
+
+
+@functools.lru_cache(maxsize=None)
+def _regex(pattern: str) -> re.Pattern:
+    """`re.compile(pattern)`, from the shipped code where there is some (see `_precompiled`)."""
+    return _precompiled().get(pattern) or re.compile(pattern)
+
+
+def _sre_key() -> tuple:
+    """What compiled regular-expression code depends on: the interpreter and its `_sre` engine."""
+    import _sre
+
+    return (sys.implementation.name, sys.version_info[:2], _sre.MAGIC, _sre.CODESIZE)
+
+
+def _sre_code(patterns: list[str]) -> dict:
+    """The compiled form of each state's own lexer pattern, as `re.compile` hands it to `_sre.compile`
+    (grammar/make_tables.py ships it in resdsl/lalr_tables.py): a process then makes the ~40
+    per-state patterns in microseconds instead of running Python's regex compiler (milliseconds)."""
+    from re import _compiler, _parser
+
+    out = {}
+    for pattern in patterns:
+        parsed = _parser.parse(pattern, 0)
+        names = [None] * parsed.state.groups
+        for name, i in parsed.state.groupdict.items():
+            names[i] = name
+        out[pattern] = (parsed.state.flags, tuple(map(int, _compiler._code(parsed, 0))), parsed.state.groups - 1,
+                        dict(parsed.state.groupdict), tuple(names))
+    return {"key": _sre_key(), "code": out}
+
+
+@functools.lru_cache(maxsize=1)
+def _precompiled() -> dict[str, re.Pattern]:
+    """Each state's own lexer pattern (and `_PATTERNS`), made from the shipped code when it was made
+    by this interpreter's regex engine (else {}: the driver compiles what it needs, lazily).  The
+    same `re.Pattern` as `re.compile` gives (tests/test_parser_builder.py compares them)."""
+    import _sre
+
+    from . import lalr_tables
+
+    shipped = getattr(lalr_tables, "SRE", None)
+    if shipped is None or shipped["key"] != _sre_key():
+        return {}
+    try:
+        return {pattern: _sre.compile(pattern, flags, list(code), groups, groupindex, names)
+                for pattern, (flags, code, groups, groupindex, names) in shipped["code"].items()}
+    except (TypeError, RuntimeError, ValueError):  # pragma: no cover - an engine that takes other arguments
+        return {}
 
 
 def _run(text: str, start: str, to_ast: "_ToAst", limit: int):

@@ -91,6 +91,7 @@ def test_the_shipped_tables_are_current_and_equal_those_built_from_the_grammar()
     from resdsl import lalr_tables
 
     assert lalr_tables.GRAMMAR_SHA256 == parser.grammar_digest()
+    assert lalr_tables.GRAMMAR == grammar_path().read_text()
     assert parser._shipped_tables() is lalr_tables.TABLES
     assert parser._tables(parser._lark()) == lalr_tables.TABLES  # states renumbered: the same every run
     fresh = parser._Driver(parser._tables(parser._lark()))
@@ -182,7 +183,7 @@ def test_the_cache_is_bounded_by_source_size(monkeypatch):
     for i in range(50):
         parse(f"x{i} = {'1 + ' * 100}1\n", f"f{i}.res")
     assert sum(len(k[1]) for k in parser._CACHE) <= 1000 and len(parser._CACHE) >= 1
-    assert (f"f49.res", f"x49 = {'1 + ' * 100}1\n", 200) in parser._CACHE   # the newest stays
+    assert ("f49.res", f"x49 = {'1 + ' * 100}1\n", 200) in parser._CACHE   # the newest stays
 
 
 def test_empty_bodies_are_distinct_values():
@@ -229,13 +230,54 @@ def test_too_deep_is_reported_where_the_tree_walk_reports_it(expr, col):
 
 
 def test_valid_text_is_parsed_without_importing_lark():
-    # lark (some 10-15 ms to import) is loaded for syntax errors, the formatter and the tables only
+    # lark (some 10-15 ms to import) is loaded for syntax errors, the formatter and the tables only; nor
+    # hashlib (OpenSSL, a few ms): the shipped tables are checked against the grammar's text itself
     import subprocess
     import sys
 
     code = ("import sys, resdsl; n = resdsl.load('examples/resnet.res', depth=50); assert n.param_count == 25557032; "
             "print('lark' in sys.modules); resdsl.loads('network n() {\\n  input x: [4]\\n  relu\\n}\\n'); "
-            "print('lark' in sys.modules)")
+            "print('lark' in sys.modules, 'hashlib' in sys.modules, 'resdsl.models' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT,
                          env={"PYTHONPATH": str(ROOT), "PATH": ""}).stdout.split()
-    assert out == ["False", "False"]
+    assert out == ["False", "False", "False", "False"]
+
+
+def test_the_shipped_compiled_patterns_are_re_compile_s_for_every_lexer_and_are_what_the_driver_uses():
+    # resdsl/lalr_tables.py carries each pattern compiled by this interpreter's regex engine (a process
+    # would otherwise spend milliseconds in Python's regex compiler at its first parse); it must be
+    # exactly what re.compile makes, cover every state's lexer, and be what the driver matches with
+    import re as re_
+
+    from resdsl import lalr_tables
+
+    wanted = list(dict.fromkeys([lx[0] for lx in lalr_tables.TABLES["lexers"]] + list(parser._PATTERNS)))
+    assert list(lalr_tables.SRE["code"]) == wanted
+    if lalr_tables.SRE["key"] != parser._sre_key():  # made by another interpreter: not used, nothing to compare
+        assert parser._precompiled() == {}
+        return
+    assert lalr_tables.SRE == parser._sre_code(wanted)
+    compiled = parser._precompiled()
+    assert list(compiled) == wanted
+    for pattern, made in compiled.items():
+        fresh = re_.compile(pattern)
+        assert made == fresh and (made.groups, made.groupindex, made.flags) == (fresh.groups, fresh.groupindex,
+                                                                                fresh.flags)
+    for own, *_ in parser._driver().lexers.values():
+        assert own.own.compiled is compiled[own.own.pattern]
+    assert all(parser._regex(p) is compiled[p] for p in parser._PATTERNS)
+
+
+def test_without_shipped_compiled_patterns_the_driver_compiles_its_own_and_builds_the_same(monkeypatch):
+    fresh = parser._Driver(parser._shipped_tables(), {})
+    for i, text in enumerate(TEXTS):
+        built = fresh.run(text + "\n", "start", _ToAst(f"t{i}.res"), 200)
+        assert repr(built) == repr(_lean(text, f"t{i}.res"))
+    assert not any(lx[0].own.compiled is parser._precompiled().get(lx[0].own.pattern) for lx in fresh.lexers.values())
+
+
+def test_tables_made_from_another_grammar_are_not_used(monkeypatch):
+    from resdsl import lalr_tables
+
+    monkeypatch.setattr(lalr_tables, "GRAMMAR", lalr_tables.GRAMMAR + "\n// edited")
+    assert parser._shipped_tables() is None
