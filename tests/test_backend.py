@@ -770,3 +770,112 @@ def test_a_3000_operand_add_is_chunked_and_exact():
         want = want + x * float(k)  # the same order of additions
     assert torch.equal(m(x), want)
     assert max(line.count(" + ") for line in m.code.splitlines()) <= 32
+
+
+# ---------------------------------------------------------------- in-place rewriting on random graphs
+
+_STEPS = ["conv(4, 3, padding=1)", "conv(4, 1, bias=false)", "batchnorm()", "groupnorm(2)", "layernorm2d()",
+          "relu", "relu6", "silu", "hardswish", "gelu", "sigmoid", "tanh", "hardsigmoid",
+          "dropout(0.3)", "drop_path(0.3)", "identity", "scale(0.5)", "layer_scale(init=0.5)",
+          "maxpool(3, stride=1, padding=1)"]
+_BRANCHES = ["conv(4, 3, padding=1)\n batchnorm()\n relu6", "conv(4, 1)\n silu\n layer_scale(init=0.7)",
+             "batchnorm()\n relu\n conv(4, 3, padding=1)\n dropout(0.2)", "relu\n conv(4, 1)\n batchnorm()"]
+_RESIDUALS = ["", "post=\"relu\"", "drop_path=0.3", "post=\"relu6\"", "shortcut=\"project\""]
+
+
+def _random_inplace_net(seed: int) -> str:
+    """A network on [4, 6, 6] maps (every value has the same shape, so any two add or multiply) with fan-out
+    (a value bound and read again later, `from` an earlier value, outputs that later ops read), skips, residual blocks,
+    norms before and after activations, dropout / drop path / identity between a producer and its reader."""
+    import random
+    rng = random.Random(seed)
+    lines, names = ["input x: [4, 6, 6]"], []
+    for k in range(rng.randint(5, 12)):
+        r = rng.random()
+        if r < 0.42:
+            lines.append(rng.choice(_STEPS))
+        elif r < 0.55:
+            lines.append(f"-> t{k}")
+            names.append(f"t{k}")
+        elif r < 0.68 and names:
+            lines.append(f"{rng.choice(['add', 'add', 'mul'])}({rng.choice(names)})")
+        elif r < 0.78 and names:
+            lines.append(f"from {rng.choice(names)}")
+        elif r < 0.85:
+            lines.append(f"output o{k}")  # returned, and read on by what follows
+        else:
+            lines.append(f"residual({rng.choice(_RESIDUALS)}) {{\n {rng.choice(_BRANCHES)}\n}}")
+    lines.append(rng.choice(_STEPS[:4]))
+    lines.append("output y")
+    if names and rng.random() < 0.5:  # a second output: an earlier value that later ops must not overwrite
+        lines += [f"from {rng.choice(names)}", "output z"]
+    return "network g() {\n" + "\n".join(lines) + "\n}\n"
+
+
+def _out_of_place(source: str) -> str:
+    """The same generated file with every in-place write spelled out of place: the reference."""
+    import re
+    text = source.replace("inplace=True", "inplace=False")
+    return re.sub(r"^(\s*)(h\d*) \+= (\w+)", r"\1\2 = \2 + \3", text, flags=re.M)
+
+
+def _instantiate(source: str, class_name: str):
+    namespace: dict = {}
+    exec(compile(source, "<generated>", "exec"), namespace)  # our own generated text
+    return namespace[class_name]()
+
+
+def _run(model, x, train: bool, seed: int):
+    """Outputs, parameter and input gradients, buffers and the input after a forward and backward."""
+    model.train(train)
+    x = x.clone().requires_grad_(True)
+    torch.manual_seed(seed)
+    ys = model(x)
+    ys = ys if isinstance(ys, tuple) else (ys,)
+    sum((y * torch.linspace(-1, 1, y.numel()).view_as(y)).sum() for y in ys).backward()
+    grads = [p.grad for p in model.parameters()]
+    return [y.detach() for y in ys] + grads + [x.grad, x.detach()] + list(model.buffers())
+
+
+def test_inplace_rewriting_never_changes_outputs_or_gradients():
+    """In-place activations and `h += x` (decided from the op facets fresh_output / pass_through and the
+    graph's readers) compute exactly what the out-of-place text computes: outputs, every gradient, the BN
+    statistics and the input, in training (dropout and drop path drawing the same) and in eval, on 60 random
+    graphs with fan-out, skips, several outputs and norms on either side of activations."""
+    rewritten = 0
+    for seed in range(60):
+        text = _random_inplace_net(seed)
+        net = resdsl.loads(text)
+        gen = pytorch.generated(net)
+        ref_source = _out_of_place(gen.source)
+        rewritten += ref_source != gen.source
+        torch.manual_seed(seed)
+        ours = _instantiate(gen.source, gen.class_name)
+        ref = _instantiate(ref_source, gen.class_name)
+        ref.load_state_dict(ours.state_dict())
+        x = torch.randn(3, 4, 6, 6, generator=torch.Generator().manual_seed(seed))
+        for train in (True, False):
+            got, want = _run(ours, x, train, seed), _run(ref, x, train, seed)
+            assert len(got) == len(want)
+            for a, b in zip(got, want):
+                assert (a is None) == (b is None)
+                assert a is None or torch.equal(a, b), (seed, train, text)
+            ours.zero_grad(), ref.zero_grad()
+    assert rewritten >= 40  # most graphs have something written in place: the comparison is not vacuous
+
+
+def test_inplace_needs_a_fresh_value_read_once():
+    """Where writing in place would be wrong or costly, the text stays out of place: a value read twice (fan-out),
+    a value also returned, a network input, a view (linear on tokens, attention), an activation's saved output."""
+    def code(body: str, shape: str = "[4, 6, 6]") -> str:
+        return resdsl.loads(f"network g() {{\n input x: {shape}\n{body}\n output y\n}}").to_torch().code
+    assert "inplace=True" in code("conv(4, 1)\n relu6")
+    assert "inplace=True" in code("batchnorm()\n drop_path(0.2)\n dropout(0.1)\n identity\n silu")
+    assert "+= " in code("conv(4, 1) -> t\n conv(4, 1)\n layer_scale()\n drop_path(0.1)\n add(t)")
+    assert "inplace=True" not in code("relu6")  # the network's input
+    assert "inplace=True" not in code("conv(4, 1) -> t\n relu6\n add(t)")  # t is read twice
+    assert "inplace=True" not in code("conv(4, 1)\n sigmoid\n relu")  # sigmoid's backward reads its output
+    assert "inplace=True" not in code("conv(4, 1)\n output t\n relu")  # t is returned
+    assert "inplace=True" not in code("linear(8, pointwise=true)\n relu", "[5, 4]")  # F.linear on [N, D]: a view
+    assert "inplace=True" in code("linear(8)\n relu", "[4]")  # on [F]: a new tensor
+    assert "+= " not in code("-> t\n attention(2)\n add(t)", "[5, 4]")  # batch_first MHA: a transposed view

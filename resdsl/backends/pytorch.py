@@ -26,10 +26,11 @@ spells them) and hooks, torch.fx, torchinfo and ONNX scope names see blocks.
   * forward bodies are straight-line: one line per layer or child call, with
     its name, output shape `[B, ...]` and .res location as a comment; no
     data-dependent control flow, so torch.fx and torch.export trace them.
-    Variables are reused once a value is dead.  A ReLU (nn.ReLU(inplace=True))
-    or two-input add (`out += identity`) that is the only reader of a fresh
-    conv/linear/norm/add output made in the same forward works in place, as in
-    torchvision.  (So, as with torchvision, a forward hook that keeps a
+    Variables are reused once a value is dead.  An activation with an in-place
+    variant (nn.ReLU / ReLU6 / SiLU / Hardswish(inplace=True)) or a two-input add
+    (`out += identity`) that is the only reader of a fresh conv/linear/norm/add/
+    scale output made in the same forward (possibly passed through dropout or
+    drop path) works in place, as in torchvision.  (So, as with torchvision, a forward hook that keeps a
     conv/norm output sees it after such a ReLU, and under autocast an add of a
     half-precision branch and a float32 shortcut keeps the branch's dtype.)
   * The network class takes the network's parameters as keyword arguments,
@@ -290,10 +291,13 @@ def _arg_names(graph) -> dict[int, str]:
 
 
 # Ops whose backward does not read their own output and whose output is a fresh tensor (never a view or the
-# input itself): a ReLU or a two-input add that is the only reader of such a value may overwrite it (as
-# torchvision's ReLU(inplace=True) and `out += identity` do), saving an allocation per activation.
-# Autograd's version counters would raise, not silently miscompute, if this reasoning were ever wrong.
-_INPLACE_OK = frozenset(name for name, op in ops.OPS.items() if op.fresh_output)
+# input itself): an activation with an in-place variant or a two-input add that is the only reader of such a
+# value may overwrite it (as torchvision's ReLU(inplace=True) and `out += identity` do), saving an allocation.
+# Ops that pass their input through (dropout, drop path, identity: the input itself in eval, a fresh tensor in
+# training) are overwritable exactly when their input is.  Autograd's version counters would raise, not
+# silently miscompute, if a saved tensor were overwritten; tests/test_backend.py checks random graphs against
+# their out-of-place text.
+_PASS_THROUGH = frozenset(name for name, op in ops.OPS.items() if op.pass_through)
 _CHUNK = 32  # operands per statement of an n-ary add: Python's compiler recurses once per `+`
 
 
@@ -370,7 +374,9 @@ class _Gen:
             for i in n.inputs:
                 self.readers[i] += 1
         self.returned = set(returned)
-        self.inplace: set[int] = set()  # ReLU nodes built with inplace=True
+        # the op's fresh_output facet at each node's input shapes
+        self.fresh = [ops.OPS[n.op].fresh([self.nodes[i].shape for i in n.inputs]) for n in self.nodes]
+        self.inplace: set[int] = set()  # activation nodes built with inplace=True
         self.classes: dict[tuple, _Class] = {}
         self.order: list[_Class] = []  # definition order (children first)
         self.calls: dict[int, str] = {}  # id(unit) -> its constructor expression
@@ -436,7 +442,15 @@ class _Gen:
             return "h" if k == 0 else f"h{k}"
 
         def fresh_local(i: int) -> bool:
-            return i in local and nodes[i].op in _INPLACE_OK and self.readers[i] == 1 and i not in self.returned
+            """Whether value i may be overwritten: made in this forward, read once, not returned, and fresh
+            (or passed through from a value that may be overwritten)."""
+            while i in local and self.readers[i] == 1 and i not in self.returned:
+                if self.fresh[i]:
+                    return True
+                if nodes[i].op not in _PASS_THROUGH:
+                    return False
+                i = nodes[i].inputs[0]
+            return False
 
         for k, it in enumerate(unit.items):
             vs = [var[i] for i in reads[k]]
@@ -445,7 +459,7 @@ class _Gen:
                 n, low = nodes[it.node], self.low[it.node]
                 comment = f"{_comment(n.name)} {_shape(n.shape)}  {_where(n)}"
                 produced = [n.id]
-                if n.op == "relu" and low.inplace and fresh_local(n.inputs[0]):
+                if low.inplace and fresh_local(n.inputs[0]):
                     self.inplace.add(n.id)
                 expr = low.call(_path(it.ref) if low.ctor else None, vs)
                 if n.op == "add" and len(vs) > _CHUNK:  # (((a + b) + c) + ...) in statements of _CHUNK operands

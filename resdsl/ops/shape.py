@@ -10,7 +10,7 @@ from .base import (center_slice, ArgProblem, Expr, Family, Inferred, Module, Par
 register(OpDef("input", Family.INPUT, (), lambda a, xs: a["shape"], no_params, costs(), Saves.NOTHING, Spatial.POINT,
                None, const_label("input"), "a network input", arity=(0, 0), user=False))
 register(OpDef("identity", Family.RESHAPE, (), same, no_params, costs(), Saves.NOTHING, Spatial.POINT,
-               lambda a, xs, y: Expr("{x}"), const_label("identity"), "no-op"))
+               lambda a, xs, y: Expr("{x}"), const_label("identity"), "no-op", pass_through=True))
 
 
 def _dim(a, x, name: str = "dim", extra: int = 0) -> int:
