@@ -879,3 +879,33 @@ def test_inplace_needs_a_fresh_value_read_once():
     assert "inplace=True" not in code("linear(8, pointwise=true)\n relu", "[5, 4]")  # F.linear on [N, D]: a view
     assert "inplace=True" in code("linear(8)\n relu", "[4]")  # on [F]: a new tensor
     assert "+= " not in code("-> t\n attention(2)\n add(t)", "[5, 4]")  # batch_first MHA: a transposed view
+
+
+def test_sibling_slices_that_cut_a_value_become_one_torch_split():
+    """`split` pieces (slices that partition a dim) are one torch.split -- equal pieces by size, others by the
+    list of sizes -- and compute what x.narrow per piece computes, gradients included; slices that do not cover
+    the value stay narrow views."""
+    def build(body: str):
+        net = resdsl.loads(f"network g() {{\n input x: [6, 3, 3]\n{body}\n output y\n}}")
+        return net.to_torch(seed=0)
+    equal = build(" conv(8, 1)\n split(4) -> a{1..4}\n from a3\n concat(a1, a4, a2)\n conv(2, 1)")
+    uneven = build(" conv(8, 1)\n split([3, 5]) -> p, q\n from q\n conv(3, 1)\n add(p)")
+    partial = build(" conv(8, 1) -> t\n slice(0, 3)\n -> p\n from t\n slice(4, 7)\n add(p)")
+    assert "torch.split(h, 2, 1)" in equal.code and "narrow" not in equal.code
+    assert "torch.split(h, [3, 5], 1)" in uneven.code
+    assert "torch.split" not in partial.code and partial.code.count(".narrow(1, ") == 2
+    x = torch.randn(2, 6, 3, 3, generator=torch.Generator().manual_seed(0))
+    w = dict(equal.named_parameters())
+    with torch.no_grad():
+        h = F.conv2d(x, w["conv.weight"], w["conv.bias"])
+        a = [h.narrow(1, 2 * k, 2) for k in range(4)]
+        want = F.conv2d(torch.cat([a[2], a[0], a[3], a[1]], 1), w["conv_1.weight"], w["conv_1.bias"])
+    assert torch.equal(equal(x), want)
+    p = dict(uneven.named_parameters())
+    xg = x.clone().requires_grad_(True)
+    h = F.conv2d(xg, p["conv.weight"], p["conv.bias"])
+    ref = F.conv2d(h.narrow(1, 3, 5), p["conv_1.weight"], p["conv_1.bias"]) + h.narrow(1, 0, 3)
+    ref.sum().backward()
+    xo = x.clone().requires_grad_(True)
+    uneven(xo).sum().backward()
+    torch.testing.assert_close(xo.grad, xg.grad, rtol=1e-6, atol=1e-6)

@@ -328,15 +328,10 @@ ZOO_PARITY = {
     # SelectAdaptivePool2d wrapper and an nn.Flatten (2); ours calls an nn.AdaptiveAvgPool2d in each SE module
     # where timm's forward calls x.mean (16).
     "seresnet50": ("timm:seresnet50", "seresnet.res", {"depth": 50}, {}, 48 + 2 - 16),
-    # Not closed: ours slices each of the 4 channel groups out (x[:, a:b], 64 slices) where timm calls torch.split
-    # once per block (16); in backward each slice_backward fills a zero tensor of the full width and 3 adds sum
-    # them, where timm's split backward is one cat.  timm also calls an nn.Identity per block and a
-    # SelectAdaptivePool2d + nn.Flatten head (18 module calls).
-    "res2net50_26w_4s": ("timm:res2net50_26w_4s", "res2net.res", {},
-                         {"fwd": ({"aten.slice.Tensor": 64}, {"aten.split.Tensor": 16}),
-                          "eval": ({"aten.slice.Tensor": 64}, {"aten.split.Tensor": 16}),
-                          "bwd": ({"aten.add.Tensor": 48, "aten.slice_backward.default": 64},
-                                  {"aten.cat.default": 16})}, 16 + 2),
+    # The 4 channel groups come from one torch.split per block, as timm's (sibling slices that cut a value into
+    # consecutive pieces: its backward is one cat, not a zero-filled full-width tensor per piece and 3 adds).
+    # timm also calls an nn.Identity per block and a SelectAdaptivePool2d + nn.Flatten head (18 module calls).
+    "res2net50_26w_4s": ("timm:res2net50_26w_4s", "res2net.res", {}, {}, 16 + 2),
     # torchvision's MLPBlock is an nn.Sequential module (2 calls); ours names mlp.0 and mlp.3 in the residual.
     "vit": ("tv:vit", "vit.res", _SMALL_VIT, {}, 2),
 }

@@ -376,6 +376,7 @@ class _Gen:
         self.returned = set(returned)
         # the op's fresh_output facet at each node's input shapes
         self.fresh = [ops.OPS[n.op].fresh([self.nodes[i].shape for i in n.inputs]) for n in self.nodes]
+        self.pieces = self._partitions()
         self.inplace: set[int] = set()  # activation nodes built with inplace=True
         self.classes: dict[tuple, _Class] = {}
         self.order: list[_Class] = []  # definition order (children first)
@@ -386,6 +387,32 @@ class _Gen:
         self.features = None
 
     # -- values
+    def _partitions(self) -> dict[int, tuple[int, ...]]:
+        """Views that cut one value into consecutive pieces along a dim (op facet `piece`), each mapped to all
+        the pieces in order.  They are emitted as one torch.split, as timm's Res2Net writes it: its backward
+        is one cat, where each slice's backward fills a zero tensor the size of the whole value and the
+        pieces' gradients are then added up."""
+        cuts: dict[tuple[int, int], list[tuple[int, int, int]]] = {}
+        for n in self.nodes:
+            spec = ops.OPS[n.op]
+            if spec.piece is not None:
+                d, start, stop = spec.piece(n.attrs, [self.nodes[i].shape for i in n.inputs])
+                cuts.setdefault((n.inputs[0], d), []).append((start, stop, n.id))
+        out: dict[int, tuple[int, ...]] = {}
+        for (src, d), pieces in cuts.items():
+            pieces.sort()
+            whole = pieces[0][0] == 0 and pieces[-1][1] == self.nodes[src].shape[d]
+            if len(pieces) > 1 and whole and all(p[1] == q[0] for p, q in zip(pieces, pieces[1:])):
+                group = tuple(p[2] for p in pieces)
+                out.update((i, group) for i in group)
+        return out
+
+    def _split(self, group: tuple[int, ...], source: str) -> str:
+        n = self.nodes[group[0]]
+        d, _, _ = ops.OPS[n.op].piece(n.attrs, [self.nodes[n.inputs[0]].shape])
+        sizes = [self.nodes[i].shape[d] for i in group]
+        return f"torch.split({source}, {lit(sizes[0] if len(set(sizes)) == 1 else sizes)}, {lit(d + 1)})"
+
     def ctor(self, nid: int) -> str | None:
         low = self.low[nid]
         return low.inplace if nid in self.inplace and low.inplace else low.ctor
@@ -452,9 +479,22 @@ class _Gen:
                 i = nodes[i].inputs[0]
             return False
 
+        leaves = {it.node for it in unit.items if isinstance(it, tree.Leaf)}
         for k, it in enumerate(unit.items):
             vs = [var[i] for i in reads[k]]
             dead = [var[i] for i in dict.fromkeys(reads[k]) if last.get(i) == k and i not in keep and i not in is_arg]
+            group = self.pieces.get(it.node) if isinstance(it, tree.Leaf) else None
+            if group is not None and leaves.issuperset(group):
+                if it.node not in var:  # the first piece: `h1, h2, h3, h4 = torch.split(h, 26, 1)` makes all
+                    targets = [slot() for _ in group]
+                    var.update(zip(group, targets))
+                    local.update(group)
+                    free.extend(t for i, t in zip(group, targets) if i not in last and i not in keep)
+                    names = " ".join(_comment(nodes[i].name) for i in group)
+                    lines.append((f"{', '.join(targets)} = {self._split(group, vs[0])}", f"{names}  "
+                                  f"{_where(nodes[it.node])}"))
+                free[:0] = [s for s in dead if s not in free]
+                continue
             if isinstance(it, tree.Leaf):
                 n, low = nodes[it.node], self.low[it.node]
                 comment = f"{_comment(n.name)} {_shape(n.shape)}  {_where(n)}"

@@ -284,6 +284,9 @@ class OpDef:
     # output is the input itself (eval, p = 0) or a new tensor its backward does not read (dropout, drop path):
     # a later in-place op may overwrite it exactly when it may overwrite the input
     pass_through: bool = False
+    # the output is the view input[start:stop] along feature dim d: (attrs, input shapes) -> (d, start, stop);
+    # sibling pieces that cut a value into consecutive parts are emitted as one torch.split
+    piece: Callable[[Mapping, list], tuple[int, int, int]] | None = None
     ids: Callable[[Mapping], int] | None = None  # reads integer token ids (`input ids: int[N]`): how many it knows
     weight: Callable[[Mapping, list], Shape] | None = None  # shape of its `.weight`, for `tie=` (weight tying)
 

@@ -132,7 +132,8 @@ register(OpDef(
     lambda a, xs, y: Expr("{x}.narrow({d}, {s}, {n})", (("d", tdim(a["dim"] % len(xs[0]))), ("s", a["start"]),
                                                          ("n", a["stop"] - a["start"]))),
     lambda a, y: f"[{a['start']}:{a['stop']}]",
-    "channels start .. stop - 1 (dim=d: along another feature dim), a view without copies"))
+    "channels start .. stop - 1 (dim=d: along another feature dim), a view without copies",
+    piece=lambda a, xs: (a["dim"] % len(xs[0]), a["start"], a["stop"])))
 
 
 def _crop_infer(a, xs) -> Inferred:
