@@ -525,14 +525,10 @@ class _Gen:
                 expr = f"{_path(it.ref)}({', '.join(vs)})"
                 comment = f"{_comment(child.path)} -> " + ", ".join(_shape(nodes[i].shape) for i in produced)
             free[:0] = [s for s in dead if s not in free]
-            targets = []
-            for i in produced:
-                t = slot()
-                var[i] = t
-                local.add(i)
-                targets.append(t)
-                if i not in last and i not in keep:
-                    free.append(t)  # nobody reads it
+            targets = [slot() for _ in produced]  # all distinct: unread ones are freed only after the statement
+            var.update(zip(produced, targets))
+            local.update(produced)
+            free.extend(t for i, t in zip(produced, targets) if i not in last and i not in keep)  # nobody reads it
             lhs = ", ".join(targets)
             lines.append((f"{lhs} = {expr}", comment))
         outs = [var[i] for i in unit.outputs]
