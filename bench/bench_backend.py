@@ -12,6 +12,8 @@
      - from the .res file: load + elaborate + check + build.
    resdsl allocates the modules on the meta device and initialises each weight once;
    torchvision draws every conv weight twice (nn.Conv2d's default, then kaiming_normal_).
+   The same two rows for MobileNetV2 and ConvNeXt-tiny vs torchvision's (`--only zoo`; their aten ops
+   are pinned against torchvision's in tests/test_export.py too).
 2. A 1,000-block residual MLP of width 64 (x = x + linear(relu(x))) vs the same
    network hand-written as an nn.ModuleList with a for-loop forward, and as one
    nn.Module per block in an nn.Sequential (torchvision's style, which the generated
@@ -138,14 +140,15 @@ def main() -> None:
     p.add_argument("--wall", action="store_true",
                    help="measure wall time instead of process CPU time (CPU time is less sensitive to other "
                         "jobs on a shared machine)")
-    p.add_argument("--only", choices=["resnet", "build", "mlp", "device"], action="append",
-                   help="run only these parts (default: all; `device` = the CUDA rows, run when a GPU is present)")
+    p.add_argument("--only", choices=["resnet", "zoo", "build", "mlp", "device"], action="append",
+                   help="run only these parts (default: all; `zoo` = MobileNetV2 and ConvNeXt-tiny; `device` = the "
+                        "CUDA rows, run when a GPU is present)")
     p.add_argument("--device", default="cuda", help="device of the `device` rows (cpu: a dry run of that code)")
     p.add_argument("--device-batch", type=int, default=64, help="batch of the `device` rows")
     p.add_argument("--no-compile", action="store_true", help="leave the torch.compile rows out of the `device` rows")
     args = p.parse_args()
     args.cpu_time = not args.wall
-    parts = set(args.only or ["resnet", "build", "mlp", "device"])
+    parts = set(args.only or ["resnet", "zoo", "build", "mlp", "device"])
     torch.set_num_threads(args.threads)
     global CLOCK
     CLOCK = time.process_time if args.cpu_time else time.perf_counter
@@ -158,6 +161,8 @@ def main() -> None:
 
     if "resnet" in parts:
         resnet_rows(args, lines)
+    if "zoo" in parts:
+        zoo_rows(args, lines)
     if "build" in parts:
         build_rows(args, lines)
     if "mlp" in parts:
@@ -171,23 +176,36 @@ def main() -> None:
     print("\n".join(lines))
 
 
-def resnet_rows(args, lines: list[str]) -> None:
+def pair_rows(args, lines: list[str], title: str, tv_name: str, file: str, **params) -> None:
+    """A zoo example vs its torchvision model (same weights): forward (eval, no_grad) and a training step
+    (forward, backward, SGD), batch 8 at 224x224."""
     import torchvision
 
     torch.manual_seed(0)
-    tv = torchvision.models.resnet50()
-    ours = resdsl.compile(str(ROOT / "examples" / "resnet.res"), depth=50)
+    tv = getattr(torchvision.models, tv_name)()
+    ours = resdsl.compile(str(ROOT / "examples" / file), **params)
     ours.load_state_dict(tv.state_dict(), strict=True)
     x = torch.randn(8, 3, 224, 224)
     y = torch.randint(1000, (8,))
     tv.eval(), ours.eval()
     t = interleaved({"resdsl": forward(ours, x), "torchvision": forward(tv, x)}, args.reps)
-    report("ResNet-50 forward, batch 8, 224x224 (vs torchvision)", t, "resdsl", "torchvision", lines)
+    report(f"{title} forward, batch 8, 224x224 (vs torchvision)", t, "resdsl", "torchvision", lines)
     tv.train(), ours.train()
     t = interleaved({"resdsl": train_step(ours, torch.optim.SGD(ours.parameters(), lr=1e-3), x, y),
                      "torchvision": train_step(tv, torch.optim.SGD(tv.parameters(), lr=1e-3), x, y)},
                     max(3, args.reps * 2 // 3))
-    report("ResNet-50 training step, batch 8 (vs torchvision)", t, "resdsl", "torchvision", lines)
+    report(f"{title} training step, batch 8 (vs torchvision)", t, "resdsl", "torchvision", lines)
+
+
+def resnet_rows(args, lines: list[str]) -> None:
+    pair_rows(args, lines, "ResNet-50", "resnet50", "resnet.res", depth=50)
+
+
+def zoo_rows(args, lines: list[str]) -> None:
+    """MobileNetV2 (in-place ReLU6, the identity shortcut added in place) and ConvNeXt-tiny (`result += input`
+    after layer scale and stochastic depth): tests/test_export.py pins their aten ops against torchvision's."""
+    pair_rows(args, lines, "MobileNetV2", "mobilenet_v2", "mobilenet_v2.res")
+    pair_rows(args, lines, "ConvNeXt-tiny", "convnext_tiny", "convnext.res", variant="tiny")
 
 
 def build_rows(args, lines: list[str]) -> None:

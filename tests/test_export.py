@@ -288,6 +288,99 @@ def test_resnet50_runs_torchvisions_aten_ops_call_for_call():
     assert mine == theirs
     assert "aten.relu_.default" in theirs[0] and "aten.add_.Tensor" in theirs[0]
 
+# Every zoo example with a torchvision or timm counterpart, run side by side under a TorchDispatchMode at 32x32
+# (batch 2).  The op sequences are equal (order included) except in the phases `extra` names: phase -> (the ops
+# only ours runs, the ops only the reference runs), as counts; `calls`: the reference's module calls per forward
+# minus ours.  Every difference is by design and says why.
+_SMALL_VIT = dict(image_size=32, patch_size=8, layers=2, heads=4, width=32, mlp_dim=64, classes=10)
+ZOO_PARITY = {
+    "resnet18": ("tv:resnet18", "resnet.res", {"depth": 18}, {}, 0),
+    "resnet50": ("tv:resnet50", "resnet.res", {"depth": 50}, {}, 0),
+    # ReLU6 in place as torchvision's (autograd keeps a copy of its input: one clone each in training).  Ours
+    # adds the identity shortcut into the block's fresh BN output (`h += x`) where torchvision writes `x +
+    # self.conv(x)`: one allocation fewer in each of the 10 blocks.  Ours calls one module more: the head's
+    # nn.AdaptiveAvgPool2d, which torchvision's forward calls as a function.
+    "mobilenet_v2": ("tv:mobilenet_v2", "mobilenet_v2.res", {},
+                     {"fwd": ({"aten.add_.Tensor": 10}, {"aten.add.Tensor": 10}),
+                      "eval": ({"aten.add_.Tensor": 10}, {"aten.add.Tensor": 10})}, -1),
+    # SiLU in place and `result += input` after stochastic depth, as torchvision's.  torchvision's classifier
+    # Dropout(inplace=True) writes into the flattened view of the pooled features (mul_), which costs autograd a
+    # CopySlices in backward; ours multiplies out of place (a [B, 1280] allocation).
+    "efficientnet_b0": ("tv:efficientnet_b0", "efficientnet.res", {"variant": "b0"},
+                        {"fwd": ({"aten.mul.Tensor": 1}, {"aten.mul_.Tensor": 1}),
+                         "bwd": ({"aten.view.default": 1},
+                                 {"aten.new_zeros.default": 1, "aten.as_strided.default": 3, "aten.copy_.default": 3,
+                                  "aten.new_empty_strided.default": 1, "aten.clone.default": 1})}, 0),
+    # `result += input` after layer scale and stochastic depth, as torchvision's (so the stage outputs keep
+    # the permuted channels-last strides and the head's pooling runs torchvision's as_strided_ too).  The 39
+    # module calls torchvision makes and we do not: 36 Permute modules (ours: `h.permute(...)` expressions),
+    # nn.Flatten, the classifier nn.Sequential (ours: its layers are called from the network's forward) and
+    # the first block's StochasticDepth(p=0.0), an identity that ours leaves out.
+    "convnext_tiny": ("tv:convnext_tiny", "convnext.res", {"variant": "tiny"}, {}, 39),
+    # By design: torchvision's dense layers each concatenate the list of all earlier maps (and its blocks once
+    # more at the end: 4 cats), whose backward slices every earlier map's gradient out and adds it up (481
+    # slices, 477 adds); ours keeps one running concatenation.  Ours calls 2 modules more: the final nn.ReLU
+    # and nn.AdaptiveAvgPool2d, which torchvision's forward calls as functions.
+    "densenet121": ("tv:densenet121", "densenet.res", {"depth": 121},
+                    {"fwd": ({}, {"aten.cat.default": 4}), "eval": ({}, {"aten.cat.default": 4}),
+                     "bwd": ({}, {"aten.slice.Tensor": 481, "aten.add.Tensor": 477})}, -2),
+    # timm's bottleneck calls 3 nn.Identity placeholders (drop_block, aa, drop_path: 48) and its head a
+    # SelectAdaptivePool2d wrapper and an nn.Flatten (2); ours calls an nn.AdaptiveAvgPool2d in each SE module
+    # where timm's forward calls x.mean (16).
+    "seresnet50": ("timm:seresnet50", "seresnet.res", {"depth": 50}, {}, 48 + 2 - 16),
+    # The 4 channel groups come from one torch.split per block, as timm's (sibling slices that cut a value into
+    # consecutive pieces: its backward is one cat, not a zero-filled full-width tensor per piece and 3 adds).
+    # timm also calls an nn.Identity per block and a SelectAdaptivePool2d + nn.Flatten head (18 module calls).
+    "res2net50_26w_4s": ("timm:res2net50_26w_4s", "res2net.res", {}, {}, 16 + 2),
+    # torchvision's MLPBlock is an nn.Sequential module (2 calls); ours names mlp.0 and mlp.3 in the residual.
+    "vit": ("tv:vit", "vit.res", _SMALL_VIT, {}, 2),
+}
+
+
+def _reference(spec: str):
+    kind, name = spec.split(":")
+    if kind == "timm":
+        return pytest.importorskip("timm").create_model(name, pretrained=False)
+    if name == "vit":
+        from torchvision.models.vision_transformer import VisionTransformer
+        v = _SMALL_VIT
+        return VisionTransformer(image_size=v["image_size"], patch_size=v["patch_size"], num_layers=v["layers"],
+                                 num_heads=v["heads"], hidden_dim=v["width"], mlp_dim=v["mlp_dim"],
+                                 num_classes=v["classes"])
+    return getattr(torchvision.models, name)()
+
+
+def _only(a: list[str], b: list[str]) -> tuple[dict, dict]:
+    from collections import Counter
+    ca, cb = Counter(a), Counter(b)
+    return dict(ca - cb), dict(cb - ca)
+
+
+@pytest.mark.parametrize("name", list(ZOO_PARITY))
+def test_zoo_runs_the_references_aten_ops(name):
+    """No price in speed, model by model: the compiled example dispatches the reference's aten ops in the same
+    order -- training forward, backward, eval forward -- except where ZOO_PARITY states the difference and why;
+    and the number of module calls per forward differs by exactly the stated count."""
+    ref_spec, file, params, extra, calls = ZOO_PARITY[name]
+    torch.manual_seed(0)
+    ref = _reference(ref_spec)
+    ours = resdsl.compile(str(ROOT / "examples" / file), **({"size": 32} if "image_size" not in params else {}),
+                          **params)
+    ours.load_state_dict(ref.state_dict(), strict=True)
+    x, y = torch.randn(2, 3, 32, 32, generator=torch.Generator().manual_seed(1)), torch.tensor([1, 2])
+    torch.manual_seed(2)  # dropout and stochastic depth draw in the same order in both
+    mine = _aten_ops(ours, x, y)
+    torch.manual_seed(2)
+    theirs = _aten_ops(ref, x, y)
+    assert theirs[3] - mine[3] == 2 * calls  # _aten_ops counts the training and the eval forward
+    for k, phase in enumerate(("fwd", "bwd", "eval")):
+        if phase in extra:
+            assert _only(mine[k], theirs[k]) == extra[phase], phase
+        else:
+            assert mine[k] == theirs[k], phase
+    assert len(theirs[1]) > 100
+
+
 def _onnx_names(model, x, path):
     import onnx
     import warnings

@@ -121,7 +121,7 @@ class DropPath(nn.Module):
             return x
         keep = 1.0 - self.p
         size = ((x.shape[0],) if self.mode == "row" else (1,)) + (1,) * (x.dim() - 1)
-        mask = x.new_empty(size).bernoulli_(keep)
+        mask = torch.empty(size, dtype=x.dtype, device=x.device).bernoulli_(keep)  # torchvision's ops, in order
         if keep > 0.0:
             mask.div_(keep)
         return x * mask

@@ -26,10 +26,11 @@ spells them) and hooks, torch.fx, torchinfo and ONNX scope names see blocks.
   * forward bodies are straight-line: one line per layer or child call, with
     its name, output shape `[B, ...]` and .res location as a comment; no
     data-dependent control flow, so torch.fx and torch.export trace them.
-    Variables are reused once a value is dead.  A ReLU (nn.ReLU(inplace=True))
-    or two-input add (`out += identity`) that is the only reader of a fresh
-    conv/linear/norm/add output made in the same forward works in place, as in
-    torchvision.  (So, as with torchvision, a forward hook that keeps a
+    Variables are reused once a value is dead.  An activation with an in-place
+    variant (nn.ReLU / ReLU6 / SiLU / Hardswish(inplace=True)) or a two-input add
+    (`out += identity`) that is the only reader of a fresh conv/linear/norm/add/
+    scale output made in the same forward (possibly passed through dropout or
+    drop path) works in place, as in torchvision.  (So, as with torchvision, a forward hook that keeps a
     conv/norm output sees it after such a ReLU, and under autocast an add of a
     half-precision branch and a float32 shortcut keeps the branch's dtype.)
   * The network class takes the network's parameters as keyword arguments,
@@ -290,10 +291,13 @@ def _arg_names(graph) -> dict[int, str]:
 
 
 # Ops whose backward does not read their own output and whose output is a fresh tensor (never a view or the
-# input itself): a ReLU or a two-input add that is the only reader of such a value may overwrite it (as
-# torchvision's ReLU(inplace=True) and `out += identity` do), saving an allocation per activation.
-# Autograd's version counters would raise, not silently miscompute, if this reasoning were ever wrong.
-_INPLACE_OK = frozenset(name for name, op in ops.OPS.items() if op.fresh_output)
+# input itself): an activation with an in-place variant or a two-input add that is the only reader of such a
+# value may overwrite it (as torchvision's ReLU(inplace=True) and `out += identity` do), saving an allocation.
+# Ops that pass their input through (dropout, drop path, identity: the input itself in eval, a fresh tensor in
+# training) are overwritable exactly when their input is.  Autograd's version counters would raise, not
+# silently miscompute, if a saved tensor were overwritten; tests/test_backend.py checks random graphs against
+# their out-of-place text.
+_PASS_THROUGH = frozenset(name for name, op in ops.OPS.items() if op.pass_through)
 _CHUNK = 32  # operands per statement of an n-ary add: Python's compiler recurses once per `+`
 
 
@@ -370,7 +374,10 @@ class _Gen:
             for i in n.inputs:
                 self.readers[i] += 1
         self.returned = set(returned)
-        self.inplace: set[int] = set()  # ReLU nodes built with inplace=True
+        # the op's fresh_output facet at each node's input shapes
+        self.fresh = [ops.OPS[n.op].fresh([self.nodes[i].shape for i in n.inputs]) for n in self.nodes]
+        self.pieces = self._partitions()
+        self.inplace: set[int] = set()  # activation nodes built with inplace=True
         self.classes: dict[tuple, _Class] = {}
         self.order: list[_Class] = []  # definition order (children first)
         self.calls: dict[int, str] = {}  # id(unit) -> its constructor expression
@@ -380,6 +387,32 @@ class _Gen:
         self.features = None
 
     # -- values
+    def _partitions(self) -> dict[int, tuple[int, ...]]:
+        """Views that cut one value into consecutive pieces along a dim (op facet `piece`), each mapped to all
+        the pieces in order.  They are emitted as one torch.split, as timm's Res2Net writes it: its backward
+        is one cat, where each slice's backward fills a zero tensor the size of the whole value and the
+        pieces' gradients are then added up."""
+        cuts: dict[tuple[int, int], list[tuple[int, int, int]]] = {}
+        for n in self.nodes:
+            spec = ops.OPS[n.op]
+            if spec.piece is not None:
+                d, start, stop = spec.piece(n.attrs, [self.nodes[i].shape for i in n.inputs])
+                cuts.setdefault((n.inputs[0], d), []).append((start, stop, n.id))
+        out: dict[int, tuple[int, ...]] = {}
+        for (src, d), pieces in cuts.items():
+            pieces.sort()
+            whole = pieces[0][0] == 0 and pieces[-1][1] == self.nodes[src].shape[d]
+            if len(pieces) > 1 and whole and all(p[1] == q[0] for p, q in zip(pieces, pieces[1:])):
+                group = tuple(p[2] for p in pieces)
+                out.update((i, group) for i in group)
+        return out
+
+    def _split(self, group: tuple[int, ...], source: str) -> str:
+        n = self.nodes[group[0]]
+        d, _, _ = ops.OPS[n.op].piece(n.attrs, [self.nodes[n.inputs[0]].shape])
+        sizes = [self.nodes[i].shape[d] for i in group]
+        return f"torch.split({source}, {lit(sizes[0] if len(set(sizes)) == 1 else sizes)}, {lit(d + 1)})"
+
     def ctor(self, nid: int) -> str | None:
         low = self.low[nid]
         return low.inplace if nid in self.inplace and low.inplace else low.ctor
@@ -436,16 +469,37 @@ class _Gen:
             return "h" if k == 0 else f"h{k}"
 
         def fresh_local(i: int) -> bool:
-            return i in local and nodes[i].op in _INPLACE_OK and self.readers[i] == 1 and i not in self.returned
+            """Whether value i may be overwritten: made in this forward, read once, not returned, and fresh
+            (or passed through from a value that may be overwritten)."""
+            while i in local and self.readers[i] == 1 and i not in self.returned:
+                if self.fresh[i]:
+                    return True
+                if nodes[i].op not in _PASS_THROUGH:
+                    return False
+                i = nodes[i].inputs[0]
+            return False
 
+        leaves = {it.node for it in unit.items if isinstance(it, tree.Leaf)}
         for k, it in enumerate(unit.items):
             vs = [var[i] for i in reads[k]]
             dead = [var[i] for i in dict.fromkeys(reads[k]) if last.get(i) == k and i not in keep and i not in is_arg]
+            group = self.pieces.get(it.node) if isinstance(it, tree.Leaf) else None
+            if group is not None and leaves.issuperset(group):
+                if it.node not in var:  # the first piece: `h1, h2, h3, h4 = torch.split(h, 26, 1)` makes all
+                    targets = [slot() for _ in group]
+                    var.update(zip(group, targets))
+                    local.update(group)
+                    free.extend(t for i, t in zip(group, targets) if i not in last and i not in keep)
+                    names = " ".join(_comment(nodes[i].name) for i in group)
+                    lines.append((f"{', '.join(targets)} = {self._split(group, vs[0])}", f"{names}  "
+                                  f"{_where(nodes[it.node])}"))
+                free[:0] = [s for s in dead if s not in free]
+                continue
             if isinstance(it, tree.Leaf):
                 n, low = nodes[it.node], self.low[it.node]
                 comment = f"{_comment(n.name)} {_shape(n.shape)}  {_where(n)}"
                 produced = [n.id]
-                if n.op == "relu" and low.inplace and fresh_local(n.inputs[0]):
+                if low.inplace and fresh_local(n.inputs[0]):
                     self.inplace.add(n.id)
                 expr = low.call(_path(it.ref) if low.ctor else None, vs)
                 if n.op == "add" and len(vs) > _CHUNK:  # (((a + b) + c) + ...) in statements of _CHUNK operands
@@ -471,14 +525,10 @@ class _Gen:
                 expr = f"{_path(it.ref)}({', '.join(vs)})"
                 comment = f"{_comment(child.path)} -> " + ", ".join(_shape(nodes[i].shape) for i in produced)
             free[:0] = [s for s in dead if s not in free]
-            targets = []
-            for i in produced:
-                t = slot()
-                var[i] = t
-                local.add(i)
-                targets.append(t)
-                if i not in last and i not in keep:
-                    free.append(t)  # nobody reads it
+            targets = [slot() for _ in produced]  # all distinct: unread ones are freed only after the statement
+            var.update(zip(produced, targets))
+            local.update(produced)
+            free.extend(t for i, t in zip(produced, targets) if i not in last and i not in keep)  # nobody reads it
             lhs = ", ".join(targets)
             lines.append((f"{lhs} = {expr}", comment))
         outs = [var[i] for i in unit.outputs]

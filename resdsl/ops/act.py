@@ -34,13 +34,16 @@ def _softmax_thop(a, xs, y, p) -> int:
     return numel(xs[0]) // f * (3 * f - 1)
 
 
+# inplace=True: the activations torchvision's models build with inplace=True (ReLU in ResNet, ReLU6 in MobileNetV2,
+# SiLU in EfficientNet, Hardswish in MobileNetV3).  Where backward reads the input (ReLU6, SiLU, Hardswish),
+# autograd keeps a copy of it in training, as it does for torchvision's; in eval nothing is allocated.
 for _op in (
     _act("relu", "nn.ReLU", "ReLU", Saves.OUTPUT, 2, "relu activation", inplace=True),
     _act("gelu", "nn.GELU", "GELU", Saves.INPUT, 2, "gelu activation (approximate=\"tanh\": the tanh form)",
          (Param("approximate", "choice", "none", ("none", "tanh"), positional=False),),
          lambda a, xs: (("approximate", str(a["approximate"])),) if a["approximate"] != "none" else (),
          lbl=lambda a, y: "GELU" if a.get("approximate", "none") == "none" else "GELU (tanh)"),
-    _act("silu", "nn.SiLU", "SiLU", Saves.INPUT, 1, "silu (swish) activation"),
+    _act("silu", "nn.SiLU", "SiLU", Saves.INPUT, 1, "silu (swish) activation", inplace=True),
     _act("sigmoid", "nn.Sigmoid", "sigmoid", Saves.OUTPUT, 0, "sigmoid activation"),
     _act("tanh", "nn.Tanh", "tanh", Saves.OUTPUT, 0, "tanh activation"),
     _act("leaky_relu", "nn.LeakyReLU", "", Saves.INPUT, 1, "leaky_relu activation",
@@ -52,8 +55,8 @@ for _op in (
          "softmax over feature dim `dim` (0 = channels)", (Param("dim", "int", 0),),
          lambda a, xs: (("dim", tdim(int(a["dim"]))),), infer=_softmax_infer, thop=_softmax_thop),
     # nn.ReLU6 has a ptflops module hook (its forward calls F.hardtanh, which is not patched)
-    _act("relu6", "nn.ReLU6", "ReLU6", Saves.INPUT, 1, "min(max(x, 0), 6) (MobileNetV2)"),
-    _act("hardswish", "nn.Hardswish", "h-swish", Saves.INPUT, 0, "x * relu6(x + 3) / 6 (MobileNetV3)"),
+    _act("relu6", "nn.ReLU6", "ReLU6", Saves.INPUT, 1, "min(max(x, 0), 6) (MobileNetV2)", inplace=True),
+    _act("hardswish", "nn.Hardswish", "h-swish", Saves.INPUT, 0, "x * relu6(x + 3) / 6 (MobileNetV3)", inplace=True),
     _act("hardsigmoid", "nn.Hardsigmoid", "h-sigmoid", Saves.INPUT, 0, "relu6(x + 3) / 6 (MobileNetV3 gates)"),
     _act("mish", "nn.Mish", "Mish", Saves.INPUT, 0, "x * tanh(softplus(x))"),
     _act("exp", "torch.exp({x})", "exp", Saves.OUTPUT, 0, "elementwise exponential"),

@@ -72,7 +72,7 @@ register(OpDef(
     Saves.INPUT, Spatial.GLOBAL, _mha_lower,
     lambda a, y: f"attention, {a['heads']} heads" + (", causal" if a["causal"] else ""),
     "multi-head self-attention on [N, D] tokens (nn.MultiheadAttention: in_proj_weight [3D, D], out_proj); "
-    "causal=true masks later tokens", weighted=True, fresh_output=True))
+    "causal=true masks later tokens", weighted=True))  # not fresh: batch_first MHA returns a transposed view
 
 # ----------------------------------------------------------------- the core on fused q|k|v (SDPA)
 

@@ -278,10 +278,22 @@ class OpDef:
     weighted: bool = False  # conv/linear: counts as a "layer" in path lengths
     merge: bool = False  # combines several tensors (drawn as a merge node)
     transposed: bool = False  # a transposed convolution
-    fresh_output: bool = False  # output is a new tensor its backward does not read: a later ReLU/add may overwrite it
+    # output is a new tensor (not a view) its backward does not read: a later in-place activation or add may
+    # overwrite it; a function of the input shapes where that depends on them
+    fresh_output: bool | Callable[[list], bool] = False
+    # output is the input itself (eval, p = 0) or a new tensor its backward does not read (dropout, drop path):
+    # a later in-place op may overwrite it exactly when it may overwrite the input
+    pass_through: bool = False
+    # the output is the view input[start:stop] along feature dim d: (attrs, input shapes) -> (d, start, stop);
+    # sibling pieces that cut a value into consecutive parts are emitted as one torch.split
+    piece: Callable[[Mapping, list], tuple[int, int, int]] | None = None
     ids: Callable[[Mapping], int] | None = None  # reads integer token ids (`input ids: int[N]`): how many it knows
     weight: Callable[[Mapping, list], Shape] | None = None  # shape of its `.weight`, for `tie=` (weight tying)
     rounding: Callable[[Mapping, list, Shape], list] | None = None  # ops/rounding.py: where it drops or pads pixels
+
+    def fresh(self, xs: list[Shape]) -> bool:
+        """Whether the output for input shapes `xs` is a new tensor that its backward does not read."""
+        return bool(self.fresh_output(xs) if callable(self.fresh_output) else self.fresh_output)
 
     def elaborate(self, attrs: Mapping, xs: list[Shape]) -> tuple[Shape, dict]:
         """Check argument ranges, run the shape rule; returns (shape, attrs with the defaults of omitted

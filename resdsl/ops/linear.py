@@ -44,4 +44,6 @@ register(OpDef(
     lambda a, y: f"fc, {a['out_features']}" + (f" (tied to {a['tie']})" if a.get("tie") else ""),
     "fully connected layer on a [features] input (pointwise=true: on the last dim of any shape, e.g. per token "
     "of [N, D]; tie=\"LAYER\": share that layer's weight, e.g. GPT-2's lm_head and token embedding)",
-    weighted=True, fresh_output=True, weight=lambda a, xs: (a["out_features"], xs[0][-1])))
+    # on [features] torch's addmm makes a new tensor; on [N, ..., D] F.linear returns a view of it, and a write
+    # into that view would cost autograd a copy of the whole output in backward (CopySlices)
+    weighted=True, fresh_output=lambda xs: len(xs[0]) == 1, weight=lambda a, xs: (a["out_features"], xs[0][-1])))

@@ -7,7 +7,7 @@ from .base import (Parameter, Expr, Family, Module, Param, Saves, ShapeProblem, 
 register(OpDef(
     "scale", Family.SCALE, (Param("value", "float"),), same, no_params, costs(resdsl=out_numel), Saves.NOTHING,
     Spatial.POINT, lambda a, xs, y: Expr("{x} * {c}", (("c", float(a["value"])),)),
-    lambda a, y: f"× {fmt_num(a['value'])}", "multiply by a constant (e.g. 1/sqrt(2))"))
+    lambda a, y: f"× {fmt_num(a['value'])}", "multiply by a constant (e.g. 1/sqrt(2))", fresh_output=True))
 
 _RESET = "{m}.reset_parameters()"
 # torchinfo counts these: leaf modules with a `weight` / `bias` parameter
@@ -47,4 +47,4 @@ register(OpDef(
     lambda a, xs, y: _ls_lower(a, xs),
     lambda a, y: f"× γ (learned, {fmt_num(a['init'])})",
     "multiply by a learnable per-channel scale γ (init 1e-6, ConvNeXt); its state_dict key is the label itself, "
-    "shape [C, 1, 1] (keepdims=false: [C])"))
+    "shape [C, 1, 1] (keepdims=false: [C])", fresh_output=True))  # x * gamma: its backward reads x and gamma

@@ -11,7 +11,7 @@ from .base import (center_slice, ArgProblem, Expr, Family, Inferred, Module, Par
 register(OpDef("input", Family.INPUT, (), lambda a, xs: a["shape"], no_params, costs(), Saves.NOTHING, Spatial.POINT,
                None, const_label("input"), "a network input", arity=(0, 0), user=False))
 register(OpDef("identity", Family.RESHAPE, (), same, no_params, costs(), Saves.NOTHING, Spatial.POINT,
-               lambda a, xs, y: Expr("{x}"), const_label("identity"), "no-op"))
+               lambda a, xs, y: Expr("{x}"), const_label("identity"), "no-op", pass_through=True))
 
 
 def _dim(a, x, name: str = "dim", extra: int = 0) -> int:
@@ -133,7 +133,8 @@ register(OpDef(
     lambda a, xs, y: Expr("{x}.narrow({d}, {s}, {n})", (("d", tdim(a["dim"] % len(xs[0]))), ("s", a["start"]),
                                                          ("n", a["stop"] - a["start"]))),
     lambda a, y: f"[{a['start']}:{a['stop']}]",
-    "channels start .. stop - 1 (dim=d: along another feature dim), a view without copies"))
+    "channels start .. stop - 1 (dim=d: along another feature dim), a view without copies",
+    piece=lambda a, xs: (a["dim"] % len(xs[0]), a["start"], a["stop"])))
 
 
 def _crop_infer(a, xs) -> Inferred:
