@@ -834,3 +834,21 @@ def test_cli_says_when_every_size_rounds(tmp_path, capsys):
     assert "some op rounds at every size  [exact]" in out and "smallest: none" not in out
     net = resdsl.load(f, input_shapes={"x": (3, "H", 64)})
     assert net.valid_sizes().dims[0].unrounded.empty()
+
+
+def test_compile_says_at_which_example_size_named_sizes_were_built(tmp_path, capsys):
+    import torch
+
+    f = tmp_path / "n.res"
+    f.write_text("network n() {\n    input x: [3, H, W] where H % 32 == 0\n    conv(8, 3, stride=2, padding=1)\n"
+                 "    output y\n}\n")
+    out = tmp_path / "n.py"
+    assert main(["compile", str(f), "-o", str(out)]) == 0
+    err = capsys.readouterr().err
+    assert "note: named sizes built at the example x: [3, 224, 224]" in err and "--sizes` lists them" in err
+    ns: dict = {}
+    exec(compile(out.read_text(), str(out), "exec"), ns)  # the file we just generated
+    m = ns["N"]()
+    assert m(torch.zeros(1, 3, 64, 96)).shape == (1, 8, 32, 48)  # another valid size: H = 64 (a multiple of 32)
+    assert main(["compile", str(f), "--onnx", str(tmp_path / "n.onnx")]) in (0, 3)  # 3: no onnx installed
+    assert "add --dynamic-size" in capsys.readouterr().err

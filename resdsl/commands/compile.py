@@ -61,6 +61,12 @@ def run(args) -> int:
     if to_stdout and args.json:
         raise UsageError("--json reports written files: give -o FILE.py, --onnx or --export")
     net = load_from_args(args)
+    if net.size_vars or net.symbols:  # say which concrete size the example tensors have
+        at = ", ".join(f"{k}: [{', '.join(map(str, v))}]" for k, v in net.inputs.items())
+        export = (" (add --dynamic-size to keep them dynamic in the export)"
+                  if (args.onnx or args.export) and not args.dynamic_size else "")
+        status(f"note: named sizes built at the example {at}; the module runs at every valid size "
+               f"(`resdsl check {args.file} --sizes` lists them){export}")
     written: dict[str, str] = {}
     if to_stdout or args.output:
         source = net.torch_source()
