@@ -68,10 +68,18 @@ def _numel(s: Shape) -> int:
 
 @dataclass(frozen=True)
 class Field:
-    """Receptive field per spatial dim of the network input: size (pixels) and jump (stride)."""
+    """Receptive field per spatial dim of the network input: size (pixels) and jump (stride).
 
-    size: tuple[int, ...]
-    jump: tuple[Fraction, ...]
+    Jumps are exact: an int while they are whole (almost always: strides multiply), a Fraction only after
+    a division -- Fraction arithmetic is ~10x slower than int and was most of the pass's time."""
+
+    size: tuple[int | Fraction, ...]
+    jump: tuple[int | Fraction, ...]
+
+
+def _exact(q: Fraction) -> int | Fraction:
+    """`q` as an int when it is whole, so that later arithmetic stays on ints."""
+    return q.numerator if q.denominator == 1 else q
 
 
 def _rf_merge(n, xs, y, live):
@@ -91,7 +99,7 @@ def _rf_transposed(n, xs, y, live):
     k, s, d = a["kernel_size"], a["stride"], a["dilation"]
     # an output position sees at most floor((k-1)*d/s) + 1 input positions
     return Field(tuple(r + ((ki - 1) * di // si) * j for r, ki, si, di, j in zip(f.size, k, s, d, f.jump)),
-                 tuple(j / si for j, si in zip(f.jump, s)))
+                 tuple(_exact(Fraction(j) / si) for j, si in zip(f.jump, s)))
 
 
 def _rf_global(n, xs, y, live):
@@ -107,7 +115,7 @@ def _rf_adaptive(n, xs, y, live):
     for r, L, o, j in zip(f.size, xs[0][1:], y[1:], f.jump):
         win = max(-(-((i + 1) * L) // o) - (i * L) // o for i in range(o))  # torch's adaptive windows
         size.append(r + (win - 1) * j)
-        jump.append(j * Fraction(L, o))
+        jump.append(_exact(j * Fraction(L, o)))
     return Field(tuple(size), tuple(jump))
 
 
@@ -115,7 +123,7 @@ def _rf_resample(n, xs, y, live):
     f = live[0]
     extra = 0 if n.attrs["mode"] == "nearest" else 1  # bilinear reads two neighbours
     return Field(tuple(r + extra * j for r, j in zip(f.size, f.jump)),
-                 tuple(j * Fraction(L, M) for j, L, M in zip(f.jump, xs[0][1:], y[1:])))
+                 tuple(_exact(j * Fraction(L, M)) for j, L, M in zip(f.jump, xs[0][1:], y[1:])))
 
 
 def _rf_subsample(n, xs, y, live):
@@ -230,7 +238,7 @@ def _analyze(graph: Graph, convention: str) -> CostReport:
         xs = [nodes[i].shape for i in n.inputs]
         macs = OPS[n.op].mac(convention, n.attrs, xs, n.shape, n.params)
         if not n.inputs:  # a network input: the field of one pixel
-            fields_[n.id] = Field((1,) * (len(n.shape) - 1), (Fraction(1),) * (len(n.shape) - 1)) if len(n.shape) > 1 else None
+            fields_[n.id] = Field((1,) * (len(n.shape) - 1), (1,) * (len(n.shape) - 1)) if len(n.shape) > 1 else None
         else:
             fields_[n.id] = _rf(n, xs, n.shape, [fields_[i] for i in n.inputs])
         f = fields_[n.id]
@@ -239,6 +247,6 @@ def _analyze(graph: Graph, convention: str) -> CostReport:
         if n.buffers:  # BN: running mean and var in fp32, num_batches_tracked int64
             buffer_bytes += (n.buffers - 1) * 4 + 8
         layers.append(LayerCost(n.id, n.name, n.op, cls, macs, n.params, _numel(n.shape), saved[n.id],
-                                None if f is None else tuple(int(r) if r == int(r) else float(r) for r in f.size),
+                                None if f is None else tuple(r if type(r) is int else int(r) if r == int(r) else float(r) for r in f.size),
                                 None if f is None else tuple(float(j) for j in f.jump)))
     return CostReport(convention, layers, graph.param_count, graph.buffer_count, buffer_bytes, by_class)
