@@ -210,16 +210,23 @@ class Elaborator:
                     "a dotted label and a labeled scope reach the same name; rename one"))
             else:
                 first[n.name] = n
+        clear: set[str] = set()  # prefixes known to name no layer: most nodes share their scopes' prefixes
         for n in g.nodes:
-            parts = n.name.split(".")
-            for k in range(1, len(parts)):
-                outer = first.get(".".join(parts[:k]))
-                if outer is not None:
-                    self.diags.append(Diagnostic(
-                        "E020", f"layer `{n.name}` would be inside layer `{outer.name}`", n.span,
-                        (Note(outer.span, f"`{outer.name}` is a layer of its own, made here"),),
-                        f"rename one of them, e.g. `{parts[k - 1]}_0`"))
-                    break
+            name = n.name
+            dot = name.find(".")
+            while dot >= 0:
+                prefix = name[:dot]
+                if prefix not in clear:
+                    outer = first.get(prefix)
+                    if outer is not None:
+                        own = prefix[prefix.rfind(".") + 1:]
+                        self.diags.append(Diagnostic(
+                            "E020", f"layer `{name}` would be inside layer `{outer.name}`", n.span,
+                            (Note(outer.span, f"`{outer.name}` is a layer of its own, made here"),),
+                            f"rename one of them, e.g. `{own}_0`"))
+                        break
+                    clear.add(prefix)
+                dot = name.find(".", dot + 1)
             if len(self.diags) >= self.limits.max_errors:
                 break
         self.diags[start:] = sorted(self.diags[start:], key=lambda d: (d.span.file, d.span.start))

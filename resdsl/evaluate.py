@@ -124,7 +124,10 @@ class Evaluator:
         return _RULES[type(e)](self, e)  # the method named after the expression's class: _Const, _Name, ...
 
     def _Const(self, e: ast.Const):
-        return _check_int(e.value, e.span)
+        v = e.value
+        if type(v) is int and -MAX_INT <= v <= MAX_INT:  # the common case, without _check_int's calls
+            return v
+        return _check_int(v, e.span)
 
     def _Name(self, e: ast.Name):
         return self.lookup(e.id, e.span)
@@ -164,10 +167,13 @@ class Evaluator:
         if e.op == "or":
             left = self.eval(e.left)
             return left if self._truth(left, e.left.span) else self.eval(e.right)
-        a, b = self.eval(e.left), self.eval(e.right)
+        a, b = _RULES[type(e.left)](self, e.left), _RULES[type(e.right)](self, e.right)  # = self.eval, inlined
         if e.op in ("==", "!="):  # comparing lists walks them
             self.charge(deep_size(a) + deep_size(b), e.span)
-        return self._built(_check_int(binop(e.op, a, b, e.span), e.span), e.span)
+        v = binop(e.op, a, b, e.span)
+        if type(v) is int and -MAX_INT <= v <= MAX_INT:  # an in-range int: nothing for _check_int or _built to do
+            return v
+        return self._built(_check_int(v, e.span), e.span)
 
     def _Index(self, e: ast.Index):
         obj, idx = self.eval(e.obj), self.eval(e.index)

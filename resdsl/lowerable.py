@@ -92,6 +92,7 @@ def check(graph: Graph, max_errors: int = 50) -> list[Diagnostic]:
     items = [(s.name, s.label, s.hint, s.span, "block call" if s.kind == "block" else s.kind)
              for s in graph.scopes if s.parent is not None]
     items += [(n.name, n.label, n.op, n.span, "layer") for n in graph.nodes if n.op != "input"]
+    problems: dict[str, str | None] = {}  # per distinct last component: most layers share a few names
     for name, label, hint, span, what in items:
         parts = name.split(".")
         own = parts[-1]
@@ -100,7 +101,7 @@ def check(graph: Graph, max_errors: int = 50) -> list[Diagnostic]:
             diags.append(Diagnostic("E040", f"layer `{name[:80]}` is nested {len(parts)} modules deep; PyTorch "
                                     f"modules nest at most {MAX_MODULE_DEPTH} deep here", span,
                                     hint="drop some labels or groups: each labeled group and block call is a level"))
-        problem = _name_problem(own)
+        problem = problems[own] if own in problems else problems.setdefault(own, _name_problem(own))
         if problem is None or (own, span) in seen:
             continue
         seen.add((own, span))

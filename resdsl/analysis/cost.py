@@ -47,7 +47,7 @@ from dataclasses import dataclass, field
 from fractions import Fraction
 
 from ..ir import Graph, Node, cycle_collector_paused
-from ..ops import CONVENTIONS, OPS, MissingFacet, Saves, Spatial
+from ..ops import CONVENTIONS, OPS, MissingFacet, OpDef, Saves, Spatial
 
 Shape = tuple[int, ...]
 UNITS = {"torch": "FLOPs"}  # every other convention counts multiply-accumulates
@@ -68,10 +68,18 @@ def _numel(s: Shape) -> int:
 
 @dataclass(frozen=True)
 class Field:
-    """Receptive field per spatial dim of the network input: size (pixels) and jump (stride)."""
+    """Receptive field per spatial dim of the network input: size (pixels) and jump (stride).
 
-    size: tuple[int, ...]
-    jump: tuple[Fraction, ...]
+    Jumps are exact: an int while they are whole (almost always: strides multiply), a Fraction only after
+    a division -- Fraction arithmetic is ~10x slower than int and was most of the pass's time."""
+
+    size: tuple[int | Fraction, ...]
+    jump: tuple[int | Fraction, ...]
+
+
+def _exact(q: Fraction) -> int | Fraction:
+    """`q` as an int when it is whole, so that later arithmetic stays on ints."""
+    return q.numerator if q.denominator == 1 else q
 
 
 def _rf_merge(n, xs, y, live):
@@ -91,7 +99,7 @@ def _rf_transposed(n, xs, y, live):
     k, s, d = a["kernel_size"], a["stride"], a["dilation"]
     # an output position sees at most floor((k-1)*d/s) + 1 input positions
     return Field(tuple(r + ((ki - 1) * di // si) * j for r, ki, si, di, j in zip(f.size, k, s, d, f.jump)),
-                 tuple(j / si for j, si in zip(f.jump, s)))
+                 tuple(_exact(Fraction(j) / si) for j, si in zip(f.jump, s)))
 
 
 def _rf_global(n, xs, y, live):
@@ -107,7 +115,7 @@ def _rf_adaptive(n, xs, y, live):
     for r, L, o, j in zip(f.size, xs[0][1:], y[1:], f.jump):
         win = max(-(-((i + 1) * L) // o) - (i * L) // o for i in range(o))  # torch's adaptive windows
         size.append(r + (win - 1) * j)
-        jump.append(j * Fraction(L, o))
+        jump.append(_exact(j * Fraction(L, o)))
     return Field(tuple(size), tuple(jump))
 
 
@@ -115,7 +123,7 @@ def _rf_resample(n, xs, y, live):
     f = live[0]
     extra = 0 if n.attrs["mode"] == "nearest" else 1  # bilinear reads two neighbours
     return Field(tuple(r + extra * j for r, j in zip(f.size, f.jump)),
-                 tuple(j * Fraction(L, M) for j, L, M in zip(f.jump, xs[0][1:], y[1:])))
+                 tuple(_exact(j * Fraction(L, M)) for j, L, M in zip(f.jump, xs[0][1:], y[1:])))
 
 
 def _rf_subsample(n, xs, y, live):
@@ -130,11 +138,11 @@ _RF = {Spatial.MERGE: _rf_merge, Spatial.WINDOW: _rf_window, Spatial.TRANSPOSED:
        Spatial.CROP: lambda n, xs, y, live: live[0]}
 
 
-def _rf(n: Node, xs: list[Shape], y: Shape, ins: list[Field | None]) -> Field | None:
+def _rf(n: Node, spec: OpDef, xs: list[Shape], y: Shape, ins: list[Field | None]) -> Field | None:
     live = [f for f in ins if f is not None]
     if not live:
         return None
-    rule = _RF.get(OPS[n.op].spatial)
+    rule = _RF.get(spec.spatial)
     if rule is None:
         raise CostError(n.op, "spatial", _PASS)
     return rule(n, xs, y, live)
@@ -213,8 +221,12 @@ def _analyze(graph: Graph, convention: str) -> CostReport:
     nodes = graph.nodes
     saved = [False] * len(nodes)
     fields_: list[Field | None] = [None] * len(nodes)
+    specs = {}
     for n in nodes:
-        saves = OPS[n.op].saves
+        spec = specs.get(n.op)
+        if spec is None:
+            spec = specs[n.op] = OPS[n.op]
+        saves = spec.saves
         if saves is Saves.INPUT:
             for i in n.inputs:
                 saved[i] = True
@@ -225,20 +237,24 @@ def _analyze(graph: Graph, convention: str) -> CostReport:
     layers: list[LayerCost] = []
     by_class: dict[str, int] = {}
     buffer_bytes = 0
-    classes = {name: spec.family.cost_class for name, spec in OPS.items()}
+    last_field, rf_size, rf_jump = None, None, None
     for n in nodes:
-        xs = [nodes[i].shape for i in n.inputs]
-        macs = OPS[n.op].mac(convention, n.attrs, xs, n.shape, n.params)
-        if not n.inputs:  # a network input: the field of one pixel
-            fields_[n.id] = Field((1,) * (len(n.shape) - 1), (Fraction(1),) * (len(n.shape) - 1)) if len(n.shape) > 1 else None
+        spec, shape, ins = specs[n.op], n.shape, n.inputs
+        xs = [nodes[i].shape for i in ins]
+        macs = spec.mac(convention, n.attrs, xs, shape, n.params)
+        if not ins:  # a network input: the field of one pixel
+            f = Field((1,) * (len(shape) - 1), (1,) * (len(shape) - 1)) if len(shape) > 1 else None
         else:
-            fields_[n.id] = _rf(n, xs, n.shape, [fields_[i] for i in n.inputs])
-        f = fields_[n.id]
-        cls = classes[n.op]
+            f = _rf(n, spec, xs, shape, [fields_[i] for i in ins])
+        fields_[n.id] = f
+        if f is not last_field:  # pointwise ops pass their input's field on: convert each field once
+            last_field = f
+            rf_size = None if f is None else tuple(r if type(r) is int else int(r) if r == int(r) else float(r)
+                                                  for r in f.size)
+            rf_jump = None if f is None else tuple(float(j) for j in f.jump)
+        cls = spec.family.cost_class
         by_class[cls] = by_class.get(cls, 0) + macs
         if n.buffers:  # BN: running mean and var in fp32, num_batches_tracked int64
             buffer_bytes += (n.buffers - 1) * 4 + 8
-        layers.append(LayerCost(n.id, n.name, n.op, cls, macs, n.params, _numel(n.shape), saved[n.id],
-                                None if f is None else tuple(int(r) if r == int(r) else float(r) for r in f.size),
-                                None if f is None else tuple(float(j) for j in f.jump)))
+        layers.append(LayerCost(n.id, n.name, n.op, cls, macs, n.params, _numel(shape), saved[n.id], rf_size, rf_jump))
     return CostReport(convention, layers, graph.param_count, graph.buffer_count, buffer_bytes, by_class)
