@@ -27,6 +27,7 @@ from .evaluate import names_in
 from .span import Span
 
 EXAMPLE = 224  # the example size of a named size nobody gave a value for (documented in docs/sizes.md)
+MAX_MODULUS = 1 << 16  # the residue classes of a size are listed one by one (the analysis' own period is 4,096)
 FORMS = "`H % 32 == 0`, `W == H`, `H2 == 2 * H + 1`, `H >= 64` or `H <= 1024`"
 
 
@@ -234,9 +235,12 @@ def _constrain(c: ast.Expr, sizes: Sizes, ev) -> None:
                             c.span, hint="e.g. H % 32 == 0 or H % 16 == 12")
             (root, coef), = lin[0].items()
             m, r = m[1], r[1]
-            res = tuple(x for x in range(m) if (coef * x + lin[1] - r) % m == 0)
+            if not 0 <= r < m:  # `H % 4 == 7`: a remainder mod 4 is 0..3, so this never holds
+                raise error("E042", f"this size constraint never holds: a remainder mod {m} is 0 to {m - 1}",
+                            b.span, hint=f"write a remainder from 0 to {m - 1} (e.g. {r % m})")
             M0, r0 = sizes.mods.get(root, (1, (0,)))
-            L = math.lcm(M0, m)
+            L = _modulus(math.lcm(M0, m), c.span)
+            res = tuple(x for x in range(m) if (coef * x + lin[1] - r) % m == 0)
             both = tuple(x for x in range(L) if x % M0 in r0 and x % m in res)
             sizes.mods[root] = (L, both)
             return
@@ -266,7 +270,7 @@ def _constrain(c: ast.Expr, sizes: Sizes, ev) -> None:
                 sizes.alias[n] = (earlier, c2 * f, c2 * e + e2)
         sizes.dims[:] = [(i, d, earlier, c2 * f, c2 * e + e2) if root == later else (i, d, root, c2, e2)
                          for i, d, root, c2, e2 in sizes.dims]
-        _move_constraints(sizes, later, earlier, f, e)
+        _move_constraints(sizes, later, earlier, f, e, c.span)
         return
     if len(co) != 1:
         raise error("E014", "a size constraint relates at most two sizes", c.span, hint=f"write {FORMS}")
@@ -290,13 +294,22 @@ def _constrain(c: ast.Expr, sizes: Sizes, ev) -> None:
     sizes.bounds[root] = (max(old_lo, lo), new_hi)
 
 
-def _move_constraints(sizes: Sizes, later: str, earlier: str, f: int, e: int) -> None:
+def _modulus(L: int, span: Span) -> int:
+    """E040 for residue classes too fine to list (`H % 10**18 == 3`, two coprime moduli of 10**6)."""
+    if L > MAX_MODULUS:
+        raise error("E040", f"the size constraints need residues mod {L}; at most {MAX_MODULUS} are supported",
+                    span, hint=f"use moduli whose least common multiple is at most {MAX_MODULUS} "
+                    "(strides are powers of two or small numbers: e.g. H % 32 == 0)")
+    return L
+
+
+def _move_constraints(sizes: Sizes, later: str, earlier: str, f: int, e: int, span: Span) -> None:
     """`later` = f * earlier + e: its residue class and bounds become constraints on `earlier`."""
     if later in sizes.mods:
         m, res = sizes.mods.pop(later)
         mine = tuple(x for x in range(m) if (f * x + e) % m in res)
         M0, r0 = sizes.mods.get(earlier, (1, (0,)))
-        L = math.lcm(M0, m)
+        L = _modulus(math.lcm(M0, m), span)
         sizes.mods[earlier] = (L, tuple(x for x in range(L) if x % M0 in r0 and x % m in mine))
     if later in sizes.bounds:
         lo, hi = sizes.bounds.pop(later)

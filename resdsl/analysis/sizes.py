@@ -218,7 +218,7 @@ def valid_sizes(net, symbols: dict | None = None, size_vars: list | None = None)
     vars_ = size_vars if size_vars is not None else vars_from_symbols(g, symbols)
     uses = [u for u in (g.sizes.uses if g.sizes is not None else []) if u[0] in {v.name for v in vars_} or
             u[0] in getattr(g.sizes, "alias", {})]
-    if uses and size_vars and getattr(net, "_rebuild", None) is not None:
+    if uses and getattr(net, "_rebuild", None) is not None:  # in-file sizes or --input names alike
         return SizeReport([by_building(net, v, uses) for v in vars_], problems(g), [],
                           [f"{uses[0][0]} is read by the network body at {uses[0][1].file}:{uses[0][1].line}: "
                            f"the layers may change with it, so no formula is claimed"])
