@@ -845,7 +845,7 @@ def test_compile_says_at_which_example_size_named_sizes_were_built(tmp_path, cap
     out = tmp_path / "n.py"
     assert main(["compile", str(f), "-o", str(out)]) == 0
     err = capsys.readouterr().err
-    assert "note: named sizes built at the example x: [3, 224, 224]" in err and "--sizes` lists them" in err
+    assert "note: named sizes built at the example x: [3, 224, 224]" in err and "--sizes` lists the valid sizes" in err
     ns: dict = {}
     exec(compile(out.read_text(), str(out), "exec"), ns)  # the file we just generated
     m = ns["N"]()

@@ -65,8 +65,8 @@ def run(args) -> int:
         at = ", ".join(f"{k}: [{', '.join(map(str, v))}]" for k, v in net.inputs.items())
         export = (" (add --dynamic-size to keep them dynamic in the export)"
                   if (args.onnx or args.export) and not args.dynamic_size else "")
-        status(f"note: named sizes built at the example {at}; the module runs at every valid size "
-               f"(`resdsl check {args.file} --sizes` lists them){export}")
+        status(f"note: named sizes built at the example {at}; `resdsl check {args.file} --sizes` lists the "
+               f"valid sizes{export}")
     written: dict[str, str] = {}
     if to_stdout or args.output:
         source = net.torch_source()
