@@ -852,3 +852,22 @@ def test_compile_says_at_which_example_size_named_sizes_were_built(tmp_path, cap
     assert m(torch.zeros(1, 3, 64, 96)).shape == (1, 8, 32, 48)  # another valid size: H = 64 (a multiple of 32)
     assert main(["compile", str(f), "--onnx", str(tmp_path / "n.onnx")]) in (0, 3)  # 3: no onnx installed
     assert "add --dynamic-size" in capsys.readouterr().err
+
+
+def test_a_bound_that_leaves_a_few_sizes_names_them(tmp_path, capsys):
+    f = tmp_path / "b.res"
+    for where, text in [("H == 8", "runs for 8;"), ("H >= 4, H <= 40, H % 8 == 0", "runs for 8, 16, 24, 32, 40;"),
+                        ("H <= 400", "runs for any size (up to 400);")]:
+        f.write_text(f"network n() {{\n    input x: [3, H, 8] where {where}\n    conv(8, 3, padding=1)\n"
+                     "    output y\n}\n")
+        assert main(["check", str(f)]) == 0
+        out = capsys.readouterr().out
+        assert text in out, out
+        valid = resdsl.load(f).valid_sizes().dims[0].valid
+        sizes = [h for h in range(1, 450) if h in valid]
+        assert sizes == {"H == 8": [8], "H <= 400": list(range(1, 401))}.get(where, [8, 16, 24, 32, 40])
+
+
+def test_dynamic_size_without_an_export_is_a_usage_error(capsys):
+    assert main(["compile", str(ROOT / "examples/unet.res"), "--dynamic-size"]) == 2
+    assert "--dynamic-size applies to --onnx and --export only" in capsys.readouterr().err

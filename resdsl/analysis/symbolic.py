@@ -505,6 +505,9 @@ class SizeSet:
         return below, above
 
     def __str__(self) -> str:
+        few = self.smallest(7) if self.upper is not None else []
+        if self.upper is not None and len(few) < 7:  # a bound leaves a few sizes: name them (not ">= 8 (up to 8)")
+            return ", ".join(map(str, few)) or "none"
         parts = [str(p) for p in self.progressions] + [str(e) for e in self.extra]
         text = ", ".join(parts) if parts else "none"
         return text + (f" (up to {self.upper})" if self.upper is not None and self.progressions else "")

@@ -57,6 +57,8 @@ def run(args) -> int:
     # (the CLI has already refused output paths in missing directories, before any work)
     if args.batch < 1:
         raise UsageError("--batch must be at least 1")
+    if args.dynamic_size and not (args.onnx or args.export):
+        raise UsageError("--dynamic-size applies to --onnx and --export only")
     to_stdout = args.output == "-" or not (args.output or args.onnx or args.export)
     if to_stdout and args.json:
         raise UsageError("--json reports written files: give -o FILE.py, --onnx or --export")
