@@ -871,3 +871,15 @@ def test_a_bound_that_leaves_a_few_sizes_names_them(tmp_path, capsys):
 def test_dynamic_size_without_an_export_is_a_usage_error(capsys):
     assert main(["compile", str(ROOT / "examples/unet.res"), "--dynamic-size"]) == 2
     assert "--dynamic-size applies to --onnx and --export only" in capsys.readouterr().err
+
+
+def test_every_size_rounds_agrees_with_each_concrete_size(tmp_path):
+    # Brute force for the case above, by the concrete per-size check (not the symbolic engine): the last
+    # conv needs an even input to divide by its stride and an odd one to read every pixel, so each H rounds.
+    from resdsl.analysis.sizes import problems
+
+    text = ("network n() {\n    input x: [3, 64, 65]\n    conv(8, 3, stride=2, padding=1)\n"
+            "    maxpool(3, stride=2, padding=1)\n    conv(8, 3, stride=2)\n    output y\n}\n")
+    assert resdsl.loads(text, input_shapes={"x": (3, "H", 65)}).valid_sizes().dims[0].unrounded.empty()
+    for H in range(9, 140):
+        assert any(p.dim == 0 for p in problems(resdsl.loads(text, input_shapes={"x": (3, H, 65)}).graph)), H
