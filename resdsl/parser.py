@@ -200,6 +200,30 @@ def _unescape(tok: Token, span: Span) -> str:
     return _regex(_ESCAPE).sub(sub, body)
 
 
+def _span_maker():
+    """`Span(file, line, col, end_line, end_col, start, end)` in half the time: a frozen dataclass's
+    `__init__` sets each field through `object.__setattr__`; this sets the slots directly (the
+    parser makes a span per AST node).  The same value: tests/test_parser_builder.py compares."""
+    s_file, s_line, s_col, s_end_line, s_end_col, s_start, s_end = (Span.__dict__[f].__set__ for f in Span.__slots__)
+    new = object.__new__
+
+    def make(file: str, line: int, col: int, end_line: int, end_col: int, start: int, end: int) -> Span:
+        span = new(Span)
+        s_file(span, file)
+        s_line(span, line)
+        s_col(span, col)
+        s_end_line(span, end_line)
+        s_end_col(span, end_col)
+        s_start(span, start)
+        s_end(span, end)
+        return span
+    assert Span.__slots__ == ("file", "line", "col", "end_line", "end_col", "start", "end")
+    return make
+
+
+_new_span = _span_maker()
+
+
 class _Seq(tuple):
     """A tuple that is never the shared empty `()`: the builder tells values apart by identity."""
 
@@ -226,7 +250,7 @@ class _ToAst:
                 return Span(self.file, 0, 0, 0, 0)
             meta = (meta.line, meta.column, meta.end_line, meta.end_column, meta.start_pos, meta.end_pos)
         if not self.shifted:
-            return Span(self.file, *meta)
+            return _new_span(self.file, *meta)
         line, col, end_line, end_col, start, end = meta
         l1, c1 = self._pos(line, col)
         l2, c2 = self._pos(end_line, end_col)
@@ -501,18 +525,8 @@ class _Fail(Exception):
     """The lean driver met input it does not handle itself (a syntax error): lark's parser reports it."""
 
 
-class _Splice:
-    """The value of a `_rule`: its children, spliced into the parent by lark's child filter."""
-
-    __slots__ = ("children",)
-
-    def __init__(self, children: list):
-        self.children = children
-
-
-_NOTHING = _Splice([])  # a `_rule` whose children are all filtered out (`_sep`): nothing to splice; never changed
+_AT_END = (0, 0, 0, 0, 0, 0)  # the "extent" of the end of the text: never a shifted token's
 _BRACKETING = frozenset({"_NL", "LPAR", "LSQB", "LBRACE", "RPAR", "RSQB", "RBRACE"})  # `_Brackets.keep`'s cases
-_UNIT = object()  # a reduction that passes its only child up unchanged (`expr: or_expr`, ...)
 
 
 class _Lazy:
@@ -561,32 +575,115 @@ def _match(own: _StateLexer, alts: frozenset, shared: _Lazy | None, extra: tuple
     return match
 
 
-def _child_filter(include: tuple, nones_after: int):
-    """Lark's child filter for one rule (ChildFilterLALR): drop filtered tokens, splice `_rule`
-    values, put None where an optional [item] is missing."""
-    if not nones_after and not any(splice or nones for _, splice, nones in include):  # the common cases
-        picked = [i for i, _, _ in include]
-        if not picked:
-            return lambda children: []
-        if len(picked) == 1:
-            only = picked[0]
-            return lambda children: [children[only]]
-        get = operator.itemgetter(*picked)
-        return lambda children: list(get(children))
+# How the driver reduces each rule (see `_plans`).
+_UNIT = 0      # the value, its start and depth pass up unchanged: only the top state changes (memoised chains)
+_VOID = 1      # a `_rule` that never holds anything (`_sep`): its parent ignores its value
+_LIST_NEW = 2  # a list helper's first item(s) (`__args_star: "," arg`): a new list
+_LIST_ADD = 3  # a list helper's next item(s) (`__args_star: __args_star "," arg`): appended in place
+_PASS = 4      # one child passed up as the value (`atom: "(" expr ")"`)
+_BUILD = 5     # a `_ToAst` method called on the picked children
+_SPLICE = 6    # any other `_rule` or `?rule` (none in this grammar): lark's child filter, as written
 
-    def filt(children: list) -> list:
+
+def _ops(include: tuple, nones_after: int, expansion: tuple, void: set, item: set) -> list[tuple]:
+    """Lark's child filter (ChildFilterLALR) for one rule, with what the driver knows of `_rule`s: a
+    `void` child is dropped, an `item` child (a `_rule` that always holds exactly one value) is
+    picked like a plain one, any other `_rule` (a list) spliced.  ("pick" | "splice" | "nones", i or k)."""
+    ops = []
+    for i, splice, nones in include:
+        if nones:
+            ops.append(("nones", nones))
+        if splice and expansion[i] in void:
+            continue
+        ops.append(("splice" if splice and expansion[i] not in item else "pick", i))
+    if nones_after:
+        ops.append(("nones", nones_after))
+    return ops
+
+
+def _symbol_kinds(rules: list, includes: list) -> tuple[set, set]:
+    """The `_rule` symbols that always hold nothing (`_sep`) and those that always hold exactly one
+    value (`_stmt: layer | assign | ...`): the largest sets consistent with every rule of theirs."""
+    splicing = {r[1] for r in rules if _splices(r)}
+    void, item = set(splicing), set()
+    for kind in ("void", "item"):
+        changed = True
+        while changed:
+            changed = False
+            for rule, (include, nones_after) in zip(rules, includes):
+                ops = _ops(include, nones_after, rule[6], void, item)
+                fits = not ops if kind == "void" else len(ops) == 1 and ops[0][0] == "pick"
+                members = void if kind == "void" else item
+                if rule[1] in members and not fits:
+                    members.discard(rule[1])
+                    changed = True
+            if kind == "void":
+                item = splicing - void
+    return void, item
+
+
+def _splices(rule: tuple) -> bool:
+    """Whether a rule entry is a `_rule`'s (no method, not a `?rule`): spliced into its parent."""
+    size, goto, unit, name, filt, expand1, expansion = rule
+    return not unit and not expand1 and getattr(_ToAst, name, None) is None
+
+
+def _plans(rules: list) -> list[tuple]:
+    """(kind, size, goto symbol, argument, method, nests) for each rule: how `_Driver.run` reduces it.
+    The argument: the children's builder (values -> the method's children, or a list's items), or the
+    passed child's index from the top of the stack."""
+    includes = [filt if filt is not None else (tuple((i, False, 0) for i in range(size)), 0)
+                for size, goto, unit, name, filt, expand1, expansion in rules]
+    void, item = _symbol_kinds(rules, includes)
+    plans = []
+    for rule, (include, nones_after) in zip(rules, includes):
+        size, goto, unit, name, filt, expand1, expansion = rule
+        ops = _ops(include, nones_after, expansion, void, item)
+        picks = [i for op, i in ops if op == "pick"]
+        method = getattr(_ToAst, name, None)
+        if unit or (_splices(rule) and size == 1 and (goto in void or goto in item)):
+            kind, arg = _UNIT, None
+        elif _splices(rule) and goto in void:
+            kind, arg = _VOID, None
+        elif (_splices(rule) and goto in item) or (expand1 and len(ops) == 1 and ops[0][0] == "pick"):
+            kind, arg = _PASS, ops[0][1] - size
+        elif _splices(rule) and ops[:1] == [("splice", 0)] and len(picks) == len(ops) - 1:
+            kind, arg = _LIST_ADD, _builder_of([("pick", i) for i in picks], size, as_list=True)
+        elif _splices(rule) and len(picks) == len(ops):
+            kind, arg = _LIST_NEW, _builder_of(ops, size, as_list=True)
+        elif not _splices(rule) and not expand1:
+            kind, arg = _BUILD, _builder_of(ops, size, as_list=False)
+        else:
+            kind, arg = _SPLICE, _builder_of(ops, size, as_list=True)
+        plans.append((kind, size, goto, arg, method if kind in (_BUILD, _SPLICE) else None,
+                      name in _NESTING_RULES))
+    return plans
+
+
+def _builder_of(ops: list[tuple], size: int, as_list: bool):
+    """values -> the children `ops` pick from the top `size` values of the stack (a tuple where the
+    method reads them only, a list where it is one of the driver's lists)."""
+    if all(op == "pick" for op, _ in ops):
+        at = [i - size for _, i in ops]
+        if not at:
+            return lambda values: []
+        if len(at) == 1:
+            only = at[0]
+            return lambda values: [values[only]]
+        get = operator.itemgetter(*at)
+        return (lambda values: list(get(values))) if as_list else get
+
+    def build(values: list) -> list:
         out: list = []
-        for i, splice, nones in include:
-            if nones:
-                out += [None] * nones
-            if splice:
-                out += children[i].children
+        for op, i in ops:
+            if op == "pick":
+                out.append(values[i - size])
+            elif op == "splice":
+                out += values[i - size]
             else:
-                out.append(children[i])
-        if nones_after:
-            out += [None] * nones_after
+                out += [None] * i
         return out
-    return filt
+    return build
 
 
 def _tables(lark: Lark) -> dict:
@@ -696,8 +793,8 @@ def _lexer_entry(lexer, unions: list[set]) -> tuple:
 
 
 def _rule_entry(rule) -> tuple:
-    """(size, goto symbol, passes its child up, name, child filter, expand1) of one rule: the name picks
-    the `_ToAst` method (none: a `_rule`, spliced) and says whether the rule nests."""
+    """(size, goto symbol, passes its child up, name, child filter, expand1, its symbols) of one rule: the
+    name picks the `_ToAst` method (none: a `_rule`, spliced) and says whether the rule nests."""
     name = rule.alias or rule.options.template_source or rule.origin.name
     expand1 = bool(rule.options.expand1 and not rule.alias)
     size = len(rule.expansion)
@@ -710,7 +807,7 @@ def _rule_entry(rule) -> tuple:
     if made is not None and not unit:
         include, *nones = made.args
         filt = (tuple((i, bool(x), int(rest[0]) if rest else 0) for i, x, *rest in include), int(nones[0]) if nones else 0)
-    return (size, str(rule.origin.name), unit, str(name), filt, expand1)
+    return (size, str(rule.origin.name), unit, str(name), filt, expand1, tuple(str(s.name) for s in rule.expansion))
 
 
 class _Driver:
@@ -728,9 +825,7 @@ class _Driver:
     def __init__(self, tables: dict, compiled: dict[str, re.Pattern] | None = None):
         self.start_states, self.end_states = tables["start"], tables["end"]
         self.actions = tables["actions"]  # state -> symbol -> next state (>= 0) or ~rule
-        self.rules = [(size, goto, _UNIT if unit else None, getattr(_ToAst, name, None),
-                       _child_filter(*filt) if filt is not None else None, expand1, name in _NESTING_RULES)
-                      for size, goto, unit, name, filt, expand1 in tables["rules"]]
+        self.plans = _plans(tables["rules"])
         self.kept = frozenset(tables["kept"])
         # per start symbol: (state below, symbol, lookahead) -> the state a chain of unit reductions ends in
         self.units: dict[str, dict[tuple, int]] = {start: {} for start in self.start_states}
@@ -747,6 +842,9 @@ class _Driver:
                 match = _match(own, frozenset(order), unions[union] if union is not None else None, tuple(extra))
             lexers.append((own, match, keywords, frozenset(ignore), frozenset(newlines)))
         self.lexers = {state: lexers[i] for state, i in tables["state_lexer"].items()}
+        # the same, as lists indexed by state: what the loop reads per token
+        self.by_state = [self.actions[state] for state in range(len(self.actions))]
+        self.lexers_by_state = [self.lexers.get(state) for state in range(len(self.actions))]
 
     def _units(self, below: int, symbol: str, lookahead: str, end_state: int) -> int:
         """The state a chain of unit reductions (`expr: or_expr`, `or_expr: and_expr`, ...) ends in: they
@@ -754,21 +852,27 @@ class _Driver:
         state = self.actions[below][symbol]
         while not (lookahead == "$END" and state == end_state):
             act = self.actions[state].get(lookahead)
-            if act is None or act >= 0 or self.rules[~act][2] is not _UNIT:
+            if act is None or act >= 0 or self.plans[~act][0] != _UNIT:
                 break
-            state = self.actions[below][self.rules[~act][1]]
+            state = self.actions[below][self.plans[~act][2]]
         return state
 
     def run(self, text: str, start: str, to_ast: "_ToAst", limit: int):
         """The value `start` reduces to for `text`; `_Fail` (or the method's error) when it is not valid.
 
-        One loop, everything inlined: it runs once per token and once per reduction."""
-        actions, rules, lexers, kept = self.actions, self.rules, self.lexers, self.kept
+        One loop, everything inlined: it runs once per token and once per reduction.  Beside the
+        states and values, the stack keeps the extent of each value's first token (for a value
+        without tokens: of the token after it, the lookahead when it was reduced) and its nesting
+        depth.  A reduction's tokens run from its first child's first token to the last token
+        shifted, so its extent -- lark's propagate_positions: from the first child's first token to
+        the last child's last -- is read off two tokens, and only where a method makes a span."""
+        actions, plans, lexers, kept = self.by_state, self.plans, self.lexers_by_state, self.kept
         units = self.units[start]
         token = _Token
         end_state = self.end_states[start]
         state = self.start_states[start]
-        states, values, extents, depths = [state], [], [], []
+        states, values, firsts, depths = [state], [], [], []
+        last = None  # the extent of the last token shifted
         brackets = _Brackets(limit)
         keep_token = brackets.keep
         pos, line, line_start, n = 0, 1, 0, len(text)
@@ -796,15 +900,14 @@ class _Driver:
                         continue
                 else:  # what `_Brackets.keep` does with any other token: remember its type
                     brackets.prev, brackets.last = brackets.last, type_
-                end_col = pos - line_start + 1
-                extent = (first_line, col, line, end_col, begin, pos)  # in Span's order
+                extent = (first_line, col, line, pos - line_start + 1, begin, pos)  # in Span's order
                 if type_ in kept:
                     tok = token(value)
                     tok.ext = extent
                 else:
                     tok = None
             else:
-                type_ = "$END"
+                type_, extent = "$END", _AT_END
             while True:  # reduce until the token shifts
                 act = actions[state].get(type_)
                 if act is None:
@@ -815,11 +918,12 @@ class _Driver:
                     state = act
                     states.append(state)
                     values.append(tok)
-                    extents.append(extent)
+                    firsts.append(extent)
                     depths.append(0)
+                    last = extent
                     break
-                size, goto, kind, method, filt, expand1, nesting = rules[~act]
-                if kind is _UNIT:  # `expr: or_expr`: the value, its extent and depth pass up as they are
+                kind, size, goto, arg, method, nesting = plans[~act]
+                if kind == _UNIT:  # `expr: or_expr`: the value, its tokens and depth pass up as they are
                     key = (states[-2], goto, type_)
                     state = units.get(key)
                     if state is None:
@@ -828,62 +932,58 @@ class _Driver:
                     if type_ == "$END" and state == end_state:
                         return values[-1]
                     continue
-                if size == 1:  # one child: its extent and depth are the reduction's
-                    del states[-1]
-                    child = values[-1]
-                    kids = filt([child]) if filt is not None else [child]
-                    if expand1 and len(kids) == 1:
-                        pass
-                    elif method is None:
-                        values[-1] = _Splice(kids) if kids else _NOTHING
+                if size:
+                    first = firsts[-size]
+                    depth = depths[-1] if size == 1 else max(depths[-size:])
+                else:
+                    first, depth = extent, 0
+                if kind == _BUILD:
+                    if first is extent:  # not shifted yet: no tokens
+                        ext = None
+                    elif first is last:
+                        ext = first
                     else:
-                        res = values[-1] = method(to_ast, extents[-1], kids)
-                        if res is None:
-                            extents[-1], depths[-1] = None, 0
-                        elif nesting and res is not child:
-                            depths[-1] += 1
-                            if depths[-1] > limit:
-                                raise _TooDeep(None)
-                else:  # the extent from the first child's first token to the last child's last
-                    if size:
-                        children, exts, deps = values[-size:], extents[-size:], depths[-size:]
-                        del states[-size:], values[-size:], extents[-size:], depths[-size:]
-                        first = last = None
-                        for e in exts:
-                            if e is not None:
-                                if first is None:
-                                    first = e
-                                last = e
-                        ext = None if first is None else (first[0], first[1], last[2], last[3], first[4], last[5])
-                        depth = max(deps)
-                    else:
-                        children, deps, ext, depth = [], (), None, 0
-                    kids = filt(children) if filt is not None else children
-                    if expand1 and len(kids) == 1:
-                        res = kids[0]
-                    elif method is None:
-                        res = _Splice(kids) if kids else _NOTHING
-                    else:
-                        res = method(to_ast, ext, kids)
-                    if res is None:
-                        ext, depth = None, 0
-                    else:
-                        for i, c in enumerate(children):
-                            if c is res:  # passed up (`?rule`, or `( expr )`): the child's depth, the wider extent
-                                depth = deps[i]
-                                break
-                        else:
-                            if nesting:
-                                depth += 1
-                                if depth > limit:
-                                    raise _TooDeep(None)
+                        ext = (first[0], first[1], last[2], last[3], first[4], last[5])
+                    res = method(to_ast, ext, arg(values))
+                    if nesting:
+                        depth += 1
+                        if depth > limit:
+                            raise _TooDeep(None)
+                elif kind == _LIST_ADD:
+                    res = values[-size]
+                    res += arg(values)
+                elif kind == _PASS:
+                    res = values[arg]
+                elif kind == _VOID:
+                    res = None
+                else:
+                    res = self._other(kind, arg, method, values, None if first is extent else (first, last), to_ast)
+                if size:
+                    del states[-size:]
+                    if size > 1:
+                        del values[1 - size:], firsts[1 - size:], depths[1 - size:]
+                    values[-1], depths[-1] = res, depth
+                else:
                     values.append(res)
-                    extents.append(ext)
+                    firsts.append(first)
                     depths.append(depth)
                 state = actions[states[-1]][goto]
                 states.append(state)
                 if type_ == "$END" and state == end_state:
                     return values[-1]
+
+    @staticmethod
+    def _other(kind: int, arg, method, values: list, tokens: tuple | None, to_ast: "_ToAst"):
+        """A `_LIST_NEW` reduction's list, or a `_SPLICE` one's value: lark's child filter, then a `?rule`
+        with one child passes it up, a `_rule` is a list to splice, another rule calls its method."""
+        kids = arg(values)
+        if kind == _LIST_NEW or method is None:
+            return kids
+        if len(kids) == 1:  # pragma: no cover - no such `?rule` in the grammar
+            return kids[0]
+        first, last = tokens or (None, None)
+        ext = None if first is None else (first[0], first[1], last[2], last[3], first[4], last[5])
+        return method(to_ast, ext, kids)  # pragma: no cover
 
 
 class _Builder:
