@@ -48,6 +48,11 @@ def grammar_path() -> Path:
 _BODY_AFTER = frozenset({"NAME", "TNAME", "RPAR", "RSQB", "INT", "FLOAT", "STRING", "TRUE", "FALSE", "NONE"})
 
 
+def _opens_body(last: str, prev: str) -> bool:
+    """Whether a '{' after tokens of types `prev`, `last` opens a body (else a dict literal)."""
+    return last in _BODY_AFTER or (last == "ELSE" and prev == "RBRACE")
+
+
 class _Brackets:
     """The post-lexer's rule for one parse: drop newlines inside (), [] and dict literals.
 
@@ -73,8 +78,7 @@ class _Brackets:
         elif t == "LPAR" or t == "LSQB":
             stack.append(t)
         elif t == "LBRACE":
-            body = self.last in _BODY_AFTER or (self.last == "ELSE" and self.prev == "RBRACE")
-            stack.append("body" if body else "dict")
+            stack.append("body" if _opens_body(self.last, self.prev) else "dict")
         if len(stack) > self.limit:  # refuse before the parser builds a tree this deep
             raise _TooDeep(tok)
         if stack and (t == "RPAR" or t == "RSQB" or t == "RBRACE"):
@@ -200,28 +204,28 @@ def _unescape(tok: Token, span: Span) -> str:
     return _regex(_ESCAPE).sub(sub, body)
 
 
-def _span_maker():
-    """`Span(file, line, col, end_line, end_col, start, end)` in half the time: a frozen dataclass's
-    `__init__` sets each field through `object.__setattr__`; this sets the slots directly (the
-    parser makes a span per AST node).  The same value: tests/test_parser_builder.py compares."""
+def _span_maker(file: str, other):
+    """meta -> its span in `file`: for the driver's extents (a tuple in `Span`'s order),
+    `Span(file, *extent)` in half the time -- a frozen dataclass's `__init__` sets each field through
+    `object.__setattr__`, this sets the slots directly, and the parser makes a span per AST node;
+    `other(meta)` for anything else.  The same value: tests/test_parser_builder.py compares."""
+    assert Span.__slots__ == ("file", "line", "col", "end_line", "end_col", "start", "end")
     s_file, s_line, s_col, s_end_line, s_end_col, s_start, s_end = (Span.__dict__[f].__set__ for f in Span.__slots__)
     new = object.__new__
 
-    def make(file: str, line: int, col: int, end_line: int, end_col: int, start: int, end: int) -> Span:
+    def make(meta) -> Span:
+        if meta.__class__ is not tuple:
+            return other(meta)
         span = new(Span)
         s_file(span, file)
-        s_line(span, line)
-        s_col(span, col)
-        s_end_line(span, end_line)
-        s_end_col(span, end_col)
-        s_start(span, start)
-        s_end(span, end)
+        s_line(span, meta[0])
+        s_col(span, meta[1])
+        s_end_line(span, meta[2])
+        s_end_col(span, meta[3])
+        s_start(span, meta[4])
+        s_end(span, meta[5])
         return span
-    assert Span.__slots__ == ("file", "line", "col", "end_line", "end_col", "start", "end")
     return make
-
-
-_new_span = _span_maker()
 
 
 class _Seq(tuple):
@@ -237,6 +241,8 @@ class _ToAst:
         self.file, self.dline, self.dcol, self.dpos = file, dline, dcol, dpos
         self.limit = limit  # Limits.max_nesting, for the expressions in a label's braces
         self.shifted = bool(dline or dcol or dpos)  # a label's expression: positions relative to the label
+        if not self.shifted:  # the common case, made fast: the driver's extents are the spans' fields
+            self._span = _span_maker(file, self._span)
 
     # -- spans
     def _pos(self, line: int, col: int) -> tuple[int, int]:
@@ -250,7 +256,7 @@ class _ToAst:
                 return Span(self.file, 0, 0, 0, 0)
             meta = (meta.line, meta.column, meta.end_line, meta.end_column, meta.start_pos, meta.end_pos)
         if not self.shifted:
-            return _new_span(self.file, *meta)
+            return Span(self.file, *meta)
         line, col, end_line, end_col, start, end = meta
         l1, c1 = self._pos(line, col)
         l2, c2 = self._pos(end_line, end_col)
@@ -564,6 +570,25 @@ class _StateLexer:
         return (self.own.compiled or self.own.compile()).match(text, pos)
 
 
+# What the driver does with a token its lexer matched by pattern (`_handling`): bit flags
+_MULTILINE, _IGNORED, _KEYWORDS = 1, 2, 4
+
+
+def _handling(order: tuple, keywords: dict, ignore: tuple, newlines: tuple) -> dict:
+    """Terminal name -> `_MULTILINE` (count its lines) | `_IGNORED` | `_KEYWORDS` (may be a keyword),
+    for each terminal of one state's lexer."""
+    return {name: (_MULTILINE if name in newlines else 0) | (_IGNORED if name in ignore else 0)
+            | (_KEYWORDS if name in keywords else 0) for name in order}
+
+
+def _matcher(pattern: str, compiled: dict[str, re.Pattern]):
+    """`re.compile(pattern).match`, from the shipped code, or compiled when first called."""
+    if pattern in compiled:
+        return compiled[pattern].match
+    lazy = _Lazy(pattern)
+    return lambda text, pos: (lazy.compiled or lazy.compile()).match(text, pos)
+
+
 def _match(own: _StateLexer, alts: frozenset, shared: _Lazy | None, extra: tuple):
     """A state's lexer without its own pattern compiled: the shared union where it can tell (see
     `_tables`), else the state's terminals (`_StateLexer`)."""
@@ -720,6 +745,11 @@ def _tables(lark: Lark) -> dict:
     state_lexer: dict[int, int] = {}
     seen: dict[int, int] = {}
     number = _numbering(table)
+    # each terminal: (its text if a literal, the ASCII characters it may begin with, its pattern)
+    terms = {t.name: (t.pattern.value if t.pattern.type == "str" and not t.pattern.flags else None,
+                      _first_chars(t.pattern.to_regexp()) if not t.pattern.flags else _ASCII, _union([t]))
+             for t in lark.terminals}
+    patterns: dict[str, int] = {}
     for state in sorted(contextual.lexers, key=number.__getitem__):
         lexer = contextual.lexers[state]
         if id(lexer) not in seen:
@@ -736,6 +766,8 @@ def _tables(lark: Lark) -> dict:
         "kept": sorted({s.name for r in rules for s in r.expansion
                         if s.is_term and (r.options.keep_all_tokens or not s.filter_out)}),
         "unions": [_union(u) for u in unions], "lexers": lexers, "state_lexer": state_lexer,
+        "dispatch": [_dispatch(entry[1], terms, patterns) for entry in lexers],
+        "skip": _skip(lexers, terms, patterns), "patterns": list(patterns),
         "terminals": {t.name: _union([t]) for t in sorted(lark.terminals, key=lambda t: t.name)},
     }
 
@@ -792,6 +824,103 @@ def _lexer_entry(lexer, unions: list[set]) -> tuple:
             tuple(sorted(lexer.ignore_types)), tuple(sorted(lexer.newline_types)))
 
 
+_ASCII = frozenset(map(chr, range(128)))
+
+
+def _first_chars(regexp: str) -> frozenset:
+    """The ASCII characters a match of `regexp` may begin with -- all of them where it may be empty
+    or uses a construct not looked into: a superset, so that a lexer trying only the terminals that
+    may begin with the next character finds the first match of all of them (`_dispatch`)."""
+    from re import _constants as sre, _parser
+
+    def seq(items) -> tuple[frozenset, bool]:  # (may begin with, may be empty)
+        out = frozenset()
+        for op, av in items:
+            chars, empty = one(op, av)
+            out |= chars
+            if not empty:
+                return out, False
+        return out, True
+
+    def one(op, av) -> tuple[frozenset, bool]:
+        if op is sre.LITERAL:
+            return frozenset({chr(av)}) & _ASCII, False
+        if op is sre.IN:
+            return frozenset(ch for ch in _ASCII if _in_class(av, ch)), False
+        if op is sre.MAX_REPEAT or op is sre.MIN_REPEAT:
+            chars, empty = seq(av[2])
+            return chars, empty or av[0] == 0
+        if op is sre.SUBPATTERN and not av[1] and not av[2]:  # a group that changes no flags
+            return seq(av[3])
+        if op is sre.BRANCH:
+            alts = [seq(alt) for alt in av[1]]
+            return frozenset().union(*(chars for chars, _ in alts)), any(empty for _, empty in alts)
+        if op is sre.ASSERT or op is sre.ASSERT_NOT:  # zero-width: looked through
+            return frozenset(), True
+        return _ASCII, True  # anything else may begin with anything
+
+    chars, empty = seq(_parser.parse(regexp))
+    return _ASCII if empty else chars
+
+
+def _in_class(items: list, ch: str) -> bool:
+    """Whether `ch` is in a parsed character class `[...]` (True where unsure)."""
+    from re import _constants as sre
+
+    categories = {sre.CATEGORY_DIGIT: r"\d", sre.CATEGORY_NOT_DIGIT: r"\D", sre.CATEGORY_SPACE: r"\s",
+                  sre.CATEGORY_NOT_SPACE: r"\S", sre.CATEGORY_WORD: r"\w", sre.CATEGORY_NOT_WORD: r"\W"}
+    negate = hit = False
+    for op, av in items:
+        if op is sre.NEGATE:
+            negate = True
+        elif op is sre.LITERAL:
+            hit = hit or ch == chr(av)
+        elif op is sre.RANGE:
+            hit = hit or av[0] <= ord(ch) <= av[1]
+        elif op is sre.CATEGORY and av in categories:
+            hit = hit or re.match(categories[av], ch) is not None
+        else:
+            return True
+    return hit != negate
+
+
+def _skip(lexers: list[tuple], terminals: dict, patterns: dict) -> tuple:
+    """((characters, i), ...): where in every state only one ignored terminal without newlines may
+    begin (the spaces), `patterns[i]`: the driver skips it before it looks at the state -- a token
+    saved per run of spaces, and the same tokens, as every state would ignore it."""
+    out: dict = {}
+    for ch in sorted(_ASCII):
+        able = {tuple(name for name in order if ch in terminals[name][1]) for _, order, *_ in lexers}
+        if len(able) != 1 or len(next(iter(able))) != 1:
+            continue
+        (name,) = next(iter(able))
+        if all(name in ignore and name not in newlines for *_, ignore, newlines in lexers):
+            out.setdefault(patterns.setdefault(terminals[name][2], len(patterns)), []).append(ch)
+    return tuple(("".join(chars), i) for i, chars in out.items())
+
+
+def _dispatch(order: tuple, terminals: dict, patterns: dict) -> tuple:
+    """One state's lexer by the next character (ASCII only; any other goes to the state's own
+    pattern): ((characters, terminal name), ...) where only a one-character literal terminal may
+    begin there -- the token is that character --, ((characters, i), ...) where the terminals that
+    may begin there are tried, in the state's order: `patterns` (pattern -> i) gets their union.
+    Any terminal matching at a position begins with its character, so it is among those tried, and
+    each one before it in the state's order is too, or cannot match there: the first match is the
+    state's own."""
+    groups: dict = {}
+    for ch in sorted(_ASCII):
+        able = [name for name in order if ch in terminals[name][1]]
+        if not able:
+            continue
+        literal = terminals[able[0]][0]
+        if len(able) == 1 and literal is not None and len(literal) == 1:
+            target = able[0]
+        else:
+            target = patterns.setdefault("|".join(terminals[name][2] for name in able), len(patterns))
+        groups.setdefault(target, []).append(ch)
+    return tuple(("".join(chars), target) for target, chars in groups.items())
+
+
 def _rule_entry(rule) -> tuple:
     """(size, goto symbol, passes its child up, name, child filter, expand1, its symbols) of one rule: the
     name picks the `_ToAst` method (none: a `_rule`, spliced) and says whether the rule nests."""
@@ -832,19 +961,30 @@ class _Driver:
         unions = [_Lazy(pattern) for pattern in tables["unions"]]
         terminals = {name: _Lazy(pattern) for name, pattern in tables["terminals"].items()}
         compiled = compiled or {}
+        patterns = [_matcher(pattern, compiled) for pattern in tables["patterns"]]
+        dispatches = [{ch: target if type(target) is str else patterns[target]
+                       for chars, target in groups for ch in chars} for groups in tables["dispatch"]]
+        self.skip = {ch: patterns[i] for chars, i in tables["skip"] for ch in chars}
         lexers = []
-        for pattern, order, union, extra, keywords, ignore, newlines in tables["lexers"]:
+        for (pattern, order, union, extra, keywords, ignore, newlines), dispatch in zip(tables["lexers"], dispatches):
             own = _StateLexer(pattern, tuple(terminals[n] for n in order))
             if pattern in compiled:  # made from shipped code: the state's own pattern decides at once
                 own.own.compiled = compiled[pattern]
                 match = own.own.compiled.match
             else:
                 match = _match(own, frozenset(order), unions[union] if union is not None else None, tuple(extra))
-            lexers.append((own, match, keywords, frozenset(ignore), frozenset(newlines)))
+            lexers.append((own, match, keywords, frozenset(ignore), frozenset(newlines), dispatch,
+                           _handling(order, keywords, ignore, newlines)))
         self.lexers = {state: lexers[i] for state, i in tables["state_lexer"].items()}
         # the same, as lists indexed by state: what the loop reads per token
-        self.by_state = [self.actions[state] for state in range(len(self.actions))]
-        self.lexers_by_state = [self.lexers.get(state) for state in range(len(self.actions))]
+        states = range(len(self.actions))
+        assert not any(self.actions[s].get("$END", -1) >= 0 for s in states), "the end is never shifted"
+        self.by_state = [self.actions[s] for s in states]
+        self.dispatch_by_state = [self.lexers[s][5] if s in self.lexers else {} for s in states]
+        self.match_by_state = [self.lexers[s][1] if s in self.lexers else None for s in states]
+        self.handling_by_state = [self.lexers[s][6] if s in self.lexers else {} for s in states]
+        self.spaces = self.skip.get(" ", _Fail)  # the one matcher of the characters skipped (else never met)
+        assert set(self.skip.values()) <= {self.spaces}
 
     def _units(self, below: int, symbol: str, lookahead: str, end_state: int) -> int:
         """The state a chain of unit reductions (`expr: or_expr`, `or_expr: and_expr`, ...) ends in: they
@@ -866,43 +1006,62 @@ class _Driver:
         depth.  A reduction's tokens run from its first child's first token to the last token
         shifted, so its extent -- lark's propagate_positions: from the first child's first token to
         the last child's last -- is read off two tokens, and only where a method makes a span."""
-        actions, plans, lexers, kept = self.by_state, self.plans, self.lexers_by_state, self.kept
+        actions, plans, kept = self.by_state, self.plans, self.kept
+        dispatches, lexers, handling = self.dispatch_by_state, self.match_by_state, self.handling_by_state
+        spaces = self.spaces
         units = self.units[start]
         token = _Token
         end_state = self.end_states[start]
         state = self.start_states[start]
         states, values, firsts, depths = [state], [], [], []
-        last = None  # the extent of the last token shifted
-        brackets = _Brackets(limit)
-        keep_token = brackets.keep
+        last_ext = None  # the extent of the last token shifted
+        brackets: list[str] = []  # the post-lexer's open brackets, as in `_Brackets`
+        prev_type = last_type = ""  # the types of the two tokens before this one
         pos, line, line_start, n = 0, 1, 0, len(text)
-        tok = extent = None
+        tok = extent = by_char = None
         while True:
+            if pos < n:  # spaces, which every state ignores, are skipped before looking at the state
+                dispatch = dispatches[state]
+                by_char = dispatch.get(text[pos])  # the terminals that may begin with this character
+                if by_char is spaces:
+                    pos = spaces(text, pos).end()
+                    by_char = dispatch.get(text[pos]) if pos < n else None
             if pos < n:  # the next token, as lark's contextual lexer and the post-lexer give it
-                _, match, keywords, ignore, newlines = lexers[state]
-                m = match(text, pos)
-                if m is None:
-                    raise _Fail
-                value, type_, begin = m.group(), m.lastgroup, pos
-                first_line, col = line, pos - line_start + 1
-                if type_ in newlines:
-                    k = value.count("\n")
-                    if k:
-                        line += k
-                        line_start = pos + value.rindex("\n") + 1
-                pos = m.end()
-                if type_ in ignore:
-                    continue
-                if type_ in keywords:
-                    type_ = keywords[type_].get(value, type_)
-                if type_ in _BRACKETING:
-                    if not keep_token(type_):
+                begin, first_line, col = pos, line, pos - line_start + 1
+                if by_char.__class__ is str:  # only this one-character token may: it is the token
+                    type_ = by_char
+                    pos += 1
+                else:
+                    m = (by_char or lexers[state])(text, pos)
+                    if m is None:
+                        raise _Fail
+                    type_, pos = m.lastgroup, m.end()
+                    how = handling[state][type_]
+                    if how & _MULTILINE:
+                        k = text.count("\n", begin, pos)
+                        if k:
+                            line += k
+                            line_start = text.rindex("\n", begin, pos) + 1
+                    if how & _IGNORED:
                         continue
-                else:  # what `_Brackets.keep` does with any other token: remember its type
-                    brackets.prev, brackets.last = brackets.last, type_
+                    if how & _KEYWORDS:
+                        type_ = self.lexers[state][2][type_].get(text[begin:pos], type_)
+                if type_ in _BRACKETING:  # `_Brackets.keep`, inlined
+                    if type_ == "_NL":
+                        if brackets and brackets[-1] != "body":
+                            continue  # a newline inside brackets: dropped
+                    elif type_ == "LPAR" or type_ == "LSQB":
+                        brackets.append(type_)
+                    elif type_ == "LBRACE":
+                        brackets.append("body" if _opens_body(last_type, prev_type) else "dict")
+                    elif brackets:
+                        brackets.pop()
+                    if len(brackets) > limit:
+                        raise _TooDeep(None)
+                prev_type, last_type = last_type, type_
                 extent = (first_line, col, line, pos - line_start + 1, begin, pos)  # in Span's order
                 if type_ in kept:
-                    tok = token(value)
+                    tok = token(text[begin:pos])
                     tok.ext = extent
                 else:
                     tok = None
@@ -912,43 +1071,35 @@ class _Driver:
                 act = actions[state].get(type_)
                 if act is None:
                     raise _Fail
-                if act >= 0:  # shift
-                    if type_ == "$END":
-                        raise _Fail  # pragma: no cover - lark's tables never shift the end
+                if act >= 0:  # shift (never the end: `__init__` checks)
                     state = act
-                    states.append(state)
+                    states.append(act)
                     values.append(tok)
                     firsts.append(extent)
                     depths.append(0)
-                    last = extent
+                    last_ext = extent
                     break
                 kind, size, goto, arg, method, nesting = plans[~act]
-                if kind == _UNIT:  # `expr: or_expr`: the value, its tokens and depth pass up as they are
-                    key = (states[-2], goto, type_)
-                    state = units.get(key)
-                    if state is None:
-                        state = units[key] = self._units(states[-2], goto, type_, end_state)
-                    states[-1] = state
-                    if type_ == "$END" and state == end_state:
-                        return values[-1]
-                    continue
                 if size:
                     first = firsts[-size]
                     depth = depths[-1] if size == 1 else max(depths[-size:])
+                    below = states[-size - 1]
                 else:
-                    first, depth = extent, 0
+                    first, depth, below = extent, 0, state
                 if kind == _BUILD:
                     if first is extent:  # not shifted yet: no tokens
                         ext = None
-                    elif first is last:
+                    elif first is last_ext:
                         ext = first
                     else:
-                        ext = (first[0], first[1], last[2], last[3], first[4], last[5])
+                        ext = (first[0], first[1], last_ext[2], last_ext[3], first[4], last_ext[5])
                     res = method(to_ast, ext, arg(values))
                     if nesting:
                         depth += 1
                         if depth > limit:
                             raise _TooDeep(None)
+                elif kind == _UNIT:
+                    res = values[-1]
                 elif kind == _LIST_ADD:
                     res = values[-size]
                     res += arg(values)
@@ -957,18 +1108,21 @@ class _Driver:
                 elif kind == _VOID:
                     res = None
                 else:
-                    res = self._other(kind, arg, method, values, None if first is extent else (first, last), to_ast)
+                    res = self._other(kind, arg, method, values, None if first is extent else (first, last_ext), to_ast)
+                # the goto, and the chain of unit reductions that may follow it, memoised
+                key = (below, goto, type_)
+                state = units.get(key)
+                if state is None:
+                    state = units[key] = self._units(below, goto, type_, end_state)
                 if size:
-                    del states[-size:]
                     if size > 1:
-                        del values[1 - size:], firsts[1 - size:], depths[1 - size:]
-                    values[-1], depths[-1] = res, depth
+                        del states[1 - size:], values[1 - size:], firsts[1 - size:], depths[1 - size:]
+                    states[-1], values[-1], depths[-1] = state, res, depth
                 else:
+                    states.append(state)
                     values.append(res)
                     firsts.append(first)
                     depths.append(depth)
-                state = actions[states[-1]][goto]
-                states.append(state)
                 if type_ == "$END" and state == end_state:
                     return values[-1]
 
