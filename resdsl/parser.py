@@ -263,12 +263,12 @@ class _ToAst:
         return Span(self.file, l1, c1, l2, c2, start + self.dpos, end + self.dpos)
 
     def tok_span(self, tok: Token) -> Span:
-        if type(tok) is _Token:
+        if tok.__class__ is _Token:
             return self._span(tok.ext)
         return self._span((tok.line, tok.column, tok.end_line, tok.end_column, tok.start_pos, tok.end_pos))
 
     def _ident(self, tok: Token) -> str:
-        if str(tok) in RESERVED:
+        if tok in RESERVED:
             raise error("E001", f"`{tok}` is a keyword and cannot be used as a name", self.tok_span(tok),
                         hint=f"rename it, e.g. `{tok}_`")
         return str(tok)
@@ -302,16 +302,16 @@ class _ToAst:
             # a clause on the line after the `}` it continues: a newline ends the statement before it
             raise error("E001", f"`{name}` must follow the closing `}}` on the same line", self.tok_span(name),
                         hint=f"join the lines: `}} {name} {{`")
-        return ast.Layer(
-            label=self._label(label) if label is not None else None,
-            op=self._ident(name),
-            op_span=self.tok_span(name),
-            args=args[0] if args is not None else (),
-            clauses=clauses or (),
-            bind=None if bind is None else str(bind[0]),
-            span=self._span(meta),
-            has_parens=args is not None,
-            binds=tuple(self._target(t) for t in bind or ()),
+        return ast.Layer(  # label, op, op_span, args, clauses, bind, span, has_parens, binds
+            self._label(label) if label is not None else None,
+            self._ident(name),
+            self.tok_span(name),
+            args[0] if args is not None else (),
+            clauses or (),
+            None if bind is None else str(bind[0]),
+            self._span(meta),
+            args is not None,
+            tuple([self._target(t) for t in bind]) if bind else (),
         )
 
     def call_args(self, meta, c):
@@ -457,7 +457,9 @@ class _ToAst:
         return ast.Call(self._ident(c[0]), c[1] or (), self._span(meta))
 
     def int_(self, meta, c):
-        text = str(c[0]).replace("_", "")
+        text = str(c[0])
+        if "_" in text:
+            text = text.replace("_", "")
         if len(text) > 30:
             raise error("E040", f"integer literal with {len(text)} digits is too large", self.tok_span(c[0]),
                         hint="integers in .res files must stay below 10**30")
@@ -575,10 +577,15 @@ _MULTILINE, _IGNORED, _KEYWORDS = 1, 2, 4
 
 
 def _handling(order: tuple, keywords: dict, ignore: tuple, newlines: tuple) -> dict:
-    """Terminal name -> `_MULTILINE` (count its lines) | `_IGNORED` | `_KEYWORDS` (may be a keyword),
-    for each terminal of one state's lexer."""
-    return {name: (_MULTILINE if name in newlines else 0) | (_IGNORED if name in ignore else 0)
-            | (_KEYWORDS if name in keywords else 0) for name in order}
+    """For each terminal of one state's lexer, what the driver does with its token: None (nothing
+    more), its keyword table (it may be a keyword), or `_MULTILINE` (count its lines) | `_IGNORED`
+    | `_KEYWORDS` -- the one test per token that most tokens need."""
+    out = {}
+    for name in order:
+        flags = (_MULTILINE if name in newlines else 0) | (_IGNORED if name in ignore else 0)
+        out[name] = (keywords[name] if name in keywords and not flags else
+                     flags | (_KEYWORDS if name in keywords else 0) or None)
+    return out
 
 
 def _matcher(pattern: str, compiled: dict[str, re.Pattern]):
@@ -608,6 +615,7 @@ _LIST_ADD = 3  # a list helper's next item(s) (`__args_star: __args_star "," arg
 _PASS = 4      # one child passed up as the value (`atom: "(" expr ")"`)
 _BUILD = 5     # a `_ToAst` method called on the picked children
 _SPLICE = 6    # any other `_rule` or `?rule` (none in this grammar): lark's child filter, as written
+_BUILD1 = 7    # `_BUILD` of one child (an atom, `arg: expr`, ...): the commonest reduction, made shorter
 
 
 def _ops(include: tuple, nones_after: int, expansion: tuple, void: set, item: set) -> list[tuple]:
@@ -678,9 +686,11 @@ def _plans(rules: list) -> list[tuple]:
             kind, arg = _LIST_NEW, _builder_of(ops, size, as_list=True)
         elif not _splices(rule) and not expand1:
             kind, arg = _BUILD, _builder_of(ops, size, as_list=False)
+            if size == 1:  # the child itself when it is all the method is given (None: build nothing)
+                kind, arg = _BUILD1, None if ops == [("pick", 0)] else arg
         else:
             kind, arg = _SPLICE, _builder_of(ops, size, as_list=True)
-        plans.append((kind, size, goto, arg, method if kind in (_BUILD, _SPLICE) else None,
+        plans.append((kind, size, goto, arg, method if kind in (_BUILD, _BUILD1, _SPLICE) else None,
                       name in _NESTING_RULES))
     return plans
 
@@ -746,7 +756,8 @@ def _tables(lark: Lark) -> dict:
     seen: dict[int, int] = {}
     number = _numbering(table)
     # each terminal: (its text if a literal, the ASCII characters it may begin with, its pattern)
-    terms = {t.name: (t.pattern.value if t.pattern.type == "str" and not t.pattern.flags else None,
+    kept = sorted({s.name for r in rules for s in r.expansion if s.is_term and (r.options.keep_all_tokens or not s.filter_out)})
+    terms = {t.name: (t.pattern.value if t.pattern.type == "str" and not t.pattern.flags and t.name not in kept else None,
                       _first_chars(t.pattern.to_regexp()) if not t.pattern.flags else _ASCII, _union([t]))
              for t in lark.terminals}
     patterns: dict[str, int] = {}
@@ -763,8 +774,8 @@ def _tables(lark: Lark) -> dict:
                                     for sym, (action, arg) in sorted(table.states[state].items())}
                     for state in sorted(table.states, key=number.__getitem__)},
         "rules": [_rule_entry(rule) for rule in rules],
-        "kept": sorted({s.name for r in rules for s in r.expansion
-                        if s.is_term and (r.options.keep_all_tokens or not s.filter_out)}),
+        "kept": kept,
+        "one_line": sorted(t.name for t in lark.terminals if not t.pattern.flags and not _may_hold(t.pattern.to_regexp(), "\n")),
         "unions": [_union(u) for u in unions], "lexers": lexers, "state_lexer": state_lexer,
         "dispatch": [_dispatch(entry[1], terms, patterns) for entry in lexers],
         "skip": _skip(lexers, terms, patterns), "patterns": list(patterns),
@@ -845,6 +856,8 @@ def _first_chars(regexp: str) -> frozenset:
     def one(op, av) -> tuple[frozenset, bool]:
         if op is sre.LITERAL:
             return frozenset({chr(av)}) & _ASCII, False
+        if op is sre.NOT_LITERAL:
+            return _ASCII - {chr(av)}, False
         if op is sre.IN:
             return frozenset(ch for ch in _ASCII if _in_class(av, ch)), False
         if op is sre.MAX_REPEAT or op is sre.MIN_REPEAT:
@@ -861,6 +874,33 @@ def _first_chars(regexp: str) -> frozenset:
 
     chars, empty = seq(_parser.parse(regexp))
     return _ASCII if empty else chars
+
+
+def _may_hold(regexp: str, ch: str) -> bool:
+    """Whether a match of `regexp` may contain the character `ch` (True where unsure)."""
+    from re import _constants as sre, _parser
+
+    def seq(items) -> bool:
+        return any(one(op, av) for op, av in items)
+
+    def one(op, av) -> bool:
+        if op is sre.LITERAL:
+            return chr(av) == ch
+        if op is sre.NOT_LITERAL:
+            return chr(av) != ch
+        if op is sre.IN:
+            return _in_class(av, ch)
+        if op is sre.MAX_REPEAT or op is sre.MIN_REPEAT:
+            return seq(av[2])
+        if op is sre.SUBPATTERN and not av[1] and not av[2]:
+            return seq(av[3])
+        if op is sre.BRANCH:
+            return any(seq(alt) for alt in av[1])
+        if op is sre.ASSERT or op is sre.ASSERT_NOT:  # zero-width: consumes nothing
+            return False
+        return True
+
+    return seq(_parser.parse(regexp))
 
 
 def _in_class(items: list, ch: str) -> bool:
@@ -965,6 +1005,7 @@ class _Driver:
         dispatches = [{ch: target if type(target) is str else patterns[target]
                        for chars, target in groups for ch in chars} for groups in tables["dispatch"]]
         self.skip = {ch: patterns[i] for chars, i in tables["skip"] for ch in chars}
+        one_line = frozenset(tables["one_line"])  # lark counts the lines of some that cannot have two
         lexers = []
         for (pattern, order, union, extra, keywords, ignore, newlines), dispatch in zip(tables["lexers"], dispatches):
             own = _StateLexer(pattern, tuple(terminals[n] for n in order))
@@ -973,8 +1014,9 @@ class _Driver:
                 match = own.own.compiled.match
             else:
                 match = _match(own, frozenset(order), unions[union] if union is not None else None, tuple(extra))
+            multiline = tuple(name for name in newlines if name not in one_line)
             lexers.append((own, match, keywords, frozenset(ignore), frozenset(newlines), dispatch,
-                           _handling(order, keywords, ignore, newlines)))
+                           _handling(order, keywords, ignore, multiline)))
         self.lexers = {state: lexers[i] for state, i in tables["state_lexer"].items()}
         # the same, as lists indexed by state: what the loop reads per token
         states = range(len(self.actions))
@@ -1008,7 +1050,7 @@ class _Driver:
         the last child's last -- is read off two tokens, and only where a method makes a span."""
         actions, plans, kept = self.by_state, self.plans, self.kept
         dispatches, lexers, handling = self.dispatch_by_state, self.match_by_state, self.handling_by_state
-        spaces = self.spaces
+        spaces, bracketing = self.spaces, _BRACKETING
         units = self.units[start]
         token = _Token
         end_state = self.end_states[start]
@@ -1037,16 +1079,20 @@ class _Driver:
                         raise _Fail
                     type_, pos = m.lastgroup, m.end()
                     how = handling[state][type_]
-                    if how & _MULTILINE:
-                        k = text.count("\n", begin, pos)
-                        if k:
-                            line += k
-                            line_start = text.rindex("\n", begin, pos) + 1
-                    if how & _IGNORED:
-                        continue
-                    if how & _KEYWORDS:
-                        type_ = self.lexers[state][2][type_].get(text[begin:pos], type_)
-                if type_ in _BRACKETING:  # `_Brackets.keep`, inlined
+                    if how is not None:  # a keyword, a token of several lines, one to ignore
+                        if how.__class__ is dict:
+                            type_ = how.get(text[begin:pos], type_)
+                        else:
+                            if how & _MULTILINE:
+                                k = text.count("\n", begin, pos)
+                                if k:
+                                    line += k
+                                    line_start = text.rindex("\n", begin, pos) + 1
+                            if how & _IGNORED:
+                                continue
+                            if how & _KEYWORDS:
+                                type_ = self.lexers[state][2][type_].get(text[begin:pos], type_)
+                if type_ in bracketing:  # `_Brackets.keep`, inlined
                     if type_ == "_NL":
                         if brackets and brackets[-1] != "body":
                             continue  # a newline inside brackets: dropped
@@ -1080,6 +1126,23 @@ class _Driver:
                     last_ext = extent
                     break
                 kind, size, goto, arg, method, nesting = plans[~act]
+                if kind == _BUILD1:  # as `_BUILD` below, for one child: its tokens are the reduction's
+                    first = firsts[-1]
+                    ext = first if first is last_ext else (first[0], first[1], last_ext[2], last_ext[3], first[4],
+                                                           last_ext[5])
+                    res = values[-1] = method(to_ast, ext, [values[-1]] if arg is None else arg(values))
+                    if nesting:
+                        depths[-1] += 1
+                        if depths[-1] > limit:
+                            raise _TooDeep(None)
+                    key = (states[-2], goto, type_)
+                    state = units.get(key)
+                    if state is None:
+                        state = units[key] = self._units(states[-2], goto, type_, end_state)
+                    states[-1] = state
+                    if type_ == "$END" and state == end_state:
+                        return res
+                    continue
                 if size:
                     first = firsts[-size]
                     depth = depths[-1] if size == 1 else max(depths[-size:])
