@@ -204,26 +204,28 @@ def _unescape(tok: Token, span: Span) -> str:
     return _regex(_ESCAPE).sub(sub, body)
 
 
+class _SpanDraft:
+    """A mutable `Span` under construction: the same slots, so it can become one (`_span_maker`)."""
+
+    __slots__ = Span.__slots__
+
+
 def _span_maker(file: str, other):
     """meta -> its span in `file`: for the driver's extents (a tuple in `Span`'s order),
-    `Span(file, *extent)` in half the time -- a frozen dataclass's `__init__` sets each field through
-    `object.__setattr__`, this sets the slots directly, and the parser makes a span per AST node;
-    `other(meta)` for anything else.  The same value: tests/test_parser_builder.py compares."""
+    `Span(file, *extent)` in a third of the time -- a frozen dataclass's `__init__` sets each field
+    through `object.__setattr__`, while this fills a `_SpanDraft`'s slots and makes it a `Span`
+    (the same layout; the parser makes a span per AST node); `other(meta)` for anything else.
+    The same value: tests/test_parser_builder.py compares."""
     assert Span.__slots__ == ("file", "line", "col", "end_line", "end_col", "start", "end")
-    s_file, s_line, s_col, s_end_line, s_end_col, s_start, s_end = (Span.__dict__[f].__set__ for f in Span.__slots__)
     new = object.__new__
 
     def make(meta) -> Span:
         if meta.__class__ is not tuple:
             return other(meta)
-        span = new(Span)
-        s_file(span, file)
-        s_line(span, meta[0])
-        s_col(span, meta[1])
-        s_end_line(span, meta[2])
-        s_end_col(span, meta[3])
-        s_start(span, meta[4])
-        s_end(span, meta[5])
+        span = new(_SpanDraft)
+        span.file = file
+        span.line, span.col, span.end_line, span.end_col, span.start, span.end = meta
+        span.__class__ = Span
         return span
     return make
 

@@ -287,3 +287,107 @@ def test_tables_made_from_another_grammar_are_not_used(monkeypatch):
 
     monkeypatch.setattr(lalr_tables, "GRAMMAR", lalr_tables.GRAMMAR + "\n// edited")
     assert parser._shipped_tables() is None
+
+
+# -- the lean driver's own shortcuts (issue 14): each must give exactly what lark's lexer and parser do
+
+def _terminals():
+    return {t.name: t.pattern.to_regexp() for t in parser._lark().terminals}
+
+
+def test_first_characters_are_those_the_terminals_begin_with():
+    # the lexer by next character tries only the terminals that may begin with it: the analysis must
+    # name every character a match can begin with (a superset is safe, a subset would lose tokens)
+    firsts = {name: parser._first_chars(regexp) for name, regexp in _terminals().items()}
+    letters = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ_")
+    assert firsts["NAME"] == letters and firsts["TNAME"] == letters
+    assert firsts["INT"] == set("0123456789") and firsts["FLOAT"] == set("0123456789.")
+    assert firsts["LABEL"] == letters | set("0123456789{") and firsts["OUTNAME"] == letters | {"{"}
+    assert firsts["STRING"] == set("\"'") and firsts["COMMENT"] == {"#"} and firsts["_NL"] == set("\r\n")
+    assert firsts["COMP"] == set("=!<>") and firsts["__IGNORE_1"] == set(" \t\f")
+    for name, regexp in _terminals().items():  # and every match in the corpus begins with one of them
+        pattern = re.compile(regexp)
+        for text in TEXTS:
+            for pos in range(len(text)):
+                m = pattern.match(text, pos)
+                if m is not None and m.end() > pos and text[pos].isascii():
+                    assert text[pos] in firsts[name], (name, text[pos:pos + 20])
+
+
+def test_first_characters_are_conservative_where_the_analysis_does_not_look():
+    everything = parser._ASCII
+    assert parser._first_chars(r"(?i:a)") == everything  # a group that changes flags
+    assert parser._first_chars(r"a?b") == {"a", "b"} and parser._first_chars(r"(?=x)y") == {"y"}
+    assert parser._first_chars(r"x*") == everything  # may match nothing
+    assert parser._first_chars(r"(a)\1") == {"a"} and parser._first_chars(r"(a?)\1b") == everything
+    assert parser._first_chars(r"[^a]") == everything - {"a"} and parser._first_chars(r"\d") == set("0123456789")
+
+
+def test_terminals_that_cannot_hold_a_newline_hold_none_in_the_corpus():
+    # lark counts the lines of every token whose pattern it cannot rule out holding a newline; the
+    # driver counts those of the terminals the analysis cannot rule out
+    one_line = set(parser._shipped_tables()["one_line"])
+    assert {"_NL", "__IGNORE_2", "STRING"}.isdisjoint(one_line) and {"NAME", "LABEL", "COMMENT", "TNAME"} <= one_line
+    assert not parser._may_hold(r"#[^\n]*", "\n") and parser._may_hold(r"(\r?\n)+", "\n")
+    assert parser._may_hold(r"a.b", "\n")  # `.` counted as anything
+    for name, regexp in _terminals().items():
+        if name in one_line:
+            pattern = re.compile(regexp)
+            for text in TEXTS:
+                for m in pattern.finditer(text):
+                    assert "\n" not in m.group(), name
+
+
+def _own_and_dispatched(driver, lexer: tuple, text: str, pos: int):
+    """(type, end) from a state's own pattern and from the lexer by next character (None: no match)."""
+    own = re.compile(lexer[0].own.pattern).match(text, pos)
+    by_char = lexer[5].get(text[pos])
+    if by_char.__class__ is str:
+        got = (by_char, pos + 1)
+    else:
+        m = (by_char or lexer[1])(text, pos)
+        got = None if m is None else (m.lastgroup, m.end())
+    return (None if own is None else (own.lastgroup, own.end())), got
+
+
+def test_the_lexer_by_next_character_matches_each_state_s_own_pattern():
+    # at every character of a few files and after every ASCII character, for every state's lexer:
+    # the same token (type and end) as the state's own union of its terminals, which is lark's
+    driver = parser._driver()
+    lexers = list({id(lx): lx for lx in driver.lexers.values()}.values())
+    texts = [TEXTS[i] for i in range(0, len(TEXTS), 7)]
+    texts += [chr(c) + tail for c in range(128) for tail in ("", "x", "1", "=1", " a", "{i}:", "\n#")]
+    for lexer in lexers:
+        for text in texts:
+            for pos in range(len(text)):
+                own, got = _own_and_dispatched(driver, lexer, text, pos)
+                assert own == got, (lexer[0].own.pattern[:40], text[pos:pos + 20])
+
+
+def test_only_spaces_are_skipped_before_the_state_is_looked_at():
+    driver = parser._driver()
+    assert set(driver.skip) == set(" \t\f")
+    assert all(lx[5][ch] is driver.spaces for lx in driver.lexers.values() for ch in " \t\f")
+
+
+def test_the_rules_that_splice_are_classified_as_the_grammar_says():
+    # `_sep` never holds a value, `_stmt` and `_top` hold exactly one, the `x*` helpers are lists; no rule
+    # needs the generic path
+    tables = parser._shipped_tables()
+    includes = [filt if filt is not None else (tuple((i, False, 0) for i in range(r[0])), 0)
+                for r in tables["rules"] for filt in [r[4]]]
+    void, item = parser._symbol_kinds(tables["rules"], includes)
+    assert void == {"_sep", "___sep_plus_9"} and item == {"_stmt", "_top"}
+    kinds = {plan[0] for plan in parser._plans(tables["rules"])}
+    assert parser._SPLICE not in kinds and {parser._LIST_ADD, parser._LIST_NEW, parser._BUILD1} <= kinds
+
+
+def test_the_children_builder_is_lark_s_child_filter():
+    # pick, splice (a list value) and the None placeholders of missing [optional] items, in order
+    values = ["x", "a", ["b", "c"], "d"]
+    build = parser._builder_of([("nones", 1), ("pick", 1), ("splice", 2), ("nones", 2), ("pick", 3)], 4,
+                               as_list=True)
+    assert build(values) == [None, "a", "b", "c", None, None, "d"]
+    assert parser._builder_of([("pick", 0), ("pick", 2)], 3, as_list=False)(["p", "q", "r"]) == ("p", "r")
+    assert parser._builder_of([("pick", 1)], 2, as_list=True)(["p", "q"]) == ["q"]
+    assert parser._builder_of([], 2, as_list=True)(["p", "q"]) == []
