@@ -640,12 +640,13 @@ def _symbol_kinds(rules: list, includes: list) -> tuple[set, set]:
     """The `_rule` symbols that always hold nothing (`_sep`) and those that always hold exactly one
     value (`_stmt: layer | assign | ...`): the largest sets consistent with every rule of theirs."""
     splicing = {r[1] for r in rules if _splices(r)}
+    theirs = [(rule, include) for rule, include in zip(rules, includes) if rule[1] in splicing]
     void, item = set(splicing), set()
     for kind in ("void", "item"):
         changed = True
         while changed:
             changed = False
-            for rule, (include, nones_after) in zip(rules, includes):
+            for rule, (include, nones_after) in theirs:
                 ops = _ops(include, nones_after, rule[6], void, item)
                 fits = not ops if kind == "void" else len(ops) == 1 and ops[0][0] == "pick"
                 members = void if kind == "void" else item
@@ -676,17 +677,18 @@ def _plans(rules: list) -> list[tuple]:
         ops = _ops(include, nones_after, expansion, void, item)
         picks = [i for op, i in ops if op == "pick"]
         method = getattr(_ToAst, name, None)
-        if unit or (_splices(rule) and size == 1 and (goto in void or goto in item)):
+        splices = _splices(rule)
+        if unit or (splices and size == 1 and (goto in void or goto in item)):
             kind, arg = _UNIT, None
-        elif _splices(rule) and goto in void:
+        elif splices and goto in void:
             kind, arg = _VOID, None
-        elif (_splices(rule) and goto in item) or (expand1 and len(ops) == 1 and ops[0][0] == "pick"):
+        elif (splices and goto in item) or (expand1 and len(ops) == 1 and ops[0][0] == "pick"):
             kind, arg = _PASS, ops[0][1] - size
-        elif _splices(rule) and ops[:1] == [("splice", 0)] and len(picks) == len(ops) - 1:
+        elif splices and ops[:1] == [("splice", 0)] and len(picks) == len(ops) - 1:
             kind, arg = _LIST_ADD, _builder_of([("pick", i) for i in picks], size, as_list=True)
-        elif _splices(rule) and len(picks) == len(ops):
+        elif splices and len(picks) == len(ops):
             kind, arg = _LIST_NEW, _builder_of(ops, size, as_list=True)
-        elif not _splices(rule) and not expand1:
+        elif not splices and not expand1:
             kind, arg = _BUILD, _builder_of(ops, size, as_list=False)
             if size == 1:  # the child itself when it is all the method is given (None: build nothing)
                 kind, arg = _BUILD1, None if ops == [("pick", 0)] else arg
@@ -1004,8 +1006,10 @@ class _Driver:
         terminals = {name: _Lazy(pattern) for name, pattern in tables["terminals"].items()}
         compiled = compiled or {}
         patterns = [_matcher(pattern, compiled) for pattern in tables["patterns"]]
-        dispatches = [{ch: target if type(target) is str else patterns[target]
-                       for chars, target in groups for ch in chars} for groups in tables["dispatch"]]
+        made: dict[tuple, dict] = {}  # many states share a table: made once each
+        dispatches = [made.get(groups) or made.setdefault(groups, {
+            ch: target if type(target) is str else patterns[target] for chars, target in groups for ch in chars})
+            for groups in tables["dispatch"]]
         self.skip = {ch: patterns[i] for chars, i in tables["skip"] for ch in chars}
         one_line = frozenset(tables["one_line"])  # lark counts the lines of some that cannot have two
         lexers = []
