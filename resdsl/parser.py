@@ -1134,8 +1134,12 @@ class _Driver:
                 kind, size, goto, arg, method, nesting = plans[~act]
                 if kind == _BUILD1:  # as `_BUILD` below, for one child: its tokens are the reduction's
                     first = firsts[-1]
-                    ext = first if first is last_ext else (first[0], first[1], last_ext[2], last_ext[3], first[4],
-                                                           last_ext[5])
+                    if first is last_ext:
+                        ext = first
+                    elif first is extent:  # pragma: no cover - no child of one that may be empty in this grammar
+                        ext = None
+                    else:
+                        ext = (first[0], first[1], last_ext[2], last_ext[3], first[4], last_ext[5])
                     res = values[-1] = method(to_ast, ext, [values[-1]] if arg is None else arg(values))
                     if nesting:
                         depths[-1] += 1
