@@ -983,6 +983,33 @@ def _rule_entry(rule) -> tuple:
     return (size, str(rule.origin.name), unit, str(name), filt, expand1, tuple(str(s.name) for s in rule.expansion))
 
 
+def _state_lexers(tables: dict, compiled: dict[str, re.Pattern]) -> tuple[dict, dict]:
+    """Each parser state's lexer -- (its own lexer, its own pattern's match, keyword table, ignored,
+    multi-line, the table by next character, `_handling`) -- and the matchers of the characters
+    every state skips (`_skip`), from the tables and the patterns compiled from shipped code."""
+    unions = [_Lazy(pattern) for pattern in tables["unions"]]
+    terminals = {name: _Lazy(pattern) for name, pattern in tables["terminals"].items()}
+    patterns = [_matcher(pattern, compiled) for pattern in tables["patterns"]]
+    made: dict[tuple, dict] = {}  # many states share a table: made once each
+    dispatches = [made.get(groups) or made.setdefault(groups, {
+        ch: target if type(target) is str else patterns[target] for chars, target in groups for ch in chars})
+        for groups in tables["dispatch"]]
+    one_line = frozenset(tables["one_line"])  # lark counts the lines of some that cannot have two
+    lexers = []
+    for (pattern, order, union, extra, keywords, ignore, newlines), dispatch in zip(tables["lexers"], dispatches):
+        own = _StateLexer(pattern, tuple(terminals[n] for n in order))
+        if pattern in compiled:  # made from shipped code: the state's own pattern decides at once
+            own.own.compiled = compiled[pattern]
+            match = own.own.compiled.match
+        else:
+            match = _match(own, frozenset(order), unions[union] if union is not None else None, tuple(extra))
+        multiline = tuple(name for name in newlines if name not in one_line)
+        lexers.append((own, match, keywords, frozenset(ignore), frozenset(newlines), dispatch,
+                       _handling(order, keywords, ignore, multiline)))
+    skip = {ch: patterns[i] for chars, i in tables["skip"] for ch in chars}
+    return {state: lexers[i] for state, i in tables["state_lexer"].items()}, skip
+
+
 class _Driver:
     """A lean LALR(1) driver over the tables, lexers and child filters lark built for the grammar.
 
@@ -1002,29 +1029,8 @@ class _Driver:
         self.kept = frozenset(tables["kept"])
         # per start symbol: (state below, symbol, lookahead) -> the state a chain of unit reductions ends in
         self.units: dict[str, dict[tuple, int]] = {start: {} for start in self.start_states}
-        unions = [_Lazy(pattern) for pattern in tables["unions"]]
-        terminals = {name: _Lazy(pattern) for name, pattern in tables["terminals"].items()}
-        compiled = compiled or {}
-        patterns = [_matcher(pattern, compiled) for pattern in tables["patterns"]]
-        made: dict[tuple, dict] = {}  # many states share a table: made once each
-        dispatches = [made.get(groups) or made.setdefault(groups, {
-            ch: target if type(target) is str else patterns[target] for chars, target in groups for ch in chars})
-            for groups in tables["dispatch"]]
-        self.skip = {ch: patterns[i] for chars, i in tables["skip"] for ch in chars}
-        one_line = frozenset(tables["one_line"])  # lark counts the lines of some that cannot have two
-        lexers = []
-        for (pattern, order, union, extra, keywords, ignore, newlines), dispatch in zip(tables["lexers"], dispatches):
-            own = _StateLexer(pattern, tuple(terminals[n] for n in order))
-            if pattern in compiled:  # made from shipped code: the state's own pattern decides at once
-                own.own.compiled = compiled[pattern]
-                match = own.own.compiled.match
-            else:
-                match = _match(own, frozenset(order), unions[union] if union is not None else None, tuple(extra))
-            multiline = tuple(name for name in newlines if name not in one_line)
-            lexers.append((own, match, keywords, frozenset(ignore), frozenset(newlines), dispatch,
-                           _handling(order, keywords, ignore, multiline)))
-        self.lexers = {state: lexers[i] for state, i in tables["state_lexer"].items()}
-        # the same, as lists indexed by state: what the loop reads per token
+        self.lexers, self.skip = _state_lexers(tables, compiled or {})
+        # the actions and lexers as lists indexed by state: what the loop reads per token
         states = range(len(self.actions))
         assert not any(self.actions[s].get("$END", -1) >= 0 for s in states), "the end is never shifted"
         self.by_state = [self.actions[s] for s in states]
