@@ -21,7 +21,8 @@ from types import MappingProxyType
 from . import lowerable, ops, replay, sizevars
 from . import syntax as ast
 from .diagnostics import Diagnostic, Note, ResdslError, did_you_mean, error
-from .evaluate import Evaluator, FrozenDict, Tensor, _Poisoned, check_assertion, names_in, show, type_name
+from .evaluate import (MAX_INT, Evaluator, FrozenDict, Tensor, _check_int, _Poisoned, check_assertion, names_in, show,
+                       type_name)
 from .ir import CallSite, Contract, Graph, Node, Region, Scope, assign_names, cycle_collector_paused, freeze, new_node
 from .limits import DEFAULT, MODULE_DEPTH_CEILING, Limits, raise_hint
 from .loader import Program
@@ -542,6 +543,16 @@ class Elaborator:
         return text
 
     def layer(self, s: ast.Layer, ctx: Ctx) -> None:
+        plan = _PLANS.get(id(s))
+        if plan is None or plan[0] is not s:
+            plan = _plan_of(s)
+        if plan[1] is not None and s.op not in self.program.blocks:  # an op call with a plan: see _OpPlan
+            op = plan[1]
+            label = op.label if op.label is not None else self.label(s.label, ctx) if s.label is not None else None
+            self._planned_op(op, s, None if label == ANONYMOUS else label, ctx)
+            if s.binds:
+                self._bind_one(s, ctx)
+            return
         label = self.label(s.label, ctx) if s.label is not None else None
         anonymous = label == ANONYMOUS
         if anonymous:  # `_:` no name of its own: a block call then names its layers in the caller's scope
@@ -674,16 +685,37 @@ class Elaborator:
         ctx.current = self.make(spec, attrs, inputs, label, s.span, ctx, spans,
                                 operand_spans=[s.span] + [sp for _, sp in tensors])
 
+    def _planned_op(self, plan: "_OpPlan", s: ast.Layer, label: str | None, ctx: Ctx) -> None:
+        """`op_layer` for a call site whose plan did once what depends on the statement alone: the same
+        evaluations, checks and errors in the same order, for the arguments that are not constants."""
+        attrs = dict(plan.template)  # every argument in the order op_layer's would have; constants checked
+        if plan.variable:
+            ev = self._evaluator(ctx)
+            for name, expr, p in plan.variable:
+                attrs[name] = _check_kind(p, ev.eval(expr), expr.span)
+        x = self.need_current(ctx, s.span)
+        ctx.current = self.make(plan.spec, attrs, [x], label, s.span, ctx, plan.spans, plan.operand_spans,
+                                checks=plan.checks)
+
     def make(self, spec: ops.OpSpec, attrs: dict, inputs: list[Tensor], label: str | None, span: Span, ctx: Ctx,
              spans: dict[str, Span] | None = None, operand_spans: list[Span] | None = None,
-             hints: dict[str, str] | None = None) -> Tensor:
+             hints: dict[str, str] | None = None, checks: tuple | None = None) -> Tensor:
         """Infer shape and counts, then add the node; ShapeProblems become diagnostics (`hints`: code -> the
-        hint to give instead of the op's, where the node comes from a construct such as dense)."""
+        hint to give instead of the op's, where the node comes from a construct such as dense).  `checks`
+        (from an `_OpPlan`): attrs already hold every default and only these (name, Param) need their range
+        checked -- what `spec.elaborate` would find of the others was found once."""
         in_shapes = [t.shape for t in inputs]
         if self._token_ids or spec.ids is not None:  # without token-id inputs only an id reader can be wrong
             self._check_ids(spec, inputs, span)
         try:
-            shape, attrs = spec.elaborate(attrs, in_shapes)
+            if checks is None:
+                shape, attrs = spec.elaborate(attrs, in_shapes)
+            else:
+                for name, p in checks:
+                    v = attrs[name]
+                    if v is not p.default:  # as spec.elaborate: defaults are valid by construction
+                        p.check(v)
+                shape, attrs = spec.infer_full(attrs, in_shapes)
         except ops.ShapeProblem as p:
             where = (spans or {}).get(p.arg, span) if p.arg else span
             notes = []
@@ -1137,6 +1169,96 @@ class Elaborator:
                                   freeze({"merge": a["merge"]}), sid, s.span, ctx.calls), ctx)
         self._close_scope(sid, ctx)
         ctx.current = out
+
+
+# ---------------------------------------------------------------- call-site plans
+
+
+class _OpPlan:
+    """What an op call statement's arguments give that does not depend on where it runs, worked out once
+    per statement (`_plan_of`): the op, the label when it is literal text, the attrs dict in the order
+    `op_layer` builds it -- `bind_args`' order merged into the op's defaults as `OpDef.elaborate` does --
+    with the constants' values (kind- and range-checked) and the defaults, and the arguments left to
+    evaluate at each run.  Made only where that changes nothing: constants that pass every check, no
+    tensor arguments, no argument errors; anything else takes the general path and its errors."""
+
+    __slots__ = ("spec", "label", "template", "variable", "checks", "spans", "operand_spans")
+
+    def __init__(self, spec: ops.OpSpec, label: str | None, template: dict, variable: tuple, spans: dict,
+                 operand_spans: list):
+        self.spec, self.label, self.template, self.variable = spec, label, template, variable
+        self.checks = tuple((name, p) for name, _, p in variable)
+        self.spans, self.operand_spans = spans, operand_spans
+
+
+_PLANS: dict[int, tuple] = {}  # id(statement) -> (statement, _OpPlan | None); the statement is held
+_PLANS_KEPT = 8192  # statements of files loaded since; more and the table starts again (bounded memory)
+
+
+def _plan_of(s: ast.Layer) -> tuple:
+    """(s, its plan or None), remembered."""
+    if len(_PLANS) >= _PLANS_KEPT:
+        _PLANS.clear()
+    try:
+        plan = _make_plan(s)
+    except ResdslError:  # a constant the general path will refuse, with its diagnostic
+        plan = None
+    entry = _PLANS[id(s)] = (s, plan)
+    return entry
+
+
+def _make_plan(s: ast.Layer) -> _OpPlan | None:
+    """The plan of an op call (None for anything else, or where the general path would report an error
+    or needs the tensors' values): a mirror of `Elaborator.label` and `bind_args` for what is constant."""
+    if s.op == "split" or s.op in STRUCTURAL or s.clauses:
+        return None  # (a file's own block of the op's name is checked at each use: the plan is per op)
+    spec = ops.lookup(s.op)
+    if spec is None or not spec.user or spec.arity[0] > 1 or spec.arity[1] == 0 or \
+            any(p.kind == "tensors" for p in spec.params):
+        return None
+    label = None
+    if s.label is not None and all(isinstance(p, str) for p in s.label.parts):
+        label = "".join(s.label.parts)
+        if not _LABEL_RE.fullmatch(label):
+            return None
+    positional = [p for p in spec.params if p.positional]
+    by_name: dict[str, ops.Param] = {}
+    for p in spec.params:
+        by_name.setdefault(p.name, p)
+    values: dict[str, object] = {}
+    variable = []
+    spans: dict[str, Span] = {}
+    pos_i = 0
+    for a in s.args:
+        if a.name is None:
+            if pos_i >= len(positional):
+                return None
+            p = positional[pos_i]
+            pos_i += 1
+        else:
+            p = by_name.get(a.name)
+            if p is None or a.name in values:
+                return None
+        if type(a.value) is ast.Const:
+            v = a.value.value
+            values[p.name] = _check_kind(p, v if type(v) is int and -MAX_INT <= v <= MAX_INT else
+                                         _check_int(v, a.value.span), a.value.span)
+            if values[p.name] is not p.default:
+                try:
+                    p.check(values[p.name])
+                except ops.ShapeProblem:
+                    return None
+        else:
+            values[p.name] = None  # its place in the order; the value comes at each run
+            variable.append((p.name, a.value, p))
+        spans[p.name] = a.value.span
+    for p in spec.params:
+        if p.name not in values:
+            if p.default is ops.REQUIRED:
+                return None
+            values[p.name] = p.default
+    template = {**spec._defaults, **values}
+    return _OpPlan(spec, label, template, tuple(variable), spans, [s.span])
 
 
 # ---------------------------------------------------------------- argument kinds

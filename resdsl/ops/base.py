@@ -307,15 +307,24 @@ class OpDef:
             p = by_name.get(k)
             if p is not None and v is not p.default:  # defaults are valid by construction
                 p.check(v)
-        attrs = {**self._defaults, **attrs}
-        out = self.infer(MappingProxyType(attrs), xs)  # a fresh dict, read-only to the rule
+        return self.infer_full({**self._defaults, **attrs}, xs)
+
+    def infer_full(self, attrs: dict, xs: list[Shape]) -> tuple[Shape, dict]:
+        """The shape rule alone, for attrs already checked and holding every default (as `elaborate` makes
+        them): returns (shape, attrs with the derived attributes applied).  `attrs` must be a fresh dict,
+        handed over: the derived attributes are written into it."""
+        out = self.infer(MappingProxyType(attrs), xs)  # read-only to the rule
         if isinstance(out, Inferred):
-            extra = set(out.derived) - set(self.derived)
-            if extra:
+            if not self._derived.issuperset(out.derived):
+                extra = set(out.derived) - set(self.derived)
                 raise MissingFacet(self.name, f"derived {sorted(extra)}", "the op's shape rule")
             attrs.update(out.derived)  # our own fresh dict: the caller's is untouched
             return tuple(out.shape), attrs
         return tuple(out), attrs
+
+    @cached_property
+    def _derived(self) -> frozenset:
+        return frozenset(self.derived)
 
     @cached_property
     def _by_name(self) -> dict:
