@@ -21,8 +21,8 @@ from types import MappingProxyType
 from . import lowerable, ops, replay, sizevars
 from . import syntax as ast
 from .diagnostics import Diagnostic, Note, ResdslError, did_you_mean, error
-from .evaluate import (MAX_INT, Evaluator, FrozenDict, Tensor, _check_int, _Poisoned, check_assertion, names_in, show,
-                       type_name)
+from .evaluate import (MAX_INT, Evaluator, FrozenDict, Tensor, _check_int, _Poisoned, check_assertion, compile_expr,
+                       names_in, show, type_name)
 from .ir import CallSite, Contract, Graph, Node, Region, Scope, assign_names, cycle_collector_paused, freeze, new_node
 from .limits import DEFAULT, MODULE_DEPTH_CEILING, Limits, raise_hint
 from .loader import Program
@@ -691,8 +691,8 @@ class Elaborator:
         attrs = dict(plan.template)  # every argument in the order op_layer's would have; constants checked
         if plan.variable:
             ev = self._evaluator(ctx)
-            for name, expr, p in plan.variable:
-                attrs[name] = _check_kind(p, ev.eval(expr), expr.span)
+            for name, value, span, p in plan.variable:
+                attrs[name] = _check_kind(p, value(ev), span)
         x = self.need_current(ctx, s.span)
         ctx.current = self.make(plan.spec, attrs, [x], label, s.span, ctx, plan.spans, plan.operand_spans,
                                 checks=plan.checks)
@@ -1187,7 +1187,7 @@ class _OpPlan:
     def __init__(self, spec: ops.OpSpec, label: str | None, template: dict, variable: tuple, spans: dict,
                  operand_spans: list):
         self.spec, self.label, self.template, self.variable = spec, label, template, variable
-        self.checks = tuple((name, p) for name, _, p in variable)
+        self.checks = tuple((name, p) for name, _, _, p in variable)
         self.spans, self.operand_spans = spans, operand_spans
 
 
@@ -1250,7 +1250,7 @@ def _make_plan(s: ast.Layer) -> _OpPlan | None:
                     return None
         else:
             values[p.name] = None  # its place in the order; the value comes at each run
-            variable.append((p.name, a.value, p))
+            variable.append((p.name, compile_expr(a.value), a.value.span, p))
         spans[p.name] = a.value.span
     for p in spec.params:
         if p.name not in values:
