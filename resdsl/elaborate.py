@@ -100,6 +100,11 @@ class Elaborator:
         self._fragments: dict[tuple, replay.Fragment] = {}  # see _run_body
         self._misses: dict[int, int] = {}  # id(body or call site) -> runs since it was last replayed (GIVE_UP)
         self.replayed = 0  # nodes emitted from fragments rather than elaborated (counted by the tests)
+        self.reshaped = 0  # of those, nodes whose shape rules ran again for a new input shape (see _reshape)
+        self._rules: list[tuple | None] = []  # per node: (op, attrs its shape rule read), None if not made so
+        self._shape_choices = 0  # constructs that chose attrs from shapes (shortcut, split): see _reshape
+        self._reshapes: dict[tuple, replay.Fragment] = {}  # see _run_body
+        self._shape_free: dict[int, tuple] = {}  # id(body) -> (body, whether it never reads a shape)
 
     # ------------------------------------------------------------ errors
 
@@ -436,8 +441,8 @@ class Elaborator:
             values = tuple([replay.key_of(env[n]) if n in env else replay.OUTER for n in names[0]])
         except replay.Unkeyable:
             return None
-        return ("shared", id(stmts), id(ctx.calls), ctx.in_network, len(env), None if cur is None else cur.shape,
-                cur is not None and cur.node in self._token_ids, values), names[1]
+        return ("shared", id(stmts), id(ctx.calls), ctx.in_network, len(env), cur is not None and cur.node in
+                self._token_ids, values, None if cur is None else cur.shape), names[1]  # the shape last: _run_body
 
     def assert_(self, s: ast.Assert, ctx: Ctx) -> None:
         """Check an `assert` now, or -- when it names a network total -- once the network is built."""
@@ -709,13 +714,14 @@ class Elaborator:
             self._check_ids(spec, inputs, span)
         try:
             if checks is None:
-                shape, attrs = spec.elaborate(attrs, in_shapes)
+                merged = spec.checked(attrs, in_shapes)
             else:
                 for name, p in checks:
                     v = attrs[name]
                     if v is not p.default:  # as spec.elaborate: defaults are valid by construction
                         p.check(v)
-                shape, attrs = spec.infer_full(attrs, in_shapes)
+                merged = attrs
+            shape, attrs = spec.infer_full(merged, in_shapes)
         except ops.ShapeProblem as p:
             where = (spans or {}).get(p.arg, span) if p.arg else span
             notes = []
@@ -728,7 +734,8 @@ class Elaborator:
                         hint="check the sizes, strides and scale factors") from None
         self._check_elements(shape, span)
         counts = spec.count(attrs, in_shapes, shape)
-        return self.add_node(spec.name, attrs, [t.node for t in inputs], shape, counts, label, span, ctx)
+        return self.add_node(spec.name, attrs, [t.node for t in inputs], shape, counts, label, span, ctx,
+                             (spec, merged))
 
     def made_at(self, node_id: int, ctx: Ctx) -> Span:
         """Where the user made a tensor, seen from `ctx`: the block call it came out of (not the
@@ -760,8 +767,9 @@ class Elaborator:
                         hint="raise it with --limit max_tensor_elements=N if you mean it")
 
     def add_node(self, op: str, attrs: dict, inputs: list[int], shape: tuple, counts: tuple[int, int],
-                 label: str | None, span: Span, ctx: Ctx) -> Tensor:
-        """Append a node; it keeps `attrs` itself (read-only), so the caller must not change that dict later."""
+                 label: str | None, span: Span, ctx: Ctx, rule: tuple | None = None) -> Tensor:
+        """Append a node; it keeps `attrs` itself (read-only), so the caller must not change that dict later.
+        `rule`: (op, the attrs its shape rule read), kept for reshaped replays (see `_reshape`)."""
         g = self.graph
         nid = len(g.nodes)
         if nid >= self.limits.max_nodes:  # fatal, like max_steps: one report, then stop
@@ -776,6 +784,7 @@ class Elaborator:
         # `attrs` is the caller's fresh dict, handed over: wrapping it read-only needs no copy
         g.nodes.append(new_node(nid, op, tuple(inputs), MappingProxyType(attrs), shape, counts[0], counts[1], ctx.scope,
                                 label, span, ctx.calls, ctx.region))
+        self._rules.append(rule)
         return Tensor(nid, shape)
 
     def new_scope(self, label: str | None, hint: str, kind: str, span: Span, ctx: Ctx) -> int:
@@ -834,7 +843,7 @@ class Elaborator:
             values = tuple([replay.key_of(v) for v in env.values()])
         except replay.Unkeyable:
             return None
-        return ("block", id(s), id(ctx.calls), x.shape, x.node in self._token_ids, values)
+        return ("block", id(s), id(ctx.calls), x.node in self._token_ids, values, x.shape)  # the shape last: _run_body
 
     def _run_body(self, key: tuple, anchors: tuple, body: tuple[ast.Stmt, ...], ctx: Ctx,
                   sets: tuple[str, ...] | None) -> None:
@@ -848,26 +857,77 @@ class Elaborator:
         g = self.graph
         f = self._fragments.get(key)
         made = f.compiled() if f is not None else None
+        if f is None:  # the same body, but a new input shape: a fragment of it that reads no shape serves
+            shaped = self._reshapes.get(key[:-1])
+            if shaped is not None and self._reshape(shaped, ctx):
+                self._misses[id(anchors[0])] = 0
+                return
         self._misses[id(anchors[0])] = 0 if made is not None else self._misses.get(id(anchors[0]), 0) + 1
         if made is not None and self.steps + f.steps <= self.limits.max_steps and \
                 len(g.nodes) + len(made[0]) <= self.limits.max_nodes:
-            current, sets = replay.emit(g, made, ctx.current, ctx.scope, ctx.region)
-            self.steps += f.steps
-            self.last_span = f.last_span
-            self.replayed += len(made[0])
-            ctx.current = current
-            for k, v in sets:
-                ctx.env[k] = v
+            self._emit(f, made, ctx)
             return
         at = replay.Start(g, self.steps, ctx.current, ctx.scope, ctx.region)
         before = (len(g.contracts), len(g.inputs), len(g.outputs), len(self._tied), len(self._token_ids))
+        choices = self._shape_choices
         self.body(body, ctx)
         if f is not None or self.diags or \
                 before != (len(g.contracts), len(g.inputs), len(g.outputs), len(self._tied), len(self._token_ids)):
             return  # (a fragment that cannot be replayed is not made again)
         env = ctx.env
         values = None if sets is None else tuple((k, env[k]) for k in sets if k in env)
-        self._fragments[key] = replay.Fragment(anchors, at, g, self.steps, self.last_span, ctx.current, values)
+        rules = self._rules[at.nodes:]
+        f = self._fragments[key] = replay.Fragment(anchors, at, g, self.steps, self.last_span, ctx.current, values,
+                                                   rules)
+        if choices == self._shape_choices and key[:-1] not in self._reshapes and None not in rules and \
+                replay.reads_no_shape(body, self.program.blocks):
+            self._reshapes[key[:-1]] = f
+
+    def _emit(self, f: replay.Fragment, made: tuple, ctx: Ctx, shapes: list | None = None) -> None:
+        """Append what a fragment made (`replay.emit`; `shapes`: its nodes' new shapes) and do what running
+        its body did besides."""
+        current, sets = replay.emit(self.graph, made, ctx.current, ctx.scope, ctx.region, shapes)
+        self._rules.extend(f.rules)
+        self.steps += f.steps
+        self.last_span = f.last_span
+        self.replayed += len(made[0])
+        ctx.current = current
+        for k, v in sets:
+            ctx.env[k] = v
+
+    def _reshape(self, f: replay.Fragment, ctx: Ctx) -> bool:
+        """Replay a fragment recorded for another input shape, its nodes' shape rules and counts run again
+        for this one; False (nothing done) where the fragment cannot be replayed or a rule or a limit
+        refuses: then the body runs and reports what it finds.
+        Exact because of what the fragment was recorded for (`_run_body`): its body and the blocks it calls
+        read no shape (`replay.reads_no_shape`), no construct in it chose attrs from one (a shortcut, a
+        split: `_shape_choices`) and every node's attrs are what its rule gave (`_rules`).  So a run for
+        this shape takes the same statements, with the same values, and makes the same nodes from the
+        same rule inputs: only what the rules and counts give differs.  The checks constructs make of
+        shapes are those of the rules (a residual's add is the op's own equality check)."""
+        made = f.compiled()
+        g = self.graph
+        if made is None or self.steps + f.steps > self.limits.max_steps or \
+                len(g.nodes) + len(made[0]) > self.limits.max_nodes:
+            return False
+        x = ctx.current.shape if ctx.current is not None else None
+        limit = self.limits.max_tensor_elements
+        shapes: list[tuple] = []
+        nodes = []
+        try:
+            for (op, ins, _, _, _, _, sc, label, span, calls, rg), (spec, given) in zip(made[0], f.rules):
+                xs = [x if i < 0 else shapes[i] for i in ins]
+                shape, attrs = spec.infer_full(given, xs)
+                if math.prod(shape) > limit:
+                    return False
+                params, buffers = spec.count(attrs, xs, shape)
+                shapes.append(shape)
+                nodes.append((op, ins, MappingProxyType(attrs), shape, params, buffers, sc, label, span, calls, rg))
+        except (ops.ShapeProblem, OverflowError, ValueError, ZeroDivisionError):
+            return False
+        self._emit(f, (tuple(nodes),) + made[1:], ctx, shapes)
+        self.reshaped += len(nodes)
+        return True
 
     def _too_deep(self, s: ast.Layer, bd: ast.BlockDef, ctx: Ctx) -> None:
         """Block calls nested past max_call_depth: E016 with the call chain when a block recurs, else E040."""
@@ -1047,6 +1107,7 @@ class Elaborator:
         if s.clauses:
             raise error("E021", "`split` takes no body", s.clauses[0].span)
         x = self.need_current(ctx, s.span)
+        self._shape_choices += 1  # the pieces' attrs are worked out from the channels: see _reshape
         sizes = _split_sizes(a["sections"], x.shape[0], spans["sections"])
         names = [n for t in s.binds for n in self._evaluator(ctx).expand_names(t.parts, t.span)]
         if len(names) != len(sizes):
@@ -1068,12 +1129,14 @@ class Elaborator:
             n = g.nodes[i]
             if n.family == "norm" and "init" in n.attrs:
                 g.nodes[i] = replace(n, attrs=freeze({**n.attrs, "init": "zeros"}))
+                self._rules[i] = None  # its attrs are no longer what its rule gave: a body with it is not reshaped
                 return
         raise error("E014", "zero_init_last=true but the branch has no normalization layer", spans.get("zero_init_last", s.span),
                     hint="for networks without norms, use init=\"zeros\" on the branch's last conv (Fixup)")
 
     def _shortcut(self, kind: str, a: dict, x: Tensor, b: Tensor, s: ast.Layer, spans: dict, ctx: Ctx) -> Tensor:
         """Build a projection, average-pool projection or zero-pad shortcut from x to b's shape."""
+        self._shape_choices += 1  # the shortcut's attrs are worked out from the shapes: see _reshape
         xs, bs = x.shape, b.shape
         where = spans.get("shortcut", s.span)
         if len(xs) != len(bs):

@@ -93,6 +93,49 @@ def reads_and_writes(body: tuple[ast.Stmt, ...]) -> tuple[tuple[str, ...], tuple
     return tuple(sorted(names)), tuple(sorted(sets))
 
 
+SHAPE_NAMES = ("in_channels", "in_shape")
+
+
+def reads_no_shape(body: tuple[ast.Stmt, ...], blocks: dict) -> bool:
+    """Whether nothing a body runs -- its statements and the blocks it calls, their parameters'
+    defaults included -- reads a tensor's shape: no `in_channels` or `in_shape`, no `.shape` or
+    `.channels` (the only attributes there are), no `shape(...)`.  (A tensor's other uses show no
+    shape: compared, tensors are equal when their nodes are.)  Worked out once per body for the blocks
+    it met, rechecked by identity."""
+    entry = _SHAPE_FREE.get(id(body))
+    if entry is not None and entry[0] is body and all(blocks.get(n) is bd for n, bd in entry[2]):
+        return entry[1]
+    if len(_SHAPE_FREE) >= _NAMES_KEPT:
+        _SHAPE_FREE.clear()
+    met: dict[str, object] = {}
+    free = _reads_no_shape(body, blocks, met)
+    _SHAPE_FREE[id(body)] = (body, free, tuple(met.items()))
+    return free
+
+
+_SHAPE_FREE: dict[int, tuple] = {}  # id(body) -> (body, reads_no_shape, ((name, BlockDef or None) it met))
+
+
+def _reads_no_shape(body: tuple, blocks: dict, met: dict) -> bool:
+    stack: list[object] = [body]
+    while stack:
+        x = stack.pop()
+        if isinstance(x, tuple):  # bodies are tuple subclasses (the parser's _Seq)
+            stack.extend(x)
+        elif isinstance(x, ast.Name):
+            if x.id in SHAPE_NAMES:
+                return False
+        elif isinstance(x, ast.Attr) or (isinstance(x, ast.Call) and x.func == "shape"):
+            return False
+        elif is_dataclass(x) and not isinstance(x, Span):
+            if isinstance(x, ast.Layer) and x.op not in met:  # a block call (maybe): its body runs too
+                bd = met[x.op] = blocks.get(x.op)
+                if bd is not None:
+                    stack.extend((bd.params, bd.body))
+            stack.extend(getattr(x, f.name) for f in fields(x))
+    return True
+
+
 _NAMES: dict[int, tuple] = {}  # id(body) -> (body, names_of(body)): the body is held, so its id is its own
 _NAMES_KEPT = 4096  # bodies of files loaded since; more and the table starts again (bounded memory)
 
@@ -119,10 +162,10 @@ class Fragment:
     costs a few list slices.  `compiled()` turns it into relocatable tuples the first time it is
     replayed (None if it cannot be: it refers to something from outside)."""
 
-    __slots__ = ("anchors", "at", "raw", "steps", "last_span", "current", "env", "_compiled")
+    __slots__ = ("anchors", "at", "raw", "steps", "last_span", "current", "env", "rules", "_compiled")
 
     def __init__(self, anchors: tuple, at: "Start", g: Graph, steps: int, last_span: Span,
-                 current: Tensor | None, env: tuple | None):
+                 current: Tensor | None, env: tuple | None, rules: list):
         self.anchors = anchors  # the objects whose ids key it: held, so no other object can take an id
         self.at = at
         self.raw = (g.nodes[at.nodes:], g.scopes[at.scopes:], g.regions[at.regions:], g.structure[at.structure:])
@@ -130,6 +173,7 @@ class Fragment:
         self.last_span = last_span
         self.current = current
         self.env = env
+        self.rules = rules  # per node: (op, the attrs its shape rule read), as the elaborator keeps them
         self._compiled: tuple | None | bool = False
 
     def compiled(self) -> tuple | None:
@@ -223,11 +267,13 @@ def _ref(kind: str, ref: int, s0: int, r0: int) -> int:
     return ref - base
 
 
-def emit(g: Graph, f: tuple, x: Tensor | None, scope: int, region: int | None) -> tuple[object, tuple]:
+def emit(g: Graph, f: tuple, x: Tensor | None, scope: int, region: int | None,
+         shapes: list | None = None) -> tuple[object, tuple]:
     """Append the fragment's nodes, scopes, regions and marks to `g`, received ids replaced by `x`'s
     node, `scope` and `region`; returns the tensor it leaves current and the variables it sets, both
-    with their ids shifted.  Every value is made anew or shared read-only (attrs, spans, call chains):
-    names are set in place later by `assign_names`."""
+    with their ids shifted (and, given `shapes` -- the nodes' shapes where they changed -- their shapes
+    taken from it).  Every value is made anew or shared read-only (attrs, spans, call chains): names
+    are set in place later by `assign_names`."""
     f_nodes, f_scopes, f_regions, f_structure, f_current, f_env = f
     n0, s0, r0 = len(g.nodes), len(g.scopes), len(g.regions)
     xn = x.node if x is not None else None
@@ -244,10 +290,12 @@ def emit(g: Graph, f: tuple, x: Tensor | None, scope: int, region: int | None) -
                                 tuple([i + n0 for i in shortcut]), attrs, scope if sc < 0 else sc + s0, span, calls))
     bases = (0, s0, r0)
     g.structure.extend([(count + n0, action, kind, ref + bases[base]) for count, action, kind, ref, base in f_structure])
+    def tensor(t: Tensor) -> Tensor:
+        return x if t.node < 0 else Tensor(t.node + n0, t.shape if shapes is None else shapes[t.node])
+
     current = f_current
     if type(current) is Tensor:
-        current = x if current.node < 0 else Tensor(current.node + n0, current.shape)
+        current = tensor(current)
     if not f_env:
         return current, ()
-    return current, tuple((k, (x if v.node < 0 else Tensor(v.node + n0, v.shape)) if type(v) is Tensor else v)
-                          for k, v in f_env)
+    return current, tuple((k, tensor(v) if type(v) is Tensor else v) for k, v in f_env)
