@@ -23,7 +23,8 @@ from . import syntax as ast
 from .diagnostics import Diagnostic, Note, ResdslError, did_you_mean, error
 from .evaluate import (MAX_INT, Evaluator, FrozenDict, Tensor, _check_int, _Poisoned, check_assertion, compile_expr,
                        names_in, show, type_name)
-from .ir import CallSite, Contract, Graph, Node, Region, Scope, assign_names, cycle_collector_paused, freeze, new_node
+from .ir import (CallSite, Contract, Graph, Node, Region, Scope, assign_names, cycle_collector_paused, freeze, new_node,
+                 new_region, new_scope)
 from .limits import DEFAULT, MODULE_DEPTH_CEILING, Limits, raise_hint
 from .loader import Program
 from .span import UNKNOWN, Span
@@ -93,7 +94,6 @@ class Elaborator:
         self.graph: Graph | None = None
         self.last_span: Span = UNKNOWN  # the statement being run (for RecursionError reports)
         self._signatures: dict[int, tuple] = {}  # id(params) -> (params, signature): see _signature
-        self._block_param_lists: dict[str, tuple] = {}  # block name -> (BlockDef, params)
         self._token_ids: set[int] = set()  # nodes whose attrs say dtype="int": token-id inputs (_check_ids)
         self._tied: list[int] = []  # nodes whose attrs have a `tie` (_resolve_ties)
         self._last_evaluator: tuple[Ctx | None, Evaluator | None] = (None, None)  # see _evaluator
@@ -242,6 +242,8 @@ class Elaborator:
         first: dict[tuple[int | None, str], Span] = {}
         items = [(s.parent, s.label, s.span) for s in g.scopes if s.label is not None] + \
                 [(n.scope, n.label, n.span) for n in g.nodes if n.label is not None]
+        if len({(parent, label) for parent, label, _ in items}) == len(items):
+            return  # no label twice in a scope: nothing to report (the walk below is in source order)
         for parent, label, span in sorted(items, key=lambda t: (t[2].file, t[2].start)):
             key = (parent, label)
             if key in first:
@@ -604,6 +606,19 @@ class Elaborator:
     def bind_args(self, params: tuple[ops.Param, ...], args: tuple[ast.Arg, ...], ctx: Ctx, what: str,
                   span: Span) -> tuple[dict, dict, list]:
         """Match call arguments to parameters; returns (values, arg spans, tensors)."""
+        entry = _BINDS.get((id(params), id(args)))
+        if entry is None or entry[0] is not params or entry[1] is not args:
+            entry = _bind_plan_of(params, args, self._signature(params))
+        plan = entry[2]
+        if plan is not None:  # what bind_args finds of these arguments, but their values, was found once
+            values = {}
+            if plan[0]:
+                ev = self._evaluator(ctx)
+                for name, value, vspan, p in plan[0]:
+                    values[name] = _check_kind(p, value(ev), vspan)
+            for name, default in plan[1]:
+                values[name] = default
+            return values, dict(plan[2]), []
         values: dict[str, object] = {}
         spans: dict[str, Span] = {}
         tensors: list[tuple[Tensor, Span]] = []
@@ -671,10 +686,13 @@ class Elaborator:
 
     def _block_params(self, bd: ast.BlockDef) -> tuple[ops.Param, ...]:
         """A block's parameters as argument kinds ("any": the block checks its own values); one tuple per
-        block, so its signature is worked out once."""
-        params = self._block_param_lists.get(bd.name)
+        block definition (kept while it lives, as the parsed file is), so its signature and the plans of
+        its calls' arguments are worked out once."""
+        params = _BLOCK_PARAMS.get(id(bd))
         if params is None or params[0] is not bd:
-            params = self._block_param_lists[bd.name] = (bd, tuple(
+            if len(_BLOCK_PARAMS) >= _PLANS_KEPT:
+                _BLOCK_PARAMS.clear()
+            params = _BLOCK_PARAMS[id(bd)] = (bd, tuple(
                 ops.Param(p.name, "any", ops.REQUIRED if p.default is None else p, True) for p in bd.params))
         return params[1]
 
@@ -789,7 +807,7 @@ class Elaborator:
 
     def new_scope(self, label: str | None, hint: str, kind: str, span: Span, ctx: Ctx) -> int:
         sid = len(self.graph.scopes)
-        self.graph.scopes.append(Scope(sid, ctx.scope, label, hint, span, kind))
+        self.graph.scopes.append(new_scope(sid, ctx.scope, label, hint, span, kind))
         return sid
 
     def mark(self, action: str, kind: str, ref: int) -> None:
@@ -806,10 +824,12 @@ class Elaborator:
             self._too_deep(s, bd, ctx)
         values, _, _ = self.bind_args(self._block_params(bd), s.args, ctx, s.op, s.span)
         env: dict[str, object] = {}
-        defaults_ctx = Ctx(env, None, 0, None, (), False)  # sees the parameters bound so far
+        defaults_ctx = None
         for p in bd.params:  # defaults are evaluated in the block's (global) scope, in order
             v = values[p.name]
             if isinstance(v, ast.Param):
+                if defaults_ctx is None:
+                    defaults_ctx = Ctx(env, None, 0, None, (), False)  # sees the parameters bound so far
                 v = self.eval(v.default, defaults_ctx)
             env[p.name] = v
         x = self.need_current(ctx, s.span)
@@ -1088,7 +1108,7 @@ class Elaborator:
                         f"{list(b.shape)}", s.op_span, notes=notes, hint=hint)
         rctx = ctx.child(scope=sid, region=ctx.region)
         out = self.make(ops.OPS["add"], {}, [sc, b], None, s.span, rctx)
-        self._close_region(Region(rid, "residual", ctx.region, x.node, out.node, (branch,), (1,), shortcut,
+        self._close_region(new_region(rid, "residual", ctx.region, x.node, out.node, (branch,), (1,), shortcut,
                                   freeze({"shortcut": kind, "scale": scale, "scale_init": a["scale_init"],
                                           "drop_path": a["drop_path"], "post": a["post"]}),
                                   sid, s.span, ctx.calls), ctx)
@@ -1198,7 +1218,7 @@ class Elaborator:
         out = self.make(ops.OPS["concat"], {"crop": a["crop"]}, [x, b], None, s.span, ctx.child(scope=sid),
                         operand_spans=[s.span, s.span],
                         hints={"E031": "use dense(crop=true) to center-crop to the smaller size"})
-        self._close_region(Region(rid, "dense", ctx.region, x.node, out.node, (branch,), (1,), (),
+        self._close_region(new_region(rid, "dense", ctx.region, x.node, out.node, (branch,), (1,), (),
                                   freeze({"crop": a["crop"]}), sid, s.span, ctx.calls), ctx)
         self._close_scope(sid, ctx)
         ctx.current = out
@@ -1228,7 +1248,7 @@ class Elaborator:
         out = self.make(spec, attrs, outs, None, s.span, ctx.child(scope=sid), operand_spans=[sp for _, _, sp in collected],
                         hints={"E031": 'use parallel(merge="concat", crop=true) to center-crop to the smaller size'})
         branches = tuple(nodes for _, nodes, _ in collected)
-        self._close_region(Region(rid, "parallel", ctx.region, x.node, out.node, branches, tuple(range(len(outs))), (),
+        self._close_region(new_region(rid, "parallel", ctx.region, x.node, out.node, branches, tuple(range(len(outs))), (),
                                   freeze({"merge": a["merge"]}), sid, s.span, ctx.calls), ctx)
         self._close_scope(sid, ctx)
         ctx.current = out
@@ -1256,6 +1276,46 @@ class _OpPlan:
 
 _PLANS: dict[int, tuple] = {}  # id(statement) -> (statement, _OpPlan | None); the statement is held
 _PLANS_KEPT = 8192  # statements of files loaded since; more and the table starts again (bounded memory)
+
+
+_BLOCK_PARAMS: dict[int, tuple] = {}  # id(BlockDef) -> (BlockDef, its parameters as ops.Params)
+_BINDS: dict[tuple, tuple] = {}  # (id(params), id(args)) -> (params, args, plan or None): see _bind_plan_of
+
+
+def _bind_plan_of(params: tuple, args: tuple, signature: tuple) -> tuple:
+    """What `bind_args` finds of these arguments for these parameters that does not depend on the values:
+    ((name, compiled value, value span, Param) per argument in order, (name, default) per omitted one in
+    order, the argument spans) -- None where it would report an error or may receive tensors.  Remembered,
+    both held."""
+    takes_tensors, positional, by_name, plain, _ = signature
+    plan: tuple | None = None
+    if not takes_tensors:
+        given, spans, pos_i = [], {}, 0
+        for a in args:
+            if a.name is None:
+                if pos_i >= len(positional):
+                    break
+                p = positional[pos_i]
+                pos_i += 1
+            else:
+                p = by_name.get(a.name)
+                if p is None or a.name in spans:
+                    break
+            given.append((p.name, compile_expr(a.value), a.value.span, p))
+            spans[p.name] = a.value.span
+        else:
+            missing, seen = [], set(spans)
+            for p in plain:  # as bind_args: the first parameter of a name gives its default
+                if p.name not in seen:
+                    seen.add(p.name)
+                    missing.append((p.name, p.default))
+            missing = tuple(missing)
+            if not any(d is ops.REQUIRED for _, d in missing):
+                plan = (tuple(given), missing, spans)
+    if len(_BINDS) >= _PLANS_KEPT:
+        _BINDS.clear()
+    entry = _BINDS[(id(params), id(args))] = (params, args, plan)
+    return entry
 
 
 def _plan_of(s: ast.Layer) -> tuple:

@@ -16,7 +16,7 @@ from dataclasses import fields, is_dataclass
 
 from . import syntax as ast
 from .evaluate import FrozenDict, Tensor
-from .ir import Graph, Region, Scope, new_node
+from .ir import Graph, new_node, new_region, new_scope
 from .span import Span
 
 OUTER = -1  # an id from outside the fragment: the tensor flowing in, the scope or region it runs in
@@ -283,9 +283,9 @@ def emit(g: Graph, f: tuple, x: Tensor | None, scope: int, region: int | None,
         append(new_node(nid, op, tuple([xn if i < 0 else i + n0 for i in ins]), attrs, shape, params, buffers,
                         scope if sc < 0 else sc + s0, label, span, calls, region if rg < 0 else rg + r0))
     for i, (parent, label, hint, span, kind) in enumerate(f_scopes):
-        g.scopes.append(Scope(s0 + i, scope if parent < 0 else parent + s0, label, hint, span, kind))
+        g.scopes.append(new_scope(s0 + i, scope if parent < 0 else parent + s0, label, hint, span, kind))
     for i, (kind, parent, inp, merge, branches, slots, shortcut, attrs, sc, span, calls) in enumerate(f_regions):
-        g.regions.append(Region(r0 + i, kind, region if parent < 0 else parent + r0, xn if inp < 0 else inp + n0,
+        g.regions.append(new_region(r0 + i, kind, region if parent < 0 else parent + r0, xn if inp < 0 else inp + n0,
                                 merge + n0, tuple(tuple([i + n0 for i in b]) for b in branches), slots,
                                 tuple([i + n0 for i in shortcut]), attrs, scope if sc < 0 else sc + s0, span, calls))
     bases = (0, s0, r0)
