@@ -104,6 +104,7 @@ class Elaborator:
         self._rules: list[tuple | None] = []  # per node: (op, attrs its shape rule read), None if not made so
         self._shape_choices = 0  # constructs that chose attrs from shapes (shortcut, split): see _reshape
         self._reshapes: dict[tuple, replay.Fragment] = {}  # see _run_body
+        self._pending: list[replay.Fragment] = []  # fragments in the order recorded (see _zero_last_norm)
         self._shape_free: dict[int, tuple] = {}  # id(body) -> (body, whether it never reads a shape)
 
     # ------------------------------------------------------------ errors
@@ -317,7 +318,7 @@ class Elaborator:
                 hint = f"`{name}` is a layer or block; call it as a statement, not inside an expression"
             raise error("E010", f"undefined name `{name}`", span, hint=hint)
 
-        return Evaluator(lookup, lambda: list(ctx.env), self.charge)
+        return Evaluator(lookup, lambda: list(ctx.env), self.charge, ctx.env, UNDEFINED)  # ctx.env: never replaced
 
     def eval(self, e: ast.Expr, ctx: Ctx) -> object:
         return self._evaluator(ctx)(e)
@@ -440,7 +441,7 @@ class Elaborator:
             return None
         env, cur = ctx.env, ctx.current
         try:
-            values = tuple([replay.key_of(env[n]) if n in env else replay.OUTER for n in names[0]])
+            values = replay.values_key([env.get(n, replay.ABSENT) for n in names[0]])
         except replay.Unkeyable:
             return None
         return ("shared", id(stmts), id(ctx.calls), ctx.in_network, len(env), cur is not None and cur.node in
@@ -860,7 +861,7 @@ class Elaborator:
         if not self.replay_bodies or self.diags or self._misses.get(id(s), 0) >= GIVE_UP:
             return None
         try:
-            values = tuple([replay.key_of(v) for v in env.values()])
+            values = replay.values_key(list(env.values()))
         except replay.Unkeyable:
             return None
         return ("block", id(s), id(ctx.calls), x.node in self._token_ids, values, x.shape)  # the shape last: _run_body
@@ -896,12 +897,12 @@ class Elaborator:
             return  # (a fragment that cannot be replayed is not made again)
         env = ctx.env
         values = None if sets is None else tuple((k, env[k]) for k in sets if k in env)
-        rules = self._rules[at.nodes:]
         f = self._fragments[key] = replay.Fragment(anchors, at, g, self.steps, self.last_span, ctx.current, values,
-                                                   rules)
-        if choices == self._shape_choices and key[:-1] not in self._reshapes and None not in rules and \
+                                                   self._rules)
+        self._pending.append(f)
+        if choices == self._shape_choices and key[:-1] not in self._reshapes and \
                 replay.reads_no_shape(body, self.program.blocks):
-            self._reshapes[key[:-1]] = f
+            self._reshapes[key[:-1]] = f  # (and its nodes' attrs are their rules': checked by _reshape)
 
     def _emit(self, f: replay.Fragment, made: tuple, ctx: Ctx, shapes: list | None = None) -> None:
         """Append what a fragment made (`replay.emit`; `shapes`: its nodes' new shapes) and do what running
@@ -927,7 +928,7 @@ class Elaborator:
         shapes are those of the rules (a residual's add is the op's own equality check)."""
         made = f.compiled()
         g = self.graph
-        if made is None or self.steps + f.steps > self.limits.max_steps or \
+        if made is None or None in f.rules or self.steps + f.steps > self.limits.max_steps or \
                 len(g.nodes) + len(made[0]) > self.limits.max_nodes:
             return False
         x = ctx.current.shape if ctx.current is not None else None
@@ -1148,6 +1149,11 @@ class Elaborator:
         for i in reversed(branch):
             n = g.nodes[i]
             if n.family == "norm" and "init" in n.attrs:
+                for f in reversed(self._pending):  # fragments holding node i keep it as it was (Fragment.take)
+                    if f.end <= i:
+                        break  # (recorded in the order they ended: the earlier ones end before i too)
+                    if f.at.nodes <= i:
+                        f.take()
                 g.nodes[i] = replace(n, attrs=freeze({**n.attrs, "init": "zeros"}))
                 self._rules[i] = None  # its attrs are no longer what its rule gave: a body with it is not reshaped
                 return

@@ -99,10 +99,14 @@ class Evaluator:
     """Evaluates expressions in an environment (a chain of dicts)."""
 
     def __init__(self, lookup: Callable[[str, Span], object], names: Callable[[], list[str]],
-                 charge: Callable[[int, Span], None] | None = None):
+                 charge: Callable[[int, Span], None] | None = None, env: dict | None = None,
+                 undefined: object = None):
         self.lookup = lookup  # raises E010 with did-you-mean when a name is unknown
         self.names = names
         self.charge = charge or (lambda n, span: None)  # counts work against Limits.max_steps
+        # `env`, if given, is the first dict `lookup` looks in, and what it returns from there unless it is
+        # `undefined`: compiled names read it directly and call `lookup` for everything else
+        self.env, self.undefined = env, undefined
 
     def _built(self, v: object, span: Span) -> object:
         """Bound every list a program builds: at most MAX_ITEMS items counting nested
@@ -279,6 +283,7 @@ _RULES = {cls: getattr(Evaluator, "_" + cls.__name__) for cls in get_args(ast.Ex
 # class at every evaluation and the checks a constant or an int operation never needs.  Expression kinds
 # without a closure of their own call their Evaluator method (which evaluates its parts through here).
 
+_MISSING = object()
 _COMPILED: dict[int, tuple] = {}  # id(expression) -> (expression, closure); the expression is held
 _COMPILED_KEPT = 16384  # expressions of files loaded since; more and the table starts again (bounded memory)
 
@@ -301,7 +306,15 @@ def compile_expr(e: ast.Expr) -> Callable[[Evaluator], object]:
         return lambda ev: _check_int(v, span)
     if t is ast.Name:
         name, span = e.id, e.span
-        return lambda ev: ev.lookup(name, span)
+
+        def read(ev: Evaluator) -> object:
+            env = ev.env
+            if env is not None:
+                v = env.get(name, _MISSING)
+                if v is not _MISSING and v is not ev.undefined:
+                    return v
+            return ev.lookup(name, span)
+        return read
     if t is ast.BinOp:
         return _compile_binop(e)
     if t is ast.UnaryOp:

@@ -40,6 +40,24 @@ def key_of(v: object) -> object:
     return _key(v, [KEY_ITEMS])
 
 
+class Absent:
+    """Stands for a name a body can read or set that is not defined where it runs (`values_key`)."""
+
+
+ABSENT = Absent()
+_PLAIN = frozenset((int, str, bool, type(None), Absent))
+
+
+def values_key(values: list) -> tuple:
+    """A key for a list of values (ABSENT where a name is not defined): equal for two lists only where each
+    value has the same type and is equal (as `key_of`); the common case -- ints, strings, bools, none --
+    without a call per value.  Raises Unkeyable as key_of."""
+    types = tuple(map(type, values))
+    if _PLAIN.issuperset(types):
+        return ("plain", types, tuple(values))
+    return ("mixed", tuple([OUTER if v is ABSENT else key_of(v) for v in values]))
+
+
 def _key(v: object, budget: list[int]) -> object:
     t = type(v)
     if t is int or t is str or t is bool or v is None:
@@ -162,25 +180,42 @@ class Fragment:
     costs a few list slices.  `compiled()` turns it into relocatable tuples the first time it is
     replayed (None if it cannot be: it refers to something from outside)."""
 
-    __slots__ = ("anchors", "at", "raw", "steps", "last_span", "current", "env", "rules", "_compiled")
+    __slots__ = ("anchors", "at", "raw", "steps", "last_span", "current", "env", "rules", "end", "_source",
+                 "_compiled")
 
     def __init__(self, anchors: tuple, at: "Start", g: Graph, steps: int, last_span: Span,
                  current: Tensor | None, env: tuple | None, rules: list):
         self.anchors = anchors  # the objects whose ids key it: held, so no other object can take an id
         self.at = at
-        self.raw = (g.nodes[at.nodes:], g.scopes[at.scopes:], g.regions[at.regions:], g.structure[at.structure:])
+        self.end = len(g.nodes)
+        self._source = (g, rules, len(g.scopes), len(g.regions), len(g.structure))  # sliced by `take`
+        self.raw = None
+        self.rules: list | None = None  # per node: (op, the attrs its shape rule read), as the elaborator keeps them
         self.steps = steps - at.steps
         self.last_span = last_span
         self.current = current
         self.env = env
-        self.rules = rules  # per node: (op, the attrs its shape rule read), as the elaborator keeps them
         self._compiled: tuple | None | bool = False
+
+    def take(self) -> None:
+        """Slice what the body made out of the graph (and the elaborator's `rules` list), once.  Most
+        fragments are never replayed, so this waits for the first replay; the graph only grows meanwhile,
+        but for a node replaced in place (zero_init_last), before which the elaborator calls this for every
+        fragment that holds it."""
+        if self._source is not None:
+            g, rules, scopes, regions, structure = self._source
+            at = self.at
+            self.raw = (g.nodes[at.nodes:self.end], g.scopes[at.scopes:scopes], g.regions[at.regions:regions],
+                        g.structure[at.structure:structure])
+            self.rules = rules[at.nodes:self.end]
+            self._source = None
 
     def compiled(self) -> tuple | None:
         """(nodes, scopes, regions, structure, current, env) with ids relative to the body's start (see
         the module's docstring), or None when the body referred to anything made before it but what it
         received."""
         if self._compiled is False:
+            self.take()
             try:
                 self._compiled = _relocatable(self)
             except _Outside:

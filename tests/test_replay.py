@@ -65,6 +65,12 @@ def test_resnet152_replays_the_repeated_bottlenecks():
 
 
 CASES = {
+    # the branch body is recorded in the first residual, whose zero_init_last then rewrites its norm; the
+    # second replays it and must get the norm as the body made it
+    "a branch recorded under zero_init_last, replayed without": """
+network n() { input x: [4, 8, 8]
+  for i in range(2) { residual(zero_init_last=i == 0) { conv(4, 3, padding=1); batchnorm() } }
+  output y }""",
     "block with its own skip and split": """
 block unit(c) { conv(c, 3, padding=1) -> a; relu; add(a); split(2) -> p, q; from q; concat(p) }
 network n(K = 6) { input x: [4, 8, 8]
@@ -152,6 +158,7 @@ def test_the_crafted_programs_replay_where_they_can():
     # conv, relu, add, two slices, concat: the loop body's first run records, the other five replay
     assert counts["block with its own skip and split"] == 5 * 6
     assert counts["templated names are run, not replayed"] == 0
+    assert counts["a branch recorded under zero_init_last, replayed without"] == 2  # conv, batchnorm
     # a key holds at most 256 list items: the big table's loop runs each time (it would cost more to key)
     assert counts["a table read in a loop"] == 5 - 1
     assert counts["token ids"] == 3 * 3  # layernorm, linear, add; after the embedding no token ids flow
