@@ -97,13 +97,13 @@ class Elaborator:
         self._token_ids: set[int] = set()  # nodes whose attrs say dtype="int": token-id inputs (_check_ids)
         self._tied: list[int] = []  # nodes whose attrs have a `tie` (_resolve_ties)
         self._last_evaluator: tuple[Ctx | None, Evaluator | None] = (None, None)  # see _evaluator
-        self._fragments: dict[tuple, replay.Fragment] = {}  # see _run_body
+        self._fragments: dict[tuple, list] = {}  # see _run_body
         self._misses: dict[int, int] = {}  # id(body or call site) -> runs since it was last replayed (GIVE_UP)
         self.replayed = 0  # nodes emitted from fragments rather than elaborated (counted by the tests)
         self.reshaped = 0  # of those, nodes whose shape rules ran again for a new input shape (see _reshape)
         self._rules: list[tuple | None] = []  # per node: (op, attrs its shape rule read), None if not made so
         self._shape_choices = 0  # constructs that chose attrs from shapes (shortcut, split): see _reshape
-        self._reshapes: dict[tuple, replay.Fragment] = {}  # see _run_body
+        self._unreplayable = 0  # contracts, inputs, outputs, ties and token ids made: a body that makes any is not kept
         self._pending: list[replay.Fragment] = []  # fragments in the order recorded (see _zero_last_norm)
         self._shape_free: dict[int, tuple] = {}  # id(body) -> (body, whether it never reads a shape)
 
@@ -444,8 +444,8 @@ class Elaborator:
             values = replay.values_key([env.get(n, replay.ABSENT) for n in names[0]])
         except replay.Unkeyable:
             return None
-        return ("shared", id(stmts), id(ctx.calls), ctx.in_network, len(env), cur is not None and cur.node in
-                self._token_ids, values, None if cur is None else cur.shape), names[1]  # the shape last: _run_body
+        return (("shared", id(stmts), id(ctx.calls), ctx.in_network, len(env), cur is not None and cur.node in
+                 self._token_ids, values), None if cur is None else cur.shape), names[1]  # (the shape apart: _run_body)
 
     def assert_(self, s: ast.Assert, ctx: Ctx) -> None:
         """Check an `assert` now, or -- when it names a network total -- once the network is built."""
@@ -458,6 +458,7 @@ class Elaborator:
             raise error("E010", f"`{totals[0]}` is a network total, known only at an `assert` in a network body",
                         s.test.span, hint="move the assert into the network, after the block's call")
         self.graph.contracts.append(Contract(s.test, s.message, FrozenDict({**self.globals, **ctx.env}), s.span))
+        self._unreplayable += 1
 
     def input(self, s: ast.Input, ctx: Ctx) -> None:
         if not ctx.in_network or ctx.calls:
@@ -491,6 +492,7 @@ class Elaborator:
         attrs = {"shape": shape, "dtype": "int"} if dtype == "int" else {"shape": shape}
         t = self.add_node("input", attrs, [], shape, (0, 0), s.name, s.span, ctx)
         self.graph.inputs[s.name] = t.node
+        self._unreplayable += 1
         ctx.env[s.name] = t
         if ctx.current is None:
             ctx.current = t
@@ -518,6 +520,7 @@ class Elaborator:
             if name in self.graph.outputs:
                 raise error("E011", f"output `{name}` is declared twice", s.span)
             self.graph.outputs[name] = t.node
+            self._unreplayable += 1
 
     def need_current(self, ctx: Ctx, span: Span) -> Tensor:
         if ctx.current is None:
@@ -717,9 +720,35 @@ class Elaborator:
             ev = self._evaluator(ctx)
             for name, value, span, p in plan.variable:
                 attrs[name] = _check_kind(p, value(ev), span)
-        x = self.need_current(ctx, s.span)
-        ctx.current = self.make(plan.spec, attrs, [x], label, s.span, ctx, plan.spans, plan.operand_spans,
-                                checks=plan.checks)
+        x = ctx.current
+        if x is None or x.shape is None:
+            x = self.need_current(ctx, s.span)  # raises
+        # = self.make(plan.spec, attrs, [x], label, s.span, ctx, plan.spans, plan.operand_spans, checks=plan.checks),
+        # with the one input and without the calls: most of a network's nodes are made here
+        spec, span, xs = plan.spec, s.span, [x.shape]
+        if self._token_ids or spec.ids is not None:
+            self._check_ids(spec, [x], span)
+        try:
+            for name, p in plan.checks:
+                v = attrs[name]
+                if v is not p.default:
+                    p.check(v)
+            shape, final = spec.infer_full(attrs, xs)
+        except (ops.ShapeProblem, OverflowError, ValueError, ZeroDivisionError) as e:
+            raise self._rule_error(e, spec, [x], span, ctx, plan.spans, plan.operand_spans, None) from None
+        if math.prod(shape) > self.limits.max_tensor_elements:
+            self._check_elements(shape, span)  # raises
+        params, buffers = spec.count(final, xs, shape)
+        nodes = self.graph.nodes
+        nid = len(nodes)
+        if nid >= self.limits.max_nodes or final.get("dtype") == "int" or final.get("tie"):
+            ctx.current = self.add_node(spec.name, final, [x.node], shape, (params, buffers), label, span, ctx,
+                                        (spec, attrs))
+            return
+        nodes.append(new_node(nid, spec.name, (x.node,), MappingProxyType(final), shape, params, buffers, ctx.scope,
+                              label, span, ctx.calls, ctx.region))
+        self._rules.append((spec, attrs))
+        ctx.current = Tensor(nid, shape)
 
     def make(self, spec: ops.OpSpec, attrs: dict, inputs: list[Tensor], label: str | None, span: Span, ctx: Ctx,
              spans: dict[str, Span] | None = None, operand_spans: list[Span] | None = None,
@@ -741,20 +770,26 @@ class Elaborator:
                         p.check(v)
                 merged = attrs
             shape, attrs = spec.infer_full(merged, in_shapes)
-        except ops.ShapeProblem as p:
-            where = (spans or {}).get(p.arg, span) if p.arg else span
-            notes = []
-            if spec.family == "merge" and operand_spans:
-                notes = [Note(self.made_at(t.node, ctx), f"operand {i + 1} has shape {list(t.shape)}, made here")
-                         for i, t in enumerate(inputs)]
-            raise error(p.code, p.message, where, hint=(hints or {}).get(p.code, p.hint), notes=notes) from None
-        except (OverflowError, ValueError, ZeroDivisionError) as e:  # arithmetic on absurd arguments
-            raise error("E041", f"{spec.name}: the output shape cannot be computed from these arguments ({e})", span,
-                        hint="check the sizes, strides and scale factors") from None
+        except (ops.ShapeProblem, OverflowError, ValueError, ZeroDivisionError) as e:
+            raise self._rule_error(e, spec, inputs, span, ctx, spans, operand_spans, hints) from None
         self._check_elements(shape, span)
         counts = spec.count(attrs, in_shapes, shape)
         return self.add_node(spec.name, attrs, [t.node for t in inputs], shape, counts, label, span, ctx,
                              (spec, merged))
+
+    def _rule_error(self, e: Exception, spec: ops.OpSpec, inputs: list[Tensor], span: Span, ctx: Ctx,
+                    spans: dict | None, operand_spans: list | None, hints: dict | None) -> ResdslError:
+        """The diagnostic for a ShapeProblem of an op's checks or shape rule (at the argument it names,
+        with the operands' shapes for a merge), or for arithmetic on absurd arguments (E041)."""
+        if isinstance(e, ops.ShapeProblem):
+            where = (spans or {}).get(e.arg, span) if e.arg else span
+            notes = []
+            if spec.family == "merge" and operand_spans:
+                notes = [Note(self.made_at(t.node, ctx), f"operand {i + 1} has shape {list(t.shape)}, made here")
+                         for i, t in enumerate(inputs)]
+            return error(e.code, e.message, where, hint=(hints or {}).get(e.code, e.hint), notes=notes)
+        return error("E041", f"{spec.name}: the output shape cannot be computed from these arguments ({e})", span,
+                     hint="check the sizes, strides and scale factors")
 
     def made_at(self, node_id: int, ctx: Ctx) -> Span:
         """Where the user made a tensor, seen from `ctx`: the block call it came out of (not the
@@ -798,8 +833,10 @@ class Elaborator:
         shape = tuple(shape)
         if attrs.get("dtype") == "int":
             self._token_ids.add(nid)
+            self._unreplayable += 1
         if attrs.get("tie"):
             self._tied.append(nid)  # read here, while attrs is at hand, not in a walk over every node later
+            self._unreplayable += 1
         # `attrs` is the caller's fresh dict, handed over: wrapping it read-only needs no copy
         g.nodes.append(new_node(nid, op, tuple(inputs), MappingProxyType(attrs), shape, counts[0], counts[1], ctx.scope,
                                 label, span, ctx.calls, ctx.region))
@@ -864,7 +901,7 @@ class Elaborator:
             values = replay.values_key(list(env.values()))
         except replay.Unkeyable:
             return None
-        return ("block", id(s), id(ctx.calls), x.node in self._token_ids, values, x.shape)  # the shape last: _run_body
+        return ("block", id(s), id(ctx.calls), x.node in self._token_ids, values), x.shape  # (the shape apart: _run_body)
 
     def _run_body(self, key: tuple, anchors: tuple, body: tuple[ast.Stmt, ...], ctx: Ctx,
                   sets: tuple[str, ...] | None) -> None:
@@ -876,33 +913,32 @@ class Elaborator:
         contracts, inputs or outputs; it is replayed only while there are still no errors and only where
         its steps and nodes stay within the limits (else it runs, and reports the limit where it is hit)."""
         g = self.graph
-        f = self._fragments.get(key)
+        values_key, shape = key  # all the key but the input's shape; the shape
+        # [the fragment for another shape that may be reshaped (see _reshape), {shape: fragment}]
+        entry = self._fragments.setdefault(values_key, [None, {}])
+        f = entry[1].get(shape)
         made = f.compiled() if f is not None else None
-        if f is None:  # the same body, but a new input shape: a fragment of it that reads no shape serves
-            shaped = self._reshapes.get(key[:-1])
-            if shaped is not None and self._reshape(shaped, ctx):
-                self._misses[id(anchors[0])] = 0
-                return
+        if f is None and entry[0] is not None and self._reshape(entry[0], ctx):  # the same but for the shape
+            self._misses[id(anchors[0])] = 0
+            return
         self._misses[id(anchors[0])] = 0 if made is not None else self._misses.get(id(anchors[0]), 0) + 1
         if made is not None and self.steps + f.steps <= self.limits.max_steps and \
                 len(g.nodes) + len(made[0]) <= self.limits.max_nodes:
             self._emit(f, made, ctx)
             return
         at = replay.Start(g, self.steps, ctx.current, ctx.scope, ctx.region)
-        before = (len(g.contracts), len(g.inputs), len(g.outputs), len(self._tied), len(self._token_ids))
+        before = self._unreplayable
         choices = self._shape_choices
         self.body(body, ctx)
-        if f is not None or self.diags or \
-                before != (len(g.contracts), len(g.inputs), len(g.outputs), len(self._tied), len(self._token_ids)):
+        if f is not None or self.diags or before != self._unreplayable:
             return  # (a fragment that cannot be replayed is not made again)
         env = ctx.env
         values = None if sets is None else tuple((k, env[k]) for k in sets if k in env)
-        f = self._fragments[key] = replay.Fragment(anchors, at, g, self.steps, self.last_span, ctx.current, values,
-                                                   self._rules)
+        f = entry[1][shape] = replay.Fragment(anchors, at, g, self.steps, self.last_span, ctx.current, values,
+                                              self._rules)
         self._pending.append(f)
-        if choices == self._shape_choices and key[:-1] not in self._reshapes and \
-                replay.reads_no_shape(body, self.program.blocks):
-            self._reshapes[key[:-1]] = f  # (and its nodes' attrs are their rules': checked by _reshape)
+        if entry[0] is None and choices == self._shape_choices and replay.reads_no_shape(body, self.program.blocks):
+            entry[0] = f  # (and its nodes' attrs are their rules': checked by _reshape)
 
     def _emit(self, f: replay.Fragment, made: tuple, ctx: Ctx, shapes: list | None = None) -> None:
         """Append what a fragment made (`replay.emit`; `shapes`: its nodes' new shapes) and do what running
