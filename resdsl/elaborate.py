@@ -52,13 +52,17 @@ class Ctx:
     calls: tuple[CallSite, ...]
     in_network: bool
     branches: list | None = None  # collects branch outputs inside parallel { }
+    # inside a loop of this call's body (or the network's): its statements may run again under the same call
+    # chain, so their bodies are worth keying for replay (`_shared_key`, `_block_key`); elsewhere each runs
+    # once per call chain, and a key with the chain in it could never be met again
+    repeats: bool = False
 
     def child(self, env: dict | object = KEEP, current: Tensor | None | object = KEEP, scope: int | object = KEEP,
               region: int | None | object = KEEP) -> "Ctx":
         """A context for a nested body: the same, except what is given (and no branches)."""
         return Ctx(self.env if env is KEEP else env, self.current if current is KEEP else current,
                    self.scope if scope is KEEP else scope, self.region if region is KEEP else region,
-                   self.calls, self.in_network)
+                   self.calls, self.in_network, None, self.repeats)
 
 
 class _Abort(Exception):
@@ -404,16 +408,20 @@ class Elaborator:
         if not isinstance(items, tuple):
             raise error("E015", f"cannot loop over a {type_name(items)}", s.iterable.span,
                         hint="loop over range(n) or a list")
-        for item in items:
-            self.charge(1, s.span)  # an empty body must not make a loop free
-            if len(s.names) == 1:
-                ctx.env[s.names[0]] = item
-            else:
-                if not isinstance(item, tuple) or len(item) != len(s.names):
-                    raise error("E015", f"cannot unpack {show(item)} into {len(s.names)} names", s.iterable.span)
-                for n, v in zip(s.names, item):
-                    ctx.env[n] = v
-            self._run_shared(s.body, ctx)
+        repeats, ctx.repeats = ctx.repeats, True
+        try:
+            for item in items:
+                self.charge(1, s.span)  # an empty body must not make a loop free
+                if len(s.names) == 1:
+                    ctx.env[s.names[0]] = item
+                else:
+                    if not isinstance(item, tuple) or len(item) != len(s.names):
+                        raise error("E015", f"cannot unpack {show(item)} into {len(s.names)} names", s.iterable.span)
+                    for n, v in zip(s.names, item):
+                        ctx.env[n] = v
+                self._run_shared(s.body, ctx)
+        finally:
+            ctx.repeats = repeats
 
     def _run_shared(self, stmts: tuple[ast.Stmt, ...], ctx: Ctx) -> None:
         """Run a body that shares its context's variables (a loop's, a group's, a branch's): replayed
@@ -433,7 +441,7 @@ class Elaborator:
         from outside and makes no token ids), the call chain (held by the fragment: its identity is the
         key), whether it is in the network's own body, and how many variables exist (so that the names
         it sets are new or old, and in the same order)."""
-        if ctx.branches is not None or not self.replay_bodies or self.diags or \
+        if not ctx.repeats or ctx.branches is not None or not self.replay_bodies or self.diags or \
                 self._misses.get(id(stmts), 0) >= GIVE_UP:
             return None  # inside parallel { } a body appends branches; after an error: run as written
         names = replay.names_of(stmts)
@@ -738,17 +746,8 @@ class Elaborator:
             raise self._rule_error(e, spec, [x], span, ctx, plan.spans, plan.operand_spans, None) from None
         if math.prod(shape) > self.limits.max_tensor_elements:
             self._check_elements(shape, span)  # raises
-        params, buffers = spec.count(final, xs, shape)
-        nodes = self.graph.nodes
-        nid = len(nodes)
-        if nid >= self.limits.max_nodes or final.get("dtype") == "int" or final.get("tie"):
-            ctx.current = self.add_node(spec.name, final, [x.node], shape, (params, buffers), label, span, ctx,
-                                        (spec, attrs))
-            return
-        nodes.append(new_node(nid, spec.name, (x.node,), MappingProxyType(final), shape, params, buffers, ctx.scope,
-                              label, span, ctx.calls, ctx.region))
-        self._rules.append((spec, attrs))
-        ctx.current = Tensor(nid, shape)
+        ctx.current = self._append(spec, final, (x.node,), shape, spec.count(final, xs, shape), label, span, ctx,
+                                   (spec, attrs))
 
     def make(self, spec: ops.OpSpec, attrs: dict, inputs: list[Tensor], label: str | None, span: Span, ctx: Ctx,
              spans: dict[str, Span] | None = None, operand_spans: list[Span] | None = None,
@@ -773,9 +772,20 @@ class Elaborator:
         except (ops.ShapeProblem, OverflowError, ValueError, ZeroDivisionError) as e:
             raise self._rule_error(e, spec, inputs, span, ctx, spans, operand_spans, hints) from None
         self._check_elements(shape, span)
-        counts = spec.count(attrs, in_shapes, shape)
-        return self.add_node(spec.name, attrs, [t.node for t in inputs], shape, counts, label, span, ctx,
-                             (spec, merged))
+        return self._append(spec, attrs, tuple([t.node for t in inputs]), shape, spec.count(attrs, in_shapes, shape),
+                            label, span, ctx, (spec, merged))
+
+    def _append(self, spec: ops.OpSpec, attrs: dict, inputs: tuple[int, ...], shape: tuple, counts: tuple[int, int],
+                label: str | None, span: Span, ctx: Ctx, rule: tuple) -> Tensor:
+        """`add_node` for a node of a shape rule (`shape` a tuple already), the common case inline."""
+        nodes = self.graph.nodes
+        nid = len(nodes)
+        if nid >= self.limits.max_nodes or attrs.get("dtype") == "int" or attrs.get("tie"):
+            return self.add_node(spec.name, attrs, list(inputs), shape, counts, label, span, ctx, rule)
+        nodes.append(new_node(nid, spec.name, inputs, MappingProxyType(attrs), shape, counts[0], counts[1], ctx.scope,
+                              label, span, ctx.calls, ctx.region))
+        self._rules.append(rule)
+        return Tensor(nid, shape)
 
     def _rule_error(self, e: Exception, spec: ops.OpSpec, inputs: list[Tensor], span: Span, ctx: Ctx,
                     spans: dict | None, operand_spans: list | None, hints: dict | None) -> ResdslError:
@@ -895,8 +905,8 @@ class Elaborator:
         parameters' values (all it sees besides the file's constants), the tensor flowing in (its shape,
         whether it holds token ids), and the call chain: this call site (a statement object) under the
         caller's chain (its identity)."""
-        if not self.replay_bodies or self.diags or self._misses.get(id(s), 0) >= GIVE_UP:
-            return None
+        if not ctx.repeats or not self.replay_bodies or self.diags or self._misses.get(id(s), 0) >= GIVE_UP:
+            return None  # (ctx.repeats: see Ctx)
         try:
             values = replay.values_key(list(env.values()))
         except replay.Unkeyable:
