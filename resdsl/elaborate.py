@@ -212,6 +212,8 @@ class Elaborator:
     def _check_names(self, g: Graph) -> None:
         """Dotted labels can reach the same module name by two ways (`a.b:` beside `a: group { b: }`), or
         put one layer inside another (`conv:` beside `conv.0:`): both are E020."""
+        if not self._names_may_clash(g):
+            return
         start = len(self.diags)
         first: dict[str, Node] = {}
         for n in g.nodes:
@@ -241,6 +243,25 @@ class Elaborator:
             if len(self.diags) >= self.limits.max_errors:
                 break
         self.diags[start:] = sorted(self.diags[start:], key=lambda d: (d.span.file, d.span.start))
+
+    @staticmethod
+    def _names_may_clash(g: Graph) -> bool:
+        """False when no two nodes share a name and no node's name is another's dotted prefix, which is
+        all `_check_names` reports.  A node's proper prefixes are the names of its scope and the scopes
+        above it, or end inside a dotted label (its own or a scope's): where no node name is one of those,
+        there is nothing to find."""
+        names = {n.name for n in g.nodes}
+        if len(names) != len(g.nodes):
+            return True
+        prefixes = {s.name for s in g.scopes}
+        for item in (*g.scopes, *g.nodes):
+            if item.label is not None and "." in item.label:
+                name = item.name
+                dot = name.find(".", len(name) - len(item.label))
+                while dot >= 0:
+                    prefixes.add(name[:dot])
+                    dot = name.find(".", dot + 1)
+        return not names.isdisjoint(prefixes)
 
     def _check_labels(self, g: Graph) -> None:
         """Two labels in one scope would give two layers the same name (E020)."""

@@ -166,3 +166,42 @@ def test_network_travels_to_a_worker_process():
     with multiprocessing.get_context("spawn").Pool(1) as pool:
         got = pool.map(_param_count_in_worker, nets)
     assert got == [(n.param_count, n.costs().total) for n in nets] == [(3 * 272, 3 * 256), (5 * 272, 5 * 256)]
+
+
+NAME_CLASHES = [  # (body, whether two layers reach one module name, or one sits inside another)
+    ("conv: relu\nconv.0: relu", True),
+    ("a.b: relu\na: group { b: relu }", True),
+    ("a.b.c: relu\na.b: relu", True),
+    ("a.b: group { c: relu }\na: relu", True),  # a scope's own dotted label: `a` is a prefix inside it
+    ("a.b: group { c: relu }\na.c: relu", False),
+    ("g: group { relu; relu }\ng_1: relu", False),
+    ("a.b.c: relu\na.bc: relu\nab: relu", False),
+    ("p.q: relu\np: group { z: relu }", False),
+]
+
+
+def _brute_force_clash(names: list[str]) -> bool:
+    return len(set(names)) < len(names) or any(m.startswith(n + ".") for n in names for m in names)
+
+
+def test_layer_name_clashes_are_found_exactly_when_brute_force_finds_them():
+    """`_check_names` skips its walk when a quick test says no name can clash; it must agree with every
+    pair of names compared (brute force, on the names the same program gets without the check)."""
+    from resdsl.diagnostics import ResdslError
+    from resdsl.elaborate import Elaborator
+    for body, clash in NAME_CLASHES:
+        text = "network n() {\n input x: [4]\n" + body + "\n output y }"
+        original = Elaborator._check_names
+        Elaborator._check_names = lambda self, g: None
+        try:
+            names = [n.name for n in resdsl.loads(text).graph.nodes]
+        finally:
+            Elaborator._check_names = original
+        assert _brute_force_clash(names) == clash, (body, names)
+        try:
+            resdsl.loads(text)
+            found = False
+        except ResdslError as e:
+            assert {d.code for d in e.diagnostics} == {"E020"}, e
+            found = True
+        assert found == clash, body
