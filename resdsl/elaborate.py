@@ -584,7 +584,7 @@ class Elaborator:
 
     def layer(self, s: ast.Layer, ctx: Ctx) -> None:
         plan = _PLANS.get(id(s))
-        if plan is None or plan[0] is not s:
+        if plan is None or plan[0] is not s or plan[2]:
             plan = _plan_of(s)
         if plan[1] is not None and s.op not in self.program.blocks:  # an op call with a plan: see _OpPlan
             op = plan[1]
@@ -640,9 +640,13 @@ class Elaborator:
                   span: Span) -> tuple[dict, dict, list]:
         """Match call arguments to parameters; returns (values, arg spans, tensors)."""
         entry = _BINDS.get((id(params), id(args)))
-        if entry is None or entry[0] is not params or entry[1] is not args:
+        if entry is None or entry[0] is not params or entry[1] is not args:  # the first time: the general path
+            if len(_BINDS) >= _PLANS_KEPT:
+                _BINDS.clear()
+            entry = _BINDS[(id(params), id(args))] = (params, args, _LATER)
+        elif entry[2] is _LATER:
             entry = _bind_plan_of(params, args, self._signature(params))
-        plan = entry[2]
+        plan = entry[2] if entry[2] is not _LATER else None
         if plan is not None:  # what bind_args finds of these arguments, but their values, was found once
             values = {}
             if plan[0]:
@@ -949,7 +953,7 @@ class Elaborator:
         entry = self._fragments.setdefault(values_key, [None, {}])
         f = entry[1].get(shape)
         made = f.compiled() if f is not None else None
-        if f is None and entry[0] is not None and self._reshape(entry[0], ctx):  # the same but for the shape
+        if f is None and entry[0] is not None and self._reshape(entry[0], body, ctx):  # the same but the shape
             self._misses[id(anchors[0])] = 0
             return
         self._misses[id(anchors[0])] = 0 if made is not None else self._misses.get(id(anchors[0]), 0) + 1
@@ -968,8 +972,8 @@ class Elaborator:
         f = entry[1][shape] = replay.Fragment(anchors, at, g, self.steps, self.last_span, ctx.current, values,
                                               self._rules)
         self._pending.append(f)
-        if entry[0] is None and choices == self._shape_choices and replay.reads_no_shape(body, self.program.blocks):
-            entry[0] = f  # (and its nodes' attrs are their rules': checked by _reshape)
+        if entry[0] is None and choices == self._shape_choices:
+            entry[0] = f  # (whether it reads a shape, and its nodes' attrs are their rules': checked by _reshape)
 
     def _emit(self, f: replay.Fragment, made: tuple, ctx: Ctx, shapes: list | None = None) -> None:
         """Append what a fragment made (`replay.emit`; `shapes`: its nodes' new shapes) and do what running
@@ -983,7 +987,7 @@ class Elaborator:
         for k, v in sets:
             ctx.env[k] = v
 
-    def _reshape(self, f: replay.Fragment, ctx: Ctx) -> bool:
+    def _reshape(self, f: replay.Fragment, body: tuple, ctx: Ctx) -> bool:
         """Replay a fragment recorded for another input shape, its nodes' shape rules and counts run again
         for this one; False (nothing done) where the fragment cannot be replayed or a rule or a limit
         refuses: then the body runs and reports what it finds.
@@ -993,6 +997,8 @@ class Elaborator:
         this shape takes the same statements, with the same values, and makes the same nodes from the
         same rule inputs: only what the rules and counts give differs.  The checks constructs make of
         shapes are those of the rules (a residual's add is the op's own equality check)."""
+        if not replay.reads_no_shape(body, self.program.blocks):
+            return False
         made = f.compiled()
         g = self.graph
         if made is None or None in f.rules or self.steps + f.steps > self.limits.max_steps or \
@@ -1352,6 +1358,7 @@ _PLANS_KEPT = 8192  # statements of files loaded since; more and the table start
 
 
 _BLOCK_PARAMS: dict[int, tuple] = {}  # id(BlockDef) -> (BlockDef, its parameters as ops.Params)
+_LATER = object()  # a bind plan not made yet: the arguments were bound once (a plan costs more than that)
 _BINDS: dict[tuple, tuple] = {}  # (id(params), id(args)) -> (params, args, plan or None): see _bind_plan_of
 
 
@@ -1392,14 +1399,19 @@ def _bind_plan_of(params: tuple, args: tuple, signature: tuple) -> tuple:
 
 
 def _plan_of(s: ast.Layer) -> tuple:
-    """(s, its plan or None), remembered."""
+    """(s, its plan or None), remembered; the first time a statement runs, (s, None) and a note that it
+    ran: planning costs more than one run, and most statements outside loops and blocks run once."""
     if len(_PLANS) >= _PLANS_KEPT:
         _PLANS.clear()
+    entry = _PLANS.get(id(s))
+    if entry is None or entry[0] is not s:
+        entry = _PLANS[id(s)] = (s, None, True)
+        return entry
     try:
         plan = _make_plan(s)
     except ResdslError:  # a constant the general path will refuse, with its diagnostic
         plan = None
-    entry = _PLANS[id(s)] = (s, plan)
+    entry = _PLANS[id(s)] = (s, plan, False)
     return entry
 
 

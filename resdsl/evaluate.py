@@ -126,9 +126,13 @@ class Evaluator:
 
     def eval(self, e: ast.Expr) -> object:
         c = _COMPILED.get(id(e))
-        if c is None or c[0] is not e:
-            c = _compiled_entry(e)
-        return c[1](self)  # = _RULES[type(e)](self, e), the method named after its class: see `compile_expr`
+        if c is None or c[0] is not e:  # the first evaluation walks the tree; a second one compiles it
+            _seen(e)
+            return _RULES[type(e)](self, e)  # the method named after the expression's class: _Const, _Name, ...
+        f = c[1]
+        if f is None:
+            f = _compiled_entry(e)[1]
+        return f(self)  # = _RULES[type(e)](self, e): see `compile_expr`
 
     def _Const(self, e: ast.Const):
         v = e.value
@@ -286,6 +290,14 @@ _RULES = {cls: getattr(Evaluator, "_" + cls.__name__) for cls in get_args(ast.Ex
 _MISSING = object()
 _COMPILED: dict[int, tuple] = {}  # id(expression) -> (expression, closure); the expression is held
 _COMPILED_KEPT = 16384  # expressions of files loaded since; more and the table starts again (bounded memory)
+
+
+def _seen(e: ast.Expr) -> None:
+    """Remember an expression evaluated once: compiling costs more than one evaluation, and most
+    expressions outside loops and blocks are evaluated once (in a file parsed anew, its objects are new)."""
+    if len(_COMPILED) >= _COMPILED_KEPT:
+        _COMPILED.clear()
+    _COMPILED[id(e)] = (e, None)
 
 
 def _compiled_entry(e: ast.Expr) -> tuple:

@@ -80,8 +80,24 @@ def reads_and_writes(body: tuple[ast.Stmt, ...]) -> tuple[tuple[str, ...], tuple
     those it can set (assignments, loop variables, `-> NAME`).  None when it computes the names it reads
     or sets (`from skip{i}`, `concat(y{1..4})`, `-> x{i}`) or declares inputs and outputs: then they are
     not known beforehand, and it is never replayed."""
+    found = _reads_and_writes(body)
+    return None if found is None else (tuple(sorted(found[0])), tuple(sorted(found[1])))
+
+
+_RW: dict[int, tuple] = {}  # id(body) -> (body, _reads_and_writes(body)): nested bodies are walked once
+
+
+def _reads_and_writes(body: tuple) -> tuple[frozenset, frozenset] | None:
+    """`reads_and_writes` as two sets, remembered per body: a body's nested bodies (loops', ifs', clauses')
+    are taken from here, so a file parsed anew is walked once, not once per level it nests."""
+    entry = _RW.get(id(body))
+    if entry is not None and entry[0] is body:
+        return entry[1]
+    if len(_RW) >= _NAMES_KEPT:
+        _RW.clear()
     names: set[str] = set()
     sets: set[str] = set()
+    found = None
     stack: list[object] = list(body)
     while stack:
         x = stack.pop()
@@ -90,25 +106,43 @@ def reads_and_writes(body: tuple[ast.Stmt, ...]) -> tuple[tuple[str, ...], tuple
         elif isinstance(x, ast.Name):
             names.add(x.id)
         elif isinstance(x, (ast.Interp, ast.Input, ast.Output)):
-            return None
-        elif is_dataclass(x) and not isinstance(x, Span):
+            break
+        elif _fields_of(type(x)):
+            inner: tuple = ()
             if isinstance(x, (ast.From, ast.Bind)):
                 if x.template is not None:
-                    return None
+                    break
                 (names if isinstance(x, ast.From) else sets).add(x.name)
             elif isinstance(x, ast.Assign):
                 sets.add(x.name)
             elif isinstance(x, ast.For):
                 sets.update(x.names)
+                stack.append(x.iterable)
+                inner = (x.body,)
+            elif isinstance(x, ast.If):
+                stack.append(x.test)
+                inner = (x.then, x.other)
+            elif isinstance(x, ast.Clause):
+                inner = (x.body,)
             elif isinstance(x, ast.Layer):
-                for target in x.binds:
-                    if not all(isinstance(p, str) for p in target.parts):
-                        return None
-                    sets.add("".join(target.parts))
+                if not all(all(isinstance(p, str) for p in target.parts) for target in x.binds):
+                    break
+                sets.update("".join(target.parts) for target in x.binds)
                 stack.extend((x.label, x.args, x.clauses))  # binds are names, not expressions
                 continue
-            stack.extend(getattr(x, f.name) for f in fields(x))
-    return tuple(sorted(names)), tuple(sorted(sets))
+            if inner:
+                sub = [_reads_and_writes(b) for b in inner]
+                if None in sub:
+                    break
+                for n, w in sub:
+                    names |= n
+                    sets |= w
+                continue
+            stack.extend([getattr(x, f) for f in _FIELDS[type(x)]])
+    else:
+        found = (frozenset(names), frozenset(sets))
+    _RW[id(body)] = (body, found)
+    return found
 
 
 SHAPE_NAMES = ("in_channels", "in_shape")
@@ -145,13 +179,25 @@ def _reads_no_shape(body: tuple, blocks: dict, met: dict) -> bool:
                 return False
         elif isinstance(x, ast.Attr) or (isinstance(x, ast.Call) and x.func == "shape"):
             return False
-        elif is_dataclass(x) and not isinstance(x, Span):
+        elif _fields_of(type(x)):
             if isinstance(x, ast.Layer) and x.op not in met:  # a block call (maybe): its body runs too
                 bd = met[x.op] = blocks.get(x.op)
                 if bd is not None:
                     stack.extend((bd.params, bd.body))
-            stack.extend(getattr(x, f.name) for f in fields(x))
+            stack.extend([getattr(x, f) for f in _FIELDS[type(x)]])
     return True
+
+
+_FIELDS: dict[type, tuple[str, ...]] = {}  # AST class -> its field names (empty for anything that is not one)
+
+
+def _fields_of(t: type) -> tuple[str, ...]:
+    """The field names of an AST node class (not of a Span: spans hold no names), () for other types;
+    looked up once per class -- `dataclasses.fields` at every node made the walks slow."""
+    names = _FIELDS.get(t)
+    if names is None:
+        names = _FIELDS[t] = tuple(f.name for f in fields(t)) if is_dataclass(t) and t is not Span else ()
+    return names
 
 
 _NAMES: dict[int, tuple] = {}  # id(body) -> (body, names_of(body)): the body is held, so its id is its own
