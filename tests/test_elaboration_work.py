@@ -205,3 +205,62 @@ def test_layer_name_clashes_are_found_exactly_when_brute_force_finds_them():
             assert {d.code for d in e.diagnostics} == {"E020"}, e
             found = True
         assert found == clash, body
+
+
+def _general_paths(monkeypatch) -> None:
+    """Every statement, argument list and expression through the general path: no op plan, no bind
+    plan, no compiled expression (each evaluated by its Evaluator method)."""
+    from resdsl import elaborate as E
+    from resdsl import evaluate as V
+    monkeypatch.setattr(E, "_make_plan", lambda s: None)
+    monkeypatch.setattr(E, "_bind_plan_of", lambda params, args, sig: E._BINDS.setdefault(
+        (id(params), id(args)), (params, args, None)))
+    monkeypatch.setattr(V, "compile_expr", lambda e: (lambda ev: V._RULES[type(e)](ev, e)))
+    for table in (E._PLANS, E._BINDS, V._COMPILED):
+        table.clear()
+
+
+def _result(build) -> tuple:
+    from resdsl.diagnostics import ResdslError
+    try:
+        net = build()
+    except ResdslError as e:
+        return ("error", e.diagnostics)
+    g = net.graph
+    return ([repr(n) for n in g.nodes], [repr(r) for r in g.regions], [repr(s) for s in g.scopes], g.structure,
+            net.costs().to_json())
+
+
+def _programs() -> list:
+    import sys
+    from pathlib import Path
+    root = Path(__file__).resolve().parents[1]
+    sys.path.insert(0, str(root / "docs"))
+    import make_errors
+    from resdsl.models import get_network, list_models
+    out = [(lambda n=name: get_network(n)) for name in list_models()]
+    for ex in make_errors.EXAMPLES:
+        if not ex.files and ex.render is None:
+            out.append(lambda ex=ex: resdsl.loads(ex.source, network=ex.network, **ex.params))
+    return out
+
+
+def test_planned_and_compiled_paths_give_what_the_general_path_gives(monkeypatch):
+    """Op plans, bind plans and compiled expressions (elaborate.py `_OpPlan`, `_bind_plan_of`,
+    evaluate.py `compile_expr`) are made at a statement's or expression's second run and must do
+    exactly what the general path does: the whole zoo and every documented error example, each built
+    twice (so the second build runs every plan) against the general path alone."""
+    from resdsl import elaborate as E
+    from resdsl import evaluate as V
+    builds = _programs()
+    fast = []
+    for build in builds:
+        _result(build)
+        fast.append(_result(build))
+    assert sum(r[0] == "error" for r in fast) > 20 and sum(r[0] != "error" for r in fast) > 50
+    assert len(E._PLANS) > 100 and len(V._COMPILED) > 100  # the plans were made and used
+    with monkeypatch.context() as m:
+        _general_paths(m)
+        slow = [_result(build) for build in builds]
+        assert all(e[1] is None for e in E._PLANS.values())
+    assert slow == fast
