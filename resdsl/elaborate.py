@@ -950,7 +950,9 @@ class Elaborator:
         g = self.graph
         values_key, shape = key  # all the key but the input's shape; the shape
         # [the fragment for another shape that may be reshaped (see _reshape), {shape: fragment}]
-        entry = self._fragments.setdefault(values_key, [None, {}])
+        entry = self._fragments.get(values_key)
+        if entry is None:
+            entry = self._fragments[values_key] = [None, {}]
         f = entry[1].get(shape)
         made = f.compiled() if f is not None else None
         if f is None and entry[0] is not None and self._reshape(entry[0], body, ctx):  # the same but the shape

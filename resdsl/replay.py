@@ -367,16 +367,18 @@ def emit(g: Graph, f: tuple, x: Tensor | None, scope: int, region: int | None,
         g.scopes.append(new_scope(s0 + i, scope if parent < 0 else parent + s0, label, hint, span, kind))
     for i, (kind, parent, inp, merge, branches, slots, shortcut, attrs, sc, span, calls) in enumerate(f_regions):
         g.regions.append(new_region(r0 + i, kind, region if parent < 0 else parent + r0, xn if inp < 0 else inp + n0,
-                                merge + n0, tuple(tuple([i + n0 for i in b]) for b in branches), slots,
+                                merge + n0, tuple([tuple([i + n0 for i in b]) for b in branches]), slots,
                                 tuple([i + n0 for i in shortcut]), attrs, scope if sc < 0 else sc + s0, span, calls))
     bases = (0, s0, r0)
     g.structure.extend([(count + n0, action, kind, ref + bases[base]) for count, action, kind, ref, base in f_structure])
-    def tensor(t: Tensor) -> Tensor:
-        return x if t.node < 0 else Tensor(t.node + n0, t.shape if shapes is None else shapes[t.node])
-
     current = f_current
     if type(current) is Tensor:
-        current = tensor(current)
+        current = _shifted(current, x, n0, shapes)
     if not f_env:
         return current, ()
-    return current, tuple((k, tensor(v) if type(v) is Tensor else v) for k, v in f_env)
+    return current, tuple((k, _shifted(v, x, n0, shapes) if type(v) is Tensor else v) for k, v in f_env)
+
+
+def _shifted(t: Tensor, x: Tensor | None, n0: int, shapes: list | None) -> Tensor:
+    """A fragment's tensor where it is emitted: `x` for the one it received, else its node shifted by n0."""
+    return x if t.node < 0 else Tensor(t.node + n0, t.shape if shapes is None else shapes[t.node])
