@@ -219,12 +219,12 @@ def names_of(body: tuple[ast.Stmt, ...]) -> tuple[tuple[str, ...], tuple[str, ..
 
 
 class Fragment:
-    """What one run of a body made: the graph's slices it appended (the node objects themselves, so a
-    later in-place change of the graph -- `zero_init_last` replacing a node -- does not reach them),
-    where it began (`Start`), the steps it counted, the statement it ended on, the tensor it left
-    current and (for a loop body) the variables it set.  Made for every body run without errors: that
-    costs a few list slices.  `compiled()` turns it into relocatable tuples the first time it is
-    replayed (None if it cannot be: it refers to something from outside)."""
+    """What one run of a body made: the graph's slices it appended (the node objects themselves, taken
+    by `take` before a later in-place change of the graph -- `zero_init_last` replacing a node -- can
+    reach them), where it began (`Start`) and ended, the steps it counted, the statement it ended on,
+    the tensor it left current and (for a loop body) the variables it set.  Made for every keyed body
+    run without errors: that costs a few lengths.  `compiled()` turns it into relocatable tuples the
+    first time it is replayed (None if it cannot be: it refers to something from outside)."""
 
     __slots__ = ("anchors", "at", "raw", "steps", "last_span", "current", "env", "rules", "end", "_source",
                  "_compiled")
