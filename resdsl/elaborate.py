@@ -21,8 +21,10 @@ from types import MappingProxyType
 from . import lowerable, ops, replay, sizevars
 from . import syntax as ast
 from .diagnostics import Diagnostic, Note, ResdslError, did_you_mean, error
-from .evaluate import Evaluator, FrozenDict, Tensor, _Poisoned, check_assertion, names_in, show, type_name
-from .ir import CallSite, Contract, Graph, Node, Region, Scope, assign_names, cycle_collector_paused, freeze, new_node
+from .evaluate import (MAX_INT, Evaluator, FrozenDict, Tensor, _check_int, _Poisoned, check_assertion, compile_expr,
+                       names_in, show, type_name)
+from .ir import (CallSite, Contract, Graph, Node, Region, Scope, assign_names, cycle_collector_paused, freeze, new_node,
+                 new_region, new_scope)
 from .limits import DEFAULT, MODULE_DEPTH_CEILING, Limits, raise_hint
 from .loader import Program
 from .span import UNKNOWN, Span
@@ -50,13 +52,17 @@ class Ctx:
     calls: tuple[CallSite, ...]
     in_network: bool
     branches: list | None = None  # collects branch outputs inside parallel { }
+    # inside a loop of this call's body (or the network's): its statements may run again under the same call
+    # chain, so their bodies are worth keying for replay (`_shared_key`, `_block_key`); elsewhere each runs
+    # once per call chain, and a key with the chain in it could never be met again
+    repeats: bool = False
 
     def child(self, env: dict | object = KEEP, current: Tensor | None | object = KEEP, scope: int | object = KEEP,
               region: int | None | object = KEEP) -> "Ctx":
         """A context for a nested body: the same, except what is given (and no branches)."""
         return Ctx(self.env if env is KEEP else env, self.current if current is KEEP else current,
                    self.scope if scope is KEEP else scope, self.region if region is KEEP else region,
-                   self.calls, self.in_network)
+                   self.calls, self.in_network, None, self.repeats)
 
 
 class _Abort(Exception):
@@ -92,13 +98,18 @@ class Elaborator:
         self.graph: Graph | None = None
         self.last_span: Span = UNKNOWN  # the statement being run (for RecursionError reports)
         self._signatures: dict[int, tuple] = {}  # id(params) -> (params, signature): see _signature
-        self._block_param_lists: dict[str, tuple] = {}  # block name -> (BlockDef, params)
         self._token_ids: set[int] = set()  # nodes whose attrs say dtype="int": token-id inputs (_check_ids)
         self._tied: list[int] = []  # nodes whose attrs have a `tie` (_resolve_ties)
         self._last_evaluator: tuple[Ctx | None, Evaluator | None] = (None, None)  # see _evaluator
-        self._fragments: dict[tuple, replay.Fragment] = {}  # see _run_body
+        self._fragments: dict[tuple, list] = {}  # see _run_body
         self._misses: dict[int, int] = {}  # id(body or call site) -> runs since it was last replayed (GIVE_UP)
         self.replayed = 0  # nodes emitted from fragments rather than elaborated (counted by the tests)
+        self.reshaped = 0  # of those, nodes whose shape rules ran again for a new input shape (see _reshape)
+        self._rules: list[tuple | None] = []  # per node: (op, attrs its shape rule read), None if not made so
+        self._shape_choices = 0  # constructs that chose attrs from shapes (shortcut, split): see _reshape
+        self._unreplayable = 0  # contracts, inputs, outputs, ties and token ids made: a body that makes any is not kept
+        self._pending: list[replay.Fragment] = []  # fragments in the order recorded (see _zero_last_norm)
+        self._shape_free: dict[int, tuple] = {}  # id(body) -> (body, whether it never reads a shape)
 
     # ------------------------------------------------------------ errors
 
@@ -201,6 +212,8 @@ class Elaborator:
     def _check_names(self, g: Graph) -> None:
         """Dotted labels can reach the same module name by two ways (`a.b:` beside `a: group { b: }`), or
         put one layer inside another (`conv:` beside `conv.0:`): both are E020."""
+        if not self._names_may_clash(g):
+            return
         start = len(self.diags)
         first: dict[str, Node] = {}
         for n in g.nodes:
@@ -231,11 +244,32 @@ class Elaborator:
                 break
         self.diags[start:] = sorted(self.diags[start:], key=lambda d: (d.span.file, d.span.start))
 
+    @staticmethod
+    def _names_may_clash(g: Graph) -> bool:
+        """False when no two nodes share a name and no node's name is another's dotted prefix, which is
+        all `_check_names` reports.  A node's proper prefixes are the names of its scope and the scopes
+        above it, or end inside a dotted label (its own or a scope's): where no node name is one of those,
+        there is nothing to find."""
+        names = {n.name for n in g.nodes}
+        if len(names) != len(g.nodes):
+            return True
+        prefixes = {s.name for s in g.scopes}
+        for item in (*g.scopes, *g.nodes):
+            if item.label is not None and "." in item.label:
+                name = item.name
+                dot = name.find(".", len(name) - len(item.label))
+                while dot >= 0:
+                    prefixes.add(name[:dot])
+                    dot = name.find(".", dot + 1)
+        return not names.isdisjoint(prefixes)
+
     def _check_labels(self, g: Graph) -> None:
         """Two labels in one scope would give two layers the same name (E020)."""
         first: dict[tuple[int | None, str], Span] = {}
         items = [(s.parent, s.label, s.span) for s in g.scopes if s.label is not None] + \
                 [(n.scope, n.label, n.span) for n in g.nodes if n.label is not None]
+        if len({(parent, label) for parent, label, _ in items}) == len(items):
+            return  # no label twice in a scope: nothing to report (the walk below is in source order)
         for parent, label, span in sorted(items, key=lambda t: (t[2].file, t[2].start)):
             key = (parent, label)
             if key in first:
@@ -309,7 +343,7 @@ class Elaborator:
                 hint = f"`{name}` is a layer or block; call it as a statement, not inside an expression"
             raise error("E010", f"undefined name `{name}`", span, hint=hint)
 
-        return Evaluator(lookup, lambda: list(ctx.env), self.charge)
+        return Evaluator(lookup, lambda: list(ctx.env), self.charge, ctx.env, UNDEFINED)  # ctx.env: never replaced
 
     def eval(self, e: ast.Expr, ctx: Ctx) -> object:
         return self._evaluator(ctx)(e)
@@ -395,16 +429,20 @@ class Elaborator:
         if not isinstance(items, tuple):
             raise error("E015", f"cannot loop over a {type_name(items)}", s.iterable.span,
                         hint="loop over range(n) or a list")
-        for item in items:
-            self.charge(1, s.span)  # an empty body must not make a loop free
-            if len(s.names) == 1:
-                ctx.env[s.names[0]] = item
-            else:
-                if not isinstance(item, tuple) or len(item) != len(s.names):
-                    raise error("E015", f"cannot unpack {show(item)} into {len(s.names)} names", s.iterable.span)
-                for n, v in zip(s.names, item):
-                    ctx.env[n] = v
-            self._run_shared(s.body, ctx)
+        repeats, ctx.repeats = ctx.repeats, True
+        try:
+            for item in items:
+                self.charge(1, s.span)  # an empty body must not make a loop free
+                if len(s.names) == 1:
+                    ctx.env[s.names[0]] = item
+                else:
+                    if not isinstance(item, tuple) or len(item) != len(s.names):
+                        raise error("E015", f"cannot unpack {show(item)} into {len(s.names)} names", s.iterable.span)
+                    for n, v in zip(s.names, item):
+                        ctx.env[n] = v
+                self._run_shared(s.body, ctx)
+        finally:
+            ctx.repeats = repeats
 
     def _run_shared(self, stmts: tuple[ast.Stmt, ...], ctx: Ctx) -> None:
         """Run a body that shares its context's variables (a loop's, a group's, a branch's): replayed
@@ -424,7 +462,7 @@ class Elaborator:
         from outside and makes no token ids), the call chain (held by the fragment: its identity is the
         key), whether it is in the network's own body, and how many variables exist (so that the names
         it sets are new or old, and in the same order)."""
-        if ctx.branches is not None or not self.replay_bodies or self.diags or \
+        if not ctx.repeats or ctx.branches is not None or not self.replay_bodies or self.diags or \
                 self._misses.get(id(stmts), 0) >= GIVE_UP:
             return None  # inside parallel { } a body appends branches; after an error: run as written
         names = replay.names_of(stmts)
@@ -432,11 +470,11 @@ class Elaborator:
             return None
         env, cur = ctx.env, ctx.current
         try:
-            values = tuple([replay.key_of(env[n]) if n in env else replay.OUTER for n in names[0]])
+            values = replay.values_key([env.get(n, replay.ABSENT) for n in names[0]])
         except replay.Unkeyable:
             return None
-        return ("shared", id(stmts), id(ctx.calls), ctx.in_network, len(env), None if cur is None else cur.shape,
-                cur is not None and cur.node in self._token_ids, values), names[1]
+        return (("shared", id(stmts), id(ctx.calls), ctx.in_network, len(env), cur is not None and cur.node in
+                 self._token_ids, values), None if cur is None else cur.shape), names[1]  # (the shape apart: _run_body)
 
     def assert_(self, s: ast.Assert, ctx: Ctx) -> None:
         """Check an `assert` now, or -- when it names a network total -- once the network is built."""
@@ -449,6 +487,7 @@ class Elaborator:
             raise error("E010", f"`{totals[0]}` is a network total, known only at an `assert` in a network body",
                         s.test.span, hint="move the assert into the network, after the block's call")
         self.graph.contracts.append(Contract(s.test, s.message, FrozenDict({**self.globals, **ctx.env}), s.span))
+        self._unreplayable += 1
 
     def input(self, s: ast.Input, ctx: Ctx) -> None:
         if not ctx.in_network or ctx.calls:
@@ -482,6 +521,7 @@ class Elaborator:
         attrs = {"shape": shape, "dtype": "int"} if dtype == "int" else {"shape": shape}
         t = self.add_node("input", attrs, [], shape, (0, 0), s.name, s.span, ctx)
         self.graph.inputs[s.name] = t.node
+        self._unreplayable += 1
         ctx.env[s.name] = t
         if ctx.current is None:
             ctx.current = t
@@ -509,6 +549,7 @@ class Elaborator:
             if name in self.graph.outputs:
                 raise error("E011", f"output `{name}` is declared twice", s.span)
             self.graph.outputs[name] = t.node
+            self._unreplayable += 1
 
     def need_current(self, ctx: Ctx, span: Span) -> Tensor:
         if ctx.current is None:
@@ -542,6 +583,16 @@ class Elaborator:
         return text
 
     def layer(self, s: ast.Layer, ctx: Ctx) -> None:
+        plan = _PLANS.get(id(s))
+        if plan is None or plan[0] is not s or plan[2]:
+            plan = _plan_of(s)
+        if plan[1] is not None and s.op not in self.program.blocks:  # an op call with a plan: see _OpPlan
+            op = plan[1]
+            label = op.label if op.label is not None else self.label(s.label, ctx) if s.label is not None else None
+            self._planned_op(op, s, None if label == ANONYMOUS else label, ctx)
+            if s.binds:
+                self._bind_one(s, ctx)
+            return
         label = self.label(s.label, ctx) if s.label is not None else None
         anonymous = label == ANONYMOUS
         if anonymous:  # `_:` no name of its own: a block call then names its layers in the caller's scope
@@ -588,6 +639,23 @@ class Elaborator:
     def bind_args(self, params: tuple[ops.Param, ...], args: tuple[ast.Arg, ...], ctx: Ctx, what: str,
                   span: Span) -> tuple[dict, dict, list]:
         """Match call arguments to parameters; returns (values, arg spans, tensors)."""
+        entry = _BINDS.get((id(params), id(args)))
+        if entry is None or entry[0] is not params or entry[1] is not args:  # the first time: the general path
+            if len(_BINDS) >= _PLANS_KEPT:
+                _BINDS.clear()
+            entry = _BINDS[(id(params), id(args))] = (params, args, _LATER)
+        elif entry[2] is _LATER:
+            entry = _bind_plan_of(params, args, self._signature(params))
+        plan = entry[2] if entry[2] is not _LATER else None
+        if plan is not None:  # what bind_args finds of these arguments, but their values, was found once
+            values = {}
+            if plan[0]:
+                ev = self._evaluator(ctx)
+                for name, value, vspan, p in plan[0]:
+                    values[name] = _check_kind(p, value(ev), vspan)
+            for name, default in plan[1]:
+                values[name] = default
+            return values, dict(plan[2]), []
         values: dict[str, object] = {}
         spans: dict[str, Span] = {}
         tensors: list[tuple[Tensor, Span]] = []
@@ -655,10 +723,13 @@ class Elaborator:
 
     def _block_params(self, bd: ast.BlockDef) -> tuple[ops.Param, ...]:
         """A block's parameters as argument kinds ("any": the block checks its own values); one tuple per
-        block, so its signature is worked out once."""
-        params = self._block_param_lists.get(bd.name)
+        block definition (kept while it lives, as the parsed file is), so its signature and the plans of
+        its calls' arguments are worked out once."""
+        params = _BLOCK_PARAMS.get(id(bd))
         if params is None or params[0] is not bd:
-            params = self._block_param_lists[bd.name] = (bd, tuple(
+            if len(_BLOCK_PARAMS) >= _PLANS_KEPT:
+                _BLOCK_PARAMS.clear()
+            params = _BLOCK_PARAMS[id(bd)] = (bd, tuple(
                 ops.Param(p.name, "any", ops.REQUIRED if p.default is None else p, True) for p in bd.params))
         return params[1]
 
@@ -674,29 +745,86 @@ class Elaborator:
         ctx.current = self.make(spec, attrs, inputs, label, s.span, ctx, spans,
                                 operand_spans=[s.span] + [sp for _, sp in tensors])
 
+    def _planned_op(self, plan: "_OpPlan", s: ast.Layer, label: str | None, ctx: Ctx) -> None:
+        """`op_layer` for a call site whose plan did once what depends on the statement alone: the same
+        evaluations, checks and errors in the same order, for the arguments that are not constants."""
+        attrs = dict(plan.template)  # every argument in the order op_layer's would have; constants checked
+        if plan.variable:
+            ev = self._evaluator(ctx)
+            for name, value, span, p in plan.variable:
+                attrs[name] = _check_kind(p, value(ev), span)
+        x = ctx.current
+        if x is None or x.shape is None:
+            x = self.need_current(ctx, s.span)  # raises
+        # = self.make(plan.spec, attrs, [x], label, s.span, ctx, plan.spans, plan.operand_spans, checks=plan.checks),
+        # with the one input and without the calls: most of a network's nodes are made here
+        spec, span, xs = plan.spec, s.span, [x.shape]
+        if self._token_ids or spec.ids is not None:
+            self._check_ids(spec, [x], span)
+        try:
+            for name, p in plan.checks:
+                v = attrs[name]
+                if v is not p.default:
+                    p.check(v)
+            shape, final = spec.infer_full(attrs, xs)
+        except (ops.ShapeProblem, OverflowError, ValueError, ZeroDivisionError) as e:
+            raise self._rule_error(e, spec, [x], span, ctx, plan.spans, plan.operand_spans, None) from None
+        if math.prod(shape) > self.limits.max_tensor_elements:
+            self._check_elements(shape, span)  # raises
+        ctx.current = self._append(spec, final, (x.node,), shape, spec.count(final, xs, shape), label, span, ctx,
+                                   (spec, attrs))
+
     def make(self, spec: ops.OpSpec, attrs: dict, inputs: list[Tensor], label: str | None, span: Span, ctx: Ctx,
              spans: dict[str, Span] | None = None, operand_spans: list[Span] | None = None,
-             hints: dict[str, str] | None = None) -> Tensor:
+             hints: dict[str, str] | None = None, checks: tuple | None = None) -> Tensor:
         """Infer shape and counts, then add the node; ShapeProblems become diagnostics (`hints`: code -> the
-        hint to give instead of the op's, where the node comes from a construct such as dense)."""
+        hint to give instead of the op's, where the node comes from a construct such as dense).  `checks`
+        (from an `_OpPlan`): attrs already hold every default and only these (name, Param) need their range
+        checked -- what `spec.elaborate` would find of the others was found once."""
         in_shapes = [t.shape for t in inputs]
         if self._token_ids or spec.ids is not None:  # without token-id inputs only an id reader can be wrong
             self._check_ids(spec, inputs, span)
         try:
-            shape, attrs = spec.elaborate(attrs, in_shapes)
-        except ops.ShapeProblem as p:
-            where = (spans or {}).get(p.arg, span) if p.arg else span
+            if checks is None:
+                merged = spec.checked(attrs, in_shapes)
+            else:
+                for name, p in checks:
+                    v = attrs[name]
+                    if v is not p.default:  # as spec.elaborate: defaults are valid by construction
+                        p.check(v)
+                merged = attrs
+            shape, attrs = spec.infer_full(merged, in_shapes)
+        except (ops.ShapeProblem, OverflowError, ValueError, ZeroDivisionError) as e:
+            raise self._rule_error(e, spec, inputs, span, ctx, spans, operand_spans, hints) from None
+        self._check_elements(shape, span)
+        return self._append(spec, attrs, tuple([t.node for t in inputs]), shape, spec.count(attrs, in_shapes, shape),
+                            label, span, ctx, (spec, merged))
+
+    def _append(self, spec: ops.OpSpec, attrs: dict, inputs: tuple[int, ...], shape: tuple, counts: tuple[int, int],
+                label: str | None, span: Span, ctx: Ctx, rule: tuple) -> Tensor:
+        """`add_node` for a node of a shape rule (`shape` a tuple already), the common case inline."""
+        nodes = self.graph.nodes
+        nid = len(nodes)
+        if nid >= self.limits.max_nodes or attrs.get("dtype") == "int" or attrs.get("tie"):
+            return self.add_node(spec.name, attrs, list(inputs), shape, counts, label, span, ctx, rule)
+        nodes.append(new_node(nid, spec.name, inputs, MappingProxyType(attrs), shape, counts[0], counts[1], ctx.scope,
+                              label, span, ctx.calls, ctx.region))
+        self._rules.append(rule)
+        return Tensor(nid, shape)
+
+    def _rule_error(self, e: Exception, spec: ops.OpSpec, inputs: list[Tensor], span: Span, ctx: Ctx,
+                    spans: dict | None, operand_spans: list | None, hints: dict | None) -> ResdslError:
+        """The diagnostic for a ShapeProblem of an op's checks or shape rule (at the argument it names,
+        with the operands' shapes for a merge), or for arithmetic on absurd arguments (E041)."""
+        if isinstance(e, ops.ShapeProblem):
+            where = (spans or {}).get(e.arg, span) if e.arg else span
             notes = []
             if spec.family == "merge" and operand_spans:
                 notes = [Note(self.made_at(t.node, ctx), f"operand {i + 1} has shape {list(t.shape)}, made here")
                          for i, t in enumerate(inputs)]
-            raise error(p.code, p.message, where, hint=(hints or {}).get(p.code, p.hint), notes=notes) from None
-        except (OverflowError, ValueError, ZeroDivisionError) as e:  # arithmetic on absurd arguments
-            raise error("E041", f"{spec.name}: the output shape cannot be computed from these arguments ({e})", span,
-                        hint="check the sizes, strides and scale factors") from None
-        self._check_elements(shape, span)
-        counts = spec.count(attrs, in_shapes, shape)
-        return self.add_node(spec.name, attrs, [t.node for t in inputs], shape, counts, label, span, ctx)
+            return error(e.code, e.message, where, hint=(hints or {}).get(e.code, e.hint), notes=notes)
+        return error("E041", f"{spec.name}: the output shape cannot be computed from these arguments ({e})", span,
+                     hint="check the sizes, strides and scale factors")
 
     def made_at(self, node_id: int, ctx: Ctx) -> Span:
         """Where the user made a tensor, seen from `ctx`: the block call it came out of (not the
@@ -728,8 +856,9 @@ class Elaborator:
                         hint="raise it with --limit max_tensor_elements=N if you mean it")
 
     def add_node(self, op: str, attrs: dict, inputs: list[int], shape: tuple, counts: tuple[int, int],
-                 label: str | None, span: Span, ctx: Ctx) -> Tensor:
-        """Append a node; it keeps `attrs` itself (read-only), so the caller must not change that dict later."""
+                 label: str | None, span: Span, ctx: Ctx, rule: tuple | None = None) -> Tensor:
+        """Append a node; it keeps `attrs` itself (read-only), so the caller must not change that dict later.
+        `rule`: (op, the attrs its shape rule read), kept for reshaped replays (see `_reshape`)."""
         g = self.graph
         nid = len(g.nodes)
         if nid >= self.limits.max_nodes:  # fatal, like max_steps: one report, then stop
@@ -739,16 +868,19 @@ class Elaborator:
         shape = tuple(shape)
         if attrs.get("dtype") == "int":
             self._token_ids.add(nid)
+            self._unreplayable += 1
         if attrs.get("tie"):
             self._tied.append(nid)  # read here, while attrs is at hand, not in a walk over every node later
+            self._unreplayable += 1
         # `attrs` is the caller's fresh dict, handed over: wrapping it read-only needs no copy
         g.nodes.append(new_node(nid, op, tuple(inputs), MappingProxyType(attrs), shape, counts[0], counts[1], ctx.scope,
                                 label, span, ctx.calls, ctx.region))
+        self._rules.append(rule)
         return Tensor(nid, shape)
 
     def new_scope(self, label: str | None, hint: str, kind: str, span: Span, ctx: Ctx) -> int:
         sid = len(self.graph.scopes)
-        self.graph.scopes.append(Scope(sid, ctx.scope, label, hint, span, kind))
+        self.graph.scopes.append(new_scope(sid, ctx.scope, label, hint, span, kind))
         return sid
 
     def mark(self, action: str, kind: str, ref: int) -> None:
@@ -765,10 +897,12 @@ class Elaborator:
             self._too_deep(s, bd, ctx)
         values, _, _ = self.bind_args(self._block_params(bd), s.args, ctx, s.op, s.span)
         env: dict[str, object] = {}
-        defaults_ctx = Ctx(env, None, 0, None, (), False)  # sees the parameters bound so far
+        defaults_ctx = None
         for p in bd.params:  # defaults are evaluated in the block's (global) scope, in order
             v = values[p.name]
             if isinstance(v, ast.Param):
+                if defaults_ctx is None:
+                    defaults_ctx = Ctx(env, None, 0, None, (), False)  # sees the parameters bound so far
                 v = self.eval(v.default, defaults_ctx)
             env[p.name] = v
         x = self.need_current(ctx, s.span)
@@ -796,13 +930,13 @@ class Elaborator:
         parameters' values (all it sees besides the file's constants), the tensor flowing in (its shape,
         whether it holds token ids), and the call chain: this call site (a statement object) under the
         caller's chain (its identity)."""
-        if not self.replay_bodies or self.diags or self._misses.get(id(s), 0) >= GIVE_UP:
-            return None
+        if not ctx.repeats or not self.replay_bodies or self.diags or self._misses.get(id(s), 0) >= GIVE_UP:
+            return None  # (ctx.repeats: see Ctx)
         try:
-            values = tuple([replay.key_of(v) for v in env.values()])
+            values = replay.values_key(list(env.values()))
         except replay.Unkeyable:
             return None
-        return ("block", id(s), id(ctx.calls), x.shape, x.node in self._token_ids, values)
+        return ("block", id(s), id(ctx.calls), x.node in self._token_ids, values), x.shape  # (the shape apart: _run_body)
 
     def _run_body(self, key: tuple, anchors: tuple, body: tuple[ast.Stmt, ...], ctx: Ctx,
                   sets: tuple[str, ...] | None) -> None:
@@ -814,28 +948,82 @@ class Elaborator:
         contracts, inputs or outputs; it is replayed only while there are still no errors and only where
         its steps and nodes stay within the limits (else it runs, and reports the limit where it is hit)."""
         g = self.graph
-        f = self._fragments.get(key)
+        values_key, shape = key  # all the key but the input's shape; the shape
+        # [the fragment for another shape that may be reshaped (see _reshape), {shape: fragment}]
+        entry = self._fragments.get(values_key)
+        if entry is None:
+            entry = self._fragments[values_key] = [None, {}]
+        f = entry[1].get(shape)
         made = f.compiled() if f is not None else None
+        if f is None and entry[0] is not None and self._reshape(entry[0], body, ctx):  # the same but the shape
+            self._misses[id(anchors[0])] = 0
+            return
         self._misses[id(anchors[0])] = 0 if made is not None else self._misses.get(id(anchors[0]), 0) + 1
         if made is not None and self.steps + f.steps <= self.limits.max_steps and \
                 len(g.nodes) + len(made[0]) <= self.limits.max_nodes:
-            current, sets = replay.emit(g, made, ctx.current, ctx.scope, ctx.region)
-            self.steps += f.steps
-            self.last_span = f.last_span
-            self.replayed += len(made[0])
-            ctx.current = current
-            for k, v in sets:
-                ctx.env[k] = v
+            self._emit(f, made, ctx)
             return
         at = replay.Start(g, self.steps, ctx.current, ctx.scope, ctx.region)
-        before = (len(g.contracts), len(g.inputs), len(g.outputs), len(self._tied), len(self._token_ids))
+        before = self._unreplayable
+        choices = self._shape_choices
         self.body(body, ctx)
-        if f is not None or self.diags or \
-                before != (len(g.contracts), len(g.inputs), len(g.outputs), len(self._tied), len(self._token_ids)):
+        if f is not None or self.diags or before != self._unreplayable:
             return  # (a fragment that cannot be replayed is not made again)
         env = ctx.env
         values = None if sets is None else tuple((k, env[k]) for k in sets if k in env)
-        self._fragments[key] = replay.Fragment(anchors, at, g, self.steps, self.last_span, ctx.current, values)
+        f = entry[1][shape] = replay.Fragment(anchors, at, g, self.steps, self.last_span, ctx.current, values,
+                                              self._rules)
+        self._pending.append(f)
+        if entry[0] is None and choices == self._shape_choices:
+            entry[0] = f  # (whether it reads a shape, and its nodes' attrs are their rules': checked by _reshape)
+
+    def _emit(self, f: replay.Fragment, made: tuple, ctx: Ctx, shapes: list | None = None) -> None:
+        """Append what a fragment made (`replay.emit`; `shapes`: its nodes' new shapes) and do what running
+        its body did besides."""
+        current, sets = replay.emit(self.graph, made, ctx.current, ctx.scope, ctx.region, shapes)
+        self._rules.extend(f.rules)
+        self.steps += f.steps
+        self.last_span = f.last_span
+        self.replayed += len(made[0])
+        ctx.current = current
+        for k, v in sets:
+            ctx.env[k] = v
+
+    def _reshape(self, f: replay.Fragment, body: tuple, ctx: Ctx) -> bool:
+        """Replay a fragment recorded for another input shape, its nodes' shape rules and counts run again
+        for this one; False (nothing done) where the fragment cannot be replayed or a rule or a limit
+        refuses: then the body runs and reports what it finds.
+        Exact because of what the fragment was recorded for (`_run_body`): its body and the blocks it calls
+        read no shape (`replay.reads_no_shape`), no construct in it chose attrs from one (a shortcut, a
+        split: `_shape_choices`) and every node's attrs are what its rule gave (`_rules`).  So a run for
+        this shape takes the same statements, with the same values, and makes the same nodes from the
+        same rule inputs: only what the rules and counts give differs.  The checks constructs make of
+        shapes are those of the rules (a residual's add is the op's own equality check)."""
+        if not replay.reads_no_shape(body, self.program.blocks):
+            return False
+        made = f.compiled()
+        g = self.graph
+        if made is None or None in f.rules or self.steps + f.steps > self.limits.max_steps or \
+                len(g.nodes) + len(made[0]) > self.limits.max_nodes:
+            return False
+        x = ctx.current.shape if ctx.current is not None else None
+        limit = self.limits.max_tensor_elements
+        shapes: list[tuple] = []
+        nodes = []
+        try:
+            for (op, ins, _, _, _, _, sc, label, span, calls, rg), (spec, given) in zip(made[0], f.rules):
+                xs = [x if i < 0 else shapes[i] for i in ins]
+                shape, attrs = spec.infer_full(given, xs)
+                if math.prod(shape) > limit:
+                    return False
+                params, buffers = spec.count(attrs, xs, shape)
+                shapes.append(shape)
+                nodes.append((op, ins, MappingProxyType(attrs), shape, params, buffers, sc, label, span, calls, rg))
+        except (ops.ShapeProblem, OverflowError, ValueError, ZeroDivisionError):
+            return False
+        self._emit(f, (tuple(nodes),) + made[1:], ctx, shapes)
+        self.reshaped += len(nodes)
+        return True
 
     def _too_deep(self, s: ast.Layer, bd: ast.BlockDef, ctx: Ctx) -> None:
         """Block calls nested past max_call_depth: E016 with the call chain when a block recurs, else E040."""
@@ -996,7 +1184,7 @@ class Elaborator:
                         f"{list(b.shape)}", s.op_span, notes=notes, hint=hint)
         rctx = ctx.child(scope=sid, region=ctx.region)
         out = self.make(ops.OPS["add"], {}, [sc, b], None, s.span, rctx)
-        self._close_region(Region(rid, "residual", ctx.region, x.node, out.node, (branch,), (1,), shortcut,
+        self._close_region(new_region(rid, "residual", ctx.region, x.node, out.node, (branch,), (1,), shortcut,
                                   freeze({"shortcut": kind, "scale": scale, "scale_init": a["scale_init"],
                                           "drop_path": a["drop_path"], "post": a["post"]}),
                                   sid, s.span, ctx.calls), ctx)
@@ -1015,6 +1203,7 @@ class Elaborator:
         if s.clauses:
             raise error("E021", "`split` takes no body", s.clauses[0].span)
         x = self.need_current(ctx, s.span)
+        self._shape_choices += 1  # the pieces' attrs are worked out from the channels: see _reshape
         sizes = _split_sizes(a["sections"], x.shape[0], spans["sections"])
         names = [n for t in s.binds for n in self._evaluator(ctx).expand_names(t.parts, t.span)]
         if len(names) != len(sizes):
@@ -1035,13 +1224,20 @@ class Elaborator:
         for i in reversed(branch):
             n = g.nodes[i]
             if n.family == "norm" and "init" in n.attrs:
+                for f in reversed(self._pending):  # fragments holding node i keep it as it was (Fragment.take)
+                    if f.end <= i:
+                        break  # (recorded in the order they ended: the earlier ones end before i too)
+                    if f.at.nodes <= i:
+                        f.take()
                 g.nodes[i] = replace(n, attrs=freeze({**n.attrs, "init": "zeros"}))
+                self._rules[i] = None  # its attrs are no longer what its rule gave: a body with it is not reshaped
                 return
         raise error("E014", "zero_init_last=true but the branch has no normalization layer", spans.get("zero_init_last", s.span),
                     hint="for networks without norms, use init=\"zeros\" on the branch's last conv (Fixup)")
 
     def _shortcut(self, kind: str, a: dict, x: Tensor, b: Tensor, s: ast.Layer, spans: dict, ctx: Ctx) -> Tensor:
         """Build a projection, average-pool projection or zero-pad shortcut from x to b's shape."""
+        self._shape_choices += 1  # the shortcut's attrs are worked out from the shapes: see _reshape
         xs, bs = x.shape, b.shape
         where = spans.get("shortcut", s.span)
         if len(xs) != len(bs):
@@ -1103,7 +1299,7 @@ class Elaborator:
         out = self.make(ops.OPS["concat"], {"crop": a["crop"]}, [x, b], None, s.span, ctx.child(scope=sid),
                         operand_spans=[s.span, s.span],
                         hints={"E031": "use dense(crop=true) to center-crop to the smaller size"})
-        self._close_region(Region(rid, "dense", ctx.region, x.node, out.node, (branch,), (1,), (),
+        self._close_region(new_region(rid, "dense", ctx.region, x.node, out.node, (branch,), (1,), (),
                                   freeze({"crop": a["crop"]}), sid, s.span, ctx.calls), ctx)
         self._close_scope(sid, ctx)
         ctx.current = out
@@ -1133,10 +1329,146 @@ class Elaborator:
         out = self.make(spec, attrs, outs, None, s.span, ctx.child(scope=sid), operand_spans=[sp for _, _, sp in collected],
                         hints={"E031": 'use parallel(merge="concat", crop=true) to center-crop to the smaller size'})
         branches = tuple(nodes for _, nodes, _ in collected)
-        self._close_region(Region(rid, "parallel", ctx.region, x.node, out.node, branches, tuple(range(len(outs))), (),
+        self._close_region(new_region(rid, "parallel", ctx.region, x.node, out.node, branches, tuple(range(len(outs))), (),
                                   freeze({"merge": a["merge"]}), sid, s.span, ctx.calls), ctx)
         self._close_scope(sid, ctx)
         ctx.current = out
+
+
+# ---------------------------------------------------------------- call-site plans
+
+
+class _OpPlan:
+    """What an op call statement's arguments give that does not depend on where it runs, worked out once
+    per statement (`_plan_of`): the op, the label when it is literal text, the attrs dict in the order
+    `op_layer` builds it -- `bind_args`' order merged into the op's defaults as `OpDef.elaborate` does --
+    with the constants' values (kind- and range-checked) and the defaults, and the arguments left to
+    evaluate at each run.  Made only where that changes nothing: constants that pass every check, no
+    tensor arguments, no argument errors; anything else takes the general path and its errors."""
+
+    __slots__ = ("spec", "label", "template", "variable", "checks", "spans", "operand_spans")
+
+    def __init__(self, spec: ops.OpSpec, label: str | None, template: dict, variable: tuple, spans: dict,
+                 operand_spans: list):
+        self.spec, self.label, self.template, self.variable = spec, label, template, variable
+        self.checks = tuple((name, p) for name, _, _, p in variable)
+        self.spans, self.operand_spans = spans, operand_spans
+
+
+_PLANS: dict[int, tuple] = {}  # id(statement) -> (statement, _OpPlan | None); the statement is held
+_PLANS_KEPT = 8192  # statements of files loaded since; more and the table starts again (bounded memory)
+
+
+_BLOCK_PARAMS: dict[int, tuple] = {}  # id(BlockDef) -> (BlockDef, its parameters as ops.Params)
+_LATER = object()  # a bind plan not made yet: the arguments were bound once (a plan costs more than that)
+_BINDS: dict[tuple, tuple] = {}  # (id(params), id(args)) -> (params, args, plan or None): see _bind_plan_of
+
+
+def _bind_plan_of(params: tuple, args: tuple, signature: tuple) -> tuple:
+    """What `bind_args` finds of these arguments for these parameters that does not depend on the values:
+    ((name, compiled value, value span, Param) per argument in order, (name, default) per omitted one in
+    order, the argument spans) -- None where it would report an error or may receive tensors.  Remembered,
+    both held."""
+    takes_tensors, positional, by_name, plain, _ = signature
+    plan: tuple | None = None
+    if not takes_tensors:
+        given, spans, pos_i = [], {}, 0
+        for a in args:
+            if a.name is None:
+                if pos_i >= len(positional):
+                    break
+                p = positional[pos_i]
+                pos_i += 1
+            else:
+                p = by_name.get(a.name)
+                if p is None or a.name in spans:
+                    break
+            given.append((p.name, compile_expr(a.value), a.value.span, p))
+            spans[p.name] = a.value.span
+        else:
+            missing, seen = [], set(spans)
+            for p in plain:  # as bind_args: the first parameter of a name gives its default
+                if p.name not in seen:
+                    seen.add(p.name)
+                    missing.append((p.name, p.default))
+            missing = tuple(missing)
+            if not any(d is ops.REQUIRED for _, d in missing):
+                plan = (tuple(given), missing, spans)
+    if len(_BINDS) >= _PLANS_KEPT:
+        _BINDS.clear()
+    entry = _BINDS[(id(params), id(args))] = (params, args, plan)
+    return entry
+
+
+def _plan_of(s: ast.Layer) -> tuple:
+    """(s, its plan or None), remembered; the first time a statement runs, (s, None) and a note that it
+    ran: planning costs more than one run, and most statements outside loops and blocks run once."""
+    if len(_PLANS) >= _PLANS_KEPT:
+        _PLANS.clear()
+    entry = _PLANS.get(id(s))
+    if entry is None or entry[0] is not s:
+        entry = _PLANS[id(s)] = (s, None, True)
+        return entry
+    try:
+        plan = _make_plan(s)
+    except ResdslError:  # a constant the general path will refuse, with its diagnostic
+        plan = None
+    entry = _PLANS[id(s)] = (s, plan, False)
+    return entry
+
+
+def _make_plan(s: ast.Layer) -> _OpPlan | None:
+    """The plan of an op call (None for anything else, or where the general path would report an error
+    or needs the tensors' values): a mirror of `Elaborator.label` and `bind_args` for what is constant."""
+    if s.op == "split" or s.op in STRUCTURAL or s.clauses:
+        return None  # (a file's own block of the op's name is checked at each use: the plan is per op)
+    spec = ops.lookup(s.op)
+    if spec is None or not spec.user or spec.arity[0] > 1 or spec.arity[1] == 0 or \
+            any(p.kind == "tensors" for p in spec.params):
+        return None
+    label = None
+    if s.label is not None and all(isinstance(p, str) for p in s.label.parts):
+        label = "".join(s.label.parts)
+        if not _LABEL_RE.fullmatch(label):
+            return None
+    positional = [p for p in spec.params if p.positional]
+    by_name: dict[str, ops.Param] = {}
+    for p in spec.params:
+        by_name.setdefault(p.name, p)
+    values: dict[str, object] = {}
+    variable = []
+    spans: dict[str, Span] = {}
+    pos_i = 0
+    for a in s.args:
+        if a.name is None:
+            if pos_i >= len(positional):
+                return None
+            p = positional[pos_i]
+            pos_i += 1
+        else:
+            p = by_name.get(a.name)
+            if p is None or a.name in values:
+                return None
+        if type(a.value) is ast.Const:
+            v = a.value.value
+            values[p.name] = _check_kind(p, v if type(v) is int and -MAX_INT <= v <= MAX_INT else
+                                         _check_int(v, a.value.span), a.value.span)
+            if values[p.name] is not p.default:
+                try:
+                    p.check(values[p.name])
+                except ops.ShapeProblem:
+                    return None
+        else:
+            values[p.name] = None  # its place in the order; the value comes at each run
+            variable.append((p.name, compile_expr(a.value), a.value.span, p))
+        spans[p.name] = a.value.span
+    for p in spec.params:
+        if p.name not in values:
+            if p.default is ops.REQUIRED:
+                return None
+            values[p.name] = p.default
+    template = {**spec._defaults, **values}
+    return _OpPlan(spec, label, template, tuple(variable), spans, [s.span])
 
 
 # ---------------------------------------------------------------- argument kinds

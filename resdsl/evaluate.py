@@ -99,10 +99,14 @@ class Evaluator:
     """Evaluates expressions in an environment (a chain of dicts)."""
 
     def __init__(self, lookup: Callable[[str, Span], object], names: Callable[[], list[str]],
-                 charge: Callable[[int, Span], None] | None = None):
+                 charge: Callable[[int, Span], None] | None = None, env: dict | None = None,
+                 undefined: object = None):
         self.lookup = lookup  # raises E010 with did-you-mean when a name is unknown
         self.names = names
         self.charge = charge or (lambda n, span: None)  # counts work against Limits.max_steps
+        # `env`, if given, is the first dict `lookup` looks in, and what it returns from there unless it is
+        # `undefined`: compiled names read it directly and call `lookup` for everything else
+        self.env, self.undefined = env, undefined
 
     def _built(self, v: object, span: Span) -> object:
         """Bound every list a program builds: at most MAX_ITEMS items counting nested
@@ -121,7 +125,14 @@ class Evaluator:
         return self.eval(e)
 
     def eval(self, e: ast.Expr) -> object:
-        return _RULES[type(e)](self, e)  # the method named after the expression's class: _Const, _Name, ...
+        c = _COMPILED.get(id(e))
+        if c is None or c[0] is not e:  # the first evaluation walks the tree; a second one compiles it
+            _seen(e)
+            return _RULES[type(e)](self, e)  # the method named after the expression's class: _Const, _Name, ...
+        f = c[1]
+        if f is None:
+            f = _compiled_entry(e)[1]
+        return f(self)  # = _RULES[type(e)](self, e): see `compile_expr`
 
     def _Const(self, e: ast.Const):
         v = e.value
@@ -266,6 +277,147 @@ class Evaluator:
 
 # Expression class -> Evaluator method, looked up once here rather than by name at every evaluation.
 _RULES = {cls: getattr(Evaluator, "_" + cls.__name__) for cls in get_args(ast.Expr)}
+
+
+# ---------------------------------------------------------------- compiled expressions
+#
+# Each expression is turned once into a Python closure that does what the Evaluator's method for it does,
+# step for step: the same evaluation order, checks, charges, errors and spans.  The closures are built from
+# the AST's structure (no text is ever compiled or eval'ed); what they save is the dispatch on the node's
+# class at every evaluation and the checks a constant or an int operation never needs.  Expression kinds
+# without a closure of their own call their Evaluator method (which evaluates its parts through here).
+
+_MISSING = object()
+_COMPILED: dict[int, tuple] = {}  # id(expression) -> (expression, closure); the expression is held
+_COMPILED_KEPT = 16384  # expressions of files loaded since; more and the table starts again (bounded memory)
+
+
+def _seen(e: ast.Expr) -> None:
+    """Remember an expression evaluated once: compiling costs more than one evaluation, and most
+    expressions outside loops and blocks are evaluated once (in a file parsed anew, its objects are new)."""
+    if len(_COMPILED) >= _COMPILED_KEPT:
+        _COMPILED.clear()
+    _COMPILED[id(e)] = (e, None)
+
+
+def _compiled_entry(e: ast.Expr) -> tuple:
+    if len(_COMPILED) >= _COMPILED_KEPT:
+        _COMPILED.clear()
+    entry = _COMPILED[id(e)] = (e, compile_expr(e))
+    return entry
+
+
+def compile_expr(e: ast.Expr) -> Callable[[Evaluator], object]:
+    """A closure `f(ev)` that evaluates `e` with the Evaluator `ev` exactly as `ev.eval(e)` does."""
+    t = type(e)
+    if t is ast.Const:
+        v = e.value
+        if type(v) is int and -MAX_INT <= v <= MAX_INT:
+            return lambda ev: v
+        span = e.span
+        return lambda ev: _check_int(v, span)
+    if t is ast.Name:
+        name, span = e.id, e.span
+
+        def read(ev: Evaluator) -> object:
+            env = ev.env
+            if env is not None:
+                v = env.get(name, _MISSING)
+                if v is not _MISSING and v is not ev.undefined:
+                    return v
+            return ev.lookup(name, span)
+        return read
+    if t is ast.BinOp:
+        return _compile_binop(e)
+    if t is ast.UnaryOp:
+        return _compile_unary(e)
+    if t is ast.Cond:
+        test, then, other, tspan = compile_expr(e.test), compile_expr(e.then), compile_expr(e.other), e.test.span
+        return lambda ev: then(ev) if ev._truth(test(ev), tspan) else other(ev)
+    if t is ast.ListLit:
+        items, span = tuple(compile_expr(x) for x in e.items), e.span
+        return lambda ev: ev._built(tuple([f(ev) for f in items]), span)
+    rule = _RULES[t]
+    return lambda ev: rule(ev, e)
+
+
+_INT_OPS = {"+": int.__add__, "-": int.__sub__, "*": int.__mul__}  # int op int: no check but the range
+_INT_COMPARE = {"<": int.__lt__, "<=": int.__le__, ">": int.__gt__, ">=": int.__ge__}
+
+
+def _compile_binop(e: ast.BinOp) -> Callable[[Evaluator], object]:
+    """`Evaluator._BinOp`, with shortcuts where both operands are ints (or, for == and !=, both ints or
+    both strings): the general path would find nothing to charge (deep_size of either is 0, and the step
+    count never exceeds the limit without stopping) and nothing to check but the result's range."""
+    op, span = e.op, e.span
+    left, right, lspan = compile_expr(e.left), compile_expr(e.right), e.left.span
+    if op == "and":
+        return lambda ev: (lambda a: right(ev) if ev._truth(a, lspan) else a)(left(ev))
+    if op == "or":
+        return lambda ev: (lambda a: a if ev._truth(a, lspan) else right(ev))(left(ev))
+
+    def general(ev: Evaluator, a: object, b: object) -> object:
+        if op == "==" or op == "!=":  # comparing lists walks them
+            ev.charge(deep_size(a) + deep_size(b), span)
+        v = binop(op, a, b, span)
+        if type(v) is int and -MAX_INT <= v <= MAX_INT:
+            return v
+        return ev._built(_check_int(v, span), span)
+
+    fast = _INT_OPS.get(op)
+    if fast is not None:
+        def arith(ev: Evaluator) -> object:
+            a, b = left(ev), right(ev)
+            if type(a) is int and type(b) is int:
+                v = fast(a, b)
+                if -MAX_INT <= v <= MAX_INT:
+                    return v
+            return general(ev, a, b)
+        return arith
+    if op == "//" or op == "%":
+        fast = int.__floordiv__ if op == "//" else int.__mod__
+
+        def divide(ev: Evaluator) -> object:
+            a, b = left(ev), right(ev)
+            if type(a) is int and type(b) is int and b != 0:
+                v = fast(a, b)
+                if -MAX_INT <= v <= MAX_INT:
+                    return v
+            return general(ev, a, b)
+        return divide
+    compare = _INT_COMPARE.get(op)
+    if compare is not None:
+        def order(ev: Evaluator) -> object:
+            a, b = left(ev), right(ev)
+            if type(a) is int and type(b) is int:
+                return compare(a, b)
+            return general(ev, a, b)
+        return order
+    if op == "==" or op == "!=":
+        same = op == "=="
+
+        def equal(ev: Evaluator) -> object:
+            a, b = left(ev), right(ev)
+            ta = type(a)
+            if ta is type(b) and (ta is int or ta is str):
+                return (a == b) is same
+            return general(ev, a, b)
+        return equal
+    return lambda ev: general(ev, left(ev), right(ev))
+
+
+def _compile_unary(e: ast.UnaryOp) -> Callable[[Evaluator], object]:
+    """`Evaluator._UnaryOp`."""
+    op, span, ospan, operand = e.op, e.span, e.operand.span, compile_expr(e.operand)
+    if op == "not":
+        return lambda ev: not ev._truth(operand(ev), ospan)
+
+    def sign(ev: Evaluator) -> object:
+        v = operand(ev)
+        if not _num(v):
+            raise error("E015", f"unary `{op}` needs a number, got {type_name(v)}", span)
+        return -v if op == "-" else v
+    return sign
 
 
 class _Poisoned(Exception):

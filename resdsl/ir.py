@@ -140,6 +140,37 @@ class Scope:
     name: str = ""  # qualified name, filled by `assign_names`
 
 
+assert Scope.__slots__ == ("id", "parent", "label", "hint", "span", "kind", "name"), "new_scope sets every field"
+assert Region.__slots__ == ("id", "kind", "parent", "input", "merge", "branches", "branch_slots", "shortcut", "attrs",
+                            "scope", "span", "calls", "name"), "new_region sets every field"
+_SCOPE_SETTERS = tuple(Scope.__dict__[f].__set__ for f in Scope.__slots__)
+_REGION_SETTERS = tuple(Region.__dict__[f].__set__ for f in Region.__slots__)
+
+
+def new_scope(id: int, parent: int | None, label: str | None, hint: str, span: Span, kind: str) -> Scope:
+    """`Scope(...)` without its name (set by `assign_names`), made as `new_node` makes a node."""
+    sc = object.__new__(Scope)
+    s_id, s_parent, s_label, s_hint, s_span, s_kind, s_name = _SCOPE_SETTERS
+    s_id(sc, id)
+    s_parent(sc, parent)
+    s_label(sc, label)
+    s_hint(sc, hint)
+    s_span(sc, span)
+    s_kind(sc, kind)
+    s_name(sc, "")
+    return sc
+
+
+def new_region(id: int, kind: str, parent: int | None, input: int, merge: int, branches: tuple, branch_slots: tuple,
+               shortcut: tuple, attrs: Mapping[str, object], scope: int, span: Span, calls: tuple) -> Region:
+    """`Region(...)` without its name (set by `assign_names`), made as `new_node` makes a node."""
+    r = object.__new__(Region)
+    for setter, v in zip(_REGION_SETTERS, (id, kind, parent, input, merge, branches, branch_slots, shortcut, attrs,
+                                           scope, span, calls, "")):
+        setter(r, v)
+    return r
+
+
 @dataclass(frozen=True, slots=True)
 class Contract:
     """An `assert` that names a network total (params, buffers, macs): checked once the graph

@@ -166,3 +166,101 @@ def test_network_travels_to_a_worker_process():
     with multiprocessing.get_context("spawn").Pool(1) as pool:
         got = pool.map(_param_count_in_worker, nets)
     assert got == [(n.param_count, n.costs().total) for n in nets] == [(3 * 272, 3 * 256), (5 * 272, 5 * 256)]
+
+
+NAME_CLASHES = [  # (body, whether two layers reach one module name, or one sits inside another)
+    ("conv: relu\nconv.0: relu", True),
+    ("a.b: relu\na: group { b: relu }", True),
+    ("a.b.c: relu\na.b: relu", True),
+    ("a.b: group { c: relu }\na: relu", True),  # a scope's own dotted label: `a` is a prefix inside it
+    ("a.b: group { c: relu }\na.c: relu", False),
+    ("g: group { relu; relu }\ng_1: relu", False),
+    ("a.b.c: relu\na.bc: relu\nab: relu", False),
+    ("p.q: relu\np: group { z: relu }", False),
+]
+
+
+def _brute_force_clash(names: list[str]) -> bool:
+    return len(set(names)) < len(names) or any(m.startswith(n + ".") for n in names for m in names)
+
+
+def test_layer_name_clashes_are_found_exactly_when_brute_force_finds_them():
+    """`_check_names` skips its walk when a quick test says no name can clash; it must agree with every
+    pair of names compared (brute force, on the names the same program gets without the check)."""
+    from resdsl.diagnostics import ResdslError
+    from resdsl.elaborate import Elaborator
+    for body, clash in NAME_CLASHES:
+        text = "network n() {\n input x: [4]\n" + body + "\n output y }"
+        original = Elaborator._check_names
+        Elaborator._check_names = lambda self, g: None
+        try:
+            names = [n.name for n in resdsl.loads(text).graph.nodes]
+        finally:
+            Elaborator._check_names = original
+        assert _brute_force_clash(names) == clash, (body, names)
+        try:
+            resdsl.loads(text)
+            found = False
+        except ResdslError as e:
+            assert {d.code for d in e.diagnostics} == {"E020"}, e
+            found = True
+        assert found == clash, body
+
+
+def _general_paths(monkeypatch) -> None:
+    """Every statement, argument list and expression through the general path: no op plan, no bind
+    plan, no compiled expression (each evaluated by its Evaluator method)."""
+    from resdsl import elaborate as E
+    from resdsl import evaluate as V
+    monkeypatch.setattr(E, "_make_plan", lambda s: None)
+    monkeypatch.setattr(E, "_bind_plan_of", lambda params, args, sig: E._BINDS.setdefault(
+        (id(params), id(args)), (params, args, None)))
+    monkeypatch.setattr(V, "compile_expr", lambda e: (lambda ev: V._RULES[type(e)](ev, e)))
+    for table in (E._PLANS, E._BINDS, V._COMPILED):
+        table.clear()
+
+
+def _result(build) -> tuple:
+    from resdsl.diagnostics import ResdslError
+    try:
+        net = build()
+    except ResdslError as e:
+        return ("error", e.diagnostics)
+    g = net.graph
+    return ([repr(n) for n in g.nodes], [repr(r) for r in g.regions], [repr(s) for s in g.scopes], g.structure,
+            net.costs().to_json())
+
+
+def _programs() -> list:
+    import sys
+    from pathlib import Path
+    root = Path(__file__).resolve().parents[1]
+    sys.path.insert(0, str(root / "docs"))
+    import make_errors
+    from resdsl.models import get_network, list_models
+    out = [(lambda n=name: get_network(n)) for name in list_models()]
+    for ex in make_errors.EXAMPLES:
+        if not ex.files and ex.render is None:
+            out.append(lambda ex=ex: resdsl.loads(ex.source, network=ex.network, **ex.params))
+    return out
+
+
+def test_planned_and_compiled_paths_give_what_the_general_path_gives(monkeypatch):
+    """Op plans, bind plans and compiled expressions (elaborate.py `_OpPlan`, `_bind_plan_of`,
+    evaluate.py `compile_expr`) are made at a statement's or expression's second run and must do
+    exactly what the general path does: the whole zoo and every documented error example, each built
+    twice (so the second build runs every plan) against the general path alone."""
+    from resdsl import elaborate as E
+    from resdsl import evaluate as V
+    builds = _programs()
+    fast = []
+    for build in builds:
+        _result(build)
+        fast.append(_result(build))
+    assert sum(r[0] == "error" for r in fast) > 20 and sum(r[0] != "error" for r in fast) > 50
+    assert len(E._PLANS) > 100 and len(V._COMPILED) > 100  # the plans were made and used
+    with monkeypatch.context() as m:
+        _general_paths(m)
+        slow = [_result(build) for build in builds]
+        assert all(e[1] is None for e in E._PLANS.values())
+    assert slow == fast

@@ -65,6 +65,12 @@ def test_resnet152_replays_the_repeated_bottlenecks():
 
 
 CASES = {
+    # the branch body is recorded in the first residual, whose zero_init_last then rewrites its norm; the
+    # second replays it and must get the norm as the body made it
+    "a branch recorded under zero_init_last, replayed without": """
+network n() { input x: [4, 8, 8]
+  for i in range(2) { residual(zero_init_last=i == 0) { conv(4, 3, padding=1); batchnorm() } }
+  output y }""",
     "block with its own skip and split": """
 block unit(c) { conv(c, 3, padding=1) -> a; relu; add(a); split(2) -> p, q; from q; concat(p) }
 network n(K = 6) { input x: [4, 8, 8]
@@ -152,6 +158,7 @@ def test_the_crafted_programs_replay_where_they_can():
     # conv, relu, add, two slices, concat: the loop body's first run records, the other five replay
     assert counts["block with its own skip and split"] == 5 * 6
     assert counts["templated names are run, not replayed"] == 0
+    assert counts["a branch recorded under zero_init_last, replayed without"] == 2  # conv, batchnorm
     # a key holds at most 256 list items: the big table's loop runs each time (it would cost more to key)
     assert counts["a table read in a loop"] == 5 - 1
     assert counts["token ids"] == 3 * 3  # layernorm, linear, add; after the embedding no token ids flow
@@ -218,3 +225,132 @@ def test_limits_hit_inside_replayed_bodies_report_the_same(limit):
         assert on == off
         errors += on[0] == "error"
     assert errors == sum(1 for value in range(1, top + 2, 3) if value < top)
+
+
+# ---------------------------------------------------------------- reshaped replays
+# A body that reads no shape, run again with the same values but a new input shape, is replayed with its
+# nodes' shape rules and counts run again (Elaborator._reshape); these count those nodes (`reshaped`).
+
+
+def _counts(text: str, **params) -> tuple[int, int]:
+    """(nodes replayed, of which reshaped)."""
+    el = Elaborator(load_program(text, "t.res"))
+    el.network(None, params)
+    return el.replayed, el.reshaped
+
+
+RESHAPED = {
+    # each dense layer sees 4 more channels: nothing repeats exactly, everything but the first reshapes
+    "dense layers": ("""
+block layer(k) { dense { batchnorm(); relu; conv(k, 3, padding=1, bias=false) } }
+network n(K = 6) { input x: [8, 16, 16]
+  for i in range(K) { layer(4) }
+  output y }""", 4 * 5),
+    # a rank change: [4, 8, 8] then [256]: the rules see the new rank
+    "a block on a new rank": ("""
+block b() { relu; scale(0.5) }
+network n() { input x: [4, 8, 8]
+  for r in range(3) { if r == 1 { flatten }; b() }
+  output y }""", 2 * 2),
+    # the block reads in_channels: each new shape runs it
+    "a block that reads in_channels": ("""
+block b() { conv(in_channels * 2, 1) }
+network n() { input x: [2, 8, 8]
+  for i in range(3) { b() }
+  output y }""", 0),
+    # ... or calls a block that does, or reads .shape: not reshaped either
+    "a block calling a block that reads the shape": ("""
+block inner() { linear(in_shape[0]) }
+block outer() { relu; inner() }
+network n() { input x: [4]
+  for i in range(4) { outer(); linear(8) }
+  output y }""", 0),
+    "a block that reads .channels": ("""
+block b() { relu -> t; conv(t.channels, 1) }
+network n() { input x: [2, 8, 8]
+  for i in range(3) { b(); maxpool(2) }
+  output y }""", 0),
+    # a projection shortcut's attrs come from the shapes; a split's from the channels
+    "a projection shortcut": ("""
+block b() { residual(shortcut="project") { conv(8, 3, padding=1) } }
+network n() { input x: [4, 16, 16]
+  for i in range(3) { b(); maxpool(2) }
+  output y }""", 0),
+    "a split": ("""
+block b() { split(2) -> p, q; from p; concat(q) }
+network n() { input x: [4, 8, 8]
+  for c in [8, 16, 32] { b(); conv(c, 1) }
+  output y }""", 0),
+    # zero_init_last rewrites a norm the body made: its attrs are no longer its rule's
+    "zero_init_last": ("""
+block b() { residual(zero_init_last=true) { conv(8, 3, padding=1); batchnorm() }; maxpool(2) }
+network n() { input x: [8, 32, 32]
+  for i in range(3) { b() }
+  output y }""", 0),
+    # an identity residual whose add sees the new shape on both sides, in a loop body (a shared body)
+    "an identity residual in a loop": ("""
+network n() { input x: [4, 32, 32]
+  for i in range(4) { residual { relu; conv(4, 3, padding=1) }; maxpool(2) }
+  output y }""", 4 * 3),
+}
+
+
+@pytest.mark.parametrize("case", RESHAPED)
+def test_reshaped_replays_are_the_same_and_counted(case):
+    text, reshaped = RESHAPED[case]
+    on, off = _both(lambda: resdsl.loads(text))
+    assert on == off and on[0] != "error", on
+    assert _counts(text)[1] == reshaped
+
+
+def test_densenet121_reshapes_every_dense_layer_but_the_first():
+    from pathlib import Path
+    text = (Path(__file__).resolve().parents[1] / "examples/densenet.res").read_text()
+    # 6 + 12 + 24 + 16 dense layers of 7 nodes (norm1, relu1, conv1, norm2, relu2, conv2, concat), at one
+    # call site: the first records, every other one (each with more channels, or a smaller size) reshapes;
+    # the transitions read in_channels and run
+    assert _counts(text) == (7 * (6 + 12 + 24 + 16 - 1),) * 2  # (replayed, of which reshaped)
+
+
+RESHAPE_ERRORS = {
+    # the kernel fits the first shapes and not a later one: the reshape refuses, the body runs and reports
+    "a kernel that no longer fits": """
+block b() { conv(4, 3); maxpool(2) }
+network n() { input x: [4, 16, 16]
+  for i in range(4) { b() }
+  output y }""",
+    # the residual's add sees different shapes once the branch's stride matters: E030 from the run
+    "a residual whose branch changes the shape": """
+block b() { residual { conv(4, 3, padding=1, stride=2) } }
+network n() { input x: [4, 1, 1]
+  for i in range(2) { if i == 1 { flatten; unflatten([4, 2, 2]) }; b() }
+  output y }""",
+    # groups divide the first channel count, not a later one
+    "groups that stop dividing": """
+block b() { dense { conv(4, 1, groups=4) }; conv(6, 1) }
+network n() { input x: [4, 8, 8]
+  for i in range(3) { b() }
+  output y }""",
+}
+
+
+@pytest.mark.parametrize("case", RESHAPE_ERRORS)
+def test_reshaped_bodies_report_the_same_errors(case):
+    on, off = _both(lambda: resdsl.loads(RESHAPE_ERRORS[case]))
+    assert on == off and on[0] == "error", on
+    el = Elaborator(load_program(RESHAPE_ERRORS[case], "t.res"))
+    with pytest.raises(ResdslError):
+        el.network(None, {})
+    # 16 -> 14 -> 7, reshaped to 5 -> 2; then the kernel does not fit 2: refused, run, reported
+    assert el.reshaped == {"a kernel that no longer fits": 2}.get(case, 0)
+
+
+def test_a_reshape_past_the_element_limit_reports_where_running_does():
+    text = """
+block b() { dense { conv(16, 1) } }
+network n() { input x: [16, 32, 32]
+  for i in range(6) { b() }
+  output y }"""
+    for limit in (16 * 32 * 32 * 3, 16 * 32 * 32 * 4 + 1, 16 * 32 * 32 * 6):
+        on, off = _both(lambda: resdsl.loads(text, limits=resdsl.Limits(max_tensor_elements=limit)))
+        assert on == off and on[0] == "error", on

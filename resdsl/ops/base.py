@@ -298,6 +298,11 @@ class OpDef:
     def elaborate(self, attrs: Mapping, xs: list[Shape]) -> tuple[Shape, dict]:
         """Check argument ranges, run the shape rule; returns (shape, attrs with the defaults of omitted
         arguments and the derived attributes applied).  Reads `attrs` and `xs`, writes nothing."""
+        return self.infer_full(self.checked(attrs, xs), xs)
+
+    def checked(self, attrs: Mapping, xs: list[Shape]) -> dict:
+        """The first half of `elaborate`: the input count and argument ranges checked, and a new dict of
+        `attrs` over the defaults of omitted arguments (what the shape rule reads)."""
         lo, hi = self.arity
         if hi >= 0 and len(xs) > hi:
             raise ShapeProblem("E013", f"{self.name} takes {hi - 1} named tensor{'s' if hi != 2 else ''} besides the "
@@ -307,15 +312,23 @@ class OpDef:
             p = by_name.get(k)
             if p is not None and v is not p.default:  # defaults are valid by construction
                 p.check(v)
-        attrs = {**self._defaults, **attrs}
-        out = self.infer(MappingProxyType(attrs), xs)  # a fresh dict, read-only to the rule
+        return {**self._defaults, **attrs}
+
+    def infer_full(self, attrs: dict, xs: list[Shape]) -> tuple[Shape, dict]:
+        """The second half of `elaborate`: the shape rule, for attrs already checked and holding every
+        default (as `checked` makes them).  Returns (shape, attrs with the derived attributes applied: a
+        new dict where the rule derives any, else `attrs` itself).  Reads `attrs`, writes nothing."""
+        out = self.infer(MappingProxyType(attrs), xs)  # read-only to the rule
         if isinstance(out, Inferred):
-            extra = set(out.derived) - set(self.derived)
-            if extra:
+            if not self._derived.issuperset(out.derived):
+                extra = set(out.derived) - set(self.derived)
                 raise MissingFacet(self.name, f"derived {sorted(extra)}", "the op's shape rule")
-            attrs.update(out.derived)  # our own fresh dict: the caller's is untouched
-            return tuple(out.shape), attrs
+            return tuple(out.shape), {**attrs, **out.derived}
         return tuple(out), attrs
+
+    @cached_property
+    def _derived(self) -> frozenset:
+        return frozenset(self.derived)
 
     @cached_property
     def _by_name(self) -> dict:

@@ -62,7 +62,8 @@ def _conv_infer(rank: int | None, name: str):
     def infer(a, xs) -> Inferred:
         (x,) = xs
         n = spatial(x, name, rank)
-        k, s, d = (as_tuple(a[f], n, f) for f in ("kernel_size", "stride", "dilation"))
+        k, s, d = as_tuple(a["kernel_size"], n, "kernel_size"), as_tuple(a["stride"], n, "stride"), \
+            as_tuple(a["dilation"], n, "dilation")
         p = a["padding"]
         if p == "valid":
             p = (0,) * n
@@ -76,7 +77,7 @@ def _conv_infer(rank: int | None, name: str):
         derived = {"kernel_size": k, "stride": s, "dilation": d, "padding": p}
         if p == "same":
             return Inferred((a["out_channels"],) + x[1:], derived)
-        out = tuple(conv_len(L, *kk) for L, kk in zip(x[1:], zip(k, s, p, d)))
+        out = tuple([conv_len(L, kk, ss, pp, dd) for L, kk, ss, pp, dd in zip(x[1:], k, s, p, d)])
         check_fits(name, x, out, k)
         return Inferred((a["out_channels"],) + out, derived)
 
