@@ -33,6 +33,7 @@ import math
 import random
 from collections import Counter
 from dataclasses import dataclass
+from itertools import compress
 from fractions import Fraction
 from typing import Iterator, NamedTuple
 
@@ -96,19 +97,37 @@ def _power(p: Poly, n: int) -> Poly:
     # Theta((n d)^2)-bit work.
     mirror = p == p[::-1]
     last = n * d // 2 if mirror else n * d
-    for k in range(1, last + 1):
-        s = 0
-        for i, pi in terms:
-            if i > k:
-                break
-            qk = q[k - i]
-            if qk:
-                s += ((n + 1) * i - k) * pi * qk
-        q[k] = s // (k * p0)
+    if len(terms) == 1 and terms[0][0] == 1:  # (p0 + p1 x)^n: q_k = q_{k-1} (n-k+1) p1 / (k p0), the binomial row
+        _two_terms(q, n, p0, terms[0][1], last)
+    else:
+        for k in range(1, last + 1):
+            s = 0
+            for i, pi in terms:
+                if i > k:
+                    break
+                qk = q[k - i]
+                if qk:
+                    s += ((n + 1) * i - k) * pi * qk
+            q[k] = s // (k * p0)
     if mirror:
         for k in range(last + 1, n * d + 1):
             q[k] = q[n * d - k]
     return q
+
+
+def _two_terms(q: Poly, n: int, p0: int, p1: int, last: int) -> None:
+    """q[1..last] of (p0 + p1 x)^n from q[0]: one multiplication and one exact division by a small
+    integer per coefficient (Miller's recurrence with one term), the fewest big-integer operations a
+    row of K-bit coefficients can be made with one at a time."""
+    c = q[0]
+    if p0 == 1 and p1 == 1:
+        for k in range(1, last + 1):
+            c = c * (n - k + 1) // k
+            q[k] = c
+        return
+    for k in range(1, last + 1):
+        c = c * ((n - k + 1) * p1) // (k * p0)
+        q[k] = c
 
 
 def fmt_big(n: int, exact_below: int = 10 ** 24) -> str:
@@ -282,36 +301,34 @@ def on_pair(graph: Graph, ins: list[list[tuple[int, int]]], i: int, o: int) -> l
 
 def cut_nodes(ins: list[list[tuple[int, int]]], on: list[bool], i: int, o: int) -> list[int]:
     """The nodes on every i -> o path, in order: the dominators of o in the pair's subgraph."""
-    interior = [v for v in range(i + 1, o) if on[v]]
-    return _dominators(ins, set(interior), i, o, interior, True)
+    if i == o:
+        return [i]
+    interior = list(compress(range(i + 1, o), on[i + 1:o]))
+    return [i] + [interior[k] for k in _cuts(ins, set(interior), i, o, interior, True)] + [o]
 
 
-def _dominators(ins, member: set[int], a: int, b: int, interior: list[int], direct_ok: bool) -> list[int]:
-    """Dominators of b in the sub-DAG, a first: immediate dominators by Cooper, Harvey & Kennedy's
-    intersection over the topological (id) order, which for a DAG needs one pass; exact, no counting."""
-    idom = {a: a}
-    for v in interior + [b]:
-        d = None
+def _cuts(ins, member: set[int], a: int, b: int, interior: list[int], direct_ok: bool) -> list[int]:
+    """Positions in `interior` of the inner nodes on every a -> b path of the sub-DAG (the dominators of b).
+
+    The sub-DAG: the nodes `member` (= `interior`, sorted), every one on some a -> b path, and their
+    in-edges from `member` or `a` (the direct edges a -> b only when `direct_ok`).  Ids are a
+    topological order and a path climbs it, so it passes the height of an inner node c at one edge,
+    which ends at c or jumps over it: c is on every path iff no edge u -> w has u < c < w.  One sweep
+    down from b keeps the lowest source of the edges into the nodes above; exact, no counting."""
+    low = b
+    for u in ins[b]:
+        if u < low and (u in member or (u == a and direct_ok)):
+            low = u
+    out = []
+    for k in range(len(interior) - 1, -1, -1):
+        v = interior[k]
+        if low >= v:  # no edge from below v to above it
+            out.append(k)
         for u in ins[v]:
-            # v's in-edges inside the sub-DAG: from its inner nodes `member`, or from `a` (the direct
-            # edges a -> b only when `direct_ok`)
-            if not (u in member or (u == a and (direct_ok or v != b))):
-                continue
-            if d is None:
-                d = u
-                continue
-            x, y = d, u
-            while x != y:
-                while x > y:
-                    x = idom[x]
-                while y > x:
-                    y = idom[y]
-            d = x
-        idom[v] = d
-    chain = [b]
-    while chain[-1] != a:
-        chain.append(idom[chain[-1]])
-    return chain[::-1]
+            if u < low and (u in member or u == a):
+                low = u
+    out.reverse()
+    return out
 
 
 @dataclass(slots=True)
@@ -371,32 +388,63 @@ def _flat(ins, member: set[int], a: int, b: int, interior: list[int], node_w, sl
 SMALL = 48  # sub-DAGs up to this many nodes get the flat DP (cheaper than decomposing them)
 MAX_DEPTH = 100  # decomposition depth; deeper nests are finished by the flat DP (exact, only slower)
 
+# A small part's result, kept by its shape: (total, poly, paths through its wanted edges keyed by
+# (node - start, slot)).  Equal blocks share one entry, and so one `poly` and one `through` object.
+Entry = tuple[int, Poly, dict[Edge, int]]
+
+
+class Shapes:
+    """The memo of one count: the small parts' results by the shape of their sub-DAG.
+
+    Two keys.  Any part: written out relative to its start (`_flat_shared`).  A part of a series whose
+    nodes are all the on-nodes between its ends -- every block of a chain or a stage -- by a slice of
+    `codes`: one small int per on-node naming its distance from the on-node before it, its weights,
+    its wanted slots and its sources as distances (a tuple made once per node, not once per part)."""
+
+    __slots__ = ("by_shape", "by_codes", "order", "pos", "codes")
+
+    def __init__(self, order: list[int] | None = None):
+        self.by_shape: dict[tuple, Entry] = {}
+        self.by_codes: dict[tuple, Entry] = {}
+        self.order = order  # the pair's on-nodes in order (input first), when the caller has them
+        self.pos: dict[int, int] | None = None
+        self.codes: list[int] | None = None
+
+    def prepare(self, ins, node_w, slot_w, want) -> None:
+        """`pos` (index of each on-node in `order`) and `codes`, once per pair."""
+        order = self.order
+        self.pos = {v: k for k, v in enumerate(order)}
+        table: dict[tuple, int] = {}
+        codes = [0]
+        prev = order[0]
+        for v in order[1:]:
+            # a source u of a part's node is in the part's sub-DAG iff u's position (u - start) is an
+            # on-node's within it: fixed by the distances, so the raw distances say all
+            sig = (v - prev, node_w[v], slot_w[v], None if want is None else want[v], *[v - u for u in ins[v]])
+            code = table.get(sig)
+            if code is None:
+                code = table[sig] = len(table)
+            codes.append(code)
+            prev = v
+        self.codes = codes
+
 
 def decompose(ins, member: set[int], a: int, b: int, interior: list[int], node_w, slot_w, want,
-              direct_ok: bool = True, depth: int = 0, memo: dict | None = None) -> Segment:
+              direct_ok: bool = True, depth: int = 0, memo: Shapes | None = None) -> Segment:
     """The paths a -> b by series-parallel decomposition: split at the nodes on every path (series:
     multiply), else into the parts that share no inner node (parallel: add), recursively; a part that
     splits neither way gets the flat DP.  Linear in the graph for nets built from blocks in series and
     in parallel (chains, nested residuals, long skips), whatever their depth.  `memo` (one per count)
     holds the small parts' results by shape, so the equal blocks of a stage are counted once."""
     if memo is None:
-        memo = {}
+        memo = Shapes()
     if len(interior) <= SMALL:
         return _flat_shared(memo, ins, member, a, b, interior, node_w, slot_w, want, direct_ok)
     if depth > MAX_DEPTH:
         return _flat(ins, member, a, b, interior, node_w, slot_w, want, direct_ok)
-    cuts = _dominators(ins, member, a, b, interior, direct_ok)
-    if len(cuts) > 2:
-        subs, k = [], 0
-        for c0, c1 in zip(cuts, cuts[1:]):
-            part = []
-            while k < len(interior) and interior[k] < c1:
-                if interior[k] > c0:
-                    part.append(interior[k])
-                k += 1
-            k += 1  # c1 itself
-            subs.append(decompose(ins, set(part), c0, c1, part, node_w, slot_w, want, True, depth + 1, memo))
-        return _series(a, b, subs)
+    cuts = _cuts(ins, member, a, b, interior, direct_ok)
+    if cuts:
+        return _series(a, b, _series_parts(memo, ins, a, b, interior, cuts, node_w, slot_w, want, depth))
     parts = _components(ins, member, interior)
     direct = [s for s, u in enumerate(ins[b]) if u == a] if direct_ok else []
     if len(parts) == 1 and not direct:
@@ -413,20 +461,60 @@ def decompose(ins, member: set[int], a: int, b: int, interior: list[int], node_w
     return Segment(a, b, sum(sg.total for sg in segs), poly, through)
 
 
-def _flat_shared(memo: dict, ins, member: set[int], a: int, b: int, interior: list[int], node_w, slot_w, want,
-                 direct_ok: bool) -> Segment:
-    """`_flat`, computed once per shape of sub-DAG: the key is the sub-DAG written relative to `a` (which
-    of its edges count, the weights, the wanted edges), so the equal blocks of a stage share one DP and
-    differ only in the node ids of `through`."""
-    key = (b - a, want is None, tuple([  # per node: its offset, weights, wanted slots, and sources (None: no edge)
+def _series_parts(memo: Shapes, ins, a: int, b: int, interior: list[int], cuts: list[int], node_w, slot_w, want,
+                  depth: int) -> list[tuple[int, int, Poly, dict[Edge, int]]]:
+    """The parts between consecutive cuts (positions in `interior`), each as (offset, total, poly,
+    through): a small part's memo entry with the offset to add to its node ids, or a decomposed part
+    with offset 0."""
+    out = []
+    ends = [interior[k] for k in cuts] + [b]
+    c0, k0 = a, -1
+    use_codes = memo.order is not None
+    for c1, k1 in zip(ends, cuts + [len(interior)]):
+        part = interior[k0 + 1:k1]
+        if len(part) > SMALL:
+            sg = decompose(ins, set(part), c0, c1, part, node_w, slot_w, want, True, depth + 1, memo)
+            out.append((0, sg.total, sg.poly, sg.through))
+        else:
+            if use_codes and memo.codes is None:
+                memo.prepare(ins, node_w, slot_w, want)
+            p0 = memo.pos.get(c0) if use_codes else None
+            if p0 is not None and memo.pos.get(c1) == p0 + len(part) + 1:  # all on-nodes between: key by codes
+                key = tuple(memo.codes[p0 + 1:p0 + len(part) + 2])
+                hit = memo.by_codes.get(key)
+                if hit is None:
+                    hit = memo.by_codes[key] = _entry(_flat(ins, set(part), c0, c1, part, node_w, slot_w, want,
+                                                            True), c0)
+            else:
+                hit = _shared_entry(memo, ins, set(part), c0, c1, part, node_w, slot_w, want, True)
+            out.append((c0, *hit))
+        c0, k0 = c1, k1
+    return out
+
+
+def _entry(seg: Segment, a: int) -> Entry:
+    return seg.total, seg.poly, {(v - a, s): c for (v, s), c in seg.through.items()}
+
+
+def _shared_entry(memo: Shapes, ins, member: set[int], a: int, b: int, interior: list[int], node_w, slot_w, want,
+                  direct_ok: bool) -> Entry:
+    """`_flat`'s result as an entry, computed once per shape of sub-DAG: the key is the sub-DAG written
+    relative to `a` (which of its edges count, the weights, the wanted edges)."""
+    key = (b - a, want is None, tuple([  # per node: offset, weights, wanted slots, sources (None: no edge)
         (v - a, node_w[v], slot_w[v], None if want is None else want[v],
          tuple([u - a if u in member or (u == a and (direct_ok or v != b)) else None for u in ins[v]]))
         for v in interior + [b]]))
-    hit = memo.get(key)
+    hit = memo.by_shape.get(key)
     if hit is None:
-        seg = _flat(ins, member, a, b, interior, node_w, slot_w, want, direct_ok)
-        hit = memo[key] = (seg.total, seg.poly, {(v - a, s): c for (v, s), c in seg.through.items()})
-    total, poly, through = hit
+        hit = memo.by_shape[key] = _entry(_flat(ins, member, a, b, interior, node_w, slot_w, want, direct_ok), a)
+    return hit
+
+
+def _flat_shared(memo: Shapes, ins, member: set[int], a: int, b: int, interior: list[int], node_w, slot_w, want,
+                 direct_ok: bool) -> Segment:
+    """`_flat`, computed once per shape of sub-DAG (`_shared_entry`), so the equal blocks of a stage share
+    one DP and differ only in the node ids of `through`."""
+    total, poly, through = _shared_entry(memo, ins, member, a, b, interior, node_w, slot_w, want, direct_ok)
     return Segment(a, b, total, list(poly), {(v + a, s): c for (v, s), c in through.items()})
 
 
@@ -452,23 +540,24 @@ def _components(ins, member: set[int], interior: list[int]) -> list[list[int]]:
     return list(groups.values())
 
 
-def _series(a: int, b: int, subs: list[Segment]) -> Segment:
-    """Segments in series: counts multiply, polynomials multiply (equal ones raised to their multiplicity),
-    and the paths through an edge of one segment are that segment's count times all the others'."""
-    total = _product([s.total for s in subs])
+def _series(a: int, b: int, parts: list[tuple[int, int, Poly, dict[Edge, int]]]) -> Segment:
+    """Parts in series (`_series_parts`): counts multiply, polynomials multiply (equal ones raised to their
+    multiplicity), and the paths through an edge of one part are that part's count times all the others'."""
+    total = _product([t for _, t, _, _ in parts])
     quotient: dict[int, int] = {}
-    memo: dict[tuple[int, int], int] = {}  # the blocks of a stage share one big integer per value
+    shared: dict[tuple[int, int], int] = {}  # the blocks of a stage share one big integer per value
     through: dict[Edge, int] = {}
-    for sg in subs:
-        if sg.total not in quotient:
-            quotient[sg.total] = total // sg.total
-        q = quotient[sg.total]
-        for e, local in sg.through.items():
-            key = (sg.total, local) if local < 1 << 62 else (sg.total, id(local))
-            if key not in memo:
-                memo[key] = q * local
-            through[e] = memo[key]
-    return Segment(a, b, total, _poly_product(subs), through)
+    for off, t, _, local_through in parts:
+        q = quotient.get(t)
+        if q is None:
+            q = quotient[t] = total // t
+        for (v, s), local in local_through.items():
+            key = (t, local) if local < 1 << 62 else (t, id(local))
+            c = shared.get(key)
+            if c is None:
+                c = shared[key] = q * local
+            through[(v + off, s)] = c
+    return Segment(a, b, total, _poly_product([p for _, _, p, _ in parts]), through)
 
 
 def _trim(p: Poly) -> tuple[int, Poly]:
@@ -479,17 +568,25 @@ def _trim(p: Poly) -> tuple[int, Poly]:
     return k, p[k:]
 
 
-def _poly_product(segments: list[Segment]) -> Poly:
-    """The product of the segments' polynomials, equal factors raised to their multiplicity."""
+def _poly_product(polys: list[Poly]) -> Poly:
+    """The product of the polynomials, equal factors raised to their multiplicity (the equal blocks of a
+    stage share one list object: counted by identity first, then compared by value once each)."""
+    by_object: dict[int, list] = {}
+    for p in polys:
+        seen = by_object.get(id(p))
+        if seen is None:
+            by_object[id(p)] = [p, 1]
+        else:
+            seen[1] += 1
     shift = 0
     factors: Counter = Counter()
-    for sg in segments:
-        k, p = _trim(sg.poly)
+    for p, m in by_object.values():
+        k, p = _trim(p)
         if not p:
             return []
-        shift += k
+        shift += k * m
         if p != [1]:
-            factors[tuple(p)] += 1
+            factors[tuple(p)] += m
     result: Poly = [1]
     for p in sorted((_power(list(q), m) for q, m in factors.items()), key=len):  # small to large
         result = _mul(result, p)
@@ -536,8 +633,8 @@ def _count_paths(graph: Graph, length: str, removed: frozenset[Edge]) -> PathCou
         if i == o:
             seg = Segment(i, o, 1, [1], {})
         else:
-            interior = [v for v in range(i + 1, o) if on[v]]
-            seg = decompose(ins, set(interior), i, o, interior, node_w, slot_w, want)
+            interior = list(compress(range(i + 1, o), on[i + 1:o]))
+            seg = decompose(ins, set(interior), i, o, interior, node_w, slot_w, want, memo=Shapes([i, *interior, o]))
         part = _shift(seg.poly, node_w[i])  # (its coefficients add up to seg.total: tests check it)
         total += mult * seg.total
         poly = part if not poly and mult == 1 else _add_into(poly, [mult * x for x in part])
