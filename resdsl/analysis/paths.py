@@ -33,8 +33,9 @@ import math
 import random
 from collections import Counter
 from dataclasses import dataclass
-from itertools import compress
 from fractions import Fraction
+from itertools import compress
+from operator import attrgetter
 from typing import Iterator, NamedTuple
 
 from ..ir import Graph, cycle_collector_paused
@@ -161,21 +162,28 @@ class Branch(NamedTuple):
     skip: str  # what the merge's other inputs are: identity | projection | carried | skip | parallel
 
 
+_SKIP_KIND = {"dense": "carried", "parallel": "parallel"}  # region kind -> what its merge's other inputs are
+
+
 def branches(graph: Graph) -> list[Branch]:
     """Every branch edge of `graph`, in the order of the merge nodes (then slots)."""
     by_merge = {r.merge: r for r in graph.regions}
     merges = {name for name, spec in OPS.items() if spec.family == "merge"}  # the family facet, read once per op
+    new = tuple.__new__  # Branch(...) without the named tuple's Python-level __new__ (one per merge node)
     out: list[Branch] = []
-    for n in graph.nodes:
-        if n.op not in merges:
-            continue
+    nodes = graph.nodes
+    for n in compress(nodes, map(merges.__contains__, map(attrgetter("op"), nodes))):  # the merge nodes
         r = by_merge.get(n.id)
         if r is None:
-            out.append(Branch(n.id, 0, n.name, None, "skip"))
+            out.append(new(Branch, (n.id, 0, n.name, None, "skip")))
             continue
-        kind = {"dense": "carried", "parallel": "parallel"}.get(r.kind, "projection" if r.shortcut else "identity")
-        for i, s in enumerate(r.branch_slots):
-            out.append(Branch(n.id, s, r.name if len(r.branch_slots) == 1 else f"{r.name}[{i}]", r.id, kind))
+        kind = _SKIP_KIND.get(r.kind) or ("projection" if r.shortcut else "identity")
+        slots = r.branch_slots
+        if len(slots) == 1:
+            out.append(new(Branch, (n.id, slots[0], r.name, r.id, kind)))
+            continue
+        for i, s in enumerate(slots):
+            out.append(new(Branch, (n.id, s, f"{r.name}[{i}]", r.id, kind)))
     return out
 
 
@@ -189,16 +197,30 @@ def edge_weights(graph: Graph, length: str, bs: list[Branch] | None = None) -> t
         raise ValueError(f"length must be one of {LENGTHS}, got {length!r}")
     slot_w: SlotWeights = [None] * len(graph.nodes)
     if length == "layers":
-        return [1 if n.spec.weighted else 0 for n in graph.nodes], slot_w
+        weighted = {name: 1 if spec.weighted else 0 for name, spec in OPS.items()}  # the facet, read once per op
+        return list(map(weighted.__getitem__, map(attrgetter("op"), graph.nodes))), slot_w
     return [0] * len(graph.nodes), _slot_flags(graph, branches(graph) if bs is None else bs)
 
 
 def _slot_flags(graph: Graph, bs: list[Branch]) -> SlotWeights:
-    """Per node: None, or a tuple with 1 at the slots that are branch edges in `bs`."""
-    out: SlotWeights = [None] * len(graph.nodes)
+    """Per node: None, or a tuple with 1 at the slots that are branch edges in `bs` (equal tuples are one
+    object: most merges have the same inputs and branch slot)."""
+    nodes = graph.nodes
+    out: SlotWeights = [None] * len(nodes)
+    made: dict[tuple[int, int], tuple[int, ...]] = {}  # (inputs, branch slot) -> flags
+    several: dict[tuple[int, ...], tuple[int, ...]] = {}  # flags with several branch slots, one object each
     for b in bs:
-        w = out[b.merge] or (0,) * len(graph.nodes[b.merge].inputs)
-        out[b.merge] = w[:b.slot] + (1,) + w[b.slot + 1:]
+        m, slot = b.merge, b.slot
+        w = out[m]
+        if w is None:
+            key = (len(nodes[m].inputs), slot)
+            w = made.get(key)
+            if w is None:
+                w = made[key] = (0,) * slot + (1,) + (0,) * (key[0] - slot - 1)
+        else:  # a second branch slot of the same merge
+            w = w[:slot] + (1,) + w[slot + 1:]
+            w = several.setdefault(w, w)
+        out[m] = w
     return out
 
 
@@ -270,7 +292,7 @@ class PathCounts:
 def live_inputs(graph: Graph, removed: frozenset[Edge] = frozenset()) -> list[tuple[int, ...]]:
     """Per node, its input sources by slot, -1 where the edge is `removed` (the nodes' own tuples
     when nothing is: no per-node objects are made)."""
-    ins = [n.inputs for n in graph.nodes]
+    ins = list(map(attrgetter("inputs"), graph.nodes))
     for v, s in removed:
         if 0 <= v < len(ins) and s < len(ins[v]):
             ins[v] = ins[v][:s] + (-1,) + ins[v][s + 1:]
@@ -279,7 +301,13 @@ def live_inputs(graph: Graph, removed: frozenset[Edge] = frozenset()) -> list[tu
 
 def on_pair(graph: Graph, ins: list[list[tuple[int, int]]], i: int, o: int) -> list[bool]:
     """on[v]: v lies on some i -> o path (reachable from i, reaches o)."""
-    n = len(graph.nodes)
+    return _on(len(graph.nodes), ins, i, o)[0]
+
+
+def _on(n: int, ins, i: int, o: int, weights: tuple | None = None) -> tuple[list[bool], list[int], list[int] | None]:
+    """(on, cuts, codes): `on_pair`; in the same sweep down, the nodes on every i -> o path (`_cuts`'s rule:
+    no edge between on-nodes jumps over them) as their ranks from the top among the on-nodes below o; and,
+    given `weights` = (node_w, slot_w, want), `Shapes.codes` for the pair's on-nodes."""
     fwd = [False] * n
     fwd[i] = True
     for v in range(i + 1, o + 1):
@@ -288,15 +316,59 @@ def on_pair(graph: Graph, ins: list[list[tuple[int, int]]], i: int, o: int) -> l
                 fwd[v] = True
                 break
     on = [False] * n
+    cuts: list[int] = []
     if not fwd[o]:
-        return on
+        return on, cuts, None
     on[o] = True
-    for v in range(o, i - 1, -1):
+    low = o  # the lowest source of the edges into the on-nodes above
+    above = -1  # on-nodes strictly between v and o
+    if weights is None:
+        for v in range(o, i, -1):
+            if on[v]:
+                if low >= v and above >= 0:
+                    cuts.append(above)
+                above += 1
+                for u in ins[v]:
+                    if u >= 0 and fwd[u]:  # an on-node's source reached from i is on
+                        on[u] = True
+                        if u < low:
+                            low = u
+        on[i] = True
+        return on, cuts, None
+    node_w, slot_w, want = weights
+    own_want = want is not slot_w  # (for lengths in blocks the wanted edges are the weighted ones)
+    table: dict[tuple, int] = {}
+    codes: list[int] = []
+    up = sig_up = None  # the on-node above v and its signature's number
+    for v in range(o, i, -1):
         if on[v]:
-            for u in ins[v]:
+            if low >= v and above >= 0:
+                cuts.append(above)
+            above += 1
+            src = ins[v]
+            for u in src:
                 if u >= 0 and fwd[u]:
                     on[u] = True
-    return on
+                    if u < low:
+                        low = u
+            # v's signature: weights, wanted slots, and sources as raw distances (see Shapes)
+            if len(src) == 1:
+                sig = (node_w[v], slot_w[v], want[v] if own_want else 0, v - src[0])
+            elif len(src) == 2:
+                sig = (node_w[v], slot_w[v], want[v] if own_want else 0, v - src[0], v - src[1])
+            else:
+                sig = (node_w[v], slot_w[v], want[v] if own_want else 0, *[v - u for u in src])
+            code = table.get(sig)
+            if code is None:
+                code = table[sig] = len(table)
+            if up is not None:
+                codes.append((up - v) << 32 | sig_up)
+            up, sig_up = v, code
+    on[i] = True
+    if up is not None:  # (i == o: no on-node above i)
+        codes.append((up - i) << 32 | sig_up)
+    codes.reverse()
+    return on, cuts, codes
 
 
 def cut_nodes(ins: list[list[tuple[int, int]]], on: list[bool], i: int, o: int) -> list[int]:
@@ -398,38 +470,30 @@ class Shapes:
 
     Two keys.  Any part: written out relative to its start (`_flat_shared`).  A part of a series whose
     nodes are all the on-nodes between its ends -- every block of a chain or a stage -- by a slice of
-    `codes`: one small int per on-node naming its distance from the on-node before it, its weights,
-    its wanted slots and its sources as distances (a tuple made once per node, not once per part)."""
+    `codes`, one int per on-node of the pair (`_on` makes them in its sweep): the distance to the next
+    on-node and that node's signature (its weights, wanted slots and sources as distances, numbered).
+    A source u of a part's node is in the part's sub-DAG iff u's position (u - start) is an on-node's
+    within it, which the distances fix: so equal slices are equal sub-DAGs, up to the shift."""
 
-    __slots__ = ("by_shape", "by_codes", "order", "pos", "codes")
+    __slots__ = ("by_shape", "by_codes", "order", "top", "top_cuts", "pos", "codes")
 
-    def __init__(self, order: list[int] | None = None):
+    def __init__(self, i: int | None = None, interior: list[int] | None = None, o: int | None = None,
+                 cuts: list[int] | None = None, codes: list[int] | None = None):
         self.by_shape: dict[tuple, Entry] = {}
         self.by_codes: dict[tuple, Entry] = {}
-        self.order = order  # the pair's on-nodes in order (input first), when the caller has them
-        self.pos: dict[int, int] | None = None
-        self.codes: list[int] | None = None
+        # the pair's on-nodes (i, interior, o) and their codes, when the caller has them; `cuts`: the
+        # positions in `interior` of the nodes on every i -> o path, when known
+        self.order = None if interior is None or codes is None else [i, *interior, o]
+        self.top, self.top_cuts, self.codes = interior, cuts, codes
+        self.pos: dict[int, int] | None = None  # index of each on-node in `order`, made when first needed
 
-    def prepare(self, ins, node_w, slot_w, want) -> None:
-        """`pos` (index of each on-node in `order`) and `codes`, once per pair."""
-        order = self.order
-        self.pos = {v: k for k, v in enumerate(order)}
-        table: dict[tuple, int] = {}
-        codes = [0]
-        prev = order[0]
-        for v in order[1:]:
-            # a source u of a part's node is in the part's sub-DAG iff u's position (u - start) is an
-            # on-node's within it: fixed by the distances, so the raw distances say all
-            sig = (v - prev, node_w[v], slot_w[v], None if want is None else want[v], *[v - u for u in ins[v]])
-            code = table.get(sig)
-            if code is None:
-                code = table[sig] = len(table)
-            codes.append(code)
-            prev = v
-        self.codes = codes
+    def position(self, v: int) -> int | None:
+        if self.pos is None:
+            self.pos = {u: k for k, u in enumerate(self.order)}
+        return self.pos.get(v)
 
 
-def decompose(ins, member: set[int], a: int, b: int, interior: list[int], node_w, slot_w, want,
+def decompose(ins, member: set[int] | None, a: int, b: int, interior: list[int], node_w, slot_w, want,
               direct_ok: bool = True, depth: int = 0, memo: Shapes | None = None) -> Segment:
     """The paths a -> b by series-parallel decomposition: split at the nodes on every path (series:
     multiply), else into the parts that share no inner node (parallel: add), recursively; a part that
@@ -438,11 +502,16 @@ def decompose(ins, member: set[int], a: int, b: int, interior: list[int], node_w
     holds the small parts' results by shape, so the equal blocks of a stage are counted once."""
     if memo is None:
         memo = Shapes()
+    if member is None:  # the pair's own interior, whose cuts are known: its set is needed only for some splits
+        if interior is memo.top and memo.top_cuts and SMALL < len(interior) and depth <= MAX_DEPTH:
+            return _series(a, b, _series_parts(memo, ins, a, b, interior, memo.top_cuts, node_w, slot_w, want, depth))
+        member = set(interior)
     if len(interior) <= SMALL:
         return _flat_shared(memo, ins, member, a, b, interior, node_w, slot_w, want, direct_ok)
     if depth > MAX_DEPTH:
         return _flat(ins, member, a, b, interior, node_w, slot_w, want, direct_ok)
-    cuts = _cuts(ins, member, a, b, interior, direct_ok)
+    cuts = memo.top_cuts if interior is memo.top and memo.top_cuts is not None else (
+        _cuts(ins, member, a, b, interior, direct_ok))
     if cuts:
         return _series(a, b, _series_parts(memo, ins, a, b, interior, cuts, node_w, slot_w, want, depth))
     parts = _components(ins, member, interior)
@@ -467,25 +536,27 @@ def _series_parts(memo: Shapes, ins, a: int, b: int, interior: list[int], cuts: 
     through): a small part's memo entry with the offset to add to its node ids, or a decomposed part
     with offset 0."""
     out = []
-    ends = [interior[k] for k in cuts] + [b]
     c0, k0 = a, -1
     use_codes = memo.order is not None
-    for c1, k1 in zip(ends, cuts + [len(interior)]):
-        part = interior[k0 + 1:k1]
-        if len(part) > SMALL:
+    top = use_codes and interior is memo.top  # the pair's own interior: its positions in `order` are one more
+    codes, by_codes = memo.codes, memo.by_codes
+    for k1 in cuts + [len(interior)]:
+        c1 = interior[k1] if k1 < len(interior) else b
+        size = k1 - k0 - 1
+        if size > SMALL:
+            part = interior[k0 + 1:k1]
             sg = decompose(ins, set(part), c0, c1, part, node_w, slot_w, want, True, depth + 1, memo)
             out.append((0, sg.total, sg.poly, sg.through))
         else:
-            if use_codes and memo.codes is None:
-                memo.prepare(ins, node_w, slot_w, want)
-            p0 = memo.pos.get(c0) if use_codes else None
-            if p0 is not None and memo.pos.get(c1) == p0 + len(part) + 1:  # all on-nodes between: key by codes
-                key = tuple(memo.codes[p0 + 1:p0 + len(part) + 2])
-                hit = memo.by_codes.get(key)
+            p0 = k0 + 1 if top else memo.position(c0) if use_codes else None
+            if p0 is not None and (top or memo.position(c1) == p0 + size + 1):  # all on-nodes between: by codes
+                key = tuple(codes[p0:p0 + size + 1])
+                hit = by_codes.get(key)
                 if hit is None:
-                    hit = memo.by_codes[key] = _entry(_flat(ins, set(part), c0, c1, part, node_w, slot_w, want,
-                                                            True), c0)
+                    part = interior[k0 + 1:k1]
+                    hit = by_codes[key] = _entry(_flat(ins, set(part), c0, c1, part, node_w, slot_w, want, True), c0)
             else:
+                part = interior[k0 + 1:k1]
                 hit = _shared_entry(memo, ins, set(part), c0, c1, part, node_w, slot_w, want, True)
             out.append((c0, *hit))
         c0, k0 = c1, k1
@@ -545,17 +616,25 @@ def _series(a: int, b: int, parts: list[tuple[int, int, Poly, dict[Edge, int]]])
     multiplicity), and the paths through an edge of one part are that part's count times all the others'."""
     total = _product([t for _, t, _, _ in parts])
     quotient: dict[int, int] = {}
-    shared: dict[tuple[int, int], int] = {}  # the blocks of a stage share one big integer per value
+    shared: dict[tuple[int, int], int] = {}  # one big integer per value
+    values: dict[int, list[tuple[int, int, int]]] = {}  # per `through` object (equal blocks share one): its edges' counts
     through: dict[Edge, int] = {}
     for off, t, _, local_through in parts:
-        q = quotient.get(t)
-        if q is None:
-            q = quotient[t] = total // t
-        for (v, s), local in local_through.items():
-            key = (t, local) if local < 1 << 62 else (t, id(local))
-            c = shared.get(key)
-            if c is None:
-                c = shared[key] = q * local
+        if not local_through:
+            continue
+        vals = values.get(id(local_through))  # (the parts hold every such object: ids stay unique)
+        if vals is None:
+            q = quotient.get(t)
+            if q is None:
+                q = quotient[t] = total // t
+            vals = values[id(local_through)] = []
+            for (v, s), local in local_through.items():
+                key = (t, local) if local < 1 << 62 else (t, id(local))
+                c = shared.get(key)
+                if c is None:
+                    c = shared[key] = q * local
+                vals.append((v, s, c))
+        for v, s, c in vals:
             through[(v + off, s)] = c
     return Segment(a, b, total, _poly_product([p for _, _, p, _ in parts]), through)
 
@@ -600,16 +679,18 @@ def _product(values: list[int]) -> int:
     return out
 
 
-def _pairs(graph: Graph, ins) -> Iterator[tuple[int, int, int, list[bool]]]:
-    """(input node, output node, multiplicity, on) for every connected pair; multiplicity = output names."""
+def _pairs(graph: Graph, ins, weights: tuple | None = None) -> Iterator[tuple[int, int, int, list[bool], list[int],
+                                                                             list[int] | None]]:
+    """(input node, output node, multiplicity, on, cuts, codes) for every connected pair; multiplicity =
+    output names; cuts and codes as `_on` gives them."""
     mult = Counter(graph.outputs.values())
     for i in graph.inputs.values():
         for o in mult:
             if o < i:
                 continue
-            on = on_pair(graph, ins, i, o)
+            on, cuts, codes = _on(len(graph.nodes), ins, i, o, weights)
             if on[o]:
-                yield i, o, mult[o], on
+                yield i, o, mult[o], on, cuts, codes
 
 
 # ---------------------------------------------------------------- counting
@@ -629,22 +710,25 @@ def _count_paths(graph: Graph, length: str, removed: frozenset[Edge]) -> PathCou
     total = 0
     poly: Poly = []
     through: dict[Edge, int] = {}
-    for i, o, mult, on in _pairs(graph, ins):
+    for i, o, mult, on, ranks, codes in _pairs(graph, ins, (node_w, slot_w, want)):
         if i == o:
             seg = Segment(i, o, 1, [1], {})
         else:
             interior = list(compress(range(i + 1, o), on[i + 1:o]))
-            seg = decompose(ins, set(interior), i, o, interior, node_w, slot_w, want, memo=Shapes([i, *interior, o]))
+            cuts = [len(interior) - 1 - r for r in reversed(ranks)]
+            seg = decompose(ins, None, i, o, interior, node_w, slot_w, want, memo=Shapes(i, interior, o, cuts, codes))
         part = _shift(seg.poly, node_w[i])  # (its coefficients add up to seg.total: tests check it)
         total += mult * seg.total
         poly = part if not poly and mult == 1 else _add_into(poly, [mult * x for x in part])
-        if not through and mult == 1:  # the first (often the only) pair: a copy at C speed
-            through = dict(seg.through)
+        if not through and mult == 1:  # the first (often the only) pair: its own fresh dict
+            through = seg.through
             continue
         for e, c in seg.through.items():
             add = c if mult == 1 else mult * c
             through[e] = through[e] + add if e in through else add
-    by_length = {k: c for k, c in enumerate(poly) if c}
+    by_length = dict(zip(range(len(poly)), poly))
+    if 0 in by_length.values():
+        by_length = {k: c for k, c in by_length.items() if c}
     blocks = [(b.name, through.get((b.merge, b.slot), 0)) for b in bs]
     return PathCounts(length, total, by_length, blocks)
 
