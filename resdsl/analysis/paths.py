@@ -44,6 +44,9 @@ from ..ops import OPS
 LENGTHS = ("blocks", "layers")
 Poly = list[int]  # coefficient of x**k at index k, exact Python ints
 Edge = tuple[int, int]  # (node, input slot): the edge from node.inputs[slot] into node
+# Inside a count an edge is one int, node * width + slot (width: one more than the most inputs of a node):
+# dicts of them hash in order and make no tuple per edge.
+EdgeNo = int
 
 
 # ---------------------------------------------------------------- polynomial helpers
@@ -411,7 +414,7 @@ class Segment:
     end: int
     total: int
     poly: Poly  # by length; the end node's weight included, the start node's not
-    through: dict[Edge, int]  # paths of the segment through each wanted edge inside it
+    through: dict[EdgeNo, int]  # paths of the segment through each wanted edge inside it (`segment`: by Edge)
 
 
 def segment(ins, on, start: int, end: int, node_w: list[int], slot_w: SlotWeights,
@@ -419,10 +422,19 @@ def segment(ins, on, start: int, end: int, node_w: list[int], slot_w: SlotWeight
     """Counts and polynomial of the paths start -> end over the nodes marked `on` (one flat DP);
     `through` for the edges flagged in `want` (per node, like `slot_w`; all edges when None)."""
     interior = [v for v in range(start + 1, end) if on[v]]
-    return _flat(ins, set(interior), start, end, interior, node_w, slot_w, want, True)
+    width = _width(ins)
+    seg = _flat(ins, set(interior), start, end, interior, node_w, slot_w, want, True, width)
+    seg.through = {divmod(e, width): c for e, c in seg.through.items()}
+    return seg
 
 
-def _flat(ins, member: set[int], a: int, b: int, interior: list[int], node_w, slot_w, want, direct_ok) -> Segment:
+def _width(ins) -> int:
+    """The edge numbering's width: one more than the most inputs of a node."""
+    return max(map(len, ins), default=0) + 1
+
+
+def _flat(ins, member: set[int], a: int, b: int, interior: list[int], node_w, slot_w, want, direct_ok,
+          width: int) -> Segment:
     """One polynomial DP over the sub-DAG; polynomials are dropped after their last use."""
     nodes = interior + [b]
     edges = [[(s, u) for s, u in enumerate(ins[v]) if u in member or (u == a and (direct_ok or v != b))] for v in nodes]
@@ -446,23 +458,23 @@ def _flat(ins, member: set[int], a: int, b: int, interior: list[int], node_w, sl
         f[v] = _shift(acc, node_w[v]) if node_w[v] else acc
         count[v] = c
     back = {b: 1}
-    through: dict[Edge, int] = {}
+    through: dict[EdgeNo, int] = {}
     for v, es in zip(reversed(nodes), reversed(edges)):
         bv = back.get(v, 0)
         wv = want[v] if want is not None else None
         for s, u in es:
             back[u] = back.get(u, 0) + bv
             if want is None or (wv and wv[s]):
-                through[(v, s)] = count[u] * bv
+                through[v * width + s] = count[u] * bv
     return Segment(a, b, count[b], f[b], through)
 
 
 SMALL = 48  # sub-DAGs up to this many nodes get the flat DP (cheaper than decomposing them)
 MAX_DEPTH = 100  # decomposition depth; deeper nests are finished by the flat DP (exact, only slower)
 
-# A small part's result, kept by its shape: (total, poly, paths through its wanted edges keyed by
-# (node - start, slot)).  Equal blocks share one entry, and so one `poly` and one `through` object.
-Entry = tuple[int, Poly, dict[Edge, int]]
+# A small part's result, kept by its shape: (total, poly, paths through its wanted edges keyed by their
+# number minus the start node's, (node - start) * width + slot).  Equal blocks share one entry, and so one `poly` and one `through` object.
+Entry = tuple[int, Poly, dict[EdgeNo, int]]
 
 
 class Shapes:
@@ -475,10 +487,10 @@ class Shapes:
     A source u of a part's node is in the part's sub-DAG iff u's position (u - start) is an on-node's
     within it, which the distances fix: so equal slices are equal sub-DAGs, up to the shift."""
 
-    __slots__ = ("by_shape", "by_codes", "order", "top", "top_cuts", "pos", "codes")
+    __slots__ = ("by_shape", "by_codes", "order", "top", "top_cuts", "pos", "codes", "width")
 
     def __init__(self, i: int | None = None, interior: list[int] | None = None, o: int | None = None,
-                 cuts: list[int] | None = None, codes: list[int] | None = None):
+                 cuts: list[int] | None = None, codes: list[int] | None = None, width: int = 0):
         self.by_shape: dict[tuple, Entry] = {}
         self.by_codes: dict[tuple, Entry] = {}
         # the pair's on-nodes (i, interior, o) and their codes, when the caller has them; `cuts`: the
@@ -486,6 +498,7 @@ class Shapes:
         self.order = None if interior is None or codes is None else [i, *interior, o]
         self.top, self.top_cuts, self.codes = interior, cuts, codes
         self.pos: dict[int, int] | None = None  # index of each on-node in `order`, made when first needed
+        self.width = width  # of the edge numbering (`_width`; 0: not known yet)
 
     def position(self, v: int) -> int | None:
         if self.pos is None:
@@ -502,28 +515,31 @@ def decompose(ins, member: set[int] | None, a: int, b: int, interior: list[int],
     holds the small parts' results by shape, so the equal blocks of a stage are counted once."""
     if memo is None:
         memo = Shapes()
+    if not memo.width:
+        memo.width = _width(ins)
+    W = memo.width
     if member is None:  # the pair's own interior, whose cuts are known: its set is needed only for some splits
         if interior is memo.top and memo.top_cuts and SMALL < len(interior) and depth <= MAX_DEPTH:
-            return _series(a, b, _series_parts(memo, ins, a, b, interior, memo.top_cuts, node_w, slot_w, want, depth))
+            return _series(a, b, _series_parts(memo, ins, a, b, interior, memo.top_cuts, node_w, slot_w, want, depth), W)
         member = set(interior)
     if len(interior) <= SMALL:
         return _flat_shared(memo, ins, member, a, b, interior, node_w, slot_w, want, direct_ok)
     if depth > MAX_DEPTH:
-        return _flat(ins, member, a, b, interior, node_w, slot_w, want, direct_ok)
+        return _flat(ins, member, a, b, interior, node_w, slot_w, want, direct_ok, W)
     cuts = memo.top_cuts if interior is memo.top and memo.top_cuts is not None else (
         _cuts(ins, member, a, b, interior, direct_ok))
     if cuts:
-        return _series(a, b, _series_parts(memo, ins, a, b, interior, cuts, node_w, slot_w, want, depth))
+        return _series(a, b, _series_parts(memo, ins, a, b, interior, cuts, node_w, slot_w, want, depth), W)
     parts = _components(ins, member, interior)
     direct = [s for s, u in enumerate(ins[b]) if u == a] if direct_ok else []
     if len(parts) == 1 and not direct:
-        return _flat(ins, member, a, b, interior, node_w, slot_w, want, direct_ok)
+        return _flat(ins, member, a, b, interior, node_w, slot_w, want, direct_ok, W)
     segs = [decompose(ins, set(p), a, b, p, node_w, slot_w, want, False, depth + 1, memo) for p in parts]
     for s in direct:
         segs.append(Segment(a, b, 1, _shift([1], _sw(slot_w, b, s) + node_w[b]),
-                            {(b, s): 1} if want is None or _sw(want, b, s) else {}))
+                            {b * W + s: 1} if want is None or _sw(want, b, s) else {}))
     poly: Poly = []
-    through: dict[Edge, int] = {}
+    through: dict[EdgeNo, int] = {}
     for sg in segs:
         poly = _add_into(poly, sg.poly)
         through.update(sg.through)  # the parts share no edge
@@ -531,7 +547,7 @@ def decompose(ins, member: set[int] | None, a: int, b: int, interior: list[int],
 
 
 def _series_parts(memo: Shapes, ins, a: int, b: int, interior: list[int], cuts: list[int], node_w, slot_w, want,
-                  depth: int) -> list[tuple[int, int, Poly, dict[Edge, int]]]:
+                  depth: int) -> list[tuple[int, int, Poly, dict[EdgeNo, int]]]:
     """The parts between consecutive cuts (positions in `interior`), each as (offset, total, poly,
     through): a small part's memo entry with the offset to add to its node ids, or a decomposed part
     with offset 0."""
@@ -554,7 +570,8 @@ def _series_parts(memo: Shapes, ins, a: int, b: int, interior: list[int], cuts: 
                 hit = by_codes.get(key)
                 if hit is None:
                     part = interior[k0 + 1:k1]
-                    hit = by_codes[key] = _entry(_flat(ins, set(part), c0, c1, part, node_w, slot_w, want, True), c0)
+                    seg = _flat(ins, set(part), c0, c1, part, node_w, slot_w, want, True, memo.width)
+                    hit = by_codes[key] = _entry(seg, c0 * memo.width)
             else:
                 part = interior[k0 + 1:k1]
                 hit = _shared_entry(memo, ins, set(part), c0, c1, part, node_w, slot_w, want, True)
@@ -563,8 +580,9 @@ def _series_parts(memo: Shapes, ins, a: int, b: int, interior: list[int], cuts: 
     return out
 
 
-def _entry(seg: Segment, a: int) -> Entry:
-    return seg.total, seg.poly, {(v - a, s): c for (v, s), c in seg.through.items()}
+def _entry(seg: Segment, shift: int) -> Entry:
+    """A segment as a memo entry: its edges renumbered from its start (`shift`: start * width)."""
+    return seg.total, seg.poly, {e - shift: c for e, c in seg.through.items()}
 
 
 def _shared_entry(memo: Shapes, ins, member: set[int], a: int, b: int, interior: list[int], node_w, slot_w, want,
@@ -577,7 +595,8 @@ def _shared_entry(memo: Shapes, ins, member: set[int], a: int, b: int, interior:
         for v in interior + [b]]))
     hit = memo.by_shape.get(key)
     if hit is None:
-        hit = memo.by_shape[key] = _entry(_flat(ins, member, a, b, interior, node_w, slot_w, want, direct_ok), a)
+        seg = _flat(ins, member, a, b, interior, node_w, slot_w, want, direct_ok, memo.width)
+        hit = memo.by_shape[key] = _entry(seg, a * memo.width)
     return hit
 
 
@@ -586,7 +605,8 @@ def _flat_shared(memo: Shapes, ins, member: set[int], a: int, b: int, interior: 
     """`_flat`, computed once per shape of sub-DAG (`_shared_entry`), so the equal blocks of a stage share
     one DP and differ only in the node ids of `through`."""
     total, poly, through = _shared_entry(memo, ins, member, a, b, interior, node_w, slot_w, want, direct_ok)
-    return Segment(a, b, total, list(poly), {(v + a, s): c for (v, s), c in through.items()})
+    shift = a * memo.width
+    return Segment(a, b, total, list(poly), {e + shift: c for e, c in through.items()})
 
 
 def _components(ins, member: set[int], interior: list[int]) -> list[list[int]]:
@@ -611,14 +631,14 @@ def _components(ins, member: set[int], interior: list[int]) -> list[list[int]]:
     return list(groups.values())
 
 
-def _series(a: int, b: int, parts: list[tuple[int, int, Poly, dict[Edge, int]]]) -> Segment:
+def _series(a: int, b: int, parts: list[tuple[int, int, Poly, dict[EdgeNo, int]]], width: int) -> Segment:
     """Parts in series (`_series_parts`): counts multiply, polynomials multiply (equal ones raised to their
     multiplicity), and the paths through an edge of one part are that part's count times all the others'."""
     total = _product([t for _, t, _, _ in parts])
     quotient: dict[int, int] = {}
     shared: dict[tuple[int, int], int] = {}  # one big integer per value
-    values: dict[int, list[tuple[int, int, int]]] = {}  # per `through` object (equal blocks share one): its edges' counts
-    through: dict[Edge, int] = {}
+    values: dict[int, list[tuple[EdgeNo, int]]] = {}  # per `through` object (equal blocks share one): its counts
+    through: dict[EdgeNo, int] = {}
     for off, t, _, local_through in parts:
         if not local_through:
             continue
@@ -628,14 +648,15 @@ def _series(a: int, b: int, parts: list[tuple[int, int, Poly, dict[Edge, int]]])
             if q is None:
                 q = quotient[t] = total // t
             vals = values[id(local_through)] = []
-            for (v, s), local in local_through.items():
+            for e, local in local_through.items():
                 key = (t, local) if local < 1 << 62 else (t, id(local))
                 c = shared.get(key)
                 if c is None:
                     c = shared[key] = q * local
-                vals.append((v, s, c))
-        for v, s, c in vals:
-            through[(v + off, s)] = c
+                vals.append((e, c))
+        shift = off * width
+        for e, c in vals:
+            through[e + shift] = c
     return Segment(a, b, total, _poly_product([p for _, _, p, _ in parts]), through)
 
 
@@ -709,14 +730,15 @@ def _count_paths(graph: Graph, length: str, removed: frozenset[Edge]) -> PathCou
     ins = live_inputs(graph, removed)
     total = 0
     poly: Poly = []
-    through: dict[Edge, int] = {}
+    through: dict[EdgeNo, int] = {}
+    width = _width(ins)
     for i, o, mult, on, ranks, codes in _pairs(graph, ins, (node_w, slot_w, want)):
         if i == o:
             seg = Segment(i, o, 1, [1], {})
         else:
             interior = list(compress(range(i + 1, o), on[i + 1:o]))
             cuts = [len(interior) - 1 - r for r in reversed(ranks)]
-            seg = decompose(ins, None, i, o, interior, node_w, slot_w, want, memo=Shapes(i, interior, o, cuts, codes))
+            seg = decompose(ins, None, i, o, interior, node_w, slot_w, want, memo=Shapes(i, interior, o, cuts, codes, width))
         part = _shift(seg.poly, node_w[i])  # (its coefficients add up to seg.total: tests check it)
         total += mult * seg.total
         poly = part if not poly and mult == 1 else _add_into(poly, [mult * x for x in part])
@@ -729,7 +751,7 @@ def _count_paths(graph: Graph, length: str, removed: frozenset[Edge]) -> PathCou
     by_length = dict(zip(range(len(poly)), poly))
     if 0 in by_length.values():
         by_length = {k: c for k, c in by_length.items() if c}
-    blocks = [(b.name, through.get((b.merge, b.slot), 0)) for b in bs]
+    blocks = [(b.name, through.get(b.merge * width + b.slot, 0)) for b in bs]
     return PathCounts(length, total, by_length, blocks)
 
 
