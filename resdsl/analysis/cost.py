@@ -44,8 +44,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from fractions import Fraction
-from itertools import compress
+from itertools import compress, repeat
+from operator import attrgetter
 from math import prod
+from typing import NamedTuple
 
 from ..ir import Graph, Node, cycle_collector_paused
 from ..ops import CONVENTIONS, OPS, MissingFacet, OpDef, Saves, Spatial
@@ -74,6 +76,13 @@ Field = tuple[tuple, tuple]
 def _exact(q: Fraction) -> int | Fraction:
     """`q` as an int when it is whole, so that later arithmetic stays on ints."""
     return q.numerator if q.denominator == 1 else q
+
+
+def _times_ratio(j: int | Fraction, L: int, M: int) -> int | Fraction:
+    """j * L / M, exact (`_exact`); no Fraction when j is an int and M divides L (the usual case)."""
+    if type(j) is int and L % M == 0:
+        return j * (L // M)
+    return _exact(j * Fraction(L, M))
 
 
 def _rf_merge(n, xs, y, live):
@@ -111,7 +120,7 @@ def _rf_adaptive(n, xs, y, live):
     for r, L, o, j in zip(live[0][0], xs[0][1:], y[1:], live[0][1]):
         win = max(-(-((i + 1) * L) // o) - (i * L) // o for i in range(o))  # torch's adaptive windows
         size.append(r + (win - 1) * j)
-        jump.append(_exact(j * Fraction(L, o)))
+        jump.append(_times_ratio(j, L, o))
     return (tuple(size), tuple(jump))
 
 
@@ -119,7 +128,7 @@ def _rf_resample(n, xs, y, live):
     size, jump = live[0]
     extra = 0 if n.attrs["mode"] == "nearest" else 1  # bilinear reads two neighbours
     return (tuple(r + extra * j for r, j in zip(size, jump)),
-            tuple(_exact(j * Fraction(L, M)) for j, L, M in zip(jump, xs[0][1:], y[1:])))
+            tuple(_times_ratio(j, L, M) for j, L, M in zip(jump, xs[0][1:], y[1:])))
 
 
 def _rf_subsample(n, xs, y, live):
@@ -138,15 +147,18 @@ def _rf_as_report(f: Field | None) -> tuple[tuple | None, tuple | None]:
     """(rf_size, rf_jump) as `LayerCost` holds them: sizes as ints where whole, jumps as floats."""
     if f is None:
         return None, None
-    return (tuple(r if type(r) is int else int(r) if r == int(r) else float(r) for r in f[0]),
-            tuple(float(j) for j in f[1]))
+    size, jump = f
+    if not all(map(isinstance, size, repeat(int))):  # (almost always ints: then the tuple itself)
+        size = tuple(r if type(r) is int else int(r) if r == int(r) else float(r) for r in size)
+    return size, tuple(map(float, jump))
 
 
 # ---------------------------------------------------------------- report
 
 
-@dataclass(slots=True)
-class LayerCost:
+class LayerCost(NamedTuple):
+    """One node's figures (a named tuple: one is made per node when a report's `layers` are read)."""
+
     id: int
     name: str
     op: str
@@ -180,19 +192,23 @@ class CostReport:
     def layers(self) -> list[LayerCost]:
         """One row per node, in node order (built once, on first use)."""
         if self._layers is None:
-            self._layers = self._rows()
+            with cycle_collector_paused():  # one object per node, no cycles
+                self._layers = self._rows()
         return self._layers
 
     def _rows(self) -> list[LayerCost]:
-        rows = []
+        sizes, jumps = [], []
         last, rf_size, rf_jump = None, None, None
-        for n, cls, macs, out, saved, f in zip(self._nodes, self._classes, self._macs, self._out, self._saved,
-                                               self._fields):
+        for f in self._fields:
             if f is not last:  # pointwise ops pass their input's field on: convert each field once
                 last = f
                 rf_size, rf_jump = _rf_as_report(f)
-            rows.append(LayerCost(n.id, n.name, n.op, cls, macs, n.params, out, saved, rf_size, rf_jump))
-        return rows
+            sizes.append(rf_size)
+            jumps.append(rf_jump)
+        nodes = self._nodes
+        columns = zip(map(attrgetter("id"), nodes), map(attrgetter("name"), nodes), map(attrgetter("op"), nodes),
+                      self._classes, self._macs, map(attrgetter("params"), nodes), self._out, self._saved, sizes, jumps)
+        return list(map(tuple.__new__, repeat(LayerCost), columns))  # LayerCost(*row), at C speed
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, CostReport):
@@ -295,7 +311,8 @@ def _analyze(graph: Graph, convention: str) -> CostReport:
         if rule is None:
             m = 0
         else:
-            key = (rule, id(n.attrs), id(shape), n.params, *[id(nodes[i].shape) for i in ins])
+            key = (rule, id(n.attrs), id(shape), n.params, id(nodes[ins[0]].shape)) if len(ins) == 1 else (
+                rule, id(n.attrs), id(shape), n.params, *[id(nodes[i].shape) for i in ins])
             m = memo.get(key)
             if m is None:
                 xs = [nodes[i].shape for i in ins]
@@ -323,5 +340,6 @@ def _analyze(graph: Graph, convention: str) -> CostReport:
     by_class: dict[str, int] = {}
     for fx in facts.values():
         by_class[fx.cls] = by_class.get(fx.cls, 0) + fx.macs
-    return CostReport(convention, graph.param_count, graph.buffer_count, buffer_bytes, by_class, nodes, classes, macs,
-                      out_elems, saved, fields)
+    params = sum(map(attrgetter("params"), nodes))  # = graph.param_count / buffer_count, at C speed
+    buffers = sum(map(attrgetter("buffers"), nodes))
+    return CostReport(convention, params, buffers, buffer_bytes, by_class, nodes, classes, macs, out_elems, saved, fields)
