@@ -307,17 +307,23 @@ def on_pair(graph: Graph, ins: list[list[tuple[int, int]]], i: int, o: int) -> l
     return _on(len(graph.nodes), ins, i, o)[0]
 
 
-def _on(n: int, ins, i: int, o: int, weights: tuple | None = None) -> tuple[list[bool], list[int], list[int] | None]:
+def _on(n: int, ins, i: int, o: int, weights: tuple | None = None, sole_source: bool = False
+        ) -> tuple[list[bool], list[int], list[int] | None]:
     """(on, cuts, codes): `on_pair`; in the same sweep down, the nodes on every i -> o path (`_cuts`'s rule:
     no edge between on-nodes jumps over them) as their ranks from the top among the on-nodes below o; and,
-    given `weights` = (node_w, slot_w, want), `Shapes.codes` for the pair's on-nodes."""
-    fwd = [False] * n
-    fwd[i] = True
-    for v in range(i + 1, o + 1):
-        for u in ins[v]:  # (a plain loop: any() over a generator costs more than the test)
-            if u >= 0 and fwd[u]:
-                fwd[v] = True
-                break
+    given `weights` = (node_w, slot_w, want), `Shapes.codes` for the pair's on-nodes.  `sole_source`: i is
+    the only node without inputs and no edge is removed, so every node is reached from it (each has an
+    input, and by induction in id order that input is reached)."""
+    if sole_source:
+        fwd = [True] * n
+    else:
+        fwd = [False] * n
+        fwd[i] = True
+        for v in range(i + 1, o + 1):
+            for u in ins[v]:  # (a plain loop: any() over a generator costs more than the test)
+                if u >= 0 and fwd[u]:
+                    fwd[v] = True
+                    break
     on = [False] * n
     cuts: list[int] = []
     if not fwd[o]:
@@ -700,16 +706,19 @@ def _product(values: list[int]) -> int:
     return out
 
 
-def _pairs(graph: Graph, ins, weights: tuple | None = None) -> Iterator[tuple[int, int, int, list[bool], list[int],
-                                                                             list[int] | None]]:
+def _pairs(graph: Graph, ins, weights: tuple | None = None, all_edges: bool = False
+           ) -> Iterator[tuple[int, int, int, list[bool], list[int], list[int] | None]]:
     """(input node, output node, multiplicity, on, cuts, codes) for every connected pair; multiplicity =
-    output names; cuts and codes as `_on` gives them."""
+    output names; cuts and codes as `_on` gives them (`all_edges`: `ins` has every edge of the graph)."""
     mult = Counter(graph.outputs.values())
+    # one node without inputs (the network input, under one name or several) and every edge there: all nodes
+    # are reached from it, and the forward sweep can be skipped
+    sole = all_edges and ins.count(()) == 1
     for i in graph.inputs.values():
         for o in mult:
             if o < i:
                 continue
-            on, cuts, codes = _on(len(graph.nodes), ins, i, o, weights)
+            on, cuts, codes = _on(len(graph.nodes), ins, i, o, weights, sole)
             if on[o]:
                 yield i, o, mult[o], on, cuts, codes
 
@@ -732,7 +741,7 @@ def _count_paths(graph: Graph, length: str, removed: frozenset[Edge]) -> PathCou
     poly: Poly = []
     through: dict[EdgeNo, int] = {}
     width = _width(ins)
-    for i, o, mult, on, ranks, codes in _pairs(graph, ins, (node_w, slot_w, want)):
+    for i, o, mult, on, ranks, codes in _pairs(graph, ins, (node_w, slot_w, want), not removed):
         if i == o:
             seg = Segment(i, o, 1, [1], {})
         else:
