@@ -515,7 +515,9 @@ network c(K = 3000, D = 2) {
 # ------------------------------------------------------------------ the shape memo and the one-sweep cuts (issue 14)
 
 
-INTERLEAVED = """
+def interleaved(K: int, step_a: str, block_b: str) -> resdsl.Network:
+    """Two chains from x whose node ids alternate (`step_a` must end in `-> a`), added at the end."""
+    return resdsl.loads(f"""
 network il(K = {K}, D = 2) {{
   input x: [D]
   linear(D) -> a
@@ -523,40 +525,27 @@ network il(K = {K}, D = 2) {{
   linear(D) -> b
   for i in range(K) {{
     from a
-    residual {{ relu }} -> a
+    {step_a}
     from b
-    residual {{ relu; linear(D) }} -> b
+    {block_b} -> b
   }}
   from a
   add(b)
   output y
-}}"""
+}}""")
 
 
-INTERLEAVED_MIXED = """
-network il(K = {K}, D = 2) {{
-  input x: [D]
-  linear(D) -> a
-  from x
-  linear(D) -> b
-  for i in range(K) {{
-    from a
-    if i % 2 == 0 {{ residual {{ relu; relu }} -> a }} else {{ residual {{ relu -> t; add(t) }} -> a }}
-    from b
-    residual {{ relu; relu; relu; relu; relu }} -> b
-  }}
-  from a
-  add(b)
-  output y
-}}"""
+PLAIN = ("residual { relu } -> a", "residual { relu; linear(D) }")
+# chain a alternates two block kinds of three nodes; chain b's six nodes follow each of them
+MIXED = ("if i % 2 == 0 { residual { relu; relu } -> a } else { residual { relu -> t; add(t) } -> a }",
+         "residual { relu; relu; relu; relu; relu }")
 
 
 @pytest.mark.parametrize("K", [2, 4, 40])
 def test_interleaved_chains_of_two_kinds(K):
-    # chain a alternates two block kinds of three nodes; after each of its blocks come chain b's six nodes,
-    # all alike: the on-nodes following a block's start are b's, so a key made of them would be one key
+    # the on-nodes following a block of chain a are chain b's, all alike: a key made of them would be one key
     # (40 blocks: each chain is more than SMALL nodes, so it is decomposed, block by block)
-    net = resdsl.loads(INTERLEAVED_MIXED.format(K=K))
+    net = interleaved(K, *MIXED)
     chain_a = [1]
     for i in range(K):
         chain_a = poly_mul(chain_a, [1, 1] if i % 2 == 0 else [1, 1, 1])
@@ -590,7 +579,7 @@ def test_merges_with_equal_edges_and_other_branch_slots_are_counted_apart():
 def test_interleaved_chains_match_brute_force(K):
     # two chains whose node ids alternate: the blocks of one are not all the on-nodes between its cuts, so
     # they must not be keyed by the pair's per-node codes (the other chain's nodes lie in between)
-    net = resdsl.loads(INTERLEAVED.format(K=K))
+    net = interleaved(K, *PLAIN)
     for length in ("blocks", "layers"):
         r = count_paths(net.graph, length)
         assert r.by_length == dict(brute_force(net, length))
@@ -598,7 +587,7 @@ def test_interleaved_chains_match_brute_force(K):
 
 def test_interleaved_chains_closed_form():
     K = 300
-    r = resdsl.loads(INTERLEAVED.format(K=K)).paths()
+    r = interleaved(K, *PLAIN).paths()
     # the merge enters chain a (+1) or skips in chain b: x (1 + x)^K + (1 + x)^K = (1 + x)^(K + 1)
     assert r.by_length == {k: math.comb(K + 1, k) for k in range(K + 2)}
     # every block's branch: 2^(K-1) paths; the final add's first operand: all 2^K paths through chain a
