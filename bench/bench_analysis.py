@@ -5,8 +5,10 @@
    count paths exactly with the full length histogram (2**K paths).  Medians of repeated runs (the
    sizes taken in turn in each round, so that load changes reach all of them), in CPU
    time (time.process_time: steadier on a shared machine) and wall time; elaboration per IR op; the
-   10,000 / 1,000 ratios.
-2. Elaboration alone (the file parsed once beforehand) of ResNet-50, ResNet-152, DenseNet-121 and ViT-B/16, per op.
+   10,000 / 1,000 ratios, whole and per phase, and the time of the histogram's binomial row (1 + x)^K alone
+   (Theta(K^2) bits: the part of the path count that cannot be linear).
+2. Elaboration alone (the file parsed once beforehand) of ResNet-50, ResNet-152, DenseNet-121 and ViT-B/16, per op;
+   the cost pass alone on each (and with its per-node rows read).
 3. `count_paths` on 50,000 blocks: peak traced memory, the histogram's own size, the process's peak RSS.
 4. ResNet-50 MACs at 224x224: resdsl's static count vs torch's FlopCounterMode and torchinfo,
    which both build the module and run it -- side by side in one process, ratios printed.
