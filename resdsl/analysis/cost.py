@@ -42,7 +42,6 @@ to the whole input; transposed conv and upsampling divide the jump.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
 from fractions import Fraction
 from itertools import compress, repeat
 from operator import attrgetter
