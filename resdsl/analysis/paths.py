@@ -360,9 +360,13 @@ def _on(n: int, ins, i: int, o: int, weights: tuple | None = None, sole_source: 
                     on[u] = True
                     if u < low:
                         low = u
-            # v's signature: weights, wanted slots, and sources as raw distances (see Shapes)
+            # v's signature: weights, wanted slots, and sources as raw distances (see Shapes); a plain
+            # one-input node's is the distance alone (an int: never equal to the tuples of the others)
             if len(src) == 1:
-                sig = (node_w[v], slot_w[v], want[v] if own_want else 0, v - src[0])
+                if not node_w[v] and slot_w[v] is None and not (own_want and want[v]):
+                    sig = v - src[0]
+                else:
+                    sig = (node_w[v], slot_w[v], want[v] if own_want else 0, v - src[0])
             elif len(src) == 2:
                 sig = (node_w[v], slot_w[v], want[v] if own_want else 0, v - src[0], v - src[1])
             else:
