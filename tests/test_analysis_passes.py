@@ -140,19 +140,26 @@ def test_memo_key_holds_every_input_of_a_rule(monkeypatch):
     lin = freeze({"out_features": 4, "bias": True, "init": "default", "init_gain": 1.0, "pointwise": False,
                   "tie": None})
     k2, empty = freeze({"k": 2}), freeze({})
-    rows = [  # (op, inputs, attrs, shape, params)
+    rows = [  # (op, inputs, attrs, shape, params); each node differs from the one before it that has the same
+        # attrs object in one rule input only
         ("input", (), freeze({"shape": s8}), s8, 0),
         ("input", (), freeze({"shape": s6}), s6, 0),
         ("linear", (0,), lin, s4, 36),
         ("linear", (1,), lin, s4, 36),  # another input width only
         ("relu", (2,), k2, s4, 0),
-        ("relu", (2,), freeze({"k": 3}), s4, 0),  # another attribute only
         ("relu", (2,), k2, s6, 0),  # another output shape only
+        ("relu", (2,), k2, s4, 0),  # (and back)
         ("relu", (2,), k2, s4, 5),  # another parameter count only
+        ("relu", (2,), freeze({"k": 3}), s4, 0),  # another attribute only
         ("relu", (3,), empty, s4, 0),
         ("silu", (3,), empty, s4, 0),  # another op only
-        ("add", (4, 5), empty, s4, 0),
-        ("add", (4, 5, 7, 8, 9, 10), empty, s4, 0),  # more inputs only
+        ("relu", (4, 6), k2, s4, 0),  # two inputs: the same four variations
+        ("relu", (4, 6), freeze({"k": 3}), s4, 0),
+        ("relu", (4, 6), k2, s6, 0),
+        ("relu", (4, 6), k2, s4, 5),
+        ("add", (4, 6), k2, s4, 0),
+        ("add", (4, 6), empty, s4, 0),
+        ("add", (4, 5, 6, 7, 8, 9), empty, s4, 0),  # more inputs only
     ]
     nodes = [Node(k, op, ins, a, shape, p, 0, 0, None, span, name=f"n{k}") for k, (op, ins, a, shape, p) in
              enumerate(rows)]
@@ -161,6 +168,5 @@ def test_memo_key_holds_every_input_of_a_rule(monkeypatch):
         want = [OPS[n.op].mac(conv, n.attrs, [nodes[i].shape for i in n.inputs], n.shape, n.params) for n in nodes]
         assert [l.macs for l in analyze(g, conv).layers] == want, conv
     assert [l.macs for l in analyze(g, "torchvision").layers][2:4] == [32, 24]
-    assert [l.macs for l in analyze(g, "resdsl").layers][4:10] == [8, 12, 12, 13, 4, 4]
-    assert [l.macs for l in analyze(g, "ptflops").layers][8:10] == [8, 4]  # ReLU counts 2 per element, SiLU 1
-    assert [l.macs for l in analyze(g, "resdsl").layers][10:] == [4, 20]  # k - 1 per element for k inputs
+    assert [l.macs for l in analyze(g, "resdsl").layers][4:] == [8, 12, 8, 13, 12, 4, 4, 8, 12, 12, 13, 4, 4, 20]
+    assert [l.macs for l in analyze(g, "ptflops").layers][9:11] == [8, 4]  # ReLU counts 2 per element, SiLU 1

@@ -289,10 +289,13 @@ def _analyze(graph: Graph, convention: str) -> CostReport:
     out_elems: list[int] = []
     classes: list[str] = []
     facts: dict[str, _OpFacts] = {}  # by op, in the order ops first appear (the order of `by_class`)
-    # MACs of a node are a pure function of its op, attrs, input and output shapes and parameter count; the
-    # nodes of a replayed body share those objects (resdsl/replay.py), so they are computed once per distinct
-    # objects (ids are stable: the graph holds every object for the whole pass)
+    # MACs of a node are a pure function of its op's rule, attrs, input and output shapes and parameter count;
+    # the nodes of a replayed body share those objects (resdsl/replay.py), so they are computed once per
+    # distinct objects (ids are stable: the graph holds every object for the whole pass).  One-input nodes
+    # (most): the last answer per attrs object, its other inputs compared object by object (no key to build);
+    # the others: keyed by all of them.
     memo: dict[tuple, int] = {}
+    last: dict[int, tuple] = {}  # id(attrs) -> (rule, shape, input shape, params, MACs)
     buffer_bytes = 0
     for n in nodes:
         fx = facts.get(n.op)
@@ -309,9 +312,18 @@ def _analyze(graph: Graph, convention: str) -> CostReport:
         rule = fx.rule
         if rule is None:
             m = 0
+        elif len(ins) == 1:  # by the attrs object, its last answer checked object by object
+            a, x, p = n.attrs, nodes[ins[0]].shape, n.params
+            hit = last.get(id(a))
+            if hit is not None and hit[0] is rule and hit[1] is shape and hit[2] is x and hit[3] == p:
+                m = hit[4]
+            else:
+                xs = [x]
+                m = int(rule(a, xs, shape, p))
+                last[id(a)] = (rule, shape, x, p, m)
+            fx.macs += m
         else:
-            key = (rule, id(n.attrs), id(shape), n.params, id(nodes[ins[0]].shape)) if len(ins) == 1 else (
-                rule, id(n.attrs), id(shape), n.params, *[id(nodes[i].shape) for i in ins])
+            key = (rule, id(n.attrs), id(shape), n.params, *[id(nodes[i].shape) for i in ins])
             m = memo.get(key)
             if m is None:
                 xs = [nodes[i].shape for i in ins]
