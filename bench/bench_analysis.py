@@ -5,8 +5,10 @@
    count paths exactly with the full length histogram (2**K paths).  Medians of repeated runs (the
    sizes taken in turn in each round, so that load changes reach all of them), in CPU
    time (time.process_time: steadier on a shared machine) and wall time; elaboration per IR op; the
-   10,000 / 1,000 ratios.
-2. Elaboration alone (the file parsed once beforehand) of ResNet-50, ResNet-152, DenseNet-121 and ViT-B/16, per op.
+   10,000 / 1,000 ratios, whole and per phase, and the time of the histogram's binomial row (1 + x)^K alone
+   (Theta(K^2) bits: the part of the path count that cannot be linear).
+2. Elaboration alone (the file parsed once beforehand) of ResNet-50, ResNet-152, DenseNet-121 and ViT-B/16, per op;
+   the cost pass alone on each (and with its per-node rows read).
 3. `count_paths` on 50,000 blocks: peak traced memory, the histogram's own size, the process's peak RSS.
 4. ResNet-50 MACs at 224x224: resdsl's static count vs torch's FlopCounterMode and torchinfo,
    which both build the module and run it -- side by side in one process, ratios printed.
@@ -50,14 +52,15 @@ def timed(fn):
 
 
 def chains(sizes, repeat):
-    """Median CPU and wall time per phase and chain length; returns {K: (cpu total, wall total, cpu paths)}."""
+    """Median CPU and wall time per phase and chain length; returns {K: (cpu total, wall total, cpu elaborate,
+    cpu MACs, cpu paths)}."""
     import resdsl
     from resdsl.analysis.cost import analyze
-    from resdsl.analysis.paths import count_paths
+    from resdsl.analysis.paths import _power, count_paths
 
     sys.set_int_max_str_digits(0)
     out = {}
-    print(f"CPU time, median of {repeat} runs (wall-clock total beside it):")
+    print(f"CPU time in ms, median of {repeat} runs (wall-clock total beside it):")
     print(f"{'blocks':>7}  {'ops':>7}  {'elaborate':>9}  {'us/op':>6}  {'params':>7}  {'MACs':>7}  {'paths':>7}  "
           f"{'total':>7}  {'wall':>7}  {'paths digits':>12}")
     runs: dict[int, list] = {K: [] for K in sizes}
@@ -78,13 +81,17 @@ def chains(sizes, repeat):
         t_el, t_pa, t_ma, t_ph, wall = (statistics.median(col) for col in zip(*rows))
         total = statistics.median(sum(r[:4]) for r in rows)
         ops = 3 * K + 1
-        print(f"{K:>7,}  {ops:>7,}  {t_el:8.3f}s  {t_el / ops * 1e6:6.1f}  {t_pa:6.3f}s  {t_ma:6.3f}s  {t_ph:6.3f}s  "
-              f"{total:6.3f}s  {wall:6.3f}s  {len(str(2 ** K)):>12,}")
-        out[K] = (total, wall, t_ph)
+        print(f"{K:>7,}  {ops:>7,}  {t_el * 1e3:9.2f}  {t_el / ops * 1e6:6.1f}  {t_pa * 1e3:7.2f}  {t_ma * 1e3:7.2f}  "
+              f"{t_ph * 1e3:7.2f}  {total * 1e3:7.2f}  {wall * 1e3:7.2f}  {len(str(2 ** K)):>12,}")
+        out[K] = (total, wall, t_el, t_ma, t_ph)
     if 1000 in out and 10_000 in out:
-        (a, aw, pa), (b, bw, pb) = out[1000], out[10_000]
-        print(f"10,000 / 1,000 blocks: whole analysis x{b / a:.1f} CPU, x{bw / aw:.1f} wall; paths alone x{pb / pa:.1f} "
-              f"CPU (linear would be x10; the histogram itself has Theta(K^2) bits)")
+        (a, aw, ea, ma, pa), (b, bw, eb, mb, pb) = out[1000], out[10_000]
+        print(f"10,000 / 1,000 blocks: whole analysis x{b / a:.2f} CPU, x{bw / aw:.2f} wall; elaborate x{eb / ea:.2f}, "
+              f"MACs x{mb / ma:.2f}, paths x{pb / pa:.2f} CPU (linear would be x10)")
+        row = [statistics.median(timed(lambda: _power([1, 1], K))[0] for _ in range(repeat)) for K in (1000, 10_000)]
+        print(f"  of which the histogram's binomial row (1 + x)^K alone (Theta(K^2) bits: one multiplication and one "
+              f"exact division by a small int per coefficient, half the row, mirrored): {row[0] * 1e3:.2f} -> "
+              f"{row[1] * 1e3:.2f} ms; whole analysis without it x{(b - row[1]) / (a - row[0]):.2f}")
     return out
 
 
@@ -95,7 +102,10 @@ def zoo(repeat):
 
     cases = [("ResNet-50", "examples/resnet.res", {"depth": 50}), ("ResNet-152", "examples/resnet.res", {"depth": 152}),
              ("DenseNet-121", "examples/densenet.res", {}), ("ViT-B/16", "examples/vit.res", {})]
-    print(f"Elaboration alone (CPU time, median of {repeat * 5} runs):")
+    from resdsl.analysis.cost import analyze
+
+    print(f"Elaboration alone, and the cost pass alone (`analyze`: MACs, memory, receptive fields; + `.layers`: "
+          f"the per-node rows read too), CPU time, median of {repeat * 5} runs:")
     for title, path, params in cases:
         program = load_file(ROOT / path)
         times = []
@@ -103,7 +113,11 @@ def zoo(repeat):
             cpu, _, graph = timed(lambda: elaborate(program, None, params))
             times.append(cpu)
         t = statistics.median(times)
-        print(f"  {title:<13} {len(graph.nodes):>4} ops  {t * 1e3:6.2f} ms  {t / len(graph.nodes) * 1e6:5.1f} us/op")
+        cost = statistics.median(timed(lambda: analyze(graph))[0] for _ in range(repeat * 20))
+        rows = statistics.median(timed(lambda: analyze(graph).layers)[0] for _ in range(repeat * 20))
+        print(f"  {title:<13} {len(graph.nodes):>4} ops  {t * 1e3:6.2f} ms  {t / len(graph.nodes) * 1e6:5.1f} us/op   "
+              f"cost pass {cost * 1e3:5.3f} ms ({cost / len(graph.nodes) * 1e6:4.2f} us/op), + .layers "
+              f"{rows * 1e3:5.3f} ms")
 
 
 def paths_memory(K: int = 50_000):

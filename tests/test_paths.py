@@ -510,3 +510,155 @@ network c(K = 3000, D = 2) {
     assert r.by_length[0] == 2 and r.by_length[1] == 1 and r.by_length[2] == K
     assert r.by_length[K // 2 + 1] == math.comb(K, K // 2)
     assert sum(r.by_length.values()) == r.total
+
+
+# ------------------------------------------------------------------ the shape memo and the one-sweep cuts (issue 14)
+
+
+def interleaved(K: int, step_a: str, block_b: str) -> resdsl.Network:
+    """Two chains from x whose node ids alternate (`step_a` must end in `-> a`), added at the end."""
+    return resdsl.loads(f"""
+network il(K = {K}, D = 2) {{
+  input x: [D]
+  linear(D) -> a
+  from x
+  linear(D) -> b
+  for i in range(K) {{
+    from a
+    {step_a}
+    from b
+    {block_b} -> b
+  }}
+  from a
+  add(b)
+  output y
+}}""")
+
+
+PLAIN = ("residual { relu } -> a", "residual { relu; linear(D) }")
+# chain a alternates two block kinds of three nodes; chain b's six nodes follow each of them
+MIXED = ("if i % 2 == 0 { residual { relu; relu } -> a } else { residual { relu -> t; add(t) } -> a }",
+         "residual { relu; relu; relu; relu; relu }")
+
+
+@pytest.mark.parametrize("K", [2, 4, 40])
+def test_interleaved_chains_of_two_kinds(K):
+    # the on-nodes following a block of chain a are chain b's, all alike: a key made of them would be one key
+    # (40 blocks: each chain is more than SMALL nodes, so it is decomposed, block by block)
+    net = interleaved(K, *MIXED)
+    chain_a = [1]
+    for i in range(K):
+        chain_a = poly_mul(chain_a, [1, 1] if i % 2 == 0 else [1, 1, 1])
+    want = poly_mul([0, 1], chain_a)  # the final add enters chain a or skips in chain b
+    for k, c in enumerate(math.comb(K, j) for j in range(K + 1)):
+        want[k] += c
+    assert net.paths().by_length == {k: c for k, c in enumerate(want) if c}
+    if K <= 4:
+        assert net.paths().by_length == dict(brute_force(net, "blocks"))
+
+
+def test_merges_with_equal_edges_and_other_branch_slots_are_counted_apart():
+    # residual { relu } merges (skip, branch); `from t; add(r)` merges the same two tensors in the same order,
+    # but its first operand is the branch: same edges, other branch slot, other paths through each branch
+    rng = random.Random(5)
+    for K in (9, 40):  # 40 blocks: more than SMALL nodes, decomposed into blocks
+        body = "\n  ".join(rng.choice(["residual { relu }", "-> t; relu -> r; from t; add(r)"]) for _ in range(K))
+        net = resdsl.loads(f"network mx() {{\n  input x: [2]\n  {body}\n  output y\n}}")
+        bs = branches(net.graph)
+        assert {b.slot for b in bs} == {0, 1} and len(bs) == K
+        assert net.paths().blocks == [(b.name, 2 ** (K - 1)) for b in bs]  # each block's branch: half the paths
+        if K == 9:
+            counts = Counter()
+            for _, _, ep in all_paths(net):
+                for _, v, key in ep:
+                    counts[(v, key)] += 1
+            assert [counts[(b.merge, b.slot)] for b in bs] == [2 ** (K - 1)] * K
+
+
+@pytest.mark.parametrize("K", [1, 2, 4])
+def test_interleaved_chains_match_brute_force(K):
+    # two chains whose node ids alternate: the blocks of one are not all the on-nodes between its cuts, so
+    # they must not be keyed by the pair's per-node codes (the other chain's nodes lie in between)
+    net = interleaved(K, *PLAIN)
+    for length in ("blocks", "layers"):
+        r = count_paths(net.graph, length)
+        assert r.by_length == dict(brute_force(net, length))
+
+
+def test_interleaved_chains_closed_form():
+    K = 300
+    r = interleaved(K, *PLAIN).paths()
+    # the merge enters chain a (+1) or skips in chain b: x (1 + x)^K + (1 + x)^K = (1 + x)^(K + 1)
+    assert r.by_length == {k: math.comb(K + 1, k) for k in range(K + 2)}
+    # every block's branch: 2^(K-1) paths; the final add's first operand: all 2^K paths through chain a
+    assert [c for _, c in r.blocks] == [2 ** (K - 1)] * (2 * K) + [2 ** K]
+
+
+# block kinds of three nodes each (two relus or a relu and an add, then a merge), wired differently
+KINDS = {"plain": ("residual { relu; relu }", [1, 1]),
+         "doubled": ("residual { relu -> t; add(t) }", [1, 1, 1]),  # inside, add(t) enters its first operand
+         "pair": ('parallel(merge="add") { branch { relu }; branch { relu } }', [0, 2]),
+         "nested": ("residual { relu; residual { relu } }", [1, 1, 1])}  # four nodes, doubled's polynomial
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_blocks_of_one_size_and_different_wiring_are_counted_apart(seed, monkeypatch):
+    import resdsl.analysis.paths as paths_mod
+    rng = random.Random(seed)
+    kinds = [rng.choice(sorted(KINDS)) for _ in range(rng.randint(20, 60))]
+    body = "\n  ".join(KINDS[k][0] for k in kinds)
+    net = resdsl.loads(f"network m() {{\n  input x: [2]\n  {body}\n  output y\n}}")
+    for k in set(kinds):  # each kind's own polynomial, by brute force on a one-block network
+        one = resdsl.loads(f"network one() {{\n  input x: [2]\n  {KINDS[k][0]}\n  output y\n}}")
+        assert dict(brute_force(one, "blocks")) == {j: c for j, c in enumerate(KINDS[k][1]) if c}
+    want = [1]
+    for k in kinds:
+        want = poly_mul(want, KINDS[k][1])
+    dps = []
+    real = paths_mod._flat
+    monkeypatch.setattr(paths_mod, "_flat", lambda *args: dps.append(1) or real(*args))
+    r = net.paths()
+    assert r.by_length == {k: c for k, c in enumerate(want) if c}
+    assert len(dps) <= 2 * len(set(kinds))  # one DP per kind (the first block of a chain may differ once)
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_lesioned_chain_closed_form(seed):
+    from resdsl.analysis.lesion import deletable, paths_after_lesion
+    K = 60
+    g = chain(K, D=2).graph
+    units = deletable(g)
+    cut = sorted(random.Random(seed).sample(range(K), random.randint(1, K - 1)))
+    r = paths_after_lesion(g, [units[j] for j in cut])
+    left = K - len(cut)  # a deleted branch leaves its skip only: factor 1 instead of 1 + x
+    assert r.by_length == {k: math.comb(left, k) for k in range(left + 1)}
+    assert [c for _, c in r.blocks] == [0 if j in cut else 2 ** (left - 1) for j in range(K)]
+
+
+@pytest.mark.parametrize("wrap", ["long skip", "nested long skips", "two chains in parallel"])
+def test_chains_inside_other_structure_closed_form(wrap):
+    K = 400
+    blocks = "for i in range(K) { residual { relu; linear(D) } }"
+    body = {"long skip": f"linear(D) -> a\n  {blocks}\n  add(a)",
+            "nested long skips": f"linear(D) -> a\n  linear(D) -> b\n  {blocks}\n  add(b)\n  add(a)",
+            "two chains in parallel": f"parallel(merge=\"add\") {{ branch {{ {blocks} }}; branch {{ {blocks} }} }}"}[wrap]
+    r = resdsl.loads(f"network c(K = {K}, D = 2) {{\n  input x: [D]\n  {body}\n  output y\n}}").paths()
+    row = [math.comb(K, k) for k in range(K + 1)]  # (1 + x)^K
+    if wrap == "long skip":  # enter the chain (+1) or skip it: 1 + x (1 + x)^K
+        want = poly_mul([0, 1], row)
+        want[0] += 1
+    elif wrap == "nested long skips":  # 1 + x (1 + x (1 + x)^K)
+        want = poly_mul([0, 0, 1], row)
+        want[0] += 1
+        want[1] += 1
+    else:  # either branch: 2 x (1 + x)^K
+        want = poly_mul([0, 2], row)
+    assert r.by_length == {k: c for k, c in enumerate(want) if c}
+
+
+@pytest.mark.parametrize("p0, p1", [(1, 1), (2, 3), (3, 1), (5, 5), (1, 7)])
+def test_power_of_two_terms_is_the_binomial_row(p0, p1):
+    # (p0 + p1 x)^n: C(n, k) p0^(n-k) p1^k, made by one multiplication and one exact division per coefficient
+    from resdsl.analysis.paths import _power
+    for n in list(range(40)) + [501]:
+        assert _power([p0, p1], n) == [math.comb(n, k) * p0 ** (n - k) * p1 ** k for k in range(n + 1)], n

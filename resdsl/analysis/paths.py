@@ -34,6 +34,8 @@ import random
 from collections import Counter
 from dataclasses import dataclass
 from fractions import Fraction
+from itertools import compress
+from operator import attrgetter
 from typing import Iterator, NamedTuple
 
 from ..ir import Graph, cycle_collector_paused
@@ -42,6 +44,9 @@ from ..ops import OPS
 LENGTHS = ("blocks", "layers")
 Poly = list[int]  # coefficient of x**k at index k, exact Python ints
 Edge = tuple[int, int]  # (node, input slot): the edge from node.inputs[slot] into node
+# Inside a count an edge is one int, node * width + slot (width: one more than the most inputs of a node):
+# dicts of them hash in order and make no tuple per edge.
+EdgeNo = int
 
 
 # ---------------------------------------------------------------- polynomial helpers
@@ -96,19 +101,37 @@ def _power(p: Poly, n: int) -> Poly:
     # Theta((n d)^2)-bit work.
     mirror = p == p[::-1]
     last = n * d // 2 if mirror else n * d
-    for k in range(1, last + 1):
-        s = 0
-        for i, pi in terms:
-            if i > k:
-                break
-            qk = q[k - i]
-            if qk:
-                s += ((n + 1) * i - k) * pi * qk
-        q[k] = s // (k * p0)
+    if len(terms) == 1 and terms[0][0] == 1:  # (p0 + p1 x)^n: q_k = q_{k-1} (n-k+1) p1 / (k p0), the binomial row
+        _two_terms(q, n, p0, terms[0][1], last)
+    else:
+        for k in range(1, last + 1):
+            s = 0
+            for i, pi in terms:
+                if i > k:
+                    break
+                qk = q[k - i]
+                if qk:
+                    s += ((n + 1) * i - k) * pi * qk
+            q[k] = s // (k * p0)
     if mirror:
         for k in range(last + 1, n * d + 1):
             q[k] = q[n * d - k]
     return q
+
+
+def _two_terms(q: Poly, n: int, p0: int, p1: int, last: int) -> None:
+    """q[1..last] of (p0 + p1 x)^n from q[0]: one multiplication and one exact division by a small
+    integer per coefficient (Miller's recurrence with one term), the fewest big-integer operations a
+    row of K-bit coefficients can be made with one at a time."""
+    c = q[0]
+    if p0 == 1 and p1 == 1:
+        for k in range(1, last + 1):
+            c = c * (n - k + 1) // k
+            q[k] = c
+        return
+    for k in range(1, last + 1):
+        c = c * ((n - k + 1) * p1) // (k * p0)
+        q[k] = c
 
 
 def fmt_big(n: int, exact_below: int = 10 ** 24) -> str:
@@ -142,21 +165,28 @@ class Branch(NamedTuple):
     skip: str  # what the merge's other inputs are: identity | projection | carried | skip | parallel
 
 
+_SKIP_KIND = {"dense": "carried", "parallel": "parallel"}  # region kind -> what its merge's other inputs are
+
+
 def branches(graph: Graph) -> list[Branch]:
     """Every branch edge of `graph`, in the order of the merge nodes (then slots)."""
     by_merge = {r.merge: r for r in graph.regions}
     merges = {name for name, spec in OPS.items() if spec.family == "merge"}  # the family facet, read once per op
+    new = tuple.__new__  # Branch(...) without the named tuple's Python-level __new__ (one per merge node)
     out: list[Branch] = []
-    for n in graph.nodes:
-        if n.op not in merges:
-            continue
+    nodes = graph.nodes
+    for n in compress(nodes, map(merges.__contains__, map(attrgetter("op"), nodes))):  # the merge nodes
         r = by_merge.get(n.id)
         if r is None:
-            out.append(Branch(n.id, 0, n.name, None, "skip"))
+            out.append(new(Branch, (n.id, 0, n.name, None, "skip")))
             continue
-        kind = {"dense": "carried", "parallel": "parallel"}.get(r.kind, "projection" if r.shortcut else "identity")
-        for i, s in enumerate(r.branch_slots):
-            out.append(Branch(n.id, s, r.name if len(r.branch_slots) == 1 else f"{r.name}[{i}]", r.id, kind))
+        kind = _SKIP_KIND.get(r.kind) or ("projection" if r.shortcut else "identity")
+        slots = r.branch_slots
+        if len(slots) == 1:
+            out.append(new(Branch, (n.id, slots[0], r.name, r.id, kind)))
+            continue
+        for i, s in enumerate(slots):
+            out.append(new(Branch, (n.id, s, f"{r.name}[{i}]", r.id, kind)))
     return out
 
 
@@ -170,16 +200,30 @@ def edge_weights(graph: Graph, length: str, bs: list[Branch] | None = None) -> t
         raise ValueError(f"length must be one of {LENGTHS}, got {length!r}")
     slot_w: SlotWeights = [None] * len(graph.nodes)
     if length == "layers":
-        return [1 if n.spec.weighted else 0 for n in graph.nodes], slot_w
+        weighted = {name: 1 if spec.weighted else 0 for name, spec in OPS.items()}  # the facet, read once per op
+        return list(map(weighted.__getitem__, map(attrgetter("op"), graph.nodes))), slot_w
     return [0] * len(graph.nodes), _slot_flags(graph, branches(graph) if bs is None else bs)
 
 
 def _slot_flags(graph: Graph, bs: list[Branch]) -> SlotWeights:
-    """Per node: None, or a tuple with 1 at the slots that are branch edges in `bs`."""
-    out: SlotWeights = [None] * len(graph.nodes)
+    """Per node: None, or a tuple with 1 at the slots that are branch edges in `bs` (equal tuples are one
+    object: most merges have the same inputs and branch slot)."""
+    nodes = graph.nodes
+    out: SlotWeights = [None] * len(nodes)
+    made: dict[tuple[int, int], tuple[int, ...]] = {}  # (inputs, branch slot) -> flags
+    several: dict[tuple[int, ...], tuple[int, ...]] = {}  # flags with several branch slots, one object each
     for b in bs:
-        w = out[b.merge] or (0,) * len(graph.nodes[b.merge].inputs)
-        out[b.merge] = w[:b.slot] + (1,) + w[b.slot + 1:]
+        m, slot = b.merge, b.slot
+        w = out[m]
+        if w is None:
+            key = (len(nodes[m].inputs), slot)
+            w = made.get(key)
+            if w is None:
+                w = made[key] = (0,) * slot + (1,) + (0,) * (key[0] - slot - 1)
+        else:  # a second branch slot of the same merge
+            w = w[:slot] + (1,) + w[slot + 1:]
+            w = several.setdefault(w, w)
+        out[m] = w
     return out
 
 
@@ -251,7 +295,7 @@ class PathCounts:
 def live_inputs(graph: Graph, removed: frozenset[Edge] = frozenset()) -> list[tuple[int, ...]]:
     """Per node, its input sources by slot, -1 where the edge is `removed` (the nodes' own tuples
     when nothing is: no per-node objects are made)."""
-    ins = [n.inputs for n in graph.nodes]
+    ins = list(map(attrgetter("inputs"), graph.nodes))
     for v, s in removed:
         if 0 <= v < len(ins) and s < len(ins[v]):
             ins[v] = ins[v][:s] + (-1,) + ins[v][s + 1:]
@@ -260,58 +304,116 @@ def live_inputs(graph: Graph, removed: frozenset[Edge] = frozenset()) -> list[tu
 
 def on_pair(graph: Graph, ins: list[list[tuple[int, int]]], i: int, o: int) -> list[bool]:
     """on[v]: v lies on some i -> o path (reachable from i, reaches o)."""
-    n = len(graph.nodes)
-    fwd = [False] * n
-    fwd[i] = True
-    for v in range(i + 1, o + 1):
-        for u in ins[v]:  # (a plain loop: any() over a generator costs more than the test)
-            if u >= 0 and fwd[u]:
-                fwd[v] = True
-                break
+    return _on(len(graph.nodes), ins, i, o)[0]
+
+
+def _on(n: int, ins, i: int, o: int, weights: tuple | None = None, sole_source: bool = False
+        ) -> tuple[list[bool], list[int], list[int] | None]:
+    """(on, cuts, codes): `on_pair`; in the same sweep down, the nodes on every i -> o path (`_cuts`'s rule:
+    no edge between on-nodes jumps over them) as their ranks from the top among the on-nodes below o; and,
+    given `weights` = (node_w, slot_w, want), `Shapes.codes` for the pair's on-nodes.  `sole_source`: i is
+    the only node without inputs and no edge is removed, so every node is reached from it (each has an
+    input, and by induction in id order that input is reached)."""
+    if sole_source:
+        fwd = [True] * n
+    else:
+        fwd = [False] * n
+        fwd[i] = True
+        for v in range(i + 1, o + 1):
+            for u in ins[v]:  # (a plain loop: any() over a generator costs more than the test)
+                if u >= 0 and fwd[u]:
+                    fwd[v] = True
+                    break
     on = [False] * n
+    cuts: list[int] = []
     if not fwd[o]:
-        return on
+        return on, cuts, None
     on[o] = True
-    for v in range(o, i - 1, -1):
+    low = o  # the lowest source of the edges into the on-nodes above
+    above = -1  # on-nodes strictly between v and o
+    if weights is None:
+        for v in range(o, i, -1):
+            if on[v]:
+                if low >= v and above >= 0:
+                    cuts.append(above)
+                above += 1
+                for u in ins[v]:
+                    if u >= 0 and fwd[u]:  # an on-node's source reached from i is on
+                        on[u] = True
+                        if u < low:
+                            low = u
+        on[i] = True
+        return on, cuts, None
+    node_w, slot_w, want = weights
+    own_want = want is not slot_w  # (for lengths in blocks the wanted edges are the weighted ones)
+    table: dict[tuple, int] = {}
+    codes: list[int] = []
+    up = sig_up = None  # the on-node above v and its signature's number
+    for v in range(o, i, -1):
         if on[v]:
-            for u in ins[v]:
+            if low >= v and above >= 0:
+                cuts.append(above)
+            above += 1
+            src = ins[v]
+            for u in src:
                 if u >= 0 and fwd[u]:
                     on[u] = True
-    return on
+                    if u < low:
+                        low = u
+            # v's signature: weights, wanted slots, and sources as raw distances (see Shapes); a plain
+            # one-input node's is the distance alone (an int: never equal to the tuples of the others)
+            if len(src) == 1:
+                if not node_w[v] and slot_w[v] is None and not (own_want and want[v]):
+                    sig = v - src[0]
+                else:
+                    sig = (node_w[v], slot_w[v], want[v] if own_want else 0, v - src[0])
+            elif len(src) == 2:
+                sig = (node_w[v], slot_w[v], want[v] if own_want else 0, v - src[0], v - src[1])
+            else:
+                sig = (node_w[v], slot_w[v], want[v] if own_want else 0, *[v - u for u in src])
+            code = table.get(sig)
+            if code is None:
+                code = table[sig] = len(table)
+            if up is not None:
+                codes.append((up - v) << 32 | sig_up)
+            up, sig_up = v, code
+    on[i] = True
+    if up is not None:  # (i == o: no on-node above i)
+        codes.append((up - i) << 32 | sig_up)
+    codes.reverse()
+    return on, cuts, codes
 
 
 def cut_nodes(ins: list[list[tuple[int, int]]], on: list[bool], i: int, o: int) -> list[int]:
     """The nodes on every i -> o path, in order: the dominators of o in the pair's subgraph."""
-    interior = [v for v in range(i + 1, o) if on[v]]
-    return _dominators(ins, set(interior), i, o, interior, True)
+    if i == o:
+        return [i]
+    interior = list(compress(range(i + 1, o), on[i + 1:o]))
+    return [i] + [interior[k] for k in _cuts(ins, set(interior), i, o, interior, True)] + [o]
 
 
-def _dominators(ins, member: set[int], a: int, b: int, interior: list[int], direct_ok: bool) -> list[int]:
-    """Dominators of b in the sub-DAG, a first: immediate dominators by Cooper, Harvey & Kennedy's
-    intersection over the topological (id) order, which for a DAG needs one pass; exact, no counting."""
-    idom = {a: a}
-    for v in interior + [b]:
-        d = None
+def _cuts(ins, member: set[int], a: int, b: int, interior: list[int], direct_ok: bool) -> list[int]:
+    """Positions in `interior` of the inner nodes on every a -> b path of the sub-DAG (the dominators of b).
+
+    The sub-DAG: the nodes `member` (= `interior`, sorted), every one on some a -> b path, and their
+    in-edges from `member` or `a` (the direct edges a -> b only when `direct_ok`).  Ids are a
+    topological order and a path climbs it, so it passes the height of an inner node c at one edge,
+    which ends at c or jumps over it: c is on every path iff no edge u -> w has u < c < w.  One sweep
+    down from b keeps the lowest source of the edges into the nodes above; exact, no counting."""
+    low = b
+    for u in ins[b]:
+        if u < low and (u in member or (u == a and direct_ok)):
+            low = u
+    out = []
+    for k in range(len(interior) - 1, -1, -1):
+        v = interior[k]
+        if low >= v:  # no edge from below v to above it
+            out.append(k)
         for u in ins[v]:
-            # v's in-edges inside the sub-DAG: from its inner nodes `member`, or from `a` (the direct
-            # edges a -> b only when `direct_ok`)
-            if not (u in member or (u == a and (direct_ok or v != b))):
-                continue
-            if d is None:
-                d = u
-                continue
-            x, y = d, u
-            while x != y:
-                while x > y:
-                    x = idom[x]
-                while y > x:
-                    y = idom[y]
-            d = x
-        idom[v] = d
-    chain = [b]
-    while chain[-1] != a:
-        chain.append(idom[chain[-1]])
-    return chain[::-1]
+            if u < low and (u in member or u == a):
+                low = u
+    out.reverse()
+    return out
 
 
 @dataclass(slots=True)
@@ -322,7 +424,7 @@ class Segment:
     end: int
     total: int
     poly: Poly  # by length; the end node's weight included, the start node's not
-    through: dict[Edge, int]  # paths of the segment through each wanted edge inside it
+    through: dict[EdgeNo, int]  # paths of the segment through each wanted edge inside it (`segment`: by Edge)
 
 
 def segment(ins, on, start: int, end: int, node_w: list[int], slot_w: SlotWeights,
@@ -330,10 +432,19 @@ def segment(ins, on, start: int, end: int, node_w: list[int], slot_w: SlotWeight
     """Counts and polynomial of the paths start -> end over the nodes marked `on` (one flat DP);
     `through` for the edges flagged in `want` (per node, like `slot_w`; all edges when None)."""
     interior = [v for v in range(start + 1, end) if on[v]]
-    return _flat(ins, set(interior), start, end, interior, node_w, slot_w, want, True)
+    width = _width(ins)
+    seg = _flat(ins, set(interior), start, end, interior, node_w, slot_w, want, True, width)
+    seg.through = {divmod(e, width): c for e, c in seg.through.items()}
+    return seg
 
 
-def _flat(ins, member: set[int], a: int, b: int, interior: list[int], node_w, slot_w, want, direct_ok) -> Segment:
+def _width(ins) -> int:
+    """The edge numbering's width: one more than the most inputs of a node."""
+    return max(map(len, ins), default=0) + 1
+
+
+def _flat(ins, member: set[int], a: int, b: int, interior: list[int], node_w, slot_w, want, direct_ok,
+          width: int) -> Segment:
     """One polynomial DP over the sub-DAG; polynomials are dropped after their last use."""
     nodes = interior + [b]
     edges = [[(s, u) for s, u in enumerate(ins[v]) if u in member or (u == a and (direct_ok or v != b))] for v in nodes]
@@ -357,77 +468,155 @@ def _flat(ins, member: set[int], a: int, b: int, interior: list[int], node_w, sl
         f[v] = _shift(acc, node_w[v]) if node_w[v] else acc
         count[v] = c
     back = {b: 1}
-    through: dict[Edge, int] = {}
+    through: dict[EdgeNo, int] = {}
     for v, es in zip(reversed(nodes), reversed(edges)):
         bv = back.get(v, 0)
         wv = want[v] if want is not None else None
         for s, u in es:
             back[u] = back.get(u, 0) + bv
             if want is None or (wv and wv[s]):
-                through[(v, s)] = count[u] * bv
+                through[v * width + s] = count[u] * bv
     return Segment(a, b, count[b], f[b], through)
 
 
 SMALL = 48  # sub-DAGs up to this many nodes get the flat DP (cheaper than decomposing them)
 MAX_DEPTH = 100  # decomposition depth; deeper nests are finished by the flat DP (exact, only slower)
 
+# A small part's result, kept by its shape: (total, poly, paths through its wanted edges keyed by their
+# number minus the start node's, (node - start) * width + slot).  Equal blocks share one entry, and so one `poly` and one `through` object.
+Entry = tuple[int, Poly, dict[EdgeNo, int]]
 
-def decompose(ins, member: set[int], a: int, b: int, interior: list[int], node_w, slot_w, want,
-              direct_ok: bool = True, depth: int = 0, memo: dict | None = None) -> Segment:
+
+class Shapes:
+    """The memo of one count: the small parts' results by the shape of their sub-DAG.
+
+    Two keys.  Any part: written out relative to its start (`_flat_shared`).  A part of a series whose
+    nodes are all the on-nodes between its ends -- every block of a chain or a stage -- by a slice of
+    `codes`, one int per on-node of the pair (`_on` makes them in its sweep): the distance to the next
+    on-node and that node's signature (its weights, wanted slots and sources as distances, numbered).
+    A source u of a part's node is in the part's sub-DAG iff u's position (u - start) is an on-node's
+    within it, which the distances fix: so equal slices are equal sub-DAGs, up to the shift."""
+
+    __slots__ = ("by_shape", "by_codes", "order", "top", "top_cuts", "pos", "codes", "width")
+
+    def __init__(self, i: int | None = None, interior: list[int] | None = None, o: int | None = None,
+                 cuts: list[int] | None = None, codes: list[int] | None = None, width: int = 0):
+        self.by_shape: dict[tuple, Entry] = {}
+        self.by_codes: dict[tuple, Entry] = {}
+        # the pair's on-nodes (i, interior, o) and their codes, when the caller has them; `cuts`: the
+        # positions in `interior` of the nodes on every i -> o path, when known
+        self.order = None if interior is None or codes is None else [i, *interior, o]
+        self.top, self.top_cuts, self.codes = interior, cuts, codes
+        self.pos: dict[int, int] | None = None  # index of each on-node in `order`, made when first needed
+        self.width = width  # of the edge numbering (`_width`; 0: not known yet)
+
+    def position(self, v: int) -> int | None:
+        if self.pos is None:
+            self.pos = {u: k for k, u in enumerate(self.order)}
+        return self.pos.get(v)
+
+
+def decompose(ins, member: set[int] | None, a: int, b: int, interior: list[int], node_w, slot_w, want,
+              direct_ok: bool = True, depth: int = 0, memo: Shapes | None = None) -> Segment:
     """The paths a -> b by series-parallel decomposition: split at the nodes on every path (series:
     multiply), else into the parts that share no inner node (parallel: add), recursively; a part that
     splits neither way gets the flat DP.  Linear in the graph for nets built from blocks in series and
     in parallel (chains, nested residuals, long skips), whatever their depth.  `memo` (one per count)
     holds the small parts' results by shape, so the equal blocks of a stage are counted once."""
     if memo is None:
-        memo = {}
+        memo = Shapes()
+    if not memo.width:
+        memo.width = _width(ins)
+    W = memo.width
+    if member is None:  # the pair's own interior, whose cuts are known: its set is needed only for some splits
+        if interior is memo.top and memo.top_cuts and SMALL < len(interior) and depth <= MAX_DEPTH:
+            return _series(a, b, _series_parts(memo, ins, a, b, interior, memo.top_cuts, node_w, slot_w, want, depth), W)
+        member = set(interior)
     if len(interior) <= SMALL:
         return _flat_shared(memo, ins, member, a, b, interior, node_w, slot_w, want, direct_ok)
     if depth > MAX_DEPTH:
-        return _flat(ins, member, a, b, interior, node_w, slot_w, want, direct_ok)
-    cuts = _dominators(ins, member, a, b, interior, direct_ok)
-    if len(cuts) > 2:
-        subs, k = [], 0
-        for c0, c1 in zip(cuts, cuts[1:]):
-            part = []
-            while k < len(interior) and interior[k] < c1:
-                if interior[k] > c0:
-                    part.append(interior[k])
-                k += 1
-            k += 1  # c1 itself
-            subs.append(decompose(ins, set(part), c0, c1, part, node_w, slot_w, want, True, depth + 1, memo))
-        return _series(a, b, subs)
+        return _flat(ins, member, a, b, interior, node_w, slot_w, want, direct_ok, W)
+    cuts = memo.top_cuts if interior is memo.top and memo.top_cuts is not None else (
+        _cuts(ins, member, a, b, interior, direct_ok))
+    if cuts:
+        return _series(a, b, _series_parts(memo, ins, a, b, interior, cuts, node_w, slot_w, want, depth), W)
     parts = _components(ins, member, interior)
     direct = [s for s, u in enumerate(ins[b]) if u == a] if direct_ok else []
     if len(parts) == 1 and not direct:
-        return _flat(ins, member, a, b, interior, node_w, slot_w, want, direct_ok)
+        return _flat(ins, member, a, b, interior, node_w, slot_w, want, direct_ok, W)
     segs = [decompose(ins, set(p), a, b, p, node_w, slot_w, want, False, depth + 1, memo) for p in parts]
     for s in direct:
         segs.append(Segment(a, b, 1, _shift([1], _sw(slot_w, b, s) + node_w[b]),
-                            {(b, s): 1} if want is None or _sw(want, b, s) else {}))
+                            {b * W + s: 1} if want is None or _sw(want, b, s) else {}))
     poly: Poly = []
-    through: dict[Edge, int] = {}
+    through: dict[EdgeNo, int] = {}
     for sg in segs:
         poly = _add_into(poly, sg.poly)
         through.update(sg.through)  # the parts share no edge
     return Segment(a, b, sum(sg.total for sg in segs), poly, through)
 
 
-def _flat_shared(memo: dict, ins, member: set[int], a: int, b: int, interior: list[int], node_w, slot_w, want,
-                 direct_ok: bool) -> Segment:
-    """`_flat`, computed once per shape of sub-DAG: the key is the sub-DAG written relative to `a` (which
-    of its edges count, the weights, the wanted edges), so the equal blocks of a stage share one DP and
-    differ only in the node ids of `through`."""
-    key = (b - a, want is None, tuple([  # per node: its offset, weights, wanted slots, and sources (None: no edge)
+def _series_parts(memo: Shapes, ins, a: int, b: int, interior: list[int], cuts: list[int], node_w, slot_w, want,
+                  depth: int) -> list[tuple[int, int, Poly, dict[EdgeNo, int]]]:
+    """The parts between consecutive cuts (positions in `interior`), each as (offset, total, poly,
+    through): a small part's memo entry with the offset to add to its node ids, or a decomposed part
+    with offset 0."""
+    out = []
+    c0, k0 = a, -1
+    use_codes = memo.order is not None
+    top = use_codes and interior is memo.top  # the pair's own interior: its positions in `order` are one more
+    codes, by_codes = memo.codes, memo.by_codes
+    for k1 in cuts + [len(interior)]:
+        c1 = interior[k1] if k1 < len(interior) else b
+        size = k1 - k0 - 1
+        if size > SMALL:
+            part = interior[k0 + 1:k1]
+            sg = decompose(ins, set(part), c0, c1, part, node_w, slot_w, want, True, depth + 1, memo)
+            out.append((0, sg.total, sg.poly, sg.through))
+        else:
+            p0 = k0 + 1 if top else memo.position(c0) if use_codes else None
+            if p0 is not None and (top or memo.position(c1) == p0 + size + 1):  # all on-nodes between: by codes
+                key = tuple(codes[p0:p0 + size + 1])
+                hit = by_codes.get(key)
+                if hit is None:
+                    part = interior[k0 + 1:k1]
+                    seg = _flat(ins, set(part), c0, c1, part, node_w, slot_w, want, True, memo.width)
+                    hit = by_codes[key] = _entry(seg, c0 * memo.width)
+            else:
+                part = interior[k0 + 1:k1]
+                hit = _shared_entry(memo, ins, set(part), c0, c1, part, node_w, slot_w, want, True)
+            out.append((c0, *hit))
+        c0, k0 = c1, k1
+    return out
+
+
+def _entry(seg: Segment, shift: int) -> Entry:
+    """A segment as a memo entry: its edges renumbered from its start (`shift`: start * width)."""
+    return seg.total, seg.poly, {e - shift: c for e, c in seg.through.items()}
+
+
+def _shared_entry(memo: Shapes, ins, member: set[int], a: int, b: int, interior: list[int], node_w, slot_w, want,
+                  direct_ok: bool) -> Entry:
+    """`_flat`'s result as an entry, computed once per shape of sub-DAG: the key is the sub-DAG written
+    relative to `a` (which of its edges count, the weights, the wanted edges)."""
+    key = (b - a, want is None, tuple([  # per node: offset, weights, wanted slots, sources (None: no edge)
         (v - a, node_w[v], slot_w[v], None if want is None else want[v],
          tuple([u - a if u in member or (u == a and (direct_ok or v != b)) else None for u in ins[v]]))
         for v in interior + [b]]))
-    hit = memo.get(key)
+    hit = memo.by_shape.get(key)
     if hit is None:
-        seg = _flat(ins, member, a, b, interior, node_w, slot_w, want, direct_ok)
-        hit = memo[key] = (seg.total, seg.poly, {(v - a, s): c for (v, s), c in seg.through.items()})
-    total, poly, through = hit
-    return Segment(a, b, total, list(poly), {(v + a, s): c for (v, s), c in through.items()})
+        seg = _flat(ins, member, a, b, interior, node_w, slot_w, want, direct_ok, memo.width)
+        hit = memo.by_shape[key] = _entry(seg, a * memo.width)
+    return hit
+
+
+def _flat_shared(memo: Shapes, ins, member: set[int], a: int, b: int, interior: list[int], node_w, slot_w, want,
+                 direct_ok: bool) -> Segment:
+    """`_flat`, computed once per shape of sub-DAG (`_shared_entry`), so the equal blocks of a stage share
+    one DP and differ only in the node ids of `through`."""
+    total, poly, through = _shared_entry(memo, ins, member, a, b, interior, node_w, slot_w, want, direct_ok)
+    shift = a * memo.width
+    return Segment(a, b, total, list(poly), {e + shift: c for e, c in through.items()})
 
 
 def _components(ins, member: set[int], interior: list[int]) -> list[list[int]]:
@@ -452,23 +641,33 @@ def _components(ins, member: set[int], interior: list[int]) -> list[list[int]]:
     return list(groups.values())
 
 
-def _series(a: int, b: int, subs: list[Segment]) -> Segment:
-    """Segments in series: counts multiply, polynomials multiply (equal ones raised to their multiplicity),
-    and the paths through an edge of one segment are that segment's count times all the others'."""
-    total = _product([s.total for s in subs])
+def _series(a: int, b: int, parts: list[tuple[int, int, Poly, dict[EdgeNo, int]]], width: int) -> Segment:
+    """Parts in series (`_series_parts`): counts multiply, polynomials multiply (equal ones raised to their
+    multiplicity), and the paths through an edge of one part are that part's count times all the others'."""
+    total = _product([t for _, t, _, _ in parts])
     quotient: dict[int, int] = {}
-    memo: dict[tuple[int, int], int] = {}  # the blocks of a stage share one big integer per value
-    through: dict[Edge, int] = {}
-    for sg in subs:
-        if sg.total not in quotient:
-            quotient[sg.total] = total // sg.total
-        q = quotient[sg.total]
-        for e, local in sg.through.items():
-            key = (sg.total, local) if local < 1 << 62 else (sg.total, id(local))
-            if key not in memo:
-                memo[key] = q * local
-            through[e] = memo[key]
-    return Segment(a, b, total, _poly_product(subs), through)
+    shared: dict[tuple[int, int], int] = {}  # one big integer per value
+    values: dict[int, list[tuple[EdgeNo, int]]] = {}  # per `through` object (equal blocks share one): its counts
+    through: dict[EdgeNo, int] = {}
+    for off, t, _, local_through in parts:
+        if not local_through:
+            continue
+        vals = values.get(id(local_through))  # (the parts hold every such object: ids stay unique)
+        if vals is None:
+            q = quotient.get(t)
+            if q is None:
+                q = quotient[t] = total // t
+            vals = values[id(local_through)] = []
+            for e, local in local_through.items():
+                key = (t, local) if local < 1 << 62 else (t, id(local))
+                c = shared.get(key)
+                if c is None:
+                    c = shared[key] = q * local
+                vals.append((e, c))
+        shift = off * width
+        for e, c in vals:
+            through[e + shift] = c
+    return Segment(a, b, total, _poly_product([p for _, _, p, _ in parts]), through)
 
 
 def _trim(p: Poly) -> tuple[int, Poly]:
@@ -479,17 +678,25 @@ def _trim(p: Poly) -> tuple[int, Poly]:
     return k, p[k:]
 
 
-def _poly_product(segments: list[Segment]) -> Poly:
-    """The product of the segments' polynomials, equal factors raised to their multiplicity."""
+def _poly_product(polys: list[Poly]) -> Poly:
+    """The product of the polynomials, equal factors raised to their multiplicity (the equal blocks of a
+    stage share one list object: counted by identity first, then compared by value once each)."""
+    by_object: dict[int, list] = {}
+    for p in polys:
+        seen = by_object.get(id(p))
+        if seen is None:
+            by_object[id(p)] = [p, 1]
+        else:
+            seen[1] += 1
     shift = 0
     factors: Counter = Counter()
-    for sg in segments:
-        k, p = _trim(sg.poly)
+    for p, m in by_object.values():
+        k, p = _trim(p)
         if not p:
             return []
-        shift += k
+        shift += k * m
         if p != [1]:
-            factors[tuple(p)] += 1
+            factors[tuple(p)] += m
     result: Poly = [1]
     for p in sorted((_power(list(q), m) for q, m in factors.items()), key=len):  # small to large
         result = _mul(result, p)
@@ -503,16 +710,21 @@ def _product(values: list[int]) -> int:
     return out
 
 
-def _pairs(graph: Graph, ins) -> Iterator[tuple[int, int, int, list[bool]]]:
-    """(input node, output node, multiplicity, on) for every connected pair; multiplicity = output names."""
+def _pairs(graph: Graph, ins, weights: tuple | None = None, all_edges: bool = False
+           ) -> Iterator[tuple[int, int, int, list[bool], list[int], list[int] | None]]:
+    """(input node, output node, multiplicity, on, cuts, codes) for every connected pair; multiplicity =
+    output names; cuts and codes as `_on` gives them (`all_edges`: `ins` has every edge of the graph)."""
     mult = Counter(graph.outputs.values())
+    # one node without inputs (the network input, under one name or several) and every edge there: all nodes
+    # are reached from it, and the forward sweep can be skipped
+    sole = all_edges and ins.count(()) == 1
     for i in graph.inputs.values():
         for o in mult:
             if o < i:
                 continue
-            on = on_pair(graph, ins, i, o)
+            on, cuts, codes = _on(len(graph.nodes), ins, i, o, weights, sole)
             if on[o]:
-                yield i, o, mult[o], on
+                yield i, o, mult[o], on, cuts, codes
 
 
 # ---------------------------------------------------------------- counting
@@ -531,24 +743,28 @@ def _count_paths(graph: Graph, length: str, removed: frozenset[Edge]) -> PathCou
     ins = live_inputs(graph, removed)
     total = 0
     poly: Poly = []
-    through: dict[Edge, int] = {}
-    for i, o, mult, on in _pairs(graph, ins):
+    through: dict[EdgeNo, int] = {}
+    width = _width(ins)
+    for i, o, mult, on, ranks, codes in _pairs(graph, ins, (node_w, slot_w, want), not removed):
         if i == o:
             seg = Segment(i, o, 1, [1], {})
         else:
-            interior = [v for v in range(i + 1, o) if on[v]]
-            seg = decompose(ins, set(interior), i, o, interior, node_w, slot_w, want)
+            interior = list(compress(range(i + 1, o), on[i + 1:o]))
+            cuts = [len(interior) - 1 - r for r in reversed(ranks)]
+            seg = decompose(ins, None, i, o, interior, node_w, slot_w, want, memo=Shapes(i, interior, o, cuts, codes, width))
         part = _shift(seg.poly, node_w[i])  # (its coefficients add up to seg.total: tests check it)
         total += mult * seg.total
         poly = part if not poly and mult == 1 else _add_into(poly, [mult * x for x in part])
-        if not through and mult == 1:  # the first (often the only) pair: a copy at C speed
-            through = dict(seg.through)
+        if not through and mult == 1:  # the first (often the only) pair: its own fresh dict
+            through = seg.through
             continue
         for e, c in seg.through.items():
             add = c if mult == 1 else mult * c
             through[e] = through[e] + add if e in through else add
-    by_length = {k: c for k, c in enumerate(poly) if c}
-    blocks = [(b.name, through.get((b.merge, b.slot), 0)) for b in bs]
+    by_length = dict(zip(range(len(poly)), poly))
+    if 0 in by_length.values():
+        by_length = {k: c for k, c in by_length.items() if c}
+    blocks = [(b.name, through.get(b.merge * width + b.slot, 0)) for b in bs]
     return PathCounts(length, total, by_length, blocks)
 
 
