@@ -365,10 +365,12 @@ def test_cli_paths_gradients(tmp_path, run_cli):
 def _no_build(monkeypatch):
     """Make building a module fail loudly: the checks below must answer before anything is built."""
     import resdsl.analysis.lesion as lesion_mod
+    import resdsl.analysis.variance as variance_mod  # imported now, so it never binds the patched function
 
     def boom(*a, **k):
         raise AssertionError("a module was built")
     monkeypatch.setattr(lesion_mod, "build_instrumented", boom)
+    monkeypatch.setattr(variance_mod, "build_instrumented", boom)
 
 
 def test_cli_checks_before_building(tmp_path, run_cli, monkeypatch):
