@@ -245,9 +245,8 @@ def test_torchinfo_resnet50_rows_match_torchvision():
 
 
 
-def _aten_ops(model, x, y):
-    """The aten ops that forward (training mode), backward and an eval forward dispatch, in order, and the
-    number of module calls: what the CPU runs, independent of timing."""
+def _recorder():
+    """A TorchDispatchMode that lists the aten ops dispatched under it, in order (`.ops`)."""
     from torch.utils._python_dispatch import TorchDispatchMode
 
     class Record(TorchDispatchMode):
@@ -258,8 +257,13 @@ def _aten_ops(model, x, y):
         def __torch_dispatch__(self, func, types, args=(), kwargs=None):
             self.ops.append(str(func))
             return func(*args, **(kwargs or {}))
+    return Record()
 
-    fwd, bwd, ev = Record(), Record(), Record()
+
+def _aten_ops(model, x, y):
+    """The aten ops that forward (training mode), backward and an eval forward dispatch, in order, and the
+    number of module calls: what the CPU runs, independent of timing."""
+    fwd, bwd, ev = _recorder(), _recorder(), _recorder()
     calls = []
     hook = torch.nn.modules.module.register_module_forward_pre_hook(lambda m, a: calls.append(type(m).__name__))
     try:
@@ -522,6 +526,27 @@ def test_unet_crops_follow_the_input_size(unet):
         assert tuple(got.shape[1:]) == static == tuple(want.shape[1:])
         assert static[1] == 16 * ((s - 12) // 16) - 172  # the symbolic shape: 16*floor((H - 12)/16) - 172
         torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
+
+
+def test_unet_crops_stay_straight_line_slices(unet):
+    """The decoder map is smaller than the skip at every valid size (smallest_inputs: exact), so each crop
+    stays a plain slice of the skip: the eval forward dispatches the hand-written U-Net's aten ops in its
+    order (8 slices for 4 concats x 2 dims; ours works in place where it says relu_), no run-time min."""
+    from resdsl.analysis.sizes import smallest_inputs
+
+    net, m = unet
+    cats = [n for n in net.graph.nodes if n.op == "concat"]
+    assert len(cats) == 4 and all(smallest_inputs(net, n.id) == (0, 0) for n in cats)
+    assert "crop_to_smallest" not in net.torch_source()
+    ours, hand = _recorder(), _recorder()
+    x, p = torch.randn(1, 1, 197, 197), dict(m.state_dict())
+    with torch.no_grad():
+        with ours:
+            m(x)
+        with hand:
+            _unet_by_hand(p, x)
+    assert [op.replace("relu_", "relu") for op in ours.ops] == hand.ops
+    assert hand.ops.count("aten.slice.Tensor") == 8
 
 
 def test_traced_unets_run_at_another_size(unet, tmp_path):
