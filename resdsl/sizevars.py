@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 from . import syntax as ast
-from .diagnostics import error
+from .diagnostics import ResdslError, error
 from .evaluate import names_in
 from .span import Span
 
@@ -170,9 +170,10 @@ def _unnamed(s: ast.Input, items, is_bound, sizes: Sizes, ev, near) -> None:
         span = _name_span(it, name) or it.span
         try:
             co, e = _lin(it, Sizes(alias={**sizes.alias, **{n: (n, 1, 0) for n in unknown}}), ev)
-        except Exception:  # not affine either: E014 names the form once the size is named
+        except ResdslError:  # not affine either: E014 names the form once the size is named
             co, e = {}, 0
-        hint = "name a size on its own before using it in an expression (in this or an earlier input shape)"
+        hint = (f"write the dimension as a named size (`{name}`), with `where` constraints for the form it must "
+                f"have (a size follows another as c * {name} + e, e.g. `where {name} % 2 == 0`)")
         if len(co) == 1 and name in co and co[name] >= 1 and not any(name in names_in(c) for c in s.where):
             c = co[name]
             where = ([f"{name} % {c} == {e % c}"] if c > 1 else []) + ([f"{name} >= {c + e}"] if c + e > 1 else [])
@@ -180,8 +181,8 @@ def _unnamed(s: ast.Input, items, is_bound, sizes: Sizes, ev, near) -> None:
             add = ("" if not where else f" and add `{', '.join(where)}` to its `where`" if s.where else
                    f" and add `where {', '.join(where)}` after the shape")
             hint = f"write the dimension as `{name}`{add}: the sizes {text} takes for {name} >= 1"
-        raise error("E010", f"undefined name `{name}`: a size used in `{_text(co, e) if co else name}` must be "
-                    f"named first", span, hint=hint)
+        used = f"`{_text(co, e)}`" if co else "an expression"
+        raise error("E010", f"undefined name `{name}`: a size used in {used} must be named first", span, hint=hint)
 
 
 def _name_span(e: ast.Expr, name: str):

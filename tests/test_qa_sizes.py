@@ -364,3 +364,33 @@ def test_three_inputs_crop_to_the_least_of_them_at_run_time():
         want = torch.cat([t[:, :, (t.shape[2] - least) // 2:(t.shape[2] - least) // 2 + least] for t in (c, a, b)], 1)
         with torch.no_grad():
             assert torch.equal(m(x), want)
+
+
+def test_the_standalone_file_carries_the_run_time_crop(hflip):
+    """`resdsl compile -o` text for HFLIP defines crop_to_smallest and runs on its own (a fresh namespace),
+    equal to the built module at sizes where either input is the smaller."""
+    import torch
+
+    net, m = hflip
+    src = net.torch_source()
+    assert src.count("def crop_to_smallest(") == 1
+    ns: dict = {"__name__": "standalone"}
+    exec(compile(src, "<hflip.py>", "exec"), ns)  # our own generated text
+    again = ns[type(m).__name__]().eval()
+    again.load_state_dict(m.state_dict(), strict=True)
+    for h in (9, 10):
+        x = torch.randn(1, 3, h, 4, generator=torch.Generator().manual_seed(h))
+        with torch.no_grad():
+            assert torch.equal(again(x), m(x))
+
+
+def test_the_sizes_a_network_varies_over_choose_its_crop_code():
+    """The same graph (FLIP built at 228 x 224) over even widths only (`--input x=3,H%8=4,W%2`): the branch
+    equals the skip at every such W, so the W crop is straight-line slicing again; the code cache keeps the
+    two apart (its key holds the sizes the analysis varies over, not only the graph)."""
+    a = resdsl.loads(FLIP, name="f.res")
+    b = resdsl.loads(FLIP, name="f.res", input_shapes={"x": (3, "H%8=4", "W%2")})
+    assert a.graph.nodes == b.graph.nodes and b.inputs["x"] == (3, 228, 224)
+    ma, mb = a.to_torch(), b.to_torch()
+    assert "crop_to_smallest" in ma.code and "crop_to_smallest" not in mb.code
+    assert "crop_to_smallest" in a.to_torch().code  # a cache hit gives a's code back, not b's

@@ -1034,3 +1034,16 @@ def test_import_with_named_sizes_is_a_usage_error_whose_hint_works(tmp_path, cap
     (h, w) = net.valid_sizes().dims
     assert 1 in h.valid and 1 in w.valid and 32 in h.unrounded and 33 not in h.unrounded
     assert net.param_count == 11689512  # torchvision's resnet18
+
+
+@pytest.mark.parametrize("dim", ["H // 2", "H * W"])
+def test_an_unnamed_size_in_a_form_the_analysis_cannot_follow(dim):
+    """`H // 2` or `H * W` over an unnamed H: E010 at H; the hint's rewrite (the dim written as `H`) loads."""
+    src = UNNAMED.format(dim=dim, where="")
+    with pytest.raises(ResdslError) as e:
+        resdsl.loads(src, name="u.res")
+    d = e.value.first
+    assert (d.code, d.span.line, d.span.col, d.message) == \
+        ("E010", 2, 18, "undefined name `H`: a size used in an expression must be named first")
+    assert d.hint.startswith("write the dimension as a named size (`H`)")
+    assert resdsl.loads(src.replace(dim, "H"), name="u.res").outputs["y"] == (8, 224, 224)

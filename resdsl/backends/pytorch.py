@@ -901,6 +901,7 @@ _LIVE: "weakref.WeakValueDictionary[str, type]" = weakref.WeakValueDictionary()
 _CACHED = 32  # generated files (and their code objects) kept per process, least recently used dropped first
 _GENERATED: "OrderedDict[bytes, Generated]" = OrderedDict()
 _CODE: "OrderedDict[str, object]" = OrderedDict()
+_SMALLEST: "OrderedDict[bytes, dict]" = OrderedDict()  # smallest_inputs per graph and named sizes
 
 
 _CACHE_LOCK = threading.Lock()  # builds in several threads: lookup, insertion and eviction stay consistent
@@ -930,9 +931,12 @@ def generated(net, features=None) -> Generated:
     anything with an address in its repr merely misses.  Building ResNet-50 a second time skips ~8 ms
     of code generation."""
     g = net.graph
-    smallest = smallest_inputs(net)  # from the size analysis, which the graph's nodes alone do not fix
-    text = repr((net.source, g.name, g.params, g.inputs, g.outputs, g.nodes, g.scopes, features, smallest))
-    key = hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=32).digest()
+    text = repr((net.source, g.name, g.params, g.inputs, g.outputs, g.nodes, g.scopes, features))
+    # which input a crop takes comes from the size analysis: the graph and the sizes it varies over fix it
+    sizes = hashlib.blake2b((text + repr((net.symbols, net.size_vars))).encode("utf-8", "surrogatepass"),
+                            digest_size=32).digest()
+    smallest = _remember(_SMALLEST, sizes, lambda: smallest_inputs(net))
+    key = hashlib.blake2b((text + repr(smallest)).encode("utf-8", "surrogatepass"), digest_size=32).digest()
     return _remember(_GENERATED, key, lambda: generate_parts(net, features, smallest))
 
 
