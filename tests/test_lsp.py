@@ -78,6 +78,17 @@ class Client:
         i = self.send(method, params)
         return self.expect(lambda f: f.get("id") == i and "method" not in f)
 
+    def shutdown(self):
+        """The protocol's end: shutdown answers null, exit ends the server with status 0."""
+        assert self.request("shutdown", None)["result"] is None
+        self.send("exit", None, request=False)
+        assert self.proc.wait(timeout=120) == 0
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.wait()
+
 
 def test_language_server_protocol(tmp_path):
     path = tmp_path / "tiny.res"
@@ -121,13 +132,9 @@ def test_language_server_protocol(tmp_path):
                                                     "position": {"line": 8, "character": 8}})["result"]
         assert loc["uri"] == uri and loc["range"]["start"] == {"line": 0, "character": 0}
 
-        assert c.request("shutdown", None)["result"] is None
-        c.send("exit", None, request=False)
-        assert c.proc.wait(timeout=120) == 0
+        c.shutdown()
     finally:
-        if c.proc.poll() is None:
-            c.proc.kill()
-        c.proc.wait()
+        c.stop()
 
 
 def test_without_pygls_it_says_what_to_install(tmp_path):
@@ -186,10 +193,6 @@ def test_named_sizes_over_the_protocol(tmp_path):
         assert d["code"] == "E042" and d["range"]["start"] == {"line": 1, "character": col}
         assert d["message"] == ("this size constraint never holds: a remainder mod 8 is 0 to 7\n"
                                 "hint: write a remainder from 0 to 7 (e.g. 1)")
-        assert c.request("shutdown", None)["result"] is None
-        c.send("exit", None, request=False)
-        assert c.proc.wait(timeout=120) == 0
+        c.shutdown()
     finally:
-        if c.proc.poll() is None:
-            c.proc.kill()
-        c.proc.wait()
+        c.stop()
