@@ -266,20 +266,22 @@ def test_a_crop_whose_smaller_input_flips_in_h_runs_at_every_size(hflip):
 
 
 def test_the_run_time_crop_has_gradients_as_slicing_has(hflip):
-    """index_select's backward against the hand-written slicing's, for input and weights."""
+    """Input and weight gradients of the eager module (slices) and of its torch.fx trace (the traced form:
+    index_select of an arange) against the hand-written slicing's."""
     import torch
 
-    net, m = hflip
+    net, _ = hflip
     m = net.to_torch(seed=0).train()
     p = dict(m.named_parameters())
+    traced = torch.fx.symbolic_trace(m)
+    assert any("index_select" in str(n.target) for n in traced.graph.nodes)
     for h in (9, 10):
         x = torch.randn(1, 3, h, 5, requires_grad=True, generator=torch.Generator().manual_seed(h))
-        y1 = m(x)
-        g1 = torch.autograd.grad(y1.square().sum(), [x, *p.values()])
-        y2 = _hflip_by_hand(p, x)
-        g2 = torch.autograd.grad(y2.square().sum(), [x, *p.values()])
-        for a, b in zip(g1, g2):
-            torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+        want = torch.autograd.grad(_hflip_by_hand(p, x).square().sum(), [x, *p.values()])
+        for model in (m, traced):
+            got = torch.autograd.grad(model(x).square().sum(), [x, *p.values()])
+            for a, b in zip(got, want):
+                torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
 
 
 def test_traced_flipping_crops_run_at_other_sizes(hflip, tmp_path):

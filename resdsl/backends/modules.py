@@ -53,12 +53,19 @@ def sdpa(qkv, heads, causal, p, training):
 
 def crop_to_smallest(xs, dim):
     """Center-crop every tensor of `xs` along `dim` to the least size among them, decided at run time: a
-    concat(crop=true) where which input is the smallest changes with the input size.  The crop is an
-    index_select of one arange, so every result has the same symbolic size and torch.export (dynamic
-    shapes) needs no guard on which input is the smaller; the offsets are (L - m) // 2, as in the
-    straight-line crops.  The legacy ONNX exporter traces sizes as tensors, which torch.sym_min does not
-    take: there the min is (a + b - |a - b|) // 2, which it records as shape arithmetic."""
+    concat(crop=true) where which input is the smaller changes with the input size (or whether it is equal
+    does).  In eager mode that is slicing, views as a hand-written crop makes (inputs of the least size
+    untouched).  Traced (torch.fx, torch.export, torch.compile, ONNX: the sizes are not plain ints) it is
+    an index_select of one arange, so every result has the same symbolic size and torch.export needs no
+    guard on which input is the smaller (a slice that is a no-op at one size and cuts at another makes
+    it guard on that).  The offsets are (L - m) // 2, as in the straight-line crops.  The legacy ONNX
+    exporter traces sizes as tensors, which torch.sym_min does not take: there the min is
+    (a + b - |a - b|) // 2, which it records as shape arithmetic."""
     sizes = [x.shape[dim] for x in xs]
+    if all(type(s) is int for s in sizes) and not torch.compiler.is_compiling():
+        m = min(sizes)
+        return [x if s == m else x[(slice(None),) * dim + (slice((s - m) // 2, (s - m) // 2 + m),)]
+                for x, s in zip(xs, sizes)]
     m = sizes[0]
     for s in sizes[1:]:
         m = (m + s - abs(m - s)) // 2 if torch.jit.is_tracing() else torch.sym_min(m, s)
