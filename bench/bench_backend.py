@@ -218,6 +218,7 @@ def build_rows(args, lines: list[str]) -> None:
     def cold():
         pytorch._GENERATED.clear()
         pytorch._CODE.clear()
+        pytorch._SMALLEST.clear()
         net50.to_torch()
     reps = args.reps * 2
     t = interleaved({"resdsl": net50.to_torch, "cold": cold, "torchvision": torchvision.models.resnet50}, reps)

@@ -43,8 +43,9 @@ class NetworkDiff:
     def to_json(self) -> dict:
         side = lambda s: None if s is None else {"op": s.op, "shape": list(s.shape), "params": s.params,
                                                   "macs": s.macs, "layers": s.layers}
-        return {"a": {"network": self.a.name, "source": self.a.source, "params_set": _plain(self.a.params)},
-                "b": {"network": self.b.name, "source": self.b.source, "params_set": _plain(self.b.params)},
+        net = lambda n: {"network": n.name, "source": n.source, "params_set": _plain(n.params),
+                         "named_sizes": _named(n), "inputs": {k: list(v) for k, v in n.inputs.items()}}
+        return {"a": net(self.a), "b": net(self.b),
                 "macs_convention": self.convention,
                 "totals": {k: {"a": x, "b": y, "delta": y - x} for k, (x, y) in self.totals.items()},
                 "unchanged_layers": self.same,
@@ -71,6 +72,12 @@ class NetworkDiff:
         for k, (x, y) in self.totals.items():
             pct = f" ({(y - x) / x:+.2%})" if x else ""
             out.append(f"{k + ':':<9} {x:>16,} -> {y:>16,}  {_signed(y - x):>16}{pct}")
+        for side, n in (("a", self.a), ("b", self.b)):
+            named = _named(n)
+            if named:
+                ins = ", ".join(f"{k}: {list(v)}" for k, v in n.inputs.items())
+                out.append(f"note: {side} has named sizes ({named}): its shapes, params and MACs are those of "
+                           f"the example {ins}")
         return "\n".join(out)
 
 
@@ -85,6 +92,20 @@ def _plain(v):
 def _title(n: Network) -> str:
     settings = ", ".join(f"{k}={v!r}" if isinstance(v, str) else f"{k}={v}" for k, v in n.params.items())
     return f"{n.name}({settings})  from {n.source}"
+
+
+def _named(n: Network) -> str | None:
+    """The input shapes as the file names them (`x: [3, H, W] where H % 8 == 4`), or None without named
+    sizes: the network itself is built at an example size then."""
+    sz = n.graph.sizes
+    if sz is None or not sz.symbolic_roots():
+        return None
+    parts = []
+    for name, shape in n.inputs.items():
+        texts, where = sz.text.get(name, ([], ""))
+        dims = [t if i < len(texts) and (t := texts[i]) is not None else str(v) for i, v in enumerate(shape)]
+        parts.append(f"{name}: [{', '.join(dims)}]" + (f" where {where}" if where else ""))
+    return "; ".join(parts)
 
 
 def _shape(s: Side | None) -> str:

@@ -28,10 +28,26 @@ class Analysis:
     diagnostics: list[Diagnostic] = field(default_factory=list)
     program: Program | None = None
     graphs: list[Graph] = field(default_factory=list)  # every network that elaborated
+    _named: dict = field(default_factory=dict, repr=False)  # id(graph) -> its shapes over the named sizes
 
     @property
     def nodes(self) -> list[Node]:
         return [n for g in self.graphs for n in g.nodes]
+
+    def named_shape(self, n: Node) -> tuple | None:
+        """Node n's shape over the file's named sizes (`[8, H/2, W/2]`), or None when its network has none:
+        the graph itself is built at an example size (`input x: [3, H, W] where ...`)."""
+        g = next((g for g in self.graphs if n.id < len(g.nodes) and g.nodes[n.id] is n), None)
+        if g is None or g.sizes is None or not g.sizes.symbolic_roots():
+            return None
+        if id(g) not in self._named:
+            from .analysis.sizes import combined_formulas, from_declared
+            from .network import Network
+
+            size_vars, named = from_declared(g)
+            net = Network(g, self.path, DEFAULT, named, size_vars)
+            self._named[id(g)] = combined_formulas(g, net.valid_sizes())
+        return self._named[id(g)][n.id]
 
 
 def analyze(text: str, path: str, limits: Limits = DEFAULT) -> Analysis:
@@ -67,7 +83,7 @@ def hover(a: Analysis, line: int, col: int) -> str | None:
     if here:
         best = min(_size(n.span) for n in here)
         layers = [n for n in here if _size(n.span) == best]
-        return _describe(layers, layers[0].op)
+        return _describe(layers, layers[0].op, a)
     return _block_call(a, line, col)
 
 
@@ -83,7 +99,7 @@ def _block_call(a: Analysis, line: int, col: int) -> str | None:
     for g, s in found[:5]:
         ns = _under(g, s.id)
         if ns:
-            lines.append(f"- `{s.name}`: output `{list(ns[-1].shape)}`, {sum(n.params for n in ns):,} params, "
+            lines.append(f"- `{s.name}`: output {_output(a, ns[-1])}, {sum(n.params for n in ns):,} params, "
                          f"{len(ns)} ops")
     if len(found) > 5:
         lines.append(f"- ... and {len(found) - 5} more calls")
@@ -102,10 +118,18 @@ def _under(g: Graph, scope: int) -> list[Node]:
     return [n for n in g.nodes if within(n.scope)]
 
 
-def _describe(layers: list[Node], op: str) -> str:
+def _output(a: Analysis, n: Node) -> str:
+    """A node's output shape; over the named sizes, with the example's, when its network has them."""
+    named = a.named_shape(n)
+    if named is None:
+        return f"`{list(n.shape)}`"
+    return f"`[{', '.join(map(str, named))}]` (`{list(n.shape)}` at the example size)"
+
+
+def _describe(layers: list[Node], op: str, a: Analysis) -> str:
     lines = [f"**{op}**" + (f" (used {len(layers)} times)" if len(layers) > 1 else "")]
     for n in layers[:5]:
-        lines.append(f"- `{n.name}`: output `{list(n.shape)}`, {n.params:,} params")
+        lines.append(f"- `{n.name}`: output {_output(a, n)}, {n.params:,} params")
     if len(layers) > 5:
         lines.append(f"- ... and {len(layers) - 5} more")
     return "\n".join(lines)

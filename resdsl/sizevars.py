@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 from . import syntax as ast
-from .diagnostics import error
+from .diagnostics import ResdslError, error
 from .evaluate import names_in
 from .span import Span
 
@@ -122,6 +122,7 @@ def declare(s: ast.Input, shape: ast.Expr, is_bound: Callable[[str], bool], ev: 
     for name, d, span in fresh:
         sizes.roots.append((name, s.name, d, span))
         sizes.alias[name] = (name, 1, 0)
+    _unnamed(s, items, is_bound, sizes, ev, near)
     for c in _flatten(s.where):
         _constrain(c, sizes, ev)
     _satisfiable(s, sizes)
@@ -150,6 +151,50 @@ def _fresh(items, is_bound, sizes: Sizes, near) -> list[tuple[str, int, Span]]:
                              f"this one looks like a typo)")
         fresh.append((it.id, d, it.span))
     return fresh
+
+
+def _unnamed(s: ast.Input, items, is_bound, sizes: Sizes, ev, near) -> None:
+    """E010 for a size expression (`2 * H + 1`) whose name is not a named size yet, with the rewrite that
+    keeps its sizes: the dim named on its own, constrained to the values c * H + e takes for H >= 1."""
+    for d, it in enumerate(items):
+        if d == 0 or isinstance(it, ast.Name):
+            continue
+        unknown = sorted(n for n in names_in(it) if not is_bound(n) and n not in sizes.alias)
+        if not unknown:
+            continue
+        for n in unknown:
+            typo = near(n)
+            if typo:
+                raise error("E010", f"undefined name `{n}`", _name_span(it, n) or it.span, hint=typo)
+        name = unknown[0]
+        span = _name_span(it, name) or it.span
+        try:
+            co, e = _lin(it, Sizes(alias={**sizes.alias, **{n: (n, 1, 0) for n in unknown}}), ev)
+        except ResdslError:  # not affine either: E014 names the form once the size is named
+            co, e = {}, 0
+        hint = (f"write the dimension as a named size (`{name}`), with `where` constraints for the form it must "
+                f"have (a size follows another as c * {name} + e, e.g. `where {name} % 2 == 0`)")
+        if len(co) == 1 and name in co and co[name] >= 1 and not any(name in names_in(c) for c in s.where):
+            c = co[name]
+            where = ([f"{name} % {c} == {e % c}"] if c > 1 else []) + ([f"{name} >= {c + e}"] if c + e > 1 else [])
+            text = _text(co, e)
+            add = ("" if not where else f" and add `{', '.join(where)}` to its `where`" if s.where else
+                   f" and add `where {', '.join(where)}` after the shape")
+            hint = f"write the dimension as `{name}`{add}: the sizes {text} takes for {name} >= 1"
+        used = f"`{_text(co, e)}`" if co else "an expression"
+        raise error("E010", f"undefined name `{name}`: a size used in {used} must be named first", span, hint=hint)
+
+
+def _name_span(e: ast.Expr, name: str):
+    """The span of the first use of `name` in e (the caret goes under it)."""
+    todo = [e]
+    while todo:
+        x = todo.pop(0)
+        if isinstance(x, ast.Name) and x.id == name:
+            return x.span
+        todo += [v for v in vars(x).values() if isinstance(v, ast.Expr)] if hasattr(x, "__dict__") else \
+            [getattr(x, f) for f in getattr(x, "__slots__", ()) if isinstance(getattr(x, f, None), ast.Expr)]
+    return None
 
 
 def _satisfiable(s: ast.Input, sizes: Sizes) -> None:

@@ -245,9 +245,8 @@ def test_torchinfo_resnet50_rows_match_torchvision():
 
 
 
-def _aten_ops(model, x, y):
-    """The aten ops that forward (training mode), backward and an eval forward dispatch, in order, and the
-    number of module calls: what the CPU runs, independent of timing."""
+def _recorder():
+    """A TorchDispatchMode that lists the aten ops dispatched under it, in order (`.ops`)."""
     from torch.utils._python_dispatch import TorchDispatchMode
 
     class Record(TorchDispatchMode):
@@ -258,8 +257,13 @@ def _aten_ops(model, x, y):
         def __torch_dispatch__(self, func, types, args=(), kwargs=None):
             self.ops.append(str(func))
             return func(*args, **(kwargs or {}))
+    return Record()
 
-    fwd, bwd, ev = Record(), Record(), Record()
+
+def _aten_ops(model, x, y):
+    """The aten ops that forward (training mode), backward and an eval forward dispatch, in order, and the
+    number of module calls: what the CPU runs, independent of timing."""
+    fwd, bwd, ev = _recorder(), _recorder(), _recorder()
     calls = []
     hook = torch.nn.modules.module.register_module_forward_pre_hook(lambda m, a: calls.append(type(m).__name__))
     try:
@@ -471,12 +475,12 @@ def test_torch_export_of_a_u_net_and_a_feature_backbone():
 UNET = dict(size=188, base=4, classes=2, channels=1)
 
 
-def _unet_by_hand(p, x):
-    """The U-Net of examples/unet.res written in plain torch ops (valid convs, 2x2 pools and up-convs, the
-    encoder map center-cropped by hand with offset (L - M) // 2 before each concat), weights by name."""
+def _unet_by_hand(p, x, padding="valid"):
+    """The U-Net of examples/unet.res written in plain torch ops (valid or same convs, 2x2 pools and up-convs,
+    the encoder map center-cropped by hand with offset (L - M) // 2 before each concat), weights by name."""
     def double_conv(name, h):
-        h = F.relu(F.conv2d(h, p[f"{name}.conv1.weight"], p[f"{name}.conv1.bias"]))
-        return F.relu(F.conv2d(h, p[f"{name}.conv2.weight"], p[f"{name}.conv2.bias"]))
+        h = F.relu(F.conv2d(h, p[f"{name}.conv1.weight"], p[f"{name}.conv1.bias"], padding=padding))
+        return F.relu(F.conv2d(h, p[f"{name}.conv2.weight"], p[f"{name}.conv2.bias"], padding=padding))
     skips, h = [], x
     for i in range(1, 5):
         h = double_conv(f"down{i}", h)
@@ -522,6 +526,59 @@ def test_unet_crops_follow_the_input_size(unet):
         assert tuple(got.shape[1:]) == static == tuple(want.shape[1:])
         assert static[1] == 16 * ((s - 12) // 16) - 172  # the symbolic shape: 16*floor((H - 12)/16) - 172
         torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
+
+
+def test_unet_crops_stay_straight_line_slices(unet):
+    """The decoder map is smaller than the skip at every valid size (smallest_inputs: exact), so each crop
+    stays a plain slice of the skip: the eval forward dispatches the hand-written U-Net's aten ops in its
+    order (8 slices for 4 concats x 2 dims; ours works in place where it says relu_), no run-time min."""
+    from resdsl.analysis.sizes import smallest_inputs
+
+    net, m = unet
+    cats = [n for n in net.graph.nodes if n.op == "concat"]
+    assert len(cats) == 4 and all(smallest_inputs(net, n.id) == (0, 0) for n in cats)
+    assert "crop_to_smallest" not in net.torch_source()
+    ours, hand = _recorder(), _recorder()
+    x, p = torch.randn(1, 1, 197, 197), dict(m.state_dict())
+    with torch.no_grad():
+        with ours:
+            m(x)
+        with hand:
+            _unet_by_hand(p, x)
+    assert [op.replace("relu_", "relu") for op in ours.ops] == hand.ops
+    assert hand.ops.count("aten.slice.Tensor") == 8
+
+
+def test_same_padding_unet_crops_where_the_skip_is_sometimes_equal():
+    """padding="same": the decoder map equals the skip at multiples of 16 and is smaller otherwise, so the
+    crop cannot be a slice fixed at trace time (on f345809 torch.export traced at 512 failed a guard at 520
+    and 517).  Eager it still slices like the hand-written U-Net, op for op (no crop at 512 or 528; at 520
+    and 517 the levels whose sizes differ);
+    exported with dynamic sizes at 512 it equals eager at 520, 528, 517."""
+    net = resdsl.load(ROOT / "examples" / "unet.res", padding="same", size=512, base=4, classes=2, channels=1)
+    cats = [n for n in net.graph.nodes if n.op == "concat"]
+    from resdsl.analysis.sizes import smallest_inputs
+    assert all(smallest_inputs(net, n.id) == (None, None) for n in cats)
+    m = net.to_torch(seed=0).eval()
+    with torch.no_grad():
+        for w in m.parameters():
+            w.uniform_(-0.3, 0.3, generator=torch.Generator().manual_seed(w.numel()))
+    p = dict(m.state_dict())
+    program = torch.export.export(m, (torch.randn(1, 1, 512, 512),),
+                                  dynamic_shapes={"x": {2: torch.export.Dim.AUTO, 3: torch.export.Dim.AUTO}})
+    for s in (512, 520, 528, 517):
+        x = torch.randn(1, 1, s, s, generator=torch.Generator().manual_seed(s))
+        ours, hand = _recorder(), _recorder()
+        with torch.no_grad():
+            with ours:
+                got = m(x)
+            with hand:
+                want = _unet_by_hand(p, x, "same")
+            assert torch.equal(program.module()(x), got)
+        torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
+        mine = [op.replace("relu_", "relu") for op in ours.ops]
+        assert (mine.count("aten.slice.Tensor") == 0) == (s % 16 == 0) and "aten.index_select.default" not in mine
+        assert [op for op in mine if op != "aten.alias.default"] == [op for op in hand.ops if op != "aten.alias.default"]
 
 
 def test_traced_unets_run_at_another_size(unet, tmp_path):

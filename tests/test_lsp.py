@@ -78,6 +78,17 @@ class Client:
         i = self.send(method, params)
         return self.expect(lambda f: f.get("id") == i and "method" not in f)
 
+    def shutdown(self):
+        """The protocol's end: shutdown answers null, exit ends the server with status 0."""
+        assert self.request("shutdown", None)["result"] is None
+        self.send("exit", None, request=False)
+        assert self.proc.wait(timeout=120) == 0
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.wait()
+
 
 def test_language_server_protocol(tmp_path):
     path = tmp_path / "tiny.res"
@@ -121,13 +132,9 @@ def test_language_server_protocol(tmp_path):
                                                     "position": {"line": 8, "character": 8}})["result"]
         assert loc["uri"] == uri and loc["range"]["start"] == {"line": 0, "character": 0}
 
-        assert c.request("shutdown", None)["result"] is None
-        c.send("exit", None, request=False)
-        assert c.proc.wait(timeout=120) == 0
+        c.shutdown()
     finally:
-        if c.proc.poll() is None:
-            c.proc.kill()
-        c.proc.wait()
+        c.stop()
 
 
 def test_without_pygls_it_says_what_to_install(tmp_path):
@@ -151,3 +158,41 @@ def test_vscode_extension_starts_the_server():
     assert command == ["resdsl", "lsp"]
     from resdsl.cli import build_parser
     assert build_parser().parse_args(command[1:]).func.__module__ == "resdsl.commands.lsp"
+
+
+NAMED = """network n() {
+    input x: [3, H, W] where H % 8 == 4, W == H
+    conv(8, 3, stride=2, padding=1)
+    output y
+}
+"""
+
+
+def test_named_sizes_over_the_protocol(tmp_path):
+    """A file with named sizes: no diagnostics, hover gives the shape over the sizes (as `check` prints it)
+    beside the example's; a `where` the sizes never meet is published located, with its hint."""
+    path = tmp_path / "n.res"
+    path.write_text(NAMED)
+    uri = path.as_uri()
+    c = Client()
+    try:
+        c.request("initialize", {"processId": None, "rootUri": tmp_path.as_uri(), "capabilities": {}})
+        c.send("initialized", {}, request=False)
+        diag = lambda f: f.get("method") == "textDocument/publishDiagnostics"
+        c.send("textDocument/didOpen", {"textDocument": {"uri": uri, "languageId": "resdsl", "version": 1,
+                                                         "text": NAMED}}, request=False)
+        assert c.expect(diag)["params"]["diagnostics"] == []
+        h = c.request("textDocument/hover", {"textDocument": {"uri": uri}, "position": {"line": 2, "character": 6}})
+        assert h["result"]["contents"]["value"] == \
+            "**conv**\n- `conv`: output `[8, H/2, H/2]` (`[8, 114, 114]` at the example size), 224 params"
+        bad = NAMED.replace("H % 8 == 4", "H % 8 == 9")
+        c.send("textDocument/didChange", {"textDocument": {"uri": uri, "version": 2},
+                                          "contentChanges": [{"text": bad}]}, request=False)
+        (d,) = c.expect(diag)["params"]["diagnostics"]
+        col = bad.splitlines()[1].index("== 9") + 3  # the caret is under the remainder
+        assert d["code"] == "E042" and d["range"]["start"] == {"line": 1, "character": col}
+        assert d["message"] == ("this size constraint never holds: a remainder mod 8 is 0 to 7\n"
+                                "hint: write a remainder from 0 to 7 (e.g. 1)")
+        c.shutdown()
+    finally:
+        c.stop()

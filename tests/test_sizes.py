@@ -883,3 +883,167 @@ def test_every_size_rounds_agrees_with_each_concrete_size(tmp_path):
     assert resdsl.loads(text, input_shapes={"x": (3, "H", 65)}).valid_sizes().dims[0].unrounded.empty()
     for H in range(9, 140):
         assert any(p.dim == 0 for p in problems(resdsl.loads(text, input_shapes={"x": (3, H, 65)}).graph)), H
+
+
+# ------------------------------------------------------------------ issue-13 leftovers: hints that work when applied
+
+UNNAMED = """network n() {{
+    input x: [3, {dim}, W]{where}
+    conv(8, 3, padding=1)
+    output y
+}}
+"""
+
+
+@pytest.mark.parametrize("dim,where,want", [
+    ("2 * H + 1", "", "write the dimension as `H` and add `where H % 2 == 1, H >= 3` after the shape"),
+    ("H * 2 + 1", "", "write the dimension as `H` and add `where H % 2 == 1, H >= 3` after the shape"),
+    ("H + 4", "", "write the dimension as `H` and add `where H >= 5` after the shape"),
+    ("3 * H - 7", "", "write the dimension as `H` and add `where H % 3 == 2` after the shape"),
+    ("2 * H + 1", " where W % 2 == 0", "write the dimension as `H` and add `H % 2 == 1, H >= 3` to its `where`"),
+])
+def test_a_size_expression_over_an_unnamed_size_hints_the_rewrite(dim, where, want):
+    """`[3, 2 * H + 1, W]` with H named nowhere: E010 at H with a hint; applied (the dim written as H, the
+    constraints added), the file loads and its valid sizes are exactly the sizes c*H + e takes for H >= 1
+    (checked against that closed form for every size up to 60)."""
+    src = UNNAMED.format(dim=dim, where=where)
+    with pytest.raises(ResdslError) as e:
+        resdsl.loads(src, name="u.res")
+    d = e.value.first
+    col = src.split("\n")[1].index("H") + 1
+    assert (d.code, d.span.line, d.span.col) == ("E010", 2, col)
+    assert d.message == f"undefined name `H`: a size used in `{_lin_text(dim)}` must be named first"
+    assert d.hint.startswith(want)
+    added = re.search(r"add `(?:where )?([^`]*)`", d.hint).group(1)
+    fixed = src.replace(dim, "H").replace(", W]" + where, ", W]" + (where + ", " + added if where else " where " + added))
+    net = resdsl.loads(fixed, name="u.res")
+    (h,) = [a for a in net.valid_sizes().dims if a.symbol == "H"]
+    c, k = {"2 * H + 1": (2, 1), "H * 2 + 1": (2, 1), "H + 4": (1, 4), "3 * H - 7": (3, -7)}[dim]
+    assert [v for v in range(1, 61) if v in h.valid] == sorted({c * x + k for x in range(1, 61) if 1 <= c * x + k <= 60})
+
+
+def _lin_text(dim: str) -> str:
+    return {"H * 2 + 1": "2 * H + 1"}.get(dim, dim)
+
+
+def test_a_typo_inside_a_size_expression_is_named():
+    with pytest.raises(ResdslError) as e:
+        resdsl.loads("network n(size=8) {\n    input x: [3, 2 * H + sise, W]\n    output y\n}\n", name="u.res")
+    d = e.value.first
+    assert (d.code, d.span.line, d.span.col, d.message, d.hint) == ("E010", 2, 26, "undefined name `sise`",
+                                                                     "did you mean `size`?")
+
+
+CLASHING = "network n() {\n    input x: [3, H, W] where H % 8 == 4\n    conv(8, 3, padding=1)\n    output y\n}\n"
+
+
+def test_a_command_line_class_the_constraints_never_allow_is_said_in_their_terms(tmp_path, capsys):
+    """`--input x=3,H%16,W` on `where H % 8 == 4`: no multiple of 16 is 4 mod 8.  The message speaks of the
+    class and the constraint the user wrote (it named "dimension 1 = 3648", the 16th multiple of the
+    example it last tried); the hint's class, applied, checks."""
+    f = tmp_path / "c.res"
+    f.write_text(CLASHING)
+    assert main(["check", str(f), "--input", "x=3,H%16,W"]) == 1
+    err = capsys.readouterr().err
+    assert f"{f}:2:18: error[E042]: the size `H%16` given for dimension 1 of input `x` (sizes that are 0 mod 16) " \
+           "is never one its constraints allow: H % 8 == 4" in err
+    assert "3648" not in err and "2 |     input x: [3, H, W] where H % 8 == 4\n  |                  ^\n" in err
+    hint = re.search(r"hint: give a class they allow, e\.g\. `([^`]*)`", err).group(1)
+    assert hint == "H%8=4"
+    assert main(["check", str(f), "--input", f"x=3,{hint},W"]) == 0
+    assert "H: runs for 4 + 8k" in capsys.readouterr().out
+    # classes that meet the constraint still build: 12 mod 16 is 4 mod 8
+    assert main(["check", str(f), "--input", "x=3,H%16=12,W"]) == 0
+    assert "H: runs for 12 + 16k" in capsys.readouterr().out
+
+
+# ------------------------------------------------------------------ the editor, diff and import on named sizes
+
+NAMED = """network n() {
+    input x: [3, H, W] where H % 8 == 4, W == H
+    conv(8, 3, stride=2, padding=1)
+    relu
+    output y
+}
+"""
+
+
+def test_editor_diagnostics_and_hover_over_named_sizes():
+    """Hover gives the shape over the named sizes (the formula `check` prints) beside the example's; the
+    diagnostics of bad `where` forms come located, as `check` gives them."""
+    from resdsl import editor
+
+    a = editor.analyze(NAMED, "n.res")
+    assert a.diagnostics == [] and len(a.graphs) == 1
+    net = resdsl.loads(NAMED, name="n.res")
+    conv = next(n for n in net.graph.nodes if n.op == "conv")
+    want = ", ".join(map(str, net.symbolic_shapes()[conv.id]))
+    assert want == "8, H/2, H/2"
+    assert editor.hover(a, 3, 6) == f"**conv**\n- `conv`: output `[{want}]` (`[8, 114, 114]` at the example size), 224 params"
+    plain = editor.analyze(NAMED.replace("H, W] where H % 8 == 4, W == H", "16, 16]"), "n.res")
+    assert editor.hover(plain, 3, 6) == "**conv**\n- `conv`: output `[8, 8, 8]`, 224 params"
+    for bad, code in (("where H % 8 == 9", "E042"), ("where H * W == 4", "E014")):
+        b = editor.analyze(NAMED.replace("where H % 8 == 4, W == H", bad), "n.res")
+        with pytest.raises(ResdslError) as e:
+            resdsl.loads(NAMED.replace("where H % 8 == 4, W == H", bad), name="n.res")
+        assert [(d.code, d.span, d.message, d.hint) for d in b.diagnostics] == \
+            [(d.code, d.span, d.message, d.hint) for d in e.value.diagnostics] and b.diagnostics[0].code == code
+
+
+def test_diff_of_two_files_with_named_sizes_names_their_examples(tmp_path, capsys):
+    """Two files whose constraints differ build at different examples (W == H: 228 x 228; none: 228 x 224):
+    the table says so rather than presenting the example's difference as a change of the network."""
+    a, b = tmp_path / "a.res", tmp_path / "b.res"
+    a.write_text(NAMED)
+    b.write_text(NAMED.replace("where H % 8 == 4, W == H", "where H % 16 == 4").replace("conv(8", "conv(16"))
+    assert main(["diff", str(a), str(b)]) == 0
+    out = capsys.readouterr().out
+    assert "note: a has named sizes (x: [3, H, W] where H % 8 == 4, W == H): its shapes, params and MACs are " \
+           "those of the example x: [3, 228, 228]" in out
+    assert "note: b has named sizes (x: [3, H, W] where H % 16 == 4): its shapes, params and MACs are those of " \
+           "the example x: [3, 228, 224]" in out
+    # the example's numbers, as the networks built at those sizes give them
+    na = resdsl.loads(NAMED, name="a.res", input_shapes={"x": (3, 228, 228)})
+    nb = resdsl.loads(b.read_text(), name="b.res", input_shapes={"x": (3, 228, 224)})
+    assert f"params:   {na.param_count:>16,} -> {nb.param_count:>16,}" in out
+    assert main(["diff", str(a), str(b), "--json"]) == 0
+    j = json.loads(capsys.readouterr().out)
+    assert (j["a"]["named_sizes"], j["a"]["inputs"], j["b"]["inputs"]) == \
+        ("x: [3, H, W] where H % 8 == 4, W == H", {"x": [3, 228, 228]}, {"x": [3, 228, 224]})
+    plain = tmp_path / "p.res"
+    plain.write_text(NAMED.replace("H, W] where H % 8 == 4, W == H", "228, 228]"))
+    assert main(["diff", str(plain), str(plain)]) == 0
+    assert "named sizes" not in capsys.readouterr().out
+
+
+def test_import_with_named_sizes_is_a_usage_error_whose_hint_works(tmp_path, capsys):
+    """import traces at one size: `--input 3,H,W` is refused (exit 2, no traceback) and the hint's way --
+    trace at a size, then name the sizes in the written file -- gives a file `check --sizes` analyses."""
+    pytest.importorskip("torchvision")
+    assert main(["import", "resnet18", "--input", "3,H,W"]) == 2
+    err = capsys.readouterr().err
+    assert "resdsl import: error: --input 3,H,W: the module is traced at one size, so --input takes numbers" in err
+    assert "Traceback" not in err
+    out = tmp_path / "r.res"
+    assert main(["import", "resnet18", "--input", "3,224,224", "-o", str(out)]) == 0
+    text = out.read_text()
+    assert "input x: [3, 224, 224]" in text
+    out.write_text(text.replace("input x: [3, 224, 224]", "input x: [3, H, W]"))
+    capsys.readouterr()
+    net = resdsl.load(out)
+    (h, w) = net.valid_sizes().dims
+    assert 1 in h.valid and 1 in w.valid and 32 in h.unrounded and 33 not in h.unrounded
+    assert net.param_count == 11689512  # torchvision's resnet18
+
+
+@pytest.mark.parametrize("dim", ["H // 2", "H * W"])
+def test_an_unnamed_size_in_a_form_the_analysis_cannot_follow(dim):
+    """`H // 2` or `H * W` over an unnamed H: E010 at H; the hint's rewrite (the dim written as `H`) loads."""
+    src = UNNAMED.format(dim=dim, where="")
+    with pytest.raises(ResdslError) as e:
+        resdsl.loads(src, name="u.res")
+    d = e.value.first
+    assert (d.code, d.span.line, d.span.col, d.message) == \
+        ("E010", 2, 18, "undefined name `H`: a size used in an expression must be named first")
+    assert d.hint.startswith("write the dimension as a named size (`H`)")
+    assert resdsl.loads(src.replace(dim, "H"), name="u.res").outputs["y"] == (8, 224, 224)

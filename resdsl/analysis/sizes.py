@@ -16,6 +16,8 @@ import math
 import re
 from dataclasses import dataclass, field
 
+import numpy as np
+
 from ..ir import Graph, Node
 
 
@@ -245,7 +247,7 @@ def valid_sizes(net, symbols: dict | None = None, size_vars: list | None = None)
             continue
         if len(members) == 1:
             a = analyze_group(g, v.name, binds[i], v.modulus, v.residues, v.lo, v.hi)
-            a.tied = tuple(v.dims[1:])
+            a.tied, a.bindings = tuple(v.dims[1:]), tuple(binds[i])
             dims.append(a)
         else:
             j = joint_grid(g, [vars_[k] for k in members], [binds[k] for k in members], where.get(i))
@@ -294,8 +296,74 @@ def _apart(g: Graph, j, vars_: list, binds: list) -> list:
         a = analyze_group(g, v.name, binds[i], v.modulus, v.residues, v.lo, v.hi)
         if [x for x in range(1, j.bound + 1) if x in a.valid] != proj[i]:
             return []
-        a.tied = tuple(v.dims[1:])
+        a.tied, a.bindings = tuple(v.dims[1:]), tuple(binds[i])
         out.append(a)
+    return out
+
+
+def smallest_inputs(net, nid: int) -> tuple[int | None, ...]:
+    """Per spatial dim of node `nid`'s inputs: an input that is the smallest there at every valid input size,
+    and keeps its relation to every other input (always equal to it, or always smaller), or None where no
+    input does (which one is the smaller changes with the size, or whether it is equal does, or the
+    analysis cannot tell: sizes not exact or decided jointly).  A crop that is a no-op at one size and cuts
+    at another is exactly what torch.export's guards cannot follow in slicing.  The compiled shapes' first
+    smallest input is preferred, so code that crops to it stays as it was.  Reads the network's size report
+    (exact affine shapes from its threshold on, each smaller valid size computed); writes nothing."""
+    from .symbolic import shapes_at
+
+    g = net.graph
+    n = g.nodes[nid]
+    xs = [g.nodes[i].shape for i in n.inputs]
+    rank = len(xs[0])
+    rep = net.valid_sizes()
+    if rep.joint or any(not a.exact or not a.bindings for a in rep.dims):
+        return (None,) * (rank - 1)
+    seen = {(d, p, q): {(xs[p][d] > xs[q][d]) - (xs[p][d] < xs[q][d])}  # (dim, p, q) -> signs of size_p - size_q
+            for d in range(1, rank) for p in range(len(xs)) for q in range(len(xs)) if p != q}  # here, then at every size
+    for a in rep.dims:
+        small = shapes_at(g, list(a.bindings), [x for x in range(1, a.threshold) if x in a.valid], nid)
+        for d in range(1, rank):
+            for p in range(len(xs)):
+                for q in range(len(xs)):
+                    if p != q:
+                        seen[d, p, q].update(_signs(a, n, p, q, d, small))
+    out = []
+    for d in range(1, rank):
+        order = sorted(range(len(xs)), key=lambda i: xs[i][d])  # the compiled smallest first
+        fixed = [p for p in order if all(len(seen[d, p, q]) == 1 and 1 not in seen[d, p, q]
+                                         for q in range(len(xs)) if q != p)]
+        out.append(fixed[0] if fixed else None)
+    return tuple(out)
+
+
+def _slope(v) -> int:
+    from .symbolic import Dim
+    return v.a if isinstance(v, Dim) else 0
+
+
+def _offsets(v, count: int) -> np.ndarray:
+    from .symbolic import Dim
+    return v.b if isinstance(v, Dim) else np.full(count, v, dtype=np.int64)
+
+
+def _signs(a, n: Node, p: int, q: int, d: int, small: list) -> set[int]:
+    """The signs (-1, 0, 1) that size_p - size_q takes in dim d between inputs p and q of node n over the
+    valid sizes of analysis `a`.  Exact: from the threshold on the difference is slope*k + c (size
+    X = M*k + r, k from the first k0 at or above the threshold): constant if slope == 0, else it has the
+    sign of the slope from k0 on, after its value at k0; below the threshold from the shapes at each valid
+    size (`small`: symbolic.shapes_at's groups)."""
+    out: set[int] = set()
+    gp, gq = a.generic.get(n.inputs[p], []), a.generic.get(n.inputs[q], [])
+    for (residues, sp), (_, sq) in zip(gp, gq):
+        k0 = np.maximum(0, -((residues - a.threshold) // a.period))  # ceil((threshold - r) / M), at least 0
+        slope = _slope(sp[d]) - _slope(sq[d])
+        first = slope * k0 + _offsets(sp[d], len(residues)) - _offsets(sq[d], len(residues))
+        out.update(np.sign(first).tolist())
+        if slope:
+            out.add(1 if slope > 0 else -1)
+    for _, shapes in small:
+        diff = _offsets(shapes[n.inputs[p]][d], 1) - _offsets(shapes[n.inputs[q]][d], 1)
+        out.update(np.sign(diff).tolist())
     return out
 
 
@@ -531,6 +599,7 @@ def concrete_for_symbols(elab, input_shapes: dict):
         raise ResdslError([Diagnostic("E036", str(e), hint="write sizes as numbers or names, e.g. x=3,H,W or x=3,H%32,W%32")]) from None
     plain = {k: v for k, v in concrete.items() if None not in v}
     declared = elab(plain)
+    _classes_meet_constraints(declared, symbols)
     unknown = sorted({k for k, _ in symbols} - set(declared.inputs))
     if unknown:
         elab(concrete)  # raises the usual "no input named" diagnostic
@@ -554,6 +623,43 @@ def concrete_for_symbols(elab, input_shapes: dict):
         except ResdslError as e:
             last = e
     raise last
+
+
+def _classes_meet_constraints(g: Graph, symbols: dict) -> None:
+    """E042 at the file's named size when a given class (`H%16` for `x`'s dim 1) holds none of the sizes
+    the file's `where` constraints allow for that dim (`H % 8 == 4`): said in the user's own terms,
+    rather than at whatever example size the class was tried at.  Reads g.sizes; writes nothing."""
+    from ..diagnostics import error
+
+    sz = g.sizes
+    if sz is None:
+        return
+    for (inp, d), sym in symbols.items():
+        for i, k, root, c, e in sz.dims:
+            if (i, k) != (inp, d) or sym.modulus == 1:
+                continue
+            M, res = sz.mods.get(root, (1, (0,)))
+            lo, hi = sz.bounds.get(root, (1, None))
+            if _class_meets(c, e, M, res, lo, hi, sym.modulus, sym.residue):
+                continue
+            span = next(r[3] for r in sz.roots if r[0] == root)
+            where = sz.text.get(inp, ([], ""))[1] or f"{root} >= {lo}"
+            good = f"{sym.name}%{M}" + (f"={res[0]}" if res[0] else "") if (c, e) == (1, 0) and len(res) == 1 \
+                and M > 1 else None
+            raise error("E042", f"the size `{sym}` given for dimension {d} of input `{inp}` (sizes that are "
+                        f"{sym.residue} mod {sym.modulus}) is never one its constraints allow: {where}", span,
+                        hint=(f"give a class they allow, e.g. `{good}`" if good else "give a class they allow") +
+                        ", or give no size for this input to keep the file's own (`resdsl check FILE --sizes`)")
+
+
+def _class_meets(c: int, e: int, M: int, res: tuple, lo: int, hi: int | None, m: int, r: int) -> bool:
+    """Whether some X with lo <= X (<= hi), X % M in res has c*X + e = r (mod m); True when the period
+    lcm(M, m) is too long to try (nothing is claimed then)."""
+    period = math.lcm(M, m)
+    if period > 1 << 20:
+        return True
+    top = lo + period if hi is None else min(hi + 1, lo + period)
+    return any(X % M in res and (c * X + e) % m == r for X in range(lo, top))
 
 
 def combined_formulas(g: Graph, report: SizeReport) -> list[tuple]:

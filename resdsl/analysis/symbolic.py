@@ -540,6 +540,7 @@ class DimAnalysis:
     first_error: dict[int, tuple[int, str]] = field(default_factory=dict)  # size -> (node, message), small sizes
     generic: dict[int, list] = field(default_factory=dict)  # node id -> [(residues, shape of ints and Dims)]
     tied: tuple = ()  # (input, dim, c, e): the input dimensions that follow this size as c*X + e (W = X)
+    bindings: tuple = ()  # the Bindings it was run with (analysis/sizes.py sets them)
 
     @functools.cached_property
     def formulas(self) -> dict[int, tuple]:
@@ -557,6 +558,16 @@ class DimAnalysis:
                 i = int(hit[0])
                 return tuple(v if isinstance(v, int) else int(v.a * k + v.b[i]) for v in shape)
         raise ValueError(f"size {size} is not valid")
+
+
+def shapes_at(g: Graph, bindings: list, sizes: list[int], stop: int) -> list[tuple[np.ndarray, list]]:
+    """The shapes of the nodes before node `stop` at each concrete size X (the bound input dims set from
+    X, the others at their sizes in `g`), as (sizes, shapes) groups: a shape entry is an int, or a Dim
+    whose b holds one value per size of its group.  Reads `g`; writes nothing."""
+    if not sizes:
+        return []
+    outs, _ = _drive(g, bindings, False, 1, np.array(sizes, dtype=np.int64), None, [MAX_RUNS * 4], stop)
+    return [(o.cases, o.shapes) for o in outs if o.shapes is not None]
 
 
 def _periodic_set(M: int, ok: dict[int, bool], threshold: int, small_ok: set[int]) -> SizeSet:

@@ -13,6 +13,7 @@ What is in it:
   PosTable         add the first N rows of a position table [max_len, D] (GPT-2's wpe)
   tie_weight       share one module's .weight with another (GPT-2's lm_head and token embedding)
   causal_mask      the [N, N] mask of later tokens, for nn.MultiheadAttention(causal)
+  crop_to_smallest center-crop tensors along a dim to the least size among them (concat(crop=true))
   sdpa             multi-head F.scaled_dot_product_attention on fused q|k|v tokens
   Sample           mu + exp(logvar / 2) * eps, the reparameterisation trick (Kingma & Welling 2014)
   ScalarScale      x * w, one learnable scalar w (SkipInit, De & Smith 2020)
@@ -48,6 +49,28 @@ def sdpa(qkv, heads, causal, p, training):
     t = qkv.unflatten(-1, (3, heads, -1)).permute(2, 0, 3, 1, 4)  # [3, B, heads, N, D / heads]: no shape
     y = F.scaled_dot_product_attention(t[0], t[1], t[2], dropout_p=p if training else 0.0, is_causal=causal)
     return y.transpose(1, 2).flatten(2)  # arithmetic or unpacking, so torch.fx traces it
+
+
+def crop_to_smallest(xs, dim):
+    """Center-crop every tensor of `xs` along `dim` to the least size among them, decided at run time: a
+    concat(crop=true) where which input is the smaller changes with the input size (or whether it is equal
+    does).  In eager mode that is slicing, views as a hand-written crop makes (inputs of the least size
+    untouched).  Traced (torch.fx, torch.export, torch.compile, ONNX: the sizes are not plain ints) it is
+    an index_select of one arange, so every result has the same symbolic size and torch.export needs no
+    guard on which input is the smaller (a slice that is a no-op at one size and cuts at another makes
+    it guard on that).  The offsets are (L - m) // 2, as in the straight-line crops.  The legacy ONNX
+    exporter traces sizes as tensors, which torch.sym_min does not take: there the min is
+    (a + b - |a - b|) // 2, which it records as shape arithmetic."""
+    sizes = [x.shape[dim] for x in xs]
+    if all(type(s) is int for s in sizes) and not torch.compiler.is_compiling():
+        m = min(sizes)
+        return [x if s == m else x[(slice(None),) * dim + (slice((s - m) // 2, (s - m) // 2 + m),)]
+                for x, s in zip(xs, sizes)]
+    m = sizes[0]
+    for s in sizes[1:]:
+        m = (m + s - abs(m - s)) // 2 if torch.jit.is_tracing() else torch.sym_min(m, s)
+    r = torch.arange(m, device=xs[0].device)
+    return [x.index_select(dim, r + (s - m) // 2) for x, s in zip(xs, sizes)]
 
 
 def _as_tuple(v):

@@ -209,12 +209,31 @@ def _interpret(low: ops.Lowering, op: str) -> Lowered:
     raise _internal(f"op {op!r} has a lowering of type {type(low).__name__}")
 
 
-def lower(n: Node, xs: list[Shape]) -> Lowered:
-    """How node `n` with input shapes `xs` becomes code: its op's `lower` facet, interpreted."""
+def lower(n: Node, xs: list[Shape], smallest: tuple | None = None) -> Lowered:
+    """How node `n` with input shapes `xs` becomes code: its op's `lower` facet, interpreted.  `smallest`: for
+    an op that crops to its smallest input (facet `crops_to_smallest`), per spatial dim the input that is
+    the smallest at every valid size or None (`smallest_inputs`); None: decided at the compiled shapes."""
     spec = ops.OPS.get(n.op)
     if spec is None or spec.lower is None:
         raise _internal(f"no lowering rule for op {n.op!r}")
+    if smallest is not None:
+        return _interpret(spec.lower(n.attrs, xs, n.shape, smallest), n.op)
     return _interpret(spec.lower(n.attrs, xs, n.shape), n.op)
+
+
+def smallest_inputs(net) -> dict[int, tuple]:
+    """For every node whose op crops its inputs to the smallest one (facet `crops_to_smallest`): per spatial
+    dim the input that is the smallest at every valid input size, or None where that changes with the size
+    (analysis/sizes.py).  A crop to a fixed input is straight-line slicing, which torch.export and ONNX trace
+    as they do today; only a dim without one is cropped to a size computed at run time."""
+    from ..analysis.sizes import smallest_inputs as decide
+
+    out = {}
+    for n in net.graph.nodes:
+        rule = ops.OPS[n.op].crops_to_smallest
+        if rule is not None and rule(n.attrs) and len(n.shape) > 1:
+            out[n.id] = decide(net, n.id)
+    return out
 
 
 # the lowering facet of every op (input nodes have none: they are forward's arguments)
@@ -365,10 +384,12 @@ class _Class:
 class _Gen:
     """Emits the classes of one network.  Reads the graph, the lowering of each node and the module tree."""
 
-    def __init__(self, graph, returned: list[int]):
+    def __init__(self, graph, returned: list[int], smallest: dict[int, tuple] | None = None):
         self.graph = graph
         self.nodes = graph.nodes
-        self.low = {n.id: lower(n, [self.nodes[i].shape for i in n.inputs]) for n in self.nodes if n.op != "input"}
+        smallest = smallest or {}
+        self.low = {n.id: lower(n, [self.nodes[i].shape for i in n.inputs], smallest.get(n.id))
+                    for n in self.nodes if n.op != "input"}
         self.readers = [0] * len(self.nodes)
         for n in self.nodes:
             for i in n.inputs:
@@ -717,9 +738,12 @@ def _components(name: str) -> list[str]:
     return parts
 
 
-def generate_parts(net, features=None) -> Generated:
-    """The standalone file.  `features` (from backends/features.py): return these values instead of the outputs."""
+def generate_parts(net, features=None, smallest: dict[int, tuple] | None = None) -> Generated:
+    """The standalone file.  `features` (from backends/features.py): return these values instead of the outputs.
+    `smallest`: `smallest_inputs(net)`, computed here when not given."""
     graph = net.graph
+    if smallest is None:
+        smallest = smallest_inputs(net)
     for n in graph.nodes:  # lowerable.check guarantees these; generated code relies on them
         _components(n.name)
         if n.label is not None:
@@ -733,7 +757,7 @@ def generate_parts(net, features=None) -> Generated:
     if not returned:
         raise _internal("network without outputs")
     unit = tree.module_tree(graph, returned)
-    gen = _Gen(graph, returned)
+    gen = _Gen(graph, returned, smallest)
     gen.features = features
     cls = class_name(graph.name)
     gen.taken.add(cls)
@@ -877,6 +901,7 @@ _LIVE: "weakref.WeakValueDictionary[str, type]" = weakref.WeakValueDictionary()
 _CACHED = 32  # generated files (and their code objects) kept per process, least recently used dropped first
 _GENERATED: "OrderedDict[bytes, Generated]" = OrderedDict()
 _CODE: "OrderedDict[str, object]" = OrderedDict()
+_SMALLEST: "OrderedDict[bytes, dict]" = OrderedDict()  # smallest_inputs per graph and named sizes
 
 
 _CACHE_LOCK = threading.Lock()  # builds in several threads: lookup, insertion and eviction stay consistent
@@ -907,8 +932,12 @@ def generated(net, features=None) -> Generated:
     of code generation."""
     g = net.graph
     text = repr((net.source, g.name, g.params, g.inputs, g.outputs, g.nodes, g.scopes, features))
-    key = hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=32).digest()
-    return _remember(_GENERATED, key, lambda: generate_parts(net, features))
+    # which input a crop takes comes from the size analysis: the graph and the sizes it varies over fix it
+    sizes = hashlib.blake2b((text + repr((net.symbols, net.size_vars))).encode("utf-8", "surrogatepass"),
+                            digest_size=32).digest()
+    smallest = _remember(_SMALLEST, sizes, lambda: smallest_inputs(net))
+    key = hashlib.blake2b((text + repr(smallest)).encode("utf-8", "surrogatepass"), digest_size=32).digest()
+    return _remember(_GENERATED, key, lambda: generate_parts(net, features, smallest))
 
 
 def _compiled(body: str, class_name: str):

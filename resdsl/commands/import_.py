@@ -5,7 +5,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from ._common import EXIT_ERRORS, EXIT_USAGE, parse_inputs
+from ._common import EXIT_ERRORS, EXIT_USAGE, UsageError, parse_inputs
 
 EPILOG = """examples:
   resdsl import resnet50 -o resnet50.res                  a torchvision (or timm) model, random weights
@@ -35,6 +35,10 @@ def run(args) -> int:
     from ..network import loads
 
     shape = parse_inputs([f"x={args.input}"])["x"]
+    if any(isinstance(v, bool) or not isinstance(v, int) for v in shape):
+        raise UsageError(f"--input {args.input}: the module is traced at one size, so --input takes numbers: trace "
+                         f"at a size it runs at (e.g. --input 3,224,224), then name the sizes in the written file's "
+                         f"input (`input x: [3, H, W]`); `resdsl check FILE --sizes` lists them")
     name = args.name or args.model.rpartition(":")[2].replace(".", "_")
     if not name.isidentifier():
         print(f"resdsl import: error: --name {name!r} is not a network name", file=sys.stderr)

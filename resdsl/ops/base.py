@@ -290,6 +290,10 @@ class OpDef:
     ids: Callable[[Mapping], int] | None = None  # reads integer token ids (`input ids: int[N]`): how many it knows
     weight: Callable[[Mapping, list], Shape] | None = None  # shape of its `.weight`, for `tie=` (weight tying)
     rounding: Callable[[Mapping, list, Shape], list] | None = None  # ops/rounding.py: where it drops or pads pixels
+    # the lowering centre-crops its inputs to the smallest one per spatial dim (attrs -> whether it does): the
+    # backend then passes lower a 4th argument, per spatial dim the input that is the smallest at every valid
+    # input size (analysis/sizes.py smallest_inputs), or None where that changes with the size
+    crops_to_smallest: Callable[[Mapping], bool] | None = None
 
     def fresh(self, xs: list[Shape]) -> bool:
         """Whether the output for input shapes `xs` is a new tensor that its backward does not read."""

@@ -22,14 +22,22 @@ def _crop_to(xs) -> tuple[int, ...]:
     return tuple(min(x[i] for x in xs) for i in range(1, len(xs[0])))
 
 
-def _cropped_cat(xs) -> str:
-    """torch.cat of the inputs, each center-cropped to the smallest one (per dim, the first input of the
-    least size at the compiled shapes; which input is smallest is a fact of the network, and every other
-    input is cropped to its size as the input size changes)."""
-    ref = [min(range(len(xs)), key=lambda i: xs[i][d]) for d in range(1, len(xs[0]))]
-    parts = [f"{{x{i}}}" + center_slice(x, [None if r == i else f"{{x{r}}}" for r in ref], f"{{x{i}}}")
+def _cropped_cat(xs, smallest=None) -> str:
+    """torch.cat of the inputs, each center-cropped to the smallest one per dim.  `smallest` (from the backend:
+    per spatial dim the input that is the smallest at every valid input size, or None where that changes with
+    the size) picks the reference; without it, the first input of the least size at the compiled shapes.  A
+    dim with a reference crops every other input to its size in straight-line slicing; a dim without one
+    crops all inputs to their least size at run time (`crop_to_smallest`, backends/modules.py)."""
+    dims = range(1, len(xs[0]))
+    at = [min(range(len(xs)), key=lambda i: xs[i][d]) for d in dims]
+    ref = at if smallest is None else list(smallest)
+    parts = [f"{{x{i}}}" + center_slice(x, [None if r is None or r == i else f"{{x{r}}}" for r in ref], f"{{x{i}}}")
              for i, x in enumerate(xs)]
-    return "torch.cat([" + ", ".join(parts) + "], 1)"
+    text = "[" + ", ".join(parts) + "]"
+    for d, r in zip(dims, ref):
+        if r is None:
+            text = f"crop_to_smallest({text}, {d + 1})"
+    return f"torch.cat({text}, 1)"
 
 
 def _concat_infer(a, xs):
@@ -53,9 +61,9 @@ register(OpDef(
 register(OpDef(
     "concat", Family.MERGE, (_TENSORS, Param("crop", "bool", False, positional=False)), _concat_infer, no_params,
     costs(), Saves.NOTHING, Spatial.MERGE,
-    lambda a, xs, y: Expr(_cropped_cat(xs) if a.get("crop") else "torch.cat([{xs}], 1)"),
+    lambda a, xs, y, smallest=None: Expr(_cropped_cat(xs, smallest) if a.get("crop") else "torch.cat([{xs}], 1)"),
     const_label("C"), "concatenate along channels, optionally center-cropping", arity=(2, -1), merge=True,
-    rounding=rounding.centered_if_crop))
+    rounding=rounding.centered_if_crop, crops_to_smallest=lambda a: bool(a.get("crop"))))
 
 # ----------------------------------------------------------------- multiply
 
