@@ -16,8 +16,6 @@ import math
 import re
 from dataclasses import dataclass, field
 
-import numpy as np
-
 from ..ir import Graph, Node
 
 
@@ -341,7 +339,9 @@ def _slope(v) -> int:
     return v.a if isinstance(v, Dim) else 0
 
 
-def _offsets(v, count: int) -> np.ndarray:
+def _offsets(v, count: int):  # an int64 array
+    import numpy as np  # here, not at the top: numpy's import (~55 ms) is paid only by the size analysis
+
     from .symbolic import Dim
     return v.b if isinstance(v, Dim) else np.full(count, v, dtype=np.int64)
 
@@ -352,6 +352,8 @@ def _signs(a, n: Node, p: int, q: int, d: int, small: list) -> set[int]:
     X = M*k + r, k from the first k0 at or above the threshold): constant if slope == 0, else it has the
     sign of the slope from k0 on, after its value at k0; below the threshold from the shapes at each valid
     size (`small`: symbolic.shapes_at's groups)."""
+    import numpy as np
+
     out: set[int] = set()
     gp, gq = a.generic.get(n.inputs[p], []), a.generic.get(n.inputs[q], [])
     for (residues, sp), (_, sq) in zip(gp, gq):
