@@ -1292,10 +1292,11 @@ def tokens(text: str, file: str = "<string>", limits: Limits = DEFAULT) -> list[
     the parser sees them."""
     parse(text, file, limits)
     lark, sink = _token_lark()
-    sink.clear()
-    lark.options.postlex.max_depth = limits.max_nesting
-    try:
-        lark.parse(text + "\n", start="start")
-        return sorted(sink, key=lambda t: t.start_pos)
-    finally:
+    with _builder().lock:  # one parser and one sink for the process: two threads interleaved their tokens (q14)
         sink.clear()
+        lark.options.postlex.max_depth = limits.max_nesting
+        try:
+            lark.parse(text + "\n", start="start")
+            return sorted(sink, key=lambda t: t.start_pos)
+        finally:
+            sink.clear()

@@ -232,6 +232,26 @@ def test_threads_loading_at_once_get_what_one_thread_gets(monkeypatch):
     assert len(results) == 24 * 4 and all(g == expected[i] for i, g in results)
 
 
+def test_threads_taking_tokens_at_once_get_their_own_tokens():
+    """`tokens` (the formatter's lexer) shares one lark parser and one token sink per process: two threads
+    interleaved their tokens, and `resdsl fmt`'s formatter then looped forever on the mixture."""
+    texts = TEXTS[:8]
+    expected = [[(t.type, str(t), t.start_pos) for t in parser.tokens(x, f"k{i}.res")] for i, x in enumerate(texts)]
+
+    def work(j: int) -> list:
+        return [(i, [(t.type, str(t), t.start_pos) for t in parser.tokens(texts[i], f"k{i}.res")])
+                for _ in range(3) for i in range(j, len(texts), 4)]
+
+    old = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)
+    try:
+        with concurrent.futures.ThreadPoolExecutor(4) as pool:
+            results = [r for f in [pool.submit(work, j) for j in range(4)] for r in f.result()]
+    finally:
+        sys.setswitchinterval(old)
+    assert len(results) == len(texts) * 3 and all(toks == expected[i] for i, toks in results)
+
+
 # ---------------------------------------------------------------- the lean driver against lark
 
 
