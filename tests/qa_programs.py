@@ -15,8 +15,9 @@ import random
 
 
 class Gen:
-    def __init__(self, rng: random.Random, vector: bool = False):
+    def __init__(self, rng: random.Random, vector: bool = False, extras: bool = False):
         self.rng = rng
+        self.extras = extras  # also ties, contracts, outputs in loops, templated tensor names
         self.depth = 0
         self.vector = vector  # [F] input: linear layers instead of convolutions
         self.loop_vars: list[str] = []
@@ -25,6 +26,7 @@ class Gen:
         self.blocks: list[tuple[str, int]] = []  # (name, number of parameters)
         self.fresh = 0
         self.label_var: str | None = None  # the innermost loop's variable, when that loop reads it
+        self.in_block = False
         self.in_loop = 0  # fresh labels inside a loop would be E020 at its second run
 
     def r(self, n: int) -> int:
@@ -103,7 +105,9 @@ class Gen:
             self.depth -= 1
 
     def _stmt(self) -> list[str]:
-        k = self.r(21)
+        k = self.r(25 if self.extras else 21)
+        if k >= 21:
+            return self._extra(k)
         if k == 20:
             k = 4 if self.r(2) or self.label_var is None else 10
         if k <= 3:
@@ -203,6 +207,25 @@ class Gen:
             return [f"residual {{ {self.layer()}; {self.layer()}; {end} }} shortcut {{ {end} }}"]
         return [self.layer()]
 
+    def _extra(self, k: int) -> list[str]:
+        """Statements that make replay refuse a body (contracts, ties, outputs, computed names)."""
+        if self.in_block and k in (21, 24):
+            return ["assert in_channels > 0", self.layer()]
+        if k == 21:
+            return [self.pick(["assert params > 0", "assert macs >= 0, \"m\"", "assert in_channels > 0"])]
+        if k == 22 and self.vector:
+            return ["linear(8)", self.label() + 'linear(8, tie="first")']
+        if k == 23 and self.label_var:
+            v = self.label_var
+            return [f"{self.layer_fixed()} -> s{{{v}}}", f"from s{{{v}}}"]
+        if k == 23:
+            return [f"{self.layer_fixed()} -> u0", f"{self.layer_fixed()} -> u1", "concat(u{0..1})"]
+        if self.in_block:
+            return [self.layer()]
+        if self.label_var:
+            return [f"output o{{{self.label_var}}}", "from x", self.layer()]
+        return ["from x", self.layer()]
+
     def layer_fixed(self) -> str:
         return self.pick(["linear(8)", "linear(4)"]) if self.vector else self.pick(["conv(8, 1)", "conv(4, 1)"])
 
@@ -216,11 +239,12 @@ class Gen:
             params = ["a", "b", "d"][:nparams]
             old_vars, old_loops, old_t = self.vars, self.loop_vars, self.tensors
             self.vars, self.loop_vars, self.tensors = params + ["in_channels"], [], []
-            self.vars_in_block = True
+            self.in_block = True
             body = self.body(1 + self.r(3))
             if self.r(4) == 0 and nparams:  # recursion that ends
                 body = [f"if {params[0]} > 4 {{ {name}({', '.join([params[0] + ' // 2'] + params[1:])}) }}"] + body
             self.vars, self.loop_vars, self.tensors = old_vars, old_loops, old_t
+            self.in_block = False
             plist = ", ".join(p if i < 1 else f"{p} = 4" for i, p in enumerate(params))
             out.append(f"block {name}({plist}) " + self.block_body(body))
             self.blocks.append((name, nparams))
@@ -230,12 +254,15 @@ class Gen:
         blocks = self.blocks_text()
         self.vars = ["c"]
         shape = "[8]" if self.vector else self.pick(["[4, 8, 8]", "[4, 16, 16]", "[4, H, H] where H % 8 == 0"])
-        body = self.body(4 + self.r(5))
+        first = ["first: linear(8)"] if self.vector and self.extras else []
+        body = first + self.body(4 + self.r(5))
         tail = "output y"
         return (f"K = {self.pick([2, 3, 4])}\nflag = {self.pick(['true', 'false'])}\n{blocks}\nnetwork n(c = 4) {{\n"
                 f"input x: {shape}\n" + "\n".join(body) + f"\n{tail}\n}}\n")
 
 
-def program(seed: int) -> str:
+def program(seed: int, extras: bool = False) -> str:
+    """A random file; `extras` adds ties, contracts, outputs in loops and computed tensor names (a
+    different draw: the plain draw stays what it was, seeds named in tests keep their programs)."""
     rng = random.Random(seed)
-    return Gen(rng, vector=rng.random() < 0.3).file()
+    return Gen(rng, vector=rng.random() < 0.3, extras=extras).file()

@@ -457,3 +457,34 @@ def test_the_size_analysis_of_a_body_that_reads_a_size_is_the_same_with_replay()
         Elaborator.replay_bodies = True
     assert _graph(on) == _graph(off)
     assert repr(on.valid_sizes()) == off_sizes
+
+
+_TOKEN = re.compile(r'\s+|#[^\n]*|"[^"\n]*"|[A-Za-z_][A-Za-z_0-9]*|\d+(?:\.\d*)?|->|\*\*|//|==|!=|<=|>=|\.\.|[^\sA-Za-z_0-9]')
+_INSERTS = ["{", "}", "(", ")", "[", "]", ",", ":", ";", "\n", "\\\n", "->", "where", "for", "in", "if", "else", "..",
+            "{i}", "_", "-", "not", ".", "=", "==", "\r", "\t", "#", "'", '"', "0", "1.5", "import", "block", "network",
+            "output", "from"]
+
+
+def test_token_mutants_of_random_programs_fail_where_lark_fails():
+    """Delete, insert, replace or duplicate tokens of random programs: the driver accepts exactly what lark
+    accepts, with the same AST (a driver that accepted a broken text would give an answer, not E001)."""
+    valid = 0
+    for seed in range(150):
+        toks = _TOKEN.findall(program(seed))
+        rng = random.Random(seed)
+        for _ in range(4):
+            ts = list(toks)
+            for _ in range(1 + rng.randrange(3)):
+                i, k = rng.randrange(len(ts)), rng.randrange(4)
+                if k == 0:
+                    del ts[i]
+                elif k == 1:
+                    ts.insert(i, rng.choice(_INSERTS))
+                elif k == 2:
+                    ts[i] = rng.choice(_INSERTS)
+                else:
+                    ts.insert(i, ts[rng.randrange(len(ts))])
+            ref, lean = _both("".join(ts))
+            assert ref == lean, (seed, "".join(ts))
+            valid += ref != "error"
+    assert 40 <= valid <= 560, valid

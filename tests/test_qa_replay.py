@@ -116,3 +116,44 @@ def test_limits_in_random_programs_fire_at_the_same_statement(limit):
         if checked == 12:
             break
     assert checked == 12
+
+
+def test_random_programs_with_ties_contracts_and_outputs_are_the_same_with_replay():
+    """The `extras` draw: ties, network-total asserts (contracts), outputs in loops, templated tensor names
+    -- what makes a body unrecordable -- mixed into the same kind of programs."""
+    kinds = {"ok": 0, "error": 0}
+    for seed in range(250):
+        text = program(seed, extras=True)
+        on, off = _run(text, True), _run(text, False)
+        assert on == off, (seed, text)
+        kinds["error" if on[0] == "error" else "ok"] += 1
+    assert kinds["ok"] >= 80 and kinds["error"] >= 80, kinds
+
+
+RECURSIVE = {
+    "a recursion that never stops": """
+block r(a) { for i in range(2) { linear(4) }; r(a) }
+network n() { input x: [4]
+  r(1)
+  output y }""",
+    "mutual recursion called in a loop": """
+block p(a) { for i in range(3) { relu }; q(a) }
+block q(a) { linear(4); if a < 50 { p(a + 1) } else { p(a) } }
+network n() { input x: [4]
+  for k in range(3) { p(1) }
+  output y }""",
+    "a tree of calls": """
+block t(n) { if n > 0 { group { t(n - 1) }; group { t(n - 1) } } else { linear(4) } }
+network n() { input x: [4]
+  t(10)
+  output y }""",
+}
+
+
+@pytest.mark.parametrize("case", RECURSIVE)
+@pytest.mark.parametrize("limits", [{}, {"max_call_depth": 5}, {"max_call_depth": 101}, {"max_steps": 100},
+                                    {"max_steps": 5000}, {"max_nodes": 100}, {"max_nodes": 1000}])
+def test_recursion_and_limits_are_the_same_with_replay(case, limits):
+    text = RECURSIVE[case]
+    kw = {"limits": resdsl.Limits(**limits)}
+    assert _run(text, True, **kw) == _run(text, False, **kw)
