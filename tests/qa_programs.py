@@ -27,6 +27,7 @@ class Gen:
         self.fresh = 0
         self.label_var: str | None = None  # the innermost loop's variable, when that loop reads it
         self.in_block = False
+        self.sized = False  # the input has a named size H
         self.in_loop = 0  # fresh labels inside a loop would be E020 at its second run
 
     def r(self, n: int) -> int:
@@ -43,7 +44,9 @@ class Gen:
 
     def small(self) -> str:
         """An int expression, mostly 4 or 8, sometimes from variables / loop variables."""
-        k = self.r(7)
+        k = self.r(9 if self.extras else 7)
+        if k >= 7:  # a named size read by the body (the size analysis then builds each size)
+            return "H // 8 + 2" if self.sized and not self.in_block else "4"
         if k == 0 and self.loop_vars:
             return f"{self.pick([4, 8])} + {self.pick(self.loop_vars)} % 2 * 4"
         if k == 1:
@@ -55,7 +58,9 @@ class Gen:
         return str(self.pick([4, 4, 8, 8, 2]))
 
     def cond(self) -> str:
-        k = self.r(5)
+        k = self.r(6 if self.extras else 5)
+        if k == 5:
+            return "H > 24" if self.sized and not self.in_block else "flag"
         if self.loop_vars and k < 3:
             v = self.pick(self.loop_vars)
             return self.pick([f"{v} == 1", f"{v} % 2 == 0", f"{v} > 1", f"{v} < 2 and flag"])
@@ -254,6 +259,7 @@ class Gen:
         blocks = self.blocks_text()
         self.vars = ["c"]
         shape = "[8]" if self.vector else self.pick(["[4, 8, 8]", "[4, 16, 16]", "[4, H, H] where H % 8 == 0"])
+        self.sized = "H" in shape
         first = ["first: linear(8)"] if self.vector and self.extras else []
         body = first + self.body(4 + self.r(5))
         tail = "output y"

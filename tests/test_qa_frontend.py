@@ -488,3 +488,23 @@ def test_token_mutants_of_random_programs_fail_where_lark_fails():
             assert ref == lean, (seed, "".join(ts))
             valid += ref != "error"
     assert 40 <= valid <= 560, valid
+
+
+@pytest.mark.parametrize("compile_after", [0, 3, 10**9])
+def test_the_lazy_lexers_of_other_interpreters_match_lark_on_hostile_text(compile_after, monkeypatch):
+    """Without this interpreter's shipped patterns (another Python), each state's lexer is tried terminal
+    by terminal, then compiled: on hostile layout and random programs, still lark's AST wherever it answers."""
+    from resdsl.parser import _Fail, _ToAst, _TooDeep
+
+    monkeypatch.setattr(parser._StateLexer, "COMPILE_AFTER", compile_after)
+    driver = parser._Driver(parser._shipped_tables(), {})
+    texts = list(LAYOUT.values())
+    for seed in range(60):
+        texts += [program(seed), _relayout(program(seed), random.Random(seed))]
+    for text in texts:
+        ref, _ = _both(text)
+        try:
+            got = repr(tuple(driver.run(text + "\n", "start", _ToAst("f.res"), 200)))
+        except (_Fail, _TooDeep, ResdslError):
+            continue  # parse would ask lark
+        assert got == ref, text

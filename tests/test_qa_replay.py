@@ -157,3 +157,26 @@ def test_recursion_and_limits_are_the_same_with_replay(case, limits):
     text = RECURSIVE[case]
     kw = {"limits": resdsl.Limits(**limits)}
     assert _run(text, True, **kw) == _run(text, False, **kw)
+
+
+def test_the_size_analysis_of_random_programs_is_the_same_with_replay():
+    """Programs over a named size H whose bodies often read it (`conv(H // 8 + 2, 1)`, `if H > 24`): the
+    size analysis then builds the network at every size up to 128, each build replaying on its own; the
+    valid and unrounded size sets, and the reasons given, do not depend on replay."""
+    sized = 0
+    for seed in range(300):
+        text = program(seed, extras=True)
+        if "where" not in text:
+            continue
+        got = []
+        for on in (True, False):
+            Elaborator.replay_bodies = on
+            try:
+                got.append(repr(resdsl.loads(text).valid_sizes()))
+            except ResdslError as e:
+                got.append(("error", e.diagnostics))
+            finally:
+                Elaborator.replay_bodies = True
+        assert got[0] == got[1], (seed, text)
+        sized += got[0][0] != "error" and "reads H" in got[0]
+    assert sized >= 8, sized  # (11 in this draw)
