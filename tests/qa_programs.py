@@ -188,7 +188,7 @@ class Gen:
             known = v in self.vars
             if not known:
                 self.vars.append(v)
-            rhs = self.pick([f"{v} * 2 if {v} < 16 else 4", "4", "8", f"in_channels", f"{v} + 0"]) \
+            rhs = self.pick([f"{v} * 2 if {v} < 16 else 4", "4", "8", "in_channels", f"{v} + 0"]) \
                 if known else self.pick(["4", "8", "in_channels"])
             if self.r(2):
                 return [f"if {self.cond()} {{ {v} = {rhs} }}"]
@@ -204,7 +204,7 @@ class Gen:
             t = self.pick(self.tensors)
             return [self.pick([f"add({t})", f"concat({t})", f"from {t}", f"assert {t}.channels > 0"])]
         if k == 16:
-            return [f"assert in_channels > 0, \"c\"", self.layer()]
+            return ["assert in_channels > 0, \"c\"", self.layer()]
         if k == 17 and not self.vector:
             return ["split(2) -> p, q", "from q", "concat(p)"]
         if k == 18:
