@@ -180,3 +180,27 @@ def test_the_size_analysis_of_random_programs_is_the_same_with_replay():
         assert got[0] == got[1], (seed, text)
         sized += got[0][0] != "error" and "reads H" in got[0]
     assert sized >= 8, sized  # (11 in this draw)
+
+
+@pytest.mark.parametrize("shape", [(4, "H", "W"), (4, "H%16", "H%16"), (4, 40, 24)])
+def test_command_line_input_shapes_are_the_same_with_replay(shape):
+    """`--input x=4,H,W` (symbols analysed over the representative build), `H%16` and a concrete
+    override, on the image programs of the extras draw: the network, its size sets and symbolic shapes."""
+    seen = 0
+    for seed in range(120):
+        text = program(seed, extras=True)
+        if "input x: [8]" in text:
+            continue
+        got = []
+        for on in (True, False):
+            Elaborator.replay_bodies = on
+            try:
+                net = resdsl.loads(text, input_shapes={"x": shape})
+                got.append((_facts(net), repr(net.valid_sizes()), repr(net.symbolic_shapes())))
+            except ResdslError as e:
+                got.append(("error", e.diagnostics))
+            finally:
+                Elaborator.replay_bodies = True
+        assert got[0] == got[1], (seed, text)
+        seen += got[0][0] != "error"
+    assert seen >= 15, seen
