@@ -204,3 +204,27 @@ def test_command_line_input_shapes_are_the_same_with_replay(shape):
         assert got[0] == got[1], (seed, text)
         seen += got[0][0] != "error"
     assert seen >= 15, seen
+
+
+def _mutable(v) -> bool:
+    from types import MappingProxyType
+
+    from resdsl.evaluate import FrozenDict
+    if isinstance(v, MappingProxyType) or type(v) is FrozenDict:
+        return any(_mutable(i) for i in v.values())
+    if isinstance(v, (list, dict, set, bytearray)):
+        return True
+    return isinstance(v, tuple) and any(_mutable(i) for i in v)
+
+
+@pytest.mark.parametrize("name", ["resnet50", "vit", "gpt2", "densenet121", "unet"])
+def test_replayed_nodes_share_only_immutable_values(name):
+    """Replayed nodes share attrs, shapes and call chains with the nodes they were copied from: none of them
+    may be a list, dict or set that one holder could change under the others (or under the generated-code
+    cache, keyed by their repr)."""
+    from resdsl.models import get_network
+    g = get_network(name).graph
+    for n in g.nodes:
+        assert not any(_mutable(v) for v in (n.attrs, n.shape, n.inputs, n.calls)), n
+    for r in g.regions:
+        assert not _mutable(r.attrs) and not _mutable(r.branches), r
