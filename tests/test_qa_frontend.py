@@ -544,3 +544,31 @@ def test_every_span_points_at_its_own_text():
                     names += 1
             stack.extend(getattr(v, f.name) for f in fields(v))
     assert names > 5000, names
+
+
+def test_threads_analysing_sizes_at_once_get_what_one_thread_gets():
+    """The symbolic size analysis (analysis/symbolic.py) kept the run in progress in a module global: with
+    two threads analysing at once, one thread's comparisons were decided by the other's run, and resnet's
+    W came out valid only for 1..7 ("a comparison outside a symbolic run" elsewhere) -- wrong size sets,
+    no error.  The state is per thread now."""
+    jobs = [("resnet.res", {"x": (3, "H", "W")}, {"depth": 18}), ("resnet.res", {"x": (3, "H%32", "W")}, {"depth": 18}),
+            ("mobilenet_v2.res", None, {}), ("unet.res", {"x": (1, "H", "H")}, {}), ("vit.res", {"x": (3, "H", "W")}, {})]
+
+    def facts(i: int) -> str:
+        name, shapes, params = jobs[i]
+        try:
+            net = resdsl.load(ROOT / "examples" / name, input_shapes=shapes, **params)
+            return repr((net.valid_sizes(), net.symbolic_shapes(), net.outputs))
+        except ResdslError as e:
+            return repr(e.diagnostics)
+
+    expected = [facts(i) for i in range(len(jobs))]
+    assert sum("SizeReport" in e for e in expected) >= 4
+    old = sys.getswitchinterval()
+    sys.setswitchinterval(1e-4)
+    try:
+        with concurrent.futures.ThreadPoolExecutor(3) as pool:
+            got = list(pool.map(facts, [i for _ in range(2) for i in range(len(jobs))]))
+    finally:
+        sys.setswitchinterval(old)
+    assert got == expected * 2
