@@ -572,3 +572,32 @@ def test_threads_analysing_sizes_at_once_get_what_one_thread_gets():
     finally:
         sys.setswitchinterval(old)
     assert got == expected * 2
+
+
+def test_threads_reporting_syntax_errors_at_once_report_what_one_thread_reports():
+    """The error path (lark's parser, its post-lexer and the nesting walk) is shared by the process and
+    serialised by the builder's lock: broken texts in 4 threads give the sequential diagnostics."""
+    texts = []
+    for seed in range(60):
+        toks, rng = _TOKEN.findall(program(seed)), random.Random(seed)
+        toks.insert(rng.randrange(len(toks)), rng.choice(_INSERTS))
+        texts.append("".join(toks))
+    texts += ["x = " + "(" * 300 + "1" + ")" * 300 + "\n", "network n() {\n" + "group {\n" * 250 + "}" * 250 + "}\n"]
+
+    def diagnostics(i: int) -> str:
+        try:
+            resdsl.loads(texts[i], name=f"e{i}.res")
+            return "ok"
+        except ResdslError as e:
+            return repr(e.diagnostics)
+
+    expected = [diagnostics(i) for i in range(len(texts))]
+    assert sum(e != "ok" for e in expected) >= 50
+    old = sys.getswitchinterval()
+    sys.setswitchinterval(1e-5)
+    try:
+        with concurrent.futures.ThreadPoolExecutor(4) as pool:
+            got = list(pool.map(diagnostics, list(range(len(texts))) * 2))
+    finally:
+        sys.setswitchinterval(old)
+    assert got == expected * 2
