@@ -1277,6 +1277,9 @@ class _Recorder(_Newlines):
         return super().process(record(stream))
 
 
+_TOKENS_LOCK = _thread.allocate_lock()
+
+
 @functools.lru_cache(maxsize=1)
 def _token_lark() -> tuple[Lark, list]:
     """A second parser that records every token, comments and newlines included."""
@@ -1292,7 +1295,7 @@ def tokens(text: str, file: str = "<string>", limits: Limits = DEFAULT) -> list[
     the parser sees them."""
     parse(text, file, limits)
     lark, sink = _token_lark()
-    with _builder().lock:  # one parser and one sink for the process: two threads interleaved their tokens (q14)
+    with _TOKENS_LOCK:  # one parser and one sink for the process: two threads interleaved their tokens (q14)
         sink.clear()
         lark.options.postlex.max_depth = limits.max_nesting
         try:
