@@ -13,6 +13,7 @@ library and shared imports are parsed once per process.
 """
 from __future__ import annotations
 
+import _thread
 import functools
 import gc
 import operator
@@ -1532,23 +1533,41 @@ def _parse_expr(text: str, file: str, dline: int, dcol: int, dpos: int, limit: i
 # source are kept (an AST takes about 30 bytes per source character: some 60 MB at most).
 _CACHE: "OrderedDict[tuple[str, str, int], ast.Module]" = OrderedDict()
 _CACHE_CHARS = 2_000_000
+# Threads loading at once: lookups, inserts and evictions under one lock (q14: summing the keys while
+# another thread inserted raised "OrderedDict mutated during iteration").  The characters held are
+# counted as entries come and go (summing them at every insert made 20,000 small texts quadratic).
+_CACHE_LOCK = _thread.allocate_lock()
+_cached_chars = 0
 
 
 def _remember(key: tuple[str, str, int], module: ast.Module) -> None:
-    _CACHE[key] = module
-    total = sum(len(k[1]) for k in _CACHE)
-    while total > _CACHE_CHARS and len(_CACHE) > 1:
-        old, _ = _CACHE.popitem(last=False)
-        total -= len(old[1])
+    global _cached_chars
+    with _CACHE_LOCK:
+        if not _CACHE:
+            _cached_chars = 0  # (emptied from outside: tests and the bench clear it)
+        if _CACHE.pop(key, None) is not None:
+            _cached_chars -= len(key[1])
+        _CACHE[key] = module
+        _cached_chars += len(key[1])
+        while _cached_chars > _CACHE_CHARS and len(_CACHE) > 1:
+            old, _ = _CACHE.popitem(last=False)
+            _cached_chars -= len(old[1])
+
+
+def _recall(key: tuple[str, str, int]) -> ast.Module | None:
+    with _CACHE_LOCK:
+        hit = _CACHE.get(key)
+        if hit is not None:
+            _CACHE.move_to_end(key)
+        return hit
 
 
 def parse(text: str, file: str = "<string>", limits: Limits = DEFAULT) -> ast.Module:
     """Parse one .res source into a `syntax.Module` (cached by content); raises `ResdslError`."""
     source = register(Source(file, text))
     key = (file, text, limits.max_nesting)
-    hit = _CACHE.get(key)
+    hit = _recall(key)
     if hit is not None:
-        _CACHE.move_to_end(key)
         return hit
     limit = limits.max_nesting
     try:
@@ -1591,6 +1610,9 @@ class _Recorder(_Newlines):
         return super().process(record(stream))
 
 
+_TOKENS_LOCK = _thread.allocate_lock()
+
+
 @functools.lru_cache(maxsize=1)
 def _token_lark() -> tuple[Lark, list]:
     """A second parser that records every token, comments and newlines included."""
@@ -1606,10 +1628,11 @@ def tokens(text: str, file: str = "<string>", limits: Limits = DEFAULT) -> list[
     the parser sees them."""
     parse(text, file, limits)
     lark, sink = _token_lark()
-    sink.clear()
-    lark.options.postlex.max_depth = limits.max_nesting
-    try:
-        lark.parse(text + "\n", start="start")
-        return sorted(sink, key=lambda t: t.start_pos)
-    finally:
+    with _TOKENS_LOCK:  # one parser and one sink for the process: two threads interleaved their tokens (q14)
         sink.clear()
+        lark.options.postlex.max_depth = limits.max_nesting
+        try:
+            lark.parse(text + "\n", start="start")
+            return sorted(sink, key=lambda t: t.start_pos)
+        finally:
+            sink.clear()

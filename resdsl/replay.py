@@ -318,6 +318,8 @@ def _relocatable(f: Fragment) -> tuple:
             if t.shape is None:
                 raise _Outside()
             return Tensor(node(t.node), t.shape)
+        if _holds_tensor(t):  # a list of tensors (`l = [t]`): emit relocates only a bare tensor
+            raise _Outside()
         return t
 
     if any(r is None for r in raw_regions):
@@ -333,6 +335,15 @@ def _relocatable(f: Fragment) -> tuple:
                       for count, action, kind, ref in raw_structure)
     env = None if f.env is None else tuple((k, tensor(v)) for k, v in f.env)
     return nodes, scopes, regions, structure, tensor(f.current), env
+
+
+def _holds_tensor(v: object) -> bool:
+    """Whether a list or dict value holds a tensor, at any depth."""
+    if type(v) is tuple:
+        return any(isinstance(i, Tensor) or _holds_tensor(i) for i in v)
+    if type(v) is FrozenDict:
+        return any(isinstance(i, Tensor) or _holds_tensor(i) for i in v.values())
+    return False
 
 
 _BASE = {"part": 0, "scope": 1, "region": 2}  # which id a structure mark refers to: emit shifts it by that base

@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import functools
 import math
+import threading
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -68,7 +69,16 @@ class _Run:
         self.threshold = 1  # generic: the smallest size from which every comparison takes its limit value
 
 
-_RUN: _Run | None = None  # the run in progress (the shape rules take no context argument)
+class _State(threading.local):
+    """The run in progress and the masks met in it, per thread: two threads analysing at once each see their
+    own (q14: a module-wide run let one thread's analysis decide another's comparisons -- wrong size sets)."""
+
+    def __init__(self):
+        self.run: _Run | None = None  # the run in progress (the shape rules take no context argument)
+        self.seen: list = []  # _Tr: masks met at comparisons in the trace in progress
+
+
+_STATE = _State()
 
 
 class Dim:
@@ -106,7 +116,7 @@ class Dim:
 
     def __mul__(self, o):
         if isinstance(o, Dim):
-            if _RUN is not None and not _RUN.generic:
+            if _STATE.run is not None and not _STATE.run.generic:
                 return Dim.make(0, self.b * o.b)
             raise NotSymbolic("a product of two sizes")
         if isinstance(o, float):
@@ -157,7 +167,7 @@ class Dim:
         d = self - o
         if not isinstance(d, Dim):
             return op(d, 0)
-        run = _RUN
+        run = _STATE.run
         if d.a != 0:
             if run is None or not run.generic:
                 raise NotSymbolic("a comparison outside a symbolic run")
@@ -308,7 +318,6 @@ def _drive(g: Graph, bindings: list, generic: bool, M: int, cases: np.ndarray, r
     so the work is one pass plus one node per split or refinement.  Returns the outcomes (all on
     one common period) and the size from which every generic comparison took its limit value.
     """
-    global _RUN
     sources = set(g.inputs.values())
     rules = [None if n.id in sources else ops.OPS[n.op].infer for n in g.nodes]
     last_use = [0] * len(g.nodes)
@@ -327,7 +336,7 @@ def _drive(g: Graph, bindings: list, generic: bool, M: int, cases: np.ndarray, r
             budget[0] -= 1
             if budget[0] < 0:
                 raise NotSymbolic(f"more than {MAX_RUNS} cases to tell apart")
-            _RUN = run = _Run(generic, M, cs)
+            _STATE.run = run = _Run(generic, M, cs)
             error = None
             try:
                 for n in g.nodes[start:stop]:
@@ -381,7 +390,7 @@ def _drive(g: Graph, bindings: list, generic: bool, M: int, cases: np.ndarray, r
                 threshold = max(threshold, run.threshold)
             done.append(_Outcome(M, cs, None if error else shapes, error, rounds, tags))
     finally:
-        _RUN = None
+        _STATE.run = None
     top = math.lcm(*(o.M for o in done)) if done else 1
     for i, o in enumerate(done):  # one common period for all outcomes
         if o.M != top:
@@ -768,7 +777,6 @@ class _Tr:
     """
 
     __slots__ = ("v", "m")
-    _seen: list = []  # masks met at comparisons in the run in progress
 
     def __init__(self, v, m: int):
         self.v, self.m = v, m
@@ -782,14 +790,14 @@ class _Tr:
         def f(self, o):
             ov, m = self._meet(o)
             if meet and m & (m - 1):
-                _Tr._seen.append(m)
+                _STATE.seen.append(m)
             r = op(self.v, ov)
             return r if isinstance(r, bool) or r is NotImplemented else _Tr(r, m)
 
         def rf(self, o):
             ov, m = self._meet(o)
             if meet and m & (m - 1):
-                _Tr._seen.append(m)
+                _STATE.seen.append(m)
             return _Tr(op(ov, self.v), m)
         return f, rf
 
@@ -873,17 +881,17 @@ def ties(g: Graph, dims: list[list[Binding]]) -> tuple[list[tuple[int, int, int]
                 y[b.dim] = _Tr(y[b.dim], 1 << i)
             shapes.append(tuple(y))
             continue
-        _Tr._seen = []
+        _STATE.seen = []
         try:
             y = ops.OPS[n.op].infer(n.attrs, [shapes[i] for i in n.inputs])
             y = tuple(y.shape if isinstance(y, ops.Inferred) else y)
         except Exception as e:  # a rule that needs plain ints: say so rather than guess
             return [], f"{n.op} at {n.span.file}:{n.span.line} could not be traced ({type(e).__name__})"
-        for m in _Tr._seen:
+        for m in _STATE.seen:
             bits = [i for i in range(len(dims)) if m >> i & 1]
             found += [(bits[0], j, n.id) for j in bits[1:]]
         shapes.append(y)
-    _Tr._seen = []
+    _STATE.seen = []
     return found, ""
 
 

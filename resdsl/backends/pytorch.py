@@ -551,7 +551,7 @@ class _Gen:
             local.update(produced)
             free.extend(t for i, t in zip(produced, targets) if i not in last and i not in keep)  # nobody reads it
             lhs = ", ".join(targets)
-            lines.append((f"{lhs} = {expr}", comment))
+            lines.append((f"{lhs} = {expr}" if targets else expr, comment))  # (a block whose output nobody reads: q14)
         outs = [var[i] for i in unit.outputs]
         if unit.path == "" and self.features is not None:
             lines.append(("return [" + ", ".join(outs) + "]", "the feature maps, in `feature_info` order"))
