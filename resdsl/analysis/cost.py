@@ -217,6 +217,10 @@ class CostReport:
 
     __hash__ = None  # mutable, like the dataclass it replaces
 
+    def __repr__(self) -> str:  # the dataclass's form, rows included: reports are compared by repr in tests
+        return (f"CostReport(convention={self.convention!r}, layers={self.layers!r}, params={self.params!r}, "
+                f"buffers={self.buffers!r}, buffer_bytes={self.buffer_bytes!r}, by_class={self.by_class!r})")
+
     @property
     def unit(self) -> str:
         return UNITS.get(self.convention, "MACs")
