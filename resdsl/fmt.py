@@ -50,7 +50,19 @@ class Stmt:
     comment: str | None = None
 
 
+class FormatterBug(RuntimeError):
+    """The token stream is not one the formatter knows how to lay out.
+
+    `parser.tokens` only returns the tokens of a text that parsed, so this is a
+    bug in resdsl (the CLI reports it as an internal error, exit 70).  We raise
+    rather than return the text unchanged: `fmt --check` would then call a file
+    formatted that was never looked at, and the bug would stay hidden."""
+
+
 class _Reader:
+    """Reads tokens into Body/Stmt/Group.  Every loop iteration either takes a
+    token or leaves its loop, so a read ends after at most len(toks) steps."""
+
     def __init__(self, toks: list[Token]):
         self.toks = toks
         self.i = 0
@@ -59,8 +71,10 @@ class _Reader:
     def peek(self) -> Token | None:
         return self.toks[self.i] if self.i < len(self.toks) else None
 
-    def take(self) -> Token:
-        tok = self.toks[self.i]
+    def take(self, expected: str | None = None) -> Token:
+        tok = self.peek()
+        if tok is None or (expected is not None and tok.type != expected):
+            raise FormatterBug(f"fmt: expected {expected or 'a token'}, found {tok and tok.type} at token {self.i}")
         self.i += 1
         if tok.type not in ("COMMENT", "_NL"):
             self.prev = [self.prev[-1], tok.type]
@@ -89,7 +103,10 @@ class _Reader:
             elif tok.type == "RBRACE" and not top:
                 break
             else:
+                start = self.i
                 b.items.append(self.stmt())
+                if self.i == start:  # e.g. a `}` at the top level: stmt stops before it, and so would we, forever
+                    raise FormatterBug(f"fmt: unexpected {tok.type} at token {start}")
         while b.items and b.items[-1] == ("blank",):
             b.items.pop()
         if b.items and b.items[0] == ("blank",):
@@ -107,7 +124,7 @@ class _Reader:
             if tok.type == "LBRACE" and self.is_body_brace():
                 self.take()
                 s.parts.append(self.body(top=False))
-                self.take()  # the closing brace
+                self.take("RBRACE")
                 s.parts.append("}")
             elif tok.type in OPEN:
                 s.parts.append(self.group())

@@ -165,3 +165,75 @@ def test_cli_check_and_write(tmp_path, capsys):
     bad.write_text("network n( {\n}\n")
     assert main(["fmt", str(bad)]) == 1
     assert "error[E001]" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------- token streams the formatter does not expect
+
+class _Spun(Exception):
+    """The reader looked at tokens more often than a linear read can: it would have looped (the old bug)."""
+
+
+def _bounded_reader():
+    """The formatter's reader, stopped after 4 looks per token (valid files need at most 2.4: examples, stdlib)."""
+    from resdsl import fmt
+
+    class Counting(fmt._Reader):
+        looks = 0
+
+        def peek(self):
+            self.looks += 1
+            if self.looks > 4 * (len(self.toks) + 1):
+                raise _Spun(f"{self.looks} looks at {len(self.toks)} tokens")
+            return super().peek()
+    return Counting
+
+
+def _read_bounded(toks: list) -> str:
+    """Run the bounded reader on `toks`: 'ok', or 'bug' when it raised the formatter's internal error."""
+    from resdsl import fmt
+    try:
+        _bounded_reader()(toks).body(top=True)
+        return "ok"
+    except fmt.FormatterBug:
+        return "bug"
+
+
+def test_a_token_stream_that_used_to_loop_raises_an_internal_error():
+    from lark import Token
+    # A `}` at the top level: `stmt` stopped before it without taking it, and `body` called `stmt` again, forever.
+    stray = tokens("a = 1\n") + [Token("RBRACE", "}")] + tokens("b = 2\n")
+    assert _read_bounded(stray) == "bug"
+    # A body that is never closed: the reader used to fail with an IndexError.
+    unclosed = tokens("network n() {\n    relu\n}\n")
+    unclosed = unclosed[:max(i for i, t in enumerate(unclosed) if t.type == "RBRACE")]
+    assert _read_bounded(unclosed) == "bug"
+
+
+def test_interleaved_token_streams_end_in_a_linear_number_of_looks():
+    """What the threads race of `parser.tokens` produced (q14's bug 4): two files' tokens mixed, some cut short."""
+    import random
+    rng = random.Random(14)
+    streams = [tokens(p.read_text()) for p in EXAMPLES]
+    seen = {"ok": 0, "bug": 0}
+    for k in range(300):
+        a, b = rng.choice(streams), rng.choice(streams)
+        mixed, i, j = [], 0, 0
+        while i < len(a) or j < len(b):
+            if j >= len(b) or (i < len(a) and rng.random() < 0.5):
+                mixed.append(a[i]); i += 1
+            else:
+                mixed.append(b[j]); j += 1
+        seen[_read_bounded(mixed[:rng.randrange(len(mixed) + 1)] if k % 2 else mixed)] += 1
+    assert seen["ok"] and seen["bug"]  # both outcomes happen, and none spun
+
+
+def test_cli_reports_a_formatter_bug_as_an_internal_error(tmp_path, monkeypatch, capsys):
+    from lark import Token
+    import resdsl.fmt
+    f = tmp_path / "a.res"
+    f.write_text("a = 1\n")
+    monkeypatch.setattr(resdsl.fmt, "tokens", lambda *a: [Token("RBRACE", "}")])
+    monkeypatch.setattr(resdsl.fmt, "_Reader", _bounded_reader())
+    assert main(["fmt", str(f)]) == 70
+    err = capsys.readouterr().err
+    assert "internal error" in err and "FormatterBug: fmt: unexpected RBRACE at token 0" in err
