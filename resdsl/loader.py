@@ -232,6 +232,7 @@ def _load_program(text: str, file: str, limits: Limits) -> Program:
                     Span(file, 1, 1, 1, 2, 0, 1),
                     hint="raise it with --limit max_source_bytes=N")
     module = parse(text, file, limits)
+    prog.main = module.file  # the same name, holding the parsed text: file-wide errors quote it (span._Name)
     active.append((main_path or Path(file), UNKNOWN))
     visit(module, main_path, True)
     return prog

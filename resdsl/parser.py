@@ -1570,6 +1570,7 @@ def parse(text: str, file: str = "<string>", limits: Limits = DEFAULT) -> ast.Mo
     if hit is not None:
         return hit
     limit = limits.max_nesting
+    file = source.name  # the same name, holding its source: every span then quotes this text (span._Name)
     try:
         items = _run(text + "\n", "start", _ToAst(file, limit=limit), limit)
     except _SyntaxFailure as failure:

@@ -83,16 +83,28 @@ class Span:
         return Span(source.name, l1, c1, l2, c2, start, end)
 
 
-# Every source seen in this process, so diagnostics can quote any span.
+class _Name(str):
+    """A registered source's name that also holds the source (`.source`).
+
+    `register` gives every `Source` one of these as its `name`, and the parser
+    copies it into every span's `file`.  It is the same string (equal, same
+    hash, printed the same), so a span costs nothing more, yet `lookup`
+    finds the very text the span was made from: two `loads()` both named
+    '<string>' no longer quote each other's lines."""
+
+    source: Source
+
+
+# The last source registered under each name, for spans made from a plain name (and the LSP).
 _SOURCES: dict[str, Source] = {}
 # Names whose content must never be quoted (set by the loader for files that are not .res sources).
 _UNQUOTABLE: set[str] = set()
 
 
 def register(source: Source) -> Source:
-    if source.name in _UNQUOTABLE and source.quotable:
-        source = Source(source.name, source.text, quotable=False)
-    _SOURCES[source.name] = source
+    name = _Name(source.name)
+    name.source = source = Source(name, source.text, source.quotable and source.name not in _UNQUOTABLE)
+    _SOURCES[name] = source
     return source
 
 
@@ -105,7 +117,10 @@ def forbid_quotes(name: str) -> None:
 
 
 def lookup(name: str) -> Source | None:
-    return _SOURCES.get(name)
+    """The source a span's `file` names: the one it was made from when it holds it (a `_Name`),
+    else the last registered under that name; never a quotable one for a name in `_UNQUOTABLE`."""
+    own = getattr(name, "source", None)
+    return own if own is not None and name not in _UNQUOTABLE else _SOURCES.get(name)
 
 
 UNKNOWN = Span("<unknown>", 0, 0, 0, 0)

@@ -881,3 +881,53 @@ def test_nesting_at_the_ceilings_never_crashes():
     expected["calls"] = "E040 layer `.....b996.b997.b998.b999.relu` is nested 1001 modules deep"  # torch could not
     for form, got in results.items():
         assert got.startswith(expected[form]), (form, got)
+
+
+# ---------------------------------------------------------- excerpts quote the text a span was made from
+
+_FIRST = "network first() {\n    input x: [4]\n    linear(4)\n    bogus_one(3)\n    output y\n}\n"
+_SECOND = "network second() {\n    input x: [4]\n    relu\n    linear(8)\n    output y\n}\n"
+
+
+def _excerpt_line(err: resdsl.ResdslError) -> str:
+    return err.render().splitlines()[2]  # location, ` |`, then the quoted line
+
+
+def test_an_error_kept_from_one_load_quotes_its_own_text_after_another_load_of_the_same_name():
+    with pytest.raises(resdsl.ResdslError) as first:
+        resdsl.loads(_FIRST)  # named "<string>", as is the next one
+    resdsl.loads(_SECOND)
+    assert _excerpt_line(first.value) == "4 |     bogus_one(3)"  # not `linear(8)`, line 4 of the second text
+    resdsl.loads(_FIRST.replace("bogus_one(3)", "relu"))  # and a third text, the first one again (a cache hit)
+    with pytest.raises(resdsl.ResdslError) as again:
+        resdsl.loads(_FIRST)
+    resdsl.loads(_SECOND)
+    assert _excerpt_line(first.value) == _excerpt_line(again.value) == "4 |     bogus_one(3)"
+    with pytest.raises(resdsl.ResdslError) as empty:  # a file-wide error, at the file's first character
+        resdsl.loads("x = 1\n")
+    resdsl.loads(_SECOND)
+    assert _excerpt_line(empty.value) == "1 | x = 1"
+
+
+def test_a_network_s_later_error_quotes_its_own_text_after_another_load_of_the_same_name():
+    from resdsl.limits import Limits
+    from resdsl.render import check_size, diagram
+    net = resdsl.loads(_FIRST.replace("bogus_one(3)", "relu"))
+    resdsl.loads(_SECOND)
+    with pytest.raises(resdsl.ResdslError) as big:  # the diagram is refused at the network's definition
+        check_size(net, diagram(net, "layer"), Limits(max_diagram_size=1))
+    assert big.value.first.code == "E040"
+    assert _excerpt_line(big.value) == "1 | network first() {"
+
+
+def test_a_file_that_is_not_a_res_source_is_never_quoted_even_from_a_cached_parse(tmp_path):
+    from resdsl.span import forbid_quotes
+    text = "network n() {\n    input x: [4]\n    bogus_two(3)\n    output y\n}\n"
+    name = str(tmp_path / "secret.txt")
+    with pytest.raises(resdsl.ResdslError) as quoted:
+        resdsl.loads(text, name=name)  # parsed and cached while the name could still be quoted
+    assert _excerpt_line(quoted.value) == "3 |     bogus_two(3)"
+    forbid_quotes(name)
+    with pytest.raises(resdsl.ResdslError) as hidden:
+        resdsl.loads(text, name=name)  # the same AST, from the cache
+    assert "bogus_two(3)" not in hidden.value.render() and "bogus_two(3)" not in quoted.value.render()
