@@ -1529,10 +1529,17 @@ def _parse_expr(text: str, file: str, dline: int, dcol: int, dpos: int, limit: i
 
 
 # Parsed modules by (file name, text, nesting limit), least recently used first.  Values are
-# immutable, so one parse serves every load in the process; at most _CACHE_CHARS characters of
-# source are kept (an AST takes about 30 bytes per source character: some 60 MB at most).
+# immutable, so one parse serves every load in the process.  The bound is on memory, through the
+# characters of source kept: a file of the examples holds ~40 bytes of AST (and key) per character,
+# but a hostile valid text up to ~285 (tracemalloc, h14: `f(a < a, a < a, ...)` in a body 280-283,
+# `f;` 253-256, `[-a, ...]` 200), so 250,000 characters are at most ~71 MB (88 MB at 350 bytes per
+# character) -- still ~60 files the size of the examples.  A text longer than that alone is not
+# kept (a 500 kB file would be ~140 MB), and at most _CACHE_ENTRIES entries are (an empty text
+# under a new name still holds ~1.2 kB: ~5 MB more at most).
 _CACHE: "OrderedDict[tuple[str, str, int], ast.Module]" = OrderedDict()
-_CACHE_CHARS = 2_000_000
+_CACHE_CHARS = 250_000
+_CACHE_ENTRIES = 4096
+_CACHE_BYTES_PER_CHAR = 350  # the worst measured above, with room (tests/test_cache_memory.py checks it)
 # Threads loading at once: lookups, inserts and evictions under one lock (q14: summing the keys while
 # another thread inserted raised "OrderedDict mutated during iteration").  The characters held are
 # counted as entries come and go (summing them at every insert made 20,000 small texts quadratic).
@@ -1542,6 +1549,8 @@ _cached_chars = 0
 
 def _remember(key: tuple[str, str, int], module: ast.Module) -> None:
     global _cached_chars
+    if len(key[1]) > _CACHE_CHARS:
+        return  # alone over the bound: parsed again when it is asked for again
     with _CACHE_LOCK:
         if not _CACHE:
             _cached_chars = 0  # (emptied from outside: tests and the bench clear it)
@@ -1549,7 +1558,7 @@ def _remember(key: tuple[str, str, int], module: ast.Module) -> None:
             _cached_chars -= len(key[1])
         _CACHE[key] = module
         _cached_chars += len(key[1])
-        while _cached_chars > _CACHE_CHARS and len(_CACHE) > 1:
+        while (_cached_chars > _CACHE_CHARS or len(_CACHE) > _CACHE_ENTRIES) and len(_CACHE) > 1:
             old, _ = _CACHE.popitem(last=False)
             _cached_chars -= len(old[1])
 
