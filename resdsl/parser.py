@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING
 from . import syntax as ast
 from .diagnostics import Note, ResdslError, error
 from .limits import DEFAULT, Limits, raise_hint
-from .span import Source, Span, register
+from .span import Source, Span, named, register
 
 if TYPE_CHECKING:  # lark is imported where it is used: valid text is parsed without it (see `_Driver`)
     from lark import Lark, Token
@@ -145,14 +145,15 @@ def _first_too_deep(text: str, start: str, limit: int) -> _TooDeep:
 
 
 def _too_deep(e: _TooDeep, source: Source, limit: int) -> ResdslError:
+    file = named(source)
     if e.tok is not None:
-        span = Span(source.name, e.tok.line, e.tok.column, e.tok.end_line, e.tok.end_column,
+        span = Span(file, e.tok.line, e.tok.column, e.tok.end_line, e.tok.end_column,
                     e.tok.start_pos, e.tok.end_pos)
     elif e.meta is not None and not getattr(e.meta, "empty", True):
-        span = Span(source.name, e.meta.line, e.meta.column, e.meta.line, e.meta.column + 1,
+        span = Span(file, e.meta.line, e.meta.column, e.meta.line, e.meta.column + 1,
                     e.meta.start_pos, e.meta.start_pos + 1)
     else:
-        span = Span(source.name, 1, 1, 1, 2, 0, 1)
+        span = Span(file, 1, 1, 1, 2, 0, 1)
     return error("E040", f"brackets, bodies or operators are nested more than {limit} deep here", span,
                  hint="split the expression or the body with names or blocks; " + raise_hint("max_nesting", limit))
 
@@ -1485,7 +1486,7 @@ def _syntax_error(e: UnexpectedInput, source: Source) -> ResdslError:
     if hint is None and "LABEL" in expected and found.startswith("`"):
         hint = "a statement is a layer call `name(args)`, a label `name: layer(...)`, `x = expr`, `for`, `if`, `input`, `output`, `from`, `-> name` or `assert`"
     offset = len("\n".join(source.text.split("\n")[: line - 1])) + (1 if line > 1 else 0) + col - 1
-    span = Span(source.name, line, col, line, col + width, offset, offset + width)
+    span = Span(named(source), line, col, line, col + width, offset, offset + width)
     return error("E001", msg, span, hint=hint, notes=notes)
 
 
@@ -1579,7 +1580,7 @@ def parse(text: str, file: str = "<string>", limits: Limits = DEFAULT) -> ast.Mo
     if hit is not None:
         return hit
     limit = limits.max_nesting
-    file = source.name  # the same name, holding its source: every span then quotes this text (span._Name)
+    file = named(source)  # the same name, holding its source: every span quotes this text (span._Name)
     try:
         items = _run(text + "\n", "start", _ToAst(file, limit=limit), limit)
     except _SyntaxFailure as failure:

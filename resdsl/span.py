@@ -80,19 +80,25 @@ class Span:
     def of(source: Source, start: int, end: int) -> "Span":
         l1, c1 = source.position(start)
         l2, c2 = source.position(end)
-        return Span(source.name, l1, c1, l2, c2, start, end)
+        return Span(named(source), l1, c1, l2, c2, start, end)
 
 
 class _Name(str):
-    """A registered source's name that also holds the source (`.source`).
+    """A span's file name that also holds the source the span points into (`.source`).
 
-    `register` gives every `Source` one of these as its `name`, and the parser
-    copies it into every span's `file`.  It is the same string (equal, same
-    hash, printed the same), so a span costs nothing more, yet `lookup`
-    finds the very text the span was made from: two `loads()` both named
-    '<string>' no longer quote each other's lines."""
+    The same string (equal, same hash, printed the same), so a span costs nothing
+    more, yet `lookup` finds the very text the span was made from: two `loads()`
+    both named '<string>' no longer quote each other's lines.  The source does not
+    hold its `_Name` back: no reference cycle (loads run with the cyclic collector off)."""
 
     source: Source
+
+
+def named(source: Source) -> str:
+    """`source.name`, holding `source`: what the parser puts in every span's `file`."""
+    name = _Name(source.name)
+    name.source = source
+    return name
 
 
 # The last source registered under each name, for spans made from a plain name (and the LSP).
@@ -102,9 +108,9 @@ _UNQUOTABLE: set[str] = set()
 
 
 def register(source: Source) -> Source:
-    name = _Name(source.name)
-    name.source = source = Source(name, source.text, source.quotable and source.name not in _UNQUOTABLE)
-    _SOURCES[name] = source
+    if source.name in _UNQUOTABLE and source.quotable:
+        source = Source(source.name, source.text, quotable=False)
+    _SOURCES[source.name] = source
     return source
 
 
@@ -117,7 +123,7 @@ def forbid_quotes(name: str) -> None:
 
 
 def lookup(name: str) -> Source | None:
-    """The source a span's `file` names: the one it was made from when it holds it (a `_Name`),
+    """The source a span's `file` names: the one it was made from when it holds it (`named`),
     else the last registered under that name; never a quotable one for a name in `_UNQUOTABLE`."""
     own = getattr(name, "source", None)
     return own if own is not None and name not in _UNQUOTABLE else _SOURCES.get(name)

@@ -903,6 +903,10 @@ def test_an_error_kept_from_one_load_quotes_its_own_text_after_another_load_of_t
         resdsl.loads(_FIRST)
     resdsl.loads(_SECOND)
     assert _excerpt_line(first.value) == _excerpt_line(again.value) == "4 |     bogus_one(3)"
+    with pytest.raises(resdsl.ResdslError) as syntax:  # E001: made from the parser's source, not from a span
+        resdsl.loads(_FIRST.replace("bogus_one(3)", "bogus_one(3"))
+    resdsl.loads(_SECOND)
+    assert syntax.value.first.code == "E001" and _excerpt_line(syntax.value) == "5 |     output y"
     with pytest.raises(resdsl.ResdslError) as empty:  # a file-wide error, at the file's first character
         resdsl.loads("x = 1\n")
     resdsl.loads(_SECOND)
