@@ -163,6 +163,21 @@ from torchvision.models.feature_extraction import create_feature_extractor  # no
 from resdsl.backends import tree  # noqa: E402
 from resdsl.loader import load_file  # noqa: E402
 
+
+def onnx_session_hw(m, x0, path: Path):
+    """An onnxruntime session for `m` exported (legacy exporter, opset 17) with H and W dynamic; None
+    without onnxruntime."""
+    try:
+        import onnxruntime
+    except ImportError:
+        return None
+    import warnings
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(m, (x0,), str(path), dynamo=False, opset_version=17,
+                          input_names=["x"], dynamic_axes={"x": {2: "H", 3: "W"}})
+    return onnxruntime.InferenceSession(str(path))
+
 EXAMPLES = sorted((ROOT / "examples").glob("*.res"))
 
 
@@ -591,17 +606,7 @@ def test_traced_unets_run_at_another_size(unet, tmp_path):
     x0 = torch.randn(1, 1, 188, 188)
     program = torch.export.export(m, (x0,), dynamic_shapes={"x": {2: torch.export.Dim.AUTO,
                                                                    3: torch.export.Dim.AUTO}})
-    sess = None
-    try:
-        import onnxruntime
-        import warnings
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            torch.onnx.export(m, (x0,), str(tmp_path / "unet.onnx"), dynamo=False, opset_version=17,
-                              input_names=["x"], dynamic_axes={"x": {2: "H", 3: "W"}})
-        sess = onnxruntime.InferenceSession(str(tmp_path / "unet.onnx"))
-    except ImportError:
-        pass
+    sess = onnx_session_hw(m, x0, tmp_path / "unet.onnx")
     for s in SIZES[1:]:
         x = torch.randn(1, 1, s, s, generator=torch.Generator().manual_seed(s))
         with torch.no_grad():

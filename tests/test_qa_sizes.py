@@ -296,18 +296,8 @@ def test_traced_flipping_crops_run_at_other_sizes(hflip, tmp_path):
     named = torch.export.export(m, (x0,), dynamic_shapes={"x": {2: torch.export.Dim("H", min=4, max=4096),
                                                                 3: torch.export.Dim("W", min=4, max=4096)}})
     compiled = torch.compile(m, backend="aot_eager", fullgraph=True, dynamic=True)
-    sess = None
-    try:
-        import warnings
-
-        import onnxruntime
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            torch.onnx.export(m, (x0,), str(tmp_path / "h.onnx"), dynamo=False, opset_version=17,
-                              input_names=["x"], dynamic_axes={"x": {2: "H", 3: "W"}})
-        sess = onnxruntime.InferenceSession(str(tmp_path / "h.onnx"))
-    except ImportError:
-        pass
+    from test_export import onnx_session_hw
+    sess = onnx_session_hw(m, x0, tmp_path / "h.onnx")
     for h, w in HSIZES[1:]:
         x = torch.randn(1, 3, h, w, generator=torch.Generator().manual_seed(h + w))
         with torch.no_grad():
@@ -329,13 +319,9 @@ def test_the_flip_net_exports_with_dynamic_sizes(tmp_path):
     x0 = torch.randn(1, 3, 228, 224)
     program = torch.export.export(m, (x0,), dynamic_shapes={"x": {2: torch.export.Dim.AUTO,
                                                                   3: torch.export.Dim.AUTO}})
-    onnxruntime = pytest.importorskip("onnxruntime")
-    import warnings
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        torch.onnx.export(m, (x0,), str(tmp_path / "f.onnx"), dynamo=False, opset_version=17,
-                          input_names=["x"], dynamic_axes={"x": {2: "H", 3: "W"}})
-    sess = onnxruntime.InferenceSession(str(tmp_path / "f.onnx"))
+    pytest.importorskip("onnxruntime")
+    from test_export import onnx_session_hw
+    sess = onnx_session_hw(m, x0, tmp_path / "f.onnx")
     for w in (5, 7, 9, 224, 6):
         x = torch.randn(1, 3, 236, w, generator=torch.Generator().manual_seed(w))
         with torch.no_grad():
